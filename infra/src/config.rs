@@ -1,0 +1,314 @@
+//! One configuration for the whole binary: defaults < `gata.toml` < `GATA__SECTION__KEY`
+//! environment variables < command-line flags, merged in [`load`] and validated at once.
+//!
+//! Libraries get their section by value; nothing below the binary reads files or the
+//! environment. [`GataConfig::default`] is what `gata demo` runs on: an embedded broker and a
+//! lake under `./gata-data`, HTTP on loopback.
+
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{InfraError, Result, contract::Limits};
+
+/// The whole configuration, one section per role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GataConfig {
+    /// Where the embedded broker's log and the default lake live.
+    pub data_dir: PathBuf,
+    /// The HTTP listener shared by intake and SQL.
+    pub http: HttpConfig,
+    /// Kafka: an external cluster or the embedded broker.
+    pub kafka: KafkaConfig,
+    /// HTTP intake.
+    pub ingest: IngestConfig,
+    /// The lake and its sink.
+    pub lake: LakeConfig,
+    /// The SQL service.
+    pub query: QueryConfig,
+}
+
+impl Default for GataConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("gata-data"),
+            http: HttpConfig::default(),
+            kafka: KafkaConfig::default(),
+            ingest: IngestConfig::default(),
+            lake: LakeConfig::default(),
+            query: QueryConfig::default(),
+        }
+    }
+}
+
+/// A bearer token; its `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Token(pub String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind (`127.0.0.1:8080`). Port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Bearer tokens accepted on `/v1/*`. Empty and a loopback address: open, local trust mode.
+    pub tokens: Vec<Token>,
+    /// Upper bound on one request (`30s`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Requests served at once before new ones wait (`256`).
+    pub max_concurrency: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: Vec::new(),
+            request_timeout: Duration::from_secs(30),
+            max_concurrency: 256,
+        }
+    }
+}
+
+/// Kafka connection and topic layout.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]` of an external cluster. Unset: start the embedded broker.
+    pub brokers: Option<String>,
+    /// Listener of the embedded broker (`127.0.0.1:0` picks a free port, printed at start).
+    pub embedded_listen: SocketAddr,
+    /// Partitions per topic when the platform creates its topics (`4`).
+    pub partitions: i32,
+    /// Replication factor for created topics (`1`; use 3 on a production cluster).
+    pub replication_factor: i32,
+    /// Consumer group of the lake sink (`gata-lake-sink`).
+    pub sink_group: String,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: None,
+            embedded_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            partitions: 4,
+            replication_factor: 1,
+            sink_group: "gata-lake-sink".into(),
+        }
+    }
+}
+
+/// HTTP intake limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest request body accepted (`16 MiB`); larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// Most events in one NDJSON batch (`1000`).
+    pub max_batch_events: usize,
+    /// How long to wait for the broker to acknowledge a batch (`10s`) before answering 503.
+    #[serde(with = "humantime_serde")]
+    pub produce_timeout: Duration,
+    /// Per-event limits.
+    pub limits: Limits,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 << 20,
+            max_batch_events: 1000,
+            produce_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The lake and the sink that fills it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeConfig {
+    /// Lake root as a URL (`file:///…`, `s3://…`). Unset: `<data_dir>/lake`.
+    pub uri: Option<String>,
+    /// Flush buffered records once this many are waiting (`5000`).
+    pub flush_max_records: usize,
+    /// Flush buffered records at least this often (`500ms`), so data is queryable quickly.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Records queued between the Kafka poller and the writer before polling pauses (`10000`).
+    pub queue_records: usize,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            uri: None,
+            flush_max_records: 5000,
+            flush_interval: Duration::from_millis(500),
+            queue_records: 10_000,
+        }
+    }
+}
+
+/// The SQL service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Most rows returned by one query (`10000`); the answer says when it was truncated.
+    pub max_rows: usize,
+    /// Longest a query may run (`30s`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Memory one query may use for sorts, joins and aggregates (`1 GiB`).
+    pub memory_limit_bytes: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: 10_000,
+            timeout: Duration::from_secs(30),
+            memory_limit_bytes: 1 << 30,
+        }
+    }
+}
+
+impl GataConfig {
+    /// The lake root: the configured URL or `<data_dir>/lake` as an absolute `file://` URL.
+    pub fn lake_uri(&self) -> Result<String> {
+        match &self.lake.uri {
+            Some(uri) => Ok(uri.clone()),
+            None => {
+                let dir = absolute(&self.data_dir.join("lake"))?;
+                Ok(format!("file://{}", dir.display()))
+            }
+        }
+    }
+
+    /// Every problem that would stop this configuration from working.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, what: &str| {
+            if !ok {
+                problems.push(what.to_string());
+            }
+        };
+        check(self.kafka.partitions > 0, "kafka.partitions must be at least 1");
+        check(self.kafka.replication_factor > 0, "kafka.replication_factor must be at least 1");
+        check(!self.kafka.sink_group.is_empty(), "kafka.sink_group must not be empty");
+        check(self.ingest.max_body_bytes > 0, "ingest.max_body_bytes must be positive");
+        check(self.ingest.max_batch_events > 0, "ingest.max_batch_events must be positive");
+        check(self.lake.flush_max_records > 0, "lake.flush_max_records must be positive");
+        check(!self.lake.flush_interval.is_zero(), "lake.flush_interval must be positive");
+        check(self.lake.queue_records > 0, "lake.queue_records must be positive");
+        check(self.query.max_rows > 0, "query.max_rows must be positive");
+        check(
+            self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),
+            "http.addr is not loopback: configure http.tokens so the API is not open to the network",
+        );
+        if let Some(uri) = &self.lake.uri {
+            check(url::Url::parse(uri).is_ok(), "lake.uri must be a URL such as file:///data/lake or s3://bucket/lake");
+        }
+        problems.extend(self.ingest.limits.problems());
+        problems
+    }
+}
+
+/// Makes a path absolute against the current directory without requiring it to exist.
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|source| InfraError::Io { path: path.to_path_buf(), source })
+}
+
+/// Loads the configuration: defaults < `file` (when given it must exist) < `GATA__A__B`
+/// environment variables < `overrides` (the flags that were given), then validates it.
+pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> Result<GataConfig> {
+    let mut figment = Figment::from(Serialized::defaults(GataConfig::default()));
+    if let Some(file) = file {
+        if !file.exists() {
+            return Err(InfraError::InvalidConfig {
+                problems: vec![format!("config file {} does not exist", file.display())],
+            });
+        }
+        figment = figment.merge(Toml::file(file));
+    }
+    let cfg: GataConfig = figment
+        .merge(Env::prefixed("GATA__").split("__"))
+        .merge(Serialized::defaults(overrides))
+        .extract()
+        .map_err(Box::new)?;
+    let problems = cfg.problems();
+    if problems.is_empty() { Ok(cfg) } else { Err(InfraError::InvalidConfig { problems }) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Flags {
+        data_dir: &'static str,
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(GataConfig::default().problems().is_empty());
+    }
+
+    #[test]
+    fn file_env_and_flags_layer_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gata.toml", "data_dir = \"from-file\"\n[lake]\nflush_max_records = 7\n[query]\nmax_rows = 3\n")?;
+            jail.set_env("GATA__LAKE__FLUSH_MAX_RECORDS", "9");
+            let cfg = load(Some(Path::new("gata.toml")), &Flags { data_dir: "from-flag" })
+                .expect("valid config");
+            assert_eq!(cfg.data_dir, PathBuf::from("from-flag"));
+            assert_eq!(cfg.lake.flush_max_records, 9);
+            assert_eq!(cfg.query.max_rows, 3);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn all_problems_are_reported_together() {
+        let mut cfg = GataConfig::default();
+        cfg.kafka.partitions = 0;
+        cfg.query.max_rows = 0;
+        cfg.http.addr = SocketAddr::from(([0, 0, 0, 0], 8080));
+        assert_eq!(cfg.problems().len(), 3, "{:?}", cfg.problems());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gata.toml", "[lake]\nflush_max_recordz = 7\n")?;
+            let err = load(Some(Path::new("gata.toml")), &serde_json::json!({})).expect_err("typo");
+            assert!(err.to_string().contains("flush_max_recordz"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn tokens_never_print() {
+        let mut cfg = HttpConfig::default();
+        cfg.tokens.push(Token("s3cret".into()));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+}

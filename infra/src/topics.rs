@@ -1,0 +1,54 @@
+//! Topic names: the log that everything else is a projection of.
+//!
+//! Every intake topic is keyed by contributor id, so one contributor's events stay in order
+//! within one partition (what rewards and spam detection need).
+
+use crate::contract::EventKind;
+
+/// Dead-letter topic: records that could not be decoded or validated, with the reason in headers.
+pub const DEAD_LETTERS: &str = "gata.dlq.v1";
+
+/// Header naming the contract (e.g. `chat_turn.v1`) of a record's value.
+pub const SCHEMA_HEADER: &str = "gata-schema";
+/// Dead-letter header: the topic the record was read from.
+pub const DLQ_SOURCE_TOPIC: &str = "gata-dlq-topic";
+/// Dead-letter header: the partition the record was read from.
+pub const DLQ_SOURCE_PARTITION: &str = "gata-dlq-partition";
+/// Dead-letter header: the offset the record was read from.
+pub const DLQ_SOURCE_OFFSET: &str = "gata-dlq-offset";
+/// Dead-letter header: why the record was rejected.
+pub const DLQ_REASON: &str = "gata-dlq-reason";
+
+/// The intake topic for one event kind.
+pub fn intake_topic(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::ChatTurn => "gata.chat_turns.v1",
+        EventKind::Preference => "gata.preferences.v1",
+        EventKind::ImageTextPair => "gata.image_text_pairs.v1",
+    }
+}
+
+/// The event kind whose intake topic this is, if any.
+pub fn kind_of_topic(topic: &str) -> Option<EventKind> {
+    EventKind::ALL.into_iter().find(|k| intake_topic(*k) == topic)
+}
+
+/// Every topic the platform creates at startup.
+pub fn all_topics() -> Vec<&'static str> {
+    let mut topics: Vec<_> = EventKind::ALL.into_iter().map(intake_topic).collect();
+    topics.push(DEAD_LETTERS);
+    topics
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_round_trip_to_kinds() {
+        for kind in EventKind::ALL {
+            assert_eq!(kind_of_topic(intake_topic(kind)), Some(kind));
+        }
+        assert_eq!(kind_of_topic(DEAD_LETTERS), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! Intake errors and their HTTP answers: `{"error":{"code","message","details"?}}`.
+
+use axum::{
+    Json,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::json;
+
+/// Result with [`IngestError`] as the default error.
+pub type Result<T, E = IngestError> = std::result::Result<T, E>;
+
+/// One problem with one event of a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineProblem {
+    /// 1-based line of an NDJSON batch (1 for a single object).
+    pub line: usize,
+    /// JSON path of the field, empty for the whole object.
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+/// What can go wrong taking a submission.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The content type is neither JSON nor NDJSON.
+    #[error("unsupported content type {0:?}: send application/json (one object) or application/x-ndjson (one object per line)")]
+    UnsupportedMediaType(String),
+
+    /// The body is larger than allowed.
+    #[error("request body is larger than {limit} bytes")]
+    BodyTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// The batch has more events than allowed.
+    #[error("batch has {count} events; at most {limit} per request")]
+    TooManyEvents {
+        /// Events sent.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+
+    /// The body holds no event at all.
+    #[error("request body holds no event")]
+    Empty,
+
+    /// Some events are malformed or invalid; nothing was produced.
+    #[error("{} of {total} events are invalid; nothing was accepted", invalid_events(.problems))]
+    Invalid {
+        /// Events in the request.
+        total: usize,
+        /// Every problem found.
+        problems: Vec<LineProblem>,
+        /// Some line is not JSON at all (400 rather than 422).
+        malformed: bool,
+        /// Some problem is a size limit (413 rather than 422).
+        too_large: bool,
+    },
+
+    /// The broker did not take the events in time or refused them; retrying with the same
+    /// `event_id`s is safe.
+    #[error("the log did not acknowledge {failed} of {total} events: {reason}")]
+    Unavailable {
+        /// Events not acknowledged.
+        failed: usize,
+        /// Events in the request.
+        total: usize,
+        /// The first failure.
+        reason: String,
+    },
+
+    /// The request was not authorized.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+}
+
+fn invalid_events(problems: &[LineProblem]) -> usize {
+    let mut lines: Vec<_> = problems.iter().map(|p| p.line).collect();
+    lines.dedup();
+    lines.len()
+}
+
+impl IngestError {
+    /// HTTP status and stable error code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            Self::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
+            Self::Invalid { malformed: true, .. } => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::Invalid { too_large: true, .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let mut error = json!({ "code": code, "message": self.to_string() });
+        if let Self::Invalid { problems, .. } = &self {
+            error["details"] = json!(problems);
+        }
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "intake unavailable");
+        }
+        let mut resp = (status, Json(json!({ "error": error }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

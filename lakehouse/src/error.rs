@@ -1,0 +1,69 @@
+//! Errors of the lake layer.
+
+use deltalake::DeltaTableError;
+
+/// Result with [`LakeError`] as the default error.
+pub type Result<T, E = LakeError> = std::result::Result<T, E>;
+
+/// What can go wrong reading or writing the lake.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// The lake URL is not usable.
+    #[error("invalid lake location {uri:?}: {reason}")]
+    Location {
+        /// The configured location.
+        uri: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// Opening or creating a table failed.
+    #[error("cannot open table {table}: {source}")]
+    Open {
+        /// Table name.
+        table: &'static str,
+        /// Delta error.
+        #[source]
+        source: DeltaTableError,
+    },
+
+    /// A commit (data and offsets) failed; nothing of it is visible.
+    #[error("commit to table {table} failed: {source}")]
+    Commit {
+        /// Table name.
+        table: &'static str,
+        /// Delta error.
+        #[source]
+        source: DeltaTableError,
+    },
+
+    /// Reading table state (offsets, versions) failed.
+    #[error("reading table {table}: {source}")]
+    Read {
+        /// Table name.
+        table: &'static str,
+        /// Delta error.
+        #[source]
+        source: DeltaTableError,
+    },
+
+    /// Building Arrow rows from records failed: a schema bug, not bad input.
+    #[error("building rows for table {table}: {source}")]
+    Rows {
+        /// Table name.
+        table: &'static str,
+        /// Arrow error.
+        #[source]
+        source: deltalake::arrow::error::ArrowError,
+    },
+
+    /// A query over a table failed.
+    #[error("scanning table {table}: {source}")]
+    Scan {
+        /// Table name.
+        table: &'static str,
+        /// DataFusion error.
+        #[source]
+        source: deltalake::datafusion::error::DataFusionError,
+    },
+}

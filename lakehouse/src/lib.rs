@@ -1,0 +1,22 @@
+//! The lake: Delta tables on a local directory or any object store, what they hold, and how
+//! rows get into them with exactly-once bookkeeping.
+//!
+//! - [`tables`]: the table catalogue (bronze `events`, one silver table per event kind), each
+//!   with its Arrow schema and partitioning.
+//! - [`rows`]: turning decoded Kafka records into Arrow record batches for a table.
+//! - [`lake`]: opening/creating the tables and appending batches together with the Kafka
+//!   offsets they cover, as Delta `txn` actions in the same commit.
+//! - [`offsets`]: the `txn` app-id scheme and typed offsets.
+
+pub mod error;
+pub mod lake;
+pub mod offsets;
+pub mod rows;
+pub mod tables;
+
+pub use deltalake;
+pub use error::{LakeError, Result};
+pub use lake::Lake;
+pub use offsets::{Offset, TopicPartition};
+pub use rows::LakeRecord;
+pub use tables::TableId;

@@ -1,0 +1,256 @@
+//! Decoded Kafka records, and how they become Arrow rows of each table.
+//!
+//! Rows are serialized straight from the contract types through `arrow-json`'s serde decoder,
+//! so the Rust type and the Arrow schema cannot drift apart silently: a mismatch is an error
+//! the tests hit, not a wrong column.
+
+use chrono::{DateTime, Utc};
+use deltalake::arrow::record_batch::RecordBatch;
+use gata_infra::contract::{
+    ChatTurn, ClientInfo, DecodedImage, Event, EventKind, Limits, ModelResponse, Preference, Violation,
+};
+use serde::Serialize;
+
+use crate::{LakeError, Offset, Result, TableId, TopicPartition};
+
+/// One intake record, decoded and validated, with where it came from.
+#[derive(Debug, Clone)]
+pub struct LakeRecord {
+    /// Topic-partition it was read from.
+    pub source: TopicPartition,
+    /// Its offset there.
+    pub offset: Offset,
+    /// When the broker received it (the record timestamp).
+    pub received_at: DateTime<Utc>,
+    /// The raw JSON value as the log holds it.
+    pub payload: Vec<u8>,
+    /// The event.
+    pub event: Event,
+    /// The checked image of an image-text pair.
+    pub image: Option<DecodedImage>,
+}
+
+impl LakeRecord {
+    /// Decodes and validates a record of `kind`; the violations say why it cannot land.
+    /// Timestamps are not re-checked against the clock: the log is replayed long after intake.
+    pub fn decode(
+        kind: EventKind,
+        source: TopicPartition,
+        offset: Offset,
+        received_at: DateTime<Utc>,
+        payload: Vec<u8>,
+        limits: &Limits,
+    ) -> Result<LakeRecord, Vec<Violation>> {
+        let replay_limits = Limits { max_future_skew: std::time::Duration::MAX, ..limits.clone() };
+        let event = Event::parse(kind, &payload, &replay_limits)?;
+        let image = match &event {
+            Event::ImageTextPair(pair) => Some(pair.image.decode(&replay_limits).map_err(|v| vec![v])?),
+            _ => None,
+        };
+        Ok(LakeRecord { source, offset, received_at, payload, event, image })
+    }
+
+    fn day(&self) -> String {
+        self.received_at.format("%Y-%m-%d").to_string()
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+#[derive(Serialize)]
+struct EventRow<'a> {
+    event_id: String,
+    contributor_id: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+    kafka_topic: &'a str,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    payload: std::borrow::Cow<'a, str>,
+    event_type: &'static str,
+    day: String,
+}
+
+#[derive(Serialize)]
+struct ChatTurnRow<'a> {
+    event_id: String,
+    contributor_id: &'a str,
+    session_id: Option<&'a str>,
+    turn_id: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+    prompt: &'a str,
+    responses: &'a [ModelResponse],
+    client: Option<&'a ClientInfo>,
+    day: String,
+}
+
+#[derive(Serialize)]
+struct PreferenceRow<'a> {
+    event_id: String,
+    contributor_id: &'a str,
+    session_id: Option<&'a str>,
+    turn_id: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+    chosen_response_id: Option<&'a str>,
+    rejected_response_ids: &'a [String],
+    all_bad: bool,
+    rating: Option<u8>,
+    reason: Option<&'a str>,
+    day: String,
+}
+
+#[derive(Serialize)]
+struct ImageTextPairRow<'a> {
+    event_id: String,
+    contributor_id: &'a str,
+    occurred_at: i64,
+    received_at: i64,
+    caption: &'a str,
+    image_content_type: &'static str,
+    image_sha256: &'a str,
+    image_width: u32,
+    image_height: u32,
+    image_size_bytes: usize,
+    /// Hex, as arrow-json decodes binary columns from hex strings.
+    image: String,
+    source_url: Option<&'a str>,
+    license: Option<&'a str>,
+    day: String,
+}
+
+/// Builds one record batch of `table` from `records` (all of which must belong to it).
+pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBatch> {
+    let wrap = |source| LakeError::Rows { table: table.name(), source };
+    let mut decoder = arrow_json::ReaderBuilder::new(table.schema())
+        .with_batch_size(records.len().max(1))
+        .build_decoder()
+        .map_err(wrap)?;
+    match table {
+        TableId::Events => decoder.serialize(&records.iter().map(|r| event_row(r)).collect::<Vec<_>>()),
+        TableId::ChatTurns => decoder.serialize(&records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
+        TableId::Preferences => decoder.serialize(&records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
+        TableId::ImageTextPairs => decoder.serialize(&records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
+    }
+    .map_err(wrap)?;
+    Ok(decoder.flush().map_err(wrap)?.unwrap_or_else(|| RecordBatch::new_empty(table.schema())))
+}
+
+fn event_row(r: &LakeRecord) -> EventRow<'_> {
+    EventRow {
+        event_id: r.event.event_id().to_string(),
+        contributor_id: r.event.contributor_id(),
+        occurred_at: micros(r.event.occurred_at()),
+        received_at: micros(r.received_at),
+        kafka_topic: &r.source.topic,
+        kafka_partition: r.source.partition,
+        kafka_offset: r.offset.0,
+        payload: String::from_utf8_lossy(&r.payload),
+        event_type: r.event.kind().name(),
+        day: r.day(),
+    }
+}
+
+fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
+    let Event::ChatTurn(ChatTurn { event_id, contributor_id, session_id, turn_id, occurred_at, prompt, responses, client }) =
+        &r.event
+    else {
+        return None;
+    };
+    Some(ChatTurnRow {
+        event_id: event_id.to_string(),
+        contributor_id,
+        session_id: session_id.as_deref(),
+        turn_id,
+        occurred_at: micros(*occurred_at),
+        received_at: micros(r.received_at),
+        prompt,
+        responses,
+        client: client.as_ref(),
+        day: r.day(),
+    })
+}
+
+fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
+    let Event::Preference(p) = &r.event else { return None };
+    let Preference { event_id, contributor_id, session_id, turn_id, occurred_at, chosen_response_id, rejected_response_ids, all_bad, rating, reason } = p;
+    Some(PreferenceRow {
+        event_id: event_id.to_string(),
+        contributor_id,
+        session_id: session_id.as_deref(),
+        turn_id,
+        occurred_at: micros(*occurred_at),
+        received_at: micros(r.received_at),
+        chosen_response_id: chosen_response_id.as_deref(),
+        rejected_response_ids,
+        all_bad: *all_bad,
+        rating: *rating,
+        reason: reason.as_deref(),
+        day: r.day(),
+    })
+}
+
+fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
+    let (Event::ImageTextPair(p), Some(img)) = (&r.event, &r.image) else { return None };
+    Some(ImageTextPairRow {
+        event_id: p.event_id.to_string(),
+        contributor_id: &p.contributor_id,
+        occurred_at: micros(p.occurred_at),
+        received_at: micros(r.received_at),
+        caption: &p.caption,
+        image_content_type: img.format.content_type(),
+        image_sha256: &img.sha256,
+        image_width: img.width,
+        image_height: img.height,
+        image_size_bytes: img.bytes.len(),
+        image: hex::encode(&img.bytes),
+        source_url: p.source_url.as_deref(),
+        license: p.license.as_deref(),
+        day: r.day(),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use gata_infra::{topics::intake_topic, workload::Workload};
+
+    /// Decoded records of a seeded workload, as the sink would see them.
+    pub(crate) fn records(turns: usize, images: usize) -> Vec<LakeRecord> {
+        Workload::new(3, 20)
+            .events(turns, images)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let kind = e.kind();
+                LakeRecord::decode(kind, TopicPartition::new(intake_topic(kind), 0), Offset(i as i64), Utc::now(), e.to_json(), &Limits::default())
+                    .expect("workload events are valid")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_table_gets_its_rows_with_its_schema() {
+        let recs = records(10, 4);
+        let refs: Vec<_> = recs.iter().collect();
+        for table in TableId::ALL {
+            let batch = record_batch(table, &refs).expect("rows build");
+            assert_eq!(batch.schema(), table.schema());
+            let expected = match table {
+                TableId::Events => recs.len(),
+                t => recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == t).count(),
+            };
+            assert_eq!(batch.num_rows(), expected, "{}", table.name());
+        }
+    }
+
+    #[test]
+    fn invalid_records_are_refused_with_reasons() {
+        let err = LakeRecord::decode(EventKind::ChatTurn, TopicPartition::new("t", 0), Offset(0), Utc::now(), b"{\"x\":1}".to_vec(), &Limits::default())
+            .expect_err("not a turn");
+        assert!(!err.is_empty());
+    }
+}

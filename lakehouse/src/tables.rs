@@ -1,0 +1,197 @@
+//! The table catalogue: where each table lives under the lake root, its Arrow schema and its
+//! partitioning.
+//!
+//! - `events` (`bronze/events`): every event record read from the intake topics, as the log
+//!   has it (a client's retry of an event appears as often as it was sent), with its Kafka
+//!   coordinates and raw JSON payload; partitioned by `event_type` and `day`.
+//! - `chat_turns`, `preferences`, `image_text_pairs` (`silver/…`): one row per distinct
+//!   `event_id`, typed columns, partitioned by `day` (the UTC day the platform received it).
+
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use gata_infra::contract::EventKind;
+
+/// A table of the lake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TableId {
+    /// Bronze: every raw event from the log.
+    Events,
+    /// Silver: distinct chat turns.
+    ChatTurns,
+    /// Silver: distinct preferences.
+    Preferences,
+    /// Silver: distinct image-text pairs.
+    ImageTextPairs,
+}
+
+fn ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn utf8(name: &str, nullable: bool) -> Field {
+    Field::new(name, DataType::Utf8, nullable)
+}
+
+impl TableId {
+    /// Every table, bronze first.
+    pub const ALL: [TableId; 4] = [TableId::Events, TableId::ChatTurns, TableId::Preferences, TableId::ImageTextPairs];
+
+    /// The SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TableId::Events => "events",
+            TableId::ChatTurns => "chat_turns",
+            TableId::Preferences => "preferences",
+            TableId::ImageTextPairs => "image_text_pairs",
+        }
+    }
+
+    /// Location under the lake root.
+    pub fn path(self) -> &'static str {
+        match self {
+            TableId::Events => "bronze/events",
+            TableId::ChatTurns => "silver/chat_turns",
+            TableId::Preferences => "silver/preferences",
+            TableId::ImageTextPairs => "silver/image_text_pairs",
+        }
+    }
+
+    /// The tables an event of `kind` lands in: bronze and its silver table.
+    pub fn for_kind(kind: EventKind) -> [TableId; 2] {
+        match kind {
+            EventKind::ChatTurn => [TableId::Events, TableId::ChatTurns],
+            EventKind::Preference => [TableId::Events, TableId::Preferences],
+            EventKind::ImageTextPair => [TableId::Events, TableId::ImageTextPairs],
+        }
+    }
+
+    /// Whether the table keeps one row per `event_id` (silver) or every record (bronze).
+    pub fn is_deduplicated(self) -> bool {
+        self != TableId::Events
+    }
+
+    /// Partition columns.
+    pub fn partition_columns(self) -> &'static [&'static str] {
+        match self {
+            TableId::Events => &["event_type", "day"],
+            _ => &["day"],
+        }
+    }
+
+    /// Columns to keep file statistics for, when not all (binary image bytes have no useful
+    /// min/max).
+    pub fn stats_columns(self) -> Option<String> {
+        (self == TableId::ImageTextPairs).then(|| {
+            let schema = self.schema();
+            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| *n != "image" && !self.partition_columns().contains(n)).collect();
+            names.join(",")
+        })
+    }
+
+    /// One line on what the table holds, for `GET /v1/tables`.
+    pub fn description(self) -> &'static str {
+        match self {
+            TableId::Events => "bronze: every event record from the intake topics, with Kafka coordinates and raw JSON",
+            TableId::ChatTurns => "silver: one row per distinct chat turn, with every model's answer",
+            TableId::Preferences => "silver: one row per distinct preference (the contributor's pick of a turn's answers)",
+            TableId::ImageTextPairs => "silver: one row per distinct image-text pair, image bytes included",
+        }
+    }
+
+    /// The Arrow schema (partition columns last).
+    pub fn schema(self) -> SchemaRef {
+        let head = [utf8("event_id", false), utf8("contributor_id", false)];
+        let times = [Field::new("occurred_at", ts(), false), Field::new("received_at", ts(), false)];
+        let fields: Vec<Field> = match self {
+            TableId::Events => [
+                &head[..],
+                &times,
+                &[
+                    utf8("kafka_topic", false),
+                    Field::new("kafka_partition", DataType::Int32, false),
+                    Field::new("kafka_offset", DataType::Int64, false),
+                    utf8("payload", false),
+                    utf8("event_type", false),
+                ],
+            ]
+            .concat(),
+            TableId::ChatTurns => {
+                let response = Fields::from(vec![
+                    utf8("response_id", false),
+                    utf8("model", false),
+                    utf8("text", false),
+                    Field::new("latency_ms", DataType::Int64, true),
+                ]);
+                let client = Fields::from(vec![utf8("app", true), utf8("version", true), utf8("locale", true)]);
+                [
+                    &head[..],
+                    &[utf8("session_id", true), utf8("turn_id", false)],
+                    &times,
+                    &[
+                        utf8("prompt", false),
+                        Field::new(
+                            "responses",
+                            DataType::List(Arc::new(Field::new("element", DataType::Struct(response), false))),
+                            false,
+                        ),
+                        Field::new("client", DataType::Struct(client), true),
+                    ],
+                ]
+                .concat()
+            }
+            TableId::Preferences => [
+                &head[..],
+                &[utf8("session_id", true), utf8("turn_id", false)],
+                &times,
+                &[
+                    utf8("chosen_response_id", true),
+                    Field::new(
+                        "rejected_response_ids",
+                        DataType::List(Arc::new(Field::new("element", DataType::Utf8, false))),
+                        false,
+                    ),
+                    Field::new("all_bad", DataType::Boolean, false),
+                    Field::new("rating", DataType::Int32, true),
+                    utf8("reason", true),
+                ],
+            ]
+            .concat(),
+            TableId::ImageTextPairs => [
+                &head[..],
+                &times,
+                &[
+                    utf8("caption", false),
+                    utf8("image_content_type", false),
+                    utf8("image_sha256", false),
+                    Field::new("image_width", DataType::Int32, false),
+                    Field::new("image_height", DataType::Int32, false),
+                    Field::new("image_size_bytes", DataType::Int64, false),
+                    Field::new("image", DataType::Binary, false),
+                    utf8("source_url", true),
+                    utf8("license", true),
+                ],
+            ]
+            .concat(),
+        };
+        let mut fields = fields;
+        fields.push(utf8("day", false));
+        Arc::new(Schema::new(fields))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_columns_exist_in_every_schema() {
+        for t in TableId::ALL {
+            let schema = t.schema();
+            for p in t.partition_columns() {
+                assert!(schema.field_with_name(p).is_ok(), "{} lacks {p}", t.name());
+            }
+            assert!(schema.field_with_name("event_id").is_ok());
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! Query errors and their HTTP answers: `{"error":{"code","message"}}`.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use gata_lakehouse::deltalake::datafusion::error::DataFusionError;
+use serde_json::json;
+
+/// Result with [`QueryError`] as the default error.
+pub type Result<T, E = QueryError> = std::result::Result<T, E>;
+
+/// What can go wrong answering a query.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The request body is not `{"sql": "..."}`.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+
+    /// The statement is not a read-only query over the lake.
+    #[error("only read-only queries over the lake tables are allowed: {0}")]
+    NotAllowed(String),
+
+    /// The SQL does not parse or plan (unknown table or column, type error).
+    #[error("{0}")]
+    Plan(#[source] DataFusionError),
+
+    /// The query needed more memory than allowed.
+    #[error("query exceeded its memory limit: {0}")]
+    ResourcesExhausted(#[source] DataFusionError),
+
+    /// The query ran longer than allowed.
+    #[error("query ran longer than {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// The engine failed while executing.
+    #[error("query failed: {0}")]
+    Engine(#[source] DataFusionError),
+
+    /// The lake could not be read.
+    #[error(transparent)]
+    Lake(#[from] gata_lakehouse::LakeError),
+
+    /// The request was not authorized.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+}
+
+impl From<DataFusionError> for QueryError {
+    /// Classifies an engine error by its root cause: the caller's SQL (400), resources (503),
+    /// or the engine (500).
+    fn from(err: DataFusionError) -> Self {
+        match err.find_root() {
+            DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Plan(err),
+            DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(err),
+            _ => QueryError::Engine(err),
+        }
+    }
+}
+
+impl QueryError {
+    /// HTTP status and stable error code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotAllowed(_) => (StatusCode::BAD_REQUEST, "not_allowed"),
+            Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
+            Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
+            Self::Engine(_) | Self::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        }
+    }
+}
+
+impl IntoResponse for QueryError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+            tracing::error!(error = %self, "query failed");
+            "internal error; see the server log".to_string()
+        } else {
+            self.to_string()
+        };
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    }
+}

@@ -1,0 +1,20 @@
+//! SQL over the lake: a DataFusion session in which every lake table is registered by name
+//! (`events`, `chat_turns`, `preferences`, `image_text_pairs`), served over HTTP.
+//!
+//! - `POST /v1/sql` with `{"sql": "..."}` answers `{"rows": [...], "columns": [...],
+//!   "row_count", "truncated", "elapsed_ms"}`. Only read-only queries run: DDL, DML, `COPY`,
+//!   `SET` and anything touching files outside the lake are refused with a 400 and a reason.
+//! - `GET /v1/tables` lists the tables with their schemas, versions and descriptions.
+//!
+//! Every query sees each table at its latest committed version. Each query runs with a memory
+//! limit, a row limit and a timeout.
+
+pub mod catalog;
+pub mod error;
+mod json;
+mod routes;
+pub mod sql;
+
+pub use catalog::Catalog;
+pub use error::{QueryError, Result};
+pub use routes::{QueryState, router};

@@ -1,0 +1,65 @@
+//! The SQL routes.
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::{State, rejection::JsonRejection},
+    routing::{get, post},
+};
+use gata_infra::config::QueryConfig;
+use prometheus::{HistogramOpts, HistogramVec, Registry};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    Catalog, QueryError, Result,
+    sql::{QueryAnswer, SqlEngine},
+};
+
+/// Everything the SQL routes share.
+#[derive(Clone)]
+pub struct QueryState {
+    engine: SqlEngine,
+    seconds: HistogramVec,
+}
+
+impl QueryState {
+    /// SQL over `catalog` with the limits of `cfg`, metrics on `registry`.
+    pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig, registry: &Registry) -> gata_infra::Result<Self> {
+        let seconds = gata_infra::telemetry::register(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new("gata_query_seconds", "SQL query time, by outcome")
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                &["outcome"],
+            )?,
+        )?;
+        Ok(Self { engine: SqlEngine::new(catalog, cfg), seconds })
+    }
+}
+
+/// The body of `POST /v1/sql`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlRequest {
+    sql: String,
+}
+
+/// `POST /v1/sql` and `GET /v1/tables`.
+pub fn router(state: QueryState) -> Router {
+    Router::new().route("/v1/sql", post(sql)).route("/v1/tables", get(tables)).with_state(state)
+}
+
+async fn sql(State(state): State<QueryState>, body: Result<Json<SqlRequest>, JsonRejection>) -> Result<Json<QueryAnswer>> {
+    let Json(req) = body.map_err(|e| QueryError::BadRequest(format!("{e}; send {{\"sql\": \"SELECT ...\"}}")))?;
+    let timer = std::time::Instant::now();
+    let answer = state.engine.run(&req.sql).await;
+    let outcome = if answer.is_ok() { "ok" } else { "error" };
+    state.seconds.with_label_values(&[outcome]).observe(timer.elapsed().as_secs_f64());
+    answer.map(Json)
+}
+
+async fn tables(State(state): State<QueryState>) -> Result<Json<Value>> {
+    Ok(Json(json!({ "tables": state.engine.tables().await? })))
+}

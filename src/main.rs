@@ -1,0 +1,149 @@
+//! `gata`: the one binary of the Gata data layer.
+//!
+//! `gata serve` runs every role in one process (embedded broker unless `--brokers` is given);
+//! `gata demo` does the same and loads a generated workload through the public API;
+//! `gata sql` queries the lake directly; `gata schema` prints or writes the event JSON Schemas.
+
+mod demo;
+mod http;
+mod platform;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use gata_infra::{config, contract::EventKind};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// The Gata data layer: intake → Kafka → Delta Lake → SQL.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (TOML). Environment: GATA__SECTION__KEY overrides it.
+    #[arg(long, global = true, env = "GATA_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run every role in one process: broker (embedded unless --brokers), intake, lake sink, SQL.
+    Serve(Flags),
+    /// Serve, load a realistic generated workload through the API, print what landed.
+    Demo(demo::DemoArgs),
+    /// Run one SQL query against the lake (no server needed) and print the rows as JSON.
+    Sql {
+        /// The query.
+        query: String,
+        #[command(flatten)]
+        flags: Flags,
+    },
+    /// Print the JSON Schema of every event kind, or write them to a directory.
+    Schema {
+        /// Directory to write `<kind>.v1.schema.json` files into.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+/// Flags that override the configuration file and environment.
+#[derive(Debug, Clone, Default, Args, Serialize)]
+struct Flags {
+    /// Where the embedded broker's log and the default lake live.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<PathBuf>,
+    /// HTTP address for intake and SQL (default 127.0.0.1:8080).
+    #[arg(long = "http")]
+    #[serde(skip)]
+    http_addr: Option<SocketAddr>,
+    /// External Kafka cluster (host:port[,host:port]); without it the embedded broker runs.
+    #[arg(long)]
+    #[serde(skip)]
+    brokers: Option<String>,
+    /// Lake root URL (default: <data-dir>/lake).
+    #[arg(long)]
+    #[serde(skip)]
+    lake: Option<String>,
+}
+
+impl Flags {
+    /// The flags as a partial configuration: only those given.
+    fn overrides(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("flags serialize");
+        if let Some(addr) = self.http_addr {
+            v["http"] = serde_json::json!({ "addr": addr });
+        }
+        if let Some(brokers) = &self.brokers {
+            v["kafka"] = serde_json::json!({ "brokers": brokers });
+        }
+        if let Some(lake) = &self.lake {
+            v["lake"] = serde_json::json!({ "uri": lake });
+        }
+        v
+    }
+}
+
+fn load(cli_config: Option<&PathBuf>, flags: &Flags) -> anyhow::Result<config::GataConfig> {
+    Ok(config::load(cli_config.map(PathBuf::as_path), &flags.overrides())?)
+}
+
+/// Cancels the returned token on Ctrl-C or SIGTERM.
+fn shutdown_signal() -> CancellationToken {
+    let stop = CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+    stop
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    gata_infra::telemetry::init_logging(gata_infra::telemetry::DEFAULT_FILTER);
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Serve(flags) => {
+            let cfg = load(cli.config.as_ref(), &flags)?;
+            platform::serve(cfg, shutdown_signal(), |ready| ready.print()).await
+        }
+        Cmd::Demo(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            demo::run(cfg, args, shutdown_signal()).await
+        }
+        Cmd::Sql { query, flags } => {
+            let cfg = load(cli.config.as_ref(), &flags)?;
+            let answer = platform::query_once(&cfg, &query).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Cmd::Schema { write } => write_schemas(write),
+    }
+}
+
+fn write_schemas(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    for kind in EventKind::ALL {
+        let text = serde_json::to_string_pretty(&kind.json_schema())? + "\n";
+        match &dir {
+            Some(dir) => {
+                let path = dir.join(format!("{}.schema.json", kind.schema_name()));
+                std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            None => println!("{text}"),
+        }
+    }
+    Ok(())
+}

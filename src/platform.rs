@@ -1,0 +1,111 @@
+//! Wiring every role into one process: broker (embedded or external), topics, lake sink,
+//! intake and SQL behind one HTTP listener. The same code path serves a laptop and a cluster;
+//! only the configuration differs.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context as _;
+use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients, topics};
+use gata_lakehouse::Lake;
+use gata_query_api::{Catalog, sql::{QueryAnswer, SqlEngine}};
+use gata_stream_processors::SinkConfig;
+use prometheus::Registry;
+use rdkafka::producer::FutureProducer;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::http;
+
+/// How long roles get to finish their work after a stop request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// What a started platform tells its operator.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    /// The HTTP address actually bound.
+    pub http: SocketAddr,
+    /// `bootstrap.servers` of the broker in use.
+    pub bootstrap: String,
+    /// Whether the broker is the embedded one.
+    pub embedded: bool,
+    /// The lake root.
+    pub lake: String,
+}
+
+impl Ready {
+    /// Prints the addresses a user needs.
+    pub fn print(&self) {
+        let kind = if self.embedded { "embedded, log under the data dir" } else { "external" };
+        println!("gata is serving");
+        println!("  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /metrics)", self.http);
+        println!("  Kafka  {}   ({kind}; try: kcat -b {} -L)", self.bootstrap, self.bootstrap);
+        println!("  Lake   {}", self.lake);
+    }
+}
+
+/// Runs every role until `stop` is cancelled or one of them fails; calls `on_ready` once the
+/// HTTP listener is bound and the sink is consuming.
+pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let (_broker, bootstrap) = match &cfg.kafka.brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await?;
+            let bootstrap = broker.bootstrap();
+            (Some(broker), bootstrap)
+        }
+    };
+    let kafka = KafkaClients::new(&bootstrap);
+    kafka
+        .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
+        .await
+        .with_context(|| format!("creating topics on {bootstrap}"))?;
+    let lake_uri = cfg.lake_uri()?;
+    let lake = Lake::new(&lake_uri)?;
+
+    let producer: FutureProducer = kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
+    let catalog = Arc::new(Catalog::open(lake.clone()).await?);
+    let ingest = gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry)?;
+    let query = gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry)?;
+    let app = http::app(&cfg.http, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
+
+    let listener = tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
+    let ready = Ready { http: listener.local_addr()?, bootstrap: bootstrap.clone(), embedded: cfg.kafka.brokers.is_none(), lake: lake_uri };
+
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: cfg.kafka.sink_group.clone() };
+    let (sink_stop, sink_registry) = (stop.child_token(), registry.clone());
+    tasks.spawn(async move {
+        gata_stream_processors::run_sink(sink_cfg, kafka, lake, &sink_registry, sink_stop).await.context("lake sink")
+    });
+    let http_stop = stop.child_token();
+    tasks.spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await.context("HTTP server")
+    });
+    on_ready(&ready);
+
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            tracing::error!(error = %format!("{e:#}"), "a role failed; stopping the others");
+            first_error.get_or_insert(e);
+            stop.cancel();
+        }
+        if stop.is_cancelled() {
+            let drain = async { while tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+                tracing::warn!("roles did not stop within {SHUTDOWN_GRACE:?}; aborting them");
+            }
+            break;
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Runs one query against the lake without a server.
+pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<QueryAnswer> {
+    let lake = Lake::new(&cfg.lake_uri()?)?;
+    let engine = SqlEngine::new(Arc::new(Catalog::open(lake).await?), cfg.query.clone());
+    Ok(engine.run(sql).await?)
+}

@@ -1,0 +1,50 @@
+//! The dead-letter topic: every record the sink cannot decode or validate goes there with its
+//! source coordinates and the reason, as headers, and its raw bytes as the value.
+//!
+//! A dead letter is produced (and acknowledged) before the commit that moves the table
+//! positions past its record, so none is lost; after a crash between the two, the record is
+//! read again and dead-lettered a second time (at-least-once, identified by source
+//! topic/partition/offset).
+
+use std::time::Duration;
+
+use gata_infra::topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC};
+use gata_lakehouse::{Offset, TopicPartition};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+use crate::{Result, SinkError};
+
+/// A record that cannot land, and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Where it was read.
+    pub source: TopicPartition,
+    /// Its offset.
+    pub offset: Offset,
+    /// The raw value.
+    pub payload: Vec<u8>,
+    /// Every reason, joined.
+    pub reason: String,
+}
+
+/// Sends dead letters and waits for the broker's acknowledgement.
+pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> {
+    let partition = letter.source.partition.to_string();
+    let offset = letter.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: DLQ_SOURCE_TOPIC, value: Some(letter.source.topic.as_str()) })
+        .insert(Header { key: DLQ_SOURCE_PARTITION, value: Some(partition.as_str()) })
+        .insert(Header { key: DLQ_SOURCE_OFFSET, value: Some(offset.as_str()) })
+        .insert(Header { key: DLQ_REASON, value: Some(letter.reason.as_str()) });
+    let key = format!("{}/{}", letter.source, letter.offset);
+    let record = FutureRecord::to(DEAD_LETTERS).key(&key).payload(&letter.payload).headers(headers);
+    producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(err, _)| SinkError::DeadLetter {
+        source_topic: letter.source.topic.clone(),
+        partition: letter.source.partition,
+        offset: letter.offset.0,
+        reason: err.to_string(),
+    })
+}

@@ -1,0 +1,63 @@
+//! Errors of the stream processors.
+
+use gata_lakehouse::LakeError;
+
+/// Result with [`SinkError`] as the default error.
+pub type Result<T, E = SinkError> = std::result::Result<T, E>;
+
+/// What stops a stream processor.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Creating or using a Kafka client failed.
+    #[error("kafka {context}: {source}")]
+    Kafka {
+        /// What was being done.
+        context: &'static str,
+        /// Client error.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The lake refused a read or commit.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+
+    /// The dead-letter topic did not acknowledge a record; the batch is not committed, so the
+    /// records are read again after a restart.
+    #[error("dead-letter topic did not take the record from {source_topic}/{partition}@{offset}: {reason}")]
+    DeadLetter {
+        /// Where the record came from.
+        source_topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// Why the produce failed.
+        reason: String,
+    },
+
+    /// Commits kept failing; the sink stops rather than fall further behind silently.
+    #[error("giving up after {attempts} failed flushes; last error: {last}")]
+    FlushRetriesExhausted {
+        /// Consecutive failures.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        last: Box<SinkError>,
+    },
+
+    /// The Kafka poller thread stopped unexpectedly.
+    #[error("kafka poller thread failed: {0}")]
+    Poller(String),
+
+    /// Registering metrics failed.
+    #[error(transparent)]
+    Infra(#[from] gata_infra::InfraError),
+}
+
+impl SinkError {
+    /// Wraps a Kafka client error with what was being attempted.
+    pub fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
+        move |source| Self::Kafka { context, source }
+    }
+}

@@ -1,0 +1,141 @@
+//! The lake sink: intake topics → bronze `events` + silver tables, exactly once.
+//!
+//! Two halves joined by a bounded channel: the [`poller`] thread owns the Kafka consumer
+//! (a consumer-group member; scale out by starting more instances) and the [`writer`] task
+//! owns the tables. Records are committed when `flush_max_records` are buffered or the oldest
+//! has waited `flush_interval`, whichever comes first, and on shutdown.
+
+mod poller;
+mod writer;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use gata_infra::{
+    config::LakeConfig,
+    contract::{EventKind, Limits},
+    kafka::KafkaClients,
+    topics::{intake_topic, kind_of_topic},
+};
+use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
+use prometheus::Registry;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Result, SinkError, metrics::SinkMetrics};
+use poller::{Input, PositionSource};
+use writer::Writer;
+
+/// What the sink needs to know.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Flush policy and queue size.
+    pub lake: LakeConfig,
+    /// Event limits (the same as intake's).
+    pub limits: Limits,
+    /// Consumer group.
+    pub group: String,
+}
+
+/// Runs the sink until `stop` is cancelled (then commits what it holds and leaves the group)
+/// or a failure it cannot retry.
+pub async fn run_sink(
+    cfg: SinkConfig,
+    kafka: KafkaClients,
+    lake: Lake,
+    registry: &Registry,
+    stop: CancellationToken,
+) -> Result<()> {
+    let metrics = SinkMetrics::register(registry)?;
+    let dlq: FutureProducer =
+        kafka.producer(Duration::from_secs(10)).create().map_err(SinkError::kafka("create dead-letter producer"))?;
+    let committed = Arc::new(Mutex::new(BTreeMap::new()));
+    let mut writer = Writer::open(lake.clone(), cfg.limits.clone(), dlq, committed.clone(), metrics).await?;
+
+    let (tx, mut rx) = mpsc::channel(cfg.lake.queue_records);
+    let topics = EventKind::ALL.into_iter().map(|k| intake_topic(k).to_string()).collect();
+    let poller = poller::spawn(
+        kafka.consumer(&cfg.group),
+        topics,
+        tx,
+        lake_positions(lake, tokio::runtime::Handle::current()),
+        committed,
+        stop.clone(),
+    )?;
+    tracing::info!(group = %cfg.group, "lake sink started");
+
+    let result = async {
+        loop {
+            let deadline = writer.flush_deadline(cfg.lake.flush_interval);
+            tokio::select! {
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Record(polled)) => {
+                        writer.handle(polled).await?;
+                        if writer.pending_len() >= cfg.lake.flush_max_records {
+                            writer.flush().await?;
+                        }
+                    }
+                    Some(Input::Assigned(tps)) => writer.assigned(tps).await?,
+                    Some(Input::Revoked(tps, ack)) => {
+                        let flushed = writer.revoked(&tps).await;
+                        let _ = ack.send(());
+                        flushed?;
+                    }
+                },
+                _ = sleep_until(deadline) => writer.flush().await?,
+            }
+        }
+        writer.flush().await
+    }
+    .await;
+    stop.cancel();
+    drop(rx);
+    let joined = tokio::task::spawn_blocking(move || poller.join()).await;
+    tracing::info!("lake sink stopped");
+    result?;
+    match joined {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) | Err(_) => Err(SinkError::Poller("poller thread panicked".into())),
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads, for partitions being assigned, the offset to resume from: one past the lowest
+/// position recorded by the tables fed by the partition's topic, or none (from the beginning)
+/// when one of those tables has never recorded one.
+fn lake_positions(lake: Lake, runtime: tokio::runtime::Handle) -> PositionSource {
+    Arc::new(move |tps: &[TopicPartition]| {
+        runtime.block_on(async {
+            let mut next: BTreeMap<TopicPartition, Option<Offset>> = BTreeMap::new();
+            for id in TableId::ALL {
+                let table = lake.open(id).await?;
+                let fed: Vec<TopicPartition> = tps
+                    .iter()
+                    .filter(|tp| kind_of_topic(&tp.topic).is_some_and(|k| TableId::for_kind(k).contains(&id)))
+                    .cloned()
+                    .collect();
+                let recorded = lake.positions(&table, id, fed.clone()).await?;
+                for tp in fed {
+                    let here = recorded.get(&tp).map(|o| o.next());
+                    let entry = next.entry(tp).or_insert(here);
+                    *entry = match (*entry, here) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        _ => None,
+                    };
+                }
+            }
+            Ok::<_, SinkError>(next)
+        })
+    })
+}

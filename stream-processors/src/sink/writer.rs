@@ -1,0 +1,262 @@
+//! The lake side of the sink: buffers decoded records and commits them to every table they
+//! belong to, each commit carrying the Kafka positions it covers.
+//!
+//! Guarantees:
+//! - **Exactly once per table.** A record is written to a table only if its offset is past the
+//!   position the table recorded for its partition, and the new position is committed with the
+//!   rows (see `gata_lakehouse::offsets`). A crash at any point re-reads from the recorded
+//!   positions.
+//! - **One row per event in silver.** Silver tables skip an `event_id` they already hold (a
+//!   client retry), so a retried submission is counted once; bronze keeps every record.
+//! - **Nothing dropped.** A record that cannot be decoded is dead-lettered (acknowledged) before
+//!   the commit that moves the positions past it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use gata_infra::{contract::Limits, topics::kind_of_topic};
+use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, deltalake::DeltaTable, rows::record_batch};
+use rdkafka::producer::FutureProducer;
+
+use super::poller::{CommittedPositions, Polled};
+use crate::{
+    Result, SinkError,
+    dead_letters::{self, DeadLetter},
+    metrics::SinkMetrics,
+};
+
+/// Consecutive failed flushes before the sink gives up.
+const MAX_FLUSH_ATTEMPTS: u32 = 10;
+
+/// One table as the writer sees it.
+struct TableState {
+    table: DeltaTable,
+    positions: BTreeMap<TopicPartition, Offset>,
+    /// Silver only: event ids already in the table.
+    seen: HashSet<String>,
+}
+
+impl TableState {
+    fn needs(&self, tp: &TopicPartition, offset: Offset) -> bool {
+        self.positions.get(tp).is_none_or(|p| offset > *p)
+    }
+}
+
+/// Whether `table` is fed by records of `topic`.
+fn feeds(topic: &str, table: TableId) -> bool {
+    kind_of_topic(topic).is_some_and(|k| TableId::for_kind(k).contains(&table))
+}
+
+pub(crate) struct Writer {
+    lake: Lake,
+    limits: Limits,
+    tables: BTreeMap<TableId, TableState>,
+    assigned: BTreeSet<TopicPartition>,
+    pending: Vec<LakeRecord>,
+    /// Last offset consumed per partition since the last commit (dead letters included).
+    pending_to: BTreeMap<TopicPartition, Offset>,
+    oldest_pending: Option<Instant>,
+    /// Records consumed since the last commit (dead letters included).
+    buffered: usize,
+    dlq: FutureProducer,
+    committed: CommittedPositions,
+    metrics: SinkMetrics,
+}
+
+impl Writer {
+    /// Opens (creating if needed) every table and loads the silver tables' event ids.
+    pub(crate) async fn open(
+        lake: Lake,
+        limits: Limits,
+        dlq: FutureProducer,
+        committed: CommittedPositions,
+        metrics: SinkMetrics,
+    ) -> Result<Self> {
+        let mut tables = BTreeMap::new();
+        for id in TableId::ALL {
+            let table = lake.open(id).await?;
+            let seen = if id.is_deduplicated() { lake.event_ids(&table, id).await? } else { HashSet::new() };
+            tables.insert(id, TableState { table, positions: BTreeMap::new(), seen });
+        }
+        Ok(Self {
+            lake,
+            limits,
+            tables,
+            assigned: BTreeSet::new(),
+            pending: Vec::new(),
+            pending_to: BTreeMap::new(),
+            oldest_pending: None,
+            buffered: 0,
+            dlq,
+            committed,
+            metrics,
+        })
+    }
+
+    pub(crate) fn pending_len(&self) -> usize {
+        self.buffered
+    }
+
+    /// When the buffered records must be committed at the latest.
+    pub(crate) fn flush_deadline(&self, interval: Duration) -> Option<Instant> {
+        self.oldest_pending.map(|t| t + interval)
+    }
+
+    /// Takes one polled record: skips it if every table already has it, dead-letters it if it
+    /// cannot be decoded, buffers it otherwise.
+    pub(crate) async fn handle(&mut self, polled: Polled) -> Result<()> {
+        self.metrics.consumed.inc();
+        let Polled { source, offset, timestamp_ms, payload } = polled;
+        let Some(kind) = kind_of_topic(&source.topic) else {
+            return self.dead_letter(source, offset, payload, "not an intake topic".into()).await;
+        };
+        if !TableId::for_kind(kind).iter().any(|id| self.tables[id].needs(&source, offset)) {
+            return Ok(());
+        }
+        let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
+        match LakeRecord::decode(kind, source.clone(), offset, received_at, payload.clone(), &self.limits) {
+            Ok(record) => self.pending.push(record),
+            Err(violations) => {
+                let reason = violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; ");
+                self.dead_letter(source.clone(), offset, payload, reason).await?;
+            }
+        }
+        self.pending_to.insert(source, offset);
+        self.oldest_pending.get_or_insert_with(Instant::now);
+        self.buffered += 1;
+        self.metrics.buffered.set(self.buffered as i64);
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, source: TopicPartition, offset: Offset, payload: Vec<u8>, reason: String) -> Result<()> {
+        tracing::warn!(%source, %offset, %reason, "dead-lettering record");
+        dead_letters::send(&self.dlq, &DeadLetter { source, offset, payload, reason }).await?;
+        self.metrics.dead_letters.inc();
+        Ok(())
+    }
+
+    /// Commits everything buffered, retrying with back-off; gives up after
+    /// [`MAX_FLUSH_ATTEMPTS`] consecutive failures.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.try_flush().await {
+                Ok(()) => return Ok(()),
+                Err(err) => {
+                    attempt += 1;
+                    self.metrics.flush_failures.inc();
+                    tracing::warn!(error = %err, attempt, "flush failed; re-reading table state and retrying");
+                    if attempt >= MAX_FLUSH_ATTEMPTS {
+                        return Err(SinkError::FlushRetriesExhausted { attempts: attempt, last: Box::new(err) });
+                    }
+                    tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+                    if let Err(e) = self.refresh().await {
+                        tracing::warn!(error = %e, "re-reading table state failed");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_flush(&mut self) -> Result<()> {
+        if self.pending_to.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        for id in TableId::ALL {
+            self.commit_table(id).await?;
+        }
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        committed.extend(self.pending_to.iter().map(|(tp, o)| (tp.clone(), *o)));
+        drop(committed);
+        self.pending.clear();
+        self.pending_to.clear();
+        self.oldest_pending = None;
+        self.buffered = 0;
+        self.metrics.buffered.set(0);
+        self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Writes the buffered rows that `id` does not have yet, with its new positions.
+    async fn commit_table(&mut self, id: TableId) -> Result<()> {
+        let state = self.tables.get_mut(&id).expect("every table is opened");
+        let positions: BTreeMap<TopicPartition, Offset> = self
+            .pending_to
+            .iter()
+            .filter(|(tp, off)| feeds(&tp.topic, id) && state.needs(tp, **off))
+            .map(|(tp, off)| (tp.clone(), *off))
+            .collect();
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut batch_ids = HashSet::new();
+        let mut duplicates = 0;
+        let rows: Vec<&LakeRecord> = self
+            .pending
+            .iter()
+            .filter(|r| feeds(&r.source.topic, id) && state.needs(&r.source, r.offset))
+            .filter(|r| {
+                if !id.is_deduplicated() {
+                    return true;
+                }
+                let event_id = r.event.event_id().to_string();
+                let fresh = !state.seen.contains(&event_id) && batch_ids.insert(event_id);
+                duplicates += usize::from(!fresh);
+                fresh
+            })
+            .collect();
+        let batch = record_batch(id, &rows)?;
+        let n = batch.num_rows();
+        let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
+        tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
+        state.table = table;
+        state.positions.extend(positions);
+        state.seen.extend(batch_ids);
+        self.metrics.duplicates.inc_by(duplicates as u64);
+        self.metrics.rows.with_label_values(&[id.name()]).inc_by(n as u64);
+        self.metrics.commits.with_label_values(&[id.name()]).inc();
+        Ok(())
+    }
+
+    /// Partitions were assigned: re-read the tables, which another instance may have advanced.
+    pub(crate) async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        self.assigned.extend(tps);
+        self.refresh().await
+    }
+
+    /// Partitions were revoked: commit what is buffered, and forget them.
+    pub(crate) async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        let flushed = self.flush().await;
+        for tp in tps {
+            self.assigned.remove(tp);
+            self.pending_to.remove(tp);
+        }
+        self.pending.retain(|r| !tps.contains(&r.source));
+        if self.pending_to.is_empty() {
+            self.buffered = 0;
+            self.oldest_pending = None;
+        }
+        flushed
+    }
+
+    /// Re-reads every table's latest version, positions and (when it changed) event ids.
+    async fn refresh(&mut self) -> Result<()> {
+        let tps: Vec<TopicPartition> = self.assigned.iter().chain(self.pending_to.keys()).cloned().collect();
+        for (id, state) in self.tables.iter_mut() {
+            let before = state.table.version();
+            let mut table = self.lake.open(*id).await?;
+            table.update_state().await.map_err(|source| gata_lakehouse::LakeError::Read { table: id.name(), source })?;
+            let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| feeds(&tp.topic, *id)).cloned().collect();
+            state.positions = self.lake.positions(&table, *id, relevant).await?;
+            if id.is_deduplicated() && table.version() != before {
+                state.seen = self.lake.event_ids(&table, *id).await?;
+            }
+            state.table = table;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! Support for the end-to-end suite: real `gata serve` processes on free loopback ports, each
+//! with its own data directory; an HTTP client for the public API; deadline-based waiting.
+
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    l.local_addr().expect("local addr").port()
+}
+
+/// One of the shared example submissions (`chat_turn`, `preference`, `image_text_pair`).
+pub fn example(name: &str) -> Value {
+    let path = format!("{}/../../shared/examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).expect("example is JSON")
+}
+
+/// Polls `probe` until it yields a value, failing with `what` after `within`.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "no {what} after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A running `gata serve` process. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Gata {
+    child: Child,
+    /// The data directory (broker log and lake).
+    pub data_dir: PathBuf,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    log: PathBuf,
+}
+
+impl Gata {
+    /// Starts `bin serve` on `data_dir` and a free port, and waits for `/healthz`.
+    pub async fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Gata> {
+        Self::start_on(bin, data_dir, free_port(), &[]).await
+    }
+
+    /// Starts `bin serve` on `data_dir` and `port` with extra flags, and waits for `/healthz`.
+    pub async fn start_on(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Gata> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join("serve.log");
+        let out = File::options().create(true).append(true).open(&log)?;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--http")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::from(out.try_clone()?))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .with_context(|| format!("spawning {}", bin.display()))?;
+        let mut gata = Gata { child, data_dir: data_dir.to_path_buf(), base: format!("http://127.0.0.1:{port}"), log };
+        let http = reqwest::Client::new();
+        let end = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = http.get(format!("{}/healthz", gata.base)).send().await {
+                if r.status().is_success() {
+                    return Ok(gata);
+                }
+            }
+            if let Some(status) = gata.child.try_wait()? {
+                bail!("gata exited with {status} during start-up:\n{}", gata.log_text());
+            }
+            if Instant::now() > end {
+                bail!("gata not healthy after 120 s:\n{}", gata.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything the process printed.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The Kafka bootstrap address the process printed.
+    pub fn kafka_bootstrap(&self) -> Option<String> {
+        self.log_text().lines().find_map(|l| l.trim().strip_prefix("Kafka").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
+    }
+
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A client for this process's API.
+    pub fn client(&self) -> Api {
+        Api { http: reqwest::Client::new(), base: self.base.clone() }
+    }
+}
+
+impl Drop for Gata {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The public HTTP API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: reqwest::Client,
+    /// `http://host:port`.
+    pub base: String,
+}
+
+impl Api {
+    /// POSTs `body` with `content_type` to `path`; returns status and JSON body.
+    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body).send().await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await?;
+        let json = serde_json::from_str(&text).with_context(|| format!("{path} answered {status} with non-JSON: {text:?}"))?;
+        Ok((status, json))
+    }
+
+    /// POSTs events as one NDJSON batch.
+    pub async fn post_ndjson(&self, path: &str, events: &[Value]) -> anyhow::Result<(u16, Value)> {
+        let body: String = events.iter().map(|e| format!("{e}\n")).collect();
+        self.post(path, "application/x-ndjson", body).await
+    }
+
+    /// GETs `path` as JSON.
+    pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        Ok((resp.status().as_u16(), resp.json().await?))
+    }
+
+    /// Runs SQL; returns status and answer.
+    pub async fn sql(&self, sql: &str) -> anyhow::Result<(u16, Value)> {
+        self.post("/v1/sql", "application/json", json!({ "sql": sql }).to_string()).await
+    }
+
+    /// The rows of a successful query.
+    pub async fn rows(&self, sql: &str) -> anyhow::Result<Vec<Value>> {
+        let (status, body) = self.sql(sql).await?;
+        if status != 200 {
+            bail!("{sql}: {status} {body}");
+        }
+        Ok(body["rows"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The single number a `SELECT COUNT(*) AS n …` answers.
+    pub async fn count(&self, sql: &str) -> anyhow::Result<u64> {
+        let rows = self.rows(sql).await?;
+        rows.first().and_then(|r| r["n"].as_u64()).with_context(|| format!("{sql}: no n in {rows:?}"))
+    }
+}

@@ -1,0 +1,30 @@
+//! End-to-end suite: real `gata serve` processes (embedded Kafka-protocol broker, Delta tables
+//! on a temp dir, HTTP on loopback), driven through the public API.
+
+mod bad_input;
+mod crash;
+mod dead_letters;
+mod e2e;
+
+use std::path::Path;
+
+use gata_infra::{contract::Event, workload::Workload};
+use serde_json::Value;
+
+/// The `gata` binary under test.
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_gata"))
+}
+
+/// Seeded events as JSON, split by kind: (turns, preferences, images).
+fn workload(seed: u64, turns: usize, images: usize) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let events = Workload::new(seed, 40).events(turns, images);
+    let json = |f: fn(&Event) -> bool| -> Vec<Value> {
+        events.iter().filter(|e| f(e)).map(|e| serde_json::to_value(e).expect("event JSON")).collect()
+    };
+    (
+        json(|e| matches!(e, Event::ChatTurn(_))),
+        json(|e| matches!(e, Event::Preference(_))),
+        json(|e| matches!(e, Event::ImageTextPair(_))),
+    )
+}
