@@ -73,7 +73,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let ready = Ready { http: listener.local_addr()?, bootstrap: bootstrap.clone(), embedded: cfg.kafka.brokers.is_none(), lake: lake_uri };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: cfg.kafka.sink_group.clone() };
+    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };
     let (sink_stop, sink_registry) = (stop.child_token(), registry.clone());
     tasks.spawn(async move {
         gata_stream_processors::run_sink(sink_cfg, kafka, lake, &sink_registry, sink_stop).await.context("lake sink")
@@ -101,6 +101,20 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// The lake sink's consumer group. With an external cluster: the configured group, shared by
+/// every sink instance. With the embedded broker, each process incarnation joins a fresh group
+/// (`<group>-<start time>`): the embedded broker's coordinator (tansu 0.6) can leave a restarted
+/// member without partitions while the membership of a SIGKILLed predecessor lingers. That
+/// costs nothing in correctness: in embedded mode the sink is the group's only member by
+/// construction, and it resumes from the positions in the Delta log, never from Kafka's
+/// committed offsets.
+fn sink_group(cfg: &GataConfig) -> String {
+    match cfg.kafka.brokers {
+        Some(_) => cfg.kafka.sink_group.clone(),
+        None => format!("{}-{:x}", cfg.kafka.sink_group, chrono::Utc::now().timestamp_millis()),
+    }
 }
 
 /// Runs one query against the lake without a server.

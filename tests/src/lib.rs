@@ -56,8 +56,9 @@ impl Gata {
         Self::start_on(bin, data_dir, free_port(), &[]).await
     }
 
-    /// Starts `bin serve` on `data_dir` and `port` with extra flags, and waits for `/healthz`.
-    pub async fn start_on(bin: &Path, data_dir: &Path, port: u16, extra: &[&str]) -> anyhow::Result<Gata> {
+    /// Starts `bin serve` on `data_dir` and `port` with `GATA__…` environment overrides, and
+    /// waits for `/healthz`.
+    pub async fn start_on(bin: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Gata> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join("serve.log");
         let out = File::options().create(true).append(true).open(&log)?;
@@ -67,7 +68,7 @@ impl Gata {
             .arg(data_dir)
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
-            .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
             .spawn()
