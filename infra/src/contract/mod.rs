@@ -54,7 +54,12 @@ impl EventKind {
             EventKind::Preference => schemars::schema_for!(Preference),
             EventKind::ImageTextPair => schemars::schema_for!(ImageTextPair),
         };
-        schema.to_value()
+        let mut value = schema.to_value();
+        // The default of `event_id` is "a fresh UUIDv7", not a constant: keep it out of the schema.
+        if let Some(event_id) = value.pointer_mut("/properties/event_id").and_then(|v| v.as_object_mut()) {
+            event_id.remove("default");
+        }
+        value
     }
 }
 

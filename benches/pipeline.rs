@@ -1,0 +1,150 @@
+//! Pipeline benchmark (not a test): how fast events move through each stage, next to the raw
+//! rate of the same broker on the same data, in one run on one machine.
+//!
+//! `cargo bench --bench pipeline [-- EVENTS]` prints a table:
+//! - raw produce: idempotent `acks=all` rdkafka producer into the embedded broker (ceiling of intake)
+//! - intake over HTTP: NDJSON batches to `gata serve`, 202 after the broker's ack
+//! - raw consume: one rdkafka consumer reading the same records back (ceiling of the sink)
+//! - lake sink: the same records into bronze + silver Delta tables, exactly-once (`txn`) on
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use gata_infra::{broker::EmbeddedBroker, config::GataConfig, contract::Event, kafka::KafkaClients, topics, workload::Workload};
+use gata_lakehouse::Lake;
+use gata_stream_processors::{SinkConfig, run_sink};
+use rdkafka::{
+    Message,
+    consumer::{BaseConsumer, Consumer},
+    producer::{FutureProducer, FutureRecord},
+};
+use tokio_util::sync::CancellationToken;
+
+struct Row {
+    name: &'static str,
+    events: usize,
+    took: Duration,
+    ceiling: Option<usize>,
+}
+
+fn rate(events: usize, took: Duration) -> f64 {
+    events as f64 / took.as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo test --all-targets` runs bench binaries too; measure only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("pipeline: a benchmark, not a test; run it with `cargo bench --bench pipeline`");
+        return Ok(());
+    }
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let events: Vec<Event> = Workload::new(42, 500).events(n, 0).into_iter().take(n).collect();
+    let dir = tempfile::tempdir()?;
+    let mut rows = Vec::new();
+
+    // Raw produce into an embedded broker.
+    let broker = EmbeddedBroker::start(&dir.path().join("raw"), "127.0.0.1:0".parse()?).await?;
+    let kafka = KafkaClients::new(broker.bootstrap());
+    kafka.ensure_topics(&topics::all_topics(), 4, 1).await?;
+    let producer: FutureProducer = kafka.producer(Duration::from_secs(30)).create()?;
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(events.len());
+    for e in &events {
+        let payload = e.to_json();
+        let rec = FutureRecord::to(topics::intake_topic(e.kind())).key(e.contributor_id()).payload(&payload);
+        acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+    }
+    for ack in acks {
+        ack.await?.map_err(|(e, _)| e)?;
+    }
+    rows.push(Row { name: "raw produce (rdkafka, idempotent, acks=all)", events: events.len(), took: started.elapsed(), ceiling: None });
+
+    // Raw consume of the same records.
+    let consumer: BaseConsumer = kafka.consumer("bench-raw").create()?;
+    let names: Vec<&str> = gata_infra::contract::EventKind::ALL.into_iter().map(topics::intake_topic).collect();
+    consumer.subscribe(&names)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < events.len() {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            seen += usize::from(m?.payload().is_some());
+        }
+    }
+    rows.push(Row { name: "raw consume (rdkafka)", events: seen, took: started.elapsed(), ceiling: None });
+
+    // The lake sink over the same records, exactly-once on.
+    let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()))?;
+    let registry = prometheus::Registry::new();
+    let stop = CancellationToken::new();
+    let cfg = GataConfig::default();
+    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: "bench-sink".into() };
+    let started = Instant::now();
+    let sink = run_sink(sink_cfg, kafka.clone(), lake, &registry, stop.clone());
+    let landed = async {
+        while bronze_rows(&registry) < events.len() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took = started.elapsed();
+        stop.cancel();
+        took
+    };
+    let (sunk, took) = tokio::join!(sink, landed);
+    sunk?;
+    rows.push(Row { name: "lake sink → Delta bronze+silver (exactly-once)", events: events.len(), took, ceiling: Some(1) });
+    drop(broker);
+
+    // Intake over HTTP into a running `gata serve`.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut server = Command::new(Path::new(env!("CARGO_BIN_EXE_gata")))
+        .args(["serve", "--data-dir"])
+        .arg(dir.path().join("serve"))
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let turns: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).collect();
+    let bodies: Vec<Vec<u8>> = turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
+    let started = Instant::now();
+    let mut inflight = tokio::task::JoinSet::new();
+    for body in bodies {
+        let (http, url) = (http.clone(), format!("{base}/v1/chat-turns"));
+        inflight.spawn(async move { http.post(url).header("content-type", "application/x-ndjson").body(body).send().await?.error_for_status() });
+        while inflight.len() >= 4 {
+            inflight.join_next().await.expect("non-empty")??;
+        }
+    }
+    while let Some(r) = inflight.join_next().await {
+        r??;
+    }
+    rows.push(Row { name: "intake over HTTP (NDJSON x500, 4 in flight)", events: turns.len(), took: started.elapsed(), ceiling: Some(0) });
+    let _ = server.kill();
+
+    println!("\n| stage | events | seconds | events/s | vs ceiling |");
+    println!("|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let vs = r.ceiling.map_or("ceiling".to_string(), |c| format!("{:.2}x of {}", rate(r.events, r.took) / rate(rows[c].events, rows[c].took), rows[c].name.split(' ').take(2).collect::<Vec<_>>().join(" ")));
+        println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
+    }
+    Ok(())
+}
+
+/// Rows the sink has committed to the bronze table, from its metrics.
+fn bronze_rows(registry: &prometheus::Registry) -> usize {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "gata_sink_rows_total")
+        .flat_map(|f| f.get_metric().iter())
+        .filter(|m| m.get_label().iter().any(|l| l.value() == "events"))
+        .map(|m| m.get_counter().get_value() as usize)
+        .sum()
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests of each crate and the end-to-end suite (real embedded
+# Kafka-protocol broker, real Delta tables on disk, real HTTP on loopback). Needs only the Rust
+# toolchain, a C compiler and make (librdkafka and SQLite are built from their bundled sources);
+# it installs nothing else. Benchmarks are compiled, not run.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
+  echo "installing a C toolchain (gcc, make) for librdkafka and SQLite" >&2
+  if command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+  else
+    echo "need gcc and make" >&2; exit 1
+  fi
+fi
+export CARGO_TERM_COLOR=never
+cargo test --workspace --all-targets --no-run
+cargo test --workspace --all-targets
