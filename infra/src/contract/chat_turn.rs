@@ -68,12 +68,7 @@ impl ChatTurn {
     /// Every rule this turn breaks.
     pub fn violations(&self, limits: &Limits) -> Vec<Violation> {
         let mut c = Checker::new(limits);
-        c.id("contributor_id", &self.contributor_id);
-        if let Some(session) = &self.session_id {
-            c.id("session_id", session);
-        }
-        c.id("turn_id", &self.turn_id);
-        c.timestamp("occurred_at", self.occurred_at);
+        c.turn_header(&self.contributor_id, self.session_id.as_deref(), &self.turn_id, self.occurred_at);
         c.text("prompt", &self.prompt);
         let n = self.responses.len();
         c.require(n >= 2, "responses", format!("has {n} model answers; a chat turn needs at least 2"));

@@ -45,12 +45,7 @@ impl Preference {
     /// Every rule this preference breaks on its own (without knowing the turn).
     pub fn violations(&self, limits: &Limits) -> Vec<Violation> {
         let mut c = Checker::new(limits);
-        c.id("contributor_id", &self.contributor_id);
-        if let Some(session) = &self.session_id {
-            c.id("session_id", session);
-        }
-        c.id("turn_id", &self.turn_id);
-        c.timestamp("occurred_at", self.occurred_at);
+        c.turn_header(&self.contributor_id, self.session_id.as_deref(), &self.turn_id, self.occurred_at);
         match (&self.chosen_response_id, self.all_bad) {
             (None, false) => c.require(false, "chosen_response_id", "is required unless all_bad is true"),
             (Some(_), true) => c.require(false, "all_bad", "cannot be true when chosen_response_id is set"),

@@ -130,6 +130,16 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// The fields every chat event carries: who, which session and turn, when.
+    pub(crate) fn turn_header(&mut self, contributor_id: &str, session_id: Option<&str>, turn_id: &str, occurred_at: DateTime<Utc>) {
+        self.id("contributor_id", contributor_id);
+        if let Some(session) = session_id {
+            self.id("session_id", session);
+        }
+        self.id("turn_id", turn_id);
+        self.timestamp("occurred_at", occurred_at);
+    }
+
     /// A timestamp: not before 2020, not further in the future than the allowed skew.
     pub(crate) fn timestamp(&mut self, field: &str, value: DateTime<Utc>) {
         let earliest: DateTime<Utc> = EARLIEST.parse().expect("constant timestamp parses");
