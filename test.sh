@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: unit tests of each crate and the end-to-end suite (real embedded
-# Kafka-protocol broker, real Delta tables on disk, real HTTP on loopback). Needs only the Rust
-# toolchain, a C compiler and make (librdkafka and SQLite are built from their bundled sources);
-# it installs nothing else. Benchmarks are compiled, not run.
+# Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
+# broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
+# deltalake. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
+# bundled sources) and python3; installs the Python deltalake package when missing.
+# Benchmarks are compiled, not run.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
@@ -16,3 +17,9 @@ fi
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets --no-run
 cargo test --workspace --all-targets
+
+# Interop: another Delta implementation (Python deltalake) reads what gata wrote.
+if ! python3 -c 'import deltalake' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check deltalake pyarrow
+fi
+python3 tests/interop/read_lake.py target/debug/gata
