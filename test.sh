@@ -22,4 +22,4 @@ cargo test --workspace --all-targets
 if ! python3 -c 'import deltalake' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check deltalake pyarrow
 fi
-python3 tests/interop/read_lake.py target/debug/gata
+python3 tests/interop/read_lake.py "${CARGO_TARGET_DIR:-target}/debug/gata"
