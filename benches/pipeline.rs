@@ -13,7 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use gata_infra::{broker::EmbeddedBroker, config::GataConfig, contract::Event, kafka::KafkaClients, topics, workload::Workload};
+use gata_infra::{
+    broker::EmbeddedBroker, config::GataConfig, contract::Event, kafka::KafkaClients, topics, workload::Workload,
+};
 use gata_lakehouse::Lake;
 use gata_stream_processors::{SinkConfig, run_sink};
 use rdkafka::{
@@ -61,7 +63,12 @@ async fn main() -> anyhow::Result<()> {
     for ack in acks {
         ack.await?.map_err(|(e, _)| e)?;
     }
-    rows.push(Row { name: "raw produce (rdkafka, idempotent, acks=all)", events: events.len(), took: started.elapsed(), ceiling: None });
+    rows.push(Row {
+        name: "raw produce (rdkafka, idempotent, acks=all)",
+        events: events.len(),
+        took: started.elapsed(),
+        ceiling: None,
+    });
 
     // Raw consume of the same records.
     let consumer: BaseConsumer = kafka.consumer("bench-raw").create()?;
@@ -94,7 +101,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let (sunk, took) = tokio::join!(sink, landed);
     sunk?;
-    rows.push(Row { name: "lake sink → Delta bronze+silver (exactly-once)", events: events.len(), took, ceiling: Some(1) });
+    rows.push(Row {
+        name: "lake sink → Delta bronze+silver (exactly-once)",
+        events: events.len(),
+        took,
+        ceiling: Some(1),
+    });
     drop(broker);
 
     // Intake over HTTP into a running `gata serve`.
@@ -112,12 +124,15 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let turns: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).collect();
-    let bodies: Vec<Vec<u8>> = turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
+    let bodies: Vec<Vec<u8>> =
+        turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
     let started = Instant::now();
     let mut inflight = tokio::task::JoinSet::new();
     for body in bodies {
         let (http, url) = (http.clone(), format!("{base}/v1/chat-turns"));
-        inflight.spawn(async move { http.post(url).header("content-type", "application/x-ndjson").body(body).send().await?.error_for_status() });
+        inflight.spawn(async move {
+            http.post(url).header("content-type", "application/x-ndjson").body(body).send().await?.error_for_status()
+        });
         while inflight.len() >= 4 {
             inflight.join_next().await.expect("non-empty")??;
         }
@@ -125,13 +140,24 @@ async fn main() -> anyhow::Result<()> {
     while let Some(r) = inflight.join_next().await {
         r??;
     }
-    rows.push(Row { name: "intake over HTTP (NDJSON x500, 4 in flight)", events: turns.len(), took: started.elapsed(), ceiling: Some(0) });
+    rows.push(Row {
+        name: "intake over HTTP (NDJSON x500, 4 in flight)",
+        events: turns.len(),
+        took: started.elapsed(),
+        ceiling: Some(0),
+    });
     let _ = server.kill();
 
     println!("\n| stage | events | seconds | events/s | vs ceiling |");
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
-        let vs = r.ceiling.map_or("ceiling".to_string(), |c| format!("{:.2}x of {}", rate(r.events, r.took) / rate(rows[c].events, rows[c].took), rows[c].name.split(' ').take(2).collect::<Vec<_>>().join(" ")));
+        let vs = r.ceiling.map_or("ceiling".to_string(), |c| {
+            format!(
+                "{:.2}x of {}",
+                rate(r.events, r.took) / rate(rows[c].events, rows[c].took),
+                rows[c].name.split(' ').take(2).collect::<Vec<_>>().join(" ")
+            )
+        });
         println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
     }
     Ok(())

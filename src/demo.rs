@@ -5,7 +5,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use gata_infra::{config::GataConfig, contract::{Event, EventKind}, workload::Workload};
+use gata_infra::{
+    config::GataConfig,
+    contract::{Event, EventKind},
+    workload::Workload,
+};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -38,9 +42,18 @@ pub struct DemoArgs {
 
 /// Queries shown after the load, with what they answer.
 const SAMPLES: [(&str, &str); 3] = [
-    ("What landed", "SELECT 'chat_turns' AS table_name, COUNT(*) AS row_count FROM chat_turns UNION ALL SELECT 'preferences', COUNT(*) FROM preferences UNION ALL SELECT 'image_text_pairs', COUNT(*) FROM image_text_pairs UNION ALL SELECT 'events (bronze)', COUNT(*) FROM events ORDER BY table_name"),
-    ("Which model wins preferences", "SELECT r['model'] AS model, COUNT(*) AS wins FROM (SELECT p.chosen_response_id, unnest(t.responses) AS r FROM preferences p JOIN chat_turns t ON p.turn_id = t.turn_id) WHERE r['response_id'] = chosen_response_id GROUP BY 1 ORDER BY wins DESC"),
-    ("Most repetitive contributors (bots ask one prompt over and over)", "SELECT contributor_id, COUNT(*) AS turns, COUNT(DISTINCT prompt) AS distinct_prompts FROM chat_turns GROUP BY 1 ORDER BY distinct_prompts * 1.0 / turns ASC, turns DESC LIMIT 5"),
+    (
+        "What landed",
+        "SELECT 'chat_turns' AS table_name, COUNT(*) AS row_count FROM chat_turns UNION ALL SELECT 'preferences', COUNT(*) FROM preferences UNION ALL SELECT 'image_text_pairs', COUNT(*) FROM image_text_pairs UNION ALL SELECT 'events (bronze)', COUNT(*) FROM events ORDER BY table_name",
+    ),
+    (
+        "Which model wins preferences",
+        "SELECT r['model'] AS model, COUNT(*) AS wins FROM (SELECT p.chosen_response_id, unnest(t.responses) AS r FROM preferences p JOIN chat_turns t ON p.turn_id = t.turn_id) WHERE r['response_id'] = chosen_response_id GROUP BY 1 ORDER BY wins DESC",
+    ),
+    (
+        "Most repetitive contributors (bots ask one prompt over and over)",
+        "SELECT contributor_id, COUNT(*) AS turns, COUNT(DISTINCT prompt) AS distinct_prompts FROM chat_turns GROUP BY 1 ORDER BY distinct_prompts * 1.0 / turns ASC, turns DESC LIMIT 5",
+    ),
 ];
 
 pub async fn run(cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
@@ -101,16 +114,28 @@ impl Api {
 
 async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
-    let tables = [(EventKind::ChatTurn, "chat_turns"), (EventKind::Preference, "preferences"), (EventKind::ImageTextPair, "image_text_pairs")];
+    let tables = [
+        (EventKind::ChatTurn, "chat_turns"),
+        (EventKind::Preference, "preferences"),
+        (EventKind::ImageTextPair, "image_text_pairs"),
+    ];
     let mut before = Vec::new();
     for (_, table) in tables {
         before.push(api.count(table).await?);
     }
     let mut workload = Workload::new(seed, args.contributors);
     let events = workload.events(args.turns, args.images);
-    println!("\nLoading {} events from {} contributors (seed {seed}) through the HTTP API…", events.len(), args.contributors);
+    println!(
+        "\nLoading {} events from {} contributors (seed {seed}) through the HTTP API…",
+        events.len(),
+        args.contributors
+    );
     let started = Instant::now();
-    for (kind, route) in [(EventKind::ChatTurn, "/v1/chat-turns"), (EventKind::Preference, "/v1/preferences"), (EventKind::ImageTextPair, "/v1/image-text-pairs")] {
+    for (kind, route) in [
+        (EventKind::ChatTurn, "/v1/chat-turns"),
+        (EventKind::Preference, "/v1/preferences"),
+        (EventKind::ImageTextPair, "/v1/image-text-pairs"),
+    ] {
         let of_kind: Vec<&Event> = events.iter().filter(|e| e.kind() == kind).collect();
         for chunk in of_kind.chunks(BATCH) {
             let body: Vec<u8> = chunk.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect();
@@ -143,24 +168,41 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
     let base = &api.base;
     println!("\nTry it yourself:");
     println!("  curl -s {base}/v1/tables");
-    println!("  curl -s -X POST {base}/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT model, COUNT(*) FROM (SELECT unnest(responses)[''model''] AS model FROM chat_turns) GROUP BY 1\"}}'");
-    println!("  curl -s -X POST {base}/v1/chat-turns -H 'content-type: application/json' --data-binary @../shared/examples/chat_turn.json");
+    println!(
+        "  curl -s -X POST {base}/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT model, COUNT(*) FROM (SELECT unnest(responses)[''model''] AS model FROM chat_turns) GROUP BY 1\"}}'"
+    );
+    println!(
+        "  curl -s -X POST {base}/v1/chat-turns -H 'content-type: application/json' --data-binary @../shared/examples/chat_turn.json"
+    );
     println!("  curl -s {base}/metrics | grep gata_");
     Ok(())
 }
 
 /// Prints a JSON SQL answer as an aligned text table.
 fn print_table(answer: &Value) {
-    let columns: Vec<&str> = answer["columns"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+    let columns: Vec<&str> =
+        answer["columns"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
     let rows: Vec<Vec<String>> = answer["rows"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|r| columns.iter().map(|c| match &r[*c] { Value::String(s) => s.clone(), v => v.to_string() }).collect())
+        .map(|r| {
+            columns
+                .iter()
+                .map(|c| match &r[*c] {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                })
+                .collect()
+        })
         .collect();
-    let widths: Vec<usize> =
-        columns.iter().enumerate().map(|(i, c)| rows.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0)).collect();
-    let line = |cells: Vec<&str>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ");
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| rows.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0))
+        .collect();
+    let line =
+        |cells: Vec<&str>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ");
     println!("{}", line(columns.clone()));
     println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
     for r in &rows {

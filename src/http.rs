@@ -54,11 +54,8 @@ async fn require_token(State(tokens): State<Arc<Vec<Token>>>, req: Request, next
     if tokens.is_empty() {
         return next.run(req).await;
     }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let presented =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(t) if tokens.iter().any(|k| constant_time_eq(k.0.as_bytes(), t.as_bytes())) => next.run(req).await,
         Some(_) => error(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not valid"),

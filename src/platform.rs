@@ -7,7 +7,10 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use anyhow::Context as _;
 use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients, topics};
 use gata_lakehouse::Lake;
-use gata_query_api::{Catalog, sql::{QueryAnswer, SqlEngine}};
+use gata_query_api::{
+    Catalog,
+    sql::{QueryAnswer, SqlEngine},
+};
 use gata_stream_processors::SinkConfig;
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
@@ -37,7 +40,10 @@ impl Ready {
     pub fn print(&self) {
         let kind = if self.embedded { "embedded, log under the data dir" } else { "external" };
         println!("gata is serving");
-        println!("  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /metrics)", self.http);
+        println!(
+            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /metrics)",
+            self.http
+        );
         println!("  Kafka  {}   ({kind}; try: kcat -b {} -L)", self.bootstrap, self.bootstrap);
         println!("  Lake   {}", self.lake);
     }
@@ -63,14 +69,21 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let lake_uri = cfg.lake_uri()?;
     let lake = Lake::new(&lake_uri)?;
 
-    let producer: FutureProducer = kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
+    let producer: FutureProducer =
+        kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
     let catalog = Arc::new(Catalog::open(lake.clone()).await?);
     let ingest = gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry)?;
     let query = gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry)?;
     let app = http::app(&cfg.http, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
 
-    let listener = tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
-    let ready = Ready { http: listener.local_addr()?, bootstrap: bootstrap.clone(), embedded: cfg.kafka.brokers.is_none(), lake: lake_uri };
+    let listener =
+        tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
+    let ready = Ready {
+        http: listener.local_addr()?,
+        bootstrap: bootstrap.clone(),
+        embedded: cfg.kafka.brokers.is_none(),
+        lake: lake_uri,
+    };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };

@@ -79,7 +79,9 @@ impl EmbeddedBroker {
         let end = tokio::time::Instant::now() + within;
         loop {
             if self.task.is_finished() {
-                return Err(InfraError::Broker { message: format!("stopped during start-up (is {} free?)", self.addr) });
+                return Err(InfraError::Broker {
+                    message: format!("stopped during start-up (is {} free?)", self.addr),
+                });
             }
             if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
                 return Ok(());
@@ -103,7 +105,8 @@ fn resolve_port(listen: SocketAddr) -> Result<SocketAddr> {
     if listen.port() != 0 {
         return Ok(listen);
     }
-    let probe = TcpListener::bind(listen).map_err(|source| InfraError::Io { path: PathBuf::from(listen.to_string()), source })?;
+    let probe = TcpListener::bind(listen)
+        .map_err(|source| InfraError::Io { path: PathBuf::from(listen.to_string()), source })?;
     probe.local_addr().map_err(|source| InfraError::Io { path: PathBuf::from(listen.to_string()), source })
 }
 
@@ -115,7 +118,10 @@ mod tests {
     async fn keeps_its_log_under_the_data_dir() {
         let dir = tempfile::tempdir().expect("tempdir");
         let broker = EmbeddedBroker::start(dir.path(), "127.0.0.1:0".parse().expect("addr")).await.expect("starts");
-        assert!(broker.log_path().starts_with(dir.path().canonicalize().expect("canon")) || broker.log_path().starts_with(dir.path()));
+        assert!(
+            broker.log_path().starts_with(dir.path().canonicalize().expect("canon"))
+                || broker.log_path().starts_with(dir.path())
+        );
         assert!(broker.log_path().exists(), "{} missing", broker.log_path().display());
         assert!(tokio::net::TcpStream::connect(broker.bootstrap()).await.is_ok());
     }

@@ -159,12 +159,7 @@ pub struct LakeConfig {
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self {
-            uri: None,
-            flush_max_records: 5000,
-            flush_interval: Duration::from_millis(500),
-            queue_records: 10_000,
-        }
+        Self { uri: None, flush_max_records: 5000, flush_interval: Duration::from_millis(500), queue_records: 10_000 }
     }
 }
 
@@ -183,11 +178,7 @@ pub struct QueryConfig {
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        Self {
-            max_rows: 10_000,
-            timeout: Duration::from_secs(30),
-            memory_limit_bytes: 1 << 30,
-        }
+        Self { max_rows: 10_000, timeout: Duration::from_secs(30), memory_limit_bytes: 1 << 30 }
     }
 }
 
@@ -259,6 +250,7 @@ pub fn load(file: Option<&Path>, overrides: &impl Serialize) -> Result<GataConfi
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment's Jail closures return figment::Error
 mod tests {
     use super::*;
 
@@ -275,10 +267,12 @@ mod tests {
     #[test]
     fn file_env_and_flags_layer_in_order() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file("gata.toml", "data_dir = \"from-file\"\n[lake]\nflush_max_records = 7\n[query]\nmax_rows = 3\n")?;
+            jail.create_file(
+                "gata.toml",
+                "data_dir = \"from-file\"\n[lake]\nflush_max_records = 7\n[query]\nmax_rows = 3\n",
+            )?;
             jail.set_env("GATA__LAKE__FLUSH_MAX_RECORDS", "9");
-            let cfg = load(Some(Path::new("gata.toml")), &Flags { data_dir: "from-flag" })
-                .expect("valid config");
+            let cfg = load(Some(Path::new("gata.toml")), &Flags { data_dir: "from-flag" }).expect("valid config");
             assert_eq!(cfg.data_dir, PathBuf::from("from-flag"));
             assert_eq!(cfg.lake.flush_max_records, 9);
             assert_eq!(cfg.query.max_rows, 3);

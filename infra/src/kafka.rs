@@ -35,9 +35,7 @@ impl KafkaClients {
 
     fn base(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.bootstrap)
-            .set("broker.address.family", "v4")
-            .set("log_level", "4");
+        cfg.set("bootstrap.servers", &self.bootstrap).set("broker.address.family", "v4").set("log_level", "4");
         cfg
     }
 

@@ -8,8 +8,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use tracing_subscriber::EnvFilter;
 
 /// Gata's own crates at `info`, every dependency (broker, Delta, DataFusion, librdkafka) at `warn`.
-pub const DEFAULT_FILTER: &str =
-    "warn,gata=info,gata_infra=info,gata_ingest=info,gata_lakehouse=info,gata_stream_processors=info,gata_query_api=info";
+pub const DEFAULT_FILTER: &str = "warn,gata=info,gata_infra=info,gata_ingest=info,gata_lakehouse=info,gata_stream_processors=info,gata_query_api=info";
 
 /// Installs the log subscriber: `RUST_LOG` when set, otherwise `default_filter`.
 /// Safe to call more than once (later calls are no-ops).
@@ -21,9 +20,7 @@ pub fn init_logging(default_filter: &str) {
 /// Renders every metric of `registry` in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut out)
-        .expect("the text encoder writes to a Vec without failing");
+    TextEncoder::new().encode(&registry.gather(), &mut out).expect("the text encoder writes to a Vec without failing");
     String::from_utf8(out).expect("the text format is UTF-8")
 }
 

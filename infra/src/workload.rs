@@ -46,17 +46,34 @@ pub struct Workload {
 
 const MODELS: [&str; 5] = ["gpt-4o", "claude-3.5-sonnet", "deepseek-v3", "llama-3.1-70b", "gemini-1.5-pro"];
 const TOPICS: [&str; 12] = [
-    "my sourdough starter", "a 30-year fixed mortgage", "the Rust borrow checker", "training for a first marathon",
-    "repotting a monstera", "learning Japanese kana", "a leaking kitchen faucet", "index funds versus ETFs",
-    "photosynthesis", "writing a cover letter", "brewing pour-over coffee", "the French Revolution",
+    "my sourdough starter",
+    "a 30-year fixed mortgage",
+    "the Rust borrow checker",
+    "training for a first marathon",
+    "repotting a monstera",
+    "learning Japanese kana",
+    "a leaking kitchen faucet",
+    "index funds versus ETFs",
+    "photosynthesis",
+    "writing a cover letter",
+    "brewing pour-over coffee",
+    "the French Revolution",
 ];
 const ASKS: [&str; 6] = [
-    "How should I think about {}?", "What are common mistakes with {}?", "Explain {} to a beginner.",
-    "Give me a step-by-step plan for {}.", "What does the research say about {}?", "Is it worth it to bother with {}?",
+    "How should I think about {}?",
+    "What are common mistakes with {}?",
+    "Explain {} to a beginner.",
+    "Give me a step-by-step plan for {}.",
+    "What does the research say about {}?",
+    "Is it worth it to bother with {}?",
 ];
 const COLORS: [(&str, [u8; 3]); 6] = [
-    ("red", [220, 40, 40]), ("green", [40, 170, 60]), ("blue", [40, 80, 220]),
-    ("yellow", [240, 210, 40]), ("purple", [140, 60, 180]), ("orange", [245, 140, 30]),
+    ("red", [220, 40, 40]),
+    ("green", [40, 170, 60]),
+    ("blue", [40, 80, 220]),
+    ("yellow", [240, 210, 40]),
+    ("purple", [140, 60, 180]),
+    ("orange", [245, 140, 30]),
 ];
 
 impl Workload {
@@ -117,7 +134,8 @@ impl Workload {
                 model: model.to_string(),
                 text: format!(
                     "About {topic}: {} ({model} view, {} points).",
-                    ["start small and be consistent", "measure before you change anything", "the basics matter most"][i % 3],
+                    ["start small and be consistent", "measure before you change anything", "the basics matter most"]
+                        [i % 3],
                     2 + i
                 ),
                 latency_ms: Some(self.rng.random_range(300..4000)),
@@ -132,7 +150,11 @@ impl Workload {
             occurred_at,
             prompt,
             responses: responses.clone(),
-            client: Some(ClientInfo { app: Some("gatagpt-web".into()), version: Some("2.3.1".into()), locale: Some("en-US".into()) }),
+            client: Some(ClientInfo {
+                app: Some("gatagpt-web".into()),
+                version: Some("2.3.1".into()),
+                locale: Some("en-US".into()),
+            }),
         };
         let mut out = vec![Event::ChatTurn(turn)];
         if who.persona == Persona::Bot || self.rng.random_bool(0.15) {
@@ -151,10 +173,16 @@ impl Workload {
             turn_id,
             occurred_at,
             chosen_response_id: Some(ids[chosen].clone()),
-            rejected_response_ids: ids.iter().enumerate().filter(|(i, _)| *i != chosen).map(|(_, id)| id.clone()).collect(),
+            rejected_response_ids: ids
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != chosen)
+                .map(|(_, id)| id.clone())
+                .collect(),
             all_bad: false,
             rating: (who.persona == Persona::Human).then(|| self.rng.random_range(2..=5)),
-            reason: (who.persona == Persona::Human && self.rng.random_bool(0.4)).then(|| "Clearer and more concrete.".to_string()),
+            reason: (who.persona == Persona::Human && self.rng.random_bool(0.4))
+                .then(|| "Clearer and more concrete.".to_string()),
         }));
         out
     }

@@ -26,7 +26,9 @@ pub struct LineProblem {
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// The content type is neither JSON nor NDJSON.
-    #[error("unsupported content type {0:?}: send application/json (one object) or application/x-ndjson (one object per line)")]
+    #[error(
+        "unsupported content type {0:?}: send application/json (one object) or application/x-ndjson (one object per line)"
+    )]
     UnsupportedMediaType(String),
 
     /// The body is larger than allowed.

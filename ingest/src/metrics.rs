@@ -15,7 +15,10 @@ impl IngestMetrics {
     pub(crate) fn register(registry: &Registry) -> gata_infra::Result<Self> {
         let events = gata_infra::telemetry::register(
             registry,
-            IntCounterVec::new(Opts::new("gata_ingest_events_total", "Events received, by kind and outcome"), &["kind", "outcome"])?,
+            IntCounterVec::new(
+                Opts::new("gata_ingest_events_total", "Events received, by kind and outcome"),
+                &["kind", "outcome"],
+            )?,
         )?;
         let ack_seconds = gata_infra::telemetry::register(
             registry,

@@ -55,7 +55,11 @@ pub(crate) async fn produce_all(
     let mut failures = Vec::new();
     for (event, ack) in events.iter().zip(acks) {
         match ack {
-            Ok(Ok(d)) => receipts.push(Receipt { event_id: event.event_id().to_string(), partition: d.partition, offset: d.offset }),
+            Ok(Ok(d)) => receipts.push(Receipt {
+                event_id: event.event_id().to_string(),
+                partition: d.partition,
+                offset: d.offset,
+            }),
             Ok(Err((err, _))) => failures.push(err.to_string()),
             Err(_) => failures.push("producer was shut down".to_string()),
         }

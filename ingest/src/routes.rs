@@ -18,13 +18,7 @@ use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};
 
-use crate::{
-    IngestError, Result,
-    error::LineProblem,
-    metrics::IngestMetrics,
-    produce::produce_all,
-    turns::TurnIndex,
-};
+use crate::{IngestError, Result, error::LineProblem, metrics::IngestMetrics, produce::produce_all, turns::TurnIndex};
 
 /// Turns remembered for checking preferences against their answers.
 const TURN_INDEX_CAPACITY: usize = 200_000;
@@ -71,12 +65,19 @@ fn framing(headers: &HeaderMap) -> Result<Framing> {
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(Framing::Single),
-        "application/x-ndjson" | "application/jsonl" | "application/json-seq" | "application/x-jsonlines" => Ok(Framing::Lines),
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" | "application/x-jsonlines" => {
+            Ok(Framing::Lines)
+        }
         _ => Err(IngestError::UnsupportedMediaType(ct.to_string())),
     }
 }
 
-async fn accept(kind: EventKind, State(state): State<IngestState>, headers: HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>)> {
+async fn accept(
+    kind: EventKind,
+    State(state): State<IngestState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>)> {
     let started = Instant::now();
     let framing = framing(&headers)?;
     let limit = state.cfg.max_body_bytes;
@@ -143,7 +144,11 @@ fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) ->
             Err(violations) => {
                 malformed |= serde_json::from_slice::<serde::de::IgnoredAny>(json).is_err();
                 too_large |= violations.iter().any(|v| v.too_large);
-                problems.extend(violations.into_iter().map(|Violation { field, reason, .. }| LineProblem { line, field, reason }));
+                problems.extend(violations.into_iter().map(|Violation { field, reason, .. }| LineProblem {
+                    line,
+                    field,
+                    reason,
+                }));
             }
         }
     }

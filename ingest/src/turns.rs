@@ -14,18 +14,25 @@ use std::{
 #[derive(Debug)]
 pub(crate) struct TurnIndex {
     capacity: usize,
-    inner: Mutex<(HashMap<String, Vec<String>>, VecDeque<String>)>,
+    inner: Mutex<Recent>,
+}
+
+/// The remembered turns and the order they came in.
+#[derive(Debug, Default)]
+struct Recent {
+    answers: HashMap<String, Vec<String>>,
+    order: VecDeque<String>,
 }
 
 impl TurnIndex {
     pub(crate) fn new(capacity: usize) -> Self {
-        Self { capacity: capacity.max(1), inner: Mutex::new((HashMap::new(), VecDeque::new())) }
+        Self { capacity: capacity.max(1), inner: Mutex::new(Recent::default()) }
     }
 
     /// Remembers `turn_id` with its answer ids.
     pub(crate) fn insert(&self, turn_id: &str, answers: Vec<String>) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, order) = &mut *guard;
+        let Recent { answers: map, order } = &mut *guard;
         if map.insert(turn_id.to_string(), answers).is_none() {
             order.push_back(turn_id.to_string());
         }
@@ -39,7 +46,7 @@ impl TurnIndex {
     /// The answer ids of `turn_id`, if this process accepted it recently.
     pub(crate) fn answers(&self, turn_id: &str) -> Option<Vec<String>> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        guard.0.get(turn_id).cloned()
+        guard.answers.get(turn_id).cloned()
     }
 }
 

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use deltalake::kernel::Transaction;
 use deltalake::{
     DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty,
     arrow::{
@@ -18,10 +19,9 @@ use deltalake::{
         record_batch::RecordBatch,
     },
     datafusion::prelude::SessionContext,
-    kernel::{engine::arrow_conversion::TryIntoKernel as _, StructType, transaction::CommitProperties},
+    kernel::{StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
     protocol::SaveMode,
 };
-use deltalake::kernel::Transaction;
 use url::Url;
 
 use crate::{LakeError, Offset, Result, TableId, TopicPartition};
@@ -63,7 +63,8 @@ impl Lake {
         let open_err = |source| LakeError::Open { table: table.name(), source };
         let url = self.table_url(table);
         if url.scheme() == "file" {
-            let path = url.to_file_path().map_err(|_| open_err(DeltaTableError::InvalidTableLocation(url.to_string())))?;
+            let path =
+                url.to_file_path().map_err(|_| open_err(DeltaTableError::InvalidTableLocation(url.to_string())))?;
             std::fs::create_dir_all(&path).map_err(|e| open_err(DeltaTableError::Generic(e.to_string())))?;
         }
         let unloaded = DeltaTableBuilder::from_url(url.clone()).map_err(open_err)?.build().map_err(open_err)?;
@@ -119,7 +120,9 @@ impl Lake {
         let log_store = table.log_store();
         let mut out = BTreeMap::new();
         for tp in partitions {
-            if let Some(v) = snapshot.transaction_version(log_store.as_ref(), tp.txn_app_id()).await.map_err(read_err)? {
+            if let Some(v) =
+                snapshot.transaction_version(log_store.as_ref(), tp.txn_app_id()).await.map_err(read_err)?
+            {
                 out.insert(tp, Offset(v));
             }
         }
@@ -136,7 +139,8 @@ impl Lake {
         let batches = ctx.sql("SELECT event_id FROM t").await.map_err(scan_err)?.collect().await.map_err(scan_err)?;
         let mut ids = HashSet::new();
         for batch in batches {
-            let col = cast(batch.column(0), &DataType::Utf8).map_err(|source| LakeError::Rows { table: id.name(), source })?;
+            let col = cast(batch.column(0), &DataType::Utf8)
+                .map_err(|source| LakeError::Rows { table: id.name(), source })?;
             let col = col.as_string::<i32>();
             ids.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i).to_string()));
         }
@@ -180,7 +184,10 @@ mod tests {
         assert_eq!(table.version(), Some(1));
 
         let reopened = lake.open(TableId::ChatTurns).await.expect("reopen");
-        let got = lake.positions(&reopened, TableId::ChatTurns, [tp.clone(), TopicPartition::new("other", 0)]).await.expect("positions");
+        let got = lake
+            .positions(&reopened, TableId::ChatTurns, [tp.clone(), TopicPartition::new("other", 0)])
+            .await
+            .expect("positions");
         assert_eq!(got, BTreeMap::from([(tp, Offset(41))]));
         let ids = lake.event_ids(&reopened, TableId::ChatTurns).await.expect("ids");
         let expected: HashSet<String> = refs.iter().map(|r| r.event.event_id().to_string()).collect();
@@ -194,7 +201,10 @@ mod tests {
         let tp = TopicPartition::new("gata.chat_turns.v1", 3);
         let table = lake.open(TableId::ChatTurns).await.expect("open");
         let empty = RecordBatch::new_empty(TableId::ChatTurns.schema());
-        let table = lake.append(table, TableId::ChatTurns, empty, &BTreeMap::from([(tp.clone(), Offset(9))])).await.expect("append");
+        let table = lake
+            .append(table, TableId::ChatTurns, empty, &BTreeMap::from([(tp.clone(), Offset(9))]))
+            .await
+            .expect("append");
         let got = lake.positions(&table, TableId::ChatTurns, [tp.clone()]).await.expect("positions");
         assert_eq!(got.get(&tp), Some(&Offset(9)));
         assert!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").is_empty());

@@ -132,7 +132,9 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
     match table {
         TableId::Events => decoder.serialize(&records.iter().map(|r| event_row(r)).collect::<Vec<_>>()),
         TableId::ChatTurns => decoder.serialize(&records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
-        TableId::Preferences => decoder.serialize(&records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
+        TableId::Preferences => {
+            decoder.serialize(&records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>())
+        }
         TableId::ImageTextPairs => decoder.serialize(&records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
     }
     .map_err(wrap)?;
@@ -155,8 +157,16 @@ fn event_row(r: &LakeRecord) -> EventRow<'_> {
 }
 
 fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
-    let Event::ChatTurn(ChatTurn { event_id, contributor_id, session_id, turn_id, occurred_at, prompt, responses, client }) =
-        &r.event
+    let Event::ChatTurn(ChatTurn {
+        event_id,
+        contributor_id,
+        session_id,
+        turn_id,
+        occurred_at,
+        prompt,
+        responses,
+        client,
+    }) = &r.event
     else {
         return None;
     };
@@ -176,7 +186,18 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
 
 fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
     let Event::Preference(p) = &r.event else { return None };
-    let Preference { event_id, contributor_id, session_id, turn_id, occurred_at, chosen_response_id, rejected_response_ids, all_bad, rating, reason } = p;
+    let Preference {
+        event_id,
+        contributor_id,
+        session_id,
+        turn_id,
+        occurred_at,
+        chosen_response_id,
+        rejected_response_ids,
+        all_bad,
+        rating,
+        reason,
+    } = p;
     Some(PreferenceRow {
         event_id: event_id.to_string(),
         contributor_id,
@@ -226,8 +247,15 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, e)| {
                 let kind = e.kind();
-                LakeRecord::decode(kind, TopicPartition::new(intake_topic(kind), 0), Offset(i as i64), Utc::now(), e.to_json(), &Limits::default())
-                    .expect("workload events are valid")
+                LakeRecord::decode(
+                    kind,
+                    TopicPartition::new(intake_topic(kind), 0),
+                    Offset(i as i64),
+                    Utc::now(),
+                    e.to_json(),
+                    &Limits::default(),
+                )
+                .expect("workload events are valid")
             })
             .collect()
     }
@@ -249,8 +277,15 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_records_are_refused_with_reasons() {
-        let err = LakeRecord::decode(EventKind::ChatTurn, TopicPartition::new("t", 0), Offset(0), Utc::now(), b"{\"x\":1}".to_vec(), &Limits::default())
-            .expect_err("not a turn");
+        let err = LakeRecord::decode(
+            EventKind::ChatTurn,
+            TopicPartition::new("t", 0),
+            Offset(0),
+            Utc::now(),
+            b"{\"x\":1}".to_vec(),
+            &Limits::default(),
+        )
+        .expect_err("not a turn");
         assert!(!err.is_empty());
     }
 }

@@ -84,7 +84,12 @@ impl TableId {
     pub fn stats_columns(self) -> Option<String> {
         (self == TableId::ImageTextPairs).then(|| {
             let schema = self.schema();
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).filter(|n| *n != "image" && !self.partition_columns().contains(n)).collect();
+            let names: Vec<&str> = schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| *n != "image" && !self.partition_columns().contains(n))
+                .collect();
             names.join(",")
         })
     }
@@ -94,7 +99,9 @@ impl TableId {
         match self {
             TableId::Events => "bronze: every event record from the intake topics, with Kafka coordinates and raw JSON",
             TableId::ChatTurns => "silver: one row per distinct chat turn, with every model's answer",
-            TableId::Preferences => "silver: one row per distinct preference (the contributor's pick of a turn's answers)",
+            TableId::Preferences => {
+                "silver: one row per distinct preference (the contributor's pick of a turn's answers)"
+            }
             TableId::ImageTextPairs => "silver: one row per distinct image-text pair, image bytes included",
         }
     }

@@ -24,11 +24,11 @@ pub enum QueryError {
 
     /// The SQL does not parse or plan (unknown table or column, type error).
     #[error("{0}")]
-    Plan(#[source] DataFusionError),
+    Plan(#[source] Box<DataFusionError>),
 
     /// The query needed more memory than allowed.
     #[error("query exceeded its memory limit: {0}")]
-    ResourcesExhausted(#[source] DataFusionError),
+    ResourcesExhausted(#[source] Box<DataFusionError>),
 
     /// The query ran longer than allowed.
     #[error("query ran longer than {0:?}")]
@@ -36,15 +36,21 @@ pub enum QueryError {
 
     /// The engine failed while executing.
     #[error("query failed: {0}")]
-    Engine(#[source] DataFusionError),
+    Engine(#[source] Box<DataFusionError>),
 
     /// The lake could not be read.
     #[error(transparent)]
-    Lake(#[from] gata_lakehouse::LakeError),
+    Lake(Box<gata_lakehouse::LakeError>),
 
     /// The request was not authorized.
     #[error("{0}")]
     Unauthorized(&'static str),
+}
+
+impl From<gata_lakehouse::LakeError> for QueryError {
+    fn from(err: gata_lakehouse::LakeError) -> Self {
+        QueryError::Lake(Box::new(err))
+    }
 }
 
 impl From<DataFusionError> for QueryError {
@@ -55,9 +61,9 @@ impl From<DataFusionError> for QueryError {
             DataFusionError::Plan(_)
             | DataFusionError::SQL(..)
             | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::Plan(err),
-            DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(err),
-            _ => QueryError::Engine(err),
+            | DataFusionError::NotImplemented(_) => QueryError::Plan(Box::new(err)),
+            DataFusionError::ResourcesExhausted(_) => QueryError::ResourcesExhausted(Box::new(err)),
+            _ => QueryError::Engine(Box::new(err)),
         }
     }
 }

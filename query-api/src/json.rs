@@ -5,7 +5,9 @@ use serde_json::{Map, Value};
 
 /// Rows as JSON objects keyed by column name (nulls included, binary as hex).
 pub(crate) fn rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ArrowError> {
-    let mut writer = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build::<_, arrow_json::writer::JsonArray>(Vec::new());
+    let mut writer = arrow_json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow_json::writer::JsonArray>(Vec::new());
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     writer.write_batches(&refs)?;
     writer.finish()?;

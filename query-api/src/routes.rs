@@ -51,7 +51,10 @@ pub fn router(state: QueryState) -> Router {
     Router::new().route("/v1/sql", post(sql)).route("/v1/tables", get(tables)).with_state(state)
 }
 
-async fn sql(State(state): State<QueryState>, body: Result<Json<SqlRequest>, JsonRejection>) -> Result<Json<QueryAnswer>> {
+async fn sql(
+    State(state): State<QueryState>,
+    body: Result<Json<SqlRequest>, JsonRejection>,
+) -> Result<Json<QueryAnswer>> {
     let Json(req) = body.map_err(|e| QueryError::BadRequest(format!("{e}; send {{\"sql\": \"SELECT ...\"}}")))?;
     let timer = std::time::Instant::now();
     let answer = state.engine.run(&req.sql).await;

@@ -4,10 +4,10 @@
 use std::{sync::Arc, time::Instant};
 
 use gata_infra::config::QueryConfig;
+use gata_lakehouse::deltalake::datafusion::execution::context::SQLOptions;
 use gata_lakehouse::{
     TableId,
     deltalake::datafusion::{
-        error::DataFusionError,
         execution::runtime_env::RuntimeEnvBuilder,
         prelude::{SessionConfig, SessionContext},
         sql::{
@@ -16,7 +16,6 @@ use gata_lakehouse::{
         },
     },
 };
-use gata_lakehouse::deltalake::datafusion::execution::context::SQLOptions;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -73,7 +72,7 @@ pub struct SqlEngine {
 
 /// Refuses anything but one read-only query (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`).
 pub fn check_read_only(sql: &str) -> Result<()> {
-    let statements = DFParser::parse_sql(sql).map_err(|e| QueryError::Plan(DataFusionError::from(e)))?;
+    let statements = DFParser::parse_sql(sql)?;
     if statements.len() != 1 {
         return Err(QueryError::NotAllowed(format!("send exactly one statement (got {})", statements.len())));
     }
@@ -85,7 +84,9 @@ pub fn check_read_only(sql: &str) -> Result<()> {
             let verb = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
             Err(QueryError::NotAllowed(format!("{verb} … is not a query")))
         }
-        DfStatement::CreateExternalTable(_) => Err(QueryError::NotAllowed("CREATE EXTERNAL TABLE reads outside the lake".into())),
+        DfStatement::CreateExternalTable(_) => {
+            Err(QueryError::NotAllowed("CREATE EXTERNAL TABLE reads outside the lake".into()))
+        }
         DfStatement::CopyTo(_) => Err(QueryError::NotAllowed("COPY writes outside the lake".into())),
         other => Err(QueryError::NotAllowed(format!("{other} is not a query"))),
     }
@@ -129,7 +130,7 @@ impl SqlEngine {
         };
         let (schema, batches) =
             tokio::time::timeout(self.cfg.timeout, work).await.map_err(|_| QueryError::Timeout(self.cfg.timeout))??;
-        let mut rows = json::rows(&batches).map_err(|e| QueryError::Engine(e.into()))?;
+        let mut rows = json::rows(&batches).map_err(|e| QueryError::Engine(Box::new(e.into())))?;
         let truncated = rows.len() > max;
         rows.truncate(max);
         Ok(QueryAnswer {
@@ -150,7 +151,7 @@ impl SqlEngine {
                 name: id.name(),
                 description: id.description(),
                 location: self.catalog.lake().table_url(id).to_string(),
-                version: latest.get(&id).and_then(|t| t.version()).map(|v| v as u64),
+                version: latest.get(&id).and_then(|t| t.version()),
                 partition_columns: id.partition_columns(),
                 columns: columns(&id.schema()),
             })
@@ -164,7 +165,9 @@ mod tests {
 
     #[test]
     fn only_single_read_only_queries_pass() {
-        for ok in ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "EXPLAIN SELECT 1", "select count(*) from chat_turns"] {
+        for ok in
+            ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "EXPLAIN SELECT 1", "select count(*) from chat_turns"]
+        {
             check_read_only(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [

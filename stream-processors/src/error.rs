@@ -20,7 +20,7 @@ pub enum SinkError {
 
     /// The lake refused a read or commit.
     #[error(transparent)]
-    Lake(#[from] LakeError),
+    Lake(Box<LakeError>),
 
     /// The dead-letter topic did not acknowledge a record; the batch is not committed, so the
     /// records are read again after a restart.
@@ -53,6 +53,12 @@ pub enum SinkError {
     /// Registering metrics failed.
     #[error(transparent)]
     Infra(#[from] gata_infra::InfraError),
+}
+
+impl From<LakeError> for SinkError {
+    fn from(err: LakeError) -> Self {
+        Self::Lake(Box::new(err))
+    }
 }
 
 impl SinkError {

@@ -27,12 +27,33 @@ impl SinkMetrics {
     pub(crate) fn register(registry: &Registry) -> gata_infra::Result<Self> {
         use gata_infra::telemetry::register;
         Ok(Self {
-            consumed: register(registry, IntCounter::new("gata_sink_consumed_total", "Records consumed from the intake topics")?)?,
-            rows: register(registry, IntCounterVec::new(Opts::new("gata_sink_rows_total", "Rows committed, by table"), &["table"])?)?,
-            commits: register(registry, IntCounterVec::new(Opts::new("gata_sink_commits_total", "Delta commits, by table"), &["table"])?)?,
-            duplicates: register(registry, IntCounter::new("gata_sink_duplicates_total", "Events skipped in silver because their event_id was already there")?)?,
-            dead_letters: register(registry, IntCounter::new("gata_sink_dead_letters_total", "Records sent to the dead-letter topic")?)?,
-            flush_failures: register(registry, IntCounter::new("gata_sink_flush_failures_total", "Flushes that failed and were retried")?)?,
+            consumed: register(
+                registry,
+                IntCounter::new("gata_sink_consumed_total", "Records consumed from the intake topics")?,
+            )?,
+            rows: register(
+                registry,
+                IntCounterVec::new(Opts::new("gata_sink_rows_total", "Rows committed, by table"), &["table"])?,
+            )?,
+            commits: register(
+                registry,
+                IntCounterVec::new(Opts::new("gata_sink_commits_total", "Delta commits, by table"), &["table"])?,
+            )?,
+            duplicates: register(
+                registry,
+                IntCounter::new(
+                    "gata_sink_duplicates_total",
+                    "Events skipped in silver because their event_id was already there",
+                )?,
+            )?,
+            dead_letters: register(
+                registry,
+                IntCounter::new("gata_sink_dead_letters_total", "Records sent to the dead-letter topic")?,
+            )?,
+            flush_failures: register(
+                registry,
+                IntCounter::new("gata_sink_flush_failures_total", "Flushes that failed and were retried")?,
+            )?,
             flush_seconds: register(
                 registry,
                 Histogram::with_opts(
@@ -40,7 +61,10 @@ impl SinkMetrics {
                         .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
                 )?,
             )?,
-            buffered: register(registry, IntGauge::new("gata_sink_buffered_records", "Records consumed and not yet committed")?)?,
+            buffered: register(
+                registry,
+                IntGauge::new("gata_sink_buffered_records", "Records consumed and not yet committed")?,
+            )?,
         })
     }
 }

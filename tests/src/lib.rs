@@ -77,10 +77,10 @@ impl Gata {
         let http = reqwest::Client::new();
         let end = Instant::now() + Duration::from_secs(120);
         loop {
-            if let Ok(r) = http.get(format!("{}/healthz", gata.base)).send().await {
-                if r.status().is_success() {
-                    return Ok(gata);
-                }
+            if let Ok(r) = http.get(format!("{}/healthz", gata.base)).send().await
+                && r.status().is_success()
+            {
+                return Ok(gata);
             }
             if let Some(status) = gata.child.try_wait()? {
                 bail!("gata exited with {status} during start-up:\n{}", gata.log_text());
@@ -99,7 +99,9 @@ impl Gata {
 
     /// The Kafka bootstrap address the process printed.
     pub fn kafka_bootstrap(&self) -> Option<String> {
-        self.log_text().lines().find_map(|l| l.trim().strip_prefix("Kafka").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
+        self.log_text()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Kafka").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -130,11 +132,23 @@ pub struct Api {
 
 impl Api {
     /// POSTs `body` with `content_type` to `path`; returns status and JSON body.
-    pub async fn post(&self, path: &str, content_type: &str, body: impl Into<reqwest::Body>) -> anyhow::Result<(u16, Value)> {
-        let resp = self.http.post(format!("{}{path}", self.base)).header("content-type", content_type).body(body).send().await?;
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
-        let json = serde_json::from_str(&text).with_context(|| format!("{path} answered {status} with non-JSON: {text:?}"))?;
+        let json =
+            serde_json::from_str(&text).with_context(|| format!("{path} answered {status} with non-JSON: {text:?}"))?;
         Ok((status, json))
     }
 

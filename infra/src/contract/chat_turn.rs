@@ -89,7 +89,9 @@ impl ChatTurn {
             c.text(&format!("responses[{i}].text"), &r.text);
         }
         if let Some(client) = &self.client {
-            for (field, value) in [("client.app", &client.app), ("client.version", &client.version), ("client.locale", &client.locale)] {
+            for (field, value) in
+                [("client.app", &client.app), ("client.version", &client.version), ("client.locale", &client.locale)]
+            {
                 if let Some(v) = value {
                     c.id(field, v);
                 }
@@ -117,7 +119,12 @@ mod tests {
             occurred_at: Utc::now(),
             prompt: "Why is the sky blue?".into(),
             responses: ["a", "b"]
-                .map(|id| ModelResponse { response_id: id.into(), model: "m".into(), text: "Rayleigh scattering".into(), latency_ms: None })
+                .map(|id| ModelResponse {
+                    response_id: id.into(),
+                    model: "m".into(),
+                    text: "Rayleigh scattering".into(),
+                    latency_ms: None,
+                })
                 .to_vec(),
             client: None,
         }

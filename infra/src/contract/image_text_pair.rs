@@ -125,7 +125,10 @@ impl ImagePayload {
         let (width, height) = (size.width as u32, size.height as u32);
         let max = limits.max_image_side;
         if width == 0 || height == 0 || width > max || height > max {
-            return Err(Violation::too_large("image", format!("is {width}x{height} pixels; each side must be 1 to {max}")));
+            return Err(Violation::too_large(
+                "image",
+                format!("is {width}x{height} pixels; each side must be 1 to {max}"),
+            ));
         }
         let sha256 = hex::encode(Sha256::digest(&bytes));
         Ok(DecodedImage { bytes, format, width, height, sha256 })
@@ -170,7 +173,9 @@ mod tests {
 
     #[test]
     fn a_real_png_decodes_with_its_size_and_address() {
-        let img = ImagePayload { content_type: "image/png".into(), base64: png_1x1() }.decode(&Limits::default()).expect("png");
+        let img = ImagePayload { content_type: "image/png".into(), base64: png_1x1() }
+            .decode(&Limits::default())
+            .expect("png");
         assert_eq!((img.width, img.height, img.format), (1, 1, ImageFormat::Png));
         assert_eq!(img.sha256.len(), 64);
     }
@@ -181,12 +186,14 @@ mod tests {
         let text = base64::engine::general_purpose::STANDARD.encode(b"hello, not an image");
         let err = ImagePayload { content_type: "image/png".into(), base64: text }.decode(&limits).expect_err("text");
         assert!(err.reason.contains("not a PNG"));
-        let err = ImagePayload { content_type: "image/jpeg".into(), base64: png_1x1() }.decode(&limits).expect_err("type");
+        let err =
+            ImagePayload { content_type: "image/jpeg".into(), base64: png_1x1() }.decode(&limits).expect_err("type");
         assert_eq!(err.field, "image.content_type");
         let small = Limits { max_image_bytes: 10, ..Limits::default() };
         let err = ImagePayload { content_type: "image/png".into(), base64: png_1x1() }.decode(&small).expect_err("big");
         assert!(err.too_large);
-        let err = ImagePayload { content_type: "image/png".into(), base64: "!!!".into() }.decode(&limits).expect_err("b64");
+        let err =
+            ImagePayload { content_type: "image/png".into(), base64: "!!!".into() }.decode(&limits).expect_err("b64");
         assert!(err.reason.contains("base64"));
     }
 }

@@ -79,8 +79,8 @@ impl Event {
     /// Parses one JSON object as an event of `kind`, then validates it. Errors carry the field
     /// path and the reason for every problem found.
     pub fn parse(kind: EventKind, json: &[u8], limits: &Limits) -> Result<Event, Vec<Violation>> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
         if !value.is_object() {
             return Err(vec![Violation::new("", "expected a JSON object".to_string())]);
         }

@@ -78,10 +78,13 @@ impl Preference {
     pub fn violations_against_turn<'a>(&self, answers: impl IntoIterator<Item = &'a str> + Clone) -> Vec<Violation> {
         let known = |id: &str| answers.clone().into_iter().any(|a| a == id);
         let mut out = Vec::new();
-        if let Some(chosen) = &self.chosen_response_id {
-            if !known(chosen) {
-                out.push(Violation::new("chosen_response_id", format!("{chosen:?} is not an answer of turn {:?}", self.turn_id)));
-            }
+        if let Some(chosen) = &self.chosen_response_id
+            && !known(chosen)
+        {
+            out.push(Violation::new(
+                "chosen_response_id",
+                format!("{chosen:?} is not an answer of turn {:?}", self.turn_id),
+            ));
         }
         for (i, id) in self.rejected_response_ids.iter().enumerate() {
             if !known(id) {

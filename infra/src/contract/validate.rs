@@ -131,7 +131,13 @@ impl<'a> Checker<'a> {
     }
 
     /// The fields every chat event carries: who, which session and turn, when.
-    pub(crate) fn turn_header(&mut self, contributor_id: &str, session_id: Option<&str>, turn_id: &str, occurred_at: DateTime<Utc>) {
+    pub(crate) fn turn_header(
+        &mut self,
+        contributor_id: &str,
+        session_id: Option<&str>,
+        turn_id: &str,
+        occurred_at: DateTime<Utc>,
+    ) {
         self.id("contributor_id", contributor_id);
         if let Some(session) = session_id {
             self.id("session_id", session);

@@ -81,7 +81,9 @@ impl ConsumerContext for SinkContext {
                         }
                         tracing::info!(?next, "partitions assigned; resuming from the lake's positions");
                     }
-                    Err(e) => tracing::error!(error = %e, "cannot read lake positions; resuming from committed offsets, duplicates are filtered by the writer"),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read lake positions; resuming from committed offsets, duplicates are filtered by the writer")
+                    }
                 }
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assign failed");
@@ -117,8 +119,9 @@ pub(crate) fn spawn(
     committed: CommittedPositions,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let consumer: BaseConsumer<SinkContext> =
-        config.create_with_context(SinkContext { tx: tx.clone(), positions }).map_err(SinkError::kafka("create consumer"))?;
+    let consumer: BaseConsumer<SinkContext> = config
+        .create_with_context(SinkContext { tx: tx.clone(), positions })
+        .map_err(SinkError::kafka("create consumer"))?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
     std::thread::Builder::new()

@@ -120,7 +120,8 @@ impl Writer {
         match LakeRecord::decode(kind, source.clone(), offset, received_at, payload.clone(), &self.limits) {
             Ok(record) => self.pending.push(record),
             Err(violations) => {
-                let reason = violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; ");
+                let reason =
+                    violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; ");
                 self.dead_letter(source.clone(), offset, payload, reason).await?;
             }
         }
@@ -131,7 +132,13 @@ impl Writer {
         Ok(())
     }
 
-    async fn dead_letter(&mut self, source: TopicPartition, offset: Offset, payload: Vec<u8>, reason: String) -> Result<()> {
+    async fn dead_letter(
+        &mut self,
+        source: TopicPartition,
+        offset: Offset,
+        payload: Vec<u8>,
+        reason: String,
+    ) -> Result<()> {
         tracing::warn!(%source, %offset, %reason, "dead-lettering record");
         dead_letters::send(&self.dlq, &DeadLetter { source, offset, payload, reason }).await?;
         self.metrics.dead_letters.inc();
@@ -249,7 +256,10 @@ impl Writer {
         for (id, state) in self.tables.iter_mut() {
             let before = state.table.version();
             let mut table = self.lake.open(*id).await?;
-            table.update_state().await.map_err(|source| gata_lakehouse::LakeError::Read { table: id.name(), source })?;
+            table
+                .update_state()
+                .await
+                .map_err(|source| gata_lakehouse::LakeError::Read { table: id.name(), source })?;
             let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| feeds(&tp.topic, *id)).cloned().collect();
             state.positions = self.lake.positions(&table, *id, relevant).await?;
             if id.is_deduplicated() && table.version() != before {

@@ -99,7 +99,11 @@ async fn every_route_refuses_bad_input_with_a_located_reason() {
     assert_eq!((s, field_of(&e, 0)), (413, "image.base64"));
 
     // SQL: writes, files outside the lake, unknown tables, bad bodies.
-    for sql in ["DROP TABLE chat_turns", "COPY (SELECT 1) TO '/tmp/out.csv'", "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'"] {
+    for sql in [
+        "DROP TABLE chat_turns",
+        "COPY (SELECT 1) TO '/tmp/out.csv'",
+        "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'",
+    ] {
         let (s, e) = refused(&api, "/v1/sql", JSON, json!({ "sql": sql }).to_string()).await;
         assert_eq!((s, e["code"].as_str()), (400, Some("not_allowed")), "{sql}");
     }
@@ -119,7 +123,8 @@ async fn one_bad_line_refuses_the_whole_batch() {
     turns[8] = json!("not an object");
     let (s, body) = api.post_ndjson("/v1/chat-turns", &turns).await.unwrap();
     assert_eq!(s, 422, "{body}");
-    let lines: Vec<u64> = body["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["line"].as_u64()).collect();
+    let lines: Vec<u64> =
+        body["error"]["details"].as_array().unwrap().iter().filter_map(|d| d["line"].as_u64()).collect();
     assert_eq!(lines, [7, 9]);
 
     // A later good event lands; none of the refused batch ever does.

@@ -25,7 +25,9 @@ async fn sigkill_mid_load_loses_and_duplicates_nothing() {
         tokio::spawn(async move {
             for batch in turns.chunks(50) {
                 match api.post_ndjson("/v1/chat-turns", batch).await {
-                    Ok((202, _)) => acked.lock().unwrap().extend(batch.iter().map(|e| e["event_id"].as_str().unwrap().to_string())),
+                    Ok((202, _)) => {
+                        acked.lock().unwrap().extend(batch.iter().map(|e| e["event_id"].as_str().unwrap().to_string()))
+                    }
                     _ => break,
                 }
             }
@@ -51,7 +53,11 @@ async fn sigkill_mid_load_loses_and_duplicates_nothing() {
         if std::time::Instant::now() > deadline {
             let log = gata.log_text();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            panic!("{landed} of {} acknowledged events landed after 180 s; log (newest first):\n{}", acked.len(), tail.join("\n"));
+            panic!(
+                "{landed} of {} acknowledged events landed after 180 s; log (newest first):\n{}",
+                acked.len(),
+                tail.join("\n")
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

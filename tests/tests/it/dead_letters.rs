@@ -27,7 +27,10 @@ async fn undecodable_records_are_dead_lettered_with_their_reason() {
 
     let producer: FutureProducer = kafka.producer(Duration::from_secs(10)).create().unwrap();
     for (key, payload) in [("ctr_x", &b"{not json"[..]), ("ctr_y", br#"{"contributor_id":"ctr_y"}"#)] {
-        producer.send(FutureRecord::to("gata.chat_turns.v1").key(key).payload(payload), Duration::from_secs(10)).await.unwrap();
+        producer
+            .send(FutureRecord::to("gata.chat_turns.v1").key(key).payload(payload), Duration::from_secs(10))
+            .await
+            .unwrap();
     }
     let (s, _) = api.post("/v1/chat-turns", "application/json", example("chat_turn").to_string()).await.unwrap();
     assert_eq!(s, 202);
@@ -40,7 +43,10 @@ async fn undecodable_records_are_dead_lettered_with_their_reason() {
     consumer.subscribe(&[DEAD_LETTERS]).unwrap();
     let mut letters = Vec::new();
     while letters.len() < 2 {
-        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.expect("dead letters within 30 s").unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("dead letters within 30 s")
+            .unwrap();
         let headers = msg.headers().expect("dead letters carry headers");
         let header = |name: &str| {
             headers.iter().find(|h| h.key == name).and_then(|h| h.value).map(|v| String::from_utf8_lossy(v).to_string())

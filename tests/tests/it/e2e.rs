@@ -25,12 +25,17 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     assert_eq!(status, 202, "{body}");
     let (status, body) = api.post_ndjson("/v1/image-text-pairs", &images).await.unwrap();
     assert_eq!(status, 202, "{body}");
-    for (name, route) in [("chat_turn", "/v1/chat-turns"), ("preference", "/v1/preferences"), ("image_text_pair", "/v1/image-text-pairs")] {
+    for (name, route) in [
+        ("chat_turn", "/v1/chat-turns"),
+        ("preference", "/v1/preferences"),
+        ("image_text_pair", "/v1/image-text-pairs"),
+    ] {
         let (status, body) = api.post(route, "application/json", example(name).to_string()).await.unwrap();
         assert_eq!(status, 202, "{name}: {body}");
     }
 
-    let expect = [("chat_turns", turns.len() + 1), ("preferences", prefs.len() + 1), ("image_text_pairs", images.len() + 1)];
+    let expect =
+        [("chat_turns", turns.len() + 1), ("preferences", prefs.len() + 1), ("image_text_pairs", images.len() + 1)];
     for (table, n) in expect {
         eventually(&format!("{n} rows in {table}"), Duration::from_secs(60), || async {
             let got = api.count(&format!("SELECT COUNT(*) AS n FROM {table}")).await.ok()?;
@@ -48,7 +53,10 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     // Contents: a turn's prompt and answers, a preference's pick, an image's bytes.
     let t = &turns[7];
     let rows = api
-        .rows(&format!("SELECT prompt, turn_id, contributor_id, responses FROM chat_turns WHERE event_id = '{}'", t["event_id"].as_str().unwrap()))
+        .rows(&format!(
+            "SELECT prompt, turn_id, contributor_id, responses FROM chat_turns WHERE event_id = '{}'",
+            t["event_id"].as_str().unwrap()
+        ))
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -58,7 +66,10 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     assert_eq!(rows[0]["responses"][1]["text"], t["responses"][1]["text"]);
 
     let ex = example("preference");
-    let rows = api.rows("SELECT chosen_response_id, rating, rejected_response_ids FROM preferences WHERE turn_id = 'turn_000123'").await.unwrap();
+    let rows = api
+        .rows("SELECT chosen_response_id, rating, rejected_response_ids FROM preferences WHERE turn_id = 'turn_000123'")
+        .await
+        .unwrap();
     assert_eq!(rows[0]["chosen_response_id"], ex["chosen_response_id"]);
     assert_eq!(rows[0]["rating"], ex["rating"]);
     assert_eq!(rows[0]["rejected_response_ids"], ex["rejected_response_ids"]);

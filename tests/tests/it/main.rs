@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // a test crate: a failed unwrap is a failed test
 //! End-to-end suite: real `gata serve` processes (embedded Kafka-protocol broker, Delta tables
 //! on a temp dir, HTTP on loopback), driven through the public API.
 
