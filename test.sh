@@ -14,12 +14,12 @@ if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
     echo "need gcc and make" >&2; exit 1
   fi
 fi
+# An S3-compatible server for the object-store lake test, and Python deltalake for interop.
+python3 -c 'import moto.server, flask, deltalake' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' deltalake pyarrow
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets --no-run
 cargo test --workspace --all-targets
 
 # Interop: another Delta implementation (Python deltalake) reads what gata wrote.
-if ! python3 -c 'import deltalake' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check deltalake pyarrow
-fi
 python3 tests/interop/read_lake.py "${CARGO_TARGET_DIR:-target}/debug/gata"

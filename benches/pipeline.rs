@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     rows.push(Row { name: "raw consume (rdkafka)", events: seen, took: started.elapsed(), ceiling: None });
 
     // The lake sink over the same records, exactly-once on.
-    let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()))?;
+    let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()), &Default::default())?;
     let registry = prometheus::Registry::new();
     let stop = CancellationToken::new();
     let cfg = GataConfig::default();

@@ -67,7 +67,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         .await
         .with_context(|| format!("creating topics on {bootstrap}"))?;
     let lake_uri = cfg.lake_uri()?;
-    let lake = Lake::new(&lake_uri)?;
+    let lake = Lake::new(&lake_uri, &cfg.lake.storage_options.0)?;
 
     let producer: FutureProducer =
         kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
@@ -132,7 +132,7 @@ fn sink_group(cfg: &GataConfig) -> String {
 
 /// Runs one query against the lake without a server.
 pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<QueryAnswer> {
-    let lake = Lake::new(&cfg.lake_uri()?)?;
+    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
     let engine = SqlEngine::new(Arc::new(Catalog::open(lake).await?), cfg.query.clone());
     Ok(engine.run(sql).await?)
 }

@@ -155,11 +155,61 @@ pub struct LakeConfig {
     pub flush_interval: Duration,
     /// Records queued between the Kafka poller and the writer before polling pauses (`10000`).
     pub queue_records: usize,
+    /// Object-store options for the lake URL (`AWS_ENDPOINT_URL`, `AWS_REGION`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …); `AWS_*` environment
+    /// variables are read too. Values never appear in logs.
+    pub storage_options: StorageOptions,
+}
+
+/// Object-store options: key → value; `Debug` shows the keys only. Values may be written as
+/// strings, booleans or numbers (environment variables such as `…__AWS_ALLOW_HTTP=true` parse
+/// as booleans); they are kept as text, which is what object stores take.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StorageOptions(pub std::collections::BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for StorageOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            Text(String),
+            Flag(bool),
+            Int(i64),
+            Float(f64),
+        }
+        let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+        Ok(StorageOptions(
+            raw.into_iter()
+                .map(|(k, v)| {
+                    let text = match v {
+                        Scalar::Text(s) => s,
+                        Scalar::Flag(b) => b.to_string(),
+                        Scalar::Int(i) => i.to_string(),
+                        Scalar::Float(f) => f.to_string(),
+                    };
+                    (k, text)
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl fmt::Debug for StorageOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
-        Self { uri: None, flush_max_records: 5000, flush_interval: Duration::from_millis(500), queue_records: 10_000 }
+        Self {
+            uri: None,
+            flush_max_records: 5000,
+            flush_interval: Duration::from_millis(500),
+            queue_records: 10_000,
+            storage_options: StorageOptions::default(),
+        }
     }
 }
 
@@ -290,6 +340,20 @@ mod tests {
     }
 
     #[test]
+    fn storage_options_take_any_scalar_as_text() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("GATA__LAKE__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true");
+            jail.set_env("GATA__LAKE__STORAGE_OPTIONS__AWS_ENDPOINT_URL", "http://127.0.0.1:9000");
+            let cfg = load(None, &serde_json::json!({})).expect("valid config");
+            let opts = &cfg.lake.storage_options.0;
+            let get = |k: &str| opts.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
+            assert_eq!(get("aws_allow_http"), Some("true"));
+            assert_eq!(get("aws_endpoint_url"), Some("http://127.0.0.1:9000"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("gata.toml", "[lake]\nflush_max_recordz = 7\n")?;
@@ -300,9 +364,12 @@ mod tests {
     }
 
     #[test]
-    fn tokens_never_print() {
-        let mut cfg = HttpConfig::default();
-        cfg.tokens.push(Token("s3cret".into()));
-        assert!(!format!("{cfg:?}").contains("s3cret"));
+    fn secrets_never_print() {
+        let mut cfg = GataConfig::default();
+        cfg.http.tokens.push(Token("s3cret".into()));
+        cfg.lake.storage_options.0.insert("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into());
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret") && !shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("AWS_SECRET_ACCESS_KEY"));
     }
 }

@@ -7,7 +7,7 @@
 //! them). Concurrent writers to one table are serialized by Delta's optimistic concurrency:
 //! appends do not conflict with each other and are retried by delta-rs on a version race.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use deltalake::kernel::Transaction;
 use deltalake::{
@@ -27,14 +27,30 @@ use url::Url;
 use crate::{LakeError, Offset, Result, TableId, TopicPartition};
 
 /// The lake root and how to reach its tables.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Lake {
     root: Url,
+    options: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Lake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lake").field("root", &self.root.as_str()).field("options", &self.options.keys()).finish()
+    }
+}
+
+/// Makes `s3://` (and `s3a://`) lake URLs known to delta-rs, once per process.
+fn register_object_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| deltalake::aws::register_handlers(None));
 }
 
 impl Lake {
-    /// A lake rooted at `uri` (`file:///abs/path`, `memory:///`). A local root is created.
-    pub fn new(uri: &str) -> Result<Lake> {
+    /// A lake rooted at `uri` (`file:///abs/path`, `s3://bucket/prefix`, `memory:///`), reached
+    /// with object-store `options` (endpoint, region, credentials; `AWS_*` environment variables
+    /// are read too). A local root is created.
+    pub fn new(uri: &str, options: &BTreeMap<String, String>) -> Result<Lake> {
+        register_object_stores();
         let bad = |reason: String| LakeError::Location { uri: uri.to_string(), reason };
         let mut root = Url::parse(uri).map_err(|e| bad(e.to_string()))?;
         if root.scheme() == "file" {
@@ -44,7 +60,7 @@ impl Lake {
         if !root.path().ends_with('/') {
             root.set_path(&format!("{}/", root.path()));
         }
-        Ok(Lake { root })
+        Ok(Lake { root, options: options.iter().map(|(k, v)| (k.clone(), v.clone())).collect() })
     }
 
     /// The lake root.
@@ -67,9 +83,9 @@ impl Lake {
                 url.to_file_path().map_err(|_| open_err(DeltaTableError::InvalidTableLocation(url.to_string())))?;
             std::fs::create_dir_all(&path).map_err(|e| open_err(DeltaTableError::Generic(e.to_string())))?;
         }
-        let unloaded = DeltaTableBuilder::from_url(url.clone()).map_err(open_err)?.build().map_err(open_err)?;
+        let unloaded = self.unloaded(&url).map_err(open_err)?;
         if unloaded.verify_deltatable_existence().await.map_err(open_err)? {
-            return deltalake::open_table(url).await.map_err(open_err);
+            return self.load(&url).await.map_err(open_err);
         }
         let schema: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| open_err(e.into()))?;
         let mut create = unloaded.create();
@@ -86,8 +102,20 @@ impl Lake {
         match created {
             Ok(t) => Ok(t),
             // Another process created it between our check and our commit.
-            Err(_) => deltalake::open_table(url).await.map_err(open_err),
+            Err(_) => self.load(&url).await.map_err(open_err),
         }
+    }
+
+    /// A handle on the table at `url`, with this lake's options, not yet read.
+    fn unloaded(&self, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+        DeltaTableBuilder::from_url(url.clone())?.with_storage_options(self.options.clone()).build()
+    }
+
+    /// The table at `url`, at its latest version.
+    async fn load(&self, url: &Url) -> Result<DeltaTable, DeltaTableError> {
+        let mut table = self.unloaded(url)?;
+        table.load().await?;
+        Ok(table)
     }
 
     /// Appends `batch` to `table` and records `positions` (the last offset covered per
@@ -154,7 +182,7 @@ mod tests {
     use crate::rows::{record_batch, tests::records};
 
     fn lake(dir: &tempfile::TempDir) -> Lake {
-        Lake::new(&format!("file://{}", dir.path().display())).expect("lake")
+        Lake::new(&format!("file://{}", dir.path().display()), &BTreeMap::new()).expect("lake")
     }
 
     #[tokio::test]

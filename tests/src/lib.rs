@@ -184,3 +184,54 @@ impl Api {
         rows.first().and_then(|r| r["n"].as_u64()).with_context(|| format!("{sql}: no n in {rows:?}"))
     }
 }
+
+/// An S3-compatible server on loopback (moto's server, `python3 -m moto.server`, installed by
+/// `./test.sh`),
+/// stopped on drop.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub endpoint: String,
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub async fn start(bucket: &str) -> anyhow::Result<S3Server> {
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting python3 -m moto.server (./test.sh installs it: pip install 'moto[server]')")?;
+        let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
+        let http = reqwest::Client::new();
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.put(format!("{}/{bucket}", server.endpoint)).send().await
+                && r.status().is_success()
+            {
+                return Ok(server);
+            }
+            if Instant::now() > end {
+                bail!("S3 server at {} did not create bucket {bucket} within 30 s", server.endpoint);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Keys under `prefix` in `bucket`.
+    pub async fn list(&self, bucket: &str, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let url = format!("{}/{bucket}?list-type=2&prefix={prefix}", self.endpoint);
+        let body = reqwest::get(url).await?.text().await?;
+        Ok(body.split("<Key>").skip(1).filter_map(|s| s.split("</Key>").next()).map(str::to_string).collect())
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
