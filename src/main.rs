@@ -6,6 +6,7 @@
 
 mod demo;
 mod http;
+mod lake_cmd;
 mod platform;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -40,6 +41,8 @@ enum Cmd {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Table maintenance on demand: checkpoint, optimize (compact), vacuum.
+    Lake(lake_cmd::LakeArgs),
     /// Print the JSON Schema of every event kind, or write them to a directory.
     Schema {
         /// Directory to write `<kind>.v1.schema.json` files into.
@@ -52,19 +55,19 @@ enum Cmd {
 #[derive(Debug, Clone, Default, Args, Serialize)]
 struct Flags {
     /// Where the embedded broker's log and the default lake live.
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<PathBuf>,
     /// HTTP address for intake and SQL (default 127.0.0.1:8080).
-    #[arg(long = "http")]
+    #[arg(long = "http", global = true)]
     #[serde(skip)]
     http_addr: Option<SocketAddr>,
     /// External Kafka cluster (host:port[,host:port]); without it the embedded broker runs.
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip)]
     brokers: Option<String>,
     /// Lake root URL (default: <data-dir>/lake).
-    #[arg(long)]
+    #[arg(long, global = true)]
     #[serde(skip)]
     lake: Option<String>,
 }
@@ -128,6 +131,10 @@ async fn main() -> anyhow::Result<()> {
             let answer = platform::query_once(&cfg, &query).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
+        }
+        Cmd::Lake(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            lake_cmd::run(cfg, args).await
         }
         Cmd::Schema { write } => write_schemas(write),
     }

@@ -87,10 +87,18 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };
-    let (sink_stop, sink_registry) = (stop.child_token(), registry.clone());
+    let (sink_stop, sink_registry, sink_lake) = (stop.child_token(), registry.clone(), lake.clone());
     tasks.spawn(async move {
-        gata_stream_processors::run_sink(sink_cfg, kafka, lake, &sink_registry, sink_stop).await.context("lake sink")
+        gata_stream_processors::run_sink(sink_cfg, kafka, sink_lake, &sink_registry, sink_stop)
+            .await
+            .context("lake sink")
     });
+    if cfg.maintenance.enabled {
+        let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
+        tasks.spawn(async move {
+            gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop).await.context("table maintenance")
+        });
+    }
     let http_stop = stop.child_token();
     tasks.spawn(async move {
         axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await.context("HTTP server")

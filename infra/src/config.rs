@@ -36,6 +36,8 @@ pub struct GataConfig {
     pub lake: LakeConfig,
     /// The SQL service.
     pub query: QueryConfig,
+    /// Background table maintenance.
+    pub maintenance: MaintenanceConfig,
 }
 
 impl Default for GataConfig {
@@ -47,6 +49,7 @@ impl Default for GataConfig {
             ingest: IngestConfig::default(),
             lake: LakeConfig::default(),
             query: QueryConfig::default(),
+            maintenance: MaintenanceConfig::default(),
         }
     }
 }
@@ -150,11 +153,16 @@ pub struct LakeConfig {
     pub uri: Option<String>,
     /// Flush buffered records once this many are waiting (`5000`).
     pub flush_max_records: usize,
+    /// Flush once the buffered records hold this many bytes of payload (`64 MiB`), so large
+    /// events make large files without holding too much in memory.
+    pub flush_max_bytes: usize,
     /// Flush buffered records at least this often (`500ms`), so data is queryable quickly.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
     /// Records queued between the Kafka poller and the writer before polling pauses (`10000`).
     pub queue_records: usize,
+    /// Write a log checkpoint every this many commits to a table (`100`).
+    pub checkpoint_interval: u64,
     /// Object-store options for the lake URL (`AWS_ENDPOINT_URL`, `AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …); `AWS_*` environment
     /// variables are read too. Values never appear in logs.
@@ -206,8 +214,10 @@ impl Default for LakeConfig {
         Self {
             uri: None,
             flush_max_records: 5000,
+            flush_max_bytes: 64 << 20,
             flush_interval: Duration::from_millis(500),
             queue_records: 10_000,
+            checkpoint_interval: 100,
             storage_options: StorageOptions::default(),
         }
     }
@@ -229,6 +239,37 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         Self { max_rows: 10_000, timeout: Duration::from_secs(30), memory_limit_bytes: 1 << 30 }
+    }
+}
+
+/// Background table maintenance run by `gata serve` (and on demand by `gata lake`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    /// Run compaction and vacuum in the background (`true`).
+    pub enabled: bool,
+    /// How often to compact small files (`10m`).
+    #[serde(with = "humantime_serde")]
+    pub optimize_interval: Duration,
+    /// Size compaction aims for (`128 MiB`).
+    pub target_file_bytes: u64,
+    /// How often to vacuum (`24h`).
+    #[serde(with = "humantime_serde")]
+    pub vacuum_interval: Duration,
+    /// Files unreferenced for less than this are kept (`7days`; at least 1 hour).
+    #[serde(with = "humantime_serde")]
+    pub vacuum_retention: Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            optimize_interval: Duration::from_secs(600),
+            target_file_bytes: 128 << 20,
+            vacuum_interval: Duration::from_secs(86_400),
+            vacuum_retention: Duration::from_secs(7 * 86_400),
+        }
     }
 }
 
@@ -260,6 +301,14 @@ impl GataConfig {
         check(self.lake.flush_max_records > 0, "lake.flush_max_records must be positive");
         check(!self.lake.flush_interval.is_zero(), "lake.flush_interval must be positive");
         check(self.lake.queue_records > 0, "lake.queue_records must be positive");
+        check(self.lake.flush_max_bytes > 0, "lake.flush_max_bytes must be positive");
+        check(self.lake.checkpoint_interval > 0, "lake.checkpoint_interval must be positive");
+        check(self.maintenance.target_file_bytes > 0, "maintenance.target_file_bytes must be positive");
+        check(!self.maintenance.optimize_interval.is_zero(), "maintenance.optimize_interval must be positive");
+        check(
+            self.maintenance.vacuum_retention >= Duration::from_secs(3600),
+            "maintenance.vacuum_retention must be at least 1h (readers of recent versions keep their files)",
+        );
         check(self.query.max_rows > 0, "query.max_rows must be positive");
         check(
             self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),

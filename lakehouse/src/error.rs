@@ -17,6 +17,17 @@ pub enum LakeError {
         reason: String,
     },
 
+    /// A vacuum was asked to keep less history than the safety window.
+    #[error("vacuum of {table} refused: retention {retention:?} is below the safety window of {minimum:?}")]
+    RetentionTooShort {
+        /// Table name.
+        table: &'static str,
+        /// What was asked.
+        retention: std::time::Duration,
+        /// The least accepted.
+        minimum: std::time::Duration,
+    },
+
     /// Opening or creating a table failed.
     #[error("cannot open table {table}: {source}")]
     Open {

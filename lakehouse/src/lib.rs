@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod lake;
+pub mod maintenance;
 pub mod offsets;
 pub mod rows;
 pub mod tables;

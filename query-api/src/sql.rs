@@ -57,6 +57,8 @@ pub struct TableInfo {
     pub location: String,
     /// Latest committed Delta version.
     pub version: Option<u64>,
+    /// Data files in that version (compaction lowers it).
+    pub files: usize,
     /// Partition columns.
     pub partition_columns: &'static [&'static str],
     /// Columns.
@@ -152,6 +154,7 @@ impl SqlEngine {
                 description: id.description(),
                 location: self.catalog.lake().table_url(id).to_string(),
                 version: latest.get(&id).and_then(|t| t.version()),
+                files: latest.get(&id).and_then(|t| t.get_file_uris().ok()).map_or(0, Iterator::count),
                 partition_columns: id.partition_columns(),
                 columns: columns(&id.schema()),
             })

@@ -2,8 +2,10 @@
 //!
 //! Two halves joined by a bounded channel: the [`poller`] thread owns the Kafka consumer
 //! (a consumer-group member; scale out by starting more instances) and the [`writer`] task
-//! owns the tables. Records are committed when `flush_max_records` are buffered or the oldest
-//! has waited `flush_interval`, whichever comes first, and on shutdown.
+//! owns the tables. Records are committed when `flush_max_records` records or
+//! `flush_max_bytes` of payload are buffered or the oldest has waited `flush_interval`,
+//! whichever comes first, and on shutdown. Every `checkpoint_interval` commits a table gets a
+//! log checkpoint.
 
 mod poller;
 mod writer;
@@ -54,7 +56,9 @@ pub async fn run_sink(
     let dlq: FutureProducer =
         kafka.producer(Duration::from_secs(10)).create().map_err(SinkError::kafka("create dead-letter producer"))?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
-    let mut writer = Writer::open(lake.clone(), cfg.limits.clone(), dlq, committed.clone(), metrics).await?;
+    let mut writer =
+        Writer::open(lake.clone(), cfg.limits.clone(), cfg.lake.checkpoint_interval, dlq, committed.clone(), metrics)
+            .await?;
 
     let (tx, mut rx) = mpsc::channel(cfg.lake.queue_records);
     let topics = EventKind::ALL.into_iter().map(|k| intake_topic(k).to_string()).collect();
@@ -76,7 +80,8 @@ pub async fn run_sink(
                     None => break,
                     Some(Input::Record(polled)) => {
                         writer.handle(polled).await?;
-                        if writer.pending_len() >= cfg.lake.flush_max_records {
+                        let (records, bytes) = writer.pending();
+                        if records >= cfg.lake.flush_max_records || bytes >= cfg.lake.flush_max_bytes {
                             writer.flush().await?;
                         }
                     }

@@ -61,6 +61,10 @@ pub(crate) struct Writer {
     oldest_pending: Option<Instant>,
     /// Records consumed since the last commit (dead letters included).
     buffered: usize,
+    /// Payload bytes of those records.
+    buffered_bytes: usize,
+    /// Commits between log checkpoints.
+    checkpoint_interval: u64,
     dlq: FutureProducer,
     committed: CommittedPositions,
     metrics: SinkMetrics,
@@ -71,6 +75,7 @@ impl Writer {
     pub(crate) async fn open(
         lake: Lake,
         limits: Limits,
+        checkpoint_interval: u64,
         dlq: FutureProducer,
         committed: CommittedPositions,
         metrics: SinkMetrics,
@@ -90,14 +95,17 @@ impl Writer {
             pending_to: BTreeMap::new(),
             oldest_pending: None,
             buffered: 0,
+            buffered_bytes: 0,
+            checkpoint_interval,
             dlq,
             committed,
             metrics,
         })
     }
 
-    pub(crate) fn pending_len(&self) -> usize {
-        self.buffered
+    /// Records and payload bytes consumed since the last commit.
+    pub(crate) fn pending(&self) -> (usize, usize) {
+        (self.buffered, self.buffered_bytes)
     }
 
     /// When the buffered records must be committed at the latest.
@@ -110,6 +118,7 @@ impl Writer {
     pub(crate) async fn handle(&mut self, polled: Polled) -> Result<()> {
         self.metrics.consumed.inc();
         let Polled { source, offset, timestamp_ms, payload } = polled;
+        self.buffered_bytes += payload.len();
         let Some(kind) = kind_of_topic(&source.topic) else {
             return self.dead_letter(source, offset, payload, "not an intake topic".into()).await;
         };
@@ -183,6 +192,7 @@ impl Writer {
         self.pending_to.clear();
         self.oldest_pending = None;
         self.buffered = 0;
+        self.buffered_bytes = 0;
         self.metrics.buffered.set(0);
         self.metrics.flush_seconds.observe(started.elapsed().as_secs_f64());
         Ok(())
@@ -220,6 +230,11 @@ impl Writer {
         let n = batch.num_rows();
         let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
         tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
+        if table.version().is_some_and(|v| v % self.checkpoint_interval == 0)
+            && let Err(e) = self.lake.checkpoint(&table, id).await
+        {
+            tracing::warn!(table = id.name(), error = %e, "checkpoint failed; readers replay the log instead");
+        }
         state.table = table;
         state.positions.extend(positions);
         state.seen.extend(batch_ids);
@@ -245,6 +260,7 @@ impl Writer {
         self.pending.retain(|r| !tps.contains(&r.source));
         if self.pending_to.is_empty() {
             self.buffered = 0;
+            self.buffered_bytes = 0;
             self.oldest_pending = None;
         }
         flushed

@@ -6,6 +6,7 @@ mod bad_input;
 mod crash;
 mod dead_letters;
 mod e2e;
+mod maintenance;
 mod s3;
 
 use std::path::Path;

@@ -1,0 +1,66 @@
+//! `gata lake`: table maintenance on demand (the same operations `gata serve` runs in the
+//! background), safe to run next to a live sink.
+
+use std::{num::NonZeroU64, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+use gata_infra::config::GataConfig;
+use gata_lakehouse::{Lake, TableId};
+
+/// `gata lake` options.
+#[derive(Debug, Clone, Args)]
+pub struct LakeArgs {
+    #[command(subcommand)]
+    op: Op,
+    /// Only this table (`events`, `chat_turns`, `preferences`, `image_text_pairs`); default all.
+    #[arg(long, global = true)]
+    table: Option<String>,
+    #[command(flatten)]
+    pub flags: crate::Flags,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+enum Op {
+    /// Write a log checkpoint at the current version.
+    Checkpoint,
+    /// Compact small files into files of about `--target-bytes` (default from config).
+    Optimize {
+        #[arg(long)]
+        target_bytes: Option<u64>,
+    },
+    /// Delete files no version younger than `--retention` references (at least 1h).
+    Vacuum {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retention: Option<Duration>,
+    },
+}
+
+pub async fn run(cfg: GataConfig, args: LakeArgs) -> anyhow::Result<()> {
+    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
+    let tables: Vec<TableId> = match &args.table {
+        Some(name) => vec![TableId::ALL.into_iter().find(|t| t.name() == name).with_context(|| {
+            format!("no table {name:?}; tables: events, chat_turns, preferences, image_text_pairs")
+        })?],
+        None => TableId::ALL.to_vec(),
+    };
+    for id in tables {
+        let report = match &args.op {
+            Op::Checkpoint => {
+                let table = lake.open(id).await?;
+                lake.checkpoint(&table, id).await?;
+                serde_json::json!({ "table": id.name(), "checkpoint_version": table.version() })
+            }
+            Op::Optimize { target_bytes } => {
+                let target = NonZeroU64::new(target_bytes.unwrap_or(cfg.maintenance.target_file_bytes))
+                    .context("--target-bytes must be positive")?;
+                serde_json::to_value(lake.optimize(id, target).await?)?
+            }
+            Op::Vacuum { retention } => {
+                serde_json::to_value(lake.vacuum(id, retention.unwrap_or(cfg.maintenance.vacuum_retention)).await?)?
+            }
+        };
+        println!("{report}");
+    }
+    Ok(())
+}
