@@ -1,6 +1,6 @@
 //! Sink metrics.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 /// What the lake sink exposes at `/metrics`.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub(crate) struct SinkMetrics {
     pub flush_seconds: Histogram,
     /// Records buffered and not yet committed.
     pub buffered: IntGauge,
+    /// Records in the log not yet in the lake, by topic and partition.
+    pub lag: IntGaugeVec,
 }
 
 impl SinkMetrics {
@@ -64,6 +66,16 @@ impl SinkMetrics {
             buffered: register(
                 registry,
                 IntGauge::new("gata_sink_buffered_records", "Records consumed and not yet committed")?,
+            )?,
+            lag: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "gata_sink_lag_records",
+                        "Records in the log not yet committed to the lake, by partition",
+                    ),
+                    &["topic", "partition"],
+                )?,
             )?,
         })
     }

@@ -56,6 +56,7 @@ pub async fn run_sink(
     let dlq: FutureProducer =
         kafka.producer(Duration::from_secs(10)).create().map_err(SinkError::kafka("create dead-letter producer"))?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
+    let lag = metrics.lag.clone();
     let mut writer =
         Writer::open(lake.clone(), cfg.limits.clone(), cfg.lake.checkpoint_interval, dlq, committed.clone(), metrics)
             .await?;
@@ -68,6 +69,7 @@ pub async fn run_sink(
         tx,
         lake_positions(lake, tokio::runtime::Handle::current()),
         committed,
+        lag,
         stop.clone(),
     )?;
     tracing::info!(group = %cfg.group, "lake sink started");

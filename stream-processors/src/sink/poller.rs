@@ -12,10 +12,11 @@
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use gata_lakehouse::{Offset, TopicPartition};
+use prometheus::IntGaugeVec;
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset as KafkaOffset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
@@ -117,6 +118,7 @@ pub(crate) fn spawn(
     tx: mpsc::Sender<Input>,
     positions: PositionSource,
     committed: CommittedPositions,
+    lag: IntGaugeVec,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
     let consumer: BaseConsumer<SinkContext> = config
@@ -126,7 +128,7 @@ pub(crate) fn spawn(
     consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
     std::thread::Builder::new()
         .name("gata-sink-poller".into())
-        .spawn(move || poll_loop(consumer, tx, committed, stop))
+        .spawn(move || poll_loop(consumer, tx, committed, lag, stop))
         .map_err(|e| SinkError::Poller(e.to_string()))
 }
 
@@ -134,9 +136,11 @@ fn poll_loop(
     consumer: BaseConsumer<SinkContext>,
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
+    lag: IntGaugeVec,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
+    let mut lag_measured = Instant::now();
     while !stop.is_cancelled() && !tx.is_closed() {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -157,12 +161,33 @@ fn poll_loop(
             }
         }
         report_committed(&consumer, &committed, &mut reported);
+        if lag_measured.elapsed() >= LAG_INTERVAL {
+            measure_lag(&consumer, &committed, &lag);
+            lag_measured = Instant::now();
+        }
     }
     report_committed(&consumer, &committed, &mut reported);
     consumer.unsubscribe();
     // Serve the revocation callback so buffered data is flushed before leaving the group.
     let _ = consumer.poll(Duration::from_millis(100));
     Ok(())
+}
+
+/// How often the poller measures lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Sets, for every assigned partition, how many records the log has that the lake has not
+/// committed yet (high watermark minus the next offset the lake needs).
+fn measure_lag(consumer: &BaseConsumer<SinkContext>, committed: &CommittedPositions, lag: &IntGaugeVec) {
+    let Ok(assigned) = consumer.assignment() else { return };
+    let lake = committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    for e in assigned.elements() {
+        let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) else {
+            continue;
+        };
+        let next = lake.get(&TopicPartition::new(e.topic(), e.partition())).map_or(low, |o| o.next().0);
+        lag.with_label_values(&[e.topic(), &e.partition().to_string()]).set((high - next).max(0));
+    }
 }
 
 /// Tells Kafka how far the lake has got, so lag tools see progress.

@@ -92,6 +92,28 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .expect("accepted chat turns metric");
     assert_eq!(accepted as usize, 2 * turns.len() + 1);
+    // Everything is in the lake, so the lag the sink reports per partition drops to zero.
+    eventually("zero lag on every partition", Duration::from_secs(30), || async {
+        let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.ok()?.text().await.ok()?;
+        let lags: Vec<f64> = metrics
+            .lines()
+            .filter(|l| l.starts_with("gata_sink_lag_records{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+            .collect();
+        (lags.len() == 12 && lags.iter().all(|l| *l == 0.0)).then_some(())
+    })
+    .await;
+    // The Grafana dashboard only charts metrics the service really exports.
+    let dashboard =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/grafana/gata-dashboard.json")).unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
+    for name in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("gata_")) {
+        let family = name.trim_end_matches("_bucket").trim_end_matches("_count").trim_end_matches("_sum");
+        assert!(
+            metrics.contains(&format!("# TYPE {family} ")),
+            "dashboard charts {family}, which /metrics does not export"
+        );
+    }
     let (status, ready) = api.get("/readyz").await.unwrap();
     assert_eq!(status, 200, "{ready}");
 }
