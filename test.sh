@@ -19,7 +19,7 @@ python3 -c 'import moto.server, flask, deltalake' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' deltalake pyarrow
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets --no-run
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets -- --show-output
 
 # Interop: another Delta implementation (Python deltalake) reads what gata wrote.
 python3 tests/interop/read_lake.py "${CARGO_TARGET_DIR:-target}/debug/gata"

@@ -28,11 +28,17 @@ pub struct Ops {
     pub catalog: Arc<Catalog>,
 }
 
-/// The whole application router.
-pub fn app(cfg: &HttpConfig, ingest: gata_ingest::IngestState, query: gata_query_api::QueryState, ops: Ops) -> Router {
+/// The application router: the routes of the roles this process runs, plus health and metrics.
+pub fn app(
+    cfg: &HttpConfig,
+    ingest: Option<gata_ingest::IngestState>,
+    query: Option<gata_query_api::QueryState>,
+    ops: Ops,
+) -> Router {
     let tokens: Arc<Vec<Token>> = Arc::new(cfg.tokens.clone());
-    let api = gata_ingest::router(ingest)
-        .merge(gata_query_api::router(query))
+    let api = Router::new()
+        .merge(ingest.map(gata_ingest::router).unwrap_or_default())
+        .merge(query.map(gata_query_api::router).unwrap_or_default())
         .layer(middleware::from_fn_with_state(tokens, require_token));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))

@@ -30,8 +30,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Run every role in one process: broker (embedded unless --brokers), intake, lake sink, SQL.
+    /// Run every role in one process: broker (embedded unless --brokers), intake, lake sink, SQL
+    /// (`--roles` picks a subset, so sinks and intake scale as separate processes).
     Serve(Flags),
+    /// Run only the embedded Kafka-protocol broker, for separate intake/sink/SQL processes.
+    Broker(Flags),
     /// Serve, load a realistic generated workload through the API, print what landed.
     Demo(demo::DemoArgs),
     /// Run one SQL query against the lake (no server needed) and print the rows as JSON.
@@ -70,6 +73,14 @@ struct Flags {
     #[arg(long, global = true)]
     #[serde(skip)]
     lake: Option<String>,
+    /// Roles to run, comma-separated: intake,sink,query,maintenance (default: all).
+    #[arg(long, global = true, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    roles: Option<Vec<config::Role>>,
+    /// Listener of the embedded broker (default 127.0.0.1:0, a free port).
+    #[arg(long, global = true)]
+    #[serde(skip)]
+    kafka_listen: Option<SocketAddr>,
 }
 
 impl Flags {
@@ -80,7 +91,10 @@ impl Flags {
             v["http"] = serde_json::json!({ "addr": addr });
         }
         if let Some(brokers) = &self.brokers {
-            v["kafka"] = serde_json::json!({ "brokers": brokers });
+            v["kafka"]["brokers"] = serde_json::json!(brokers);
+        }
+        if let Some(listen) = self.kafka_listen {
+            v["kafka"]["embedded_listen"] = serde_json::json!(listen);
         }
         if let Some(lake) = &self.lake {
             v["lake"] = serde_json::json!({ "uri": lake });
@@ -121,6 +135,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Serve(flags) => {
             let cfg = load(cli.config.as_ref(), &flags)?;
             platform::serve(cfg, shutdown_signal(), |ready| ready.print()).await
+        }
+        Cmd::Broker(flags) => {
+            let cfg = load(cli.config.as_ref(), &flags)?;
+            platform::broker(cfg, shutdown_signal()).await
         }
         Cmd::Demo(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;

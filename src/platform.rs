@@ -5,7 +5,12 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients, topics};
+use gata_infra::{
+    broker::EmbeddedBroker,
+    config::{GataConfig, Role},
+    kafka::KafkaClients,
+    topics,
+};
 use gata_lakehouse::Lake;
 use gata_query_api::{
     Catalog,
@@ -72,8 +77,14 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let producer: FutureProducer =
         kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
     let catalog = Arc::new(Catalog::open(lake.clone()).await?);
-    let ingest = gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry)?;
-    let query = gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry)?;
+    let ingest = cfg
+        .runs(Role::Intake)
+        .then(|| gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry))
+        .transpose()?;
+    let query = cfg
+        .runs(Role::Query)
+        .then(|| gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry))
+        .transpose()?;
     let app = http::app(&cfg.http, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
 
     let listener =
@@ -86,14 +97,17 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };
-    let (sink_stop, sink_registry, sink_lake) = (stop.child_token(), registry.clone(), lake.clone());
-    tasks.spawn(async move {
-        gata_stream_processors::run_sink(sink_cfg, kafka, sink_lake, &sink_registry, sink_stop)
-            .await
-            .context("lake sink")
-    });
-    if cfg.maintenance.enabled {
+    if cfg.runs(Role::Sink) {
+        let sink_cfg =
+            SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };
+        let (sink_stop, sink_registry, sink_lake) = (stop.child_token(), registry.clone(), lake.clone());
+        tasks.spawn(async move {
+            gata_stream_processors::run_sink(sink_cfg, kafka, sink_lake, &sink_registry, sink_stop)
+                .await
+                .context("lake sink")
+        });
+    }
+    if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
         let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
         tasks.spawn(async move {
             gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop).await.context("table maintenance")
@@ -136,6 +150,24 @@ fn sink_group(cfg: &GataConfig) -> String {
         Some(_) => cfg.kafka.sink_group.clone(),
         None => format!("{}-{:x}", cfg.kafka.sink_group, chrono::Utc::now().timestamp_millis()),
     }
+}
+
+/// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for
+/// deployments where intake, sinks and SQL run as separate processes on one machine.
+pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<()> {
+    let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await?;
+    KafkaClients::new(broker.bootstrap())
+        .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
+        .await?;
+    println!("gata broker is serving");
+    println!(
+        "  Kafka  {}   (log in {}; try: kcat -b {} -L)",
+        broker.bootstrap(),
+        broker.log_path().display(),
+        broker.bootstrap()
+    );
+    stop.cancelled().await;
+    Ok(())
 }
 
 /// Runs one query against the lake without a server.

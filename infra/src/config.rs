@@ -20,10 +20,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::{InfraError, Result, contract::Limits};
 
+/// A role `gata serve` can run; a process runs any subset, so roles scale independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// HTTP intake (`/v1/chat-turns`, …).
+    Intake,
+    /// The lake sink, a consumer-group member.
+    Sink,
+    /// SQL (`/v1/sql`, `/v1/tables`).
+    Query,
+    /// Background compaction and vacuum.
+    Maintenance,
+}
+
+impl Role {
+    /// Every role: what `gata serve` runs by default.
+    pub const ALL: [Role; 4] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance];
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim() {
+            "intake" => Ok(Role::Intake),
+            "sink" => Ok(Role::Sink),
+            "query" => Ok(Role::Query),
+            "maintenance" => Ok(Role::Maintenance),
+            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance")),
+        }
+    }
+}
+
 /// The whole configuration, one section per role.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GataConfig {
+    /// Roles this process runs (all by default).
+    pub roles: Vec<Role>,
     /// Where the embedded broker's log and the default lake live.
     pub data_dir: PathBuf,
     /// The HTTP listener shared by intake and SQL.
@@ -43,6 +78,7 @@ pub struct GataConfig {
 impl Default for GataConfig {
     fn default() -> Self {
         Self {
+            roles: Role::ALL.to_vec(),
             data_dir: PathBuf::from("gata-data"),
             http: HttpConfig::default(),
             kafka: KafkaConfig::default(),
@@ -274,6 +310,11 @@ impl Default for MaintenanceConfig {
 }
 
 impl GataConfig {
+    /// Whether this process runs `role`.
+    pub fn runs(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
     /// The lake root: the configured URL or `<data_dir>/lake` as an absolute `file://` URL.
     pub fn lake_uri(&self) -> Result<String> {
         match &self.lake.uri {
@@ -293,6 +334,7 @@ impl GataConfig {
                 problems.push(what.to_string());
             }
         };
+        check(!self.roles.is_empty(), "roles must name at least one of intake, sink, query, maintenance");
         check(self.kafka.partitions > 0, "kafka.partitions must be at least 1");
         check(self.kafka.replication_factor > 0, "kafka.replication_factor must be at least 1");
         check(!self.kafka.sink_group.is_empty(), "kafka.sink_group must not be empty");

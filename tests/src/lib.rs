@@ -59,6 +59,18 @@ impl Gata {
     /// Starts `bin serve` on `data_dir` and `port` with `GATA__…` environment overrides, and
     /// waits for `/healthz`.
     pub async fn start_on(bin: &Path, data_dir: &Path, port: u16, env: &[(&str, &str)]) -> anyhow::Result<Gata> {
+        Self::start_with(bin, data_dir, port, &[], env).await
+    }
+
+    /// Starts `bin serve` on `data_dir` and `port` with extra flags (`--roles sink`, `--brokers …`)
+    /// and `GATA__…` environment overrides, and waits for `/healthz`.
+    pub async fn start_with(
+        bin: &Path,
+        data_dir: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Gata> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join("serve.log");
         let out = File::options().create(true).append(true).open(&log)?;
@@ -68,6 +80,7 @@ impl Gata {
             .arg(data_dir)
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
+            .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
@@ -182,6 +195,45 @@ impl Api {
     pub async fn count(&self, sql: &str) -> anyhow::Result<u64> {
         let rows = self.rows(sql).await?;
         rows.first().and_then(|r| r["n"].as_u64()).with_context(|| format!("{sql}: no n in {rows:?}"))
+    }
+}
+
+/// A standalone `gata broker` process on a free port, killed on drop.
+#[derive(Debug)]
+pub struct Broker {
+    child: Child,
+    /// `127.0.0.1:port`.
+    pub bootstrap: String,
+}
+
+impl Broker {
+    /// Starts `bin broker` with its log under `data_dir` and waits until it accepts connections.
+    pub async fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Broker> {
+        std::fs::create_dir_all(data_dir)?;
+        let bootstrap = format!("127.0.0.1:{}", free_port());
+        let log = File::create(data_dir.join("broker.log"))?;
+        let child = Command::new(bin)
+            .args(["broker", "--kafka-listen", &bootstrap, "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()?;
+        let broker = Broker { child, bootstrap };
+        let end = Instant::now() + Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(&broker.bootstrap).await.is_err() {
+            if Instant::now() > end {
+                bail!("gata broker not listening on {} after 60 s", broker.bootstrap);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(broker)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -128,12 +128,13 @@ pub(crate) fn spawn(
     consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
     std::thread::Builder::new()
         .name("gata-sink-poller".into())
-        .spawn(move || poll_loop(consumer, tx, committed, lag, stop))
+        .spawn(move || poll_loop(consumer, &topics, tx, committed, lag, stop))
         .map_err(|e| SinkError::Poller(e.to_string()))
 }
 
 fn poll_loop(
     consumer: BaseConsumer<SinkContext>,
+    topics: &[String],
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
     lag: IntGaugeVec,
@@ -141,6 +142,7 @@ fn poll_loop(
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
     let mut lag_measured = Instant::now();
+    let mut idle_since: Option<Instant> = None;
     while !stop.is_cancelled() && !tx.is_closed() {
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -165,12 +167,38 @@ fn poll_loop(
             measure_lag(&consumer, &committed, &lag);
             lag_measured = Instant::now();
         }
+        rejoin_if_idle(&consumer, topics, &mut idle_since);
     }
     report_committed(&consumer, &committed, &mut reported);
     consumer.unsubscribe();
     // Serve the revocation callback so buffered data is flushed before leaving the group.
     let _ = consumer.poll(Duration::from_millis(100));
     Ok(())
+}
+
+/// How long a member may hold no partition before it rejoins the group.
+const REJOIN_AFTER: Duration = Duration::from_secs(20);
+
+/// Rejoins the group after [`REJOIN_AFTER`] without any partition. A coordinator can hand a
+/// generation's assignment to a member that has just died (tansu 0.6 does when a SIGKILLed
+/// member was the group leader), leaving the live members empty-handed until they rejoin; by
+/// then the dead member's session has expired and the partitions are shared among the living.
+fn rejoin_if_idle(consumer: &BaseConsumer<SinkContext>, topics: &[String], idle_since: &mut Option<Instant>) {
+    let holds_partitions = consumer.assignment().is_ok_and(|a| a.count() > 0);
+    if holds_partitions {
+        *idle_since = None;
+        return;
+    }
+    let since = *idle_since.get_or_insert_with(Instant::now);
+    if since.elapsed() >= REJOIN_AFTER {
+        tracing::warn!(after = ?REJOIN_AFTER, "no partitions assigned; rejoining the consumer group");
+        consumer.unsubscribe();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = consumer.subscribe(&refs) {
+            tracing::error!(error = %e, "re-subscribing failed");
+        }
+        *idle_since = None;
+    }
 }
 
 /// How often the poller measures lag.

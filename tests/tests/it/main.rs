@@ -8,6 +8,7 @@ mod dead_letters;
 mod e2e;
 mod maintenance;
 mod s3;
+mod scale_out;
 
 use std::path::Path;
 
