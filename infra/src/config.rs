@@ -445,6 +445,20 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_is_valid_with_its_secret() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/gata.toml");
+        figment::Jail::expect_with(|jail| {
+            let err = load(Some(&path), &serde_json::json!({})).expect_err("0.0.0.0 without tokens");
+            assert!(err.to_string().contains("http.tokens"), "{err}");
+            jail.set_env("GATA__HTTP__TOKENS", r#"["a-long-token"]"#);
+            let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's token");
+            assert_eq!((cfg.kafka.partitions, cfg.kafka.replication_factor), (12, 3));
+            assert_eq!(cfg.lake.uri.as_deref(), Some("s3://gata-lake/lake"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("gata.toml", "[lake]\nflush_max_recordz = 7\n")?;
