@@ -5,6 +5,7 @@
 //! `gata sql` queries the lake directly; `gata schema` prints or writes the event JSON Schemas.
 
 mod demo;
+mod dlq_cmd;
 mod http;
 mod lake_cmd;
 mod platform;
@@ -44,6 +45,8 @@ enum Cmd {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Dead letters: list them, or replay those that are valid now.
+    Dlq(dlq_cmd::DlqArgs),
     /// Table maintenance on demand: checkpoint, optimize (compact), vacuum.
     Lake(lake_cmd::LakeArgs),
     /// Print the JSON Schema of every event kind, or write them to a directory.
@@ -149,6 +152,10 @@ async fn main() -> anyhow::Result<()> {
             let answer = platform::query_once(&cfg, &query).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
+        }
+        Cmd::Dlq(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            dlq_cmd::run(cfg, args).await
         }
         Cmd::Lake(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;

@@ -19,5 +19,5 @@ pub use deltalake;
 pub use error::{LakeError, Result};
 pub use lake::Lake;
 pub use offsets::{Offset, TopicPartition};
-pub use rows::LakeRecord;
+pub use rows::{DeadLetter, LakeRecord};
 pub use tables::TableId;

@@ -55,6 +55,61 @@ impl LakeRecord {
     }
 }
 
+/// An intake record that cannot land, and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    /// Where it was read.
+    pub source: TopicPartition,
+    /// Its offset.
+    pub offset: Offset,
+    /// When the broker received it.
+    pub received_at: DateTime<Utc>,
+    /// The raw value.
+    pub payload: Vec<u8>,
+    /// Every reason, joined.
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+struct DeadLetterRow<'a> {
+    kafka_topic: &'a str,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    received_at: i64,
+    reason: &'a str,
+    /// Hex, as arrow-json decodes binary columns from hex strings.
+    payload: String,
+    day: String,
+}
+
+/// Builds one record batch of the `dead_letters` table.
+pub fn dead_letter_batch(letters: &[&DeadLetter]) -> Result<RecordBatch> {
+    let rows: Vec<DeadLetterRow<'_>> = letters
+        .iter()
+        .map(|d| DeadLetterRow {
+            kafka_topic: &d.source.topic,
+            kafka_partition: d.source.partition,
+            kafka_offset: d.offset.0,
+            received_at: micros(d.received_at),
+            reason: &d.reason,
+            payload: hex::encode(&d.payload),
+            day: d.received_at.format("%Y-%m-%d").to_string(),
+        })
+        .collect();
+    serialize(TableId::DeadLetters, &rows)
+}
+
+/// Serializes `rows` into a batch of `table`'s schema.
+fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch> {
+    let wrap = |source| LakeError::Rows { table: table.name(), source };
+    let mut decoder = arrow_json::ReaderBuilder::new(table.schema())
+        .with_batch_size(rows.len().max(1))
+        .build_decoder()
+        .map_err(wrap)?;
+    decoder.serialize(rows).map_err(wrap)?;
+    Ok(decoder.flush().map_err(wrap)?.unwrap_or_else(|| RecordBatch::new_empty(table.schema())))
+}
+
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -122,23 +177,16 @@ struct ImageTextPairRow<'a> {
     day: String,
 }
 
-/// Builds one record batch of `table` from `records` (all of which must belong to it).
+/// Builds one record batch of `table` from `records` (all of which must belong to it). The
+/// `dead_letters` table is built by [`dead_letter_batch`]; no decoded record belongs to it.
 pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBatch> {
-    let wrap = |source| LakeError::Rows { table: table.name(), source };
-    let mut decoder = arrow_json::ReaderBuilder::new(table.schema())
-        .with_batch_size(records.len().max(1))
-        .build_decoder()
-        .map_err(wrap)?;
     match table {
-        TableId::Events => decoder.serialize(&records.iter().map(|r| event_row(r)).collect::<Vec<_>>()),
-        TableId::ChatTurns => decoder.serialize(&records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
-        TableId::Preferences => {
-            decoder.serialize(&records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>())
-        }
-        TableId::ImageTextPairs => decoder.serialize(&records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
+        TableId::Events => serialize(table, &records.iter().map(|r| event_row(r)).collect::<Vec<_>>()),
+        TableId::ChatTurns => serialize(table, &records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
+        TableId::Preferences => serialize(table, &records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
+        TableId::ImageTextPairs => serialize(table, &records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
+        TableId::DeadLetters => Ok(RecordBatch::new_empty(table.schema())),
     }
-    .map_err(wrap)?;
-    Ok(decoder.flush().map_err(wrap)?.unwrap_or_else(|| RecordBatch::new_empty(table.schema())))
 }
 
 fn event_row(r: &LakeRecord) -> EventRow<'_> {
@@ -269,10 +317,27 @@ pub(crate) mod tests {
             assert_eq!(batch.schema(), table.schema());
             let expected = match table {
                 TableId::Events => recs.len(),
+                TableId::DeadLetters => 0,
                 t => recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == t).count(),
             };
             assert_eq!(batch.num_rows(), expected, "{}", table.name());
         }
+    }
+
+    #[test]
+    fn dead_letters_keep_their_raw_bytes_and_reason() {
+        let letter = DeadLetter {
+            source: TopicPartition::new("gata.chat_turns.v1", 2),
+            offset: Offset(7),
+            received_at: Utc::now(),
+            payload: vec![0xff, b'{'],
+            reason: "malformed JSON".into(),
+        };
+        let batch = dead_letter_batch(&[&letter]).expect("rows");
+        assert_eq!(batch.num_rows(), 1);
+        let payload = batch.column_by_name("payload").expect("payload column");
+        let payload = payload.as_any().downcast_ref::<deltalake::arrow::array::BinaryArray>().expect("binary");
+        assert_eq!(payload.value(0), [0xff, b'{']);
     }
 
     #[test]

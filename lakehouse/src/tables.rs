@@ -23,6 +23,8 @@ pub enum TableId {
     Preferences,
     /// Silver: distinct image-text pairs.
     ImageTextPairs,
+    /// Bronze: records of the intake topics that could not be decoded, with the reason.
+    DeadLetters,
 }
 
 fn ts() -> DataType {
@@ -35,7 +37,8 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 4] = [TableId::Events, TableId::ChatTurns, TableId::Preferences, TableId::ImageTextPairs];
+    pub const ALL: [TableId; 5] =
+        [TableId::Events, TableId::ChatTurns, TableId::Preferences, TableId::ImageTextPairs, TableId::DeadLetters];
 
     /// The SQL name.
     pub fn name(self) -> &'static str {
@@ -44,6 +47,7 @@ impl TableId {
             TableId::ChatTurns => "chat_turns",
             TableId::Preferences => "preferences",
             TableId::ImageTextPairs => "image_text_pairs",
+            TableId::DeadLetters => "dead_letters",
         }
     }
 
@@ -54,6 +58,7 @@ impl TableId {
             TableId::ChatTurns => "silver/chat_turns",
             TableId::Preferences => "silver/preferences",
             TableId::ImageTextPairs => "silver/image_text_pairs",
+            TableId::DeadLetters => "bronze/dead_letters",
         }
     }
 
@@ -66,9 +71,16 @@ impl TableId {
         }
     }
 
+    /// Every table that records positions in the intake topic of `kind`: where its events land,
+    /// and the dead letters.
+    pub fn fed_by(kind: EventKind) -> [TableId; 3] {
+        let [bronze, silver] = Self::for_kind(kind);
+        [bronze, silver, TableId::DeadLetters]
+    }
+
     /// Whether the table keeps one row per `event_id` (silver) or every record (bronze).
     pub fn is_deduplicated(self) -> bool {
-        self != TableId::Events
+        !matches!(self, TableId::Events | TableId::DeadLetters)
     }
 
     /// Partition columns.
@@ -82,13 +94,14 @@ impl TableId {
     /// Columns to keep file statistics for, when not all (binary image bytes have no useful
     /// min/max).
     pub fn stats_columns(self) -> Option<String> {
-        (self == TableId::ImageTextPairs).then(|| {
-            let schema = self.schema();
+        let schema = self.schema();
+        let binary = |f: &Field| f.data_type() == &DataType::Binary;
+        schema.fields().iter().any(|f| binary(f)).then(|| {
             let names: Vec<&str> = schema
                 .fields()
                 .iter()
+                .filter(|f| !binary(f) && !self.partition_columns().contains(&f.name().as_str()))
                 .map(|f| f.name().as_str())
-                .filter(|n| *n != "image" && !self.partition_columns().contains(n))
                 .collect();
             names.join(",")
         })
@@ -103,6 +116,9 @@ impl TableId {
                 "silver: one row per distinct preference (the contributor's pick of a turn's answers)"
             }
             TableId::ImageTextPairs => "silver: one row per distinct image-text pair, image bytes included",
+            TableId::DeadLetters => {
+                "bronze: intake records that could not be decoded, with Kafka coordinates, raw bytes and the reason"
+            }
         }
     }
 
@@ -111,6 +127,14 @@ impl TableId {
         let head = [utf8("event_id", false), utf8("contributor_id", false)];
         let times = [Field::new("occurred_at", ts(), false), Field::new("received_at", ts(), false)];
         let fields: Vec<Field> = match self {
+            TableId::DeadLetters => vec![
+                utf8("kafka_topic", false),
+                Field::new("kafka_partition", DataType::Int32, false),
+                Field::new("kafka_offset", DataType::Int64, false),
+                Field::new("received_at", ts(), false),
+                utf8("reason", false),
+                Field::new("payload", DataType::Binary, false),
+            ],
             TableId::Events => [
                 &head[..],
                 &times,
@@ -198,7 +222,7 @@ mod tests {
             for p in t.partition_columns() {
                 assert!(schema.field_with_name(p).is_ok(), "{} lacks {p}", t.name());
             }
-            assert!(schema.field_with_name("event_id").is_ok());
+            assert_eq!(schema.field_with_name("event_id").is_ok(), t != TableId::DeadLetters);
         }
     }
 }

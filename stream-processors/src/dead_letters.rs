@@ -1,5 +1,6 @@
 //! The dead-letter topic: every record the sink cannot decode or validate goes there with its
-//! source coordinates and the reason, as headers, and its raw bytes as the value.
+//! source coordinates and the reason, as headers, and its raw bytes as the value; the writer
+//! also commits it to the `dead_letters` table (exactly once, like every table).
 //!
 //! A dead letter is produced (and acknowledged) before the commit that moves the table
 //! positions past its record, so none is lost; after a crash between the two, the record is
@@ -9,26 +10,13 @@
 use std::time::Duration;
 
 use gata_infra::topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC};
-use gata_lakehouse::{Offset, TopicPartition};
+pub use gata_lakehouse::DeadLetter;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 
 use crate::{Result, SinkError};
-
-/// A record that cannot land, and why.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Where it was read.
-    pub source: TopicPartition,
-    /// Its offset.
-    pub offset: Offset,
-    /// The raw value.
-    pub payload: Vec<u8>,
-    /// Every reason, joined.
-    pub reason: String,
-}
 
 /// Sends dead letters and waits for the broker's acknowledgement.
 pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> {

@@ -110,10 +110,12 @@ impl Gata {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The Kafka bootstrap address the process printed.
+    /// The Kafka bootstrap address the process printed (the latest, when the data dir's log
+    /// holds earlier runs).
     pub fn kafka_bootstrap(&self) -> Option<String> {
         self.log_text()
             .lines()
+            .rev()
             .find_map(|l| l.trim().strip_prefix("Kafka").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
     }
 

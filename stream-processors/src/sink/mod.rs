@@ -129,7 +129,7 @@ fn lake_positions(lake: Lake, runtime: tokio::runtime::Handle) -> PositionSource
                 let table = lake.open(id).await?;
                 let fed: Vec<TopicPartition> = tps
                     .iter()
-                    .filter(|tp| kind_of_topic(&tp.topic).is_some_and(|k| TableId::for_kind(k).contains(&id)))
+                    .filter(|tp| kind_of_topic(&tp.topic).is_some_and(|k| TableId::fed_by(k).contains(&id)))
                     .cloned()
                     .collect();
                 let recorded = lake.positions(&table, id, fed.clone()).await?;

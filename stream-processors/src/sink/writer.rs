@@ -18,15 +18,15 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use gata_infra::{contract::Limits, topics::kind_of_topic};
-use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, deltalake::DeltaTable, rows::record_batch};
+use gata_lakehouse::{
+    DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
+    deltalake::DeltaTable,
+    rows::{dead_letter_batch, record_batch},
+};
 use rdkafka::producer::FutureProducer;
 
 use super::poller::{CommittedPositions, Polled};
-use crate::{
-    Result, SinkError,
-    dead_letters::{self, DeadLetter},
-    metrics::SinkMetrics,
-};
+use crate::{Result, SinkError, dead_letters, metrics::SinkMetrics};
 
 /// Consecutive failed flushes before the sink gives up.
 const MAX_FLUSH_ATTEMPTS: u32 = 10;
@@ -47,7 +47,7 @@ impl TableState {
 
 /// Whether `table` is fed by records of `topic`.
 fn feeds(topic: &str, table: TableId) -> bool {
-    kind_of_topic(topic).is_some_and(|k| TableId::for_kind(k).contains(&table))
+    kind_of_topic(topic).is_some_and(|k| TableId::fed_by(k).contains(&table))
 }
 
 pub(crate) struct Writer {
@@ -56,6 +56,8 @@ pub(crate) struct Writer {
     tables: BTreeMap<TableId, TableState>,
     assigned: BTreeSet<TopicPartition>,
     pending: Vec<LakeRecord>,
+    /// Dead letters since the last commit (already on the dead-letter topic).
+    pending_dead: Vec<DeadLetter>,
     /// Last offset consumed per partition since the last commit (dead letters included).
     pending_to: BTreeMap<TopicPartition, Offset>,
     oldest_pending: Option<Instant>,
@@ -92,6 +94,7 @@ impl Writer {
             tables,
             assigned: BTreeSet::new(),
             pending: Vec::new(),
+            pending_dead: Vec::new(),
             pending_to: BTreeMap::new(),
             oldest_pending: None,
             buffered: 0,
@@ -119,19 +122,20 @@ impl Writer {
         self.metrics.consumed.inc();
         let Polled { source, offset, timestamp_ms, payload } = polled;
         self.buffered_bytes += payload.len();
+        let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
         let Some(kind) = kind_of_topic(&source.topic) else {
-            return self.dead_letter(source, offset, payload, "not an intake topic".into()).await;
+            let letter = DeadLetter { source, offset, received_at, payload, reason: "not an intake topic".into() };
+            return self.dead_letter(letter).await;
         };
-        if !TableId::for_kind(kind).iter().any(|id| self.tables[id].needs(&source, offset)) {
+        if !TableId::fed_by(kind).iter().any(|id| self.tables[id].needs(&source, offset)) {
             return Ok(());
         }
-        let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
         match LakeRecord::decode(kind, source.clone(), offset, received_at, payload.clone(), &self.limits) {
             Ok(record) => self.pending.push(record),
             Err(violations) => {
                 let reason =
                     violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; ");
-                self.dead_letter(source.clone(), offset, payload, reason).await?;
+                self.dead_letter(DeadLetter { source: source.clone(), offset, received_at, payload, reason }).await?;
             }
         }
         self.pending_to.insert(source, offset);
@@ -141,16 +145,12 @@ impl Writer {
         Ok(())
     }
 
-    async fn dead_letter(
-        &mut self,
-        source: TopicPartition,
-        offset: Offset,
-        payload: Vec<u8>,
-        reason: String,
-    ) -> Result<()> {
-        tracing::warn!(%source, %offset, %reason, "dead-lettering record");
-        dead_letters::send(&self.dlq, &DeadLetter { source, offset, payload, reason }).await?;
+    /// Sends `letter` to the dead-letter topic (acknowledged) and buffers it for the table.
+    async fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
+        tracing::warn!(source = %letter.source, offset = %letter.offset, reason = %letter.reason, "dead-lettering record");
+        dead_letters::send(&self.dlq, &letter).await?;
         self.metrics.dead_letters.inc();
+        self.pending_dead.push(letter);
         Ok(())
     }
 
@@ -189,6 +189,7 @@ impl Writer {
         committed.extend(self.pending_to.iter().map(|(tp, o)| (tp.clone(), *o)));
         drop(committed);
         self.pending.clear();
+        self.pending_dead.clear();
         self.pending_to.clear();
         self.oldest_pending = None;
         self.buffered = 0;
@@ -212,21 +213,30 @@ impl Writer {
         }
         let mut batch_ids = HashSet::new();
         let mut duplicates = 0;
-        let rows: Vec<&LakeRecord> = self
-            .pending
-            .iter()
-            .filter(|r| feeds(&r.source.topic, id) && state.needs(&r.source, r.offset))
-            .filter(|r| {
-                if !id.is_deduplicated() {
-                    return true;
-                }
-                let event_id = r.event.event_id().to_string();
-                let fresh = !state.seen.contains(&event_id) && batch_ids.insert(event_id);
-                duplicates += usize::from(!fresh);
-                fresh
-            })
-            .collect();
-        let batch = record_batch(id, &rows)?;
+        let batch = if id == TableId::DeadLetters {
+            let letters: Vec<&DeadLetter> = self
+                .pending_dead
+                .iter()
+                .filter(|d| feeds(&d.source.topic, id) && state.needs(&d.source, d.offset))
+                .collect();
+            dead_letter_batch(&letters)?
+        } else {
+            let rows: Vec<&LakeRecord> = self
+                .pending
+                .iter()
+                .filter(|r| feeds(&r.source.topic, id) && state.needs(&r.source, r.offset))
+                .filter(|r| {
+                    if !id.is_deduplicated() {
+                        return true;
+                    }
+                    let event_id = r.event.event_id().to_string();
+                    let fresh = !state.seen.contains(&event_id) && batch_ids.insert(event_id);
+                    duplicates += usize::from(!fresh);
+                    fresh
+                })
+                .collect();
+            record_batch(id, &rows)?
+        };
         let n = batch.num_rows();
         let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
         tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
@@ -258,6 +268,7 @@ impl Writer {
             self.pending_to.remove(tp);
         }
         self.pending.retain(|r| !tps.contains(&r.source));
+        self.pending_dead.retain(|d| !tps.contains(&d.source));
         if self.pending_to.is_empty() {
             self.buffered = 0;
             self.buffered_bytes = 0;

@@ -61,4 +61,62 @@ async fn undecodable_records_are_dead_lettered_with_their_reason() {
     assert_eq!(letters[0].0, br#"{"contributor_id":"ctr_y"}"#);
     assert!(letters[0].1.contains("missing field"), "{}", letters[0].1);
     assert_eq!(api.count("SELECT COUNT(*) AS n FROM events").await.unwrap(), 1, "bad records reached bronze");
+
+    // The same dead letters, queryable in the lake with their coordinates, bytes and reasons.
+    let rows = eventually("two rows in dead_letters", Duration::from_secs(30), || async {
+        let rows = api
+            .rows("SELECT kafka_topic, kafka_offset, reason, payload FROM dead_letters ORDER BY reason")
+            .await
+            .ok()?;
+        (rows.len() == 2).then_some(rows)
+    })
+    .await;
+    assert!(rows.iter().all(|r| r["kafka_topic"] == "gata.chat_turns.v1"), "{rows:?}");
+    assert!(rows[0]["reason"].as_str().unwrap().contains("malformed JSON"), "{rows:?}");
+    assert_eq!(rows[0]["payload"], serde_json::json!(hex_of(b"{not json")));
+    assert!(rows[1]["reason"].as_str().unwrap().contains("missing field"), "{rows:?}");
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_replay_after_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = gata_tests::free_port();
+    let turn = example("chat_turn");
+    {
+        // A sink whose limits are too strict for the example turn's prompt.
+        let strict = [("GATA__INGEST__LIMITS__MAX_TEXT_BYTES", "40")];
+        let gata = Gata::start_on(bin(), dir.path(), port, &strict).await.unwrap();
+        let kafka = KafkaClients::new(gata.kafka_bootstrap().expect("printed Kafka address"));
+        let producer: FutureProducer = kafka.producer(Duration::from_secs(10)).create().unwrap();
+        let payload = turn.to_string();
+        let record = FutureRecord::to("gata.chat_turns.v1").key("ctr_7Hq2mZ").payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.unwrap();
+        let api = gata.client();
+        eventually("the turn in dead_letters", Duration::from_secs(60), || async {
+            (api.count("SELECT COUNT(*) AS n FROM dead_letters WHERE reason LIKE 'prompt:%'").await.ok()? == 1).then_some(())
+        })
+        .await;
+    } // killed; restarted below with the default limits: the fix.
+    let gata = Gata::start_on(bin(), dir.path(), port, &[]).await.unwrap();
+    let api = gata.client();
+    assert_eq!(api.count("SELECT COUNT(*) AS n FROM chat_turns").await.unwrap(), 0);
+    let out = std::process::Command::new(bin())
+        .args(["dlq", "replay", "--data-dir"])
+        .arg(dir.path())
+        .args(["--brokers", &gata.kafka_bootstrap().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["replayed"], 1, "{report}");
+    let event_id = turn["event_id"].as_str().unwrap().to_string();
+    eventually("the replayed turn in chat_turns", Duration::from_secs(60), || async {
+        let rows = api.rows("SELECT event_id FROM chat_turns").await.ok()?;
+        (rows.len() == 1 && rows[0]["event_id"] == event_id).then_some(())
+    })
+    .await;
 }
