@@ -19,7 +19,7 @@ use deltalake::{
         record_batch::RecordBatch,
     },
     datafusion::prelude::SessionContext,
-    kernel::{StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
+    kernel::{StructField, StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
     protocol::SaveMode,
 };
 use url::Url;
@@ -85,7 +85,8 @@ impl Lake {
         }
         let unloaded = self.unloaded(&url).map_err(open_err)?;
         if unloaded.verify_deltatable_existence().await.map_err(open_err)? {
-            return self.load(&url).await.map_err(open_err);
+            let existing = self.load(&url).await.map_err(open_err)?;
+            return self.evolve(existing, table).await;
         }
         let schema: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| open_err(e.into()))?;
         let mut create = unloaded.create();
@@ -104,6 +105,30 @@ impl Lake {
             // Another process created it between our check and our commit.
             Err(_) => self.load(&url).await.map_err(open_err),
         }
+    }
+
+    /// Adds the columns `id`'s schema has and the table lacks: a field added to a v1 event (an
+    /// optional one: the new column is nullable, older rows read as null) reaches the table at
+    /// the next start, in a commit of its own. Columns are never removed or retyped here.
+    async fn evolve(&self, table: DeltaTable, id: TableId) -> Result<DeltaTable> {
+        let open_err = |source| LakeError::Open { table: id.name(), source };
+        let current = table.snapshot().map_err(open_err)?.schema();
+        let wanted: StructType = id.schema().as_ref().try_into_kernel().map_err(|e| open_err(e.into()))?;
+        let missing: Vec<_> = wanted
+            .fields()
+            .filter(|f| current.field(f.name()).is_none())
+            .map(|f| StructField::new(f.name().clone(), f.data_type().clone(), true))
+            .collect();
+        if missing.is_empty() {
+            return Ok(table);
+        }
+        let names: Vec<&str> = missing.iter().map(|f| f.name().as_str()).collect();
+        tracing::info!(table = id.name(), columns = ?names, "adding new columns");
+        table
+            .add_columns()
+            .with_fields(missing.clone())
+            .await
+            .map_err(|source| LakeError::Commit { table: id.name(), source })
     }
 
     /// A handle on the table at `url`, with this lake's options, not yet read.
@@ -236,5 +261,36 @@ mod tests {
         let got = lake.positions(&table, TableId::ChatTurns, [tp.clone()]).await.expect("positions");
         assert_eq!(got.get(&tp), Some(&Offset(9)));
         assert!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_table_from_an_older_contract_gains_the_new_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = lake(&dir);
+        let recs = records(8, 0);
+        let turns: Vec<_> =
+            recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == TableId::ChatTurns).collect();
+        let (old, new) = turns.split_at(turns.len() / 2);
+        // The table as an older version of the contract made it: no `client` column.
+        let full = record_batch(TableId::ChatTurns, old).expect("rows");
+        let keep: Vec<usize> = (0..full.num_columns()).filter(|i| full.schema().field(*i).name() != "client").collect();
+        let old_batch = full.project(&keep).expect("projection");
+        let old_schema: StructType = old_batch.schema().as_ref().try_into_kernel().expect("kernel schema");
+        let url = lake.table_url(TableId::ChatTurns);
+        std::fs::create_dir_all(url.to_file_path().expect("path")).expect("dir");
+        let table = DeltaTable::try_from_url(url).await.expect("handle");
+        let table = table
+            .create()
+            .with_columns(old_schema.fields().cloned())
+            .with_partition_columns(["day"])
+            .await
+            .expect("old table");
+        table.write(vec![old_batch]).with_save_mode(SaveMode::Append).await.expect("old rows");
+
+        let table = lake.open(TableId::ChatTurns).await.expect("open evolves");
+        assert!(table.snapshot().expect("snapshot").schema().field("client").is_some());
+        let batch = record_batch(TableId::ChatTurns, new).expect("rows");
+        let table = lake.append(table, TableId::ChatTurns, batch, &BTreeMap::new()).await.expect("new rows");
+        assert_eq!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").len(), turns.len());
     }
 }

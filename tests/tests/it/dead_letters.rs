@@ -97,7 +97,8 @@ async fn dead_letters_replay_after_the_fix() {
         producer.send(record, Duration::from_secs(10)).await.unwrap();
         let api = gata.client();
         eventually("the turn in dead_letters", Duration::from_secs(60), || async {
-            (api.count("SELECT COUNT(*) AS n FROM dead_letters WHERE reason LIKE 'prompt:%'").await.ok()? == 1).then_some(())
+            (api.count("SELECT COUNT(*) AS n FROM dead_letters WHERE reason LIKE 'prompt:%'").await.ok()? == 1)
+                .then_some(())
         })
         .await;
     } // killed; restarted below with the default limits: the fix.
