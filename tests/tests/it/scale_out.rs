@@ -1,6 +1,6 @@
 //! Sinks as separate processes in one consumer group: the partitions split between them, and
-//! when one is SIGKILLed mid-load (and later restarted) every acknowledged event is still in the
-//! lake exactly once.
+//! while they are SIGKILLed one after the other mid-load (and restarted) every acknowledged
+//! event is still in the lake exactly once.
 
 use std::{
     collections::HashSet,
@@ -13,7 +13,7 @@ use gata_tests::{Broker, Gata, eventually, free_port};
 use crate::{bin, workload};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sinks_split_partitions_and_survive_a_sigkill() {
+async fn sinks_split_partitions_and_survive_repeated_sigkills() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(bin(), &dir.path().join("broker")).await.unwrap();
     let lake = format!("file://{}", dir.path().join("lake").display());
@@ -21,18 +21,21 @@ async fn sinks_split_partitions_and_survive_a_sigkill() {
     let front_args = [&shared[..], &["--roles", "intake,query"]].concat();
     let sink_args = [&shared[..], &["--roles", "sink"]].concat();
     let front = Gata::start_with(bin(), &dir.path().join("front"), free_port(), &front_args, &[]).await.unwrap();
-    let sink_port = free_port();
-    let mut sink_a = Gata::start_with(bin(), &dir.path().join("sink-a"), sink_port, &sink_args, &[]).await.unwrap();
-    let sink_b = Gata::start_with(bin(), &dir.path().join("sink-b"), free_port(), &sink_args, &[]).await.unwrap();
+    let ports = [free_port(), free_port()];
+    let sink_dir = |i: usize| dir.path().join(format!("sink-{i}"));
+    let mut sinks = [
+        Gata::start_with(bin(), &sink_dir(0), ports[0], &sink_args, &[]).await.unwrap(),
+        Gata::start_with(bin(), &sink_dir(1), ports[1], &sink_args, &[]).await.unwrap(),
+    ];
     let owns_partitions =
         |g: &Gata| g.log_text().lines().any(|l| l.contains("partitions assigned") && l.contains("partition: "));
     eventually("both sinks owning partitions", Duration::from_secs(60), || async {
-        (owns_partitions(&sink_a) && owns_partitions(&sink_b)).then_some(())
+        sinks.iter().all(owns_partitions).then_some(())
     })
     .await;
 
     let api = front.client();
-    let (turns, _, _) = workload(61, 3000, 0);
+    let (turns, _, _) = workload(61, 4000, 0);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let loader = {
         let (api, acked) = (api.clone(), acked.clone());
@@ -45,16 +48,17 @@ async fn sinks_split_partitions_and_survive_a_sigkill() {
             }
         })
     };
-    eventually("1000 acknowledged before the kill", Duration::from_secs(120), || async {
-        (acked.lock().unwrap().len() >= 1000).then_some(())
-    })
-    .await;
-    sink_a.kill();
-    eventually("2000 acknowledged before the restart", Duration::from_secs(120), || async {
-        (acked.lock().unwrap().len() >= 2000).then_some(())
-    })
-    .await;
-    let _sink_a = Gata::start_with(bin(), &dir.path().join("sink-a"), sink_port, &sink_args, &[]).await.unwrap();
+    // Kill the sinks in turn, each while the load runs, and bring each back.
+    for (round, threshold) in [800usize, 1600, 2400].into_iter().enumerate() {
+        eventually(&format!("{threshold} acknowledged before kill {round}"), Duration::from_secs(120), || async {
+            (acked.lock().unwrap().len() >= threshold).then_some(())
+        })
+        .await;
+        let victim = round % 2;
+        sinks[victim].kill();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        sinks[victim] = Gata::start_with(bin(), &sink_dir(victim), ports[victim], &sink_args, &[]).await.unwrap();
+    }
     loader.await.unwrap();
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
@@ -70,7 +74,7 @@ async fn sinks_split_partitions_and_survive_a_sigkill() {
     let duplicated = have.len() - distinct.len();
     let bronze = api.count("SELECT COUNT(*) AS n FROM events").await.unwrap() as usize;
     println!(
-        "scale-out: acked={} in lake={} lost={lost} duplicated={duplicated} bronze={bronze}",
+        "scale-out: kills=3 acked={} in lake={} lost={lost} duplicated={duplicated} bronze={bronze}",
         acked.len(),
         have.len()
     );
