@@ -146,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
         took: started.elapsed(),
         ceiling: Some(0),
     });
+    let freshness = freshness(&http, &base).await?;
     let _ = server.kill();
 
     println!("\n| stage | events | seconds | events/s | vs ceiling |");
@@ -160,7 +161,66 @@ async fn main() -> anyhow::Result<()> {
         });
         println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
     }
+    let pct = |p: f64| freshness[((freshness.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
+    println!(
+        "\n| freshness: 202 → visible in SQL, under a steady {STEADY_RATE} events/s | samples | p50 ms | p99 ms |"
+    );
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| single chat turns over HTTP, default flush policy | {} | {:.0} | {:.0} |",
+        freshness.len(),
+        pct(0.5),
+        pct(0.99)
+    );
     Ok(())
+}
+
+/// Background load for the freshness measurement, in events per second.
+const STEADY_RATE: u64 = 100;
+
+/// Under a steady background load, the time from a 202 to the event being visible in SQL, for
+/// a sample of single events (fresh ones, never sent before), sorted.
+async fn freshness(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Duration>> {
+    let events = Workload::new(7, 200).events(3000, 0);
+    let turns: Vec<Vec<u8>> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).map(Event::to_json).collect();
+    let (background, samples) = turns.split_at(turns.len().saturating_sub(40));
+    let stop = CancellationToken::new();
+    let load = {
+        let (http, url, stop) = (http.clone(), format!("{base}/v1/chat-turns"), stop.clone());
+        let background = background.to_vec();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / STEADY_RATE));
+            for body in background {
+                tokio::select! { _ = stop.cancelled() => break, _ = tick.tick() => {} }
+                let _ = http.post(&url).header("content-type", "application/json").body(body).send().await;
+            }
+        })
+    };
+    let mut latencies = Vec::with_capacity(samples.len());
+    for body in samples {
+        let id =
+            serde_json::from_slice::<serde_json::Value>(body)?["event_id"].as_str().unwrap_or_default().to_string();
+        http.post(format!("{base}/v1/chat-turns"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await?
+            .error_for_status()?;
+        let accepted = Instant::now();
+        let sql = serde_json::json!({ "sql": format!("SELECT COUNT(*) AS n FROM chat_turns WHERE event_id = '{id}'") });
+        loop {
+            let answer: serde_json::Value = http.post(format!("{base}/v1/sql")).json(&sql).send().await?.json().await?;
+            if answer["rows"][0]["n"] == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        latencies.push(accepted.elapsed());
+    }
+    stop.cancel();
+    load.await?;
+    latencies.sort();
+    Ok(latencies)
 }
 
 /// Rows the sink has committed to the bronze table, from its metrics.
