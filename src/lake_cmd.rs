@@ -24,10 +24,13 @@ pub struct LakeArgs {
 enum Op {
     /// Write a log checkpoint at the current version.
     Checkpoint,
-    /// Compact small files into files of about `--target-bytes` (default from config).
+    /// Compact small files into files of about `--target-bytes` (default from config), and
+    /// cluster by `--zorder` columns (default: `maintenance.zorder` of the table).
     Optimize {
         #[arg(long)]
         target_bytes: Option<u64>,
+        #[arg(long, value_delimiter = ',')]
+        zorder: Option<Vec<String>>,
     },
     /// Delete files no version younger than `--retention` references (at least 1h).
     Vacuum {
@@ -51,10 +54,12 @@ pub async fn run(cfg: GataConfig, args: LakeArgs) -> anyhow::Result<()> {
                 lake.checkpoint(&table, id).await?;
                 serde_json::json!({ "table": id.name(), "checkpoint_version": table.version() })
             }
-            Op::Optimize { target_bytes } => {
+            Op::Optimize { target_bytes, zorder } => {
                 let target = NonZeroU64::new(target_bytes.unwrap_or(cfg.maintenance.target_file_bytes))
                     .context("--target-bytes must be positive")?;
-                serde_json::to_value(lake.optimize(id, target).await?)?
+                let columns =
+                    zorder.clone().or_else(|| cfg.maintenance.zorder.get(id.name()).cloned()).unwrap_or_default();
+                serde_json::to_value(lake.optimize(id, target, &columns).await?)?
             }
             Op::Vacuum { retention } => {
                 serde_json::to_value(lake.vacuum(id, retention.unwrap_or(cfg.maintenance.vacuum_retention)).await?)?

@@ -295,6 +295,9 @@ pub struct MaintenanceConfig {
     /// Files unreferenced for less than this are kept (`7days`; at least 1 hour).
     #[serde(with = "humantime_serde")]
     pub vacuum_retention: Duration,
+    /// Columns to cluster each table by when compacting (Z-order; one column is a sort), e.g.
+    /// `chat_turns = ["contributor_id"]`. None by default: clustering rewrites whole partitions.
+    pub zorder: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for MaintenanceConfig {
@@ -305,6 +308,7 @@ impl Default for MaintenanceConfig {
             target_file_bytes: 128 << 20,
             vacuum_interval: Duration::from_secs(86_400),
             vacuum_retention: Duration::from_secs(7 * 86_400),
+            zorder: std::collections::BTreeMap::new(),
         }
     }
 }

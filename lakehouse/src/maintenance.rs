@@ -9,7 +9,7 @@
 
 use std::{num::NonZeroU64, time::Duration};
 
-use deltalake::{DeltaTable, checkpoints};
+use deltalake::{DeltaTable, checkpoints, operations::optimize::OptimizeType};
 use gata_infra::config::MaintenanceConfig;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -42,12 +42,21 @@ impl Lake {
             .map_err(|source| LakeError::Commit { table: id.name(), source })
     }
 
-    /// Compacts `id`'s small files into files of about `target_bytes`.
-    pub async fn optimize(&self, id: TableId, target_bytes: NonZeroU64) -> Result<MaintenanceReport> {
+    /// Compacts `id`'s small files into files of about `target_bytes`; with `zorder` columns,
+    /// also clusters rows by them (Z-order; one column is a sort), so queries filtering on them
+    /// skip most files. Clustering rewrites every file of each partition, not only small ones.
+    pub async fn optimize(
+        &self,
+        id: TableId,
+        target_bytes: NonZeroU64,
+        zorder: &[String],
+    ) -> Result<MaintenanceReport> {
         let table = self.open(id).await?;
+        let kind = if zorder.is_empty() { OptimizeType::Compact } else { OptimizeType::ZOrder(zorder.to_vec()) };
         let (table, metrics) = table
             .optimize()
             .with_target_size(target_bytes)
+            .with_type(kind)
             .await
             .map_err(|source| LakeError::Commit { table: id.name(), source })?;
         Ok(MaintenanceReport {
@@ -98,7 +107,8 @@ pub async fn run_maintenance(lake: Lake, cfg: MaintenanceConfig, stop: Cancellat
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = optimize.tick() => for id in TableId::ALL {
-                match lake.optimize(id, target).await {
+                let zorder = cfg.zorder.get(id.name()).map(Vec::as_slice).unwrap_or_default();
+                match lake.optimize(id, target, zorder).await {
                     Ok(r) if r.files_removed > 0 => tracing::info!(table = r.table, version = ?r.version, files_added = r.files_added, files_removed = r.files_removed, "compacted"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(table = id.name(), error = %e, "compaction failed; retrying next interval"),
@@ -142,8 +152,10 @@ mod tests {
         let files_before = table.get_file_uris().expect("files").count();
         assert_eq!(files_before, 6);
 
-        let report =
-            lake.optimize(TableId::ChatTurns, NonZeroU64::new(64 << 20).expect("non-zero")).await.expect("optimize");
+        let report = lake
+            .optimize(TableId::ChatTurns, NonZeroU64::new(64 << 20).expect("non-zero"), &[])
+            .await
+            .expect("optimize");
         assert_eq!((report.files_added, report.files_removed), (1, 6));
         let table = lake.open(TableId::ChatTurns).await.expect("reopen");
         assert_eq!(table.get_file_uris().expect("files").count(), 1);
@@ -169,5 +181,29 @@ mod tests {
         assert_eq!(report.files_removed, 6);
         let table = lake.open(TableId::ChatTurns).await.expect("reopen");
         assert_eq!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").len(), turns.len());
+    }
+
+    #[tokio::test]
+    async fn zorder_clusters_by_the_configured_column_and_keeps_every_row() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(&format!("file://{}", dir.path().display()), &BTreeMap::new()).expect("lake");
+        let recs = records(40, 0);
+        let turns: Vec<_> =
+            recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == TableId::ChatTurns).collect();
+        let mut table = lake.open(TableId::ChatTurns).await.expect("open");
+        for chunk in turns.chunks(10) {
+            let batch = record_batch(TableId::ChatTurns, chunk).expect("rows");
+            table = lake.append(table, TableId::ChatTurns, batch, &BTreeMap::new()).await.expect("append");
+        }
+        let zorder = ["contributor_id".to_string()];
+        let report = lake
+            .optimize(TableId::ChatTurns, NonZeroU64::new(64 << 20).expect("non-zero"), &zorder)
+            .await
+            .expect("zorder");
+        assert_eq!(report.files_removed, 4);
+        let table = lake.open(TableId::ChatTurns).await.expect("reopen");
+        assert_eq!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").len(), turns.len());
+        let err = lake.optimize(TableId::ChatTurns, NonZeroU64::MIN, &["no_such_column".to_string()]).await;
+        assert!(err.is_err(), "clustering by a missing column must fail");
     }
 }
