@@ -193,6 +193,19 @@ impl Api {
         Ok(body["rows"].as_array().cloned().unwrap_or_default())
     }
 
+    /// Checks `chat_turns` against the acknowledged event ids: (rows in the lake, lost =
+    /// acknowledged but absent, duplicated = rows beyond one per event id).
+    pub async fn lost_and_duplicated(
+        &self,
+        acked: &std::collections::HashSet<String>,
+    ) -> anyhow::Result<(usize, usize, usize)> {
+        let rows = self.rows("SELECT event_id FROM chat_turns").await?;
+        let have: Vec<&str> = rows.iter().filter_map(|r| r["event_id"].as_str()).collect();
+        let distinct: std::collections::HashSet<&str> = have.iter().copied().collect();
+        let lost = acked.iter().filter(|id| !distinct.contains(id.as_str())).count();
+        Ok((have.len(), lost, have.len() - distinct.len()))
+    }
+
     /// The single number a `SELECT COUNT(*) AS n …` answers.
     pub async fn count(&self, sql: &str) -> anyhow::Result<u64> {
         let rows = self.rows(sql).await?;

@@ -61,11 +61,7 @@ async fn sigkill_mid_load_loses_and_duplicates_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let rows = api.rows("SELECT event_id FROM chat_turns").await.unwrap();
-    let have: Vec<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
-    let distinct: HashSet<&String> = have.iter().collect();
-    let lost = acked.iter().filter(|id| !distinct.contains(id)).count();
-    let duplicated = have.len() - distinct.len();
-    println!("crash: acked={} in lake={} lost={lost} duplicated={duplicated}", acked.len(), have.len());
+    let (in_lake, lost, duplicated) = api.lost_and_duplicated(&acked).await.unwrap();
+    println!("crash: acked={} in lake={} lost={lost} duplicated={duplicated}", acked.len(), in_lake);
     assert_eq!((lost, duplicated), (0, 0));
 }

@@ -67,16 +67,12 @@ async fn sinks_split_partitions_and_survive_repeated_sigkills() {
             .then_some(())
     })
     .await;
-    let rows = api.rows("SELECT event_id FROM chat_turns").await.unwrap();
-    let have: Vec<String> = rows.iter().map(|r| r["event_id"].as_str().unwrap().to_string()).collect();
-    let distinct: HashSet<&String> = have.iter().collect();
-    let lost = acked.iter().filter(|id| !distinct.contains(id)).count();
-    let duplicated = have.len() - distinct.len();
+    let (in_lake, lost, duplicated) = api.lost_and_duplicated(&acked).await.unwrap();
     let bronze = api.count("SELECT COUNT(*) AS n FROM events").await.unwrap() as usize;
     println!(
         "scale-out: kills=3 acked={} in lake={} lost={lost} duplicated={duplicated} bronze={bronze}",
         acked.len(),
-        have.len()
+        in_lake
     );
     assert_eq!((lost, duplicated, bronze), (0, 0, acked.len()));
 }
