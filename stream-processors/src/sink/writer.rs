@@ -282,11 +282,8 @@ impl Writer {
         let tps: Vec<TopicPartition> = self.assigned.iter().chain(self.pending_to.keys()).cloned().collect();
         for (id, state) in self.tables.iter_mut() {
             let before = state.table.version();
-            let mut table = self.lake.open(*id).await?;
-            table
-                .update_state()
-                .await
-                .map_err(|source| gata_lakehouse::LakeError::Read { table: id.name(), source })?;
+            // `open` reads the table at its latest version.
+            let table = self.lake.open(*id).await?;
             let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| feeds(&tp.topic, *id)).cloned().collect();
             state.positions = self.lake.positions(&table, *id, relevant).await?;
             if id.is_deduplicated() && table.version() != before {
