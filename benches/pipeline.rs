@@ -111,13 +111,15 @@ async fn main() -> anyhow::Result<()> {
 
     // Intake over HTTP into a running `gata serve`.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut server = Command::new(Path::new(env!("CARGO_BIN_EXE_gata")))
-        .args(["serve", "--data-dir"])
-        .arg(dir.path().join("serve"))
-        .args(["--http", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let _server = KillOnDrop(
+        Command::new(Path::new(env!("CARGO_BIN_EXE_gata")))
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("serve"))
+            .args(["--http", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     while http.get(format!("{base}/healthz")).send().await.is_err() {
@@ -147,7 +149,6 @@ async fn main() -> anyhow::Result<()> {
         ceiling: Some(0),
     });
     let freshness = freshness(&http, &base).await?;
-    let _ = server.kill();
 
     println!("\n| stage | events | seconds | events/s | vs ceiling |");
     println!("|---|---:|---:|---:|---:|");
@@ -173,6 +174,16 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99)
     );
     Ok(())
+}
+
+/// A child process killed when dropped, so a failed measurement leaves no server behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Background load for the freshness measurement, in events per second.

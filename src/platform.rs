@@ -66,7 +66,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             (Some(broker), bootstrap)
         }
     };
-    let kafka = KafkaClients::new(&bootstrap);
+    let kafka = KafkaClients::connect(&bootstrap, cfg.kafka.idempotence).await?;
     kafka
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await

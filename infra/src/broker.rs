@@ -20,6 +20,10 @@ use url::Url;
 
 use crate::{InfraError, Result, config::absolute};
 
+/// The cluster id the embedded broker (and `gata broker`) reports; clients use it to recognise a
+/// tansu broker and adapt to what it does not implement (see [`crate::kafka::Idempotence`]).
+pub const EMBEDDED_CLUSTER_ID: &str = "gata";
+
 /// The running embedded broker. Dropping it stops the broker.
 #[derive(Debug)]
 pub struct EmbeddedBroker {
@@ -44,7 +48,7 @@ impl EmbeddedBroker {
 
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(1)
-            .cluster_id("gata")
+            .cluster_id(EMBEDDED_CLUSTER_ID)
             .incarnation_id(uuid::Uuid::now_v7())
             .advertised_listener(listener.clone())
             .storage(storage)

@@ -18,7 +18,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{InfraError, Result, contract::Limits};
+use crate::{InfraError, Result, contract::Limits, kafka::Idempotence};
 
 /// A role `gata serve` can run; a process runs any subset, so roles scale independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +141,8 @@ pub struct KafkaConfig {
     pub replication_factor: i32,
     /// Consumer group of the lake sink (`gata-lake-sink`).
     pub sink_group: String,
+    /// Idempotent producers: `auto` (on, except against gata's own tansu broker), `on`, `off`.
+    pub idempotence: Idempotence,
 }
 
 impl Default for KafkaConfig {
@@ -151,6 +153,7 @@ impl Default for KafkaConfig {
             partitions: 4,
             replication_factor: 1,
             sink_group: "gata-lake-sink".into(),
+            idempotence: Idempotence::Auto,
         }
     }
 }

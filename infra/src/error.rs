@@ -46,6 +46,13 @@ pub enum InfraError {
         source: rdkafka::error::KafkaError,
     },
 
+    /// No broker of the cluster answered within the client's timeout.
+    #[error("no Kafka broker answered at {bootstrap} (is the cluster up and the address right?)")]
+    Unreachable {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+    },
+
     /// Creating a topic failed for a reason other than "already exists".
     #[error("cannot create topic {topic}: {reason}")]
     TopicCreation {

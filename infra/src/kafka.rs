@@ -1,9 +1,10 @@
 //! Kafka client setup shared by every role: the same settings serve the embedded broker and a
 //! production cluster.
 //!
-//! Producers run idempotent with `acks=all`, so a retried send never duplicates or reorders a
-//! record within a partition. Consumers never auto-commit: the lake sink's progress lives in the
-//! Delta log, and Kafka's committed offsets are only a hint for lag monitoring.
+//! Producers run with `acks=all` and, where the broker supports it, idempotent, so a retried send
+//! never duplicates or reorders a record within a partition. Consumers never auto-commit: the
+//! lake sink's progress lives in the Delta log, and Kafka's committed offsets are only a hint for
+//! lag monitoring.
 
 use std::time::Duration;
 
@@ -12,20 +13,85 @@ use rdkafka::{
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::RDKafkaErrorCode,
+    producer::{BaseProducer, Producer as _},
 };
 
-use crate::{InfraError, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::{InfraError, Result, broker::EMBEDDED_CLUSTER_ID};
+
+/// Whether producers run idempotent (`kafka.idempotence`).
+///
+/// librdkafka's idempotent producer bumps its producer epoch on its own after a request timed
+/// out (for instance while the broker restarts). Kafka accepts that; tansu 0.6, the embedded
+/// broker, only knows epochs it handed out and its storage task panics on the first batch with
+/// a bumped epoch, after which it stops serving. So against a tansu broker producers run
+/// non-idempotent with `acks=all`: a retried send may then write a record twice to the log,
+/// which the lake's silver tables absorb (one row per `event_id`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Idempotence {
+    /// On, unless the cluster is a tansu broker started by gata (detected by its cluster id).
+    #[default]
+    Auto,
+    /// Always idempotent.
+    On,
+    /// Never idempotent.
+    Off,
+}
 
 /// Where the brokers are, and how every client is configured.
 #[derive(Debug, Clone)]
 pub struct KafkaClients {
     bootstrap: String,
+    idempotent: bool,
 }
 
 impl KafkaClients {
-    /// Clients for the cluster at `bootstrap` (`host:port[,host:port]`).
+    /// Clients for the cluster at `bootstrap` (`host:port[,host:port]`) with idempotent
+    /// producers: for a cluster that is known to support them, or a broker that lives exactly as
+    /// long as its clients.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into() }
+        Self { bootstrap: bootstrap.into(), idempotent: true }
+    }
+
+    /// Clients for the cluster at `bootstrap`, with idempotence resolved against the cluster:
+    /// [`Idempotence::Auto`] asks the cluster for its id.
+    pub async fn connect(bootstrap: impl Into<String>, idempotence: Idempotence) -> Result<Self> {
+        let mut clients = Self::new(bootstrap);
+        clients.idempotent = match idempotence {
+            Idempotence::On => true,
+            Idempotence::Off => false,
+            Idempotence::Auto => {
+                let cluster_id = clients.cluster_id().await?;
+                let tansu = cluster_id == EMBEDDED_CLUSTER_ID;
+                if tansu {
+                    tracing::info!(
+                        cluster_id,
+                        "gata's own (tansu) broker: producers run non-idempotent with acks=all; \
+                         silver tables deduplicate retried records by event_id"
+                    );
+                }
+                !tansu
+            }
+        };
+        Ok(clients)
+    }
+
+    /// Whether producers made by these clients are idempotent.
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+
+    async fn cluster_id(&self) -> Result<String> {
+        let producer: BaseProducer =
+            self.base().create().map_err(InfraError::kafka("create a client to read the cluster id"))?;
+        let bootstrap = self.bootstrap.clone();
+        tokio::task::spawn_blocking(move || producer.client().fetch_cluster_id(Duration::from_secs(10)))
+            .await
+            .ok()
+            .flatten()
+            .ok_or(InfraError::Unreachable { bootstrap })
     }
 
     /// `bootstrap.servers`.
@@ -39,10 +105,11 @@ impl KafkaClients {
         cfg
     }
 
-    /// An idempotent producer (`acks=all`) that gives up on a record after `delivery_timeout`.
+    /// A producer (`acks=all`, idempotent where the cluster supports it) that gives up on a
+    /// record after `delivery_timeout`.
     pub fn producer(&self, delivery_timeout: Duration) -> ClientConfig {
         let mut cfg = self.base();
-        cfg.set("enable.idempotence", "true")
+        cfg.set("enable.idempotence", self.idempotent.to_string())
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string())

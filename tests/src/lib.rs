@@ -217,6 +217,8 @@ impl Api {
 #[derive(Debug)]
 pub struct Broker {
     child: Child,
+    bin: PathBuf,
+    data_dir: PathBuf,
     /// `127.0.0.1:port`.
     pub bootstrap: String,
 }
@@ -226,22 +228,40 @@ impl Broker {
     pub async fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Broker> {
         std::fs::create_dir_all(data_dir)?;
         let bootstrap = format!("127.0.0.1:{}", free_port());
-        let log = File::create(data_dir.join("broker.log"))?;
-        let child = Command::new(bin)
-            .args(["broker", "--kafka-listen", &bootstrap, "--data-dir"])
+        let child = Self::spawn(bin, data_dir, &bootstrap)?;
+        let broker = Broker { child, bin: bin.to_path_buf(), data_dir: data_dir.to_path_buf(), bootstrap };
+        broker.wait_listening().await?;
+        Ok(broker)
+    }
+
+    /// SIGKILLs the broker, waits `down`, and starts it again on the same address and log.
+    pub async fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        tokio::time::sleep(down).await;
+        self.child = Self::spawn(&self.bin, &self.data_dir, &self.bootstrap)?;
+        self.wait_listening().await
+    }
+
+    fn spawn(bin: &Path, data_dir: &Path, bootstrap: &str) -> anyhow::Result<Child> {
+        let log = File::options().create(true).append(true).open(data_dir.join("broker.log"))?;
+        Ok(Command::new(bin)
+            .args(["broker", "--kafka-listen", bootstrap, "--data-dir"])
             .arg(data_dir)
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
-            .spawn()?;
-        let broker = Broker { child, bootstrap };
+            .spawn()?)
+    }
+
+    async fn wait_listening(&self) -> anyhow::Result<()> {
         let end = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(&broker.bootstrap).await.is_err() {
+        while tokio::net::TcpStream::connect(&self.bootstrap).await.is_err() {
             if Instant::now() > end {
-                bail!("gata broker not listening on {} after 60 s", broker.bootstrap);
+                bail!("gata broker not listening on {} after 60 s", self.bootstrap);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(broker)
+        Ok(())
     }
 }
 

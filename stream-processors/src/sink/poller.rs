@@ -21,6 +21,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Message, Offset as KafkaOffset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaResult,
+    statistics::Statistics,
     types::RDKafkaRespErr,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -59,9 +60,30 @@ pub(crate) type CommittedPositions = Arc<Mutex<BTreeMap<TopicPartition, Offset>>
 struct SinkContext {
     tx: mpsc::Sender<Input>,
     positions: PositionSource,
+    committed: CommittedPositions,
+    lag: IntGaugeVec,
 }
 
-impl ClientContext for SinkContext {}
+impl ClientContext for SinkContext {
+    /// Sets, for every partition this member fetches, how many records the log has that the
+    /// lake has not committed yet: the high watermark from librdkafka's statistics (learnt
+    /// from fetch responses, so measuring costs the broker nothing) minus the next offset the
+    /// lake needs. Partitions no longer fetched lose their gauge.
+    fn stats(&self, statistics: Statistics) {
+        let lake = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in t.partitions.iter().filter(|(id, _)| **id >= 0) {
+                let labels = [topic.as_str(), &partition.to_string()];
+                if p.fetch_state == "none" || p.hi_offset < 0 {
+                    let _ = self.lag.remove_label_values(&labels);
+                    continue;
+                }
+                let next = lake.get(&TopicPartition::new(topic, *partition)).map_or(p.lo_offset.max(0), |o| o.next().0);
+                self.lag.with_label_values(&labels).set((p.hi_offset - next).max(0));
+            }
+        }
+    }
+}
 
 fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
@@ -121,14 +143,16 @@ pub(crate) fn spawn(
     lag: IntGaugeVec,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
+    let mut config = config;
+    config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<SinkContext> = config
-        .create_with_context(SinkContext { tx: tx.clone(), positions })
+        .create_with_context(SinkContext { tx: tx.clone(), positions, committed: committed.clone(), lag })
         .map_err(SinkError::kafka("create consumer"))?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
     std::thread::Builder::new()
         .name("gata-sink-poller".into())
-        .spawn(move || poll_loop(consumer, &topics, tx, committed, lag, stop))
+        .spawn(move || poll_loop(consumer, &topics, tx, committed, stop))
         .map_err(|e| SinkError::Poller(e.to_string()))
 }
 
@@ -137,11 +161,9 @@ fn poll_loop(
     topics: &[String],
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
-    lag: IntGaugeVec,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
-    let mut lag_measured = Instant::now();
     let mut idle_since: Option<Instant> = None;
     while !stop.is_cancelled() && !tx.is_closed() {
         match consumer.poll(Duration::from_millis(100)) {
@@ -163,10 +185,6 @@ fn poll_loop(
             }
         }
         report_committed(&consumer, &committed, &mut reported);
-        if lag_measured.elapsed() >= LAG_INTERVAL {
-            measure_lag(&consumer, &committed, &lag);
-            lag_measured = Instant::now();
-        }
         rejoin_if_idle(&consumer, topics, &mut idle_since);
     }
     report_committed(&consumer, &committed, &mut reported);
@@ -201,22 +219,10 @@ fn rejoin_if_idle(consumer: &BaseConsumer<SinkContext>, topics: &[String], idle_
     }
 }
 
-/// How often the poller measures lag.
+/// How often librdkafka reports statistics, hence how fresh the lag gauges are. The lag is
+/// never measured with `ListOffsets` requests: against tansu 0.6, watermark requests beside a
+/// running fetch made the broker stop answering the consumer (a stall with records waiting).
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Sets, for every assigned partition, how many records the log has that the lake has not
-/// committed yet (high watermark minus the next offset the lake needs).
-fn measure_lag(consumer: &BaseConsumer<SinkContext>, committed: &CommittedPositions, lag: &IntGaugeVec) {
-    let Ok(assigned) = consumer.assignment() else { return };
-    let lake = committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    for e in assigned.elements() {
-        let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(1)) else {
-            continue;
-        };
-        let next = lake.get(&TopicPartition::new(e.topic(), e.partition())).map_or(low, |o| o.next().0);
-        lag.with_label_values(&[e.topic(), &e.partition().to_string()]).set((high - next).max(0));
-    }
-}
 
 /// Tells Kafka how far the lake has got, so lag tools see progress.
 fn report_committed(

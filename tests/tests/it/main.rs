@@ -3,6 +3,7 @@
 //! on a temp dir, HTTP on loopback), driven through the public API.
 
 mod bad_input;
+mod broker_restart;
 mod crash;
 mod dead_letters;
 mod e2e;
