@@ -15,11 +15,8 @@ pub const DEFAULT_FILTER: &str = "warn,gata=info,gata_infra=info,gata_ingest=inf
 pub fn init_logging(default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     // Logs go to stderr: stdout carries what commands print for people and scripts (JSON, tables).
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(std::io::stderr).try_init();
 }
 
 /// Renders every metric of `registry` in the Prometheus text format.
