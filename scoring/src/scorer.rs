@@ -22,6 +22,9 @@ pub const SCORER_VERSION: &str = "text-1.0.0";
 pub struct ScorerConfig {
     /// Overall scores below this are rejected.
     pub reject_below: f64,
+    /// A realism or behaviour sub-score below this rejects on its own: one clear sign of junk
+    /// text or of a bot is enough, however good the rest looks.
+    pub sub_score_floor: f64,
     /// Similarity from which an earlier prompt counts as a near duplicate.
     pub near_duplicate: f64,
     /// Similarity from which two of a contributor's prompts share a template.
@@ -46,12 +49,13 @@ impl Default for ScorerConfig {
     fn default() -> Self {
         Self {
             reject_below: 0.5,
+            sub_score_floor: 0.35,
             near_duplicate: 0.8,
-            template: 0.4,
-            template_uses: 3,
+            template: 0.3,
+            template_uses: 2,
             sybil_accounts: 3,
             window: 32,
-            burst_per_minute: 8,
+            burst_per_minute: 4,
             regular_cv: 0.1,
             reading_words_per_second: 15.0,
             exact_copy_min_words: 6,
@@ -175,7 +179,8 @@ impl Scorer {
         let weighted = [(sub.realism, 0.4), (sub.originality, 0.3), (sub.behaviour, 0.2), (sub.diversity, 0.1)];
         let overall = weighted.iter().map(|(s, w)| s.max(1e-6).powf(*w)).product::<f64>();
         let overall = if overall < 1e-3 { 0.0 } else { overall };
-        let verdict = if overall < self.cfg.reject_below || reasons.iter().any(Reason::is_hard) {
+        let floored = sub.realism.min(sub.behaviour) < self.cfg.sub_score_floor;
+        let verdict = if overall < self.cfg.reject_below || floored || reasons.iter().any(Reason::is_hard) {
             Verdict::Reject
         } else {
             Verdict::Accept
@@ -209,7 +214,7 @@ impl Scorer {
         } else if closest >= self.cfg.near_duplicate {
             reasons.push(Reason::new(
                 "near_duplicate",
-                0.8,
+                1.0,
                 format!("{:.0}% similar to an earlier prompt", closest * 100.0),
             ));
         }

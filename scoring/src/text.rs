@@ -34,6 +34,19 @@ const STOP_WORDS: [&str; 40] = [
 const KEYBOARD_RUNS: [&str; 12] =
     ["qwer", "wert", "asdf", "sdfg", "dfgh", "fghj", "ghjk", "hjkl", "zxcv", "xcvb", "uiop", "yuio"];
 
+/// The 274 most frequent letter pairs of English text (Norvig's counts over the Google books
+/// corpus), as a 26×26 table: a per-word test of pronounceability.
+const COMMON_BIGRAMS: [[bool; 26]; 26] = {
+    const PAIRS: &[u8] = b"th he in er an re on at en nd ti es or te of ed is it al ar st to nt ng se ha as ou io le ve co me de hi ri ro ic ne ea ra ce li ch ll be ma si om ur ca el ta la ns di fo ho pe ec pr no ct us ac ot il tr ly nc et ut ss so rs un lo wa ge ie wh ee wi em ad ol rt po we na ul ni ts mo ow pa im mi ai sh ir su id os iv ia am fi ci vi pl ig tu ev ld ry mp fe bl ab gh ty op wo sa ay ex ke fr oo av ag if ap gr od bo sp rd do uc bu ei ov by rm ep tt oc fa ef cu rn sc gi da yo cr cl du ga qu ue ff ba ey ls va um pp ua up lu go ht ru ug ds lt pi rc rr eg au ck ew mu br bi pt ak pu ui rg ib tl ny ki rk ys ob mm fu ph og ms ye ud mb ip ub oi rl gu dr hr cc tw ft wn nu af hu nn eo vo rv nf xp gn sm fl iz ok nl my gl aw ju oa eq sy sl ps jo lf nv je nk kn gs dy hy ze ks xt bs ik dd cy rp sk xi oe oy ws lv dl rf eu dg wr xa yi";
+    let mut table = [[false; 26]; 26];
+    let mut i = 0;
+    while i + 1 < PAIRS.len() {
+        table[(PAIRS[i] - b'a') as usize][(PAIRS[i + 1] - b'a') as usize] = true;
+        i += 3;
+    }
+    table
+};
+
 const SPAM_PHRASES: [&str; 16] = [
     "buy now",
     "click here",
@@ -105,7 +118,13 @@ pub fn assess(text: &str) -> TextReport {
             flag("no_stop_words", 0.4, format!("{stops} stop words in {} words", words.len()));
         }
     }
-    keyboard_mash(&lower, &mut flag);
+    let symbols = text.chars().filter(|c| !c.is_alphanumeric() && !c.is_whitespace()).count();
+    if chars >= 10 && symbols * 10 > chars * 3 {
+        flag("symbol_soup", 0.8, format!("{}% punctuation and symbols", symbols * 100 / chars));
+    }
+    if matches!(language, None | Some("eng")) {
+        keyboard_mash(&lower, &mut flag);
+    }
     entropy(text, chars, &mut flag);
     let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
     let upper = letters.iter().filter(|c| c.is_uppercase()).count();
@@ -144,7 +163,8 @@ fn repetition(text: &str, lower: &[String], flag: &mut impl FnMut(&'static str, 
     }
 }
 
-/// Words no one types on purpose: no vowel, five consonants in a row, or a keyboard row.
+/// Words no one types on purpose: no vowel, five consonants in a row, a keyboard row, or
+/// letter pairs English hardly uses (fewer than half of the word's pairs are common ones).
 fn keyboard_mash(lower: &[String], flag: &mut impl FnMut(&'static str, f64, String)) {
     let candidates: Vec<&str> = lower
         .iter()
@@ -160,7 +180,10 @@ fn keyboard_mash(lower: &[String], flag: &mut impl FnMut(&'static str, f64, Stri
                 let cur = if vowel(c) { 0 } else { cur + 1 };
                 (cur, max.max(cur))
             });
-            no_vowel || run.1 >= 5 || KEYBOARD_RUNS.iter().any(|k| w.contains(k))
+            let pairs: Vec<&[u8]> = w.as_bytes().windows(2).collect();
+            let common =
+                pairs.iter().filter(|p| COMMON_BIGRAMS[(p[0] - b'a') as usize][(p[1] - b'a') as usize]).count();
+            no_vowel || run.1 >= 5 || KEYBOARD_RUNS.iter().any(|k| w.contains(k)) || common * 2 < pairs.len()
         })
         .count();
     if mashed >= 2 && mashed * 10 > candidates.len() * 3 {
