@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference MinHash run (pip install datatrove tokenizers xxhash spacy) for `cargo bench -p gata-scoring`: datatrove's signature step (the
+"""Reference MinHash run (pip install datatrove tokenizers spacy xxhash==3.4.1) for `cargo bench -p gata-scoring`: datatrove's signature step (the
 same per-document work its MinhashDedupSignature does: normalise, word-tokenise, hash word
 3-grams, 64 hashes in 16 buckets of 4) over the documents in argv[1] (one JSON string per line).
 Prints documents per second."""
