@@ -9,7 +9,6 @@
 
 use std::{
     path::Path,
-    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -110,21 +109,10 @@ async fn main() -> anyhow::Result<()> {
     drop(broker);
 
     // Intake over HTTP into a running `gata serve`.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let _server = KillOnDrop(
-        Command::new(Path::new(env!("CARGO_BIN_EXE_gata")))
-            .args(["serve", "--data-dir"])
-            .arg(dir.path().join("serve"))
-            .args(["--http", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
+    // Killed when dropped, so a failed measurement leaves no server behind.
+    let server = gata_tests::Gata::start(Path::new(env!("CARGO_BIN_EXE_gata")), &dir.path().join("serve")).await?;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = server.base.clone();
     let turns: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).collect();
     let bodies: Vec<Vec<u8>> =
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
@@ -174,16 +162,6 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99)
     );
     Ok(())
-}
-
-/// A child process killed when dropped, so a failed measurement leaves no server behind.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Background load for the freshness measurement, in events per second.

@@ -78,11 +78,6 @@ impl KafkaClients {
         Ok(clients)
     }
 
-    /// Whether producers made by these clients are idempotent.
-    pub fn idempotent(&self) -> bool {
-        self.idempotent
-    }
-
     async fn cluster_id(&self) -> Result<String> {
         let producer: BaseProducer =
             self.base().create().map_err(InfraError::kafka("create a client to read the cluster id"))?;
