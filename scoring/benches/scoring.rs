@@ -76,7 +76,10 @@ fn datatrove_rate(docs: &[String]) -> Result<f64, String> {
     let out = Command::new("python3").arg(script).arg(file.path()).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!("pip install datatrove tokenizers spacy xxhash==3.4.1 ({})", err.lines().last().unwrap_or("")));
+        return Err(format!(
+            "pip install datatrove tokenizers spacy xxhash==3.4.1 ({})",
+            err.lines().last().unwrap_or("")
+        ));
     }
     String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|e| format!("{e}"))
 }

@@ -6,7 +6,7 @@
 //! per second. It sees topics through shared words, not meaning ("car" and "automobile" are
 //! unrelated to it); an ONNX sentence model can replace [`embed`] behind the same signature.
 
-use crate::minhash::{splitmix64, words};
+use crate::minhash::{FNV_OFFSET, fnv1a, splitmix64, words};
 
 /// Embedding dimensions.
 pub const DIMS: usize = 256;
@@ -17,20 +17,25 @@ pub type Embedding = [f32; DIMS];
 /// The embedding of `text`: each word weighs 1 and each character 3-gram of a word 0.5, hashed
 /// into [`DIMS`] buckets with a hashed sign.
 pub fn embed(text: &str) -> Embedding {
+    embed_words(&words(text))
+}
+
+/// The embedding of already normalised [`words`](crate::minhash::words).
+pub fn embed_words(words: &[String]) -> Embedding {
     let mut v = [0f32; DIMS];
     let mut add = |feature: u64, weight: f32| {
         let h = splitmix64(feature);
         let sign = if h >> 63 == 0 { 1.0 } else { -1.0 };
         v[(h % DIMS as u64) as usize] += sign * weight;
     };
-    for word in words(text) {
+    for word in words {
         if word.chars().count() <= 2 {
             continue;
         }
-        add(hash_str(&word), 1.0);
+        add(fnv1a(FNV_OFFSET, word.as_bytes()), 1.0);
         let chars: Vec<char> = word.chars().collect();
         for gram in chars.windows(3) {
-            add(hash_str(&gram.iter().collect::<String>()) ^ 0x5bd1_e995, 0.5);
+            add(fnv1a(FNV_OFFSET, gram.iter().collect::<String>().as_bytes()) ^ 0x5bd1_e995, 0.5);
         }
     }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -43,10 +48,6 @@ pub fn embed(text: &str) -> Embedding {
 /// Cosine similarity of two embeddings (their dot product: both are normalised).
 pub fn cosine(a: &Embedding, b: &Embedding) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn hash_str(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 #[cfg(test)]

@@ -29,14 +29,18 @@ pub fn words(text: &str) -> Vec<String> {
 
 /// The signature of `text`, or none when it has no words.
 pub fn signature(text: &str) -> Option<Signature> {
-    let words = words(text);
+    signature_of_words(&words(text))
+}
+
+/// The signature of already normalised [`words`], or none when there are none.
+pub fn signature_of_words(words: &[String]) -> Option<Signature> {
     if words.is_empty() {
         return None;
     }
     let mut sig = [u32::MAX; PERMUTATIONS];
     let width = words.len().min(3);
     for shingle in words.windows(width) {
-        let base = shingle.iter().fold(FNV_OFFSET, |h, w| fnv1a(fnv1a(h, w.as_bytes()), b" "));
+        let base = hash_words(shingle);
         for (i, slot) in sig.iter_mut().enumerate() {
             let v = splitmix64(base ^ SEEDS[i]) as u32;
             *slot = (*slot).min(v);
@@ -50,9 +54,10 @@ pub fn similarity(a: &Signature, b: &Signature) -> f64 {
     a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / PERMUTATIONS as f64
 }
 
-/// A 64-bit fingerprint of the normalised text, for exact duplicates.
-pub fn fingerprint(text: &str) -> u64 {
-    words(text).iter().fold(FNV_OFFSET, |h, w| fnv1a(fnv1a(h, w.as_bytes()), b" "))
+/// FNV-1a over the words, each followed by a space: the fingerprint of a normalised text, for
+/// exact duplicates.
+pub fn hash_words(words: &[String]) -> u64 {
+    words.iter().fold(FNV_OFFSET, |h, w| fnv1a(fnv1a(h, w.as_bytes()), b" "))
 }
 
 /// A match found by [`LshIndex::query`].
@@ -122,9 +127,10 @@ fn band_key(sig: &Signature, band: usize) -> (u8, u64) {
     (band as u8, h)
 }
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+/// FNV-1a, continuing from `h` (start from [`FNV_OFFSET`]).
+pub(crate) fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -161,7 +167,7 @@ mod tests {
         let a = signature(A).unwrap();
         let b = signature(&A.to_uppercase().replace('?', " !!")).unwrap();
         assert_eq!(similarity(&a, &b), 1.0);
-        assert_eq!(fingerprint(A), fingerprint(&A.to_uppercase()));
+        assert_eq!(hash_words(&words(A)), hash_words(&words(&A.to_uppercase())));
         assert!(signature(" ?! ").is_none());
     }
 

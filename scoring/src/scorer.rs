@@ -8,8 +8,8 @@ use gata_infra::contract::{ChatTurn, Preference};
 
 use crate::{
     Reason, Score, SubScores, Verdict,
-    embed::{Embedding, cosine, embed},
-    minhash::{LshIndex, Signature, fingerprint, signature, similarity},
+    embed::{Embedding, cosine, embed_words},
+    minhash::{LshIndex, Signature, hash_words, signature_of_words, similarity, words},
     text::assess,
 };
 
@@ -118,10 +118,10 @@ impl Scorer {
             reasons.push(Reason::new("junk_answers", 0.5, codes.join(", ")));
         }
 
-        let (originality, original_reasons) = self.originality(who, &turn.prompt);
+        let words = words(&turn.prompt);
+        let (sig, fingerprint, emb) = (signature_of_words(&words), hash_words(&words), embed_words(&words));
+        let (originality, original_reasons) = self.originality(who, sig.as_ref(), fingerprint, words.len());
         reasons.extend(original_reasons);
-        let sig = signature(&turn.prompt);
-        let emb = embed(&turn.prompt);
         let (diversity, diversity_reasons) = self.diversity(who, sig.as_ref(), &emb);
         reasons.extend(diversity_reasons);
         let mut behaviour_reasons = self.timing(who, turn.occurred_at);
@@ -131,7 +131,7 @@ impl Scorer {
         let behaviour = product(&behaviour_reasons);
         reasons.extend(behaviour_reasons);
 
-        self.remember_prompt(who, &turn.prompt, sig, emb);
+        self.remember_prompt(who, sig, fingerprint, emb);
         self.remember_turn(turn);
         self.verdict(SubScores { realism, originality, diversity, behaviour }, reasons, prompt.language)
     }
@@ -200,13 +200,12 @@ impl Scorer {
 
     /// Exact and near duplicates of earlier prompts, anyone's; copies across accounts; clusters
     /// of accounts sharing one prompt.
-    fn originality(&self, who: u32, prompt: &str) -> (f64, Vec<Reason>) {
+    fn originality(&self, who: u32, sig: Option<&Signature>, fingerprint: u64, words: usize) -> (f64, Vec<Reason>) {
         let mut reasons = Vec::new();
-        let Some(sig) = signature(prompt) else { return (1.0, reasons) };
-        let matches = self.prompts.query(&sig, self.cfg.template.min(self.cfg.near_duplicate));
+        let Some(sig) = sig else { return (1.0, reasons) };
+        let matches = self.prompts.query(sig, self.cfg.template.min(self.cfg.near_duplicate));
         let closest = matches.first().map_or(0.0, |m| m.similarity);
-        let words = crate::minhash::words(prompt).len();
-        let exact_owners = self.exact.get(&fingerprint(prompt)).cloned().unwrap_or_default();
+        let exact_owners = self.exact.get(&fingerprint).map_or(&[][..], Vec::as_slice);
         if !exact_owners.is_empty() && words >= self.cfg.exact_copy_min_words {
             let others = exact_owners.iter().filter(|o| **o != who).count();
             let whose = if others > 0 { "another account's" } else { "their own" };
@@ -312,10 +311,10 @@ impl Scorer {
         })
     }
 
-    fn remember_prompt(&mut self, who: u32, prompt: &str, sig: Option<Signature>, emb: Embedding) {
+    fn remember_prompt(&mut self, who: u32, sig: Option<Signature>, fingerprint: u64, emb: Embedding) {
         let Some(sig) = sig else { return };
         self.prompts.insert(who, sig);
-        let owners = self.exact.entry(fingerprint(prompt)).or_default();
+        let owners = self.exact.entry(fingerprint).or_default();
         if !owners.contains(&who) {
             owners.push(who);
         }
