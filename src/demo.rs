@@ -41,7 +41,7 @@ pub struct DemoArgs {
 }
 
 /// Queries shown after the load, with what they answer.
-const SAMPLES: [(&str, &str); 3] = [
+const SAMPLES: [(&str, &str); 5] = [
     (
         "What landed",
         "SELECT 'chat_turns' AS table_name, COUNT(*) AS row_count FROM chat_turns UNION ALL SELECT 'preferences', COUNT(*) FROM preferences UNION ALL SELECT 'image_text_pairs', COUNT(*) FROM image_text_pairs UNION ALL SELECT 'events (bronze)', COUNT(*) FROM events ORDER BY table_name",
@@ -53,6 +53,14 @@ const SAMPLES: [(&str, &str); 3] = [
     (
         "Most repetitive contributors (bots ask one prompt over and over)",
         "SELECT contributor_id, COUNT(*) AS turns, COUNT(DISTINCT prompt) AS distinct_prompts FROM chat_turns GROUP BY 1 ORDER BY distinct_prompts * 1.0 / turns ASC, turns DESC LIMIT 5",
+    ),
+    (
+        "Quality verdicts of the scoring processor",
+        "SELECT subject_kind, verdict, COUNT(*) AS submissions, ROUND(AVG(score), 3) AS mean_score FROM quality_scores GROUP BY 1, 2 ORDER BY 1, 2",
+    ),
+    (
+        "Why submissions were rejected",
+        "SELECT r['code'] AS reason, COUNT(*) AS submissions FROM (SELECT unnest(reasons) AS r FROM quality_scores WHERE verdict = 'reject') GROUP BY 1 ORDER BY submissions DESC, reason LIMIT 8",
     ),
 ];
 
@@ -123,6 +131,7 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
     for (_, table) in tables {
         before.push(api.count(table).await?);
     }
+    let scores_before = api.count("quality_scores").await?;
     let mut workload = Workload::new(seed, args.contributors);
     let events = workload.events(args.turns, args.images);
     println!(
@@ -161,6 +170,15 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     println!("Accepted in {accepted_in:.2?}; queryable in the lake after {:.2?}.", started.elapsed());
+    let scored = events.iter().filter(|e| gata_stream_processors::scoring::SCORED_KINDS.contains(&e.kind())).count();
+    let want = scores_before + scored as u64;
+    while api.count("quality_scores").await? < want {
+        if Instant::now() > deadline {
+            bail!("quality_scores holds fewer than {want} rows after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("Every chat turn and preference scored after {:.2?}.", started.elapsed());
     for (title, sql) in SAMPLES {
         println!("\n== {title}\n{sql}\n");
         print_table(&api.sql(sql).await?);

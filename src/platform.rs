@@ -98,13 +98,31 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     if cfg.runs(Role::Sink) {
-        let sink_cfg =
-            SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: sink_group(&cfg) };
-        let (sink_stop, sink_registry, sink_lake) = (stop.child_token(), registry.clone(), lake.clone());
+        let sink_cfg = SinkConfig {
+            lake: cfg.lake.clone(),
+            limits: cfg.ingest.limits.clone(),
+            group: consumer_group(&cfg, &cfg.kafka.sink_group),
+        };
+        let (sink_stop, sink_registry, sink_lake, kafka) =
+            (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
         tasks.spawn(async move {
             gata_stream_processors::run_sink(sink_cfg, kafka, sink_lake, &sink_registry, sink_stop)
                 .await
                 .context("lake sink")
+        });
+    }
+    if cfg.runs(Role::Scoring) {
+        let scoring_cfg = gata_stream_processors::ScoringConfig {
+            group: consumer_group(&cfg, &cfg.scoring.group),
+            limits: cfg.ingest.limits.clone(),
+            scorer: gata_scoring::ScorerConfig::default(),
+            turn_wait: cfg.scoring.turn_wait,
+            queue_records: cfg.scoring.queue_records,
+            publish_window: cfg.scoring.publish_window,
+        };
+        let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
+        tasks.spawn(async move {
+            gata_stream_processors::run_scoring(scoring_cfg, kafka, lake, &registry, stop).await.context("scoring")
         });
     }
     if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
@@ -138,17 +156,17 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     first_error.map_or(Ok(()), Err)
 }
 
-/// The lake sink's consumer group. With an external cluster: the configured group, shared by
-/// every sink instance. With the embedded broker, each process incarnation joins a fresh group
+/// A processor's consumer group. With an external cluster: the configured group, shared by
+/// every instance. With the embedded broker, each process incarnation joins a fresh group
 /// (`<group>-<start time>`): the embedded broker's coordinator (tansu 0.6) can leave a restarted
 /// member without partitions while the membership of a SIGKILLed predecessor lingers. That
-/// costs nothing in correctness: in embedded mode the sink is the group's only member by
-/// construction, and it resumes from the positions in the Delta log, never from Kafka's
-/// committed offsets.
-fn sink_group(cfg: &GataConfig) -> String {
+/// costs nothing in correctness: in embedded mode each processor is its group's only member by
+/// construction, and it resumes from what the lake records, never from Kafka's committed
+/// offsets.
+fn consumer_group(cfg: &GataConfig, group: &str) -> String {
     match cfg.kafka.brokers {
-        Some(_) => cfg.kafka.sink_group.clone(),
-        None => format!("{}-{:x}", cfg.kafka.sink_group, chrono::Utc::now().timestamp_millis()),
+        Some(_) => group.to_string(),
+        None => format!("{group}-{:x}", chrono::Utc::now().timestamp_millis()),
     }
 }
 

@@ -32,11 +32,13 @@ pub enum Role {
     Query,
     /// Background compaction and vacuum.
     Maintenance,
+    /// The scoring processor: a quality score for every chat turn and preference.
+    Scoring,
 }
 
 impl Role {
     /// Every role: what `gata serve` runs by default.
-    pub const ALL: [Role; 4] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance];
+    pub const ALL: [Role; 5] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance, Role::Scoring];
 }
 
 impl std::str::FromStr for Role {
@@ -48,7 +50,8 @@ impl std::str::FromStr for Role {
             "sink" => Ok(Role::Sink),
             "query" => Ok(Role::Query),
             "maintenance" => Ok(Role::Maintenance),
-            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance")),
+            "scoring" => Ok(Role::Scoring),
+            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring")),
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct GataConfig {
     pub query: QueryConfig,
     /// Background table maintenance.
     pub maintenance: MaintenanceConfig,
+    /// The scoring processor.
+    pub scoring: ScoringConfig,
 }
 
 impl Default for GataConfig {
@@ -86,6 +91,7 @@ impl Default for GataConfig {
             lake: LakeConfig::default(),
             query: QueryConfig::default(),
             maintenance: MaintenanceConfig::default(),
+            scoring: ScoringConfig::default(),
         }
     }
 }
@@ -316,6 +322,34 @@ impl Default for MaintenanceConfig {
     }
 }
 
+/// How the scoring processor runs. The scoring rules and thresholds are not configuration:
+/// they belong to the scorer version stamped on every score, so two scores of one version
+/// always mean the same thing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScoringConfig {
+    /// Consumer group (`gata-scoring`).
+    pub group: String,
+    /// How long a preference read before the turn it judges waits for it (`5s`).
+    #[serde(with = "humantime_serde")]
+    pub turn_wait: Duration,
+    /// Records queued between the Kafka poller and the scorer (`10000`).
+    pub queue_records: usize,
+    /// Score events in flight to the broker at most (`1000`).
+    pub publish_window: usize,
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            group: "gata-scoring".into(),
+            turn_wait: Duration::from_secs(5),
+            queue_records: 10_000,
+            publish_window: 1000,
+        }
+    }
+}
+
 impl GataConfig {
     /// Whether this process runs `role`.
     pub fn runs(&self, role: Role) -> bool {
@@ -341,7 +375,7 @@ impl GataConfig {
                 problems.push(what.to_string());
             }
         };
-        check(!self.roles.is_empty(), "roles must name at least one of intake, sink, query, maintenance");
+        check(!self.roles.is_empty(), "roles must name at least one of intake, sink, query, maintenance, scoring");
         check(self.kafka.partitions > 0, "kafka.partitions must be at least 1");
         check(self.kafka.replication_factor > 0, "kafka.replication_factor must be at least 1");
         check(!self.kafka.sink_group.is_empty(), "kafka.sink_group must not be empty");
@@ -359,6 +393,9 @@ impl GataConfig {
             "maintenance.vacuum_retention must be at least 1h (readers of recent versions keep their files)",
         );
         check(self.query.max_rows > 0, "query.max_rows must be positive");
+        check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
+        check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
+        check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
         check(
             self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),
             "http.addr is not loopback: configure http.tokens so the API is not open to the network",

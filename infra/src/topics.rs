@@ -5,6 +5,10 @@
 
 use crate::contract::EventKind;
 
+/// Scores topic: one [`QualityScore`](crate::contract::QualityScore) per scored submission
+/// and scorer version, keyed by contributor id.
+pub const QUALITY_SCORES: &str = "gata.quality_scores.v1";
+
 /// Dead-letter topic: records that could not be decoded or validated, with the reason in headers.
 pub const DEAD_LETTERS: &str = "gata.dlq.v1";
 
@@ -33,9 +37,41 @@ pub fn kind_of_topic(topic: &str) -> Option<EventKind> {
     EventKind::ALL.into_iter().find(|k| intake_topic(*k) == topic)
 }
 
+/// What a topic that lands in the lake carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feed {
+    /// Submissions of one kind.
+    Intake(EventKind),
+    /// Quality scores.
+    QualityScores,
+}
+
+impl Feed {
+    /// Every feed: the intake topics, then the scores.
+    pub const ALL: [Feed; 4] = [
+        Feed::Intake(EventKind::ChatTurn),
+        Feed::Intake(EventKind::Preference),
+        Feed::Intake(EventKind::ImageTextPair),
+        Feed::QualityScores,
+    ];
+
+    /// Its topic.
+    pub fn topic(self) -> &'static str {
+        match self {
+            Feed::Intake(kind) => intake_topic(kind),
+            Feed::QualityScores => QUALITY_SCORES,
+        }
+    }
+
+    /// The feed whose topic this is, if any.
+    pub fn of_topic(topic: &str) -> Option<Feed> {
+        Feed::ALL.into_iter().find(|f| f.topic() == topic)
+    }
+}
+
 /// Every topic the platform creates at startup.
 pub fn all_topics() -> Vec<&'static str> {
-    let mut topics: Vec<_> = EventKind::ALL.into_iter().map(intake_topic).collect();
+    let mut topics: Vec<_> = Feed::ALL.into_iter().map(Feed::topic).collect();
     topics.push(DEAD_LETTERS);
     topics
 }
@@ -50,5 +86,10 @@ mod tests {
             assert_eq!(kind_of_topic(intake_topic(kind)), Some(kind));
         }
         assert_eq!(kind_of_topic(DEAD_LETTERS), None);
+        assert_eq!(kind_of_topic(QUALITY_SCORES), None);
+        for feed in Feed::ALL {
+            assert_eq!(Feed::of_topic(feed.topic()), Some(feed));
+        }
+        assert_eq!(Feed::of_topic(DEAD_LETTERS), None);
     }
 }

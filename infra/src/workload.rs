@@ -67,6 +67,38 @@ const ASKS: [&str; 6] = [
     "What does the research say about {}?",
     "Is it worth it to bother with {}?",
 ];
+/// What a person adds about their situation, so that two people's questions rarely match.
+const DETAILS: [&str; 16] = [
+    "I only have about twenty minutes a day for this.",
+    "My partner thinks I am overcomplicating it.",
+    "I already tried once last spring and gave up after a month.",
+    "Money is tight, so cheap options matter more than perfect ones.",
+    "I live in a small flat with no garden or balcony.",
+    "A friend swears by one approach but I never understood why.",
+    "My teacher mentioned it in passing and now I am curious.",
+    "I read three blog posts and they all disagreed with each other.",
+    "Our kids want to help, so it should be safe and simple.",
+    "I am sixty-two and not very patient with jargon.",
+    "Work keeps me travelling two weeks out of four.",
+    "The local library has a few books on it, if that helps.",
+    "I keep notes in a spreadsheet and like numbers.",
+    "Last time I asked, the answer was far too vague to act on.",
+    "Winters here are long and dark, which seems to matter.",
+    "I would rather understand the reasons than follow a recipe.",
+];
+/// What a person wants out of the answer.
+const GOALS: [&str; 10] = [
+    "Please keep it short.",
+    "A checklist would be ideal.",
+    "Point out anything risky.",
+    "Which sources should I trust?",
+    "What would you do first in my place?",
+    "Compare two options honestly.",
+    "How will I know it is working?",
+    "What mistakes do beginners regret?",
+    "Is there a cheaper way?",
+    "Explain it like I am new to this.",
+];
 const COLORS: [(&str, [u8; 3]); 6] = [
     ("red", [220, 40, 40]),
     ("green", [40, 170, 60]),
@@ -120,7 +152,12 @@ impl Workload {
         let turn_id = format!("turn_{:08x}_{:06}", self.run, self.turns);
         let topic = *TOPICS.choose(&mut self.rng).expect("topics");
         let prompt = match who.persona {
-            Persona::Human => ASKS.choose(&mut self.rng).expect("asks").replace("{}", topic),
+            Persona::Human => format!(
+                "{} {} {}",
+                ASKS.choose(&mut self.rng).expect("asks").replace("{}", topic),
+                DETAILS.choose(&mut self.rng).expect("details"),
+                GOALS.choose(&mut self.rng).expect("goals"),
+            ),
             Persona::Bot => "Tell me about the weather today.".to_string(),
             Persona::Spammer => "BEST DEALS click http://spam.example/win now now now".to_string(),
         };

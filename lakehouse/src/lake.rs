@@ -184,20 +184,33 @@ impl Lake {
 
     /// Every `event_id` in `table` (what a deduplicating writer must not write again).
     pub async fn event_ids(&self, table: &DeltaTable, id: TableId) -> Result<HashSet<String>> {
+        self.strings(table, id, "SELECT event_id FROM t").await
+    }
+
+    /// The submissions `scorer_version` has scores for in the `quality_scores` table.
+    pub async fn scored_subjects(&self, scorer_version: &str) -> Result<HashSet<String>> {
+        let id = TableId::QualityScores;
+        let table = self.open(id).await?;
+        let version = scorer_version.replace('\'', "''");
+        self.strings(&table, id, &format!("SELECT subject_event_id FROM t WHERE scorer_version = '{version}'")).await
+    }
+
+    /// The values of the one string column `sql` selects from `table` (registered as `t`).
+    async fn strings(&self, table: &DeltaTable, id: TableId, sql: &str) -> Result<HashSet<String>> {
         let scan_err = |source| LakeError::Scan { table: id.name(), source };
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).map_err(|source| LakeError::Read { table: id.name(), source })?;
         let provider = table.table_provider().await.map_err(scan_err)?;
         ctx.register_table("t", provider).map_err(scan_err)?;
-        let batches = ctx.sql("SELECT event_id FROM t").await.map_err(scan_err)?.collect().await.map_err(scan_err)?;
-        let mut ids = HashSet::new();
+        let batches = ctx.sql(sql).await.map_err(scan_err)?.collect().await.map_err(scan_err)?;
+        let mut values = HashSet::new();
         for batch in batches {
             let col = cast(batch.column(0), &DataType::Utf8)
                 .map_err(|source| LakeError::Rows { table: id.name(), source })?;
             let col = col.as_string::<i32>();
-            ids.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i).to_string()));
+            values.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i).to_string()));
         }
-        Ok(ids)
+        Ok(values)
     }
 }
 
@@ -228,7 +241,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = lake(&dir);
         let recs = records(6, 2);
-        let refs: Vec<_> = recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == TableId::ChatTurns).collect();
+        let refs: Vec<_> = recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let batch = record_batch(TableId::ChatTurns, &refs).expect("rows");
         let tp = refs[0].source.clone();
         let positions = BTreeMap::from([(tp.clone(), Offset(41))]);
@@ -243,7 +256,7 @@ mod tests {
             .expect("positions");
         assert_eq!(got, BTreeMap::from([(tp, Offset(41))]));
         let ids = lake.event_ids(&reopened, TableId::ChatTurns).await.expect("ids");
-        let expected: HashSet<String> = refs.iter().map(|r| r.event.event_id().to_string()).collect();
+        let expected: HashSet<String> = refs.iter().map(|r| r.event_id().to_string()).collect();
         assert_eq!(ids, expected);
     }
 
@@ -269,7 +282,7 @@ mod tests {
         let lake = lake(&dir);
         let recs = records(8, 0);
         let turns: Vec<_> =
-            recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == TableId::ChatTurns).collect();
+            recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let (old, new) = turns.split_at(turns.len() / 2);
         // The table as an older version of the contract made it: no `client` column.
         let full = record_batch(TableId::ChatTurns, old).expect("rows");

@@ -6,14 +6,32 @@
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
-use gata_infra::contract::{
-    ChatTurn, ClientInfo, DecodedImage, Event, EventKind, Limits, ModelResponse, Preference, Violation,
+use gata_infra::{
+    contract::{
+        ChatTurn, ClientInfo, DecodedImage, Event, Limits, ModelResponse, Preference, QualityScore, ScoreReason,
+        Violation,
+    },
+    topics::Feed,
 };
 use serde::Serialize;
 
 use crate::{LakeError, Offset, Result, TableId, TopicPartition};
 
-/// One intake record, decoded and validated, with where it came from.
+/// What a decoded record holds.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// A submission from an intake topic.
+    Submission {
+        /// The event.
+        event: Event,
+        /// The checked image of an image-text pair.
+        image: Option<DecodedImage>,
+    },
+    /// A score from the scores topic.
+    Score(QualityScore),
+}
+
+/// One record of a feed, decoded and validated, with where it came from.
 #[derive(Debug, Clone)]
 pub struct LakeRecord {
     /// Topic-partition it was read from.
@@ -24,17 +42,15 @@ pub struct LakeRecord {
     pub received_at: DateTime<Utc>,
     /// The raw JSON value as the log holds it.
     pub payload: Vec<u8>,
-    /// The event.
-    pub event: Event,
-    /// The checked image of an image-text pair.
-    pub image: Option<DecodedImage>,
+    /// The decoded value.
+    pub body: Body,
 }
 
 impl LakeRecord {
-    /// Decodes and validates a record of `kind`; the violations say why it cannot land.
+    /// Decodes and validates a record of `feed`; the violations say why it cannot land.
     /// Timestamps are not re-checked against the clock: the log is replayed long after intake.
     pub fn decode(
-        kind: EventKind,
+        feed: Feed,
         source: TopicPartition,
         offset: Offset,
         received_at: DateTime<Utc>,
@@ -42,12 +58,41 @@ impl LakeRecord {
         limits: &Limits,
     ) -> Result<LakeRecord, Vec<Violation>> {
         let replay_limits = Limits { max_future_skew: std::time::Duration::MAX, ..limits.clone() };
-        let event = Event::parse(kind, &payload, &replay_limits)?;
-        let image = match &event {
-            Event::ImageTextPair(pair) => Some(pair.image.decode(&replay_limits).map_err(|v| vec![v])?),
-            _ => None,
+        let body = match feed {
+            Feed::Intake(kind) => {
+                let event = Event::parse(kind, &payload, &replay_limits)?;
+                let image = match &event {
+                    Event::ImageTextPair(pair) => Some(pair.image.decode(&replay_limits).map_err(|v| vec![v])?),
+                    _ => None,
+                };
+                Body::Submission { event, image }
+            }
+            Feed::QualityScores => Body::Score(QualityScore::parse(&payload, &replay_limits)?),
         };
-        Ok(LakeRecord { source, offset, received_at, payload, event, image })
+        Ok(LakeRecord { source, offset, received_at, payload, body })
+    }
+
+    /// The id silver tables deduplicate on.
+    pub fn event_id(&self) -> uuid::Uuid {
+        match &self.body {
+            Body::Submission { event, .. } => event.event_id(),
+            Body::Score(score) => score.event_id,
+        }
+    }
+
+    /// The silver table this record lands in.
+    pub fn silver(&self) -> TableId {
+        match &self.body {
+            Body::Submission { event, .. } => TableId::silver(event.kind()),
+            Body::Score(_) => TableId::QualityScores,
+        }
+    }
+
+    fn event(&self) -> Option<&Event> {
+        match &self.body {
+            Body::Submission { event, .. } => Some(event),
+            Body::Score(_) => None,
+        }
     }
 
     fn day(&self) -> String {
@@ -181,27 +226,29 @@ struct ImageTextPairRow<'a> {
 /// `dead_letters` table is built by [`dead_letter_batch`]; no decoded record belongs to it.
 pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBatch> {
     match table {
-        TableId::Events => serialize(table, &records.iter().map(|r| event_row(r)).collect::<Vec<_>>()),
+        TableId::Events => serialize(table, &records.iter().filter_map(|r| event_row(r)).collect::<Vec<_>>()),
         TableId::ChatTurns => serialize(table, &records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
         TableId::Preferences => serialize(table, &records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
         TableId::ImageTextPairs => serialize(table, &records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
+        TableId::QualityScores => serialize(table, &records.iter().filter_map(|r| score_row(r)).collect::<Vec<_>>()),
         TableId::DeadLetters => Ok(RecordBatch::new_empty(table.schema())),
     }
 }
 
-fn event_row(r: &LakeRecord) -> EventRow<'_> {
-    EventRow {
-        event_id: r.event.event_id().to_string(),
-        contributor_id: r.event.contributor_id(),
-        occurred_at: micros(r.event.occurred_at()),
+fn event_row(r: &LakeRecord) -> Option<EventRow<'_>> {
+    let event = r.event()?;
+    Some(EventRow {
+        event_id: event.event_id().to_string(),
+        contributor_id: event.contributor_id(),
+        occurred_at: micros(event.occurred_at()),
         received_at: micros(r.received_at),
         kafka_topic: &r.source.topic,
         kafka_partition: r.source.partition,
         kafka_offset: r.offset.0,
         payload: String::from_utf8_lossy(&r.payload),
-        event_type: r.event.kind().name(),
+        event_type: event.kind().name(),
         day: r.day(),
-    }
+    })
 }
 
 fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
@@ -214,7 +261,7 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
         prompt,
         responses,
         client,
-    }) = &r.event
+    }) = r.event()?
     else {
         return None;
     };
@@ -233,7 +280,7 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
 }
 
 fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
-    let Event::Preference(p) = &r.event else { return None };
+    let Event::Preference(p) = r.event()? else { return None };
     let Preference {
         event_id,
         contributor_id,
@@ -263,7 +310,7 @@ fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
 }
 
 fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
-    let (Event::ImageTextPair(p), Some(img)) = (&r.event, &r.image) else { return None };
+    let Body::Submission { event: Event::ImageTextPair(p), image: Some(img) } = &r.body else { return None };
     Some(ImageTextPairRow {
         event_id: p.event_id.to_string(),
         contributor_id: &p.contributor_id,
@@ -282,6 +329,56 @@ fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
     })
 }
 
+#[derive(Serialize)]
+struct QualityScoreRow<'a> {
+    event_id: String,
+    contributor_id: &'a str,
+    subject_event_id: String,
+    subject_kind: &'static str,
+    scorer_version: &'a str,
+    score: f64,
+    verdict: &'static str,
+    realism: Option<f64>,
+    originality: Option<f64>,
+    diversity: Option<f64>,
+    behaviour: Option<f64>,
+    reasons: &'a [ScoreReason],
+    language: Option<&'a str>,
+    occurred_at: i64,
+    received_at: i64,
+    scored_at: i64,
+    source_topic: &'a str,
+    source_partition: i32,
+    source_offset: i64,
+    day: String,
+}
+
+fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
+    let Body::Score(s) = &r.body else { return None };
+    Some(QualityScoreRow {
+        event_id: s.event_id.to_string(),
+        contributor_id: &s.contributor_id,
+        subject_event_id: s.subject_event_id.to_string(),
+        subject_kind: s.subject_kind.name(),
+        scorer_version: &s.scorer_version,
+        score: s.score,
+        verdict: s.verdict.name(),
+        realism: s.sub_scores.realism,
+        originality: s.sub_scores.originality,
+        diversity: s.sub_scores.diversity,
+        behaviour: s.sub_scores.behaviour,
+        reasons: &s.reasons,
+        language: s.language.as_deref(),
+        occurred_at: micros(s.occurred_at),
+        received_at: micros(r.received_at),
+        scored_at: micros(s.scored_at),
+        source_topic: &s.source.topic,
+        source_partition: s.source.partition,
+        source_offset: s.source.offset,
+        day: r.day(),
+    })
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -296,7 +393,7 @@ pub(crate) mod tests {
             .map(|(i, e)| {
                 let kind = e.kind();
                 LakeRecord::decode(
-                    kind,
+                    Feed::Intake(kind),
                     TopicPartition::new(intake_topic(kind), 0),
                     Offset(i as i64),
                     Utc::now(),
@@ -318,10 +415,48 @@ pub(crate) mod tests {
             let expected = match table {
                 TableId::Events => recs.len(),
                 TableId::DeadLetters => 0,
-                t => recs.iter().filter(|r| TableId::for_kind(r.event.kind())[1] == t).count(),
+                t => recs.iter().filter(|r| r.silver() == t).count(),
             };
             assert_eq!(batch.num_rows(), expected, "{}", table.name());
         }
+    }
+
+    #[test]
+    fn scores_become_rows_with_their_reasons() {
+        use gata_infra::contract::{EventKind, LogPosition, SubScores, Verdict};
+        let subject = uuid::Uuid::now_v7();
+        let score = QualityScore {
+            event_id: QualityScore::id_for("text-1.0.0", subject),
+            contributor_id: "alice".into(),
+            subject_event_id: subject,
+            subject_kind: EventKind::Preference,
+            scorer_version: "text-1.0.0".into(),
+            score: 0.25,
+            verdict: Verdict::Reject,
+            sub_scores: SubScores { behaviour: Some(0.2), ..SubScores::default() },
+            reasons: vec![ScoreReason { code: "too_fast_to_read".into(), penalty: 0.8, detail: "0.4s".into() }],
+            language: None,
+            occurred_at: Utc::now(),
+            scored_at: Utc::now(),
+            source: LogPosition { topic: "gata.preferences.v1".into(), partition: 1, offset: 9 },
+        };
+        let rec = LakeRecord::decode(
+            Feed::QualityScores,
+            TopicPartition::new(gata_infra::topics::QUALITY_SCORES, 0),
+            Offset(0),
+            Utc::now(),
+            score.to_json(),
+            &Limits::default(),
+        )
+        .expect("valid score");
+        assert_eq!(rec.silver(), TableId::QualityScores);
+        let batch = record_batch(TableId::QualityScores, &[&rec]).expect("rows");
+        assert_eq!((batch.num_rows(), batch.schema()), (1, TableId::QualityScores.schema()));
+        assert_eq!(record_batch(TableId::Events, &[&rec]).expect("rows").num_rows(), 0, "scores are not bronze events");
+        let verdict = batch.column_by_name("verdict").expect("verdict");
+        assert_eq!(verdict.as_any().downcast_ref::<deltalake::arrow::array::StringArray>().expect("utf8").value(0), "reject");
+        let realism = batch.column_by_name("realism").expect("realism");
+        assert!(realism.is_null(0), "unmeasured sub-scores are null");
     }
 
     #[test]
@@ -343,7 +478,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_records_are_refused_with_reasons() {
         let err = LakeRecord::decode(
-            EventKind::ChatTurn,
+            Feed::Intake(gata_infra::contract::EventKind::ChatTurn),
             TopicPartition::new("t", 0),
             Offset(0),
             Utc::now(),

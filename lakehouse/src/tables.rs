@@ -6,11 +6,13 @@
 //!   coordinates and raw JSON payload; partitioned by `event_type` and `day`.
 //! - `chat_turns`, `preferences`, `image_text_pairs` (`silver/…`): one row per distinct
 //!   `event_id`, typed columns, partitioned by `day` (the UTC day the platform received it).
+//! - `quality_scores` (`silver/quality_scores`): one row per score event (a submission scored by
+//!   one scorer version), from the scores topic; partitioned by `day`.
 
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use gata_infra::contract::EventKind;
+use gata_infra::{contract::EventKind, topics::Feed};
 
 /// A table of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,7 +25,9 @@ pub enum TableId {
     Preferences,
     /// Silver: distinct image-text pairs.
     ImageTextPairs,
-    /// Bronze: records of the intake topics that could not be decoded, with the reason.
+    /// Silver: one score per submission and scorer version.
+    QualityScores,
+    /// Bronze: records of the lake's feeds that could not be decoded, with the reason.
     DeadLetters,
 }
 
@@ -37,8 +41,14 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 5] =
-        [TableId::Events, TableId::ChatTurns, TableId::Preferences, TableId::ImageTextPairs, TableId::DeadLetters];
+    pub const ALL: [TableId; 6] = [
+        TableId::Events,
+        TableId::ChatTurns,
+        TableId::Preferences,
+        TableId::ImageTextPairs,
+        TableId::QualityScores,
+        TableId::DeadLetters,
+    ];
 
     /// The SQL name.
     pub fn name(self) -> &'static str {
@@ -47,6 +57,7 @@ impl TableId {
             TableId::ChatTurns => "chat_turns",
             TableId::Preferences => "preferences",
             TableId::ImageTextPairs => "image_text_pairs",
+            TableId::QualityScores => "quality_scores",
             TableId::DeadLetters => "dead_letters",
         }
     }
@@ -58,24 +69,32 @@ impl TableId {
             TableId::ChatTurns => "silver/chat_turns",
             TableId::Preferences => "silver/preferences",
             TableId::ImageTextPairs => "silver/image_text_pairs",
+            TableId::QualityScores => "silver/quality_scores",
             TableId::DeadLetters => "bronze/dead_letters",
         }
     }
 
-    /// The tables an event of `kind` lands in: bronze and its silver table.
-    pub fn for_kind(kind: EventKind) -> [TableId; 2] {
+    /// The silver table submissions of `kind` land in.
+    pub fn silver(kind: EventKind) -> TableId {
         match kind {
-            EventKind::ChatTurn => [TableId::Events, TableId::ChatTurns],
-            EventKind::Preference => [TableId::Events, TableId::Preferences],
-            EventKind::ImageTextPair => [TableId::Events, TableId::ImageTextPairs],
+            EventKind::ChatTurn => TableId::ChatTurns,
+            EventKind::Preference => TableId::Preferences,
+            EventKind::ImageTextPair => TableId::ImageTextPairs,
         }
     }
 
-    /// Every table that records positions in the intake topic of `kind`: where its events land,
-    /// and the dead letters.
-    pub fn fed_by(kind: EventKind) -> [TableId; 3] {
-        let [bronze, silver] = Self::for_kind(kind);
-        [bronze, silver, TableId::DeadLetters]
+    /// Every table that records positions in the topic of `feed`: where its records land, and
+    /// the dead letters.
+    pub fn fed_by(feed: Feed) -> Vec<TableId> {
+        match feed {
+            Feed::Intake(kind) => vec![TableId::Events, Self::silver(kind), TableId::DeadLetters],
+            Feed::QualityScores => vec![TableId::QualityScores, TableId::DeadLetters],
+        }
+    }
+
+    /// Whether records of `topic` land in (or are dead-lettered to) this table.
+    pub fn is_fed_by_topic(self, topic: &str) -> bool {
+        Feed::of_topic(topic).is_some_and(|f| Self::fed_by(f).contains(&self))
     }
 
     /// Whether the table keeps one row per `event_id` (silver) or every record (bronze).
@@ -116,8 +135,11 @@ impl TableId {
                 "silver: one row per distinct preference (the contributor's pick of a turn's answers)"
             }
             TableId::ImageTextPairs => "silver: one row per distinct image-text pair, image bytes included",
+            TableId::QualityScores => {
+                "silver: one row per submission and scorer version: score, verdict, sub-scores and the reasons"
+            }
             TableId::DeadLetters => {
-                "bronze: intake records that could not be decoded, with Kafka coordinates, raw bytes and the reason"
+                "bronze: records that could not be decoded, with Kafka coordinates, raw bytes and the reason"
             }
         }
     }
@@ -204,6 +226,33 @@ impl TableId {
                 ],
             ]
             .concat(),
+            TableId::QualityScores => {
+                let reason =
+                    Fields::from(vec![utf8("code", false), Field::new("penalty", DataType::Float64, false), utf8("detail", false)]);
+                let score = |name: &str| Field::new(name, DataType::Float64, true);
+                [
+                    &head[..],
+                    &[utf8("subject_event_id", false), utf8("subject_kind", false), utf8("scorer_version", false)],
+                    &[Field::new("score", DataType::Float64, false), utf8("verdict", false)],
+                    &[score("realism"), score("originality"), score("diversity"), score("behaviour")],
+                    &[
+                        Field::new(
+                            "reasons",
+                            DataType::List(Arc::new(Field::new("element", DataType::Struct(reason), false))),
+                            false,
+                        ),
+                        utf8("language", true),
+                    ],
+                    &times,
+                    &[
+                        Field::new("scored_at", ts(), false),
+                        utf8("source_topic", false),
+                        Field::new("source_partition", DataType::Int32, false),
+                        Field::new("source_offset", DataType::Int64, false),
+                    ],
+                ]
+                .concat()
+            }
         };
         let mut fields = fields;
         fields.push(utf8("day", false));

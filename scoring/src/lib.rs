@@ -13,6 +13,8 @@ pub mod minhash;
 mod scorer;
 pub mod text;
 
+pub use gata_infra::contract::Verdict;
+use gata_infra::contract::{ScoreReason, SubScores as MeasuredSubScores};
 pub use scorer::{SCORER_VERSION, Scorer, ScorerConfig};
 use serde::{Deserialize, Serialize};
 
@@ -37,16 +39,6 @@ impl Reason {
     pub fn is_hard(&self) -> bool {
         self.penalty >= 1.0
     }
-}
-
-/// Accept or reject.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Worth paying for and training on.
-    Accept,
-    /// Junk, a duplicate or a bot's.
-    Reject,
 }
 
 /// The four sub-scores, each in [0, 1].
@@ -75,4 +67,24 @@ pub struct Score {
     pub reasons: Vec<Reason>,
     /// ISO 639-3 language of the prompt, when detected reliably.
     pub language: Option<&'static str>,
+}
+
+impl Score {
+    /// The sub-scores as published on the scores topic.
+    pub fn measured(&self) -> MeasuredSubScores {
+        MeasuredSubScores {
+            realism: Some(self.sub.realism),
+            originality: Some(self.sub.originality),
+            diversity: Some(self.sub.diversity),
+            behaviour: Some(self.sub.behaviour),
+        }
+    }
+
+    /// The reasons as published on the scores topic.
+    pub fn published_reasons(&self) -> Vec<ScoreReason> {
+        self.reasons
+            .iter()
+            .map(|r| ScoreReason { code: r.code.to_string(), penalty: r.penalty, detail: r.detail.clone() })
+            .collect()
+    }
 }

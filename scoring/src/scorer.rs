@@ -136,6 +136,11 @@ impl Scorer {
         self.verdict(SubScores { realism, originality, diversity, behaviour }, reasons, prompt.language)
     }
 
+    /// Whether the scorer has seen (and still remembers) turn `turn_id`.
+    pub fn knows_turn(&self, turn_id: &str) -> bool {
+        self.turns.contains_key(turn_id)
+    }
+
     /// Scores a preference against the turn it judges (when the scorer saw it) and remembers it.
     pub fn score_preference(&mut self, pref: &Preference) -> Score {
         let who = self.contributor_index(&pref.contributor_id);

@@ -16,7 +16,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::{Result, SinkError};
+use crate::{Result, ProcessorError};
 
 /// Sends dead letters and waits for the broker's acknowledgement.
 pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> {
@@ -29,7 +29,7 @@ pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> 
         .insert(Header { key: DLQ_REASON, value: Some(letter.reason.as_str()) });
     let key = format!("{}/{}", letter.source, letter.offset);
     let record = FutureRecord::to(DEAD_LETTERS).key(&key).payload(&letter.payload).headers(headers);
-    producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(err, _)| SinkError::DeadLetter {
+    producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(err, _)| ProcessorError::DeadLetter {
         source_topic: letter.source.topic.clone(),
         partition: letter.source.partition,
         offset: letter.offset.0,

@@ -2,12 +2,12 @@
 
 use gata_lakehouse::LakeError;
 
-/// Result with [`SinkError`] as the default error.
-pub type Result<T, E = SinkError> = std::result::Result<T, E>;
+/// Result with [`ProcessorError`] as the default error.
+pub type Result<T, E = ProcessorError> = std::result::Result<T, E>;
 
 /// What stops a stream processor.
 #[derive(Debug, thiserror::Error)]
-pub enum SinkError {
+pub enum ProcessorError {
     /// Creating or using a Kafka client failed.
     #[error("kafka {context}: {source}")]
     Kafka {
@@ -36,6 +36,17 @@ pub enum SinkError {
         reason: String,
     },
 
+    /// The broker did not acknowledge a published record after every retry.
+    #[error("publishing to {topic} failed for {subject}: {reason}")]
+    Publish {
+        /// Topic published to.
+        topic: &'static str,
+        /// What the record is about (a submission's event id).
+        subject: String,
+        /// The last error.
+        reason: String,
+    },
+
     /// Commits kept failing; the sink stops rather than fall further behind silently.
     #[error("giving up after {attempts} failed flushes; last error: {last}")]
     FlushRetriesExhausted {
@@ -43,7 +54,7 @@ pub enum SinkError {
         attempts: u32,
         /// The last failure.
         #[source]
-        last: Box<SinkError>,
+        last: Box<ProcessorError>,
     },
 
     /// The Kafka poller thread stopped unexpectedly.
@@ -55,13 +66,13 @@ pub enum SinkError {
     Infra(#[from] gata_infra::InfraError),
 }
 
-impl From<LakeError> for SinkError {
+impl From<LakeError> for ProcessorError {
     fn from(err: LakeError) -> Self {
         Self::Lake(Box::new(err))
     }
 }
 
-impl SinkError {
+impl ProcessorError {
     /// Wraps a Kafka client error with what was being attempted.
     pub fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
         move |source| Self::Kafka { context, source }

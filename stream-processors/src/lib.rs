@@ -1,11 +1,14 @@
-//! Consumer-group workers over the log. Today: the lake sink, which turns the intake topics
-//! into the bronze and silver Delta tables exactly once, and sends what it cannot decode to
-//! the dead-letter topic.
+//! Consumer-group workers over the log: the lake sink, which turns the intake and scores topics
+//! into the bronze and silver Delta tables exactly once and sends what it cannot decode to the
+//! dead-letter topic, and the scoring processor, which scores every chat turn and preference.
 
 pub mod dead_letters;
 pub mod error;
 mod metrics;
+mod poller;
+pub mod scoring;
 pub mod sink;
 
-pub use error::{Result, SinkError};
+pub use error::{Result, ProcessorError};
+pub use scoring::{ScoringConfig, run_scoring};
 pub use sink::{SinkConfig, run_sink};

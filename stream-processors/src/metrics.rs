@@ -1,4 +1,4 @@
-//! Sink metrics.
+//! Metrics of the lake sink and the scoring processor.
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
@@ -74,6 +74,67 @@ impl SinkMetrics {
                         "gata_sink_lag_records",
                         "Records in the log not yet committed to the lake, by partition",
                     ),
+                    &["topic", "partition"],
+                )?,
+            )?,
+        })
+    }
+}
+
+/// What the scoring processor exposes at `/metrics`.
+#[derive(Debug, Clone)]
+pub(crate) struct ScoringMetrics {
+    /// Score events published, by submission kind and verdict.
+    pub scored: IntCounterVec,
+    /// Submissions re-read to rebuild state (their score is in the lake already).
+    pub rebuilt: IntCounter,
+    /// Records not scored, by reason (`undecodable`, `already_scored`, `not_scored_here`).
+    pub skipped: IntCounterVec,
+    /// Preferences waiting for their turn.
+    pub parked: IntGauge,
+    /// Time to score one submission.
+    pub seconds: Histogram,
+    /// Records in the log not yet scored, by topic and partition.
+    pub lag: IntGaugeVec,
+}
+
+impl ScoringMetrics {
+    pub(crate) fn register(registry: &Registry) -> gata_infra::Result<Self> {
+        use gata_infra::telemetry::register;
+        Ok(Self {
+            scored: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new("gata_scoring_scored_total", "Score events published, by submission kind and verdict"),
+                    &["kind", "verdict"],
+                )?,
+            )?,
+            rebuilt: register(
+                registry,
+                IntCounter::new(
+                    "gata_scoring_rebuilt_total",
+                    "Submissions re-read to rebuild the scorer's state (already scored in the lake)",
+                )?,
+            )?,
+            skipped: register(
+                registry,
+                IntCounterVec::new(Opts::new("gata_scoring_skipped_total", "Records not scored, by reason"), &["reason"])?,
+            )?,
+            parked: register(
+                registry,
+                IntGauge::new("gata_scoring_parked_preferences", "Preferences waiting for the turn they judge")?,
+            )?,
+            seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("gata_scoring_seconds", "Time to score one submission")
+                        .buckets(vec![1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1]),
+                )?,
+            )?,
+            lag: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("gata_scoring_lag_records", "Records in the intake log not yet scored, by partition"),
                     &["topic", "partition"],
                 )?,
             )?,

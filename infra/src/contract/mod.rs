@@ -8,6 +8,7 @@
 mod chat_turn;
 mod image_text_pair;
 mod preference;
+mod quality_score;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -15,10 +16,11 @@ use serde::{Deserialize, Serialize};
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{DecodedImage, ImageFormat, ImagePayload, ImageTextPair};
 pub use preference::Preference;
+pub use quality_score::{LogPosition, QualityScore, ScoreReason, SubScores, Verdict};
 pub use validate::{Limits, Violation};
 
 /// The kinds of submission the platform accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     /// One prompt answered by several models.

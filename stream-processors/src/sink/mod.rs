@@ -1,13 +1,13 @@
-//! The lake sink: intake topics → bronze `events` + silver tables, exactly once.
+//! The lake sink: intake topics → bronze `events` + silver tables, scores topic →
+//! `quality_scores`, exactly once.
 //!
-//! Two halves joined by a bounded channel: the [`poller`] thread owns the Kafka consumer
+//! Two halves joined by a bounded channel: the [`crate::poller`] thread owns the Kafka consumer
 //! (a consumer-group member; scale out by starting more instances) and the [`writer`] task
 //! owns the tables. Records are committed when `flush_max_records` records or
 //! `flush_max_bytes` of payload are buffered or the oldest has waited `flush_interval`,
 //! whichever comes first, and on shutdown. Every `checkpoint_interval` commits a table gets a
 //! log checkpoint.
 
-mod poller;
 mod writer;
 
 use std::{
@@ -18,9 +18,9 @@ use std::{
 
 use gata_infra::{
     config::LakeConfig,
-    contract::{EventKind, Limits},
+    contract::Limits,
     kafka::KafkaClients,
-    topics::{intake_topic, kind_of_topic},
+    topics::Feed,
 };
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use prometheus::Registry;
@@ -28,8 +28,8 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, SinkError, metrics::SinkMetrics};
-use poller::{Input, PositionSource};
+use crate::{Result, ProcessorError, metrics::SinkMetrics};
+use crate::poller::{self, Input, PositionSource, Subscription};
 use writer::Writer;
 
 /// What the sink needs to know.
@@ -54,7 +54,7 @@ pub async fn run_sink(
 ) -> Result<()> {
     let metrics = SinkMetrics::register(registry)?;
     let dlq: FutureProducer =
-        kafka.producer(Duration::from_secs(10)).create().map_err(SinkError::kafka("create dead-letter producer"))?;
+        kafka.producer(Duration::from_secs(10)).create().map_err(ProcessorError::kafka("create dead-letter producer"))?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
     let lag = metrics.lag.clone();
     let mut writer =
@@ -62,16 +62,15 @@ pub async fn run_sink(
             .await?;
 
     let (tx, mut rx) = mpsc::channel(cfg.lake.queue_records);
-    let topics = EventKind::ALL.into_iter().map(|k| intake_topic(k).to_string()).collect();
-    let poller = poller::spawn(
-        kafka.consumer(&cfg.group),
-        topics,
-        tx,
-        lake_positions(lake, tokio::runtime::Handle::current()),
+    let subscription = Subscription {
+        name: "gata-sink-poller",
+        config: kafka.consumer(&cfg.group),
+        topics: Feed::ALL.into_iter().map(|f| f.topic().to_string()).collect(),
+        positions: lake_positions(lake, tokio::runtime::Handle::current()),
         committed,
         lag,
-        stop.clone(),
-    )?;
+    };
+    let poller = poller::spawn(subscription, tx, stop.clone())?;
     tracing::info!(group = %cfg.group, "lake sink started");
 
     let result = async {
@@ -107,7 +106,7 @@ pub async fn run_sink(
     result?;
     match joined {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) | Err(_) => Err(SinkError::Poller("poller thread panicked".into())),
+        Ok(Err(_)) | Err(_) => Err(ProcessorError::Poller("poller thread panicked".into())),
     }
 }
 
@@ -129,7 +128,7 @@ fn lake_positions(lake: Lake, runtime: tokio::runtime::Handle) -> PositionSource
                 let table = lake.open(id).await?;
                 let fed: Vec<TopicPartition> = tps
                     .iter()
-                    .filter(|tp| kind_of_topic(&tp.topic).is_some_and(|k| TableId::fed_by(k).contains(&id)))
+                    .filter(|tp| id.is_fed_by_topic(&tp.topic))
                     .cloned()
                     .collect();
                 let recorded = lake.positions(&table, id, fed.clone()).await?;
@@ -142,7 +141,7 @@ fn lake_positions(lake: Lake, runtime: tokio::runtime::Handle) -> PositionSource
                     };
                 }
             }
-            Ok::<_, SinkError>(next)
+            Ok::<_, ProcessorError>(next)
         })
     })
 }

@@ -17,7 +17,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use gata_infra::{contract::Limits, topics::kind_of_topic};
+use gata_infra::{contract::Limits, topics::Feed};
 use gata_lakehouse::{
     DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
     deltalake::DeltaTable,
@@ -25,8 +25,8 @@ use gata_lakehouse::{
 };
 use rdkafka::producer::FutureProducer;
 
-use super::poller::{CommittedPositions, Polled};
-use crate::{Result, SinkError, dead_letters, metrics::SinkMetrics};
+use crate::poller::{CommittedPositions, Polled};
+use crate::{Result, ProcessorError, dead_letters, metrics::SinkMetrics};
 
 /// Consecutive failed flushes before the sink gives up.
 const MAX_FLUSH_ATTEMPTS: u32 = 10;
@@ -43,11 +43,6 @@ impl TableState {
     fn needs(&self, tp: &TopicPartition, offset: Offset) -> bool {
         self.positions.get(tp).is_none_or(|p| offset > *p)
     }
-}
-
-/// Whether `table` is fed by records of `topic`.
-fn feeds(topic: &str, table: TableId) -> bool {
-    kind_of_topic(topic).is_some_and(|k| TableId::fed_by(k).contains(&table))
 }
 
 pub(crate) struct Writer {
@@ -123,14 +118,14 @@ impl Writer {
         let Polled { source, offset, timestamp_ms, payload } = polled;
         self.buffered_bytes += payload.len();
         let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
-        let Some(kind) = kind_of_topic(&source.topic) else {
-            let letter = DeadLetter { source, offset, received_at, payload, reason: "not an intake topic".into() };
+        let Some(feed) = Feed::of_topic(&source.topic) else {
+            let letter = DeadLetter { source, offset, received_at, payload, reason: "not a topic of the lake".into() };
             return self.dead_letter(letter).await;
         };
-        if !TableId::fed_by(kind).iter().any(|id| self.tables[id].needs(&source, offset)) {
+        if !TableId::fed_by(feed).iter().any(|id| self.tables[id].needs(&source, offset)) {
             return Ok(());
         }
-        match LakeRecord::decode(kind, source.clone(), offset, received_at, payload.clone(), &self.limits) {
+        match LakeRecord::decode(feed, source.clone(), offset, received_at, payload.clone(), &self.limits) {
             Ok(record) => self.pending.push(record),
             Err(violations) => {
                 let reason =
@@ -166,7 +161,7 @@ impl Writer {
                     self.metrics.flush_failures.inc();
                     tracing::warn!(error = %err, attempt, "flush failed; re-reading table state and retrying");
                     if attempt >= MAX_FLUSH_ATTEMPTS {
-                        return Err(SinkError::FlushRetriesExhausted { attempts: attempt, last: Box::new(err) });
+                        return Err(ProcessorError::FlushRetriesExhausted { attempts: attempt, last: Box::new(err) });
                     }
                     tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
                     if let Err(e) = self.refresh().await {
@@ -205,7 +200,7 @@ impl Writer {
         let positions: BTreeMap<TopicPartition, Offset> = self
             .pending_to
             .iter()
-            .filter(|(tp, off)| feeds(&tp.topic, id) && state.needs(tp, **off))
+            .filter(|(tp, off)| id.is_fed_by_topic(&tp.topic) && state.needs(tp, **off))
             .map(|(tp, off)| (tp.clone(), *off))
             .collect();
         if positions.is_empty() {
@@ -217,19 +212,19 @@ impl Writer {
             let letters: Vec<&DeadLetter> = self
                 .pending_dead
                 .iter()
-                .filter(|d| feeds(&d.source.topic, id) && state.needs(&d.source, d.offset))
+                .filter(|d| id.is_fed_by_topic(&d.source.topic) && state.needs(&d.source, d.offset))
                 .collect();
             dead_letter_batch(&letters)?
         } else {
             let rows: Vec<&LakeRecord> = self
                 .pending
                 .iter()
-                .filter(|r| feeds(&r.source.topic, id) && state.needs(&r.source, r.offset))
+                .filter(|r| id.is_fed_by_topic(&r.source.topic) && state.needs(&r.source, r.offset))
                 .filter(|r| {
                     if !id.is_deduplicated() {
                         return true;
                     }
-                    let event_id = r.event.event_id().to_string();
+                    let event_id = r.event_id().to_string();
                     let fresh = !state.seen.contains(&event_id) && batch_ids.insert(event_id);
                     duplicates += usize::from(!fresh);
                     fresh
@@ -284,7 +279,7 @@ impl Writer {
             let before = state.table.version();
             // `open` reads the table at its latest version.
             let table = self.lake.open(*id).await?;
-            let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| feeds(&tp.topic, *id)).cloned().collect();
+            let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
             state.positions = self.lake.positions(&table, *id, relevant).await?;
             if id.is_deduplicated() && table.version() != before {
                 state.seen = self.lake.event_ids(&table, *id).await?;

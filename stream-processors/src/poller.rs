@@ -1,13 +1,14 @@
-//! The Kafka side of the sink: a dedicated thread polls a consumer-group member and hands
-//! records to the writer through a bounded channel (a full channel stops polling, so lag stays
-//! in Kafka, not in memory).
+//! The Kafka side of a processor: a dedicated thread polls a consumer-group member and hands
+//! records to the processor's task through a bounded channel (a full channel stops polling, so
+//! lag stays in Kafka, not in memory).
 //!
 //! Rebalances are handled in the consumer's own callback, on this thread:
-//! - on assignment, each partition is positioned at the offset after the one the lake last
-//!   recorded for it (the minimum over the tables fed by its topic), read fresh from the Delta
-//!   log, so Kafka's committed offsets are never trusted for correctness;
-//! - on revocation, the callback waits until the writer has committed (or dropped) what it
-//!   buffered for those partitions, so no instance commits data for a partition it lost.
+//! - on assignment, each partition is positioned where the processor's [`PositionSource`] says
+//!   (the sink: after the offset the lake last recorded for it, read fresh from the Delta log;
+//!   the scoring processor: the beginning, to rebuild its state), so Kafka's committed offsets
+//!   are never trusted for correctness;
+//! - on revocation, the callback waits until the processor has finished with what it holds for
+//!   those partitions, so no instance writes for a partition it lost.
 
 use std::{
     collections::BTreeMap,
@@ -27,7 +28,7 @@ use rdkafka::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, SinkError};
+use crate::{Result, ProcessorError};
 
 /// A record as polled.
 #[derive(Debug)]
@@ -38,39 +39,39 @@ pub(crate) struct Polled {
     pub payload: Vec<u8>,
 }
 
-/// What the poller tells the writer, in log order.
+/// What the poller tells the processor, in log order.
 #[derive(Debug)]
 pub(crate) enum Input {
     Record(Polled),
-    /// Partitions now owned; the writer refreshes its view of the tables.
+    /// Partitions now owned.
     Assigned(Vec<TopicPartition>),
     /// Partitions being taken away; reply once nothing of theirs is buffered.
     Revoked(Vec<TopicPartition>, oneshot::Sender<()>),
 }
 
-/// Reads the lake's positions for partitions being assigned: the next offset to consume for
-/// each, or none to start from the beginning.
+/// Where partitions being assigned resume: the next offset to consume for each, or none to
+/// start from the beginning.
 pub(crate) type PositionSource =
     Arc<dyn Fn(&[TopicPartition]) -> Result<BTreeMap<TopicPartition, Option<Offset>>> + Send + Sync>;
 
-/// Offsets the writer has committed to the lake, for the poller to report to Kafka (a hint for
-/// lag monitoring only).
+/// The last offset the processor has finished with per partition, for the poller to report to
+/// Kafka (a hint for lag monitoring only) and to compute the lag gauge.
 pub(crate) type CommittedPositions = Arc<Mutex<BTreeMap<TopicPartition, Offset>>>;
 
-struct SinkContext {
+struct PollerContext {
     tx: mpsc::Sender<Input>,
     positions: PositionSource,
     committed: CommittedPositions,
     lag: IntGaugeVec,
 }
 
-impl ClientContext for SinkContext {
+impl ClientContext for PollerContext {
     /// Sets, for every partition this member fetches, how many records the log has that the
-    /// lake has not committed yet: the high watermark from librdkafka's statistics (learnt
+    /// processor has not finished yet: the high watermark from librdkafka's statistics (learnt
     /// from fetch responses, so measuring costs the broker nothing) minus the next offset the
-    /// lake needs. Partitions no longer fetched lose their gauge.
+    /// processor needs. Partitions no longer fetched lose their gauge.
     fn stats(&self, statistics: Statistics) {
-        let lake = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let done = self.committed.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for (topic, t) in &statistics.topics {
             for (partition, p) in t.partitions.iter().filter(|(id, _)| **id >= 0) {
                 let labels = [topic.as_str(), &partition.to_string()];
@@ -78,7 +79,7 @@ impl ClientContext for SinkContext {
                     let _ = self.lag.remove_label_values(&labels);
                     continue;
                 }
-                let next = lake.get(&TopicPartition::new(topic, *partition)).map_or(p.lo_offset.max(0), |o| o.next().0);
+                let next = done.get(&TopicPartition::new(topic, *partition)).map_or(p.lo_offset.max(0), |o| o.next().0);
                 self.lag.with_label_values(&labels).set((p.hi_offset - next).max(0));
             }
         }
@@ -89,7 +90,7 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
-impl ConsumerContext for SinkContext {
+impl ConsumerContext for PollerContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
@@ -102,10 +103,10 @@ impl ConsumerContext for SinkContext {
                                 tracing::error!(%tp, error = %e, "cannot position partition");
                             }
                         }
-                        tracing::info!(?next, "partitions assigned; resuming from the lake's positions");
+                        tracing::info!(?next, "partitions assigned; resuming from the processor's positions");
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot read lake positions; resuming from committed offsets, duplicates are filtered by the writer")
+                        tracing::error!(error = %e, "cannot read resume positions; resuming from committed offsets, duplicates are filtered downstream")
                     }
                 }
                 if let Err(e) = consumer.assign(tpl) {
@@ -132,32 +133,44 @@ impl ConsumerContext for SinkContext {
     }
 }
 
-/// Starts the poller thread. It stops when `stop` is cancelled or the writer goes away, and
+/// What a poller subscribes to and how it positions and reports partitions.
+pub(crate) struct Subscription {
+    /// Thread name.
+    pub name: &'static str,
+    /// Consumer configuration (group included).
+    pub config: ClientConfig,
+    /// Topics to subscribe to.
+    pub topics: Vec<String>,
+    /// Where assigned partitions resume.
+    pub positions: PositionSource,
+    /// How far the processor has got, per partition.
+    pub committed: CommittedPositions,
+    /// Lag gauge, by topic and partition.
+    pub lag: IntGaugeVec,
+}
+
+/// Starts the poller thread. It stops when `stop` is cancelled or the processor goes away, and
 /// leaves the group cleanly (revoking, hence flushing, its partitions) on the way out.
 pub(crate) fn spawn(
-    config: ClientConfig,
-    topics: Vec<String>,
+    sub: Subscription,
     tx: mpsc::Sender<Input>,
-    positions: PositionSource,
-    committed: CommittedPositions,
-    lag: IntGaugeVec,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let mut config = config;
+    let Subscription { name, mut config, topics, positions, committed, lag } = sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
-    let consumer: BaseConsumer<SinkContext> = config
-        .create_with_context(SinkContext { tx: tx.clone(), positions, committed: committed.clone(), lag })
-        .map_err(SinkError::kafka("create consumer"))?;
+    let consumer: BaseConsumer<PollerContext> = config
+        .create_with_context(PollerContext { tx: tx.clone(), positions, committed: committed.clone(), lag })
+        .map_err(ProcessorError::kafka("create consumer"))?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
+    consumer.subscribe(&topic_refs).map_err(ProcessorError::kafka("subscribe"))?;
     std::thread::Builder::new()
-        .name("gata-sink-poller".into())
+        .name(name.into())
         .spawn(move || poll_loop(consumer, &topics, tx, committed, stop))
-        .map_err(|e| SinkError::Poller(e.to_string()))
+        .map_err(|e| ProcessorError::Poller(e.to_string()))
 }
 
 fn poll_loop(
-    consumer: BaseConsumer<SinkContext>,
+    consumer: BaseConsumer<PollerContext>,
     topics: &[String],
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
@@ -201,7 +214,7 @@ const REJOIN_AFTER: Duration = Duration::from_secs(20);
 /// generation's assignment to a member that has just died (tansu 0.6 does when a SIGKILLed
 /// member was the group leader), leaving the live members empty-handed until they rejoin; by
 /// then the dead member's session has expired and the partitions are shared among the living.
-fn rejoin_if_idle(consumer: &BaseConsumer<SinkContext>, topics: &[String], idle_since: &mut Option<Instant>) {
+fn rejoin_if_idle(consumer: &BaseConsumer<PollerContext>, topics: &[String], idle_since: &mut Option<Instant>) {
     let holds_partitions = consumer.assignment().is_ok_and(|a| a.count() > 0);
     if holds_partitions {
         *idle_since = None;
@@ -224,9 +237,9 @@ fn rejoin_if_idle(consumer: &BaseConsumer<SinkContext>, topics: &[String], idle_
 /// running fetch made the broker stop answering the consumer (a stall with records waiting).
 const LAG_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Tells Kafka how far the lake has got, so lag tools see progress.
+/// Tells Kafka how far the processor has got, so lag tools see progress.
 fn report_committed(
-    consumer: &BaseConsumer<SinkContext>,
+    consumer: &BaseConsumer<PollerContext>,
     committed: &CommittedPositions,
     reported: &mut BTreeMap<TopicPartition, Offset>,
 ) {

@@ -1,0 +1,266 @@
+//! The scoring processor: chat turns and preferences from the intake topics → one
+//! [`QualityScore`] per submission on the scores topic (which the lake sink lands in the
+//! `quality_scores` table).
+//!
+//! State is rebuilt from the log: on every assignment the processor reads its partitions from
+//! the beginning and feeds every submission to the [`Scorer`] in log order. What it publishes
+//! is decided by the lake: a submission that already has a score of this scorer version in
+//! `quality_scores` only rebuilds state; every other one is scored and published. A crash at
+//! any point therefore loses nothing (unlanded scores are published again, under the same
+//! deterministic event id, and the sink keeps one), and a new scorer version re-scores all of
+//! history on its first start.
+//!
+//! Originality across accounts needs one scorer to see every submission: run one scoring
+//! instance per cluster. A second member of the group takes over half the partitions (each
+//! contributor's submissions stay on one partition, so per-contributor signals remain right;
+//! copies across accounts are then only caught within each member's half).
+
+mod parked;
+mod publisher;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use gata_infra::{
+    contract::{Event, EventKind, Limits, LogPosition, QualityScore},
+    kafka::KafkaClients,
+    topics::{intake_topic, kind_of_topic},
+};
+use gata_lakehouse::{Lake, Offset, TopicPartition};
+use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
+use prometheus::Registry;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    ProcessorError, Result,
+    metrics::ScoringMetrics,
+    poller::{self, Input, Polled, Subscription},
+};
+use parked::{Parked, Waiting};
+use publisher::Publisher;
+
+/// What the scoring processor needs to know.
+#[derive(Debug, Clone)]
+pub struct ScoringConfig {
+    /// Consumer group.
+    pub group: String,
+    /// Event limits (the same as intake's).
+    pub limits: Limits,
+    /// The scorer's thresholds.
+    pub scorer: ScorerConfig,
+    /// How long a preference read before its turn waits for it.
+    pub turn_wait: Duration,
+    /// Records queued between the poller and the scorer.
+    pub queue_records: usize,
+    /// Score events in flight to the broker at most.
+    pub publish_window: usize,
+}
+
+/// The kinds this processor scores (image-text pairs are the DVA's).
+pub const SCORED_KINDS: [EventKind; 2] = [EventKind::ChatTurn, EventKind::Preference];
+
+/// Runs the scoring processor until `stop` is cancelled or a failure it cannot retry.
+pub async fn run_scoring(
+    cfg: ScoringConfig,
+    kafka: KafkaClients,
+    lake: Lake,
+    registry: &Registry,
+    stop: CancellationToken,
+) -> Result<()> {
+    let metrics = ScoringMetrics::register(registry)?;
+    let landed = landed_subjects(&lake).await?;
+    tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
+    let producer: FutureProducer = kafka
+        .producer(Duration::from_secs(30))
+        .create()
+        .map_err(ProcessorError::kafka("create scores producer"))?;
+    let done = Arc::new(Mutex::new(BTreeMap::new()));
+    let (tx, mut rx) = mpsc::channel(cfg.queue_records);
+    let subscription = Subscription {
+        name: "gata-scoring-poller",
+        config: kafka.consumer(&cfg.group),
+        topics: SCORED_KINDS.into_iter().map(|k| intake_topic(k).to_string()).collect(),
+        positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        committed: done.clone(),
+        lag: metrics.lag.clone(),
+    };
+    let poller = poller::spawn(subscription, tx, stop.clone())?;
+    tracing::info!(group = %cfg.group, scorer = SCORER_VERSION, "scoring processor started");
+
+    let mut processor = Processor {
+        scorer: Scorer::new(cfg.scorer.clone()),
+        landed,
+        seen: HashSet::new(),
+        parked: Parked::default(),
+        publisher: Publisher::new(producer, cfg.publish_window, done),
+        limits: Limits { max_future_skew: Duration::MAX, ..cfg.limits.clone() },
+        turn_wait: cfg.turn_wait,
+        metrics,
+    };
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let result = async {
+        loop {
+            tokio::select! {
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Record(polled)) => processor.handle(polled).await?,
+                    Some(Input::Assigned(tps)) => tracing::info!(?tps, "rebuilding scorer state from the start of these partitions"),
+                    Some(Input::Revoked(tps, ack)) => {
+                        let finished = processor.revoked(&tps).await;
+                        let _ = ack.send(());
+                        finished?;
+                    }
+                },
+                _ = tick.tick() => {
+                    processor.release_expired().await?;
+                    processor.publisher.settle_ready()?;
+                }
+            }
+        }
+        processor.publisher.drain().await
+    }
+    .await;
+    stop.cancel();
+    drop(rx);
+    let joined = tokio::task::spawn_blocking(move || poller.join()).await;
+    tracing::info!("scoring processor stopped");
+    result?;
+    match joined {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) | Err(_) => Err(ProcessorError::Poller("poller thread panicked".into())),
+    }
+}
+
+/// Submissions the current scorer version has scores for in the lake.
+async fn landed_subjects(lake: &Lake) -> Result<HashSet<Uuid>> {
+    let ids = lake.scored_subjects(SCORER_VERSION).await?;
+    Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
+}
+
+struct Processor {
+    scorer: Scorer,
+    /// Submissions whose score (of this version) is in the lake: state only, nothing published.
+    landed: HashSet<Uuid>,
+    /// Submissions this incarnation has taken in (scored or parked): a client's retry or a
+    /// re-read after a rebalance is not scored twice.
+    seen: HashSet<Uuid>,
+    parked: Parked,
+    publisher: Publisher,
+    limits: Limits,
+    turn_wait: Duration,
+    metrics: ScoringMetrics,
+}
+
+impl Processor {
+    async fn handle(&mut self, polled: Polled) -> Result<()> {
+        let Polled { source, offset, payload, .. } = polled;
+        let Some(kind) = kind_of_topic(&source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
+            self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
+        };
+        let event = match Event::parse(kind, &payload, &self.limits) {
+            Ok(event) => event,
+            Err(violations) => {
+                // The sink dead-letters it with the reasons; it is not a submission to score.
+                tracing::debug!(%source, %offset, ?violations, "skipping undecodable record");
+                self.metrics.skipped.with_label_values(&["undecodable"]).inc();
+                self.publisher.skip(source, offset);
+                return Ok(());
+            }
+        };
+        if !self.seen.insert(event.event_id()) {
+            self.metrics.skipped.with_label_values(&["already_scored"]).inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
+        }
+        match event {
+            Event::ChatTurn(turn) => {
+                let turn_id = turn.turn_id.clone();
+                self.score(Event::ChatTurn(turn), source, offset).await?;
+                for waiting in self.parked.release_turn(&turn_id) {
+                    self.score_waiting(waiting).await?;
+                }
+            }
+            Event::Preference(pref) if !self.scorer.knows_turn(&pref.turn_id) => {
+                self.parked.park(pref, source, offset, Instant::now() + self.turn_wait);
+            }
+            other => self.score(other, source, offset).await?,
+        }
+        self.metrics.parked.set(self.parked.len() as i64);
+        Ok(())
+    }
+
+    async fn release_expired(&mut self) -> Result<()> {
+        for waiting in self.parked.release_expired(Instant::now()) {
+            self.score_waiting(waiting).await?;
+        }
+        self.metrics.parked.set(self.parked.len() as i64);
+        Ok(())
+    }
+
+    /// Scores what waits on `tps` (their next owner would not know it was taken in here) and
+    /// waits until every score is acknowledged.
+    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        for waiting in self.parked.release_partitions(tps) {
+            self.score_waiting(waiting).await?;
+        }
+        self.metrics.parked.set(self.parked.len() as i64);
+        self.publisher.drain().await
+    }
+
+    async fn score_waiting(&mut self, waiting: Waiting) -> Result<()> {
+        let Waiting { preference, source, offset, .. } = waiting;
+        self.score(Event::Preference(preference), source, offset).await
+    }
+
+    /// Scores `event` (state is updated either way) and publishes the score unless the lake
+    /// has it already.
+    async fn score(&mut self, event: Event, source: TopicPartition, offset: Offset) -> Result<()> {
+        let started = Instant::now();
+        let score = match &event {
+            Event::ChatTurn(turn) => self.scorer.score_turn(turn),
+            Event::Preference(pref) => self.scorer.score_preference(pref),
+            Event::ImageTextPair(_) => {
+                self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
+                self.publisher.skip(source, offset);
+                return Ok(());
+            }
+        };
+        self.metrics.seconds.observe(started.elapsed().as_secs_f64());
+        if self.landed.contains(&event.event_id()) {
+            self.metrics.rebuilt.inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
+        }
+        self.metrics.scored.with_label_values(&[event.kind().name(), score.verdict.name()]).inc();
+        let published = publication(&event, &score, &source, offset);
+        self.publisher.publish(&published, source, offset).await
+    }
+}
+
+/// The score event of `score` for `event`, read at `source`/`offset`.
+fn publication(event: &Event, score: &Score, source: &TopicPartition, offset: Offset) -> QualityScore {
+    QualityScore {
+        event_id: QualityScore::id_for(SCORER_VERSION, event.event_id()),
+        contributor_id: event.contributor_id().to_string(),
+        subject_event_id: event.event_id(),
+        subject_kind: event.kind(),
+        scorer_version: SCORER_VERSION.to_string(),
+        score: score.overall,
+        verdict: score.verdict,
+        sub_scores: score.measured(),
+        reasons: score.published_reasons(),
+        language: score.language.map(str::to_string),
+        occurred_at: event.occurred_at(),
+        scored_at: Utc::now(),
+        source: LogPosition { topic: source.topic.clone(), partition: source.partition, offset: offset.0 },
+    }
+}

@@ -1,0 +1,132 @@
+//! Preferences waiting for the turn they judge.
+//!
+//! Turns and preferences travel on different topics, so a preference can be read before its
+//! turn even though the contributor sent the turn first. Judging it then would cost it the
+//! `unknown_turn` penalty and skip the reading-time check, so it waits — until its turn is
+//! scored or a deadline passes, when it is scored without the turn.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Instant,
+};
+
+use gata_infra::contract::Preference;
+use gata_lakehouse::{Offset, TopicPartition};
+
+/// A preference and where it was read.
+#[derive(Debug)]
+pub(crate) struct Waiting {
+    pub preference: Preference,
+    pub source: TopicPartition,
+    pub offset: Offset,
+    deadline: Instant,
+}
+
+/// Preferences by the turn they wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    by_turn: HashMap<String, Vec<Waiting>>,
+    /// Deadline → turn ids, to release expired preferences without a scan.
+    deadlines: BTreeMap<Instant, Vec<String>>,
+    len: usize,
+}
+
+impl Parked {
+    /// Parks `preference` until its turn arrives or `deadline` passes.
+    pub(crate) fn park(&mut self, preference: Preference, source: TopicPartition, offset: Offset, deadline: Instant) {
+        self.deadlines.entry(deadline).or_default().push(preference.turn_id.clone());
+        self.by_turn.entry(preference.turn_id.clone()).or_default().push(Waiting {
+            preference,
+            source,
+            offset,
+            deadline,
+        });
+        self.len += 1;
+    }
+
+    /// The preferences waiting for `turn_id`, in arrival order.
+    pub(crate) fn release_turn(&mut self, turn_id: &str) -> Vec<Waiting> {
+        let released = self.by_turn.remove(turn_id).unwrap_or_default();
+        self.len -= released.len();
+        released
+    }
+
+    /// The preferences whose deadline is at or before `now`, in deadline order.
+    pub(crate) fn release_expired(&mut self, now: Instant) -> Vec<Waiting> {
+        let later = self.deadlines.split_off(&(now + std::time::Duration::from_nanos(1)));
+        let expired = std::mem::replace(&mut self.deadlines, later);
+        let mut out = Vec::new();
+        for (deadline, turns) in expired {
+            for turn in turns {
+                let Some(waiting) = self.by_turn.get_mut(&turn) else { continue };
+                let (due, keep): (Vec<Waiting>, Vec<Waiting>) =
+                    std::mem::take(waiting).into_iter().partition(|w| w.deadline <= deadline);
+                *waiting = keep;
+                if waiting.is_empty() {
+                    self.by_turn.remove(&turn);
+                }
+                self.len -= due.len();
+                out.extend(due);
+            }
+        }
+        out
+    }
+
+    /// The preferences read from any of `partitions` (being revoked).
+    pub(crate) fn release_partitions(&mut self, partitions: &[TopicPartition]) -> Vec<Waiting> {
+        let mut out = Vec::new();
+        self.by_turn.retain(|_, waiting| {
+            let (gone, keep): (Vec<Waiting>, Vec<Waiting>) =
+                std::mem::take(waiting).into_iter().partition(|w| partitions.contains(&w.source));
+            out.extend(gone);
+            *waiting = keep;
+            !waiting.is_empty()
+        });
+        self.len -= out.len();
+        out
+    }
+
+    /// How many preferences wait.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn pref(turn: &str) -> Preference {
+        serde_json::from_value(serde_json::json!({
+            "contributor_id": "c", "turn_id": turn, "occurred_at": "2026-01-01T00:00:00Z",
+            "chosen_response_id": "a", "rejected_response_ids": ["b"]
+        }))
+        .expect("preference")
+    }
+
+    #[test]
+    fn preferences_leave_with_their_turn_or_their_deadline() {
+        let t0 = Instant::now();
+        let tp = TopicPartition::new("p", 0);
+        let mut parked = Parked::default();
+        parked.park(pref("t1"), tp.clone(), Offset(1), t0 + Duration::from_secs(5));
+        parked.park(pref("t2"), tp.clone(), Offset(2), t0 + Duration::from_secs(1));
+        parked.park(pref("t1"), TopicPartition::new("p", 1), Offset(3), t0 + Duration::from_secs(2));
+        assert_eq!(parked.len(), 3);
+
+        assert!(parked.release_expired(t0).is_empty());
+        let expired = parked.release_expired(t0 + Duration::from_secs(1));
+        assert_eq!(expired.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(2)]);
+
+        let revoked = parked.release_partitions(&[TopicPartition::new("p", 1)]);
+        assert_eq!(revoked.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(3)]);
+        assert!(parked.release_expired(t0 + Duration::from_secs(3)).is_empty(), "offset 3 already left");
+
+        let with_turn = parked.release_turn("t1");
+        assert_eq!(with_turn.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(1)]);
+        assert_eq!(parked.len(), 0);
+        assert!(parked.release_expired(t0 + Duration::from_secs(10)).is_empty());
+    }
+}

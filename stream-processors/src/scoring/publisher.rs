@@ -1,0 +1,127 @@
+//! Publishing score events with a bounded number of deliveries in flight.
+//!
+//! Records are handed to the producer as soon as they are published (librdkafka batches and
+//! sends them); their acknowledgements are taken in order. A delivery that fails is retried
+//! with back-off; one that keeps failing stops the processor
+//! (nothing is marked done, so after a restart the submission is scored and published again,
+//! under the same event id).
+
+use std::{future::Future, pin::Pin, time::Duration};
+
+use futures::{FutureExt, StreamExt, stream::FuturesOrdered};
+use gata_infra::{contract::QualityScore, topics::QUALITY_SCORES};
+use gata_lakehouse::{Offset, TopicPartition};
+use rdkafka::{
+    error::KafkaError,
+    producer::{FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
+};
+
+use crate::{ProcessorError, Result, poller::CommittedPositions};
+
+/// Attempts per score event before the processor gives up.
+const ATTEMPTS: u32 = 5;
+/// How long one attempt may wait for a place in the producer queue.
+const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Delivery = Pin<Box<dyn Future<Output = (TopicPartition, Offset, Result<()>)> + Send>>;
+
+/// Publishes score events on the scores topic.
+pub(crate) struct Publisher {
+    producer: FutureProducer,
+    in_flight: FuturesOrdered<Delivery>,
+    window: usize,
+    done: CommittedPositions,
+}
+
+impl Publisher {
+    /// A publisher keeping at most `window` deliveries in flight, recording in `done` the source
+    /// positions whose scores were acknowledged.
+    pub(crate) fn new(producer: FutureProducer, window: usize, done: CommittedPositions) -> Self {
+        Self { producer, in_flight: FuturesOrdered::new(), window: window.max(1), done }
+    }
+
+    /// Hands `score` (of the submission at `source`/`offset`) to the producer at once; waits
+    /// while the window or the producer's queue is full.
+    pub(crate) async fn publish(&mut self, score: &QualityScore, source: TopicPartition, offset: Offset) -> Result<()> {
+        self.settle_ready()?;
+        while self.in_flight.len() >= self.window {
+            self.settle_one().await?;
+        }
+        let (key, payload) = (score.contributor_id.clone(), score.to_json());
+        let subject = score.subject_event_id;
+        let first = loop {
+            match self.producer.send_result(FutureRecord::to(QUALITY_SCORES).key(&key).payload(&payload)) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.in_flight.is_empty() => {
+                    self.settle_one().await?;
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((err, _)) => return Err(publish_error(subject, &err)),
+            }
+        };
+        let producer = self.producer.clone();
+        self.in_flight.push_back(Box::pin(async move {
+            let mut outcome = match first.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((err, _))) => Err(err),
+                Err(_) => Err(KafkaError::Canceled),
+            };
+            let mut attempt = 1;
+            while let Err(err) = &outcome {
+                if attempt >= ATTEMPTS {
+                    return (source, offset, Err(publish_error(subject, err)));
+                }
+                tracing::warn!(%subject, attempt, error = %err, "score not acknowledged; retrying");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                attempt += 1;
+                let record = FutureRecord::to(QUALITY_SCORES).key(&key).payload(&payload);
+                outcome = producer.send(record, QUEUE_TIMEOUT).await.map(|_| ()).map_err(|(err, _)| err);
+            }
+            (source, offset, Ok(()))
+        }));
+        Ok(())
+    }
+
+    /// Takes in every delivery already acknowledged, without waiting.
+    pub(crate) fn settle_ready(&mut self) -> Result<()> {
+        while let Some(Some((source, offset, result))) = self.in_flight.next().now_or_never() {
+            result?;
+            self.mark(source, offset);
+        }
+        Ok(())
+    }
+
+    /// Marks `offset` of `source` done without publishing (a record that needs no score event).
+    pub(crate) fn skip(&self, source: TopicPartition, offset: Offset) {
+        self.mark(source, offset);
+    }
+
+    /// Waits until every queued score is acknowledged.
+    pub(crate) async fn drain(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.settle_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn settle_one(&mut self) -> Result<()> {
+        if let Some((source, offset, result)) = self.in_flight.next().await {
+            result?;
+            self.mark(source, offset);
+        }
+        Ok(())
+    }
+
+    fn mark(&self, source: TopicPartition, offset: Offset) {
+        let mut done = self.done.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = done.entry(source).or_insert(offset);
+        *entry = (*entry).max(offset);
+    }
+}
+
+fn publish_error(subject: uuid::Uuid, err: &KafkaError) -> ProcessorError {
+    ProcessorError::Publish { topic: QUALITY_SCORES, subject: subject.to_string(), reason: err.to_string() }
+}
