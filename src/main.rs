@@ -2,10 +2,12 @@
 //!
 //! `gata serve` runs every role in one process (embedded broker unless `--brokers` is given);
 //! `gata demo` does the same and loads a generated workload through the public API;
-//! `gata sql` queries the lake directly; `gata schema` prints or writes the event JSON Schemas.
+//! `gata sql` queries the lake directly; `gata export` writes accepted preference data for
+//! training; `gata schema` prints or writes the event JSON Schemas.
 
 mod demo;
 mod dlq_cmd;
+mod export_cmd;
 mod http;
 mod lake_cmd;
 mod platform;
@@ -45,6 +47,8 @@ enum Cmd {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Accepted preference data for training: TRL DPO, Chatbot Arena battles or JSONL.
+    Export(export_cmd::ExportArgs),
     /// Dead letters: list them, or replay those that are valid now.
     Dlq(dlq_cmd::DlqArgs),
     /// Table maintenance on demand: checkpoint, optimize (compact), vacuum.
@@ -152,6 +156,10 @@ async fn main() -> anyhow::Result<()> {
             let answer = platform::query_once(&cfg, &query).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
+        }
+        Cmd::Export(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            export_cmd::run(cfg, args).await
         }
         Cmd::Dlq(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;

@@ -46,7 +46,7 @@ impl Ready {
         let kind = if self.embedded { "embedded, log under the data dir" } else { "external" };
         println!("gata is serving");
         println!(
-            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /metrics)",
+            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /metrics)",
             self.http
         );
         println!("  Kafka  {}   ({kind}; try: kcat -b {} -L)", self.bootstrap, self.bootstrap);
@@ -117,6 +117,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             limits: cfg.ingest.limits.clone(),
             scorer: gata_scoring::ScorerConfig::default(),
             turn_wait: cfg.scoring.turn_wait,
+            reorder_window: cfg.scoring.reorder_window,
             queue_records: cfg.scoring.queue_records,
             publish_window: cfg.scoring.publish_window,
         };

@@ -333,6 +333,10 @@ pub struct ScoringConfig {
     /// How long a preference read before the turn it judges waits for it (`5s`).
     #[serde(with = "humantime_serde")]
     pub turn_wait: Duration,
+    /// How long each record is held so that a submission received earlier but fetched later
+    /// (from another partition) is scored first (`1s`; `0s` scores in fetch order).
+    #[serde(with = "humantime_serde")]
+    pub reorder_window: Duration,
     /// Records queued between the Kafka poller and the scorer (`10000`).
     pub queue_records: usize,
     /// Score events in flight to the broker at most (`1000`).
@@ -344,6 +348,7 @@ impl Default for ScoringConfig {
         Self {
             group: "gata-scoring".into(),
             turn_wait: Duration::from_secs(5),
+            reorder_window: Duration::from_secs(1),
             queue_records: 10_000,
             publish_window: 1000,
         }

@@ -281,8 +281,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = lake(&dir);
         let recs = records(8, 0);
-        let turns: Vec<_> =
-            recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
+        let turns: Vec<_> = recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let (old, new) = turns.split_at(turns.len() / 2);
         // The table as an older version of the contract made it: no `client` column.
         let full = record_batch(TableId::ChatTurns, old).expect("rows");

@@ -140,8 +140,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::new(&format!("file://{}", dir.path().display()), &BTreeMap::new()).expect("lake");
         let recs = records(30, 0);
-        let turns: Vec<_> =
-            recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
+        let turns: Vec<_> = recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let tp = TopicPartition::new("gata.chat_turns.v1", 0);
         let mut table = lake.open(TableId::ChatTurns).await.expect("open");
         for (i, chunk) in turns.chunks(5).enumerate() {
@@ -188,8 +187,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::new(&format!("file://{}", dir.path().display()), &BTreeMap::new()).expect("lake");
         let recs = records(40, 0);
-        let turns: Vec<_> =
-            recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
+        let turns: Vec<_> = recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let mut table = lake.open(TableId::ChatTurns).await.expect("open");
         for chunk in turns.chunks(10) {
             let batch = record_batch(TableId::ChatTurns, chunk).expect("rows");

@@ -454,7 +454,10 @@ pub(crate) mod tests {
         assert_eq!((batch.num_rows(), batch.schema()), (1, TableId::QualityScores.schema()));
         assert_eq!(record_batch(TableId::Events, &[&rec]).expect("rows").num_rows(), 0, "scores are not bronze events");
         let verdict = batch.column_by_name("verdict").expect("verdict");
-        assert_eq!(verdict.as_any().downcast_ref::<deltalake::arrow::array::StringArray>().expect("utf8").value(0), "reject");
+        assert_eq!(
+            verdict.as_any().downcast_ref::<deltalake::arrow::array::StringArray>().expect("utf8").value(0),
+            "reject"
+        );
         let realism = batch.column_by_name("realism").expect("realism");
         assert!(realism.is_null(0), "unmeasured sub-scores are null");
     }

@@ -227,8 +227,11 @@ impl TableId {
             ]
             .concat(),
             TableId::QualityScores => {
-                let reason =
-                    Fields::from(vec![utf8("code", false), Field::new("penalty", DataType::Float64, false), utf8("detail", false)]);
+                let reason = Fields::from(vec![
+                    utf8("code", false),
+                    Field::new("penalty", DataType::Float64, false),
+                    utf8("detail", false),
+                ]);
                 let score = |name: &str| Field::new(name, DataType::Float64, true);
                 [
                     &head[..],

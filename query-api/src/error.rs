@@ -42,6 +42,10 @@ pub enum QueryError {
     #[error(transparent)]
     Lake(Box<gata_lakehouse::LakeError>),
 
+    /// Writing the output failed.
+    #[error("writing the output failed: {0}")]
+    Io(String),
+
     /// The request was not authorized.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -77,7 +81,7 @@ impl QueryError {
             Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
             Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            Self::Engine(_) | Self::Lake(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Engine(_) | Self::Lake(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
         }
     }

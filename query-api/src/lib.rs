@@ -1,16 +1,19 @@
 //! SQL over the lake: a DataFusion session in which every lake table is registered by name
-//! (`events`, `chat_turns`, `preferences`, `image_text_pairs`), served over HTTP.
+//! (`events`, `chat_turns`, `preferences`, `image_text_pairs`, `quality_scores`, `dead_letters`), served over HTTP.
 //!
 //! - `POST /v1/sql` with `{"sql": "..."}` answers `{"rows": [...], "columns": [...],
 //!   "row_count", "truncated", "elapsed_ms"}`. Only read-only queries run: DDL, DML, `COPY`,
 //!   `SET` and anything touching files outside the lake are refused with a 400 and a reason.
 //! - `GET /v1/tables` lists the tables with their schemas, versions and descriptions.
+//! - `GET /v1/contributors/{id}/scores` shows a contributor their scores and the reasons.
 //!
 //! Every query sees each table at its latest committed version. Each query runs with a memory
 //! limit, a row limit and a timeout.
 
 pub mod catalog;
+pub mod contributors;
 pub mod error;
+pub mod export;
 mod json;
 mod routes;
 pub mod sql;

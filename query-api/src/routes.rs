@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use axum::{
     Json, Router,
-    extract::{State, rejection::JsonRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     routing::{get, post},
 };
 use gata_infra::config::QueryConfig;
@@ -14,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Catalog, QueryError, Result,
+    contributors::{self, ContributorScores, ScoresQuery},
     sql::{QueryAnswer, SqlEngine},
 };
 
@@ -46,9 +50,13 @@ struct SqlRequest {
     sql: String,
 }
 
-/// `POST /v1/sql` and `GET /v1/tables`.
+/// `POST /v1/sql`, `GET /v1/tables` and `GET /v1/contributors/{id}/scores`.
 pub fn router(state: QueryState) -> Router {
-    Router::new().route("/v1/sql", post(sql)).route("/v1/tables", get(tables)).with_state(state)
+    Router::new()
+        .route("/v1/sql", post(sql))
+        .route("/v1/tables", get(tables))
+        .route("/v1/contributors/{id}/scores", get(contributor_scores))
+        .with_state(state)
 }
 
 async fn sql(
@@ -65,4 +73,13 @@ async fn sql(
 
 async fn tables(State(state): State<QueryState>) -> Result<Json<Value>> {
     Ok(Json(json!({ "tables": state.engine.tables().await? })))
+}
+
+async fn contributor_scores(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+    query: Result<Query<ScoresQuery>, QueryRejection>,
+) -> Result<Json<ContributorScores>> {
+    let Query(query) = query.map_err(|e| QueryError::BadRequest(e.body_text()))?;
+    contributors::scores(&state.engine, &id, &query).await.map(Json)
 }

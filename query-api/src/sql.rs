@@ -104,7 +104,8 @@ impl SqlEngine {
         Self { catalog, cfg }
     }
 
-    async fn session(&self) -> Result<SessionContext> {
+    /// A fresh session over the latest table versions, with the memory limit.
+    pub(crate) async fn session(&self) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_information_schema(true), runtime);
         for (id, table) in self.catalog.latest().await? {

@@ -16,7 +16,7 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord},
 };
 
-use crate::{Result, ProcessorError};
+use crate::{ProcessorError, Result};
 
 /// Sends dead letters and waits for the broker's acknowledgement.
 pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> {

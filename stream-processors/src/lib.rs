@@ -9,6 +9,6 @@ mod poller;
 pub mod scoring;
 pub mod sink;
 
-pub use error::{Result, ProcessorError};
+pub use error::{ProcessorError, Result};
 pub use scoring::{ScoringConfig, run_scoring};
 pub use sink::{SinkConfig, run_sink};

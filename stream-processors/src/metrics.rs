@@ -92,6 +92,9 @@ pub(crate) struct ScoringMetrics {
     pub skipped: IntCounterVec,
     /// Preferences waiting for their turn.
     pub parked: IntGauge,
+    /// Records held back: new ones while history is replayed, and every one for the
+    /// reordering window.
+    pub held: IntGauge,
     /// Time to score one submission.
     pub seconds: Histogram,
     /// Records in the log not yet scored, by topic and partition.
@@ -118,11 +121,21 @@ impl ScoringMetrics {
             )?,
             skipped: register(
                 registry,
-                IntCounterVec::new(Opts::new("gata_scoring_skipped_total", "Records not scored, by reason"), &["reason"])?,
+                IntCounterVec::new(
+                    Opts::new("gata_scoring_skipped_total", "Records not scored, by reason"),
+                    &["reason"],
+                )?,
             )?,
             parked: register(
                 registry,
                 IntGauge::new("gata_scoring_parked_preferences", "Preferences waiting for the turn they judge")?,
+            )?,
+            held: register(
+                registry,
+                IntGauge::new(
+                    "gata_scoring_held_records",
+                    "Records held back (new ones while history is replayed; each for the reordering window)",
+                )?,
             )?,
             seconds: register(
                 registry,

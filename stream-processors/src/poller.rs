@@ -28,7 +28,7 @@ use rdkafka::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, ProcessorError};
+use crate::{ProcessorError, Result};
 
 /// A record as polled.
 #[derive(Debug)]

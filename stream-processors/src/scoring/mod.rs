@@ -3,8 +3,9 @@
 //! `quality_scores` table).
 //!
 //! State is rebuilt from the log: on every assignment the processor reads its partitions from
-//! the beginning and feeds every submission to the [`Scorer`] in log order. What it publishes
-//! is decided by the lake: a submission that already has a score of this scorer version in
+//! the beginning and feeds every submission to the [`Scorer`] in log order, holding back
+//! anything newer than the lake's bronze table until all of that history is replayed (see
+//! [`catch_up`]). What it publishes is decided by the lake: a submission that already has a score of this scorer version in
 //! `quality_scores` only rebuilds state; every other one is scored and published. A crash at
 //! any point therefore loses nothing (unlanded scores are published again, under the same
 //! deterministic event id, and the sink keeps one), and a new scorer version re-scores all of
@@ -15,8 +16,10 @@
 //! contributor's submissions stay on one partition, so per-contributor signals remain right;
 //! copies across accounts are then only caught within each member's half).
 
+mod catch_up;
 mod parked;
 mod publisher;
+mod reorder;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -30,7 +33,7 @@ use gata_infra::{
     kafka::KafkaClients,
     topics::{intake_topic, kind_of_topic},
 };
-use gata_lakehouse::{Lake, Offset, TopicPartition};
+use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
@@ -43,8 +46,10 @@ use crate::{
     metrics::ScoringMetrics,
     poller::{self, Input, Polled, Subscription},
 };
+use catch_up::CatchUp;
 use parked::{Parked, Waiting};
 use publisher::Publisher;
+use reorder::Reorder;
 
 /// What the scoring processor needs to know.
 #[derive(Debug, Clone)]
@@ -57,6 +62,8 @@ pub struct ScoringConfig {
     pub scorer: ScorerConfig,
     /// How long a preference read before its turn waits for it.
     pub turn_wait: Duration,
+    /// How long each record is held so that one received earlier but polled later overtakes it.
+    pub reorder_window: Duration,
     /// Records queued between the poller and the scorer.
     pub queue_records: usize,
     /// Score events in flight to the broker at most.
@@ -77,10 +84,8 @@ pub async fn run_scoring(
     let metrics = ScoringMetrics::register(registry)?;
     let landed = landed_subjects(&lake).await?;
     tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
-    let producer: FutureProducer = kafka
-        .producer(Duration::from_secs(30))
-        .create()
-        .map_err(ProcessorError::kafka("create scores producer"))?;
+    let producer: FutureProducer =
+        kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create scores producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, mut rx) = mpsc::channel(cfg.queue_records);
     let subscription = Subscription {
@@ -95,6 +100,9 @@ pub async fn run_scoring(
     tracing::info!(group = %cfg.group, scorer = SCORER_VERSION, "scoring processor started");
 
     let mut processor = Processor {
+        lake,
+        catch_up: CatchUp::default(),
+        reorder: Reorder::new(cfg.reorder_window),
         scorer: Scorer::new(cfg.scorer.clone()),
         landed,
         seen: HashSet::new(),
@@ -104,24 +112,21 @@ pub async fn run_scoring(
         turn_wait: cfg.turn_wait,
         metrics,
     };
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     let result = async {
         loop {
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(polled)) => processor.handle(polled).await?,
-                    Some(Input::Assigned(tps)) => tracing::info!(?tps, "rebuilding scorer state from the start of these partitions"),
+                    Some(Input::Record(polled)) => processor.admit(polled).await?,
+                    Some(Input::Assigned(tps)) => processor.assigned(tps).await?,
                     Some(Input::Revoked(tps, ack)) => {
                         let finished = processor.revoked(&tps).await;
                         let _ = ack.send(());
                         finished?;
                     }
                 },
-                _ = tick.tick() => {
-                    processor.release_expired().await?;
-                    processor.publisher.settle_ready()?;
-                }
+                _ = tick.tick() => processor.tick().await?,
             }
         }
         processor.publisher.drain().await
@@ -145,6 +150,9 @@ async fn landed_subjects(lake: &Lake) -> Result<HashSet<Uuid>> {
 }
 
 struct Processor {
+    lake: Lake,
+    catch_up: CatchUp,
+    reorder: Reorder,
     scorer: Scorer,
     /// Submissions whose score (of this version) is in the lake: state only, nothing published.
     landed: HashSet<Uuid>,
@@ -159,7 +167,43 @@ struct Processor {
 }
 
 impl Processor {
-    async fn handle(&mut self, polled: Polled) -> Result<()> {
+    /// New partitions: replay each from the start, up to what the bronze table holds first.
+    async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        let bronze = self.lake.open(TableId::Events).await?;
+        let targets = self.lake.positions(&bronze, TableId::Events, tps.clone()).await?;
+        tracing::info!(?tps, ?targets, "rebuilding scorer state from the start of these partitions");
+        self.catch_up.assigned(targets, Instant::now());
+        Ok(())
+    }
+
+    async fn admit(&mut self, polled: Polled) -> Result<()> {
+        let now = Instant::now();
+        for polled in self.catch_up.admit(polled, now) {
+            self.reorder.push(polled, now);
+        }
+        self.release_due(now).await
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        for polled in self.catch_up.expire(now) {
+            self.reorder.push(polled, now);
+        }
+        self.release_due(now).await?;
+        self.release_expired().await?;
+        self.publisher.settle_ready()
+    }
+
+    /// Scores the records whose reordering window has passed.
+    async fn release_due(&mut self, now: Instant) -> Result<()> {
+        for polled in self.reorder.due(now) {
+            self.take(polled).await?;
+        }
+        self.metrics.held.set((self.catch_up.held() + self.reorder.len()) as i64);
+        Ok(())
+    }
+
+    async fn take(&mut self, polled: Polled) -> Result<()> {
         let Polled { source, offset, payload, .. } = polled;
         let Some(kind) = kind_of_topic(&source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
             self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
@@ -209,6 +253,11 @@ impl Processor {
     /// Scores what waits on `tps` (their next owner would not know it was taken in here) and
     /// waits until every score is acknowledged.
     async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        let now = Instant::now();
+        self.reorder.revoked(tps);
+        for polled in self.catch_up.revoked(tps) {
+            self.reorder.push(polled, now);
+        }
         for waiting in self.parked.release_partitions(tps) {
             self.score_waiting(waiting).await?;
         }

@@ -16,20 +16,15 @@ use std::{
     time::Duration,
 };
 
-use gata_infra::{
-    config::LakeConfig,
-    contract::Limits,
-    kafka::KafkaClients,
-    topics::Feed,
-};
+use gata_infra::{config::LakeConfig, contract::Limits, kafka::KafkaClients, topics::Feed};
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, ProcessorError, metrics::SinkMetrics};
 use crate::poller::{self, Input, PositionSource, Subscription};
+use crate::{ProcessorError, Result, metrics::SinkMetrics};
 use writer::Writer;
 
 /// What the sink needs to know.
@@ -53,8 +48,10 @@ pub async fn run_sink(
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = SinkMetrics::register(registry)?;
-    let dlq: FutureProducer =
-        kafka.producer(Duration::from_secs(10)).create().map_err(ProcessorError::kafka("create dead-letter producer"))?;
+    let dlq: FutureProducer = kafka
+        .producer(Duration::from_secs(10))
+        .create()
+        .map_err(ProcessorError::kafka("create dead-letter producer"))?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
     let lag = metrics.lag.clone();
     let mut writer =
@@ -126,11 +123,7 @@ fn lake_positions(lake: Lake, runtime: tokio::runtime::Handle) -> PositionSource
             let mut next: BTreeMap<TopicPartition, Option<Offset>> = BTreeMap::new();
             for id in TableId::ALL {
                 let table = lake.open(id).await?;
-                let fed: Vec<TopicPartition> = tps
-                    .iter()
-                    .filter(|tp| id.is_fed_by_topic(&tp.topic))
-                    .cloned()
-                    .collect();
+                let fed: Vec<TopicPartition> = tps.iter().filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
                 let recorded = lake.positions(&table, id, fed.clone()).await?;
                 for tp in fed {
                     let here = recorded.get(&tp).map(|o| o.next());

@@ -26,7 +26,7 @@ use gata_lakehouse::{
 use rdkafka::producer::FutureProducer;
 
 use crate::poller::{CommittedPositions, Polled};
-use crate::{Result, ProcessorError, dead_letters, metrics::SinkMetrics};
+use crate::{ProcessorError, Result, dead_letters, metrics::SinkMetrics};
 
 /// Consecutive failed flushes before the sink gives up.
 const MAX_FLUSH_ATTEMPTS: u32 = 10;
@@ -279,7 +279,8 @@ impl Writer {
             let before = state.table.version();
             // `open` reads the table at its latest version.
             let table = self.lake.open(*id).await?;
-            let relevant: Vec<TopicPartition> = tps.iter().filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
+            let relevant: Vec<TopicPartition> =
+                tps.iter().filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
             state.positions = self.lake.positions(&table, *id, relevant).await?;
             if id.is_deduplicated() && table.version() != before {
                 state.seen = self.lake.event_ids(&table, *id).await?;

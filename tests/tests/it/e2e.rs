@@ -83,7 +83,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     let (status, tables) = api.get("/v1/tables").await.unwrap();
     assert_eq!(status, 200);
     let names: Vec<&str> = tables["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["events", "chat_turns", "preferences", "image_text_pairs", "dead_letters"]);
+    assert_eq!(names, ["events", "chat_turns", "preferences", "image_text_pairs", "quality_scores", "dead_letters"]);
     assert!(tables["tables"][1]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "responses"));
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
     let accepted: f64 = metrics
@@ -100,7 +100,8 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
             .filter(|l| l.starts_with("gata_sink_lag_records{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
             .collect();
-        (lags.len() == 12 && lags.iter().all(|l| *l == 0.0)).then_some(())
+        // Four partitions per topic the sink reads: the intake topics and the scores topic.
+        (lags.len() == 4 * gata_infra::topics::Feed::ALL.len() && lags.iter().all(|l| *l == 0.0)).then_some(())
     })
     .await;
     // The Grafana dashboard only charts metrics the service really exports.

@@ -7,9 +7,11 @@ mod broker_restart;
 mod crash;
 mod dead_letters;
 mod e2e;
+mod export;
 mod maintenance;
 mod s3;
 mod scale_out;
+mod scoring;
 
 use std::path::Path;
 

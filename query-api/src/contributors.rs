@@ -1,0 +1,141 @@
+//! The contributor view: `GET /v1/contributors/{id}/scores` — a contributor's own scores, with
+//! the reasons behind every verdict and a summary, newest first.
+//!
+//! Query parameters: `limit` (1 to 500, default 50), `offset` (default 0), `verdict`
+//! (`accept` or `reject`), `kind` (`chat_turn` or `preference`). Each score names the
+//! submission it judges and, for a chat turn, the start of its prompt.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+use crate::{QueryError, Result, sql::SqlEngine};
+
+/// Most scores one page returns.
+pub const MAX_LIMIT: usize = 500;
+/// Characters of a prompt shown beside its score.
+const EXCERPT_CHARS: usize = 160;
+
+/// The query parameters of the contributor view.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoresQuery {
+    /// Page size.
+    pub limit: Option<usize>,
+    /// Scores to skip.
+    pub offset: Option<usize>,
+    /// Only this verdict.
+    pub verdict: Option<String>,
+    /// Only this submission kind.
+    pub kind: Option<String>,
+}
+
+/// A contributor's page of scores.
+#[derive(Debug, Serialize)]
+pub struct ContributorScores {
+    /// Whose.
+    pub contributor_id: String,
+    /// Totals over every score of the contributor (not just this page), per scorer version.
+    pub summary: Vec<Map<String, Value>>,
+    /// This page, newest first.
+    pub scores: Vec<Value>,
+    /// The page asked for.
+    pub limit: usize,
+    /// Scores skipped.
+    pub offset: usize,
+}
+
+/// A contributor id as the contract allows it: printable ASCII without spaces or quotes,
+/// at most 128 bytes.
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"' && b != b'\\');
+    if ok { Ok(()) } else { Err(QueryError::BadRequest(format!("{id:?} is not a contributor id"))) }
+}
+
+fn one_of(param: &str, value: Option<&str>, allowed: &[&str]) -> Result<Option<String>> {
+    match value {
+        None => Ok(None),
+        Some(v) if allowed.contains(&v) => Ok(Some(v.to_string())),
+        Some(v) => Err(QueryError::BadRequest(format!("{param}={v:?}; expected one of {allowed:?}"))),
+    }
+}
+
+/// Reads one page of `contributor`'s scores.
+pub async fn scores(engine: &SqlEngine, contributor: &str, query: &ScoresQuery) -> Result<ContributorScores> {
+    check_id(contributor)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(QueryError::BadRequest(format!("limit={limit}; expected 1 to {MAX_LIMIT}")));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let mut filter = format!("s.contributor_id = '{contributor}'");
+    if let Some(verdict) = one_of("verdict", query.verdict.as_deref(), &["accept", "reject"])? {
+        filter.push_str(&format!(" AND s.verdict = '{verdict}'"));
+    }
+    if let Some(kind) = one_of("kind", query.kind.as_deref(), &["chat_turn", "preference", "image_text_pair"])? {
+        filter.push_str(&format!(" AND s.subject_kind = '{kind}'"));
+    }
+    let page = engine
+        .run(&format!(
+            "SELECT s.subject_event_id, s.subject_kind, s.scorer_version, s.score, s.verdict, \
+             s.realism, s.originality, s.diversity, s.behaviour, s.reasons, s.language, \
+             s.occurred_at, s.scored_at, substr(t.prompt, 1, {EXCERPT_CHARS}) AS prompt, p.turn_id \
+             FROM quality_scores s \
+             LEFT JOIN chat_turns t ON t.event_id = s.subject_event_id \
+             LEFT JOIN preferences p ON p.event_id = s.subject_event_id \
+             WHERE {filter} ORDER BY s.scored_at DESC, s.subject_event_id LIMIT {limit} OFFSET {offset}"
+        ))
+        .await?;
+    let summary = engine
+        .run(&format!(
+            "SELECT scorer_version, COUNT(*) AS submissions, \
+             SUM(CASE WHEN verdict = 'accept' THEN 1 ELSE 0 END) AS accepted, \
+             SUM(CASE WHEN verdict = 'reject' THEN 1 ELSE 0 END) AS rejected, \
+             ROUND(AVG(score), 4) AS mean_score \
+             FROM quality_scores s WHERE s.contributor_id = '{contributor}' GROUP BY 1 ORDER BY 1"
+        ))
+        .await?;
+    Ok(ContributorScores {
+        contributor_id: contributor.to_string(),
+        summary: summary.rows,
+        scores: page.rows.into_iter().map(shape).collect(),
+        limit,
+        offset,
+    })
+}
+
+/// One score row as the contributor reads it: sub-scores grouped, absent fields dropped.
+fn shape(mut row: Map<String, Value>) -> Value {
+    let mut sub = Map::new();
+    for name in ["realism", "originality", "diversity", "behaviour"] {
+        if let Some(v) = row.remove(name).filter(|v| !v.is_null()) {
+            sub.insert(name.to_string(), v);
+        }
+    }
+    row.retain(|_, v| !v.is_null());
+    row.insert("sub_scores".into(), Value::Object(sub));
+    json!(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_filters_are_checked_before_any_sql() {
+        check_id("ctr_01").expect("plain id");
+        for bad in ["", "a b", "x'; DROP TABLE t; --", "é", &"x".repeat(129)] {
+            assert!(matches!(check_id(bad), Err(QueryError::BadRequest(_))), "{bad:?}");
+        }
+        assert_eq!(one_of("verdict", Some("reject"), &["accept", "reject"]).expect("ok"), Some("reject".into()));
+        assert!(one_of("verdict", Some("maybe"), &["accept", "reject"]).is_err());
+    }
+
+    #[test]
+    fn rows_are_shaped_for_people() {
+        let row = json!({"score": 0.4, "realism": 0.9, "behaviour": null, "prompt": null, "turn_id": "t1"});
+        let shaped = shape(row.as_object().expect("object").clone());
+        assert_eq!(shaped, json!({"score": 0.4, "turn_id": "t1", "sub_scores": {"realism": 0.9}}));
+    }
+}
