@@ -13,7 +13,8 @@ use gata_lakehouse::{Lake, TableId};
 pub struct LakeArgs {
     #[command(subcommand)]
     op: Op,
-    /// Only this table (`events`, `chat_turns`, `preferences`, `image_text_pairs`); default all.
+    /// Only this table (`events`, `chat_turns`, `preferences`, `image_text_pairs`,
+    /// `quality_scores`, `dead_letters`); default all.
     #[arg(long, global = true)]
     table: Option<String>,
     #[command(flatten)]
@@ -43,7 +44,8 @@ pub async fn run(cfg: GataConfig, args: LakeArgs) -> anyhow::Result<()> {
     let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
     let tables: Vec<TableId> = match &args.table {
         Some(name) => vec![TableId::ALL.into_iter().find(|t| t.name() == name).with_context(|| {
-            format!("no table {name:?}; tables: events, chat_turns, preferences, image_text_pairs")
+            let names: Vec<&str> = TableId::ALL.iter().map(|t| t.name()).collect();
+            format!("no table {name:?}; tables: {}", names.join(", "))
         })?],
         None => TableId::ALL.to_vec(),
     };

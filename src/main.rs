@@ -16,7 +16,7 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use gata_infra::{config, contract::EventKind};
+use gata_infra::config;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -53,9 +53,9 @@ enum Cmd {
     Dlq(dlq_cmd::DlqArgs),
     /// Table maintenance on demand: checkpoint, optimize (compact), vacuum.
     Lake(lake_cmd::LakeArgs),
-    /// Print the JSON Schema of every event kind, or write them to a directory.
+    /// Print the JSON Schema of every contract (submissions, quality scores), or write them to a directory.
     Schema {
-        /// Directory to write `<kind>.v1.schema.json` files into.
+        /// Directory to write `<contract>.v1.schema.json` files into.
         #[arg(long)]
         write: Option<PathBuf>,
     },
@@ -174,11 +174,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn write_schemas(dir: Option<PathBuf>) -> anyhow::Result<()> {
-    for kind in EventKind::ALL {
-        let text = serde_json::to_string_pretty(&kind.json_schema())? + "\n";
+    for (name, schema) in gata_infra::contract::schemas() {
+        let text = serde_json::to_string_pretty(&schema)? + "\n";
         match &dir {
             Some(dir) => {
-                let path = dir.join(format!("{}.schema.json", kind.schema_name()));
+                let path = dir.join(format!("{name}.schema.json"));
                 std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }

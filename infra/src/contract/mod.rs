@@ -65,6 +65,14 @@ impl EventKind {
     }
 }
 
+/// Every contract published on a topic, as (`<name>.v1`, JSON Schema): the submission kinds,
+/// then the quality score.
+pub fn schemas() -> Vec<(String, serde_json::Value)> {
+    let mut out: Vec<_> = EventKind::ALL.into_iter().map(|k| (k.schema_name(), k.json_schema())).collect();
+    out.push(("quality_score.v1".to_string(), schemars::schema_for!(QualityScore).to_value()));
+    out
+}
+
 /// Any v1 event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -169,13 +177,13 @@ mod tests {
 
     #[test]
     fn checked_in_schemas_match_the_types() {
-        for kind in EventKind::ALL {
-            let path = format!("{}/../schemas/{}.schema.json", env!("CARGO_MANIFEST_DIR"), kind.schema_name());
+        for (name, schema) in schemas() {
+            let path = format!("{}/../schemas/{name}.schema.json", env!("CARGO_MANIFEST_DIR"));
             let on_disk: serde_json::Value = serde_json::from_slice(
                 &std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run `gata schema --write schemas`)")),
             )
             .expect("schema file is JSON");
-            assert_eq!(on_disk, kind.json_schema(), "{path} is stale: run `gata schema --write schemas`");
+            assert_eq!(on_disk, schema, "{path} is stale: run `gata schema --write schemas`");
         }
     }
 
