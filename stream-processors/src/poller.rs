@@ -169,6 +169,26 @@ pub(crate) fn spawn(
         .map_err(|e| ProcessorError::Poller(e.to_string()))
 }
 
+/// Stops and joins the poller thread once the processor's loop has ended with `result` (which
+/// takes precedence over the poller's own outcome).
+pub(crate) async fn stop_and_join(
+    poller: std::thread::JoinHandle<Result<()>>,
+    rx: mpsc::Receiver<Input>,
+    stop: &CancellationToken,
+    result: Result<()>,
+    processor: &str,
+) -> Result<()> {
+    stop.cancel();
+    drop(rx);
+    let joined = tokio::task::spawn_blocking(move || poller.join()).await;
+    tracing::info!("{processor} stopped");
+    result?;
+    match joined {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) | Err(_) => Err(ProcessorError::Poller("poller thread panicked".into())),
+    }
+}
+
 fn poll_loop(
     consumer: BaseConsumer<PollerContext>,
     topics: &[String],

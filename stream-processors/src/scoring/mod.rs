@@ -132,15 +132,7 @@ pub async fn run_scoring(
         processor.publisher.drain().await
     }
     .await;
-    stop.cancel();
-    drop(rx);
-    let joined = tokio::task::spawn_blocking(move || poller.join()).await;
-    tracing::info!("scoring processor stopped");
-    result?;
-    match joined {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) | Err(_) => Err(ProcessorError::Poller("poller thread panicked".into())),
-    }
+    poller::stop_and_join(poller, rx, &stop, result, "scoring processor").await
 }
 
 /// Submissions the current scorer version has scores for in the lake.

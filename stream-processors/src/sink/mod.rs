@@ -96,15 +96,7 @@ pub async fn run_sink(
         writer.flush().await
     }
     .await;
-    stop.cancel();
-    drop(rx);
-    let joined = tokio::task::spawn_blocking(move || poller.join()).await;
-    tracing::info!("lake sink stopped");
-    result?;
-    match joined {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) | Err(_) => Err(ProcessorError::Poller("poller thread panicked".into())),
-    }
+    poller::stop_and_join(poller, rx, &stop, result, "lake sink").await
 }
 
 async fn sleep_until(deadline: Option<std::time::Instant>) {
