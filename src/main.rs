@@ -80,7 +80,7 @@ struct Flags {
     #[arg(long, global = true)]
     #[serde(skip)]
     lake: Option<String>,
-    /// Roles to run, comma-separated: intake,sink,query,maintenance,scoring (default: all).
+    /// Roles to run, comma-separated: intake,sink,query,maintenance,scoring,dva (default: all).
     #[arg(long, global = true, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     roles: Option<Vec<config::Role>>,

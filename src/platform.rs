@@ -126,6 +126,28 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             gata_stream_processors::run_scoring(scoring_cfg, kafka, lake, &registry, stop).await.context("scoring")
         });
     }
+    if cfg.runs(Role::Dva) {
+        match open_dva_model(&cfg.dva).await {
+            Ok(clip) => {
+                let settings = gata_stream_processors::dva::DvaSettings {
+                    group: consumer_group(&cfg, &cfg.dva.group),
+                    limits: cfg.ingest.limits.clone(),
+                    threshold: cfg.dva.threshold.unwrap_or(clip.card().threshold),
+                    batch_size: cfg.dva.batch_size,
+                    batch_wait: cfg.dva.batch_wait,
+                    max_pixels: cfg.dva.max_pixels,
+                };
+                let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
+                tasks.spawn(async move {
+                    gata_stream_processors::dva::run_dva(settings, clip, kafka, lake, &registry, stop)
+                        .await
+                        .context("DVA")
+                });
+            }
+            // Image-text pairs stay in the log and are scored once the DVA can start.
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "DVA disabled: its model cannot run here"),
+        }
+    }
     if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
         let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
         tasks.spawn(async move {
@@ -169,6 +191,24 @@ fn consumer_group(cfg: &GataConfig, group: &str) -> String {
         Some(_) => group.to_string(),
         None => format!("{group}-{:x}", chrono::Utc::now().timestamp_millis()),
     }
+}
+
+/// Loads ONNX Runtime and the DVA's model as configured.
+async fn open_dva_model(cfg: &gata_infra::config::DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || {
+        let lib = match &cfg.onnxruntime {
+            Some(path) => path.clone(),
+            None => gata_dva::discover_runtime()?,
+        };
+        let env = gata_dva::load_runtime(&lib)?;
+        let provider = if cfg.provider == "cuda" { gata_dva::Provider::Cuda } else { gata_dva::Provider::Cpu };
+        let clip = gata_dva::Clip::open(env, &cfg.model_dir, provider, cfg.threads)
+            .with_context(|| format!("opening the model in {}", cfg.model_dir.display()))?;
+        tracing::info!(runtime = %lib.display(), model = %clip.card().id, provider = clip.provider(), "DVA model loaded");
+        Ok(Arc::new(clip))
+    })
+    .await?
 }
 
 /// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for

@@ -54,6 +54,10 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Rgb> {
     if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP) {
         return Err(DvaError::Image(format!("{format:?} images are not accepted; send PNG, JPEG or WebP")));
     }
+    if format == image::ImageFormat::Jpeg && !ends_with_eoi(bytes) {
+        // The JPEG decoder would fill the missing part with grey; Pillow refuses it, and so do we.
+        return Err(DvaError::Image("truncated JPEG: no end-of-image marker".into()));
+    }
     let (w, h) = reader.into_dimensions().map_err(|e| DvaError::Image(format!("corrupt {format:?}: {e}")))?;
     if w == 0 || h == 0 || u64::from(w) * u64::from(h) > max_pixels {
         return Err(DvaError::Image(format!("{w}x{h} is empty or larger than {max_pixels} pixels")));
@@ -62,6 +66,12 @@ pub fn decode(bytes: &[u8], max_pixels: u64) -> Result<Rgb> {
         .map_err(|e| DvaError::Image(format!("corrupt {format:?}: {e}")))?
         .into_rgb8();
     Ok(Rgb { width: decoded.width(), height: decoded.height(), pixels: decoded.into_raw() })
+}
+
+/// Whether JPEG bytes end with the end-of-image marker (trailing zero padding allowed).
+fn ends_with_eoi(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    bytes[..end].ends_with(&[0xff, 0xd9])
 }
 
 /// Pillow's bicubic kernel (a = −0.5).
@@ -253,5 +263,12 @@ mod tests {
         assert_eq!(decode(&png, 1 << 24).expect("decodes").width, 64);
         assert!(matches!(decode(&png, 100), Err(DvaError::Image(_))));
         assert!(matches!(decode(&png[..40], 1 << 24), Err(DvaError::Image(_))));
+        let mut jpeg = Vec::new();
+        image::RgbImage::new(64, 64)
+            .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+            .expect("encode");
+        assert!(decode(&jpeg, 1 << 24).is_ok());
+        let err = decode(&jpeg[..jpeg.len() - 10], 1 << 24).expect_err("truncated");
+        assert!(err.to_string().contains("truncated JPEG"), "{err}");
     }
 }

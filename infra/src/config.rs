@@ -34,11 +34,13 @@ pub enum Role {
     Maintenance,
     /// The scoring processor: a quality score for every chat turn and preference.
     Scoring,
+    /// The DVA: an image-caption agreement score for every image-text pair.
+    Dva,
 }
 
 impl Role {
     /// Every role: what `gata serve` runs by default.
-    pub const ALL: [Role; 5] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance, Role::Scoring];
+    pub const ALL: [Role; 6] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance, Role::Scoring, Role::Dva];
 }
 
 impl std::str::FromStr for Role {
@@ -51,7 +53,8 @@ impl std::str::FromStr for Role {
             "query" => Ok(Role::Query),
             "maintenance" => Ok(Role::Maintenance),
             "scoring" => Ok(Role::Scoring),
-            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring")),
+            "dva" => Ok(Role::Dva),
+            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva")),
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct GataConfig {
     pub maintenance: MaintenanceConfig,
     /// The scoring processor.
     pub scoring: ScoringConfig,
+    /// The DVA.
+    pub dva: DvaConfig,
 }
 
 impl Default for GataConfig {
@@ -92,6 +97,7 @@ impl Default for GataConfig {
             query: QueryConfig::default(),
             maintenance: MaintenanceConfig::default(),
             scoring: ScoringConfig::default(),
+            dva: DvaConfig::default(),
         }
     }
 }
@@ -355,6 +361,48 @@ impl Default for ScoringConfig {
     }
 }
 
+/// The DVA: which model, where it runs, how it batches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DvaConfig {
+    /// Consumer group (`gata-dva`).
+    pub group: String,
+    /// Model directory with its `model.json` (`models/tiny-clip`, the shipped model).
+    pub model_dir: PathBuf,
+    /// ONNX Runtime shared library. Unset: `ORT_DYLIB_PATH`, else the one the `onnxruntime`
+    /// Python package installed.
+    pub onnxruntime: Option<PathBuf>,
+    /// `cpu` or `cuda` (CUDA falls back to CPU, with a log line, when unavailable).
+    pub provider: String,
+    /// Accept threshold on the score in [-1, 1]. Unset: the model card's.
+    pub threshold: Option<f32>,
+    /// Pairs scored per encoder call (`16`).
+    pub batch_size: usize,
+    /// Longest a pair waits for its batch to fill (`20ms`).
+    #[serde(with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Images with more pixels are refused before decoding (`40000000`).
+    pub max_pixels: u64,
+    /// ONNX Runtime threads per encoder (`2`).
+    pub threads: usize,
+}
+
+impl Default for DvaConfig {
+    fn default() -> Self {
+        Self {
+            group: "gata-dva".into(),
+            model_dir: PathBuf::from("models/tiny-clip"),
+            onnxruntime: None,
+            provider: "cpu".into(),
+            threshold: None,
+            batch_size: 16,
+            batch_wait: Duration::from_millis(20),
+            max_pixels: 40_000_000,
+            threads: 2,
+        }
+    }
+}
+
 impl GataConfig {
     /// Whether this process runs `role`.
     pub fn runs(&self, role: Role) -> bool {
@@ -380,7 +428,7 @@ impl GataConfig {
                 problems.push(what.to_string());
             }
         };
-        check(!self.roles.is_empty(), "roles must name at least one of intake, sink, query, maintenance, scoring");
+        check(!self.roles.is_empty(), "roles must name at least one of intake, sink, query, maintenance, scoring, dva");
         check(self.kafka.partitions > 0, "kafka.partitions must be at least 1");
         check(self.kafka.replication_factor > 0, "kafka.replication_factor must be at least 1");
         check(!self.kafka.sink_group.is_empty(), "kafka.sink_group must not be empty");
@@ -401,6 +449,9 @@ impl GataConfig {
         check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
         check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
         check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
+        check(matches!(self.dva.provider.as_str(), "cpu" | "cuda"), "dva.provider must be cpu or cuda");
+        check(self.dva.batch_size > 0 && self.dva.threads > 0, "dva.batch_size and dva.threads must be positive");
+        check(self.dva.threshold.is_none_or(|t| (-1.0..=1.0).contains(&t)), "dva.threshold must be in [-1, 1]");
         check(
             self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),
             "http.addr is not loopback: configure http.tokens so the API is not open to the network",

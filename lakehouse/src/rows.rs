@@ -350,6 +350,11 @@ struct QualityScoreRow<'a> {
     source_topic: &'a str,
     source_partition: i32,
     source_offset: i64,
+    model_id: Option<&'a str>,
+    model_sha256: Option<&'a str>,
+    decode_ms: Option<f64>,
+    preprocess_ms: Option<f64>,
+    inference_ms: Option<f64>,
     day: String,
 }
 
@@ -375,6 +380,11 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
         source_topic: &s.source.topic,
         source_partition: s.source.partition,
         source_offset: s.source.offset,
+        model_id: s.model.as_ref().map(|m| m.id.as_str()),
+        model_sha256: s.model.as_ref().map(|m| m.sha256.as_str()),
+        decode_ms: s.timings.map(|t| t.decode_ms),
+        preprocess_ms: s.timings.map(|t| t.preprocess_ms),
+        inference_ms: s.timings.map(|t| t.inference_ms),
         day: r.day(),
     })
 }
@@ -439,6 +449,8 @@ pub(crate) mod tests {
             occurred_at: Utc::now(),
             scored_at: Utc::now(),
             source: LogPosition { topic: "gata.preferences.v1".into(), partition: 1, offset: 9 },
+            model: None,
+            timings: None,
         };
         let rec = LakeRecord::decode(
             Feed::QualityScores,

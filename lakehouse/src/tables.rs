@@ -252,6 +252,11 @@ impl TableId {
                         utf8("source_topic", false),
                         Field::new("source_partition", DataType::Int32, false),
                         Field::new("source_offset", DataType::Int64, false),
+                        utf8("model_id", true),
+                        utf8("model_sha256", true),
+                        score("decode_ms"),
+                        score("preprocess_ms"),
+                        score("inference_ms"),
                     ],
                 ]
                 .concat()

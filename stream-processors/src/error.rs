@@ -47,6 +47,10 @@ pub enum ProcessorError {
         reason: String,
     },
 
+    /// The DVA's model failed on a batch.
+    #[error("DVA inference failed: {0}")]
+    Dva(String),
+
     /// Commits kept failing; the sink stops rather than fall further behind silently.
     #[error("giving up after {attempts} failed flushes; last error: {last}")]
     FlushRetriesExhausted {

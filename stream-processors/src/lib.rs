@@ -3,9 +3,11 @@
 //! dead-letter topic, and the scoring processor, which scores every chat turn and preference.
 
 pub mod dead_letters;
+pub mod dva;
 pub mod error;
 mod metrics;
 mod poller;
+mod publisher;
 pub mod scoring;
 pub mod sink;
 

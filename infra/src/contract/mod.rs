@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{DecodedImage, ImageFormat, ImagePayload, ImageTextPair};
 pub use preference::Preference;
-pub use quality_score::{LogPosition, QualityScore, ScoreReason, SubScores, Verdict};
+pub use quality_score::{LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, Verdict};
 pub use validate::{Limits, Violation};
 
 /// The kinds of submission the platform accepts.

@@ -92,6 +92,29 @@ pub struct LogPosition {
     pub offset: i64,
 }
 
+/// The model a model-based scorer ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// Model id from its card (`gata/tiny-clip-64`).
+    pub id: String,
+    /// SHA-256 identifying the exact weights.
+    pub sha256: String,
+}
+
+/// Time a model-based scorer spent on one submission, by stage (milliseconds; batched stages
+/// are the batch's time divided among its submissions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timings {
+    /// Decoding the image.
+    pub decode_ms: f64,
+    /// Resizing, cropping, normalising and tokenizing.
+    pub preprocess_ms: f64,
+    /// Running the encoders.
+    pub inference_ms: f64,
+}
+
 /// A scorer's judgement of one submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +148,12 @@ pub struct QualityScore {
     pub scored_at: DateTime<Utc>,
     /// The submission's position in the log.
     pub source: LogPosition,
+    /// The model that scored, for model-based scorers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelRef>,
+    /// Time spent, for model-based scorers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<Timings>,
 }
 
 impl QualityScore {
@@ -207,6 +236,8 @@ mod tests {
             occurred_at: Utc::now(),
             scored_at: Utc::now(),
             source: LogPosition { topic: "gata.chat_turns.v1".into(), partition: 0, offset: 3 },
+            model: None,
+            timings: None,
         }
     }
 

@@ -18,7 +18,6 @@
 
 mod catch_up;
 mod parked;
-mod publisher;
 mod reorder;
 
 use std::{
@@ -45,10 +44,10 @@ use crate::{
     ProcessorError, Result,
     metrics::ScoringMetrics,
     poller::{self, Input, Polled, Subscription},
+    publisher::Publisher,
 };
 use catch_up::CatchUp;
 use parked::{Parked, Waiting};
-use publisher::Publisher;
 use reorder::Reorder;
 
 /// What the scoring processor needs to know.
@@ -303,5 +302,7 @@ fn publication(event: &Event, score: &Score, source: &TopicPartition, offset: Of
         occurred_at: event.occurred_at(),
         scored_at: Utc::now(),
         source: LogPosition { topic: source.topic.clone(), partition: source.partition, offset: offset.0 },
+        model: None,
+        timings: None,
     }
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod broker_restart;
 mod crash;
 mod dead_letters;
+mod dva;
 mod e2e;
 mod export;
 mod maintenance;

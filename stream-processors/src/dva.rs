@@ -1,0 +1,326 @@
+//! The DVA processor: every image-text pair on the intake topic → one image-caption agreement
+//! score on the scores topic (landing in `quality_scores`), computed by a CLIP-style model.
+//!
+//! Pairs are batched (`batch_size`, or whatever arrived within `batch_wait`): images are decoded
+//! and preprocessed, captions tokenized, each encoder runs once per batch, and each pair's
+//! score is the cosine of its two embeddings, in [-1, 1], accepted from the threshold up. A
+//! score names the model (id and weights hash) and the time spent per stage; its scorer
+//! version is `dva/<model id>@<first 12 hex of the hash>`, so another model's scores live
+//! beside these. An image that cannot be decoded gets a reject score (`undecodable_image`,
+//! with the decoder's reason) and goes to the dead-letter topic with that reason.
+//!
+//! Stateless per pair: on every assignment the processor reads from the beginning and skips
+//! pairs whose score of this version is already in the lake.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use gata_dva::{Clip, cosine};
+use gata_infra::{
+    contract::{
+        EventKind, ImageTextPair, Limits, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, Verdict,
+    },
+    kafka::KafkaClients,
+    topics::intake_topic,
+};
+use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
+use rdkafka::producer::FutureProducer;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    ProcessorError, Result, dead_letters,
+    poller::{self, Input, Polled, Subscription},
+    publisher::Publisher,
+};
+
+/// What the DVA processor needs to know.
+#[derive(Debug, Clone)]
+pub struct DvaSettings {
+    /// Consumer group.
+    pub group: String,
+    /// Event limits (the same as intake's).
+    pub limits: Limits,
+    /// Accept threshold on the cosine score.
+    pub threshold: f32,
+    /// Pairs per encoder call.
+    pub batch_size: usize,
+    /// Longest a pair waits for its batch.
+    pub batch_wait: Duration,
+    /// Images with more pixels are refused before decoding.
+    pub max_pixels: u64,
+}
+
+/// The scorer version of `clip`'s scores.
+pub fn scorer_version(clip: &Clip) -> String {
+    format!("dva/{}@{}", clip.card().id, &clip.fingerprint()[..12])
+}
+
+struct Metrics {
+    scored: IntCounterVec,
+    seconds: Histogram,
+    lag: IntGaugeVec,
+}
+
+impl Metrics {
+    fn register(registry: &Registry) -> gata_infra::Result<Self> {
+        use gata_infra::telemetry::register;
+        Ok(Self {
+            scored: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "gata_dva_scored_total",
+                        "Image-text pairs scored, by verdict (undecodable images are rejects)",
+                    ),
+                    &["verdict"],
+                )?,
+            )?,
+            seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new("gata_dva_batch_seconds", "Time to decode, preprocess and score one batch")
+                        .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]),
+                )?,
+            )?,
+            lag: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("gata_dva_lag_records", "Image-text pairs in the log not yet scored, by partition"),
+                    &["topic", "partition"],
+                )?,
+            )?,
+        })
+    }
+}
+
+/// One pair waiting for its batch.
+struct Pending {
+    pair: ImageTextPair,
+    source: TopicPartition,
+    offset: Offset,
+    received_at: chrono::DateTime<Utc>,
+    payload: Vec<u8>,
+}
+
+/// Runs the DVA processor with `clip` until `stop` is cancelled or a failure it cannot retry.
+pub async fn run_dva(
+    settings: DvaSettings,
+    clip: Arc<Clip>,
+    kafka: KafkaClients,
+    lake: Lake,
+    registry: &Registry,
+    stop: CancellationToken,
+) -> Result<()> {
+    let metrics = Metrics::register(registry)?;
+    let version = scorer_version(&clip);
+    let landed: HashSet<Uuid> =
+        lake.scored_subjects(&version).await?.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+    let producer: FutureProducer =
+        kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create DVA producer"))?;
+    let done = Arc::new(Mutex::new(BTreeMap::new()));
+    let (tx, mut rx) = mpsc::channel(settings.batch_size * 8);
+    let subscription = Subscription {
+        name: "gata-dva-poller",
+        config: kafka.consumer(&settings.group),
+        topics: vec![intake_topic(EventKind::ImageTextPair).to_string()],
+        positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        committed: done.clone(),
+        lag: metrics.lag.clone(),
+    };
+    let poller = poller::spawn(subscription, tx, stop.clone())?;
+    tracing::info!(model = %clip.card().id, version = %version, provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), "DVA started");
+
+    let mut dva = Dva {
+        clip,
+        version,
+        settings,
+        landed,
+        seen: HashSet::new(),
+        batch: Vec::new(),
+        publisher: Publisher::new(producer.clone(), 1000, done),
+        dlq: producer,
+        metrics,
+    };
+    let result = async {
+        loop {
+            let deadline = dva.batch.first().map(|_| tokio::time::Instant::now() + dva.settings.batch_wait);
+            tokio::select! {
+                input = rx.recv() => match input {
+                    None => break,
+                    Some(Input::Record(polled)) => {
+                        dva.admit(polled);
+                        if dva.batch.len() >= dva.settings.batch_size {
+                            dva.score_batch().await?;
+                        }
+                    }
+                    Some(Input::Assigned(_)) => {}
+                    Some(Input::Revoked(_, ack)) => {
+                        let finished = async { dva.score_batch().await?; dva.publisher.drain().await }.await;
+                        let _ = ack.send(());
+                        finished?;
+                    }
+                },
+                _ = sleep_until(deadline) => dva.score_batch().await?,
+            }
+        }
+        dva.score_batch().await?;
+        dva.publisher.drain().await
+    }
+    .await;
+    poller::stop_and_join(poller, rx, &stop, result, "DVA").await
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+struct Dva {
+    clip: Arc<Clip>,
+    version: String,
+    settings: DvaSettings,
+    landed: HashSet<Uuid>,
+    seen: HashSet<Uuid>,
+    batch: Vec<Pending>,
+    publisher: Publisher,
+    dlq: FutureProducer,
+    metrics: Metrics,
+}
+
+/// A decoded, preprocessed pair, or why its image could not be used.
+type Prepared = std::result::Result<Vec<f32>, String>;
+
+impl Dva {
+    /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
+    /// already scored in the lake.
+    fn admit(&mut self, polled: Polled) {
+        let Polled { source, offset, timestamp_ms, payload } = polled;
+        let pair = match gata_infra::contract::Event::parse(EventKind::ImageTextPair, &payload, &self.settings.limits) {
+            Ok(gata_infra::contract::Event::ImageTextPair(pair)) => pair,
+            _ => return self.publisher.skip(source, offset),
+        };
+        if self.landed.contains(&pair.event_id) || !self.seen.insert(pair.event_id) {
+            return self.publisher.skip(source, offset);
+        }
+        let received_at = timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+        self.batch.push(Pending { pair, source, offset, received_at, payload });
+    }
+
+    /// Decodes, preprocesses and scores the batch, publishing one score per pair.
+    async fn score_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let started = Instant::now();
+        let (clip, limits, max_pixels) = (self.clip.clone(), self.settings.limits.clone(), self.settings.max_pixels);
+        let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
+        let images: Vec<gata_infra::contract::ImagePayload> = batch.iter().map(|p| p.pair.image.clone()).collect();
+        let work =
+            tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Prepared>, Vec<Option<f32>>, Timings)> {
+                let t0 = Instant::now();
+                let decoded: Vec<std::result::Result<gata_dva::Rgb, String>> = images
+                    .iter()
+                    .map(|img| {
+                        let raw = img.decode(&limits).map_err(|v| format!("{}: {}", v.field, v.reason))?;
+                        gata_dva::decode(&raw.bytes, max_pixels).map_err(|e| e.to_string())
+                    })
+                    .collect();
+                let t1 = Instant::now();
+                let prepared: Vec<Prepared> =
+                    decoded.into_iter().map(|d| d.map(|rgb| clip.preprocessing().tensor(&rgb))).collect();
+                let t2 = Instant::now();
+                let ok: Vec<usize> = prepared.iter().enumerate().filter(|(_, p)| p.is_ok()).map(|(i, _)| i).collect();
+                let tensors: Vec<Vec<f32>> = ok.iter().filter_map(|i| prepared[*i].as_ref().ok().cloned()).collect();
+                let texts: Vec<&str> = ok.iter().map(|i| captions[*i].as_str()).collect();
+                let image_embeds = clip.embed_images(&tensors)?;
+                let text_embeds = clip.embed_texts(&texts)?;
+                let mut scores = vec![None; prepared.len()];
+                for (k, i) in ok.iter().enumerate() {
+                    scores[*i] = Some(cosine(&image_embeds[k], &text_embeds[k]));
+                }
+                let n = prepared.len().max(1) as f64;
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
+                let timings =
+                    Timings { decode_ms: ms(t1 - t0), preprocess_ms: ms(t2 - t1), inference_ms: ms(t2.elapsed()) };
+                Ok((prepared, scores, timings))
+            });
+        let (prepared, scores, timings) = work
+            .await
+            .map_err(|e| ProcessorError::Poller(format!("DVA worker task failed: {e}")))?
+            .map_err(|e| ProcessorError::Dva(e.to_string()))?;
+        self.metrics.seconds.observe(started.elapsed().as_secs_f64());
+        for ((pending, prepared), score) in batch.into_iter().zip(prepared).zip(scores) {
+            let published = match (prepared, score) {
+                (Ok(_), Some(cos)) => self.score_event(&pending, cos, Vec::new(), Some(timings)),
+                (prepared, _) => {
+                    let reason = prepared.err().unwrap_or_else(|| "no score came back for the image".into());
+                    dead_letter(&self.dlq, &pending, &reason).await?;
+                    let why = ScoreReason { code: "undecodable_image".into(), penalty: 1.0, detail: reason };
+                    self.score_event(&pending, -1.0, vec![why], None)
+                }
+            };
+            self.metrics.scored.with_label_values(&[published.verdict.name()]).inc();
+            self.publisher.publish(&published, pending.source.clone(), pending.offset).await?;
+        }
+        Ok(())
+    }
+
+    fn score_event(
+        &self,
+        p: &Pending,
+        score: f32,
+        mut reasons: Vec<ScoreReason>,
+        timings: Option<Timings>,
+    ) -> QualityScore {
+        let score = f64::from(score).clamp(-1.0, 1.0);
+        let threshold = f64::from(self.settings.threshold);
+        let verdict = if reasons.is_empty() && score >= threshold { Verdict::Accept } else { Verdict::Reject };
+        if reasons.is_empty() && verdict == Verdict::Reject {
+            reasons.push(ScoreReason {
+                code: "caption_mismatch".into(),
+                penalty: 1.0,
+                detail: format!("image-caption agreement {score:.3} is below the threshold {threshold:.3}"),
+            });
+        }
+        QualityScore {
+            event_id: QualityScore::id_for(&self.version, p.pair.event_id),
+            contributor_id: p.pair.contributor_id.clone(),
+            subject_event_id: p.pair.event_id,
+            subject_kind: EventKind::ImageTextPair,
+            scorer_version: self.version.clone(),
+            score,
+            verdict,
+            sub_scores: SubScores::default(),
+            reasons,
+            language: None,
+            occurred_at: p.pair.occurred_at,
+            scored_at: Utc::now(),
+            source: LogPosition { topic: p.source.topic.clone(), partition: p.source.partition, offset: p.offset.0 },
+            model: Some(ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() }),
+            timings,
+        }
+    }
+}
+
+/// Sends the pair's record to the dead-letter topic with `reason`.
+async fn dead_letter(dlq: &FutureProducer, p: &Pending, reason: &str) -> Result<()> {
+    tracing::warn!(source = %p.source, offset = %p.offset, %reason, "DVA cannot use the image; dead-lettering");
+    let letter = DeadLetter {
+        source: p.source.clone(),
+        offset: p.offset,
+        received_at: p.received_at,
+        payload: p.payload.clone(),
+        reason: format!("dva: {reason}"),
+    };
+    dead_letters::send(dlq, &letter).await
+}
