@@ -144,7 +144,8 @@ pub fn resize_bicubic(img: &Rgb, width: u32, height: u32) -> Rgb {
     let last = cv.bounds.last().map_or(in_h, |b| b.0 + b.1);
     let round = 1i32 << (PRECISION_BITS - 1);
 
-    let (mut src, mut src_w, mut row0) = (img.pixels.clone(), in_w, 0usize);
+    // The source of the vertical pass: the image itself, or the horizontal pass's rows.
+    let (mut src, mut src_w, mut row0) = (std::borrow::Cow::Borrowed(&img.pixels[..]), in_w, 0usize);
     if horizontal {
         let ch = coefficients(in_w, out_w);
         let rows = if vertical { first..last } else { 0..in_h };
@@ -163,10 +164,10 @@ pub fn resize_bicubic(img: &Rgb, width: u32, height: u32) -> Rgb {
                 out.extend(acc.map(clip8));
             }
         }
-        (src, src_w, row0) = (out, out_w, rows.start);
+        (src, src_w, row0) = (std::borrow::Cow::Owned(out), out_w, rows.start);
     }
     if !vertical {
-        return Rgb { width, height, pixels: src };
+        return Rgb { width, height, pixels: src.into_owned() };
     }
     let mut out = Vec::with_capacity(out_w * out_h * 3);
     for (yy, &(ymin, n)) in cv.bounds.iter().enumerate() {

@@ -188,11 +188,15 @@ impl Lake {
     }
 
     /// The submissions `scorer_version` has scores for in the `quality_scores` table.
-    pub async fn scored_subjects(&self, scorer_version: &str) -> Result<HashSet<String>> {
+    pub async fn scored_subjects(&self, scorer_version: &str) -> Result<HashSet<uuid::Uuid>> {
         let id = TableId::QualityScores;
         let table = self.open(id).await?;
         let version = scorer_version.replace('\'', "''");
-        self.strings(&table, id, &format!("SELECT subject_event_id FROM t WHERE scorer_version = '{version}'")).await
+        let ids = self
+            .strings(&table, id, &format!("SELECT subject_event_id FROM t WHERE scorer_version = '{version}'"))
+            .await?;
+        // Every stored id was a UUID when it was written (the score contract checks it).
+        Ok(ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect())
     }
 
     /// The values of the one string column `sql` selects from `table` (registered as `t`).

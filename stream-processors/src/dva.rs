@@ -120,8 +120,7 @@ pub async fn run_dva(
 ) -> Result<()> {
     let metrics = Metrics::register(registry)?;
     let version = scorer_version(&clip);
-    let landed: HashSet<Uuid> =
-        lake.scored_subjects(&version).await?.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect();
+    let landed: HashSet<Uuid> = lake.scored_subjects(&version).await?;
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create DVA producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
@@ -196,8 +195,8 @@ struct Dva {
     metrics: Metrics,
 }
 
-/// A decoded, preprocessed pair, or why its image could not be used.
-type Prepared = std::result::Result<Vec<f32>, String>;
+/// A pair's score, or why its image could not be used.
+type Outcome = std::result::Result<f32, String>;
 
 impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
@@ -225,45 +224,50 @@ impl Dva {
         let (clip, limits, max_pixels) = (self.clip.clone(), self.settings.limits.clone(), self.settings.max_pixels);
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
         let images: Vec<gata_infra::contract::ImagePayload> = batch.iter().map(|p| p.pair.image.clone()).collect();
-        let work =
-            tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Prepared>, Vec<Option<f32>>, Timings)> {
-                let t0 = Instant::now();
-                let decoded: Vec<std::result::Result<gata_dva::Rgb, String>> = images
-                    .iter()
-                    .map(|img| {
-                        let raw = img.decode(&limits).map_err(|v| format!("{}: {}", v.field, v.reason))?;
-                        gata_dva::decode(&raw.bytes, max_pixels).map_err(|e| e.to_string())
-                    })
-                    .collect();
-                let t1 = Instant::now();
-                let prepared: Vec<Prepared> =
-                    decoded.into_iter().map(|d| d.map(|rgb| clip.preprocessing().tensor(&rgb))).collect();
-                let t2 = Instant::now();
-                let ok: Vec<usize> = prepared.iter().enumerate().filter(|(_, p)| p.is_ok()).map(|(i, _)| i).collect();
-                let tensors: Vec<Vec<f32>> = ok.iter().filter_map(|i| prepared[*i].as_ref().ok().cloned()).collect();
-                let texts: Vec<&str> = ok.iter().map(|i| captions[*i].as_str()).collect();
-                let image_embeds = clip.embed_images(&tensors)?;
-                let text_embeds = clip.embed_texts(&texts)?;
-                let mut scores = vec![None; prepared.len()];
-                for (k, i) in ok.iter().enumerate() {
-                    scores[*i] = Some(cosine(&image_embeds[k], &text_embeds[k]));
+        let work = tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Outcome>, Timings)> {
+            let t0 = Instant::now();
+            let decoded: Vec<std::result::Result<gata_dva::Rgb, String>> = images
+                .iter()
+                .map(|img| {
+                    let raw = img.decode(&limits).map_err(|v| format!("{}: {}", v.field, v.reason))?;
+                    gata_dva::decode(&raw.bytes, max_pixels).map_err(|e| e.to_string())
+                })
+                .collect();
+            let t1 = Instant::now();
+            let (mut tensors, mut texts) = (Vec::new(), Vec::new());
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(decoded.len());
+            for (image, caption) in decoded.into_iter().zip(&captions) {
+                match image {
+                    Ok(rgb) => {
+                        tensors.push(clip.preprocessing().tensor(&rgb));
+                        texts.push(caption.as_str());
+                        outcomes.push(Ok(0.0));
+                    }
+                    Err(reason) => outcomes.push(Err(reason)),
                 }
-                let n = prepared.len().max(1) as f64;
-                let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
-                let timings =
-                    Timings { decode_ms: ms(t1 - t0), preprocess_ms: ms(t2 - t1), inference_ms: ms(t2.elapsed()) };
-                Ok((prepared, scores, timings))
-            });
-        let (prepared, scores, timings) = work
+            }
+            let t2 = Instant::now();
+            let image_embeds = clip.embed_images(&tensors)?;
+            let text_embeds = clip.embed_texts(&texts)?;
+            let scores = image_embeds.iter().zip(&text_embeds).map(|(i, t)| cosine(i, t));
+            for (slot, score) in outcomes.iter_mut().filter_map(|o| o.as_mut().ok()).zip(scores) {
+                *slot = score;
+            }
+            let n = outcomes.len().max(1) as f64;
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
+            let timings =
+                Timings { decode_ms: ms(t1 - t0), preprocess_ms: ms(t2 - t1), inference_ms: ms(t2.elapsed()) };
+            Ok((outcomes, timings))
+        });
+        let (outcomes, timings) = work
             .await
             .map_err(|e| ProcessorError::Poller(format!("DVA worker task failed: {e}")))?
             .map_err(|e| ProcessorError::Dva(e.to_string()))?;
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
-        for ((pending, prepared), score) in batch.into_iter().zip(prepared).zip(scores) {
-            let published = match (prepared, score) {
-                (Ok(_), Some(cos)) => self.score_event(&pending, cos, Vec::new(), Some(timings)),
-                (prepared, _) => {
-                    let reason = prepared.err().unwrap_or_else(|| "no score came back for the image".into());
+        for (pending, outcome) in batch.into_iter().zip(outcomes) {
+            let published = match outcome {
+                Ok(cos) => self.score_event(&pending, cos, Vec::new(), Some(timings)),
+                Err(reason) => {
                     dead_letter(&self.dlq, &pending, &reason).await?;
                     let why = ScoreReason { code: "undecodable_image".into(), penalty: 1.0, detail: reason };
                     self.score_event(&pending, -1.0, vec![why], None)

@@ -81,7 +81,7 @@ pub async fn run_scoring(
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = ScoringMetrics::register(registry)?;
-    let landed = landed_subjects(&lake).await?;
+    let landed = lake.scored_subjects(SCORER_VERSION).await?;
     tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create scores producer"))?;
@@ -132,12 +132,6 @@ pub async fn run_scoring(
     }
     .await;
     poller::stop_and_join(poller, rx, &stop, result, "scoring processor").await
-}
-
-/// Submissions the current scorer version has scores for in the lake.
-async fn landed_subjects(lake: &Lake) -> Result<HashSet<Uuid>> {
-    let ids = lake.scored_subjects(SCORER_VERSION).await?;
-    Ok(ids.iter().filter_map(|id| Uuid::parse_str(id).ok()).collect())
 }
 
 struct Processor {
