@@ -2,11 +2,12 @@
 //!
 //! `gata serve` runs every role in one process (embedded broker unless `--brokers` is given);
 //! `gata demo` does the same and loads a generated workload through the public API;
-//! `gata sql` queries the lake directly; `gata export` writes accepted preference data for
+//! `gata dva-worker` scores image-text pairs as a volunteer's DVA; `gata sql` queries the lake directly; `gata export` writes accepted preference data for
 //! training; `gata schema` prints or writes the event JSON Schemas.
 
 mod demo;
 mod dlq_cmd;
+mod dva_worker;
 mod export_cmd;
 mod http;
 mod lake_cmd;
@@ -47,6 +48,8 @@ enum Cmd {
         #[command(flatten)]
         flags: Flags,
     },
+    /// Score image-text pairs as one of a cluster's independent DVA workers (votes for the consensus).
+    DvaWorker(dva_worker::WorkerArgs),
     /// Accepted preference data for training: TRL DPO, Chatbot Arena battles or JSONL.
     Export(export_cmd::ExportArgs),
     /// Dead letters: list them, or replay those that are valid now.
@@ -156,6 +159,10 @@ async fn main() -> anyhow::Result<()> {
             let answer = platform::query_once(&cfg, &query).await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(())
+        }
+        Cmd::DvaWorker(args) => {
+            let cfg = load(cli.config.as_ref(), args.flags())?;
+            dva_worker::run(cfg, args, shutdown_signal()).await
         }
         Cmd::Export(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;

@@ -16,7 +16,10 @@ use gata_query_api::{
     Catalog,
     sql::{QueryAnswer, SqlEngine},
 };
-use gata_stream_processors::SinkConfig;
+use gata_stream_processors::{
+    SinkConfig,
+    dva::{DvaSettings, Output, consensus::ConsensusSettings, fetch::FetchSettings},
+};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
@@ -126,20 +129,21 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             gata_stream_processors::run_scoring(scoring_cfg, kafka, lake, &registry, stop).await.context("scoring")
         });
     }
-    if cfg.runs(Role::Dva) {
+    if cfg.runs(Role::Dva) && cfg.dva.replicas > 1 {
+        let settings = consensus_settings(&cfg)?;
+        let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
+        tasks.spawn(async move {
+            gata_stream_processors::dva::consensus::run_consensus(settings, kafka, lake, &registry, stop)
+                .await
+                .context("DVA consensus")
+        });
+    } else if cfg.runs(Role::Dva) {
         match open_dva_model(&cfg.dva).await {
             Ok(clip) => {
-                let settings = gata_stream_processors::dva::DvaSettings {
-                    group: consumer_group(&cfg, &cfg.dva.group),
-                    limits: cfg.ingest.limits.clone(),
-                    threshold: cfg.dva.threshold.unwrap_or(clip.card().threshold),
-                    batch_size: cfg.dva.batch_size,
-                    batch_wait: cfg.dva.batch_wait,
-                    max_pixels: cfg.dva.max_pixels,
-                };
+                let settings = dva_settings(&cfg, consumer_group(&cfg, &cfg.dva.group), Output::Scores, &clip);
                 let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
                 tasks.spawn(async move {
-                    gata_stream_processors::dva::run_dva(settings, clip, kafka, lake, &registry, stop)
+                    gata_stream_processors::dva::run_dva(settings, clip, kafka, Some(lake), &registry, stop)
                         .await
                         .context("DVA")
                 });
@@ -193,8 +197,51 @@ fn consumer_group(cfg: &GataConfig, group: &str) -> String {
     }
 }
 
+/// How the DVA processor runs, as configured, with `clip`.
+pub fn dva_settings(cfg: &GataConfig, group: String, output: Output, clip: &gata_dva::Clip) -> DvaSettings {
+    DvaSettings {
+        group,
+        limits: cfg.ingest.limits.clone(),
+        threshold: cfg.dva.threshold.unwrap_or(clip.card().threshold),
+        batch_size: cfg.dva.batch_size,
+        batch_wait: cfg.dva.batch_wait,
+        max_pixels: cfg.dva.max_pixels,
+        fetch: FetchSettings {
+            timeout: cfg.dva.fetch_timeout,
+            connect_timeout: cfg.dva.fetch_connect_timeout,
+            retries: cfg.dva.fetch_retries,
+            allow_private: cfg.dva.allow_private_urls,
+            max_bytes: cfg.ingest.limits.max_image_bytes,
+        },
+        output,
+    }
+}
+
+/// How the consensus combines DVA workers' votes; the threshold is the configured one or the
+/// model card's.
+fn consensus_settings(cfg: &GataConfig) -> anyhow::Result<ConsensusSettings> {
+    let threshold = match cfg.dva.threshold {
+        Some(t) => t,
+        None => {
+            gata_dva::ModelCard::read(&cfg.dva.model_dir)
+                .context("the consensus threshold comes from the model card")?
+                .threshold
+        }
+    };
+    Ok(ConsensusSettings {
+        group: consumer_group(cfg, &cfg.dva.consensus_group),
+        limits: cfg.ingest.limits.clone(),
+        replicas: cfg.dva.replicas,
+        tolerance: cfg.dva.tolerance,
+        wait: cfg.dva.consensus_wait,
+        threshold: f64::from(threshold),
+        flag_min_votes: cfg.dva.flag_min_votes,
+        flag_share: cfg.dva.flag_share,
+    })
+}
+
 /// Loads ONNX Runtime and the DVA's model as configured.
-async fn open_dva_model(cfg: &gata_infra::config::DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
+pub async fn open_dva_model(cfg: &gata_infra::config::DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let lib = match &cfg.onnxruntime {

@@ -93,6 +93,19 @@ pub struct ModelCard {
     pub threshold: f32,
 }
 
+impl ModelCard {
+    /// Reads and checks the card (`model.json`) in `dir`.
+    pub fn read(dir: &Path) -> Result<ModelCard> {
+        let card_path = dir.join("model.json");
+        let text = std::fs::read_to_string(&card_path)
+            .map_err(|e| DvaError::Model(format!("{}: {e}", card_path.display())))?;
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|e| DvaError::Model(format!("{}: {e}", card_path.display())))?;
+        check_card(&card)?;
+        Ok(card)
+    }
+}
+
 /// Where to run the encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -169,12 +182,7 @@ impl Clip {
     /// Opens the model in `dir` (its `model.json`, encoders and vocabulary) on `env`, placing
     /// the encoders on `provider`.
     pub fn open(env: &Environment, dir: &Path, provider: Provider, threads: usize) -> Result<Clip> {
-        let card_path = dir.join("model.json");
-        let text = std::fs::read_to_string(&card_path)
-            .map_err(|e| DvaError::Model(format!("{}: {e}", card_path.display())))?;
-        let card: ModelCard =
-            serde_json::from_str(&text).map_err(|e| DvaError::Model(format!("{}: {e}", card_path.display())))?;
-        check_card(&card)?;
+        let card = ModelCard::read(dir)?;
         for (file, expected) in [(&card.image.file, &card.image.sha256), (&card.text.file, &card.text.sha256)] {
             let actual = sha256_file(&dir.join(file))?;
             if &actual != expected {

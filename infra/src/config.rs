@@ -385,6 +385,37 @@ pub struct DvaConfig {
     pub max_pixels: u64,
     /// ONNX Runtime threads per encoder (`2`).
     pub threads: usize,
+    /// Longest one fetch of an image sent by URL may take, body included (`10s`).
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+    /// Longest connecting to an image's host may take (`3s`).
+    #[serde(with = "humantime_serde")]
+    pub fetch_connect_timeout: Duration,
+    /// Further attempts after a timeout, refused connection, 5xx or 429 (`2`).
+    pub fetch_retries: u32,
+    /// Whether image URLs may point at loopback, private and link-local addresses (`false`).
+    pub allow_private_urls: bool,
+    /// Independent DVA workers that score each pair (`1`: this process scores alone; more: the
+    /// `dva` role runs the consensus over `gata dva-worker` votes).
+    pub replicas: u32,
+    /// Consumer group of the consensus (`gata-dva-consensus`).
+    pub consensus_group: String,
+    /// Largest distance from the median vote that still agrees (`0.05`).
+    pub tolerance: f64,
+    /// How long a pair with a majority of votes waits for the rest (`30s`).
+    #[serde(with = "humantime_serde")]
+    pub consensus_wait: Duration,
+    /// Votes a worker casts before it can be flagged (`20`).
+    pub flag_min_votes: u32,
+    /// Share of disagreeing votes that flags a worker (`0.5`).
+    pub flag_share: f64,
+}
+
+impl DvaConfig {
+    /// The consumer group of DVA workers in replica slot `slot`.
+    pub fn replica_group(&self, slot: u32) -> String {
+        format!("{}-replica-{slot}", self.group)
+    }
 }
 
 impl Default for DvaConfig {
@@ -399,6 +430,16 @@ impl Default for DvaConfig {
             batch_wait: Duration::from_millis(20),
             max_pixels: 40_000_000,
             threads: 2,
+            fetch_timeout: Duration::from_secs(10),
+            fetch_connect_timeout: Duration::from_secs(3),
+            fetch_retries: 2,
+            allow_private_urls: false,
+            replicas: 1,
+            consensus_group: "gata-dva-consensus".into(),
+            tolerance: 0.05,
+            consensus_wait: Duration::from_secs(30),
+            flag_min_votes: 20,
+            flag_share: 0.5,
         }
     }
 }
@@ -452,6 +493,9 @@ impl GataConfig {
         check(matches!(self.dva.provider.as_str(), "cpu" | "cuda"), "dva.provider must be cpu or cuda");
         check(self.dva.batch_size > 0 && self.dva.threads > 0, "dva.batch_size and dva.threads must be positive");
         check(self.dva.threshold.is_none_or(|t| (-1.0..=1.0).contains(&t)), "dva.threshold must be in [-1, 1]");
+        check((1..=15).contains(&self.dva.replicas), "dva.replicas must be 1 to 15");
+        check(self.dva.tolerance > 0.0 && self.dva.tolerance <= 2.0, "dva.tolerance must be in (0, 2]");
+        check((0.0..1.0).contains(&self.dva.flag_share), "dva.flag_share must be in [0, 1)");
         check(
             self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),
             "http.addr is not loopback: configure http.tokens so the API is not open to the network",

@@ -9,6 +9,11 @@ use crate::contract::EventKind;
 /// and scorer version, keyed by contributor id.
 pub const QUALITY_SCORES: &str = "gata.quality_scores.v1";
 
+/// DVA votes topic: one [`QualityScore`](crate::contract::QualityScore) with a `validator` per
+/// image-text pair and DVA worker, when several workers score each pair (`dva.replicas` > 1);
+/// keyed by the pair's contributor id, so every vote on a pair lands in one partition.
+pub const DVA_VOTES: &str = "gata.dva_votes.v1";
+
 /// Dead-letter topic: records that could not be decoded or validated, with the reason in headers.
 pub const DEAD_LETTERS: &str = "gata.dlq.v1";
 
@@ -44,15 +49,18 @@ pub enum Feed {
     Intake(EventKind),
     /// Quality scores.
     QualityScores,
+    /// DVA workers' votes.
+    DvaVotes,
 }
 
 impl Feed {
-    /// Every feed: the intake topics, then the scores.
-    pub const ALL: [Feed; 4] = [
+    /// Every feed: the intake topics, then the scores and votes.
+    pub const ALL: [Feed; 5] = [
         Feed::Intake(EventKind::ChatTurn),
         Feed::Intake(EventKind::Preference),
         Feed::Intake(EventKind::ImageTextPair),
         Feed::QualityScores,
+        Feed::DvaVotes,
     ];
 
     /// Its topic.
@@ -60,6 +68,7 @@ impl Feed {
         match self {
             Feed::Intake(kind) => intake_topic(kind),
             Feed::QualityScores => QUALITY_SCORES,
+            Feed::DvaVotes => DVA_VOTES,
         }
     }
 

@@ -244,7 +244,8 @@ impl Workload {
             caption,
             image: ImagePayload {
                 content_type: "image/png".into(),
-                base64: base64::engine::general_purpose::STANDARD.encode(png),
+                base64: Some(base64::engine::general_purpose::STANDARD.encode(png)),
+                url: None,
             },
             source_url: Some(format!("https://images.example.org/{side}/{bg_name}-{fg_name}.png")),
             license: Some("CC-BY-4.0".into()),

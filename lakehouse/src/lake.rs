@@ -109,11 +109,26 @@ impl Lake {
 
     /// Adds the columns `id`'s schema has and the table lacks: a field added to a v1 event (an
     /// optional one: the new column is nullable, older rows read as null) reaches the table at
-    /// the next start, in a commit of its own. Columns are never removed or retyped here.
-    async fn evolve(&self, table: DeltaTable, id: TableId) -> Result<DeltaTable> {
+    /// the next start, in a commit of its own. A column the schema now allows to be null loses
+    /// its `NOT NULL` the same way. Columns are never removed or retyped here.
+    async fn evolve(&self, mut table: DeltaTable, id: TableId) -> Result<DeltaTable> {
         let open_err = |source| LakeError::Open { table: id.name(), source };
         let current = table.snapshot().map_err(open_err)?.schema();
         let wanted: StructType = id.schema().as_ref().try_into_kernel().map_err(|e| open_err(e.into()))?;
+        let relaxed: Vec<String> = wanted
+            .fields()
+            .filter(|f| f.is_nullable() && current.field(f.name()).is_some_and(|c| !c.is_nullable()))
+            .map(|f| f.name().clone())
+            .collect();
+        for column in relaxed {
+            tracing::info!(table = id.name(), %column, "column may now be null; dropping its NOT NULL");
+            table = table
+                .drop_column_not_null()
+                .with_column(column)
+                .await
+                .map_err(|source| LakeError::Commit { table: id.name(), source })?;
+        }
+        let current = table.snapshot().map_err(open_err)?.schema();
         let missing: Vec<_> = wanted
             .fields()
             .filter(|f| current.field(f.name()).is_none())
@@ -308,5 +323,36 @@ mod tests {
         let batch = record_batch(TableId::ChatTurns, new).expect("rows");
         let table = lake.append(table, TableId::ChatTurns, batch, &BTreeMap::new()).await.expect("new rows");
         assert_eq!(lake.event_ids(&table, TableId::ChatTurns).await.expect("ids").len(), turns.len());
+    }
+
+    #[tokio::test]
+    async fn a_column_that_may_now_be_null_loses_its_not_null() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = lake(&dir);
+        // image_text_pairs as it was before images could come by URL: the image columns NOT NULL.
+        let strict: Vec<_> = TableId::ImageTextPairs
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.name() != "image_url")
+            .map(|f| f.as_ref().clone().with_nullable(f.is_nullable() && f.name() != "image_sha256"))
+            .collect();
+        let strict = deltalake::arrow::datatypes::Schema::new(strict);
+        let old_schema: StructType = (&strict).try_into_kernel().expect("kernel schema");
+        let url = lake.table_url(TableId::ImageTextPairs);
+        std::fs::create_dir_all(url.to_file_path().expect("path")).expect("dir");
+        DeltaTable::try_from_url(url)
+            .await
+            .expect("handle")
+            .create()
+            .with_columns(old_schema.fields().cloned())
+            .with_partition_columns(["day"])
+            .await
+            .expect("old table");
+
+        let table = lake.open(TableId::ImageTextPairs).await.expect("open evolves");
+        let schema = table.snapshot().expect("snapshot").schema();
+        assert!(schema.field("image_sha256").expect("column").is_nullable());
+        assert!(schema.field("image_url").is_some());
     }
 }

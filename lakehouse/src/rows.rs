@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
 use gata_infra::{
     contract::{
-        ChatTurn, ClientInfo, DecodedImage, Event, Limits, ModelResponse, Preference, QualityScore, ScoreReason,
-        Violation,
+        ChatTurn, CheckedImage, ClientInfo, DecodedImage, Event, Limits, ModelResponse, Preference, QualityScore,
+        ScoreReason, ValidatorVote, Violation,
     },
     topics::Feed,
 };
@@ -24,11 +24,13 @@ pub enum Body {
     Submission {
         /// The event.
         event: Event,
-        /// The checked image of an image-text pair.
+        /// The checked image of an image-text pair sent inline (a URL's is fetched by the DVA).
         image: Option<DecodedImage>,
     },
     /// A score from the scores topic.
     Score(QualityScore),
+    /// A DVA worker's vote from the votes topic.
+    Vote(QualityScore),
 }
 
 /// One record of a feed, decoded and validated, with where it came from.
@@ -62,12 +64,28 @@ impl LakeRecord {
             Feed::Intake(kind) => {
                 let event = Event::parse(kind, &payload, &replay_limits)?;
                 let image = match &event {
-                    Event::ImageTextPair(pair) => Some(pair.image.decode(&replay_limits).map_err(|v| vec![v])?),
+                    Event::ImageTextPair(pair) => match pair.image.check(&replay_limits).map_err(|v| vec![v])? {
+                        CheckedImage::Inline(image) => Some(image),
+                        CheckedImage::Url(_) => None,
+                    },
                     _ => None,
                 };
                 Body::Submission { event, image }
             }
-            Feed::QualityScores => Body::Score(QualityScore::parse(&payload, &replay_limits)?),
+            Feed::QualityScores => {
+                let score = QualityScore::parse(&payload, &replay_limits)?;
+                if score.validator.is_some() {
+                    return Err(vec![Violation::new("validator", "a vote belongs on the DVA votes topic")]);
+                }
+                Body::Score(score)
+            }
+            Feed::DvaVotes => {
+                let vote = QualityScore::parse(&payload, &replay_limits)?;
+                if vote.validator.is_none() {
+                    return Err(vec![Violation::new("validator", "a vote must name its validator")]);
+                }
+                Body::Vote(vote)
+            }
         };
         Ok(LakeRecord { source, offset, received_at, payload, body })
     }
@@ -76,7 +94,7 @@ impl LakeRecord {
     pub fn event_id(&self) -> uuid::Uuid {
         match &self.body {
             Body::Submission { event, .. } => event.event_id(),
-            Body::Score(score) => score.event_id,
+            Body::Score(score) | Body::Vote(score) => score.event_id,
         }
     }
 
@@ -85,13 +103,14 @@ impl LakeRecord {
         match &self.body {
             Body::Submission { event, .. } => TableId::silver(event.kind()),
             Body::Score(_) => TableId::QualityScores,
+            Body::Vote(_) => TableId::DvaVotes,
         }
     }
 
     fn event(&self) -> Option<&Event> {
         match &self.body {
             Body::Submission { event, .. } => Some(event),
-            Body::Score(_) => None,
+            Body::Score(_) | Body::Vote(_) => None,
         }
     }
 
@@ -210,15 +229,16 @@ struct ImageTextPairRow<'a> {
     occurred_at: i64,
     received_at: i64,
     caption: &'a str,
-    image_content_type: &'static str,
-    image_sha256: &'a str,
-    image_width: u32,
-    image_height: u32,
-    image_size_bytes: usize,
+    image_content_type: &'a str,
+    image_sha256: Option<&'a str>,
+    image_width: Option<u32>,
+    image_height: Option<u32>,
+    image_size_bytes: Option<usize>,
     /// Hex, as arrow-json decodes binary columns from hex strings.
-    image: String,
+    image: Option<String>,
     source_url: Option<&'a str>,
     license: Option<&'a str>,
+    image_url: Option<&'a str>,
     day: String,
 }
 
@@ -230,7 +250,10 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
         TableId::ChatTurns => serialize(table, &records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
         TableId::Preferences => serialize(table, &records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
         TableId::ImageTextPairs => serialize(table, &records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
-        TableId::QualityScores => serialize(table, &records.iter().filter_map(|r| score_row(r)).collect::<Vec<_>>()),
+        TableId::QualityScores | TableId::DvaVotes => serialize(
+            table,
+            &records.iter().filter(|r| r.silver() == table).filter_map(|r| score_row(r)).collect::<Vec<_>>(),
+        ),
         TableId::DeadLetters => Ok(RecordBatch::new_empty(table.schema())),
     }
 }
@@ -310,21 +333,22 @@ fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
 }
 
 fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
-    let Body::Submission { event: Event::ImageTextPair(p), image: Some(img) } = &r.body else { return None };
+    let Body::Submission { event: Event::ImageTextPair(p), image } = &r.body else { return None };
     Some(ImageTextPairRow {
         event_id: p.event_id.to_string(),
         contributor_id: &p.contributor_id,
         occurred_at: micros(p.occurred_at),
         received_at: micros(r.received_at),
         caption: &p.caption,
-        image_content_type: img.format.content_type(),
-        image_sha256: &img.sha256,
-        image_width: img.width,
-        image_height: img.height,
-        image_size_bytes: img.bytes.len(),
-        image: hex::encode(&img.bytes),
+        image_content_type: &p.image.content_type,
+        image_sha256: image.as_ref().map(|i| i.sha256.as_str()),
+        image_width: image.as_ref().map(|i| i.width),
+        image_height: image.as_ref().map(|i| i.height),
+        image_size_bytes: image.as_ref().map(|i| i.bytes.len()),
+        image: image.as_ref().map(|i| hex::encode(&i.bytes)),
         source_url: p.source_url.as_deref(),
         license: p.license.as_deref(),
+        image_url: p.image.url.as_deref(),
         day: r.day(),
     })
 }
@@ -355,11 +379,15 @@ struct QualityScoreRow<'a> {
     decode_ms: Option<f64>,
     preprocess_ms: Option<f64>,
     inference_ms: Option<f64>,
+    validator: Option<&'a str>,
+    consensus_replicas: Option<u32>,
+    consensus_agreement: Option<f64>,
+    consensus_votes: Option<&'a [ValidatorVote]>,
     day: String,
 }
 
 fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
-    let Body::Score(s) = &r.body else { return None };
+    let (Body::Score(s) | Body::Vote(s)) = &r.body else { return None };
     Some(QualityScoreRow {
         event_id: s.event_id.to_string(),
         contributor_id: &s.contributor_id,
@@ -385,6 +413,10 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
         decode_ms: s.timings.map(|t| t.decode_ms),
         preprocess_ms: s.timings.map(|t| t.preprocess_ms),
         inference_ms: s.timings.map(|t| t.inference_ms),
+        validator: s.validator.as_deref(),
+        consensus_replicas: s.consensus.as_ref().map(|c| c.replicas),
+        consensus_agreement: s.consensus.as_ref().map(|c| c.agreement),
+        consensus_votes: s.consensus.as_ref().map(|c| c.votes.as_slice()),
         day: r.day(),
     })
 }
@@ -451,6 +483,8 @@ pub(crate) mod tests {
             source: LogPosition { topic: "gata.preferences.v1".into(), partition: 1, offset: 9 },
             model: None,
             timings: None,
+            validator: None,
+            consensus: None,
         };
         let rec = LakeRecord::decode(
             Feed::QualityScores,
@@ -472,6 +506,20 @@ pub(crate) mod tests {
         );
         let realism = batch.column_by_name("realism").expect("realism");
         assert!(realism.is_null(0), "unmeasured sub-scores are null");
+
+        // The same judgement as a DVA worker's vote: only on the votes topic, into dva_votes.
+        let vote = QualityScore { validator: Some("worker-a".into()), ..score };
+        let vote = QualityScore { event_id: vote.expected_id(), ..vote };
+        let decode = |feed: Feed, s: &QualityScore| {
+            let tp = TopicPartition::new(feed.topic(), 0);
+            LakeRecord::decode(feed, tp, Offset(1), Utc::now(), s.to_json(), &Limits::default())
+        };
+        let refused = decode(Feed::QualityScores, &vote).expect_err("a vote on the scores topic");
+        assert_eq!(refused[0].field, "validator");
+        let rec = decode(Feed::DvaVotes, &vote).expect("a vote");
+        assert_eq!(rec.silver(), TableId::DvaVotes);
+        assert_eq!(record_batch(TableId::DvaVotes, &[&rec]).expect("rows").num_rows(), 1);
+        assert_eq!(record_batch(TableId::QualityScores, &[&rec]).expect("rows").num_rows(), 0);
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum TableId {
     ImageTextPairs,
     /// Silver: one score per submission and scorer version.
     QualityScores,
+    /// Silver: one vote per image-text pair, DVA worker and scorer version.
+    DvaVotes,
     /// Bronze: records of the lake's feeds that could not be decoded, with the reason.
     DeadLetters,
 }
@@ -41,12 +43,13 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 6] = [
+    pub const ALL: [TableId; 7] = [
         TableId::Events,
         TableId::ChatTurns,
         TableId::Preferences,
         TableId::ImageTextPairs,
         TableId::QualityScores,
+        TableId::DvaVotes,
         TableId::DeadLetters,
     ];
 
@@ -58,6 +61,7 @@ impl TableId {
             TableId::Preferences => "preferences",
             TableId::ImageTextPairs => "image_text_pairs",
             TableId::QualityScores => "quality_scores",
+            TableId::DvaVotes => "dva_votes",
             TableId::DeadLetters => "dead_letters",
         }
     }
@@ -70,6 +74,7 @@ impl TableId {
             TableId::Preferences => "silver/preferences",
             TableId::ImageTextPairs => "silver/image_text_pairs",
             TableId::QualityScores => "silver/quality_scores",
+            TableId::DvaVotes => "silver/dva_votes",
             TableId::DeadLetters => "bronze/dead_letters",
         }
     }
@@ -89,6 +94,7 @@ impl TableId {
         match feed {
             Feed::Intake(kind) => vec![TableId::Events, Self::silver(kind), TableId::DeadLetters],
             Feed::QualityScores => vec![TableId::QualityScores, TableId::DeadLetters],
+            Feed::DvaVotes => vec![TableId::DvaVotes, TableId::DeadLetters],
         }
     }
 
@@ -134,10 +140,13 @@ impl TableId {
             TableId::Preferences => {
                 "silver: one row per distinct preference (the contributor's pick of a turn's answers)"
             }
-            TableId::ImageTextPairs => "silver: one row per distinct image-text pair, image bytes included",
+            TableId::ImageTextPairs => {
+                "silver: one row per distinct image-text pair, image bytes included (or its URL, for images sent by URL)"
+            }
             TableId::QualityScores => {
                 "silver: one row per submission and scorer version: score, verdict, sub-scores and the reasons"
             }
+            TableId::DvaVotes => "silver: one row per DVA worker's vote on an image-text pair (consensus inputs)",
             TableId::DeadLetters => {
                 "bronze: records that could not be decoded, with Kafka coordinates, raw bytes and the reason"
             }
@@ -216,23 +225,29 @@ impl TableId {
                 &[
                     utf8("caption", false),
                     utf8("image_content_type", false),
-                    utf8("image_sha256", false),
-                    Field::new("image_width", DataType::Int32, false),
-                    Field::new("image_height", DataType::Int32, false),
-                    Field::new("image_size_bytes", DataType::Int64, false),
-                    Field::new("image", DataType::Binary, false),
+                    utf8("image_sha256", true),
+                    Field::new("image_width", DataType::Int32, true),
+                    Field::new("image_height", DataType::Int32, true),
+                    Field::new("image_size_bytes", DataType::Int64, true),
+                    Field::new("image", DataType::Binary, true),
                     utf8("source_url", true),
                     utf8("license", true),
+                    utf8("image_url", true),
                 ],
             ]
             .concat(),
-            TableId::QualityScores => {
+            TableId::QualityScores | TableId::DvaVotes => {
                 let reason = Fields::from(vec![
                     utf8("code", false),
                     Field::new("penalty", DataType::Float64, false),
                     utf8("detail", false),
                 ]);
                 let score = |name: &str| Field::new(name, DataType::Float64, true);
+                let vote = Fields::from(vec![
+                    utf8("validator", false),
+                    Field::new("score", DataType::Float64, false),
+                    Field::new("agrees", DataType::Boolean, false),
+                ]);
                 [
                     &head[..],
                     &[utf8("subject_event_id", false), utf8("subject_kind", false), utf8("scorer_version", false)],
@@ -257,6 +272,14 @@ impl TableId {
                         score("decode_ms"),
                         score("preprocess_ms"),
                         score("inference_ms"),
+                        utf8("validator", true),
+                        Field::new("consensus_replicas", DataType::Int32, true),
+                        score("consensus_agreement"),
+                        Field::new(
+                            "consensus_votes",
+                            DataType::List(Arc::new(Field::new("element", DataType::Struct(vote), false))),
+                            true,
+                        ),
                     ],
                 ]
                 .concat()

@@ -49,6 +49,10 @@ pub enum QueryError {
     /// The request was not authorized.
     #[error("{0}")]
     Unauthorized(&'static str),
+
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<gata_lakehouse::LakeError> for QueryError {
@@ -83,6 +87,7 @@ impl QueryError {
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::Engine(_) | Self::Lake(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         }
     }
 }

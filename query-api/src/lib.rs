@@ -6,6 +6,7 @@
 //!   `SET` and anything touching files outside the lake are refused with a 400 and a reason.
 //! - `GET /v1/tables` lists the tables with their schemas, versions and descriptions.
 //! - `GET /v1/contributors/{id}/scores` shows a contributor their scores and the reasons.
+//! - `GET /review` is the DVA review page: image-text pairs with their scores, for people.
 //!
 //! Every query sees each table at its latest committed version. Each query runs with a memory
 //! limit, a row limit and a timeout.
@@ -15,6 +16,7 @@ pub mod contributors;
 pub mod error;
 pub mod export;
 mod json;
+pub mod review;
 mod routes;
 pub mod sql;
 

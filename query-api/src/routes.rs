@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::{
     Catalog, QueryError, Result,
     contributors::{self, ContributorScores, ScoresQuery},
+    review::{self, ReviewQuery},
     sql::{QueryAnswer, SqlEngine},
 };
 
@@ -50,12 +51,15 @@ struct SqlRequest {
     sql: String,
 }
 
-/// `POST /v1/sql`, `GET /v1/tables` and `GET /v1/contributors/{id}/scores`.
+/// `POST /v1/sql`, `GET /v1/tables`, `GET /v1/contributors/{id}/scores` and the DVA review
+/// page (`GET /review`, `GET /review/images/{id}`).
 pub fn router(state: QueryState) -> Router {
     Router::new()
         .route("/v1/sql", post(sql))
         .route("/v1/tables", get(tables))
         .route("/v1/contributors/{id}/scores", get(contributor_scores))
+        .route("/review", get(review_page))
+        .route("/review/images/{id}", get(review_image))
         .with_state(state)
 }
 
@@ -82,4 +86,16 @@ async fn contributor_scores(
 ) -> Result<Json<ContributorScores>> {
     let Query(query) = query.map_err(|e| QueryError::BadRequest(e.body_text()))?;
     contributors::scores(&state.engine, &id, &query).await.map(Json)
+}
+
+async fn review_page(
+    State(state): State<QueryState>,
+    query: Result<Query<ReviewQuery>, QueryRejection>,
+) -> Result<axum::response::Html<String>> {
+    let Query(query) = query.map_err(|e| QueryError::BadRequest(e.body_text()))?;
+    review::page(&state.engine, &query).await
+}
+
+async fn review_image(State(state): State<QueryState>, Path(id): Path<String>) -> Result<axum::response::Response> {
+    review::image(&state.engine, &id).await
 }

@@ -1,4 +1,4 @@
-//! Publishing score events with a bounded number of deliveries in flight.
+//! Publishing score events (or DVA votes) with a bounded number of deliveries in flight.
 //!
 //! Records are handed to the producer as soon as they are published (librdkafka batches and
 //! sends them); their acknowledgements are taken in order. A delivery that fails is retried
@@ -9,7 +9,7 @@
 use std::{future::Future, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesOrdered};
-use gata_infra::{contract::QualityScore, topics::QUALITY_SCORES};
+use gata_infra::contract::QualityScore;
 use gata_lakehouse::{Offset, TopicPartition};
 use rdkafka::{
     error::KafkaError,
@@ -26,19 +26,20 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Delivery = Pin<Box<dyn Future<Output = (TopicPartition, Offset, Result<()>)> + Send>>;
 
-/// Publishes score events on the scores topic.
+/// Publishes score events on one topic.
 pub(crate) struct Publisher {
     producer: FutureProducer,
+    topic: &'static str,
     in_flight: FuturesOrdered<Delivery>,
     window: usize,
     done: CommittedPositions,
 }
 
 impl Publisher {
-    /// A publisher keeping at most `window` deliveries in flight, recording in `done` the source
-    /// positions whose scores were acknowledged.
-    pub(crate) fn new(producer: FutureProducer, window: usize, done: CommittedPositions) -> Self {
-        Self { producer, in_flight: FuturesOrdered::new(), window: window.max(1), done }
+    /// A publisher to `topic` keeping at most `window` deliveries in flight, recording in `done`
+    /// the source positions whose scores were acknowledged.
+    pub(crate) fn new(producer: FutureProducer, topic: &'static str, window: usize, done: CommittedPositions) -> Self {
+        Self { producer, topic, in_flight: FuturesOrdered::new(), window: window.max(1), done }
     }
 
     /// Hands `score` (of the submission at `source`/`offset`) to the producer at once; waits
@@ -49,9 +50,9 @@ impl Publisher {
             self.settle_one().await?;
         }
         let (key, payload) = (score.contributor_id.clone(), score.to_json());
-        let subject = score.subject_event_id;
+        let (subject, topic) = (score.subject_event_id, self.topic);
         let first = loop {
-            match self.producer.send_result(FutureRecord::to(QUALITY_SCORES).key(&key).payload(&payload)) {
+            match self.producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
                 Ok(delivery) => break delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.in_flight.is_empty() => {
                     self.settle_one().await?;
@@ -59,7 +60,7 @@ impl Publisher {
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
-                Err((err, _)) => return Err(publish_error(subject, &err)),
+                Err((err, _)) => return Err(publish_error(topic, subject, &err)),
             }
         };
         let producer = self.producer.clone();
@@ -72,12 +73,12 @@ impl Publisher {
             let mut attempt = 1;
             while let Err(err) = &outcome {
                 if attempt >= ATTEMPTS {
-                    return (source, offset, Err(publish_error(subject, err)));
+                    return (source, offset, Err(publish_error(topic, subject, err)));
                 }
                 tracing::warn!(%subject, attempt, error = %err, "score not acknowledged; retrying");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 attempt += 1;
-                let record = FutureRecord::to(QUALITY_SCORES).key(&key).payload(&payload);
+                let record = FutureRecord::to(topic).key(&key).payload(&payload);
                 outcome = producer.send(record, QUEUE_TIMEOUT).await.map(|_| ()).map_err(|(err, _)| err);
             }
             (source, offset, Ok(()))
@@ -122,6 +123,6 @@ impl Publisher {
     }
 }
 
-fn publish_error(subject: uuid::Uuid, err: &KafkaError) -> ProcessorError {
-    ProcessorError::Publish { topic: QUALITY_SCORES, subject: subject.to_string(), reason: err.to_string() }
+fn publish_error(topic: &'static str, subject: uuid::Uuid, err: &KafkaError) -> ProcessorError {
+    ProcessorError::Publish { topic, subject: subject.to_string(), reason: err.to_string() }
 }

@@ -14,9 +14,11 @@ mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
-pub use image_text_pair::{DecodedImage, ImageFormat, ImagePayload, ImageTextPair};
+pub use image_text_pair::{CheckedImage, DecodedImage, ImageFormat, ImagePayload, ImageTextPair, MAX_IMAGE_URL_BYTES};
 pub use preference::Preference;
-pub use quality_score::{LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, Verdict};
+pub use quality_score::{
+    Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,
+};
 pub use validate::{Limits, Violation};
 
 /// The kinds of submission the platform accepts.

@@ -115,6 +115,33 @@ pub struct Timings {
     pub inference_ms: f64,
 }
 
+/// One validator's score in a consensus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorVote {
+    /// The DVA worker that cast it.
+    pub validator: String,
+    /// Its score, in [-1, 1].
+    pub score: f64,
+    /// Within the tolerance of the median: the validator agrees with the consensus.
+    pub agrees: bool,
+}
+
+/// How a score agreed on by several independent validators came about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consensus {
+    /// Votes asked for (`dva.replicas`).
+    pub replicas: u32,
+    /// Largest distance from the median that still agrees.
+    pub tolerance: f64,
+    /// Share of the counted votes that agree, in [0, 1].
+    pub agreement: f64,
+    /// Every vote received in time, flagged validators' included (they never count toward the
+    /// median).
+    pub votes: Vec<ValidatorVote>,
+}
+
 /// A scorer's judgement of one submission.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -154,12 +181,31 @@ pub struct QualityScore {
     /// Time spent, for model-based scorers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timings: Option<Timings>,
+    /// On the DVA votes topic: the worker that cast this vote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validator: Option<String>,
+    /// On a score agreed by several DVA workers: the votes and how well they agreed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consensus: Option<Consensus>,
 }
 
 impl QualityScore {
     /// The event id of `scorer_version`'s score of submission `subject`.
     pub fn id_for(scorer_version: &str, subject: Uuid) -> Uuid {
         Uuid::new_v5(&SCORE_ID_NAMESPACE, format!("{scorer_version}/{subject}").as_bytes())
+    }
+
+    /// The event id of `validator`'s vote on submission `subject` with `scorer_version`.
+    pub fn vote_id_for(scorer_version: &str, validator: &str, subject: Uuid) -> Uuid {
+        Uuid::new_v5(&SCORE_ID_NAMESPACE, format!("{scorer_version}/{validator}/{subject}").as_bytes())
+    }
+
+    /// The event id this score must have: a vote's or a score's.
+    pub fn expected_id(&self) -> Uuid {
+        match &self.validator {
+            Some(validator) => Self::vote_id_for(&self.scorer_version, validator, self.subject_event_id),
+            None => Self::id_for(&self.scorer_version, self.subject_event_id),
+        }
     }
 
     /// Parses and validates one score record.
@@ -175,9 +221,9 @@ impl QualityScore {
     pub fn violations(&self, limits: &Limits) -> Vec<Violation> {
         let mut c = Checker::new(limits);
         c.require(
-            self.event_id == Self::id_for(&self.scorer_version, self.subject_event_id),
+            self.event_id == self.expected_id(),
             "event_id",
-            "must be the UUIDv5 of the scorer version and the subject event id",
+            "must be the UUIDv5 of the scorer version, the validator (on votes) and the subject event id",
         );
         c.id("contributor_id", &self.contributor_id);
         c.id("scorer_version", &self.scorer_version);
@@ -205,6 +251,21 @@ impl QualityScore {
         }
         c.timestamp("occurred_at", self.occurred_at);
         c.timestamp("scored_at", self.scored_at);
+        if let Some(validator) = &self.validator {
+            c.id("validator", validator);
+        }
+        if let Some(consensus) = &self.consensus {
+            c.require(!consensus.votes.is_empty(), "consensus.votes", "must not be empty");
+            c.require((0.0..=1.0).contains(&consensus.agreement), "consensus.agreement", "must be in [0, 1]");
+            for (i, vote) in consensus.votes.iter().enumerate() {
+                c.id(&format!("consensus.votes[{i}].validator"), &vote.validator);
+                c.require(
+                    (-1.0..=1.0).contains(&vote.score),
+                    format!("consensus.votes[{i}].score"),
+                    "must be in [-1, 1]",
+                );
+            }
+        }
         c.require(!self.source.topic.is_empty(), "source.topic", "must not be empty");
         c.require(self.source.offset >= 0, "source.offset", "must not be negative");
         c.out
@@ -238,6 +299,8 @@ mod tests {
             source: LogPosition { topic: "gata.chat_turns.v1".into(), partition: 0, offset: 3 },
             model: None,
             timings: None,
+            validator: None,
+            consensus: None,
         }
     }
 
@@ -262,5 +325,17 @@ mod tests {
         let fields: Vec<String> =
             QualityScore::parse(&bad.to_json(), &limits).expect_err("invalid").into_iter().map(|v| v.field).collect();
         assert_eq!(fields, ["event_id", "score", "sub_scores.behaviour"]);
+    }
+
+    #[test]
+    fn votes_are_keyed_by_validator_too() {
+        let limits = Limits::default();
+        let mut vote = score();
+        vote.validator = Some("worker-a".into());
+        assert!(QualityScore::parse(&vote.to_json(), &limits).is_err(), "a vote under a score's id is refused");
+        vote.event_id = vote.expected_id();
+        assert_eq!(QualityScore::parse(&vote.to_json(), &limits).expect("vote"), vote);
+        assert_ne!(vote.event_id, QualityScore::vote_id_for(&vote.scorer_version, "worker-b", vote.subject_event_id));
+        assert_ne!(vote.event_id, QualityScore::id_for(&vote.scorer_version, vote.subject_event_id));
     }
 }

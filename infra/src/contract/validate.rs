@@ -66,6 +66,21 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Checks an identifier (contributor, worker, license…): non-empty, at most
+    /// `max_id_bytes`, printable ASCII without spaces.
+    pub fn check_id(&self, field: &str, value: &str) -> Result<(), Violation> {
+        let max = self.max_id_bytes;
+        if value.is_empty() {
+            Err(Violation::new(field, "must not be empty"))
+        } else if value.len() > max {
+            Err(Violation::too_large(field, format!("is {} bytes; at most {max}", value.len())))
+        } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            Err(Violation::new(field, "must be printable ASCII without spaces"))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Problems with the limits themselves.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -101,15 +116,10 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// An identifier: non-empty, bounded, printable ASCII without spaces.
+    /// An identifier: see [`Limits::check_id`].
     pub(crate) fn id(&mut self, field: &str, value: &str) {
-        let max = self.limits.max_id_bytes;
-        if value.is_empty() {
-            self.out.push(Violation::new(field, "must not be empty"));
-        } else if value.len() > max {
-            self.out.push(Violation::too_large(field, format!("is {} bytes; at most {max}", value.len())));
-        } else if !value.bytes().all(|b| b.is_ascii_graphic()) {
-            self.out.push(Violation::new(field, "must be printable ASCII without spaces"));
+        if let Err(v) = self.limits.check_id(field, value) {
+            self.out.push(v);
         }
     }
 

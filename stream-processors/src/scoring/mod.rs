@@ -30,7 +30,7 @@ use chrono::Utc;
 use gata_infra::{
     contract::{Event, EventKind, Limits, LogPosition, QualityScore},
     kafka::KafkaClients,
-    topics::{intake_topic, kind_of_topic},
+    topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
 };
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
@@ -106,7 +106,7 @@ pub async fn run_scoring(
         landed,
         seen: HashSet::new(),
         parked: Parked::default(),
-        publisher: Publisher::new(producer, cfg.publish_window, done),
+        publisher: Publisher::new(producer, QUALITY_SCORES, cfg.publish_window, done),
         limits: Limits { max_future_skew: Duration::MAX, ..cfg.limits.clone() },
         turn_wait: cfg.turn_wait,
         metrics,
@@ -298,5 +298,7 @@ fn publication(event: &Event, score: &Score, source: &TopicPartition, offset: Of
         source: LogPosition { topic: source.topic.clone(), partition: source.partition, offset: offset.0 },
         model: None,
         timings: None,
+        validator: None,
+        consensus: None,
     }
 }

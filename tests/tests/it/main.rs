@@ -7,6 +7,7 @@ mod broker_restart;
 mod crash;
 mod dead_letters;
 mod dva;
+mod dva_consensus;
 mod e2e;
 mod export;
 mod maintenance;

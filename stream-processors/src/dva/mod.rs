@@ -1,16 +1,24 @@
 //! The DVA processor: every image-text pair on the intake topic → one image-caption agreement
-//! score on the scores topic (landing in `quality_scores`), computed by a CLIP-style model.
+//! score on the scores topic (landing in `quality_scores`), computed by a CLIP-style model. As
+//! a DVA worker (`gata dva-worker`, when `dva.replicas` > 1) it publishes the same judgement as
+//! its vote on the votes topic instead, and [`consensus`] turns the votes into the score.
 //!
 //! Pairs are batched (`batch_size`, or whatever arrived within `batch_wait`): images are decoded
 //! and preprocessed, captions tokenized, each encoder runs once per batch, and each pair's
 //! score is the cosine of its two embeddings, in [-1, 1], accepted from the threshold up. A
 //! score names the model (id and weights hash) and the time spent per stage; its scorer
 //! version is `dva/<model id>@<first 12 hex of the hash>`, so another model's scores live
-//! beside these. An image that cannot be decoded gets a reject score (`undecodable_image`,
-//! with the decoder's reason) and goes to the dead-letter topic with that reason.
+//! beside these. Images sent by URL are fetched first ([`fetch`]). An image that cannot be
+//! used gets a reject score whose reason says why (`undecodable_image`, `image_too_large`,
+//! `image_unreachable`) and goes to the dead-letter topic with that reason.
 //!
-//! Stateless per pair: on every assignment the processor reads from the beginning and skips
-//! pairs whose score of this version is already in the lake.
+//! Stateless per pair. With the lake at hand, the processor reads from the beginning on every
+//! assignment and skips pairs whose score of this version is already there; a worker without
+//! one resumes from its group's committed offsets (a vote cast twice lands once: its id is a
+//! function of version, worker and pair).
+
+pub mod consensus;
+pub mod fetch;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -22,10 +30,11 @@ use chrono::Utc;
 use gata_dva::{Clip, cosine};
 use gata_infra::{
     contract::{
-        EventKind, ImageTextPair, Limits, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, Verdict,
+        CheckedImage, DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, ModelRef,
+        QualityScore, ScoreReason, SubScores, Timings, Verdict,
     },
     kafka::KafkaClients,
-    topics::intake_topic,
+    topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
 };
 use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -34,9 +43,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use self::fetch::{FetchFailure, FetchSettings, Fetcher};
 use crate::{
     ProcessorError, Result, dead_letters,
-    poller::{self, Input, Polled, Subscription},
+    poller::{self, Input, Polled, PositionSource, Subscription},
     publisher::Publisher,
 };
 
@@ -55,6 +65,22 @@ pub struct DvaSettings {
     pub batch_wait: Duration,
     /// Images with more pixels are refused before decoding.
     pub max_pixels: u64,
+    /// How images sent by URL are fetched.
+    pub fetch: FetchSettings,
+    /// Scores or votes.
+    pub output: Output,
+}
+
+/// What the processor publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Scores, on the scores topic: this process is the only judge.
+    Scores,
+    /// Votes of `validator`, on the votes topic, for the consensus to combine.
+    Votes {
+        /// This worker's id.
+        validator: String,
+    },
 }
 
 /// The scorer version of `clip`'s scores.
@@ -110,17 +136,30 @@ struct Pending {
 }
 
 /// Runs the DVA processor with `clip` until `stop` is cancelled or a failure it cannot retry.
+/// With `lake`, it skips pairs already scored there and reads every partition from the
+/// beginning; without, it resumes from its group's committed offsets.
 pub async fn run_dva(
     settings: DvaSettings,
     clip: Arc<Clip>,
     kafka: KafkaClients,
-    lake: Lake,
+    lake: Option<Lake>,
     registry: &Registry,
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = Metrics::register(registry)?;
     let version = scorer_version(&clip);
-    let landed: HashSet<Uuid> = lake.scored_subjects(&version).await?;
+    let (landed, positions): (HashSet<Uuid>, PositionSource) = match &lake {
+        Some(lake) => (
+            lake.scored_subjects(&version).await?,
+            Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        ),
+        None => (HashSet::new(), Arc::new(|_: &[TopicPartition]| Ok(BTreeMap::new()))),
+    };
+    let fetcher = Fetcher::new(settings.fetch.clone())?;
+    let topic = match settings.output {
+        Output::Scores => QUALITY_SCORES,
+        Output::Votes { .. } => DVA_VOTES,
+    };
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create DVA producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
@@ -129,12 +168,12 @@ pub async fn run_dva(
         name: "gata-dva-poller",
         config: kafka.consumer(&settings.group),
         topics: vec![intake_topic(EventKind::ImageTextPair).to_string()],
-        positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        positions,
         committed: done.clone(),
         lag: metrics.lag.clone(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(model = %clip.card().id, version = %version, provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), "DVA started");
+    tracing::info!(model = %clip.card().id, version = %version, provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), output = ?settings.output, "DVA started");
 
     let mut dva = Dva {
         clip,
@@ -143,7 +182,8 @@ pub async fn run_dva(
         landed,
         seen: HashSet::new(),
         batch: Vec::new(),
-        publisher: Publisher::new(producer.clone(), 1000, done),
+        fetcher,
+        publisher: Publisher::new(producer.clone(), topic, 1000, done),
         dlq: producer,
         metrics,
     };
@@ -190,13 +230,34 @@ struct Dva {
     landed: HashSet<Uuid>,
     seen: HashSet<Uuid>,
     batch: Vec<Pending>,
+    fetcher: Fetcher,
     publisher: Publisher,
     dlq: FutureProducer,
     metrics: Metrics,
 }
 
 /// A pair's score, or why its image could not be used.
-type Outcome = std::result::Result<f32, String>;
+type Outcome = std::result::Result<f32, FetchFailure>;
+
+/// An image as it reaches the decoder: inline, or the bytes fetched from its URL.
+enum Raw {
+    Inline(ImagePayload),
+    Fetched { bytes: Vec<u8>, content_type: String },
+}
+
+impl Raw {
+    /// The checked image file (same limits and type check as intake's).
+    fn check(self, limits: &Limits) -> std::result::Result<DecodedImage, FetchFailure> {
+        let checked = match self {
+            Raw::Inline(payload) => payload.decode(limits),
+            Raw::Fetched { bytes, content_type } => DecodedImage::check(bytes, &content_type, "image.url", limits),
+        };
+        checked.map_err(|v| FetchFailure {
+            code: if v.too_large { "image_too_large" } else { "undecodable_image" },
+            reason: format!("{}: {}", v.field, v.reason),
+        })
+    }
+}
 
 impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
@@ -223,14 +284,16 @@ impl Dva {
         let started = Instant::now();
         let (clip, limits, max_pixels) = (self.clip.clone(), self.settings.limits.clone(), self.settings.max_pixels);
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
-        let images: Vec<gata_infra::contract::ImagePayload> = batch.iter().map(|p| p.pair.image.clone()).collect();
+        let fetcher = &self.fetcher;
+        let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &limits, &p.pair.image))).await;
         let work = tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Outcome>, Timings)> {
             let t0 = Instant::now();
-            let decoded: Vec<std::result::Result<gata_dva::Rgb, String>> = images
-                .iter()
-                .map(|img| {
-                    let raw = img.decode(&limits).map_err(|v| format!("{}: {}", v.field, v.reason))?;
-                    gata_dva::decode(&raw.bytes, max_pixels).map_err(|e| e.to_string())
+            let decoded: Vec<std::result::Result<gata_dva::Rgb, FetchFailure>> = raws
+                .into_iter()
+                .map(|raw| {
+                    let image = raw?.check(&limits)?;
+                    gata_dva::decode(&image.bytes, max_pixels)
+                        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })
                 })
                 .collect();
             let t1 = Instant::now();
@@ -267,9 +330,9 @@ impl Dva {
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
             let published = match outcome {
                 Ok(cos) => self.score_event(&pending, cos, Vec::new(), Some(timings)),
-                Err(reason) => {
-                    dead_letter(&self.dlq, &pending, &reason).await?;
-                    let why = ScoreReason { code: "undecodable_image".into(), penalty: 1.0, detail: reason };
+                Err(FetchFailure { code, reason }) => {
+                    dead_letter(&self.dlq, &pending, code, &reason).await?;
+                    let why = ScoreReason { code: code.into(), penalty: 1.0, detail: reason };
                     self.score_event(&pending, -1.0, vec![why], None)
                 }
             };
@@ -296,8 +359,12 @@ impl Dva {
                 detail: format!("image-caption agreement {score:.3} is below the threshold {threshold:.3}"),
             });
         }
-        QualityScore {
-            event_id: QualityScore::id_for(&self.version, p.pair.event_id),
+        let validator = match &self.settings.output {
+            Output::Scores => None,
+            Output::Votes { validator } => Some(validator.clone()),
+        };
+        let score = QualityScore {
+            event_id: Uuid::nil(),
             contributor_id: p.pair.contributor_id.clone(),
             subject_event_id: p.pair.event_id,
             subject_kind: EventKind::ImageTextPair,
@@ -312,19 +379,34 @@ impl Dva {
             source: LogPosition { topic: p.source.topic.clone(), partition: p.source.partition, offset: p.offset.0 },
             model: Some(ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() }),
             timings,
+            validator,
+            consensus: None,
+        };
+        QualityScore { event_id: score.expected_id(), ..score }
+    }
+}
+
+/// The image of `payload` as the decoder needs it: inline bytes as they are, a URL's fetched.
+async fn raw(fetcher: &Fetcher, limits: &Limits, payload: &ImagePayload) -> std::result::Result<Raw, FetchFailure> {
+    match payload.check(limits) {
+        Ok(CheckedImage::Url(url)) => {
+            let bytes =
+                fetcher.fetch(&url).await.map_err(|f| FetchFailure { reason: format!("{url}: {}", f.reason), ..f })?;
+            Ok(Raw::Fetched { bytes, content_type: payload.content_type.clone() })
         }
+        _ => Ok(Raw::Inline(payload.clone())),
     }
 }
 
 /// Sends the pair's record to the dead-letter topic with `reason`.
-async fn dead_letter(dlq: &FutureProducer, p: &Pending, reason: &str) -> Result<()> {
-    tracing::warn!(source = %p.source, offset = %p.offset, %reason, "DVA cannot use the image; dead-lettering");
+async fn dead_letter(dlq: &FutureProducer, p: &Pending, code: &str, reason: &str) -> Result<()> {
+    tracing::warn!(source = %p.source, offset = %p.offset, code, %reason, "DVA cannot use the image; dead-lettering");
     let letter = DeadLetter {
         source: p.source.clone(),
         offset: p.offset,
         received_at: p.received_at,
         payload: p.payload.clone(),
-        reason: format!("dva: {reason}"),
+        reason: format!("dva: {code}: {reason}"),
     };
     dead_letters::send(dlq, &letter).await
 }

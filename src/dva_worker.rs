@@ -1,0 +1,97 @@
+//! `gata dva-worker`: a volunteer's DVA. It joins a running cluster's Kafka, scores the
+//! image-text pairs of its replica slot with its own copy of the model and publishes each
+//! score as its vote; the cluster's consensus combines the votes of `dva.replicas` workers.
+
+use std::net::SocketAddr;
+
+use anyhow::{Context as _, bail};
+use axum::{Router, http::header, routing::get};
+use clap::Args;
+use gata_infra::{config::GataConfig, contract::Limits, kafka::KafkaClients};
+use gata_stream_processors::dva::{Output, run_dva};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Flags, platform};
+
+/// `gata dva-worker` arguments.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// This worker's id: its votes carry it, and the consensus flags it when they deviate.
+    #[arg(long, env = "GATA_DVA_WORKER_ID")]
+    worker_id: String,
+    /// Replica slot, 0 to dva.replicas − 1: each slot's workers share its pairs (default: from
+    /// the worker id).
+    #[arg(long)]
+    slot: Option<u32>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics: Option<SocketAddr>,
+    #[command(flatten)]
+    flags: Flags,
+}
+
+impl WorkerArgs {
+    /// The configuration flags.
+    pub fn flags(&self) -> &Flags {
+        &self.flags
+    }
+}
+
+/// The slot a worker id falls in when none is given: FNV-1a of the id, modulo the replicas.
+fn default_slot(worker_id: &str, replicas: u32) -> u32 {
+    let hash =
+        worker_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    (hash % u64::from(replicas)) as u32
+}
+
+/// Runs the worker until `stop` is cancelled.
+pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    Limits::default()
+        .check_id("--worker-id", &args.worker_id)
+        .map_err(|v| anyhow::anyhow!("{}: {}", v.field, v.reason))?;
+    let Some(brokers) = cfg.kafka.brokers.clone() else {
+        bail!("a DVA worker joins a running cluster: give its Kafka address with --brokers (or GATA__KAFKA__BROKERS)");
+    };
+    let replicas = cfg.dva.replicas;
+    if replicas < 2 {
+        bail!("dva.replicas is {replicas}: the cluster scores pairs itself; set it to the cluster's value (2 or more)");
+    }
+    let slot = args.slot.unwrap_or_else(|| default_slot(&args.worker_id, replicas));
+    if slot >= replicas {
+        bail!("--slot {slot} is out of range: dva.replicas is {replicas}, so slots are 0 to {}", replicas - 1);
+    }
+    let kafka = KafkaClients::connect(&brokers, cfg.kafka.idempotence).await?;
+    let clip = platform::open_dva_model(&cfg.dva).await?;
+    let output = Output::Votes { validator: args.worker_id.clone() };
+    let settings = platform::dva_settings(&cfg, cfg.dva.replica_group(slot), output, &clip);
+    let registry = Registry::new();
+    if let Some(addr) = args.metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let (registry, stop) = (registry.clone(), stop.clone());
+        let app = Router::new().route(
+            "/metrics",
+            get(move || {
+                let text = gata_infra::telemetry::render(&registry);
+                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
+    }
+    println!("gata dva-worker {} is voting in slot {slot} of {replicas} (Kafka {brokers})", args.worker_id);
+    run_dva(settings, clip, kafka, None, &registry, stop).await.context("DVA worker")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_slots_are_stable_and_in_range() {
+        for id in ["alice-gpu", "bob", "carol@laptop"] {
+            let slot = default_slot(id, 3);
+            assert!(slot < 3);
+            assert_eq!(slot, default_slot(id, 3));
+        }
+    }
+}
