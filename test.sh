@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
-# deltalake. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
+# deltalake, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
 # bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
@@ -12,6 +12,15 @@ if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
     apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
   else
     echo "need gcc and make" >&2; exit 1
+  fi
+fi
+# Headless Chromium for the DVA review page's browser test (Debian's package).
+if ! command -v chromium >/dev/null; then
+  echo "installing Debian's chromium for the review page test" >&2
+  if command -v apt-get >/dev/null; then
+    (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; })
+  else
+    echo "need chromium (Debian package chromium)" >&2; exit 1
   fi
 fi
 # An S3-compatible server for the object-store lake test, and Python deltalake for interop.

@@ -115,10 +115,17 @@ impl Api {
     }
 
     async fn count(&self, table: &str) -> anyhow::Result<u64> {
-        let body = self.sql(&format!("SELECT COUNT(*) AS n FROM {table}")).await?;
+        self.count_where(table, "TRUE").await
+    }
+
+    async fn count_where(&self, table: &str, filter: &str) -> anyhow::Result<u64> {
+        let body = self.sql(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")).await?;
         body["rows"][0]["n"].as_u64().context("count answer has no number")
     }
 }
+
+/// The DVA's scores among `quality_scores`.
+const IMAGE_SCORES: &str = "subject_kind = 'image_text_pair'";
 
 async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
@@ -132,6 +139,7 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         before.push(api.count(table).await?);
     }
     let scores_before = api.count("quality_scores").await?;
+    let image_scores_before = api.count_where("quality_scores", IMAGE_SCORES).await?;
     let mut workload = Workload::new(seed, args.contributors);
     let events = workload.events(args.turns, args.images);
     println!(
@@ -179,6 +187,22 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!("Every chat turn and preference scored after {:.2?}.", started.elapsed());
+    let images = events.iter().filter(|e| e.kind() == EventKind::ImageTextPair).count() as u64;
+    let want = image_scores_before + images;
+    let dva_deadline = Instant::now() + Duration::from_secs(60);
+    let mut have = api.count_where("quality_scores", IMAGE_SCORES).await?;
+    while have < want && Instant::now() < dva_deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        have = api.count_where("quality_scores", IMAGE_SCORES).await?;
+    }
+    if have >= want {
+        println!("Every image-text pair scored by the DVA after {:.2?}.", started.elapsed());
+    } else {
+        println!(
+            "The DVA scored {} of {images} image-text pairs within 60 s (is it disabled? see the log).",
+            have - image_scores_before
+        );
+    }
     for (title, sql) in SAMPLES {
         println!("\n== {title}\n{sql}\n");
         print_table(&api.sql(sql).await?);
@@ -193,6 +217,7 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         "  curl -s -X POST {base}/v1/chat-turns -H 'content-type: application/json' --data-binary @../shared/examples/chat_turn.json"
     );
     println!("  curl -s {base}/metrics | grep gata_");
+    println!("  open {base}/review   (the DVA review page: images, captions, scores)");
     Ok(())
 }
 

@@ -49,7 +49,7 @@ impl Ready {
         let kind = if self.embedded { "embedded, log under the data dir" } else { "external" };
         println!("gata is serving");
         println!(
-            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /metrics)",
+            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /review, /metrics)",
             self.http
         );
         println!("  Kafka  {}   ({kind}; try: kcat -b {} -L)", self.bootstrap, self.bootstrap);

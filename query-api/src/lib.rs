@@ -1,5 +1,5 @@
 //! SQL over the lake: a DataFusion session in which every lake table is registered by name
-//! (`events`, `chat_turns`, `preferences`, `image_text_pairs`, `quality_scores`, `dead_letters`), served over HTTP.
+//! (`events`, `chat_turns`, `preferences`, `image_text_pairs`, `quality_scores`, `dva_votes`, `dead_letters`), served over HTTP.
 //!
 //! - `POST /v1/sql` with `{"sql": "..."}` answers `{"rows": [...], "columns": [...],
 //!   "row_count", "truncated", "elapsed_ms"}`. Only read-only queries run: DDL, DML, `COPY`,

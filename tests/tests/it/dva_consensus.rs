@@ -180,6 +180,19 @@ async fn the_median_of_independent_workers_scores_and_a_random_voter_is_flagged(
     }
     assert!(random_agreed <= 3, "random votes rarely land within the tolerance: {random_agreed} of 12 did");
 
+    // Per-worker agreement, with the query the README gives.
+    let per_worker = api
+        .rows("SELECT v['validator'] AS worker, COUNT(*) AS votes, SUM(CASE WHEN v['agrees'] THEN 1 ELSE 0 END) AS agreed \
+               FROM (SELECT unnest(consensus_votes) AS v FROM quality_scores WHERE consensus_votes IS NOT NULL) GROUP BY 1 ORDER BY 1")
+        .await
+        .unwrap();
+    let summary: Vec<(String, u64, u64)> = per_worker
+        .iter()
+        .map(|r| (r["worker"].as_str().unwrap().into(), r["votes"].as_u64().unwrap(), r["agreed"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(summary[..2], [("honest-a".into(), 12, 12), ("honest-b".into(), 12, 12)], "{summary:?}");
+    assert_eq!((summary[2].0.as_str(), summary[2].1, summary[2].2 as usize), ("random", 12, random_agreed));
+
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("gata_dva_validator_flagged{validator=\"random\"} 1"), "the random voter is flagged");
     assert!(!metrics.contains("gata_dva_validator_flagged{validator=\"honest"), "honest workers are not");

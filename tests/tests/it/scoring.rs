@@ -158,7 +158,7 @@ async fn every_submission_is_scored_once_with_reasons_and_state_survives_a_crash
     assert_eq!(view["summary"][0]["accepted"], 2, "{view}");
     let (status, view) = api.get("/v1/contributors/sock_2/scores?verdict=reject").await.unwrap();
     assert_eq!(status, 200, "{view}");
-    assert_eq!(view["scores"][0]["reasons"].as_array().unwrap().is_empty(), false, "{view}");
+    assert!(!view["scores"][0]["reasons"].as_array().unwrap().is_empty(), "{view}");
     for bad in ["/v1/contributors/sock_2/scores?limit=0", "/v1/contributors/sock_2/scores?verdict=maybe"] {
         let (status, body) = api.get(bad).await.unwrap();
         assert_eq!(status, 400, "{bad}: {body}");
