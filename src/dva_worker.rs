@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 
 use anyhow::{Context as _, bail};
-use axum::{Router, http::header, routing::get};
+use axum::{Router, routing::get};
 use clap::Args;
 use gata_infra::{config::GataConfig, contract::Limits, kafka::KafkaClients};
 use gata_stream_processors::dva::{Output, run_dva};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Flags, platform};
+use crate::{Flags, http, platform};
 
 /// `gata dva-worker` arguments.
 #[derive(Debug, Args)]
@@ -72,8 +72,8 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
         let app = Router::new().route(
             "/metrics",
             get(move || {
-                let text = gata_infra::telemetry::render(&registry);
-                async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text) }
+                let page = http::metrics_page(&registry);
+                async move { page }
             }),
         );
         tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });

@@ -90,5 +90,10 @@ async fn readyz(State(ops): State<Ops>) -> Response {
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], gata_infra::telemetry::render(&ops.registry))
+    metrics_page(&ops.registry)
+}
+
+/// `registry` in Prometheus' text exposition format, as `/metrics` answers it.
+pub fn metrics_page(registry: &prometheus::Registry) -> impl IntoResponse + use<> {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], gata_infra::telemetry::render(registry))
 }

@@ -5,6 +5,7 @@
 //! (`accept` or `reject`), `kind` (`chat_turn` or `preference`). Each score names the
 //! submission it judges and, for a chat turn, the start of its prompt.
 
+use gata_infra::contract::Limits;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -44,13 +45,15 @@ pub struct ContributorScores {
     pub offset: usize,
 }
 
-/// A contributor id as the contract allows it: printable ASCII without spaces or quotes,
-/// at most 128 bytes.
+/// A contributor id as the contract allows it ([`Limits::check_id`]), without quotes or
+/// backslashes (it is written into the SQL text).
 fn check_id(id: &str) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
-        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'\'' && b != b'"' && b != b'\\');
-    if ok { Ok(()) } else { Err(QueryError::BadRequest(format!("{id:?} is not a contributor id"))) }
+    let quoted = id.bytes().any(|b| matches!(b, b'\'' | b'"' | b'\\'));
+    if !quoted && Limits::default().check_id("contributor_id", id).is_ok() {
+        Ok(())
+    } else {
+        Err(QueryError::BadRequest(format!("{id:?} is not a contributor id")))
+    }
 }
 
 fn one_of(param: &str, value: Option<&str>, allowed: &[&str]) -> Result<Option<String>> {

@@ -124,21 +124,22 @@ fn esc(text: &str) -> std::borrow::Cow<'_, str> {
     html_escape::encode_safe(text)
 }
 
-fn text<'a>(row: &'a Map<String, Value>, key: &str) -> &'a str {
-    row.get(key).and_then(Value::as_str).unwrap_or("")
+/// A string field's text, empty when absent or not a string.
+fn text(field: Option<&Value>) -> &str {
+    field.and_then(Value::as_str).unwrap_or("")
 }
 
 fn card(row: &Map<String, Value>) -> String {
-    let id = text(row, "event_id");
+    let id = text(row.get("event_id"));
     let score = row.get("score").and_then(Value::as_f64).unwrap_or(-1.0);
-    let verdict = text(row, "verdict");
+    let verdict = text(row.get("verdict"));
     let fill = ((score + 1.0) / 2.0 * 100.0).clamp(0.0, 100.0);
     let reasons: Vec<String> = row
         .get("reasons")
         .and_then(Value::as_array)
         .map(|rs| {
             rs.iter()
-                .map(|r| format!("<li><code>{}</code> {}</li>", esc(text_of(r, "code")), esc(text_of(r, "detail"))))
+                .map(|r| format!("<li><code>{}</code> {}</li>", esc(text(r.get("code"))), esc(text(r.get("detail")))))
                 .collect()
         })
         .unwrap_or_default();
@@ -149,7 +150,7 @@ fn card(row: &Map<String, Value>) -> String {
         .unwrap_or_default();
     let size = match (row.get("image_width").and_then(Value::as_u64), row.get("image_height").and_then(Value::as_u64)) {
         (Some(w), Some(h)) => format!("{w}×{h}"),
-        _ => format!("by URL: {}", esc(text(row, "image_url"))),
+        _ => format!("by URL: {}", esc(text(row.get("image_url")))),
     };
     format!(
         r#"<figure class="pair {verdict}" data-event-id="{id}" data-score="{score:.4}">
@@ -162,15 +163,11 @@ fn card(row: &Map<String, Value>) -> String {
 <ul class="reasons">{reasons}</ul>
 </figcaption>
 </figure>"#,
-        caption = esc(text(row, "caption")),
-        contributor = esc(text(row, "contributor_id")),
-        version = esc(text(row, "scorer_version")),
+        caption = esc(text(row.get("caption"))),
+        contributor = esc(text(row.get("contributor_id"))),
+        version = esc(text(row.get("scorer_version"))),
         reasons = reasons.concat(),
     )
-}
-
-fn text_of<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:16px;background:#fafafa;color:#222}\

@@ -180,15 +180,16 @@ impl Tally {
             .votes
             .iter()
             .map(|(validator, cast)| {
+                let agrees = agrees(cast);
                 let record = self.validators.entry(validator.clone()).or_default();
                 record.votes += 1;
-                record.deviations += u32::from(!agrees(cast));
+                record.deviations += u32::from(!agrees);
                 let share = f64::from(record.deviations) / f64::from(record.votes);
                 if !record.flagged && record.votes >= self.settings.flag_min_votes && share > self.settings.flag_share {
                     record.flagged = true;
                     newly_flagged.push(validator.clone());
                 }
-                ValidatorVote { validator: validator.clone(), score: cast.vote.score, agrees: agrees(cast) }
+                ValidatorVote { validator: validator.clone(), score: cast.vote.score, agrees }
             })
             .collect();
         // The counted vote nearest the median speaks for the model and, on a reject, the reasons.

@@ -30,8 +30,8 @@ use chrono::Utc;
 use gata_dva::{Clip, cosine};
 use gata_infra::{
     contract::{
-        CheckedImage, DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, ModelRef,
-        QualityScore, ScoreReason, SubScores, Timings, Verdict,
+        DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, ModelRef, QualityScore, ScoreReason,
+        SubScores, Timings, Verdict,
     },
     kafka::KafkaClients,
     topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
@@ -285,7 +285,7 @@ impl Dva {
         let (clip, limits, max_pixels) = (self.clip.clone(), self.settings.limits.clone(), self.settings.max_pixels);
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
         let fetcher = &self.fetcher;
-        let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &limits, &p.pair.image))).await;
+        let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &p.pair.image))).await;
         let work = tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Outcome>, Timings)> {
             let t0 = Instant::now();
             let decoded: Vec<std::result::Result<gata_dva::Rgb, FetchFailure>> = raws
@@ -387,15 +387,14 @@ impl Dva {
 }
 
 /// The image of `payload` as the decoder needs it: inline bytes as they are, a URL's fetched.
-async fn raw(fetcher: &Fetcher, limits: &Limits, payload: &ImagePayload) -> std::result::Result<Raw, FetchFailure> {
-    match payload.check(limits) {
-        Ok(CheckedImage::Url(url)) => {
-            let bytes =
-                fetcher.fetch(&url).await.map_err(|f| FetchFailure { reason: format!("{url}: {}", f.reason), ..f })?;
-            Ok(Raw::Fetched { bytes, content_type: payload.content_type.clone() })
-        }
-        _ => Ok(Raw::Inline(payload.clone())),
-    }
+/// Inline bytes are decoded once, off the runtime, by [`Raw::check`]; the pair's form (URL
+/// included) was already checked when it was admitted.
+async fn raw(fetcher: &Fetcher, payload: &ImagePayload) -> std::result::Result<Raw, FetchFailure> {
+    let Some(url) = &payload.url else { return Ok(Raw::Inline(payload.clone())) };
+    let unreachable = |reason: String| FetchFailure { code: "image_unreachable", reason: format!("{url}: {reason}") };
+    let parsed = url::Url::parse(url).map_err(|e| unreachable(e.to_string()))?;
+    let bytes = fetcher.fetch(&parsed).await.map_err(|f| FetchFailure { code: f.code, ..unreachable(f.reason) })?;
+    Ok(Raw::Fetched { bytes, content_type: payload.content_type.clone() })
 }
 
 /// Sends the pair's record to the dead-letter topic with `reason`.
