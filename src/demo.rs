@@ -38,6 +38,9 @@ pub struct DemoArgs {
     /// Seed of the workload (default: from the clock, so reruns add new data).
     #[arg(long)]
     seed: Option<u64>,
+    /// Bearer token of an operator or admin, when `auth.principals` are configured.
+    #[arg(long, env = "GATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Queries shown after the load, with what they answer.
@@ -65,7 +68,10 @@ const SAMPLES: [(&str, &str); 5] = [
 ];
 
 pub async fn run(cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
-    let token = cfg.http.tokens.first().map(|t| t.0.clone());
+    if cfg.auth.enabled() && args.token.is_none() {
+        bail!("auth.principals are configured: pass an operator's token with --token or GATA_TOKEN");
+    }
+    let token = args.token.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let mut server = tokio::spawn(platform::serve(cfg, stop.clone(), move |ready| {
         ready.print();

@@ -8,18 +8,12 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    sync::Arc,
 };
 
 use anyhow::Context as _;
 use clap::Args;
 use gata_infra::config::GataConfig;
-use gata_lakehouse::Lake;
-use gata_query_api::{
-    Catalog,
-    export::{self, ExportFormat, ExportSpec},
-    sql::SqlEngine,
-};
+use gata_query_api::export::{self, ExportFormat, ExportSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// `gata export` options.
@@ -47,8 +41,7 @@ pub async fn run(cfg: GataConfig, args: ExportArgs) -> anyhow::Result<()> {
         min_quality: args.min_quality,
         scorer_version: args.scorer_version.unwrap_or_else(|| gata_scoring::SCORER_VERSION.to_string()),
     };
-    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
-    let engine = SqlEngine::new(Arc::new(Catalog::open(lake).await?), cfg.query.clone());
+    let engine = crate::platform::lake_engine(&cfg).await?;
     let total = export::count(&engine, &spec).await?;
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} preferences ({per_sec}, eta {eta})")

@@ -1,6 +1,7 @@
-//! The one HTTP listener of `gata serve`: intake and SQL routes under `/v1` (behind bearer
-//! tokens when configured), `/healthz`, `/readyz` and `/metrics`, with a concurrency limit and
-//! a request timeout.
+//! The one HTTP listener of `gata serve`: intake and SQL routes under `/v1` and the review
+//! page (each request authenticated to a principal when `auth.principals` are configured),
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, with a concurrency limit and a
+//! request timeout. Unknown routes answer a JSON 404.
 
 use std::{sync::Arc, time::Duration};
 
@@ -12,7 +13,10 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use gata_infra::config::{HttpConfig, Token};
+use gata_infra::{
+    auth::{Authenticator, Principal},
+    config::HttpConfig,
+};
 use gata_query_api::Catalog;
 use prometheus::Registry;
 use rdkafka::producer::{FutureProducer, Producer};
@@ -28,24 +32,38 @@ pub struct Ops {
     pub catalog: Arc<Catalog>,
 }
 
-/// The application router: the routes of the roles this process runs, plus health and metrics.
+/// The OpenAPI 3 description of this API (checked in as `docs/openapi.json`).
+pub const OPENAPI: &str = include_str!("../docs/openapi.json");
+
+/// The application router: the routes of the roles this process runs, plus health, metrics
+/// and the API description.
 pub fn app(
     cfg: &HttpConfig,
+    auth: Authenticator,
     ingest: Option<gata_ingest::IngestState>,
     query: Option<gata_query_api::QueryState>,
     ops: Ops,
 ) -> Router {
-    let tokens: Arc<Vec<Token>> = Arc::new(cfg.tokens.clone());
+    let ingest = ingest
+        .map(|state| gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter)))
+        .unwrap_or_default();
+    let metrics_route = if cfg.public_metrics {
+        Router::new().route("/metrics", get(metrics))
+    } else {
+        Router::new().route("/metrics", get(metrics).route_layer(middleware::from_fn(require_operator)))
+    };
     let api = Router::new()
-        .merge(ingest.map(gata_ingest::router).unwrap_or_default())
+        .merge(ingest)
         .merge(query.map(gata_query_api::router).unwrap_or_default())
-        .layer(middleware::from_fn_with_state(tokens, require_token));
+        .merge(metrics_route.with_state(ops.clone()))
+        .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(ops)
         .merge(api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json") })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         .layer(ConcurrencyLimitLayer::new(cfg.max_concurrency))
 }
@@ -54,23 +72,39 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
 }
 
-/// With tokens configured, every `/v1` request needs `Authorization: Bearer <token>`.
-/// Without tokens (allowed only on loopback) the API is open, as one local admin.
-async fn require_token(State(tokens): State<Arc<Vec<Token>>>, req: Request, next: Next) -> Response {
-    if tokens.is_empty() {
-        return next.run(req).await;
-    }
-    let presented =
-        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(t) if tokens.iter().any(|k| constant_time_eq(k.0.as_bytes(), t.as_bytes())) => next.run(req).await,
-        Some(_) => error(StatusCode::UNAUTHORIZED, "unauthorized", "the bearer token is not valid"),
-        None => error(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>"),
+/// Resolves the caller to a principal (`Authorization: Bearer <token>`) and hands it to the
+/// routes. Without principals configured (allowed only on loopback) everyone is a local admin.
+async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth.authorize(header) {
+        Ok(principal) => {
+            req.extensions_mut().insert(principal);
+            next.run(req).await
+        }
+        Err(why) => error(StatusCode::UNAUTHORIZED, "unauthorized", why),
     }
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+fn allow(req: &Request, rule: impl Fn(&Principal) -> bool) -> bool {
+    req.extensions().get::<Principal>().is_some_and(rule)
+}
+
+/// Intake is for contributors, operators and admins.
+async fn require_submitter(req: Request, next: Next) -> Response {
+    if allow(&req, |p| p.role.submits()) {
+        next.run(req).await
+    } else {
+        error(StatusCode::FORBIDDEN, "forbidden", "this principal may not submit events")
+    }
+}
+
+/// Operation pages are for operators and admins.
+async fn require_operator(req: Request, next: Next) -> Response {
+    if allow(&req, |p| p.role.operates()) {
+        next.run(req).await
+    } else {
+        error(StatusCode::FORBIDDEN, "forbidden", "only operators may read this")
+    }
 }
 
 /// Ready when the broker answers a metadata request and the lake tables can be read.

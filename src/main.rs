@@ -2,7 +2,7 @@
 //!
 //! `gata serve` runs every role in one process (embedded broker unless `--brokers` is given);
 //! `gata demo` does the same and loads a generated workload through the public API;
-//! `gata dva-worker` scores image-text pairs as a volunteer's DVA; `gata sql` queries the lake directly; `gata export` writes accepted preference data for
+//! `gata dva-worker` scores image-text pairs as a volunteer's DVA; `gata sql` queries the lake or a server, one-shot or interactively; `gata token` makes a bearer token; `gata export` writes accepted preference data for
 //! training; `gata schema` prints or writes the event JSON Schemas.
 
 mod demo;
@@ -12,6 +12,7 @@ mod export_cmd;
 mod http;
 mod lake_cmd;
 mod platform;
+mod sql_cmd;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -41,13 +42,10 @@ enum Cmd {
     Broker(Flags),
     /// Serve, load a realistic generated workload through the API, print what landed.
     Demo(demo::DemoArgs),
-    /// Run one SQL query against the lake (no server needed) and print the rows as JSON.
-    Sql {
-        /// The query.
-        query: String,
-        #[command(flatten)]
-        flags: Flags,
-    },
+    /// SQL against the lake or a running server: one query, or interactive from stdin.
+    Sql(sql_cmd::SqlArgs),
+    /// Make a new random bearer token and print it with the hash `auth.principals` stores.
+    Token,
     /// Score image-text pairs as one of a cluster's independent DVA workers (votes for the consensus).
     DvaWorker(dva_worker::WorkerArgs),
     /// Accepted preference data for training: TRL DPO, Chatbot Arena battles or JSONL.
@@ -154,10 +152,16 @@ async fn main() -> anyhow::Result<()> {
             let cfg = load(cli.config.as_ref(), &args.flags)?;
             demo::run(cfg, args, shutdown_signal()).await
         }
-        Cmd::Sql { query, flags } => {
-            let cfg = load(cli.config.as_ref(), &flags)?;
-            let answer = platform::query_once(&cfg, &query).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+        Cmd::Sql(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            sql_cmd::run(cfg, args).await
+        }
+        Cmd::Token => {
+            let token = gata_infra::auth::new_token();
+            println!("token         {token}");
+            println!("token_sha256  {}", gata_infra::auth::token_hash(&token));
+            println!("\nGive the token to its holder; put only the hash in the configuration:");
+            println!("  [[auth.principals]]\n  name = \"...\"\n  role = \"analyst\"\n  token_sha256 = \"{}\"\n  datasets = [\"chat\"]", gata_infra::auth::token_hash(&token));
             Ok(())
         }
         Cmd::DvaWorker(args) => {

@@ -12,10 +12,7 @@ use gata_infra::{
     topics,
 };
 use gata_lakehouse::Lake;
-use gata_query_api::{
-    Catalog,
-    sql::{QueryAnswer, SqlEngine},
-};
+use gata_query_api::{Catalog, flight::FlightSql};
 use gata_stream_processors::{
     SinkConfig,
     dva::{DvaSettings, Output, consensus::ConsensusSettings, fetch::FetchSettings},
@@ -41,6 +38,8 @@ pub struct Ready {
     pub embedded: bool,
     /// The lake root.
     pub lake: String,
+    /// The Arrow Flight SQL address actually bound, when it runs.
+    pub flight: Option<SocketAddr>,
 }
 
 impl Ready {
@@ -52,6 +51,9 @@ impl Ready {
             "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /review, /metrics)",
             self.http
         );
+        if let Some(flight) = self.flight {
+            println!("  Flight SQL  grpc://{flight}   (ADBC, JDBC, DBeaver)");
+        }
         println!("  Kafka  {}   ({kind}; try: kcat -b {} -L)", self.bootstrap, self.bootstrap);
         println!("  Lake   {}", self.lake);
     }
@@ -79,7 +81,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
 
     let producer: FutureProducer =
         kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
-    let catalog = Arc::new(Catalog::open(lake.clone()).await?);
+    let catalog = Arc::new(Catalog::open(lake.clone(), cfg.query.discover_interval).await?);
     let ingest = cfg
         .runs(Role::Intake)
         .then(|| gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry))
@@ -88,7 +90,17 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         .runs(Role::Query)
         .then(|| gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry))
         .transpose()?;
-    let app = http::app(&cfg.http, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
+    let auth = cfg.auth.authenticator();
+    let flight = match (&query, cfg.query.flight_addr) {
+        (Some(query), Some(addr)) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding Flight SQL on {addr} (query.flight_addr)"))?;
+            Some((listener, FlightSql::new(query.engine().clone(), auth.clone())?))
+        }
+        _ => None,
+    };
+    let app = http::app(&cfg.http, auth, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
 
     let listener =
         tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
@@ -97,6 +109,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         bootstrap: bootstrap.clone(),
         embedded: cfg.kafka.brokers.is_none(),
         lake: lake_uri,
+        flight: flight.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
@@ -157,6 +170,10 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         tasks.spawn(async move {
             gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop).await.context("table maintenance")
         });
+    }
+    if let Some((listener, service)) = flight {
+        let flight_stop = stop.child_token();
+        tasks.spawn(async move { service.serve(listener, flight_stop).await.context("Flight SQL server") });
     }
     let http_stop = stop.child_token();
     tasks.spawn(async move {
@@ -276,9 +293,15 @@ pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<
     Ok(())
 }
 
-/// Runs one query against the lake without a server.
-pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<QueryAnswer> {
+/// A query engine over the configured lake, for commands that run without a server.
+pub async fn lake_engine(cfg: &GataConfig) -> anyhow::Result<gata_query_api::sql::SqlEngine> {
     let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
-    let engine = SqlEngine::new(Arc::new(Catalog::open(lake).await?), cfg.query.clone());
-    Ok(engine.run(sql).await?)
+    let catalog = Arc::new(Catalog::open(lake, cfg.query.discover_interval).await?);
+    Ok(gata_query_api::sql::SqlEngine::new(catalog, cfg.query.clone())?)
+}
+
+/// Runs one query against the lake without a server, as the local admin.
+pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<gata_query_api::sql::QueryAnswer> {
+    let engine = lake_engine(cfg).await?;
+    Ok(engine.run(&gata_infra::auth::Principal::local_admin(), sql, Vec::new()).await?)
 }

@@ -77,6 +77,8 @@ pub struct GataConfig {
     pub lake: LakeConfig,
     /// The SQL service.
     pub query: QueryConfig,
+    /// Principals, their tokens (hashed) and grants.
+    pub auth: crate::auth::AuthConfig,
     /// Background table maintenance.
     pub maintenance: MaintenanceConfig,
     /// The scoring processor.
@@ -95,21 +97,11 @@ impl Default for GataConfig {
             ingest: IngestConfig::default(),
             lake: LakeConfig::default(),
             query: QueryConfig::default(),
+            auth: crate::auth::AuthConfig::default(),
             maintenance: MaintenanceConfig::default(),
             scoring: ScoringConfig::default(),
             dva: DvaConfig::default(),
         }
-    }
-}
-
-/// A bearer token; its `Debug` never shows the secret.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Token(pub String);
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
     }
 }
 
@@ -119,22 +111,23 @@ impl fmt::Debug for Token {
 pub struct HttpConfig {
     /// Address to bind (`127.0.0.1:8080`). Port 0 picks a free port.
     pub addr: SocketAddr,
-    /// Bearer tokens accepted on `/v1/*`. Empty and a loopback address: open, local trust mode.
-    pub tokens: Vec<Token>,
     /// Upper bound on one request (`30s`).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
     /// Requests served at once before new ones wait (`256`).
     pub max_concurrency: usize,
+    /// Serve `/metrics` without a token even when auth is on (`false`: operators only), for
+    /// a Prometheus that scrapes over a private network.
+    pub public_metrics: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            tokens: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_concurrency: 256,
+            public_metrics: false,
         }
     }
 }
@@ -278,18 +271,43 @@ impl Default for LakeConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QueryConfig {
-    /// Most rows returned by one query (`10000`); the answer says when it was truncated.
+    /// Most rows in a JSON answer (`10000`); the answer says when it was truncated.
     pub max_rows: usize,
-    /// Longest a query may run (`30s`).
+    /// Most rows a streamed answer (NDJSON, CSV, Arrow, Parquet, Flight SQL) may carry
+    /// (`10000000`); past it the stream is cut off with an error, never silently short.
+    pub max_stream_rows: u64,
+    /// Most bytes one answer may carry, in any format (`1 GiB`).
+    pub max_result_bytes: u64,
+    /// Longest a query may run, streaming included (`30s`).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Memory one query may use for sorts, joins and aggregates (`1 GiB`).
+    /// Memory one query may use for sorts, joins and aggregates (`1 GiB`); past it operators
+    /// that can spill to disk do, the others fail the query cleanly.
     pub memory_limit_bytes: usize,
+    /// Threads of the query runtime, apart from the HTTP one, so a heavy query cannot starve
+    /// the listeners (`2`).
+    pub executor_threads: usize,
+    /// How often the lake root is listed for new tables (`5s`); versions of known tables are
+    /// refreshed before every query.
+    #[serde(with = "humantime_serde")]
+    pub discover_interval: Duration,
+    /// Arrow Flight SQL listener (`127.0.0.1:50051`; port 0 picks a free one, printed at start;
+    /// unset turns Flight SQL off).
+    pub flight_addr: Option<SocketAddr>,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
-        Self { max_rows: 10_000, timeout: Duration::from_secs(30), memory_limit_bytes: 1 << 30 }
+        Self {
+            max_rows: 10_000,
+            max_stream_rows: 10_000_000,
+            max_result_bytes: 1 << 30,
+            timeout: Duration::from_secs(30),
+            memory_limit_bytes: 1 << 30,
+            executor_threads: 2,
+            discover_interval: Duration::from_secs(5),
+            flight_addr: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+        }
     }
 }
 
@@ -486,7 +504,11 @@ impl GataConfig {
             self.maintenance.vacuum_retention >= Duration::from_secs(3600),
             "maintenance.vacuum_retention must be at least 1h (readers of recent versions keep their files)",
         );
-        check(self.query.max_rows > 0, "query.max_rows must be positive");
+        check(
+            self.query.max_rows > 0 && self.query.max_stream_rows > 0 && self.query.max_result_bytes > 0,
+            "query.max_rows, query.max_stream_rows and query.max_result_bytes must be positive",
+        );
+        check(self.query.executor_threads > 0, "query.executor_threads must be positive");
         check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
         check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
         check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
@@ -497,13 +519,18 @@ impl GataConfig {
         check(self.dva.tolerance > 0.0 && self.dva.tolerance <= 2.0, "dva.tolerance must be in (0, 2]");
         check((0.0..1.0).contains(&self.dva.flag_share), "dva.flag_share must be in [0, 1)");
         check(
-            self.http.addr.ip().is_loopback() || !self.http.tokens.is_empty(),
-            "http.addr is not loopback: configure http.tokens so the API is not open to the network",
+            self.http.addr.ip().is_loopback() || self.auth.enabled(),
+            "http.addr is not loopback: configure auth.principals so the API is not open to the network",
+        );
+        check(
+            self.query.flight_addr.is_none_or(|a| a.ip().is_loopback()) || self.auth.enabled(),
+            "query.flight_addr is not loopback: configure auth.principals so Flight SQL is not open to the network",
         );
         if let Some(uri) = &self.lake.uri {
             check(url::Url::parse(uri).is_ok(), "lake.uri must be a URL such as file:///data/lake or s3://bucket/lake");
         }
         problems.extend(self.ingest.limits.problems());
+        problems.extend(self.auth.problems());
         problems
     }
 }
@@ -592,10 +619,12 @@ mod tests {
     fn the_kubernetes_config_is_valid_with_its_secret() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/gata.toml");
         figment::Jail::expect_with(|jail| {
-            let err = load(Some(&path), &serde_json::json!({})).expect_err("0.0.0.0 without tokens");
-            assert!(err.to_string().contains("http.tokens"), "{err}");
-            jail.set_env("GATA__HTTP__TOKENS", r#"["a-long-token"]"#);
-            let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's token");
+            let err = load(Some(&path), &serde_json::json!({})).expect_err("0.0.0.0 without principals");
+            assert!(err.to_string().contains("auth.principals"), "{err}");
+            let hash = crate::auth::token_hash("a-long-token");
+            jail.set_env("GATA__AUTH__PRINCIPALS", format!(r#"[{{name="ops",role="operator",token_sha256="{hash}"}}]"#));
+            let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's principal");
+            assert!(cfg.auth.authenticator().principal("a-long-token").is_some());
             assert_eq!((cfg.kafka.partitions, cfg.kafka.replication_factor), (12, 3));
             assert_eq!(cfg.lake.uri.as_deref(), Some("s3://gata-lake/lake"));
             Ok(())
@@ -615,10 +644,17 @@ mod tests {
     #[test]
     fn secrets_never_print() {
         let mut cfg = GataConfig::default();
-        cfg.http.tokens.push(Token("s3cret".into()));
+        cfg.auth.principals.push(crate::auth::PrincipalConfig {
+            name: "ops".into(),
+            role: crate::auth::Role::Operator,
+            token_sha256: "ab".repeat(32),
+            tables: vec![],
+            datasets: vec![],
+            contributor_id: None,
+        });
         cfg.lake.storage_options.0.insert("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into());
         let shown = format!("{cfg:?}");
-        assert!(!shown.contains("s3cret") && !shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains(&"ab".repeat(32)) && !shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("AWS_SECRET_ACCESS_KEY"));
     }
 }

@@ -5,6 +5,7 @@
 //! Everything above this crate (`ingest`, `lakehouse`, `stream-processors`, `query-api`) speaks
 //! in these types; nothing here depends on them.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod contract;

@@ -148,7 +148,13 @@ impl Lake {
 
     /// A handle on the table at `url`, with this lake's options, not yet read.
     fn unloaded(&self, url: &Url) -> Result<DeltaTable, DeltaTableError> {
-        DeltaTableBuilder::from_url(url.clone())?.with_storage_options(self.options.clone()).build()
+        self.builder(url)?.build()
+    }
+
+    /// A builder for the table at `url` (under this lake's root) with the lake's storage
+    /// options: for reading a table at a version or a timestamp, or listing the root.
+    pub fn builder(&self, url: &Url) -> Result<DeltaTableBuilder, DeltaTableError> {
+        Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_options(self.options.clone()))
     }
 
     /// The table at `url`, at its latest version.

@@ -5,7 +5,8 @@
 //! (`accept` or `reject`), `kind` (`chat_turn` or `preference`). Each score names the
 //! submission it judges and, for a chat turn, the start of its prompt.
 
-use gata_infra::contract::Limits;
+use gata_infra::{auth::Principal, contract::Limits};
+use gata_lakehouse::deltalake::datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -45,11 +46,9 @@ pub struct ContributorScores {
     pub offset: usize,
 }
 
-/// A contributor id as the contract allows it ([`Limits::check_id`]), without quotes or
-/// backslashes (it is written into the SQL text).
+/// A contributor id as the contract allows it ([`Limits::check_id`]).
 fn check_id(id: &str) -> Result<()> {
-    let quoted = id.bytes().any(|b| matches!(b, b'\'' | b'"' | b'\\'));
-    if !quoted && Limits::default().check_id("contributor_id", id).is_ok() {
+    if Limits::default().check_id("contributor_id", id).is_ok() {
         Ok(())
     } else {
         Err(QueryError::BadRequest(format!("{id:?} is not a contributor id")))
@@ -72,32 +71,43 @@ pub async fn scores(engine: &SqlEngine, contributor: &str, query: &ScoresQuery) 
         return Err(QueryError::BadRequest(format!("limit={limit}; expected 1 to {MAX_LIMIT}")));
     }
     let offset = query.offset.unwrap_or(0);
-    let mut filter = format!("s.contributor_id = '{contributor}'");
+    // Values travel as parameters ($1 …), never inside the SQL text.
+    let mut params = vec![ScalarValue::Utf8(Some(contributor.to_string()))];
+    let mut filter = "s.contributor_id = $1".to_string();
     if let Some(verdict) = one_of("verdict", query.verdict.as_deref(), &["accept", "reject"])? {
-        filter.push_str(&format!(" AND s.verdict = '{verdict}'"));
+        params.push(ScalarValue::Utf8(Some(verdict)));
+        filter.push_str(&format!(" AND s.verdict = ${}", params.len()));
     }
     if let Some(kind) = one_of("kind", query.kind.as_deref(), &["chat_turn", "preference", "image_text_pair"])? {
-        filter.push_str(&format!(" AND s.subject_kind = '{kind}'"));
+        params.push(ScalarValue::Utf8(Some(kind)));
+        filter.push_str(&format!(" AND s.subject_kind = ${}", params.len()));
     }
+    let system = Principal::local_admin();
     let page = engine
-        .run(&format!(
-            "SELECT s.subject_event_id, s.subject_kind, s.scorer_version, s.score, s.verdict, \
-             s.realism, s.originality, s.diversity, s.behaviour, s.reasons, s.language, \
-             s.occurred_at, s.scored_at, substr(t.prompt, 1, {EXCERPT_CHARS}) AS prompt, p.turn_id \
-             FROM quality_scores s \
-             LEFT JOIN chat_turns t ON t.event_id = s.subject_event_id \
-             LEFT JOIN preferences p ON p.event_id = s.subject_event_id \
-             WHERE {filter} ORDER BY s.scored_at DESC, s.subject_event_id LIMIT {limit} OFFSET {offset}"
-        ))
+        .run(
+            &system,
+            &format!(
+                "SELECT s.subject_event_id, s.subject_kind, s.scorer_version, s.score, s.verdict, \
+                 s.realism, s.originality, s.diversity, s.behaviour, s.reasons, s.language, \
+                 s.occurred_at, s.scored_at, substr(t.prompt, 1, {EXCERPT_CHARS}) AS prompt, p.turn_id \
+                 FROM quality_scores s \
+                 LEFT JOIN chat_turns t ON t.event_id = s.subject_event_id \
+                 LEFT JOIN preferences p ON p.event_id = s.subject_event_id \
+                 WHERE {filter} ORDER BY s.scored_at DESC, s.subject_event_id LIMIT {limit} OFFSET {offset}"
+            ),
+            params,
+        )
         .await?;
     let summary = engine
-        .run(&format!(
+        .run(
+            &system,
             "SELECT scorer_version, COUNT(*) AS submissions, \
              SUM(CASE WHEN verdict = 'accept' THEN 1 ELSE 0 END) AS accepted, \
              SUM(CASE WHEN verdict = 'reject' THEN 1 ELSE 0 END) AS rejected, \
              ROUND(AVG(score), 4) AS mean_score \
-             FROM quality_scores s WHERE s.contributor_id = '{contributor}' GROUP BY 1 ORDER BY 1"
-        ))
+             FROM quality_scores s WHERE s.contributor_id = $1 GROUP BY 1 ORDER BY 1",
+            vec![ScalarValue::Utf8(Some(contributor.to_string()))],
+        )
         .await?;
     Ok(ContributorScores {
         contributor_id: contributor.to_string(),

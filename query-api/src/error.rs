@@ -42,6 +42,10 @@ pub enum QueryError {
     #[error(transparent)]
     Lake(Box<gata_lakehouse::LakeError>),
 
+    /// The query service could not start (its runtime, its metrics).
+    #[error("starting the query service: {0}")]
+    Startup(String),
+
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
     Io(String),
@@ -49,6 +53,40 @@ pub enum QueryError {
     /// The request was not authorized.
     #[error("{0}")]
     Unauthorized(&'static str),
+
+    /// The principal may not do this.
+    #[error("{0}")]
+    Forbidden(&'static str),
+
+    /// A table the query names is not in the lake (or not granted: the same answer).
+    #[error("table '{0}' not found")]
+    UnknownTable(String),
+
+    /// A table could not be read.
+    #[error("reading table {table}: {source}")]
+    Table {
+        /// SQL name.
+        table: String,
+        /// What delta-rs said.
+        #[source]
+        source: Box<gata_lakehouse::deltalake::DeltaTableError>,
+    },
+
+    /// A time-travel clause names a version or time the table does not have.
+    #[error("{0}")]
+    TimeTravel(String),
+
+    /// The `Accept` header asks for a format this service does not write.
+    #[error("cannot answer in {0}; accept one of application/json, application/x-ndjson, text/csv, application/vnd.apache.arrow.stream, application/vnd.apache.parquet")]
+    NotAcceptable(String),
+
+    /// The answer is larger than `query.max_result_bytes` or `query.max_stream_rows`.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// An operator cancelled the query, or its client went away.
+    #[error("query {0} was cancelled")]
+    Cancelled(String),
 
     /// What was asked for does not exist.
     #[error("{0}")]
@@ -85,8 +123,15 @@ impl QueryError {
             Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
             Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            Self::Engine(_) | Self::Lake(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::UnknownTable(_) => (StatusCode::BAD_REQUEST, "plan_error"),
+            Self::TimeTravel(_) => (StatusCode::BAD_REQUEST, "time_travel"),
+            Self::Table { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            Self::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
+            Self::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
         }
     }

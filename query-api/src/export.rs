@@ -97,7 +97,7 @@ impl ExportSpec {
 /// How many preferences `spec` selects.
 pub async fn count(engine: &SqlEngine, spec: &ExportSpec) -> Result<u64> {
     spec.check()?;
-    let ctx = engine.session().await?;
+    let ctx = engine.session(&gata_infra::auth::Principal::local_admin()).await?;
     let batches = ctx.sql(&format!("SELECT COUNT(*) AS n FROM ({})", spec.selection())).await?.collect().await?;
     let rows = rows(&batches).map_err(|e| QueryError::Engine(Box::new(e.into())))?;
     Ok(rows.first().and_then(|r| r.get("n")).and_then(Value::as_u64).unwrap_or(0))
@@ -112,7 +112,7 @@ pub async fn export(
     mut progress: impl FnMut(u64),
 ) -> Result<ExportStats> {
     spec.check()?;
-    let ctx = engine.session().await?;
+    let ctx = engine.session(&gata_infra::auth::Principal::local_admin()).await?;
     let sql = format!("SELECT * FROM ({}) ORDER BY occurred_at, event_id", spec.selection());
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     let mut stats = ExportStats::default();

@@ -14,7 +14,10 @@
 pub mod catalog;
 pub mod contributors;
 pub mod error;
+pub mod executor;
 pub mod export;
+pub mod flight;
+pub mod formats;
 mod json;
 pub mod review;
 mod routes;

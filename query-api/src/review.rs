@@ -19,6 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use gata_infra::auth::Principal;
+
 use crate::{QueryError, Result, sql::SqlEngine};
 
 /// Most pairs on one page.
@@ -90,11 +92,13 @@ impl Filter {
 }
 
 /// Renders one page of the review.
-pub async fn page(engine: &SqlEngine, query: &ReviewQuery) -> Result<Html<String>> {
+pub async fn page(engine: &SqlEngine, principal: &Principal, query: &ReviewQuery) -> Result<Html<String>> {
     let f = Filter::check(query)?;
     let filter = f.sql_where();
     let rows = engine
-        .run(&format!(
+        .run(
+            principal,
+            &format!(
             "SELECT p.event_id, p.contributor_id, p.caption, p.image_url, p.image_width, p.image_height, \
              s.score, s.verdict, s.scorer_version, s.reasons, s.consensus_agreement \
              FROM quality_scores s JOIN image_text_pairs p ON p.event_id = s.subject_event_id \
@@ -102,14 +106,20 @@ pub async fn page(engine: &SqlEngine, query: &ReviewQuery) -> Result<Html<String
              LIMIT {} OFFSET {}",
             f.per_page + 1,
             (f.page - 1) * f.per_page
-        ))
+            ),
+            Vec::new(),
+        )
         .await?
         .rows;
     let total = engine
-        .run(&format!(
-            "SELECT COUNT(*) AS n FROM quality_scores s JOIN image_text_pairs p ON p.event_id = s.subject_event_id \
-             WHERE {filter}"
-        ))
+        .run(
+            principal,
+            &format!(
+                "SELECT COUNT(*) AS n FROM quality_scores s JOIN image_text_pairs p ON p.event_id = s.subject_event_id \
+                 WHERE {filter}"
+            ),
+            Vec::new(),
+        )
         .await?
         .rows
         .first()
@@ -226,10 +236,10 @@ fn render(f: &Filter, rows: &[Map<String, Value>], total: u64, more: bool) -> St
 }
 
 /// Serves the image of pair `event_id`: its bytes with their type, or a redirect to its URL.
-pub async fn image(engine: &SqlEngine, event_id: &str) -> Result<Response> {
+pub async fn image(engine: &SqlEngine, principal: &Principal, event_id: &str) -> Result<Response> {
     let id =
         Uuid::parse_str(event_id).map_err(|_| QueryError::BadRequest(format!("{event_id:?} is not an event id")))?;
-    let ctx = engine.session().await?;
+    let ctx = engine.session(principal).await?;
     let batches = ctx
         .table("image_text_pairs")
         .await?

@@ -1,25 +1,46 @@
-//! Running one analyst query: read-only check, a fresh DataFusion session over the latest
-//! table versions, memory/row/time limits, JSON rows out.
+//! Running analyst SQL: one read-only statement, planned in a fresh DataFusion session that
+//! holds only the tables the principal is granted (at their latest versions, or at the version
+//! a time-travel clause names), executed on the query runtime under the memory, row, byte and
+//! time limits of `query.*`.
+//!
+//! Time travel follows Seafowl: a table called like a function is read as of a version or a
+//! time — `chat_turns(3)` is version 3, `chat_turns('2026-11-25T10:00:00Z')` the last version
+//! committed at or before that instant.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc, time::Instant};
 
-use gata_infra::config::QueryConfig;
-use gata_lakehouse::deltalake::datafusion::execution::context::SQLOptions;
-use gata_lakehouse::{
-    TableId,
-    deltalake::datafusion::{
-        execution::runtime_env::RuntimeEnvBuilder,
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::StreamExt as _;
+use gata_infra::{auth::Principal, config::QueryConfig};
+use gata_lakehouse::deltalake::{
+    DeltaTable,
+    kernel::engine::arrow_conversion::TryIntoArrow as _,
+    arrow::{
+        datatypes::{Schema, SchemaRef},
+        record_batch::RecordBatch,
+    },
+    datafusion::{
+        common::ScalarValue,
+        execution::{context::SQLOptions, runtime_env::RuntimeEnvBuilder},
+        logical_expr::LogicalPlan,
         prelude::{SessionConfig, SessionContext},
         sql::{
             parser::{DFParser, Statement as DfStatement},
-            sqlparser::ast::Statement,
+            sqlparser::ast::{
+                Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement, TableFactor, Value,
+                VisitMut, VisitorMut,
+            },
         },
     },
 };
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value as Json};
 
-use crate::{Catalog, QueryError, Result, json};
+use crate::{
+    Catalog, QueryError, Result,
+    executor::{Cap, Executor, QueryStream, Running},
+    json,
+};
 
 /// A column of an answer.
 #[derive(Debug, Clone, Serialize)]
@@ -31,11 +52,11 @@ pub struct Column {
     pub data_type: String,
 }
 
-/// The answer to one query. Rows come first in the JSON so the data leads.
+/// The answer to one query in JSON. Rows come first so the data leads.
 #[derive(Debug, Clone, Serialize)]
 pub struct QueryAnswer {
     /// Rows as objects keyed by column name.
-    pub rows: Vec<Map<String, Value>>,
+    pub rows: Vec<Map<String, Json>>,
     /// The columns, in order.
     pub columns: Vec<Column>,
     /// Rows returned.
@@ -50,19 +71,24 @@ pub struct QueryAnswer {
 #[derive(Debug, Clone, Serialize)]
 pub struct TableInfo {
     /// SQL name.
-    pub name: &'static str,
+    pub name: String,
     /// What it holds.
-    pub description: &'static str,
+    pub description: Option<String>,
     /// Where it lives.
     pub location: String,
     /// Latest committed Delta version.
     pub version: Option<u64>,
+    /// Rows in that version (from the Delta log's file statistics).
+    pub rows: Option<u64>,
     /// Data files in that version (compaction lowers it).
     pub files: usize,
     /// Partition columns.
-    pub partition_columns: &'static [&'static str],
+    pub partition_columns: Vec<String>,
     /// Columns.
     pub columns: Vec<Column>,
+    /// The Arrow schema (for Flight SQL's table listing).
+    #[serde(skip)]
+    pub schema: Schema,
 }
 
 /// Runs analyst SQL over the catalog's tables.
@@ -70,22 +96,40 @@ pub struct TableInfo {
 pub struct SqlEngine {
     catalog: Arc<Catalog>,
     cfg: QueryConfig,
+    executor: Arc<Executor>,
 }
 
-/// Refuses anything but one read-only query (`SELECT`, `WITH`, `VALUES`, `EXPLAIN`).
+/// Refuses anything but one read-only statement: a query (`SELECT`, `WITH`, `VALUES`),
+/// `EXPLAIN [ANALYZE]` of one, `DESCRIBE` or `SHOW TABLES`/`SHOW COLUMNS`.
 pub fn check_read_only(sql: &str) -> Result<()> {
-    let statements = DFParser::parse_sql(sql)?;
+    parse_read_only(sql).map(drop)
+}
+
+fn parse_read_only(sql: &str) -> Result<DfStatement> {
+    let mut statements = DFParser::parse_sql(sql)?;
     if statements.len() != 1 {
         return Err(QueryError::NotAllowed(format!("send exactly one statement (got {})", statements.len())));
     }
-    match &statements[0] {
-        DfStatement::Statement(s) if matches!(**s, Statement::Query(_)) => Ok(()),
-        DfStatement::Explain(_) => Ok(()),
-        DfStatement::Statement(s) => {
-            let text = s.to_string();
-            let verb = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-            Err(QueryError::NotAllowed(format!("{verb} … is not a query")))
-        }
+    let statement = statements.pop_front().ok_or_else(|| QueryError::NotAllowed("send one statement".into()))?;
+    read_only(&statement)?;
+    Ok(statement)
+}
+
+fn read_only(statement: &DfStatement) -> Result<()> {
+    match statement {
+        DfStatement::Statement(s) => match **s {
+            Statement::Query(_)
+            | Statement::ExplainTable { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. } => Ok(()),
+            Statement::Explain { ref statement, .. } => read_only(&DfStatement::Statement(statement.clone())),
+            _ => {
+                let text = s.to_string();
+                let verb = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                Err(QueryError::NotAllowed(format!("{verb} … is not a query")))
+            }
+        },
+        DfStatement::Explain(e) => read_only(&e.statement),
         DfStatement::CreateExternalTable(_) => {
             Err(QueryError::NotAllowed("CREATE EXTERNAL TABLE reads outside the lake".into()))
         }
@@ -94,45 +138,201 @@ pub fn check_read_only(sql: &str) -> Result<()> {
     }
 }
 
-fn columns(schema: &gata_lakehouse::deltalake::arrow::datatypes::Schema) -> Vec<Column> {
+/// A point in a table's history.
+#[derive(Debug, Clone, PartialEq)]
+enum AsOf {
+    Version(u64),
+    Time(DateTime<Utc>),
+}
+
+impl AsOf {
+    fn parse(table: &str, args: &[FunctionArg]) -> Result<AsOf> {
+        let bad = || {
+            QueryError::TimeTravel(format!(
+                "{table}(...) takes one version number or one timestamp string, \
+                 e.g. {table}(3) or {table}('2026-11-25T10:00:00Z')"
+            ))
+        };
+        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] = args else { return Err(bad()) };
+        match &v.value {
+            Value::Number(n, _) => n.parse().map(AsOf::Version).map_err(|_| bad()),
+            Value::SingleQuotedString(s) => DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map(|t| t.and_utc()))
+                .map(AsOf::Time)
+                .map_err(|_| bad()),
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// Replaces `table(<as of>)` by a quoted name for that snapshot and records what to register.
+struct TimeTravel<'a> {
+    tables: &'a BTreeMap<String, crate::catalog::LakeTable>,
+    wanted: Vec<(String, String, AsOf)>,
+    error: Option<QueryError>,
+}
+
+impl VisitorMut for TimeTravel<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { name, args, .. } = factor else { return ControlFlow::Continue(()) };
+        let (Some(call), [ObjectNamePart::Identifier(ident)]) = (args.as_ref(), name.0.as_slice()) else {
+            return ControlFlow::Continue(());
+        };
+        let table = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
+        if !self.tables.contains_key(&table) {
+            return ControlFlow::Continue(());
+        }
+        match AsOf::parse(&table, &call.args) {
+            Ok(as_of) => {
+                let alias = match &as_of {
+                    AsOf::Version(v) => format!("{table}@v{v}"),
+                    AsOf::Time(t) => format!("{table}@{}", t.to_rfc3339()),
+                };
+                *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', alias.clone()))]);
+                *args = None;
+                self.wanted.push((table, alias, as_of));
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                self.error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+fn columns(schema: &Schema) -> Vec<Column> {
     schema.fields().iter().map(|f| Column { name: f.name().clone(), data_type: f.data_type().to_string() }).collect()
 }
 
 impl SqlEngine {
-    /// An engine over `catalog` with the limits of `cfg`.
-    pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig) -> Self {
-        Self { catalog, cfg }
+    /// An engine over `catalog` with the limits of `cfg`, executing on its own runtime.
+    pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig) -> Result<Self> {
+        let executor = Arc::new(Executor::new(cfg.executor_threads)?);
+        Ok(Self { catalog, cfg, executor })
     }
 
-    /// A fresh session over the latest table versions, with the memory limit.
-    pub(crate) async fn session(&self) -> Result<SessionContext> {
+    /// The same engine with a time limit of at most `timeout`.
+    pub fn with_timeout(&self, timeout: std::time::Duration) -> Self {
+        let mut engine = self.clone();
+        engine.cfg.timeout = engine.cfg.timeout.min(timeout);
+        engine
+    }
+
+    /// The limits.
+    pub fn config(&self) -> &QueryConfig {
+        &self.cfg
+    }
+
+    /// The queries running now.
+    pub fn running(&self) -> Vec<Running> {
+        self.executor.running()
+    }
+
+    /// Cancels running query `id`; false when there is none.
+    pub fn cancel(&self, id: &str) -> bool {
+        self.executor.cancel(id)
+    }
+
+    /// A fresh session holding the tables `principal` may read, at their latest versions,
+    /// with the memory limit.
+    pub(crate) async fn session(&self, principal: &Principal) -> Result<SessionContext> {
+        let tables = self.catalog.latest().await?;
+        self.session_over(principal, &tables).await
+    }
+
+    async fn session_over(
+        &self,
+        principal: &Principal,
+        tables: &BTreeMap<String, crate::catalog::LakeTable>,
+    ) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_information_schema(true), runtime);
-        for (id, table) in self.catalog.latest().await? {
-            table
-                .update_datafusion_session(&ctx.state())
-                .map_err(|source| gata_lakehouse::LakeError::Read { table: id.name(), source })?;
-            let provider = table.table_provider().await?;
-            ctx.register_table(id.name(), provider)?;
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(self.cfg.executor_threads.max(1));
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        for (name, entry) in tables.iter().filter(|(name, _)| principal.can_read(name)) {
+            register(&ctx, name, &entry.table).await?;
         }
         Ok(ctx)
     }
 
-    /// Runs one read-only query.
-    pub async fn run(&self, sql: &str) -> Result<QueryAnswer> {
+    /// Plans `sql` for `principal`: a read-only check, time travel resolved, only granted
+    /// tables visible, `params` bound to `$1`, `$2`, ….
+    async fn plan(&self, principal: &Principal, sql: &str, params: Vec<ScalarValue>) -> Result<(SessionContext, LogicalPlan)> {
+        let mut statement = parse_read_only(sql)?;
+        let tables = self.catalog.latest().await?;
+        let visible: BTreeMap<_, _> = tables.into_iter().filter(|(name, _)| principal.can_read(name)).collect();
+        let mut travel = TimeTravel { tables: &visible, wanted: Vec::new(), error: None };
+        visit_statement(&mut statement, &mut travel);
+        if let Some(e) = travel.error {
+            return Err(e);
+        }
+        let wanted = std::mem::take(&mut travel.wanted);
+        let ctx = self.session_over(principal, &visible).await?;
+        for (table, alias, as_of) in wanted {
+            if ctx.table_exist(alias.as_str())? {
+                continue;
+            }
+            let snapshot = match &as_of {
+                AsOf::Version(v) => self.catalog.at_version(&table, *v).await,
+                AsOf::Time(t) => self.catalog.at_timestamp(&table, *t).await,
+            }
+            .map_err(|e| match e {
+                QueryError::Table { source, .. } => QueryError::TimeTravel(format!("{table} has no {as_of:?}: {source}")),
+                other => other,
+            })?;
+            register(&ctx, &alias, &snapshot).await?;
+        }
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        let plan = if params.is_empty() { plan } else { plan.with_param_values(params)? };
+        Ok((ctx, plan))
+    }
+
+    /// Starts `sql` for `principal` on the query runtime; batches arrive on the returned
+    /// stream. At `cap` rows the stream either ends (`Cap::Truncate`) or fails.
+    pub async fn stream(&self, principal: &Principal, sql: &str, params: Vec<ScalarValue>, cap: Cap) -> Result<QueryStream> {
+        let engine = self.clone();
+        let owner = principal.clone();
+        let text = sql.to_string();
+        self.executor
+            .start(principal.name.clone(), sql.to_string(), self.cfg.timeout, cap, async move {
+                let (ctx, plan) = engine.plan(&owner, &text, params).await?;
+                let df = ctx.execute_logical_plan(plan).await?;
+                Ok(df.execute_stream().await?)
+            })
+            .await
+    }
+
+    /// The schema `sql` would answer with, without running it (for Flight SQL's GetFlightInfo).
+    pub async fn schema(&self, principal: &Principal, sql: &str) -> Result<SchemaRef> {
+        let (_, plan) = self.plan(principal, sql, Vec::new()).await?;
+        Ok(Arc::new(plan.schema().as_arrow().clone()))
+    }
+
+    /// Runs one query for `principal` and collects at most `max_rows` rows as JSON.
+    pub async fn run(&self, principal: &Principal, sql: &str, params: Vec<ScalarValue>) -> Result<QueryAnswer> {
         let started = Instant::now();
-        check_read_only(sql)?;
-        let ctx = self.session().await?;
-        let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let max = self.cfg.max_rows;
-        let work = async {
-            let df = ctx.sql_with_options(sql, options).await?;
-            let schema = df.schema().as_arrow().clone();
-            let batches = df.limit(0, Some(max + 1))?.collect().await?;
-            Ok::<_, QueryError>((schema, batches))
-        };
-        let (schema, batches) =
-            tokio::time::timeout(self.cfg.timeout, work).await.map_err(|_| QueryError::Timeout(self.cfg.timeout))??;
+        let mut stream = self.stream(principal, sql, params, Cap::Truncate(max as u64 + 1)).await?;
+        let schema = stream.schema();
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut bytes = 0u64;
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            bytes += batch.get_array_memory_size() as u64;
+            if bytes > self.cfg.max_result_bytes {
+                return Err(QueryError::TooLarge(format!(
+                    "the answer is larger than query.max_result_bytes ({}); add a LIMIT or ask for a streamed format",
+                    self.cfg.max_result_bytes
+                )));
+            }
+            batches.push(batch);
+        }
         let mut rows = json::rows(&batches).map_err(|e| QueryError::Engine(Box::new(e.into())))?;
         let truncated = rows.len() > max;
         rows.truncate(max);
@@ -145,21 +345,50 @@ impl SqlEngine {
         })
     }
 
-    /// Every table with its schema and latest version.
-    pub async fn tables(&self) -> Result<Vec<TableInfo>> {
+    /// The tables `principal` may read, with schemas, versions and row counts.
+    pub async fn tables(&self, principal: &Principal) -> Result<Vec<TableInfo>> {
         let latest = self.catalog.latest().await?;
-        Ok(TableId::ALL
-            .into_iter()
-            .map(|id| TableInfo {
-                name: id.name(),
-                description: id.description(),
-                location: self.catalog.lake().table_url(id).to_string(),
-                version: latest.get(&id).and_then(|t| t.version()),
-                files: latest.get(&id).and_then(|t| t.get_file_uris().ok()).map_or(0, Iterator::count),
-                partition_columns: id.partition_columns(),
-                columns: columns(&id.schema()),
+        Ok(latest
+            .into_values()
+            .filter(|t| principal.can_read(&t.name))
+            .map(|t| {
+                let snapshot = t.table.snapshot().ok();
+                let schema: Schema =
+                    snapshot.and_then(|s| s.schema().as_ref().try_into_arrow().ok()).unwrap_or_else(Schema::empty);
+                TableInfo {
+                    description: t.description,
+                    location: t.url.to_string(),
+                    version: t.table.version(),
+                    rows: snapshot.map(|s| s.log_data().iter().filter_map(|f| f.num_records()).map(|n| n as u64).sum()),
+                    files: snapshot.map_or(0, |s| s.log_data().num_files()),
+                    partition_columns: snapshot.map(|s| s.metadata().partition_columns().to_vec()).unwrap_or_default(),
+                    columns: columns(&schema),
+                    schema,
+                    name: t.name,
+                }
             })
             .collect())
+    }
+}
+
+/// Registers `table` in `ctx` under `name`.
+async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|source| QueryError::Table { table: name.to_string(), source: Box::new(source) })?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(name, provider)?;
+    Ok(())
+}
+
+/// Walks the SQL statement inside `statement` (through `EXPLAIN`) with `visitor`.
+fn visit_statement(statement: &mut DfStatement, visitor: &mut impl VisitorMut<Break = ()>) {
+    match statement {
+        DfStatement::Statement(s) => {
+            let _ = s.visit(visitor);
+        }
+        DfStatement::Explain(e) => visit_statement(&mut e.statement, visitor),
+        _ => {}
     }
 }
 
@@ -169,22 +398,53 @@ mod tests {
 
     #[test]
     fn only_single_read_only_queries_pass() {
-        for ok in
-            ["SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a", "EXPLAIN SELECT 1", "select count(*) from chat_turns"]
-        {
+        for ok in [
+            "SELECT 1",
+            "WITH a AS (SELECT 1) SELECT * FROM a",
+            "EXPLAIN SELECT 1",
+            "select count(*) from chat_turns",
+            "SHOW TABLES",
+            "DESCRIBE chat_turns",
+            "SELECT * FROM chat_turns(3)",
+            "EXPLAIN ANALYZE SELECT 1",
+        ] {
             check_read_only(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
         for bad in [
             "DROP TABLE chat_turns",
             "INSERT INTO chat_turns VALUES (1)",
+            "DELETE FROM chat_turns",
+            "UPDATE chat_turns SET prompt = 'x'",
             "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'",
             "COPY (SELECT 1) TO '/tmp/x.parquet'",
             "SET datafusion.execution.batch_size = 1",
             "SELECT 1; SELECT 2",
             "CREATE TABLE t AS SELECT 1",
+            "CREATE VIEW v AS SELECT 1",
+            "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
         ] {
             assert!(matches!(check_read_only(bad), Err(QueryError::NotAllowed(_))), "{bad} passed");
         }
         assert!(matches!(check_read_only("SELEC 1"), Err(QueryError::Plan(_))));
+    }
+
+    #[test]
+    fn time_travel_arguments() {
+        let args = |sql: &str| -> Vec<FunctionArg> {
+            let DfStatement::Statement(s) = parse_read_only(sql).expect("parses") else { panic!("{sql}") };
+            let Statement::Query(q) = *s else { panic!("{sql}") };
+            let gata_lakehouse::deltalake::datafusion::sql::sqlparser::ast::SetExpr::Select(select) = *q.body else {
+                panic!("{sql}")
+            };
+            let TableFactor::Table { args: Some(a), .. } = &select.from[0].relation else { panic!("{sql}") };
+            a.args.clone()
+        };
+        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t(7)")).expect("version"), AsOf::Version(7));
+        let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").expect("time").with_timezone(&Utc);
+        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t('2026-11-25T10:00:00Z')")).expect("rfc3339"), AsOf::Time(at));
+        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t('2026-11-25 10:00:00')")).expect("naive"), AsOf::Time(at));
+        for bad in ["SELECT * FROM t(-1)", "SELECT * FROM t('yesterday')", "SELECT * FROM t(1, 2)", "SELECT * FROM t(x)"] {
+            assert!(matches!(AsOf::parse("t", &args(bad)), Err(QueryError::TimeTravel(_))), "{bad}");
+        }
     }
 }

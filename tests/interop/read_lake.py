@@ -20,9 +20,9 @@ with tempfile.TemporaryDirectory() as d:
                    check=True, stdout=subprocess.DEVNULL, timeout=300)
     passed = failed = 0
     for name, path in tables.items():
-        out = subprocess.run([gata, "sql", f"SELECT COUNT(*) AS n FROM {name}", "--data-dir", d],
+        out = subprocess.run([gata, "sql", f"SELECT COUNT(*) AS n FROM {name}", "--data-dir", d, "--format", "json"],
                              check=True, capture_output=True, text=True, timeout=120).stdout
-        want = json.loads(out)["rows"][0]["n"]
+        want = json.loads(out)[0]["n"]
         dt = DeltaTable(f"{d}/lake/{path}")
         got = dt.to_pyarrow_table().num_rows
         if got == want and want > 0:

@@ -8,6 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod slt;
+
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
@@ -81,6 +83,8 @@ impl Gata {
             .arg("--http")
             .arg(format!("127.0.0.1:{port}"))
             .args(args)
+            // Flight SQL on a free port unless the test picks one (tests run side by side).
+            .env("GATA__QUERY__FLIGHT_ADDR", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone()?))
             .stderr(Stdio::from(out))
@@ -119,6 +123,13 @@ impl Gata {
             .find_map(|l| l.trim().strip_prefix("Kafka").map(|r| r.split_whitespace().next().unwrap_or("").to_string()))
     }
 
+    /// The Arrow Flight SQL address the process printed (`grpc://127.0.0.1:port`).
+    pub fn flight_url(&self) -> Option<String> {
+        self.log_text().lines().rev().find_map(|l| {
+            l.trim().strip_prefix("Flight SQL").map(|r| r.split_whitespace().next().unwrap_or("").to_string())
+        })
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -127,7 +138,7 @@ impl Gata {
 
     /// A client for this process's API.
     pub fn client(&self) -> Api {
-        Api { http: reqwest::Client::new(), base: self.base.clone() }
+        Api { http: reqwest::Client::new(), base: self.base.clone(), token: None }
     }
 }
 
@@ -143,9 +154,24 @@ pub struct Api {
     http: reqwest::Client,
     /// `http://host:port`.
     pub base: String,
+    token: Option<String>,
 }
 
 impl Api {
+    /// The same API, calling with `Authorization: Bearer <token>`.
+    pub fn with_token(&self, token: &str) -> Api {
+        Api { token: Some(token.to_string()), ..self.clone() }
+    }
+
+    /// A request to `path` with the token, if any.
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
     /// POSTs `body` with `content_type` to `path`; returns status and JSON body.
     pub async fn post(
         &self,
@@ -154,8 +180,7 @@ impl Api {
         body: impl Into<reqwest::Body>,
     ) -> anyhow::Result<(u16, Value)> {
         let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .request(reqwest::Method::POST, path)
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -175,7 +200,7 @@ impl Api {
 
     /// GETs `path` as JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let resp = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let resp = self.request(reqwest::Method::GET, path).send().await?;
         Ok((resp.status().as_u16(), resp.json().await?))
     }
 

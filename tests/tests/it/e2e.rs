@@ -83,11 +83,12 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     let (status, tables) = api.get("/v1/tables").await.unwrap();
     assert_eq!(status, 200);
     let names: Vec<&str> = tables["tables"].as_array().unwrap().iter().filter_map(|t| t["name"].as_str()).collect();
+    // Listed by name.
     assert_eq!(
         names,
-        ["events", "chat_turns", "preferences", "image_text_pairs", "quality_scores", "dva_votes", "dead_letters"]
+        ["chat_turns", "dead_letters", "dva_votes", "events", "image_text_pairs", "preferences", "quality_scores"]
     );
-    assert!(tables["tables"][1]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "responses"));
+    assert!(tables["tables"][0]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "responses"));
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
     let accepted: f64 = metrics
         .lines()

@@ -14,6 +14,7 @@ mod maintenance;
 mod s3;
 mod scale_out;
 mod scoring;
+mod sql;
 
 use std::path::Path;
 

@@ -1,0 +1,330 @@
+//! Who is asking: bearer tokens, stored only as SHA-256 hashes, mapped to principals with a
+//! role and grants on tables and datasets.
+//!
+//! Tokens are random secrets of at least 128 bits (`gata token` makes one), so one unsalted
+//! SHA-256 is enough to keep them out of configuration files and memory dumps: a slow password
+//! hash protects guessable secrets, which these are not. A presented token is hashed and
+//! compared in constant time against every principal's hash.
+//!
+//! Roles say what a principal may do; grants say which tables it may read:
+//!
+//! | role          | SQL, Flight SQL, `/v1/tables`  | submit events | review page, contributor views, `/metrics`, running queries |
+//! |---------------|--------------------------------|---------------|---------------------------------------------|
+//! | `admin`       | every table                    | yes           | yes                                          |
+//! | `operator`    | every table                    | yes           | yes                                          |
+//! | `analyst`     | granted tables                 | no            | review page when granted its tables          |
+//! | `buyer`       | granted tables                 | no            | no                                           |
+//! | `contributor` | none                           | yes           | its own scores only                          |
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What a principal may do, beyond its table grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Runs the platform: every table, intake, metrics, dead letters, cancelling queries.
+    Operator,
+    /// SQL over the tables it is granted.
+    Analyst,
+    /// SQL over the tables (and, with the marketplace, the listings) it is granted.
+    Buyer,
+    /// Submits data and reads its own scores.
+    Contributor,
+}
+
+impl Role {
+    /// Reads every table whatever its grants.
+    pub fn reads_everything(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator)
+    }
+
+    /// May submit events to the intake routes.
+    pub fn submits(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator | Role::Contributor)
+    }
+
+    /// May run SQL (over what its grants allow).
+    pub fn queries(self) -> bool {
+        !matches!(self, Role::Contributor)
+    }
+
+    /// May see the platform's operation: metrics, every contributor's scores, running queries.
+    pub fn operates(self) -> bool {
+        self.reads_everything()
+    }
+}
+
+/// One principal as configured: `[[auth.principals]]`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalConfig {
+    /// Name, shown in logs and the running-queries list.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// Hex SHA-256 of its bearer token (`gata token` prints a token and its hash).
+    pub token_sha256: String,
+    /// Tables it may read, by SQL name.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// Datasets (named groups of tables, `auth.datasets`) it may read.
+    #[serde(default)]
+    pub datasets: Vec<String>,
+    /// The contributor id a `contributor` principal acts as.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contributor_id: Option<String>,
+}
+
+impl std::fmt::Debug for PrincipalConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrincipalConfig")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .field("tables", &self.tables)
+            .field("datasets", &self.datasets)
+            .field("contributor_id", &self.contributor_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[auth]`: the principals and the datasets grants can name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Who may call the API. Empty on a loopback address: open, everyone is a local admin.
+    pub principals: Vec<PrincipalConfig>,
+    /// Named groups of tables (`chat = ["chat_turns", "preferences"]`).
+    pub datasets: BTreeMap<String, Vec<String>>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let set = |tables: &[&str]| tables.iter().map(|t| t.to_string()).collect();
+        Self {
+            principals: Vec::new(),
+            datasets: BTreeMap::from([
+                ("chat".to_string(), set(&["chat_turns", "preferences", "quality_scores"])),
+                ("images".to_string(), set(&["image_text_pairs", "quality_scores", "dva_votes"])),
+                ("operations".to_string(), set(&["events", "dead_letters"])),
+            ]),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether requests must authenticate.
+    pub fn enabled(&self) -> bool {
+        !self.principals.is_empty()
+    }
+
+    /// What is wrong with the configuration, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut names = BTreeSet::new();
+        let mut hashes = BTreeSet::new();
+        for p in &self.principals {
+            if !names.insert(&p.name) {
+                problems.push(format!("auth.principals: the name {:?} is used twice", p.name));
+            }
+            if p.token_sha256.len() != 64 || hex::decode(&p.token_sha256).is_err() {
+                problems.push(format!("auth.principals {:?}: token_sha256 must be 64 hex digits", p.name));
+            }
+            if !hashes.insert(p.token_sha256.to_ascii_lowercase()) {
+                problems.push(format!("auth.principals {:?}: two principals share one token", p.name));
+            }
+            for d in p.datasets.iter().filter(|d| !self.datasets.contains_key(*d)) {
+                problems.push(format!("auth.principals {:?}: no dataset {d:?} in auth.datasets", p.name));
+            }
+            if (p.role == Role::Contributor) != p.contributor_id.is_some() {
+                problems.push(format!(
+                    "auth.principals {:?}: a contributor_id is required for role contributor and only for it",
+                    p.name
+                ));
+            }
+        }
+        problems
+    }
+
+    /// Every principal, resolved for lookups.
+    pub fn authenticator(&self) -> Authenticator {
+        let principals = self
+            .principals
+            .iter()
+            .filter_map(|p| {
+                let hash: [u8; 32] = hex::decode(&p.token_sha256).ok()?.try_into().ok()?;
+                let mut tables: BTreeSet<String> = p.tables.iter().cloned().collect();
+                for d in &p.datasets {
+                    tables.extend(self.datasets.get(d).into_iter().flatten().cloned());
+                }
+                let grants = if p.role.reads_everything() { Grants::All } else { Grants::Tables(tables) };
+                Some((hash, Principal {
+                    name: p.name.clone(),
+                    role: p.role,
+                    grants,
+                    contributor_id: p.contributor_id.clone(),
+                }))
+            })
+            .collect();
+        Authenticator { principals }
+    }
+}
+
+/// The tables a principal may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grants {
+    /// Every table.
+    All,
+    /// These tables, by SQL name.
+    Tables(BTreeSet<String>),
+}
+
+/// Someone calling the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Readable tables.
+    pub grants: Grants,
+    /// The contributor a `contributor` principal acts as.
+    pub contributor_id: Option<String>,
+}
+
+impl Principal {
+    /// The caller when no principals are configured (open local mode).
+    pub fn local_admin() -> Self {
+        Self { name: "local".into(), role: Role::Admin, grants: Grants::All, contributor_id: None }
+    }
+
+    /// May read `table` (by SQL name).
+    pub fn can_read(&self, table: &str) -> bool {
+        self.role.queries()
+            && match &self.grants {
+                Grants::All => true,
+                Grants::Tables(t) => t.contains(table),
+            }
+    }
+}
+
+/// Finds the principal a bearer token belongs to.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    principals: Vec<([u8; 32], Principal)>,
+}
+
+impl Authenticator {
+    /// Whether any principal is configured (else the API is open).
+    pub fn enabled(&self) -> bool {
+        !self.principals.is_empty()
+    }
+
+    /// The principal holding `token`, if any. Compares every hash in constant time.
+    pub fn principal(&self, token: &str) -> Option<&Principal> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (hash, principal) in &self.principals {
+            let diff = hash.iter().zip(&presented).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if diff == 0 {
+                found = Some(principal);
+            }
+        }
+        found
+    }
+
+    /// Resolves an `Authorization` header value: the local admin when auth is off, the
+    /// principal of a valid `Bearer` token, else why not.
+    pub fn authorize(&self, header: Option<&str>) -> Result<Principal, &'static str> {
+        if !self.enabled() {
+            return Ok(Principal::local_admin());
+        }
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .ok_or("send Authorization: Bearer <token>")?;
+        self.principal(token.trim()).cloned().ok_or("the bearer token is not valid")
+    }
+}
+
+/// A new random bearer token: two random (v4) UUIDs from the operating system's generator,
+/// 244 random bits, as hex.
+pub fn new_token() -> String {
+    format!("gata_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// The hex SHA-256 of `token`, as `token_sha256` stores it.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AuthConfig {
+        let mut cfg = AuthConfig::default();
+        cfg.principals = vec![
+            PrincipalConfig {
+                name: "ana".into(),
+                role: Role::Analyst,
+                token_sha256: token_hash("ana-token"),
+                tables: vec!["events".into()],
+                datasets: vec!["chat".into()],
+                contributor_id: None,
+            },
+            PrincipalConfig {
+                name: "ops".into(),
+                role: Role::Operator,
+                token_sha256: token_hash("ops-token"),
+                tables: vec![],
+                datasets: vec![],
+                contributor_id: None,
+            },
+        ];
+        cfg
+    }
+
+    #[test]
+    fn tokens_resolve_to_principals_and_grants() {
+        let auth = config().authenticator();
+        let ana = auth.authorize(Some("Bearer ana-token")).expect("ana");
+        assert_eq!(ana.name, "ana");
+        assert!(ana.can_read("events") && ana.can_read("chat_turns") && ana.can_read("quality_scores"));
+        assert!(!ana.can_read("image_text_pairs") && !ana.can_read("dead_letters"));
+        let ops = auth.authorize(Some("Bearer ops-token")).expect("ops");
+        assert!(ops.can_read("dead_letters") && ops.role.operates());
+        assert_eq!(auth.authorize(Some("Bearer nope")), Err("the bearer token is not valid"));
+        assert!(auth.authorize(None).is_err());
+        assert!(auth.authorize(Some("Basic YQ==")).is_err());
+        assert_eq!(AuthConfig::default().authenticator().authorize(None), Ok(Principal::local_admin()));
+    }
+
+    #[test]
+    fn bad_principals_are_named() {
+        let mut cfg = config();
+        cfg.principals[1].token_sha256 = cfg.principals[0].token_sha256.clone();
+        cfg.principals[0].datasets.push("nope".into());
+        cfg.principals.push(PrincipalConfig {
+            name: "c".into(),
+            role: Role::Contributor,
+            token_sha256: "xyz".into(),
+            tables: vec![],
+            datasets: vec![],
+            contributor_id: None,
+        });
+        let problems = cfg.problems().join("\n");
+        for expected in ["share one token", "no dataset \"nope\"", "64 hex digits", "contributor_id is required"] {
+            assert!(problems.contains(expected), "{expected} missing from {problems}");
+        }
+    }
+
+    #[test]
+    fn debug_never_shows_the_hash() {
+        let cfg = config();
+        assert!(!format!("{cfg:?}").contains(&token_hash("ana-token")));
+    }
+}

@@ -1,0 +1,294 @@
+//! Where queries run: a Tokio runtime of their own (`query.executor_threads`), apart from the
+//! one serving HTTP and Flight, so a heavy scan or a runaway join cannot starve the listeners.
+//!
+//! Each query is one task that plans, executes and hands record batches to its caller over a
+//! channel of two batches (backpressure: a slow reader slows the query, it never piles up
+//! results in memory). The task stops, dropping DataFusion's stream and so cancelling every
+//! operator, when the deadline passes, the row cap is reached, an operator cancels it, or the
+//! caller goes away.
+
+use std::{
+    collections::BTreeMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt as _};
+use gata_lakehouse::deltalake::{
+    arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
+    datafusion::execution::SendableRecordBatchStream,
+};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::{QueryError, Result};
+
+/// What happens when an answer reaches its row cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// End the answer there (the caller asked for one row more than it shows to learn
+    /// whether the result was cut).
+    Truncate(u64),
+    /// Fail the answer: a stream must never end looking complete when it is not.
+    Fail(u64),
+}
+
+/// A query in flight, as `GET /v1/queries` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Running {
+    /// Id, for `DELETE /v1/queries/{id}`.
+    pub id: String,
+    /// Who runs it.
+    pub principal: String,
+    /// The statement.
+    pub sql: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// Rows delivered so far.
+    pub rows: u64,
+    #[serde(skip)]
+    cancel: CancellationToken,
+}
+
+type Registry = Arc<Mutex<BTreeMap<String, Running>>>;
+
+/// The query runtime and its running queries.
+#[derive(Debug)]
+pub struct Executor {
+    handle: tokio::runtime::Handle,
+    running: Registry,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Executor {
+    /// Starts a runtime of `threads` worker threads on a thread of its own.
+    pub fn new(threads: usize) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("gata-query")
+            .enable_all()
+            .build()
+            .map_err(|e| QueryError::Startup(format!("the query runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("gata-query-runtime".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })
+            .map_err(|e| QueryError::Startup(format!("the query runtime: {e}")))?;
+        Ok(Self { handle, running: Registry::default(), stop: Some(stop) })
+    }
+
+    /// The queries running now, oldest first.
+    pub fn running(&self) -> Vec<Running> {
+        let mut all: Vec<Running> = lock(&self.running).values().cloned().collect();
+        all.sort_by_key(|r| r.started_at);
+        all
+    }
+
+    /// Cancels query `id`; false when no such query runs.
+    pub fn cancel(&self, id: &str) -> bool {
+        lock(&self.running).get(id).map(|r| r.cancel.cancel()).is_some()
+    }
+
+    /// Runs `start` (planning and starting execution) on the query runtime and streams its
+    /// batches back, within `timeout` overall and `cap` rows. Errors before the first batch
+    /// (a plan error, the timeout while planning) are returned here.
+    pub async fn start<F>(
+        &self,
+        principal: String,
+        sql: String,
+        timeout: Duration,
+        cap: Cap,
+        start: F,
+    ) -> Result<QueryStream>
+    where
+        F: Future<Output = Result<SendableRecordBatchStream>> + Send + 'static,
+    {
+        let id = uuid::Uuid::now_v7().to_string();
+        let cancel = CancellationToken::new();
+        let entry = Running {
+            id: id.clone(),
+            principal,
+            sql,
+            started_at: Utc::now(),
+            rows: 0,
+            cancel: cancel.clone(),
+        };
+        lock(&self.running).insert(id.clone(), entry);
+        let (batches, rx) = mpsc::channel(2);
+        let (schema_tx, schema_rx) = oneshot::channel();
+        let task = Task { id: id.clone(), running: self.running.clone(), cancel, deadline: tokio::time::Instant::now() + timeout, timeout, batches };
+        self.handle.spawn(task.run(start, cap, schema_tx));
+        let schema = schema_rx.await.map_err(|_| QueryError::Cancelled(id.clone()))??;
+        Ok(QueryStream { id, schema, rx })
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
+    registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One query's task on the query runtime.
+struct Task {
+    id: String,
+    running: Registry,
+    cancel: CancellationToken,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    batches: mpsc::Sender<Result<RecordBatch>>,
+}
+
+/// Why a query stopped early.
+enum Stop {
+    Cancelled,
+    TimedOut,
+    CallerGone,
+}
+
+impl Task {
+    async fn run<F>(self, start: F, cap: Cap, schema_tx: oneshot::Sender<Result<SchemaRef>>)
+    where
+        F: Future<Output = Result<SendableRecordBatchStream>>,
+    {
+        let started = tokio::select! {
+            s = start => Ok(s),
+            stop = self.interrupted() => Err(stop),
+        };
+        let mut stream = match started {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                let _ = schema_tx.send(Err(e));
+                return self.finish();
+            }
+            Err(stop) => {
+                let _ = schema_tx.send(Err(self.error(stop)));
+                return self.finish();
+            }
+        };
+        if schema_tx.send(Ok(stream.schema())).is_err() {
+            return self.finish();
+        }
+        let (limit, fail) = match cap {
+            Cap::Truncate(n) => (n, false),
+            Cap::Fail(n) => (n, true),
+        };
+        let mut rows = 0u64;
+        loop {
+            let next = tokio::select! {
+                next = stream.next() => next,
+                stop = self.interrupted() => {
+                    let _ = self.deliver(Err(self.error(stop))).await;
+                    break;
+                }
+            };
+            let batch = match next {
+                None => break,
+                Some(Err(e)) => {
+                    let _ = self.deliver(Err(e.into())).await;
+                    break;
+                }
+                Some(Ok(batch)) => batch,
+            };
+            let room = limit - rows;
+            if batch.num_rows() as u64 <= room {
+                rows += batch.num_rows() as u64;
+                self.progress(rows);
+                if batch.num_rows() > 0 && !self.deliver(Ok(batch)).await || (rows == limit && !fail) {
+                    break;
+                }
+                continue;
+            }
+            self.progress(limit);
+            if self.deliver(Ok(batch.slice(0, room as usize))).await && fail {
+                let message = format!("the answer has more than query.max_stream_rows ({limit}) rows; add a LIMIT");
+                let _ = self.deliver(Err(QueryError::TooLarge(message))).await;
+            }
+            break;
+        }
+        self.finish()
+    }
+
+    /// Resolves when the query must stop.
+    async fn interrupted(&self) -> Stop {
+        tokio::select! {
+            _ = self.cancel.cancelled() => Stop::Cancelled,
+            _ = tokio::time::sleep_until(self.deadline) => Stop::TimedOut,
+            _ = self.batches.closed() => Stop::CallerGone,
+        }
+    }
+
+    fn error(&self, stop: Stop) -> QueryError {
+        match stop {
+            Stop::Cancelled | Stop::CallerGone => QueryError::Cancelled(self.id.clone()),
+            Stop::TimedOut => QueryError::Timeout(self.timeout),
+        }
+    }
+
+    /// Hands `item` to the caller, waiting while it reads slowly but not past the deadline
+    /// or a cancel. False when the query must stop.
+    async fn deliver(&self, item: Result<RecordBatch>) -> bool {
+        tokio::select! {
+            sent = self.batches.send(item) => sent.is_ok(),
+            stop = self.interrupted() => {
+                if let Stop::TimedOut = stop {
+                    let _ = self.batches.try_send(Err(self.error(stop)));
+                }
+                false
+            }
+        }
+    }
+
+    fn progress(&self, rows: u64) {
+        if let Some(r) = lock(&self.running).get_mut(&self.id) {
+            r.rows = rows;
+        }
+    }
+
+    fn finish(&self) {
+        lock(&self.running).remove(&self.id);
+    }
+}
+
+/// The batches of a running query. Dropping it cancels the query.
+#[derive(Debug)]
+pub struct QueryStream {
+    id: String,
+    schema: SchemaRef,
+    rx: mpsc::Receiver<Result<RecordBatch>>,
+}
+
+impl QueryStream {
+    /// The query's id in the running list.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The answer's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
