@@ -116,6 +116,12 @@ def gata_query(base, sql):
         sys.exit(f"gata refused {sql!r}: {e.code} {e.read().decode()}")
 
 
+def duck_query(db, sql):
+    result = db.execute(sql)
+    # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table.
+    return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+
+
 def best_of(run, repeat):
     run()  # warm-up: caches, file metadata
     best, answer = None, None
@@ -195,9 +201,7 @@ def main():
         ratios = []
         for name, sql in QUERIES:
             g, g_answer = best_of(lambda: gata_query(base, sql), args.repeat)
-            d, d_answer = best_of(lambda: db.execute(sql).arrow(), args.repeat)
-            if hasattr(d_answer, "read_all"):
-                d_answer = d_answer.read_all()
+            d, d_answer = best_of(lambda: duck_query(db, sql), args.repeat)
             same = normalized(g_answer) == normalized(d_answer)
             ratios.append(g / d)
             print(f"| {name:<30} | {g * 1000:>9.1f} | {d * 1000:>9.1f} | {g / d:>11.2f} | {'yes' if same else 'NO'}         |")
