@@ -161,7 +161,10 @@ async fn main() -> anyhow::Result<()> {
             println!("token         {token}");
             println!("token_sha256  {}", gata_infra::auth::token_hash(&token));
             println!("\nGive the token to its holder; put only the hash in the configuration:");
-            println!("  [[auth.principals]]\n  name = \"...\"\n  role = \"analyst\"\n  token_sha256 = \"{}\"\n  datasets = [\"chat\"]", gata_infra::auth::token_hash(&token));
+            println!(
+                "  [[auth.principals]]\n  name = \"...\"\n  role = \"analyst\"\n  token_sha256 = \"{}\"\n  datasets = [\"chat\"]",
+                gata_infra::auth::token_hash(&token)
+            );
             Ok(())
         }
         Cmd::DvaWorker(args) => {

@@ -14,8 +14,7 @@ use clap::{Args, ValueEnum};
 use futures::{Stream, StreamExt as _};
 use gata_infra::{auth::Principal, config::GataConfig};
 use gata_lakehouse::deltalake::arrow::{
-    buffer::Buffer, csv, ipc::reader::StreamDecoder, record_batch::RecordBatch,
-    util::pretty::pretty_format_batches,
+    buffer::Buffer, csv, ipc::reader::StreamDecoder, record_batch::RecordBatch, util::pretty::pretty_format_batches,
 };
 use gata_query_api::{executor::Cap, sql::SqlEngine};
 
@@ -88,7 +87,9 @@ impl Source {
 }
 
 /// Arrow IPC stream bytes, as they arrive, into record batches.
-fn decode(bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static) -> impl Stream<Item = anyhow::Result<RecordBatch>> + Send {
+fn decode(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>> + Send + 'static,
+) -> impl Stream<Item = anyhow::Result<RecordBatch>> + Send {
     futures::stream::unfold(
         (Box::pin(bytes), StreamDecoder::new(), Buffer::from(Vec::<u8>::new()), false),
         |(mut bytes, mut decoder, mut buffer, mut done)| async move {

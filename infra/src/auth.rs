@@ -162,12 +162,10 @@ impl AuthConfig {
                     tables.extend(self.datasets.get(d).into_iter().flatten().cloned());
                 }
                 let grants = if p.role.reads_everything() { Grants::All } else { Grants::Tables(tables) };
-                Some((hash, Principal {
-                    name: p.name.clone(),
-                    role: p.role,
-                    grants,
-                    contributor_id: p.contributor_id.clone(),
-                }))
+                Some((
+                    hash,
+                    Principal { name: p.name.clone(), role: p.role, grants, contributor_id: p.contributor_id.clone() },
+                ))
             })
             .collect();
         Authenticator { principals }
@@ -266,26 +264,27 @@ mod tests {
     use super::*;
 
     fn config() -> AuthConfig {
-        let mut cfg = AuthConfig::default();
-        cfg.principals = vec![
-            PrincipalConfig {
-                name: "ana".into(),
-                role: Role::Analyst,
-                token_sha256: token_hash("ana-token"),
-                tables: vec!["events".into()],
-                datasets: vec!["chat".into()],
-                contributor_id: None,
-            },
-            PrincipalConfig {
-                name: "ops".into(),
-                role: Role::Operator,
-                token_sha256: token_hash("ops-token"),
-                tables: vec![],
-                datasets: vec![],
-                contributor_id: None,
-            },
-        ];
-        cfg
+        AuthConfig {
+            principals: vec![
+                PrincipalConfig {
+                    name: "ana".into(),
+                    role: Role::Analyst,
+                    token_sha256: token_hash("ana-token"),
+                    tables: vec!["events".into()],
+                    datasets: vec!["chat".into()],
+                    contributor_id: None,
+                },
+                PrincipalConfig {
+                    name: "ops".into(),
+                    role: Role::Operator,
+                    token_sha256: token_hash("ops-token"),
+                    tables: vec![],
+                    datasets: vec![],
+                    contributor_id: None,
+                },
+            ],
+            ..AuthConfig::default()
+        }
     }
 
     #[test]

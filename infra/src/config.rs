@@ -622,7 +622,10 @@ mod tests {
             let err = load(Some(&path), &serde_json::json!({})).expect_err("0.0.0.0 without principals");
             assert!(err.to_string().contains("auth.principals"), "{err}");
             let hash = crate::auth::token_hash("a-long-token");
-            jail.set_env("GATA__AUTH__PRINCIPALS", format!(r#"[{{name="ops",role="operator",token_sha256="{hash}"}}]"#));
+            jail.set_env(
+                "GATA__AUTH__PRINCIPALS",
+                format!(r#"[{{name="ops",role="operator",token_sha256="{hash}"}}]"#),
+            );
             let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's principal");
             assert!(cfg.auth.authenticator().principal("a-long-token").is_some());
             assert_eq!((cfg.kafka.partitions, cfg.kafka.replication_factor), (12, 3));

@@ -142,7 +142,8 @@ impl Catalog {
                 } else {
                     name
                 };
-                let mut table = self.lake.builder(&url).and_then(DeltaTableBuilder::build).map_err(|e| read_err(&name, e))?;
+                let mut table =
+                    self.lake.builder(&url).and_then(DeltaTableBuilder::build).map_err(|e| read_err(&name, e))?;
                 if let Err(e) = table.load().await {
                     tracing::warn!(table = %name, error = %e, "skipping a directory that is not a readable Delta table");
                     continue;

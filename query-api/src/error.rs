@@ -77,7 +77,9 @@ pub enum QueryError {
     TimeTravel(String),
 
     /// The `Accept` header asks for a format this service does not write.
-    #[error("cannot answer in {0}; accept one of application/json, application/x-ndjson, text/csv, application/vnd.apache.arrow.stream, application/vnd.apache.parquet")]
+    #[error(
+        "cannot answer in {0}; accept one of application/json, application/x-ndjson, text/csv, application/vnd.apache.arrow.stream, application/vnd.apache.parquet"
+    )]
     NotAcceptable(String),
 
     /// The answer is larger than `query.max_result_bytes` or `query.max_stream_rows`.
@@ -123,7 +125,9 @@ impl QueryError {
             Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
             Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
             Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::UnknownTable(_) => (StatusCode::BAD_REQUEST, "plan_error"),

@@ -114,18 +114,18 @@ impl Executor {
     {
         let id = uuid::Uuid::now_v7().to_string();
         let cancel = CancellationToken::new();
-        let entry = Running {
-            id: id.clone(),
-            principal,
-            sql,
-            started_at: Utc::now(),
-            rows: 0,
-            cancel: cancel.clone(),
-        };
+        let entry = Running { id: id.clone(), principal, sql, started_at: Utc::now(), rows: 0, cancel: cancel.clone() };
         lock(&self.running).insert(id.clone(), entry);
         let (batches, rx) = mpsc::channel(2);
         let (schema_tx, schema_rx) = oneshot::channel();
-        let task = Task { id: id.clone(), running: self.running.clone(), cancel, deadline: tokio::time::Instant::now() + timeout, timeout, batches };
+        let task = Task {
+            id: id.clone(),
+            running: self.running.clone(),
+            cancel,
+            deadline: tokio::time::Instant::now() + timeout,
+            timeout,
+            batches,
+        };
         self.handle.spawn(task.run(start, cap, schema_tx));
         let schema = schema_rx.await.map_err(|_| QueryError::Cancelled(id.clone()))??;
         Ok(QueryStream { id, schema, rx })

@@ -17,16 +17,14 @@
 use std::{pin::Pin, sync::Arc};
 
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
-    Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
     encode::FlightDataEncoderBuilder,
     error::FlightError,
     flight_service_server::{FlightService, FlightServiceServer},
     sql::{
-        ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-        ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo,
-        CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt,
-        SqlInfo, TicketStatementQuery,
+        ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+        CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+        CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt, SqlInfo, TicketStatementQuery,
         metadata::{SqlInfoData, SqlInfoDataBuilder},
         server::FlightSqlService,
     },
@@ -81,7 +79,10 @@ impl FlightSql {
     pub async fn serve(self, listener: tokio::net::TcpListener, stop: CancellationToken) -> Result<(), QueryError> {
         tonic::transport::Server::builder()
             .add_service(FlightServiceServer::new(self))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stop.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                stop.cancelled_owned(),
+            )
             .await
             .map_err(|e| QueryError::Io(format!("Flight SQL server: {e}")))
     }
@@ -130,7 +131,10 @@ impl FlightSql {
         )))
     }
 
-    fn one_batch(schema: SchemaRef, batch: Result<RecordBatch, arrow_flight::error::FlightError>) -> Response<DataStream> {
+    fn one_batch(
+        schema: SchemaRef,
+        batch: Result<RecordBatch, arrow_flight::error::FlightError>,
+    ) -> Response<DataStream> {
         let stream = FlightDataEncoderBuilder::new()
             .with_schema(schema)
             .build(futures::stream::once(async move { batch }))
@@ -188,7 +192,8 @@ impl FlightSqlService for FlightSql {
         let mut response: Response<Pin<Box<dyn Stream<Item = _> + Send>>> =
             Response::new(Box::pin(futures::stream::iter([Ok(reply)])));
         if self.auth.enabled() {
-            let value = MetadataValue::try_from(bearer).map_err(|_| Status::invalid_argument("bad token characters"))?;
+            let value =
+                MetadataValue::try_from(bearer).map_err(|_| Status::invalid_argument("bad token characters"))?;
             response.metadata_mut().insert("authorization", value);
         }
         Ok(response)
@@ -265,7 +270,7 @@ impl FlightSqlService for FlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         self.principal(&request)?;
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(Self::info(&schema, query.as_any().encode_to_vec(), request.into_inner())?))
     }
 
@@ -277,7 +282,7 @@ impl FlightSqlService for FlightSql {
         self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG);
-        Ok(Self::one_batch(builder.schema(), builder.build().map_err(FlightError::from)))
+        Ok(Self::one_batch(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_schemas(
@@ -298,7 +303,7 @@ impl FlightSqlService for FlightSql {
         self.principal(&request)?;
         let mut builder = query.into_builder();
         builder.append(CATALOG, SCHEMA);
-        Ok(Self::one_batch(builder.schema(), builder.build().map_err(FlightError::from)))
+        Ok(Self::one_batch(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_tables(
@@ -322,7 +327,7 @@ impl FlightSqlService for FlightSql {
         for table in tables {
             builder.append(CATALOG, SCHEMA, &table.name, "TABLE", &table.schema).map_err(Status::from)?;
         }
-        Ok(Self::one_batch(builder.schema(), builder.build().map_err(FlightError::from)))
+        Ok(Self::one_batch(builder.schema(), builder.build()))
     }
 
     async fn get_flight_info_table_types(
@@ -363,7 +368,7 @@ impl FlightSqlService for FlightSql {
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         self.principal(&request)?;
         let builder = query.into_builder(&self.info);
-        Ok(Self::one_batch(builder.schema(), builder.build().map_err(FlightError::from)))
+        Ok(Self::one_batch(builder.schema(), builder.build()))
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

@@ -201,7 +201,9 @@ fn encoder(format: Format, schema: SchemaRef) -> Result<Box<dyn Encoder>, ArrowE
         Format::Arrow => Box::new(Arrow { writer: StreamWriter::try_new(Vec::new(), &schema)? }),
         Format::Parquet => {
             let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-            Box::new(Parquet { writer: ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(ArrowError::from)? })
+            Box::new(Parquet {
+                writer: ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(ArrowError::from)?,
+            })
         }
     })
 }

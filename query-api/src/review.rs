@@ -99,13 +99,13 @@ pub async fn page(engine: &SqlEngine, principal: &Principal, query: &ReviewQuery
         .run(
             principal,
             &format!(
-            "SELECT p.event_id, p.contributor_id, p.caption, p.image_url, p.image_width, p.image_height, \
+                "SELECT p.event_id, p.contributor_id, p.caption, p.image_url, p.image_width, p.image_height, \
              s.score, s.verdict, s.scorer_version, s.reasons, s.consensus_agreement \
              FROM quality_scores s JOIN image_text_pairs p ON p.event_id = s.subject_event_id \
              WHERE {filter} ORDER BY p.received_at DESC, p.event_id, s.scorer_version \
              LIMIT {} OFFSET {}",
-            f.per_page + 1,
-            (f.page - 1) * f.per_page
+                f.per_page + 1,
+                (f.page - 1) * f.per_page
             ),
             Vec::new(),
         )

@@ -90,7 +90,11 @@ fn param(value: &Value) -> Result<ScalarValue> {
             None => ScalarValue::Float64(n.as_f64()),
         },
         Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        other => return Err(QueryError::BadRequest(format!("params take strings, numbers, booleans and null, not {other}"))),
+        other => {
+            return Err(QueryError::BadRequest(format!(
+                "params take strings, numbers, booleans and null, not {other}"
+            )));
+        }
     })
 }
 

@@ -14,7 +14,6 @@ use futures::StreamExt as _;
 use gata_infra::{auth::Principal, config::QueryConfig};
 use gata_lakehouse::deltalake::{
     DeltaTable,
-    kernel::engine::arrow_conversion::TryIntoArrow as _,
     arrow::{
         datatypes::{Schema, SchemaRef},
         record_batch::RecordBatch,
@@ -32,6 +31,7 @@ use gata_lakehouse::deltalake::{
             },
         },
     },
+    kernel::engine::arrow_conversion::TryIntoArrow as _,
 };
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
@@ -250,9 +250,8 @@ impl SqlEngine {
         tables: &BTreeMap<String, crate::catalog::LakeTable>,
     ) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(self.cfg.executor_threads.max(1));
+        let config =
+            SessionConfig::new().with_information_schema(true).with_target_partitions(self.cfg.executor_threads.max(1));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         for (name, entry) in tables.iter().filter(|(name, _)| principal.can_read(name)) {
             register(&ctx, name, &entry.table).await?;
@@ -262,7 +261,12 @@ impl SqlEngine {
 
     /// Plans `sql` for `principal`: a read-only check, time travel resolved, only granted
     /// tables visible, `params` bound to `$1`, `$2`, ….
-    async fn plan(&self, principal: &Principal, sql: &str, params: Vec<ScalarValue>) -> Result<(SessionContext, LogicalPlan)> {
+    async fn plan(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<(SessionContext, LogicalPlan)> {
         let mut statement = parse_read_only(sql)?;
         let tables = self.catalog.latest().await?;
         let visible: BTreeMap<_, _> = tables.into_iter().filter(|(name, _)| principal.can_read(name)).collect();
@@ -282,20 +286,32 @@ impl SqlEngine {
                 AsOf::Time(t) => self.catalog.at_timestamp(&table, *t).await,
             }
             .map_err(|e| match e {
-                QueryError::Table { source, .. } => QueryError::TimeTravel(format!("{table} has no {as_of:?}: {source}")),
+                QueryError::Table { source, .. } => {
+                    QueryError::TimeTravel(format!("{table} has no {as_of:?}: {source}"))
+                }
                 other => other,
             })?;
             register(&ctx, &alias, &snapshot).await?;
         }
         let plan = ctx.state().statement_to_plan(statement).await?;
-        SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false).verify_plan(&plan)?;
+        SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)?;
         let plan = if params.is_empty() { plan } else { plan.with_param_values(params)? };
         Ok((ctx, plan))
     }
 
     /// Starts `sql` for `principal` on the query runtime; batches arrive on the returned
     /// stream. At `cap` rows the stream either ends (`Cap::Truncate`) or fails.
-    pub async fn stream(&self, principal: &Principal, sql: &str, params: Vec<ScalarValue>, cap: Cap) -> Result<QueryStream> {
+    pub async fn stream(
+        &self,
+        principal: &Principal,
+        sql: &str,
+        params: Vec<ScalarValue>,
+        cap: Cap,
+    ) -> Result<QueryStream> {
         let engine = self.clone();
         let owner = principal.clone();
         let text = sql.to_string();
@@ -441,9 +457,14 @@ mod tests {
         };
         assert_eq!(AsOf::parse("t", &args("SELECT * FROM t(7)")).expect("version"), AsOf::Version(7));
         let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").expect("time").with_timezone(&Utc);
-        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t('2026-11-25T10:00:00Z')")).expect("rfc3339"), AsOf::Time(at));
+        assert_eq!(
+            AsOf::parse("t", &args("SELECT * FROM t('2026-11-25T10:00:00Z')")).expect("rfc3339"),
+            AsOf::Time(at)
+        );
         assert_eq!(AsOf::parse("t", &args("SELECT * FROM t('2026-11-25 10:00:00')")).expect("naive"), AsOf::Time(at));
-        for bad in ["SELECT * FROM t(-1)", "SELECT * FROM t('yesterday')", "SELECT * FROM t(1, 2)", "SELECT * FROM t(x)"] {
+        for bad in
+            ["SELECT * FROM t(-1)", "SELECT * FROM t('yesterday')", "SELECT * FROM t(1, 2)", "SELECT * FROM t(x)"]
+        {
             assert!(matches!(AsOf::parse("t", &args(bad)), Err(QueryError::TimeTravel(_))), "{bad}");
         }
     }

@@ -179,12 +179,8 @@ impl Api {
         content_type: &str,
         body: impl Into<reqwest::Body>,
     ) -> anyhow::Result<(u16, Value)> {
-        let resp = self
-            .request(reqwest::Method::POST, path)
-            .header("content-type", content_type)
-            .body(body)
-            .send()
-            .await?;
+        let resp =
+            self.request(reqwest::Method::POST, path).header("content-type", content_type).body(body).send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;
         let json =

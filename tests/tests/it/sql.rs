@@ -74,9 +74,9 @@ async fn rows_as(api: &Api, sql: &str, accept: &str) -> (String, Vec<Value>) {
                 })
                 .collect()
         }
-        "application/vnd.apache.arrow.stream" => {
-            batches_to_json(StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None).unwrap().map(|b| b.unwrap()).collect())
-        }
+        "application/vnd.apache.arrow.stream" => batches_to_json(
+            StreamReader::try_new(std::io::Cursor::new(body.to_vec()), None).unwrap().map(|b| b.unwrap()).collect(),
+        ),
         "application/vnd.apache.parquet" => batches_to_json(
             ParquetRecordBatchReaderBuilder::try_new(body).unwrap().build().unwrap().map(|b| b.unwrap()).collect(),
         ),
@@ -133,14 +133,20 @@ async fn sql_service_on_a_fixture_lake() {
     let (first_six, last) = turns.trim_end().rsplit_once('\n').unwrap();
     assert_eq!(admin.post("/v1/chat-turns", "application/x-ndjson", first_six.to_string()).await.unwrap().0, 202);
     let within = Duration::from_secs(60);
-    eventually("six turns", within, || async { (count(&admin, "SELECT COUNT(*) AS n FROM chat_turns").await == 6).then_some(()) }).await;
+    eventually("six turns", within, || async {
+        (count(&admin, "SELECT COUNT(*) AS n FROM chat_turns").await == 6).then_some(())
+    })
+    .await;
     let (_, tables) = admin.get("/v1/tables").await.unwrap();
     let chat = tables["tables"].as_array().unwrap().iter().find(|t| t["name"] == "chat_turns").unwrap().clone();
     let six_version = chat["version"].as_u64().unwrap();
     assert_eq!(chat["rows"], 6);
     let between = chrono::Utc::now();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(admin.post("/v1/preferences", "application/x-ndjson", fixture("preferences.ndjson")).await.unwrap().0, 202);
+    assert_eq!(
+        admin.post("/v1/preferences", "application/x-ndjson", fixture("preferences.ndjson")).await.unwrap().0,
+        202
+    );
     assert_eq!(admin.post("/v1/chat-turns", "application/json", last.to_string()).await.unwrap().0, 202);
     eventually("the whole fixture", within, || async {
         let turns = count(&admin, "SELECT COUNT(*) AS n FROM chat_turns").await;
@@ -174,12 +180,20 @@ async fn sql_service_on_a_fixture_lake() {
     let sql = "SELECT turn_id, contributor_id, cardinality(responses) AS answers FROM chat_turns ORDER BY turn_id";
     let (_, reference) = rows_as(&admin, sql, "application/json").await;
     assert_eq!(reference.len(), 7);
-    for accept in ["application/x-ndjson", "text/csv", "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"] {
+    for accept in
+        ["application/x-ndjson", "text/csv", "application/vnd.apache.arrow.stream", "application/vnd.apache.parquet"]
+    {
         let (content_type, rows) = rows_as(&admin, sql, accept).await;
         assert!(content_type.starts_with(accept), "{accept}: {content_type}");
         assert_eq!(rows, reference, "{accept}");
     }
-    let resp = admin.request(reqwest::Method::POST, "/v1/sql").header("accept", "image/png").json(&json!({"sql": sql})).send().await.unwrap();
+    let resp = admin
+        .request(reqwest::Method::POST, "/v1/sql")
+        .header("accept", "image/png")
+        .json(&json!({"sql": sql}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 406);
 
     // Auth matrix over HTTP.
@@ -191,7 +205,10 @@ async fn sql_service_on_a_fixture_lake() {
         v["tables"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
     };
     let set = |xs: &[&str]| -> BTreeSet<String> { xs.iter().map(|s| s.to_string()).collect() };
-    assert_eq!(names(&analyst.get("/v1/tables").await.unwrap().1), set(&["chat_turns", "preferences", "quality_scores"]));
+    assert_eq!(
+        names(&analyst.get("/v1/tables").await.unwrap().1),
+        set(&["chat_turns", "preferences", "quality_scores"])
+    );
     assert_eq!(names(&buyer.get("/v1/tables").await.unwrap().1), set(&["preferences"]));
     assert_eq!(names(&admin.get("/v1/tables").await.unwrap().1).len(), 7);
     let denied_like_missing = |api: Api, table: &'static str| async move {
@@ -199,14 +216,20 @@ async fn sql_service_on_a_fixture_lake() {
         let (s2, e2) = api.sql("SELECT * FROM no_such_table").await.unwrap();
         assert_eq!((s, s2), (400, 400));
         assert_eq!(e["error"]["code"], e2["error"]["code"]);
-        assert_eq!(e["error"]["message"].as_str().unwrap().replace(table, "T"), e2["error"]["message"].as_str().unwrap().replace("no_such_table", "T"));
+        assert_eq!(
+            e["error"]["message"].as_str().unwrap().replace(table, "T"),
+            e2["error"]["message"].as_str().unwrap().replace("no_such_table", "T")
+        );
     };
     denied_like_missing(analyst.clone(), "events").await;
     denied_like_missing(buyer.clone(), "chat_turns").await;
     let (s, e) = analyst.sql("SELECT * FROM events(1)").await.unwrap();
     assert_eq!(s, 400, "{e}");
     assert!(e["error"]["message"].as_str().unwrap().contains("not found"), "{e}");
-    assert_eq!(count(&analyst, "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'").await, 3);
+    assert_eq!(
+        count(&analyst, "SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = 'public'").await,
+        3
+    );
     assert_eq!(count(&buyer, "SELECT COUNT(*) AS n FROM preferences").await, 4);
 
     use reqwest::Method as M;
@@ -257,10 +280,31 @@ async fn sql_service_on_a_fixture_lake() {
     assert!(!out.status.success(), "an unknown token must not connect");
 
     // gata sql: against the server and against the lake directory.
-    let (ok, out, err) = gata_sql(&["--server", &gata.base, "--token", ADMIN, "--format", "csv", "SELECT contributor_id, COUNT(*) AS n FROM chat_turns GROUP BY 1 ORDER BY 1"], None);
+    let (ok, out, err) = gata_sql(
+        &[
+            "--server",
+            &gata.base,
+            "--token",
+            ADMIN,
+            "--format",
+            "csv",
+            "SELECT contributor_id, COUNT(*) AS n FROM chat_turns GROUP BY 1 ORDER BY 1",
+        ],
+        None,
+    );
     assert!(ok, "{err}");
     assert_eq!(out, "contributor_id,n\nctr_a,3\nctr_b,2\nctr_c,2\n");
-    let (ok, out, err) = gata_sql(&["--data-dir", dir.path().to_str().unwrap(), "--format", "json", "--timing", "SELECT COUNT(*) AS n FROM preferences"], None);
+    let (ok, out, err) = gata_sql(
+        &[
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--format",
+            "json",
+            "--timing",
+            "SELECT COUNT(*) AS n FROM preferences",
+        ],
+        None,
+    );
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!([{"n": 4}]));
     assert!(err.contains("(1 row,") && err.contains("ms)"), "{err}");
@@ -269,13 +313,19 @@ async fn sql_service_on_a_fixture_lake() {
         Some("SELECT 'a' AS letter,\n  1 AS number;\nSELECT * FROM events;\nSELECT 2 AS two;\n"),
     );
     assert!(!ok, "a failed statement fails a piped session");
-    assert!(out.contains("| letter | number |") && out.contains("| a      | 1      |") && out.contains("| two |"), "{out}");
+    assert!(
+        out.contains("| letter | number |") && out.contains("| a      | 1      |") && out.contains("| two |"),
+        "{out}"
+    );
     assert!(err.contains("not found") && err.contains("(1 row,"), "{err}");
     let (ok, _, err) = gata_sql(&["--server", &gata.base, "--token", "tok-nobody", "SELECT 1"], None);
     assert!(!ok && err.contains("401"), "{err}");
 
     // The OpenAPI description: served as checked in, and agreeing with the routes.
-    let checked_in: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")).unwrap()).unwrap();
+    let checked_in: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(open.get("/openapi.json").await.unwrap().1, checked_in);
     let mut documented = BTreeSet::new();
     for (path, ops) in checked_in["paths"].as_object().unwrap() {
@@ -284,7 +334,10 @@ async fn sql_service_on_a_fixture_lake() {
             let route = path.replace("{id}", "x");
             let method = M::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             let (s, body) = status_of(&admin, method.clone(), &route, None).await;
-            assert!(s != 405 && body["error"]["code"] != "no_route", "{method} {route} is documented but not routed: {s} {body}");
+            assert!(
+                s != 405 && body["error"]["code"] != "no_route",
+                "{method} {route} is documented but not routed: {s} {body}"
+            );
         }
     }
     assert_eq!(documented, routes_in_source(), "the routes in the source and docs/openapi.json differ");
@@ -295,7 +348,8 @@ async fn sql_service_on_a_fixture_lake() {
 /// Every `(METHOD, path)` the crates route, read from their `.route("…", method(…))` calls.
 fn routes_in_source() -> BTreeSet<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let re = regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(?:axum::routing::)?(get|post|delete|put|patch)\("#).unwrap();
+    let re =
+        regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(?:axum::routing::)?(get|post|delete|put|patch)\("#).unwrap();
     let mut routes = BTreeSet::new();
     for dir in ["src", "ingest/src", "query-api/src"] {
         for entry in std::fs::read_dir(root.join(dir)).unwrap() {
@@ -352,7 +406,8 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
 
     // Memory: a sort of 30 million rows does not fit 20 MB; it spills or fails cleanly.
-    let (s, body) = api.sql("SELECT value FROM generate_series(1, 30000000) ORDER BY value DESC LIMIT 1").await.unwrap();
+    let (s, body) =
+        api.sql("SELECT value FROM generate_series(1, 30000000) ORDER BY value DESC LIMIT 1").await.unwrap();
     assert!(
         s == 200 && body["rows"][0]["value"] == 30_000_000 || body["error"]["code"] == "resources_exhausted",
         "{s} {body}"
@@ -361,7 +416,8 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     assert_eq!((s, body["error"]["code"].as_str()), (503, Some("resources_exhausted")), "{body}");
 
     // A per-query timeout cuts a runaway query.
-    let (s, body) = status_of(&api, reqwest::Method::POST, "/v1/sql", Some(json!({"sql": RUNAWAY, "timeout_ms": 1500}))).await;
+    let (s, body) =
+        status_of(&api, reqwest::Method::POST, "/v1/sql", Some(json!({"sql": RUNAWAY, "timeout_ms": 1500}))).await;
     assert_eq!((s, body["error"]["code"].as_str()), (408, Some("timeout")), "{body}");
 
     // An operator cancels a runaway query; meanwhile other queries are answered.
