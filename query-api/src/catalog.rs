@@ -83,27 +83,22 @@ impl Catalog {
         Ok(state.tables.clone())
     }
 
-    /// `name` as of `version`.
-    pub async fn at_version(&self, name: &str, version: u64) -> Result<DeltaTable> {
-        let mut table = self.unloaded(name).await?;
-        table.load_version(version).await.map_err(|source| read_err(name, source))?;
-        Ok(table)
+    /// `table` as of `version`.
+    pub async fn at_version(&self, table: &LakeTable, version: u64) -> Result<DeltaTable> {
+        let mut snapshot = self.unloaded(table)?;
+        snapshot.load_version(version).await.map_err(|source| read_err(&table.name, source))?;
+        Ok(snapshot)
     }
 
-    /// `name` as it was at `when`: the last version committed at or before it.
-    pub async fn at_timestamp(&self, name: &str, when: DateTime<Utc>) -> Result<DeltaTable> {
-        let mut table = self.unloaded(name).await?;
-        table.load_with_datetime(when).await.map_err(|source| read_err(name, source))?;
-        Ok(table)
+    /// `table` as it was at `when`: the last version committed at or before it.
+    pub async fn at_timestamp(&self, table: &LakeTable, when: DateTime<Utc>) -> Result<DeltaTable> {
+        let mut snapshot = self.unloaded(table)?;
+        snapshot.load_with_datetime(when).await.map_err(|source| read_err(&table.name, source))?;
+        Ok(snapshot)
     }
 
-    async fn unloaded(&self, name: &str) -> Result<DeltaTable> {
-        let url = {
-            let state = self.state.lock().await;
-            state.tables.get(name).map(|t| t.url.clone())
-        };
-        let url = url.ok_or_else(|| crate::QueryError::UnknownTable(name.to_string()))?;
-        self.lake.builder(&url).and_then(DeltaTableBuilder::build).map_err(|source| read_err(name, source))
+    fn unloaded(&self, table: &LakeTable) -> Result<DeltaTable> {
+        self.lake.builder(&table.url).and_then(DeltaTableBuilder::build).map_err(|source| read_err(&table.name, source))
     }
 
     /// Adds the Delta tables under the root that are not known yet: directories two levels

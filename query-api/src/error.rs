@@ -58,10 +58,6 @@ pub enum QueryError {
     #[error("{0}")]
     Forbidden(&'static str),
 
-    /// A table the query names is not in the lake (or not granted: the same answer).
-    #[error("table '{0}' not found")]
-    UnknownTable(String),
-
     /// A table could not be read.
     #[error("reading table {table}: {source}")]
     Table {
@@ -130,7 +126,6 @@ impl QueryError {
             }
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::UnknownTable(_) => (StatusCode::BAD_REQUEST, "plan_error"),
             Self::TimeTravel(_) => (StatusCode::BAD_REQUEST, "time_travel"),
             Self::Table { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),

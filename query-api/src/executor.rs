@@ -37,6 +37,32 @@ pub enum Cap {
     Fail(u64),
 }
 
+/// The bytes an answer may still take (`query.max_result_bytes`), however they are counted.
+#[derive(Debug, Clone, Copy)]
+pub struct ByteBudget {
+    max: u64,
+    used: u64,
+}
+
+impl ByteBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: u64) -> Self {
+        Self { max, used: 0 }
+    }
+
+    /// Takes `bytes` from the budget; an error once the answer is past it.
+    pub fn spend(&mut self, bytes: usize) -> Result<()> {
+        self.used += bytes as u64;
+        if self.used > self.max {
+            return Err(QueryError::TooLarge(format!(
+                "the answer is larger than query.max_result_bytes ({}); add a LIMIT",
+                self.max
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A query in flight, as `GET /v1/queries` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Running {

@@ -41,7 +41,11 @@ use prost::Message as _;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming, metadata::MetadataValue};
 
-use crate::{QueryError, executor::Cap, sql::SqlEngine};
+use crate::{
+    QueryError,
+    executor::{ByteBudget, Cap},
+    sql::SqlEngine,
+};
 
 /// The catalog and schema every lake table is listed under (DataFusion's defaults, so
 /// `datafusion.public.chat_turns` also names a table).
@@ -112,17 +116,11 @@ impl FlightSql {
         let stream =
             self.engine.stream(principal, sql, Vec::new(), Cap::Fail(cfg.max_stream_rows)).await.map_err(status)?;
         let schema = stream.schema();
-        let max_bytes = cfg.max_result_bytes;
-        let mut sent = 0u64;
+        let mut budget = ByteBudget::new(cfg.max_result_bytes);
         let batches = stream
             .map(move |batch| {
                 let batch = batch?;
-                sent += batch.get_array_memory_size() as u64;
-                if sent > max_bytes {
-                    return Err(QueryError::TooLarge(format!(
-                        "the answer is larger than query.max_result_bytes ({max_bytes})"
-                    )));
-                }
+                budget.spend(batch.get_array_memory_size())?;
                 Ok(batch)
             })
             .map_err(|e| FlightError::Tonic(Box::new(status(e))));

@@ -16,7 +16,10 @@ use gata_lakehouse::deltalake::{
     },
 };
 
-use crate::{QueryError, Result, executor::QueryStream};
+use crate::{
+    QueryError, Result,
+    executor::{ByteBudget, QueryStream},
+};
 
 /// A format an answer can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,8 +220,7 @@ struct Body {
     input: Option<QueryStream>,
     encoder: Box<dyn Encoder>,
     head: Option<Vec<u8>>,
-    sent: u64,
-    max_bytes: u64,
+    budget: ByteBudget,
 }
 
 impl Body {
@@ -238,13 +240,7 @@ impl Body {
             }
         };
         let chunk = chunk.and_then(|chunk| {
-            self.sent += chunk.len() as u64;
-            if self.sent > self.max_bytes {
-                return Err(QueryError::TooLarge(format!(
-                    "the answer is larger than query.max_result_bytes ({})",
-                    self.max_bytes
-                )));
-            }
+            self.budget.spend(chunk.len())?;
             Ok(Bytes::from(chunk))
         });
         if let Err(e) = &chunk {
@@ -260,7 +256,7 @@ impl Body {
 pub fn encode(stream: QueryStream, format: Format, max_bytes: u64) -> Result<impl Stream<Item = Result<Bytes>> + Send> {
     let mut encoder = encoder(format, stream.schema()).map_err(encode_err)?;
     let head = Some(encoder.begin().map_err(encode_err)?);
-    let body = Body { input: Some(stream), encoder, head, sent: 0, max_bytes };
+    let body = Body { input: Some(stream), encoder, head, budget: ByteBudget::new(max_bytes) };
     Ok(futures::stream::unfold(body, |mut body| async move { body.next().await.map(|chunk| (chunk, body)) }))
 }
 

@@ -38,7 +38,8 @@ use serde_json::{Map, Value as Json};
 
 use crate::{
     Catalog, QueryError, Result,
-    executor::{Cap, Executor, QueryStream, Running},
+    catalog::LakeTable,
+    executor::{ByteBudget, Cap, Executor, QueryStream, Running},
     json,
 };
 
@@ -168,23 +169,20 @@ impl AsOf {
 
 /// Replaces `table(<as of>)` by a quoted name for that snapshot and records what to register.
 struct TimeTravel<'a> {
-    tables: &'a BTreeMap<String, crate::catalog::LakeTable>,
-    wanted: Vec<(String, String, AsOf)>,
-    error: Option<QueryError>,
+    tables: &'a BTreeMap<String, LakeTable>,
+    wanted: Vec<(&'a LakeTable, String, AsOf)>,
 }
 
 impl VisitorMut for TimeTravel<'_> {
-    type Break = ();
+    type Break = QueryError;
 
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<QueryError> {
         let TableFactor::Table { name, args, .. } = factor else { return ControlFlow::Continue(()) };
         let (Some(call), [ObjectNamePart::Identifier(ident)]) = (args.as_ref(), name.0.as_slice()) else {
             return ControlFlow::Continue(());
         };
         let table = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
-        if !self.tables.contains_key(&table) {
-            return ControlFlow::Continue(());
-        }
+        let Some(entry) = self.tables.get(&table) else { return ControlFlow::Continue(()) };
         match AsOf::parse(&table, &call.args) {
             Ok(as_of) => {
                 let alias = match &as_of {
@@ -193,13 +191,10 @@ impl VisitorMut for TimeTravel<'_> {
                 };
                 *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', alias.clone()))]);
                 *args = None;
-                self.wanted.push((table, alias, as_of));
+                self.wanted.push((entry, alias, as_of));
                 ControlFlow::Continue(())
             }
-            Err(e) => {
-                self.error = Some(e);
-                ControlFlow::Break(())
-            }
+            Err(e) => ControlFlow::Break(e),
         }
     }
 }
@@ -240,20 +235,22 @@ impl SqlEngine {
     /// A fresh session holding the tables `principal` may read, at their latest versions,
     /// with the memory limit.
     pub(crate) async fn session(&self, principal: &Principal) -> Result<SessionContext> {
-        let tables = self.catalog.latest().await?;
-        self.session_over(principal, &tables).await
+        self.session_over(&self.visible(principal).await?).await
     }
 
-    async fn session_over(
-        &self,
-        principal: &Principal,
-        tables: &BTreeMap<String, crate::catalog::LakeTable>,
-    ) -> Result<SessionContext> {
+    /// The tables `principal` may read, at their latest versions, by SQL name.
+    async fn visible(&self, principal: &Principal) -> Result<BTreeMap<String, LakeTable>> {
+        let tables = self.catalog.latest().await?;
+        Ok(tables.into_iter().filter(|(name, _)| principal.can_read(name)).collect())
+    }
+
+    /// A fresh session holding `tables`, with the memory limit.
+    async fn session_over(&self, tables: &BTreeMap<String, LakeTable>) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
         let config =
             SessionConfig::new().with_information_schema(true).with_target_partitions(self.cfg.executor_threads.max(1));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        for (name, entry) in tables.iter().filter(|(name, _)| principal.can_read(name)) {
+        for (name, entry) in tables {
             register(&ctx, name, &entry.table).await?;
         }
         Ok(ctx)
@@ -268,26 +265,23 @@ impl SqlEngine {
         params: Vec<ScalarValue>,
     ) -> Result<(SessionContext, LogicalPlan)> {
         let mut statement = parse_read_only(sql)?;
-        let tables = self.catalog.latest().await?;
-        let visible: BTreeMap<_, _> = tables.into_iter().filter(|(name, _)| principal.can_read(name)).collect();
-        let mut travel = TimeTravel { tables: &visible, wanted: Vec::new(), error: None };
-        visit_statement(&mut statement, &mut travel);
-        if let Some(e) = travel.error {
+        let visible = self.visible(principal).await?;
+        let mut travel = TimeTravel { tables: &visible, wanted: Vec::new() };
+        if let ControlFlow::Break(e) = visit_statement(&mut statement, &mut travel) {
             return Err(e);
         }
-        let wanted = std::mem::take(&mut travel.wanted);
-        let ctx = self.session_over(principal, &visible).await?;
-        for (table, alias, as_of) in wanted {
+        let ctx = self.session_over(&visible).await?;
+        for (entry, alias, as_of) in travel.wanted {
             if ctx.table_exist(alias.as_str())? {
                 continue;
             }
             let snapshot = match &as_of {
-                AsOf::Version(v) => self.catalog.at_version(&table, *v).await,
-                AsOf::Time(t) => self.catalog.at_timestamp(&table, *t).await,
+                AsOf::Version(v) => self.catalog.at_version(entry, *v).await,
+                AsOf::Time(t) => self.catalog.at_timestamp(entry, *t).await,
             }
             .map_err(|e| match e {
                 QueryError::Table { source, .. } => {
-                    QueryError::TimeTravel(format!("{table} has no {as_of:?}: {source}"))
+                    QueryError::TimeTravel(format!("{} has no {as_of:?}: {source}", entry.name))
                 }
                 other => other,
             })?;
@@ -337,16 +331,12 @@ impl SqlEngine {
         let mut stream = self.stream(principal, sql, params, Cap::Truncate(max as u64 + 1)).await?;
         let schema = stream.schema();
         let mut batches: Vec<RecordBatch> = Vec::new();
-        let mut bytes = 0u64;
+        let mut budget = ByteBudget::new(self.cfg.max_result_bytes);
         while let Some(batch) = stream.next().await {
             let batch = batch?;
-            bytes += batch.get_array_memory_size() as u64;
-            if bytes > self.cfg.max_result_bytes {
-                return Err(QueryError::TooLarge(format!(
-                    "the answer is larger than query.max_result_bytes ({}); add a LIMIT or ask for a streamed format",
-                    self.cfg.max_result_bytes
-                )));
-            }
+            budget
+                .spend(batch.get_array_memory_size())
+                .map_err(|e| QueryError::TooLarge(format!("{e} or ask for a streamed format")))?;
             batches.push(batch);
         }
         let mut rows = json::rows(&batches).map_err(|e| QueryError::Engine(Box::new(e.into())))?;
@@ -363,10 +353,10 @@ impl SqlEngine {
 
     /// The tables `principal` may read, with schemas, versions and row counts.
     pub async fn tables(&self, principal: &Principal) -> Result<Vec<TableInfo>> {
-        let latest = self.catalog.latest().await?;
-        Ok(latest
+        Ok(self
+            .visible(principal)
+            .await?
             .into_values()
-            .filter(|t| principal.can_read(&t.name))
             .map(|t| {
                 let snapshot = t.table.snapshot().ok();
                 let schema: Schema =
@@ -398,13 +388,11 @@ async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Resul
 }
 
 /// Walks the SQL statement inside `statement` (through `EXPLAIN`) with `visitor`.
-fn visit_statement(statement: &mut DfStatement, visitor: &mut impl VisitorMut<Break = ()>) {
+fn visit_statement<B>(statement: &mut DfStatement, visitor: &mut impl VisitorMut<Break = B>) -> ControlFlow<B> {
     match statement {
-        DfStatement::Statement(s) => {
-            let _ = s.visit(visitor);
-        }
+        DfStatement::Statement(s) => s.visit(visitor),
         DfStatement::Explain(e) => visit_statement(&mut e.statement, visitor),
-        _ => {}
+        _ => ControlFlow::Continue(()),
     }
 }
 
