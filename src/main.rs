@@ -2,7 +2,8 @@
 //!
 //! `gata serve` runs every role in one process (embedded broker unless `--brokers` is given);
 //! `gata demo` does the same and loads a generated workload through the public API;
-//! `gata dva-worker` scores image-text pairs as a volunteer's DVA; `gata sql` queries the lake or a server, one-shot or interactively; `gata token` makes a bearer token; `gata export` writes accepted preference data for
+//! `gata rewards` shows payouts and proves them; `gata replay` rebuilds projections from the log
+//! and compares them with the record; `gata dva-worker` scores image-text pairs as a volunteer's DVA; `gata sql` queries the lake or a server, one-shot or interactively; `gata token` makes a bearer token; `gata export` writes accepted preference data for
 //! training; `gata schema` prints or writes the event JSON Schemas.
 
 mod demo;
@@ -12,6 +13,7 @@ mod export_cmd;
 mod http;
 mod lake_cmd;
 mod platform;
+mod rewards_cmd;
 mod sql_cmd;
 
 use std::{net::SocketAddr, path::PathBuf};
@@ -54,6 +56,10 @@ enum Cmd {
     Dlq(dlq_cmd::DlqArgs),
     /// Table maintenance on demand: checkpoint, optimize (compact), vacuum.
     Lake(lake_cmd::LakeArgs),
+    /// Payouts per epoch, epoch roots, inclusion proofs and their verification.
+    Rewards(rewards_cmd::RewardsArgs),
+    /// Rebuild scores, rewards and contributor stats from the log and compare with the record.
+    Replay(rewards_cmd::ReplayArgs),
     /// Print the JSON Schema of every contract (submissions, quality scores), or write them to a directory.
     Schema {
         /// Directory to write `<contract>.v1.schema.json` files into.
@@ -182,6 +188,14 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Lake(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;
             lake_cmd::run(cfg, args).await
+        }
+        Cmd::Rewards(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            rewards_cmd::run(cfg, args).await
+        }
+        Cmd::Replay(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            rewards_cmd::replay(cfg, args).await
         }
         Cmd::Schema { write } => write_schemas(write),
     }

@@ -165,6 +165,17 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             Err(e) => tracing::error!(error = %format!("{e:#}"), "DVA disabled: its model cannot run here"),
         }
     }
+    if cfg.runs(Role::Rewards) {
+        let settings = gata_stream_processors::RewardsSettings {
+            policy: gata_rewards::Policy::load(&cfg.rewards.policy).context("rewards.policy")?,
+            grace: cfg.rewards.grace,
+            interval: cfg.rewards.interval,
+        };
+        let (stop, registry, lake) = (stop.child_token(), registry.clone(), lake.clone());
+        tasks.spawn(async move {
+            gata_stream_processors::run_rewards(settings, lake, &registry, stop).await.context("rewards")
+        });
+    }
     if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
         let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
         tasks.spawn(async move {

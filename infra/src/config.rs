@@ -36,11 +36,14 @@ pub enum Role {
     Scoring,
     /// The DVA: an image-caption agreement score for every image-text pair.
     Dva,
+    /// The rewards processor: closes epochs, folds their scores into payouts (`gold/rewards`).
+    Rewards,
 }
 
 impl Role {
     /// Every role: what `gata serve` runs by default.
-    pub const ALL: [Role; 6] = [Role::Intake, Role::Sink, Role::Query, Role::Maintenance, Role::Scoring, Role::Dva];
+    pub const ALL: [Role; 7] =
+        [Role::Intake, Role::Sink, Role::Query, Role::Maintenance, Role::Scoring, Role::Dva, Role::Rewards];
 }
 
 impl std::str::FromStr for Role {
@@ -54,7 +57,8 @@ impl std::str::FromStr for Role {
             "maintenance" => Ok(Role::Maintenance),
             "scoring" => Ok(Role::Scoring),
             "dva" => Ok(Role::Dva),
-            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva")),
+            "rewards" => Ok(Role::Rewards),
+            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva, rewards")),
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct GataConfig {
     pub scoring: ScoringConfig,
     /// The DVA.
     pub dva: DvaConfig,
+    /// The rewards processor.
+    pub rewards: RewardsConfig,
 }
 
 impl Default for GataConfig {
@@ -101,6 +107,7 @@ impl Default for GataConfig {
             maintenance: MaintenanceConfig::default(),
             scoring: ScoringConfig::default(),
             dva: DvaConfig::default(),
+            rewards: RewardsConfig::default(),
         }
     }
 }
@@ -459,6 +466,27 @@ impl Default for DvaConfig {
             flag_min_votes: 20,
             flag_share: 0.5,
         }
+    }
+}
+
+/// The rewards processor: which policy, and when an epoch is closed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RewardsConfig {
+    /// A built-in policy (`v1`, `v2`) or a policy file's path (`v1`). The epoch length is the
+    /// policy's.
+    pub policy: String,
+    /// How long after an epoch ends it is closed, for scores still on their way (`10m`).
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// How often the processor looks for epochs to close (`10s`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+}
+
+impl Default for RewardsConfig {
+    fn default() -> Self {
+        Self { policy: "v1".into(), grace: Duration::from_secs(600), interval: Duration::from_secs(10) }
     }
 }
 

@@ -77,4 +77,14 @@ pub enum LakeError {
         #[source]
         source: deltalake::datafusion::error::DataFusionError,
     },
+
+    /// Rows read back from a table do not have the shape written.
+    #[error("decoding rows of table {table}: {reason}")]
+    Decode {
+        /// Table name.
+        table: &'static str,
+        /// What did not fit.
+        reason: String,
+    },
 }
+

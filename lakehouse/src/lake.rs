@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use deltalake::kernel::Transaction;
+pub use deltalake::kernel::Transaction;
 use deltalake::{
     DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty,
     arrow::{
@@ -174,12 +174,30 @@ impl Lake {
         positions: &BTreeMap<TopicPartition, Offset>,
     ) -> Result<DeltaTable> {
         let txns = positions.iter().map(|(tp, off)| Transaction::new(tp.txn_app_id(), off.0)).collect();
+        self.append_with(table, id, batch, txns).await
+    }
+
+    /// Appends `batch` to `table` with the `txns` (application id, version) in the same commit.
+    pub async fn append_with(
+        &self,
+        table: DeltaTable,
+        id: TableId,
+        batch: RecordBatch,
+        txns: Vec<Transaction>,
+    ) -> Result<DeltaTable> {
         table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
             .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
             .await
             .map_err(|source| LakeError::Commit { table: id.name(), source })
+    }
+
+    /// The version `table` has recorded for transaction application `app_id` (absent: none).
+    pub async fn transaction_version(&self, table: &DeltaTable, id: TableId, app_id: &str) -> Result<Option<i64>> {
+        let read_err = |source| LakeError::Read { table: id.name(), source };
+        let snapshot = table.snapshot().map_err(read_err)?.snapshot();
+        snapshot.transaction_version(table.log_store().as_ref(), app_id).await.map_err(read_err)
     }
 
     /// The last offset `table` has recorded for each of `partitions` (absent: never written).
@@ -189,14 +207,9 @@ impl Lake {
         id: TableId,
         partitions: impl IntoIterator<Item = TopicPartition>,
     ) -> Result<BTreeMap<TopicPartition, Offset>> {
-        let read_err = |source| LakeError::Read { table: id.name(), source };
-        let snapshot = table.snapshot().map_err(read_err)?.snapshot();
-        let log_store = table.log_store();
         let mut out = BTreeMap::new();
         for tp in partitions {
-            if let Some(v) =
-                snapshot.transaction_version(log_store.as_ref(), tp.txn_app_id()).await.map_err(read_err)?
-            {
+            if let Some(v) = self.transaction_version(table, id, &tp.txn_app_id()).await? {
                 out.insert(tp, Offset(v));
             }
         }

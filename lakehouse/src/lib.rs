@@ -6,10 +6,12 @@
 //! - [`rows`]: turning decoded Kafka records into Arrow record batches for a table.
 //! - [`lake`]: opening/creating the tables and appending batches together with the Kafka
 //!   offsets they cover, as Delta `txn` actions in the same commit.
+//! - [`ledger`]: the rewards ledger: scored contributions in, payouts of closed epochs out.
 //! - [`offsets`]: the `txn` app-id scheme and typed offsets.
 
 pub mod error;
 pub mod lake;
+pub mod ledger;
 pub mod maintenance;
 pub mod offsets;
 pub mod rows;

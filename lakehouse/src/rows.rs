@@ -164,7 +164,7 @@ pub fn dead_letter_batch(letters: &[&DeadLetter]) -> Result<RecordBatch> {
 }
 
 /// Serializes `rows` into a batch of `table`'s schema.
-fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch> {
+pub(crate) fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch> {
     let wrap = |source| LakeError::Rows { table: table.name(), source };
     let mut decoder = arrow_json::ReaderBuilder::new(table.schema())
         .with_batch_size(rows.len().max(1))
@@ -254,7 +254,7 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
             table,
             &records.iter().filter(|r| r.silver() == table).filter_map(|r| score_row(r)).collect::<Vec<_>>(),
         ),
-        TableId::DeadLetters => Ok(RecordBatch::new_empty(table.schema())),
+        TableId::DeadLetters | TableId::Rewards => Ok(RecordBatch::new_empty(table.schema())),
     }
 }
 
@@ -456,7 +456,7 @@ pub(crate) mod tests {
             assert_eq!(batch.schema(), table.schema());
             let expected = match table {
                 TableId::Events => recs.len(),
-                TableId::DeadLetters => 0,
+                TableId::DeadLetters | TableId::Rewards => 0,
                 t => recs.iter().filter(|r| r.silver() == t).count(),
             };
             assert_eq!(batch.num_rows(), expected, "{}", table.name());

@@ -31,6 +31,8 @@ pub enum TableId {
     DvaVotes,
     /// Bronze: records of the lake's feeds that could not be decoded, with the reason.
     DeadLetters,
+    /// Gold: one payout per account and closed epoch, with its lines and Merkle leaf.
+    Rewards,
 }
 
 fn ts() -> DataType {
@@ -43,7 +45,7 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 7] = [
+    pub const ALL: [TableId; 8] = [
         TableId::Events,
         TableId::ChatTurns,
         TableId::Preferences,
@@ -51,6 +53,7 @@ impl TableId {
         TableId::QualityScores,
         TableId::DvaVotes,
         TableId::DeadLetters,
+        TableId::Rewards,
     ];
 
     /// The SQL name.
@@ -63,6 +66,7 @@ impl TableId {
             TableId::QualityScores => "quality_scores",
             TableId::DvaVotes => "dva_votes",
             TableId::DeadLetters => "dead_letters",
+            TableId::Rewards => "rewards",
         }
     }
 
@@ -76,6 +80,7 @@ impl TableId {
             TableId::QualityScores => "silver/quality_scores",
             TableId::DvaVotes => "silver/dva_votes",
             TableId::DeadLetters => "bronze/dead_letters",
+            TableId::Rewards => "gold/rewards",
         }
     }
 
@@ -149,6 +154,9 @@ impl TableId {
             TableId::DvaVotes => "silver: one row per DVA worker's vote on an image-text pair (consensus inputs)",
             TableId::DeadLetters => {
                 "bronze: records that could not be decoded, with Kafka coordinates, raw bytes and the reason"
+            }
+            TableId::Rewards => {
+                "gold: one payout per account and closed epoch: amount, cap and penalty, the scored submissions behind it, Merkle leaf and epoch root"
             }
         }
     }
@@ -236,6 +244,7 @@ impl TableId {
                 ],
             ]
             .concat(),
+            TableId::Rewards => return rewards_schema(),
             TableId::QualityScores | TableId::DvaVotes => {
                 let reason = Fields::from(vec![
                     utf8("code", false),
@@ -289,6 +298,42 @@ impl TableId {
         fields.push(utf8("day", false));
         Arc::new(Schema::new(fields))
     }
+}
+
+/// `gold/rewards`: amounts are token base units (Int64: Delta has no unsigned integers), the
+/// day is the epoch's first.
+fn rewards_schema() -> SchemaRef {
+    let int = |name: &str| Field::new(name, DataType::Int64, false);
+    let line = Fields::from(vec![
+        utf8("role", false),
+        utf8("subject_event_id", false),
+        utf8("kind", false),
+        utf8("scorer_version", false),
+        int("score_bp"),
+        utf8("verdict", false),
+        utf8("tier", false),
+        int("amount"),
+    ]);
+    Arc::new(Schema::new(vec![
+        utf8("event_id", false),
+        utf8("account", false),
+        int("epoch"),
+        Field::new("epoch_start", ts(), false),
+        Field::new("epoch_end", ts(), false),
+        utf8("policy_version", false),
+        int("amount"),
+        int("gross"),
+        int("cap_cut"),
+        Field::new("flagged", DataType::Boolean, false),
+        int("penalty"),
+        int("validation"),
+        int("leaf_index"),
+        int("leaf_count"),
+        utf8("leaf_hash", false),
+        utf8("epoch_root", false),
+        Field::new("lines", DataType::List(Arc::new(Field::new("element", DataType::Struct(line), false))), false),
+        utf8("day", false),
+    ]))
 }
 
 #[cfg(test)]

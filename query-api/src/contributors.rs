@@ -1,5 +1,7 @@
 //! The contributor view: `GET /v1/contributors/{id}/scores` — a contributor's own scores, with
-//! the reasons behind every verdict and a summary, newest first.
+//! the reasons behind every verdict and a summary, newest first — and
+//! `GET /v1/contributors/{id}/rewards` — its payouts per closed epoch with the scored
+//! submissions behind each amount.
 //!
 //! Query parameters: `limit` (1 to 500, default 50), `offset` (default 0), `verdict`
 //! (`accept` or `reject`), `kind` (`chat_turn` or `preference`). Each score names the
@@ -116,6 +118,34 @@ pub async fn scores(engine: &SqlEngine, contributor: &str, query: &ScoresQuery) 
         limit,
         offset,
     })
+}
+
+/// A contributor's payouts, one per closed epoch, oldest first.
+#[derive(Debug, Serialize)]
+pub struct ContributorRewards {
+    /// Whose (a contributor or a DVA worker id).
+    pub contributor_id: String,
+    /// Sum of the amounts, in token base units.
+    pub total: i64,
+    /// Per epoch: amount, cap and penalty, Merkle leaf and root, and the lines (submission,
+    /// kind, score in basis points, verdict, tier, amount) behind it.
+    pub epochs: Vec<Map<String, Value>>,
+}
+
+/// Reads every recorded payout of `contributor`.
+pub async fn rewards(engine: &SqlEngine, contributor: &str) -> Result<ContributorRewards> {
+    check_id(contributor)?;
+    let epochs = engine
+        .run(
+            &Principal::local_admin(),
+            "SELECT epoch, epoch_start, epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
+             validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines \
+             FROM rewards WHERE account = $1 ORDER BY epoch, policy_version",
+            vec![ScalarValue::Utf8(Some(contributor.to_string()))],
+        )
+        .await?;
+    let total = epochs.rows.iter().filter_map(|r| r.get("amount").and_then(Value::as_i64)).sum();
+    Ok(ContributorRewards { contributor_id: contributor.to_string(), total, epochs: epochs.rows })
 }
 
 /// One score row as the contributor reads it: sub-scores grouped, absent fields dropped.

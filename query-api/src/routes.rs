@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::{
     Catalog, QueryError, Result,
-    contributors::{self, ContributorScores, ScoresQuery},
+    contributors::{self, ContributorRewards, ContributorScores, ScoresQuery},
     executor::Cap,
     formats::{self, Format},
     review::{self, ReviewQuery},
@@ -99,7 +99,7 @@ fn param(value: &Value) -> Result<ScalarValue> {
 }
 
 /// `POST /v1/sql`, `GET /v1/tables`, `GET /v1/queries`, `DELETE /v1/queries/{id}`,
-/// `GET /v1/contributors/{id}/scores` and the DVA review page (`GET /review`,
+/// `GET /v1/contributors/{id}/scores`, `GET /v1/contributors/{id}/rewards` and the DVA review page (`GET /review`,
 /// `GET /review/images/{id}`).
 pub fn router(state: QueryState) -> Router {
     Router::new()
@@ -108,6 +108,7 @@ pub fn router(state: QueryState) -> Router {
         .route("/v1/queries", get(queries))
         .route("/v1/queries/{id}", axum::routing::delete(cancel))
         .route("/v1/contributors/{id}/scores", get(contributor_scores))
+        .route("/v1/contributors/{id}/rewards", get(contributor_rewards))
         .route("/review", get(review_page))
         .route("/review/images/{id}", get(review_image))
         .with_state(state)
@@ -198,6 +199,18 @@ async fn contributor_scores(
     )?;
     let Query(query) = query.map_err(|e| QueryError::BadRequest(e.body_text()))?;
     contributors::scores(&state.engine, &id, &query).await.map(Json)
+}
+
+async fn contributor_rewards(
+    State(state): State<QueryState>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<ContributorRewards>> {
+    require(
+        principal.role.operates() || principal.contributor_id.as_deref() == Some(id.as_str()),
+        "a contributor sees only their own rewards",
+    )?;
+    contributors::rewards(&state.engine, &id).await.map(Json)
 }
 
 /// The review page shows pairs and their scores: for operators and whoever may read both.

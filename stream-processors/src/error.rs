@@ -65,6 +65,14 @@ pub enum ProcessorError {
     #[error("kafka poller thread failed: {0}")]
     Poller(String),
 
+    /// A replay cannot run as asked.
+    #[error("replay: {0}")]
+    Replay(String),
+
+    /// The reward fold refused (an amount overflowed).
+    #[error(transparent)]
+    Rewards(#[from] gata_rewards::RewardsError),
+
     /// Registering metrics failed.
     #[error(transparent)]
     Infra(#[from] gata_infra::InfraError),

@@ -281,7 +281,7 @@ impl Processor {
 }
 
 /// The score event of `score` for `event`, read at `source`/`offset`.
-fn publication(event: &Event, score: &Score, source: &TopicPartition, offset: Offset) -> QualityScore {
+pub(crate) fn publication(event: &Event, score: &Score, source: &TopicPartition, offset: Offset) -> QualityScore {
     QualityScore {
         event_id: QualityScore::id_for(SCORER_VERSION, event.event_id()),
         contributor_id: event.contributor_id().to_string(),

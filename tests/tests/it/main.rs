@@ -13,6 +13,7 @@ mod export;
 mod maintenance;
 mod s3;
 mod scale_out;
+mod rewards;
 mod scoring;
 mod sql;
 

@@ -1,0 +1,399 @@
+//! `gata replay`: rebuilds the scores, rewards and contributor-stats projections from the log
+//! as the bronze table holds it, into a scratch lake, and compares them with what was recorded.
+//!
+//! Scores are rebuilt by running this build's text scorer over every chat turn and preference in
+//! the order the platform received them (receipt time, then topic, partition, offset: the
+//! scoring processor's order), each submission once; a preference read before its turn is scored
+//! right after the turn. Image-text pairs keep their recorded DVA scores (re-running the model is
+//! the DVA workers' job). Rewards are the same fold the processor runs, over the replayed scores,
+//! for every recorded epoch — under the recorded policy (an audit) or another (`--policy`, a
+//! what-if). Every difference is named down to epoch, account and submission.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use gata_infra::{
+    contract::{Event, EventKind, Limits, QualityScore, Verdict},
+    topics::{Feed, QUALITY_SCORES, kind_of_topic},
+};
+use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
+use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
+use gata_scoring::{SCORER_VERSION, Scorer, ScorerConfig};
+use indicatif::ProgressBar;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Result, scoring::publication};
+
+/// One record of the log as bronze holds it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogRecord {
+    /// Intake topic.
+    pub kafka_topic: String,
+    /// Partition.
+    pub kafka_partition: i32,
+    /// Offset.
+    pub kafka_offset: i64,
+    /// Record timestamp (receipt), microseconds.
+    pub received_us: i64,
+    /// The raw event.
+    pub payload: String,
+}
+
+/// What to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    /// The policy the record was paid under (the rewards processor's): its epochs are compared.
+    pub recorded: Policy,
+    /// The policy to pay under: the recorded one (an audit) or another (a what-if).
+    pub pay: Policy,
+    /// The text scorer version to re-score with (must be this build's).
+    pub scorer_version: Option<String>,
+    /// Where the replayed projections are written (a scratch lake), if anywhere.
+    pub out: Option<Lake>,
+}
+
+/// A score that differs between the record and the replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoreDiff {
+    /// The submission.
+    pub subject: Uuid,
+    /// Contributor as recorded (or replayed, when not recorded).
+    pub contributor: String,
+    /// `(contributor, score bp, verdict)` recorded.
+    pub recorded: Option<(String, i64, Verdict)>,
+    /// `(contributor, score bp, verdict)` replayed.
+    pub replayed: Option<(String, i64, Verdict)>,
+}
+
+/// One submission's line that differs in an account's payout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LineDiff {
+    /// The submission.
+    pub subject: Uuid,
+    /// `(tier, amount)` recorded.
+    pub recorded: Option<(String, u64)>,
+    /// `(tier, amount)` replayed.
+    pub replayed: Option<(String, u64)>,
+}
+
+/// An account whose payout differs in one epoch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountDiff {
+    /// The account.
+    pub account: String,
+    /// Amount recorded (0: no payout).
+    pub recorded: u64,
+    /// Amount replayed.
+    pub replayed: u64,
+    /// The submissions behind the difference.
+    pub lines: Vec<LineDiff>,
+}
+
+/// One epoch compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EpochDiff {
+    /// Epoch index.
+    pub epoch: i64,
+    /// Its start.
+    pub start: DateTime<Utc>,
+    /// Root recorded (hex).
+    pub recorded_root: String,
+    /// Root replayed (hex).
+    pub replayed_root: String,
+    /// Total recorded.
+    pub recorded_total: u64,
+    /// Total replayed.
+    pub replayed_total: u64,
+    /// Accounts whose payouts differ.
+    pub accounts: Vec<AccountDiff>,
+}
+
+/// Per-contributor statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Scored submissions.
+    pub submissions: u64,
+    /// Accepted ones.
+    pub accepted: u64,
+    /// Sum of their scores, basis points.
+    pub score_bp_sum: i64,
+    /// Rewards over the compared epochs.
+    pub rewards: u64,
+}
+
+/// A contributor whose statistics differ.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatsDiff {
+    /// The contributor.
+    pub contributor: String,
+    /// As recorded.
+    pub recorded: Stats,
+    /// As replayed.
+    pub replayed: Stats,
+}
+
+/// What a replay found.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReplayReport {
+    /// Log records read.
+    pub records: usize,
+    /// Distinct submissions in them.
+    pub submissions: usize,
+    /// Text scorer version replayed.
+    pub scorer_version: String,
+    /// Scores compared.
+    pub scores_compared: usize,
+    /// Scores that differ.
+    pub scores: Vec<ScoreDiff>,
+    /// Recorded policy version, and the one replayed.
+    pub policy: (String, String),
+    /// Every recorded epoch, compared (roots equal: no account listed).
+    pub epochs: Vec<EpochDiff>,
+    /// Contributors whose statistics differ.
+    pub stats: Vec<StatsDiff>,
+    /// Contributors compared.
+    pub contributors: usize,
+}
+
+impl ReplayReport {
+    /// Whether the replay matches the record everywhere.
+    pub fn matches(&self) -> bool {
+        self.scores.is_empty() && self.stats.is_empty() && self.epochs.iter().all(|e| e.recorded_root == e.replayed_root)
+    }
+}
+
+/// Reads the bronze table's records in receipt order.
+pub async fn bronze_log(lake: &Lake) -> Result<Vec<LogRecord>> {
+    let ctx = lake.session(&[TableId::Events]).await?;
+    let sql = "SELECT kafka_topic, kafka_partition, kafka_offset, CAST(received_at AS BIGINT) AS received_us, payload \
+               FROM events ORDER BY received_at, kafka_topic, kafka_partition, kafka_offset";
+    Ok(Lake::rows(&ctx, TableId::Events, sql).await?)
+}
+
+/// Re-scores the text submissions of `log` (in its order) with this build's scorer; returns the
+/// scores and each submission's receipt time (its first copy's).
+pub fn rescore(log: &[LogRecord], progress: &ProgressBar) -> (Vec<QualityScore>, HashMap<Uuid, DateTime<Utc>>) {
+    let limits = Limits { max_future_skew: std::time::Duration::MAX, ..Limits::default() };
+    let mut scorer = Scorer::new(ScorerConfig::default());
+    let mut received = HashMap::new();
+    let mut parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>> = HashMap::new();
+    let mut scores = Vec::new();
+    let mut score = |scorer: &mut Scorer, event: &Event, tp: &TopicPartition, off: Offset| {
+        let s = match event {
+            Event::ChatTurn(t) => scorer.score_turn(t),
+            Event::Preference(p) => scorer.score_preference(p),
+            Event::ImageTextPair(_) => return,
+        };
+        scores.push(publication(event, &s, tp, off));
+    };
+    for r in log {
+        progress.inc(1);
+        let Some(kind) = kind_of_topic(&r.kafka_topic) else { continue };
+        // Bronze holds only records that decoded when they landed; one that no longer does
+        // (a tampered row) is left out here and shows up as a missing score.
+        let Ok(event) = Event::parse(kind, r.payload.as_bytes(), &limits) else { continue };
+        let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { continue };
+        if received.contains_key(&event.event_id()) {
+            continue;
+        }
+        received.insert(event.event_id(), at);
+        let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
+        let off = Offset(r.kafka_offset);
+        match &event {
+            Event::ChatTurn(turn) => {
+                let turn_id = turn.turn_id.clone();
+                score(&mut scorer, &event, &tp, off);
+                for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
+                    score(&mut scorer, &pref, &tp, off);
+                }
+            }
+            Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
+                parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
+            }
+            _ => score(&mut scorer, &event, &tp, off),
+        }
+    }
+    let mut left: Vec<_> = parked.into_values().flatten().collect();
+    left.sort_by_key(|(e, tp, off)| (received.get(&e.event_id()).copied(), tp.clone(), *off));
+    for (pref, tp, off) in left {
+        score(&mut scorer, &pref, &tp, off);
+    }
+    (scores, received)
+}
+
+fn contribution(s: &QualityScore, received_at: DateTime<Utc>) -> Contribution {
+    Contribution {
+        contributor: s.contributor_id.clone(),
+        subject: s.subject_event_id,
+        kind: s.subject_kind,
+        scorer_version: s.scorer_version.clone(),
+        score: s.score,
+        verdict: s.verdict,
+        reason_codes: s.reasons.iter().map(|r| r.code.clone()).collect(),
+        received_at,
+        votes: Vec::new(),
+    }
+}
+
+fn key(c: &Contribution) -> (String, i64, Verdict) {
+    (c.contributor.clone(), score_bp(c.score), c.verdict)
+}
+
+/// Compares `replayed` with `recorded`, account by account and line by line.
+fn compare_epoch(recorded: &EpochRewards, replayed: &EpochRewards) -> EpochDiff {
+    let mut accounts = Vec::new();
+    if recorded.root != replayed.root {
+        let names: BTreeSet<&str> =
+            recorded.payouts.iter().chain(&replayed.payouts).map(|p| p.account.as_str()).collect();
+        for name in names {
+            let (a, b) = (recorded.payout(name), replayed.payout(name));
+            if a.map(|p| (p.amount, &p.lines)) == b.map(|p| (p.amount, &p.lines)) {
+                continue;
+            }
+            let lines_of = |p: Option<&gata_rewards::Payout>| -> BTreeMap<Uuid, (String, u64)> {
+                p.map(|p| p.lines.iter().map(|l| (l.subject, (l.tier.clone(), l.amount))).collect()).unwrap_or_default()
+            };
+            let (la, lb) = (lines_of(a), lines_of(b));
+            let subjects: BTreeSet<&Uuid> = la.keys().chain(lb.keys()).collect();
+            let lines = subjects
+                .into_iter()
+                .filter(|s| la.get(s) != lb.get(s))
+                .map(|s| LineDiff { subject: *s, recorded: la.get(s).cloned(), replayed: lb.get(s).cloned() })
+                .collect();
+            accounts.push(AccountDiff {
+                account: name.to_string(),
+                recorded: a.map_or(0, |p| p.amount),
+                replayed: b.map_or(0, |p| p.amount),
+                lines,
+            });
+        }
+    }
+    EpochDiff {
+        epoch: recorded.epoch.index,
+        start: recorded.epoch.start,
+        recorded_root: hex::encode(recorded.root),
+        replayed_root: hex::encode(replayed.root),
+        recorded_total: recorded.total,
+        replayed_total: replayed.total,
+        accounts,
+    }
+}
+
+fn stats(contributions: &[Contribution], epochs: &[EpochRewards]) -> BTreeMap<String, Stats> {
+    let mut out: BTreeMap<String, Stats> = BTreeMap::new();
+    for c in contributions {
+        let s = out.entry(c.contributor.clone()).or_default();
+        s.submissions += 1;
+        s.accepted += u64::from(c.verdict == Verdict::Accept);
+        s.score_bp_sum += score_bp(c.score);
+    }
+    for p in epochs.iter().flat_map(|e| &e.payouts) {
+        out.entry(p.account.clone()).or_default().rewards += p.amount;
+    }
+    out
+}
+
+/// Replays `log` against what `lake` recorded.
+pub async fn replay(lake: &Lake, log: &[LogRecord], options: &ReplayOptions, progress: &ProgressBar) -> Result<ReplayReport> {
+    let version = options.scorer_version.clone().unwrap_or_else(|| SCORER_VERSION.to_string());
+    if version != SCORER_VERSION {
+        return Err(crate::ProcessorError::Replay(format!(
+            "this build scores text as {SCORER_VERSION}; it cannot re-score as {version}"
+        )));
+    }
+    let (scores, received) = rescore(log, progress);
+    let recorded_all = lake.contributions(None).await?;
+    let recorded_epochs = lake.recorded_rewards(None).await?;
+
+    // Scores: the text scorer's, submission by submission.
+    let recorded_text: BTreeMap<Uuid, &Contribution> =
+        recorded_all.iter().filter(|c| c.scorer_version == SCORER_VERSION).map(|c| (c.subject, c)).collect();
+    let replayed: Vec<Contribution> = scores
+        .iter()
+        .filter_map(|s| received.get(&s.subject_event_id).map(|at| contribution(s, *at)))
+        .collect();
+    let replayed_text: BTreeMap<Uuid, &Contribution> = replayed.iter().map(|c| (c.subject, c)).collect();
+    let subjects: BTreeSet<&Uuid> = recorded_text.keys().chain(replayed_text.keys()).collect();
+    let score_diffs: Vec<ScoreDiff> = subjects
+        .into_iter()
+        .filter_map(|s| {
+            let (a, b) = (recorded_text.get(s).map(|c| key(c)), replayed_text.get(s).map(|c| key(c)));
+            (a != b).then(|| ScoreDiff {
+                subject: *s,
+                contributor: a.as_ref().or(b.as_ref()).map(|k| k.0.clone()).unwrap_or_default(),
+                recorded: a,
+                replayed: b,
+            })
+        })
+        .collect();
+
+    // Rewards: replayed text scores plus the recorded DVA scores, receipt times from the log.
+    let dva: Vec<Contribution> = recorded_all
+        .iter()
+        .filter(|c| c.kind == EventKind::ImageTextPair)
+        .filter_map(|c| received.get(&c.subject).map(|at| Contribution { received_at: *at, ..c.clone() }))
+        .collect();
+    let all: Vec<Contribution> = replayed.iter().cloned().chain(dva).collect();
+    let recorded_epochs: Vec<EpochRewards> =
+        recorded_epochs.into_iter().filter(|e| e.policy_version == options.recorded.version).collect();
+    let mut replayed_epochs = Vec::new();
+    let mut epoch_diffs = Vec::new();
+    for recorded in &recorded_epochs {
+        let mine = fold_epoch(&options.pay, recorded.epoch, all.iter().cloned())?;
+        epoch_diffs.push(compare_epoch(recorded, &mine));
+        replayed_epochs.push(mine);
+    }
+
+    // Contributor statistics over the compared epochs.
+    let in_epochs = |c: &&Contribution| recorded_epochs.iter().any(|e| c.received_at >= e.epoch.start && c.received_at < e.epoch.end);
+    let recorded_scored: Vec<Contribution> = recorded_all.iter().filter(in_epochs).cloned().collect();
+    let replayed_scored: Vec<Contribution> = all.iter().filter(in_epochs).cloned().collect();
+    let before = stats(&recorded_scored, &recorded_epochs);
+    let after = stats(&replayed_scored, &replayed_epochs);
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let contributors = names.len();
+    let stats_diffs = names
+        .into_iter()
+        .filter_map(|n| {
+            let (a, b) = (before.get(n).cloned().unwrap_or_default(), after.get(n).cloned().unwrap_or_default());
+            (a != b).then(|| StatsDiff { contributor: n.clone(), recorded: a, replayed: b })
+        })
+        .collect();
+
+    if let Some(out) = &options.out {
+        write_scratch(out, &scores, &replayed_epochs).await?;
+    }
+    Ok(ReplayReport {
+        records: log.len(),
+        submissions: received.len(),
+        scorer_version: version,
+        scores_compared: recorded_text.len().max(replayed_text.len()),
+        scores: score_diffs,
+        policy: (options.recorded.version.clone(), options.pay.version.clone()),
+        epochs: epoch_diffs,
+        stats: stats_diffs,
+        contributors,
+    })
+}
+
+/// Writes the replayed scores and payouts as the `quality_scores` and `rewards` tables of `out`.
+async fn write_scratch(out: &Lake, scores: &[QualityScore], epochs: &[EpochRewards]) -> Result<()> {
+    let limits = Limits { max_future_skew: std::time::Duration::MAX, ..Limits::default() };
+    let tp = TopicPartition { topic: QUALITY_SCORES.to_string(), partition: 0 };
+    let mut records = Vec::with_capacity(scores.len());
+    for (i, s) in scores.iter().enumerate() {
+        let json = serde_json::to_vec(s).map_err(|e| crate::ProcessorError::Replay(e.to_string()))?;
+        let record = LakeRecord::decode(Feed::QualityScores, tp.clone(), Offset(i as i64), s.scored_at, json, &limits)
+            .map_err(|v| crate::ProcessorError::Replay(format!("replayed score {}: {v:?}", s.event_id)))?;
+        records.push(record);
+    }
+    let refs: Vec<&LakeRecord> = records.iter().collect();
+    let table = out.open(TableId::QualityScores).await?;
+    out.append(table, TableId::QualityScores, record_batch(TableId::QualityScores, &refs)?, &BTreeMap::new()).await?;
+    let mut table = out.open(TableId::Rewards).await?;
+    for e in epochs {
+        table = out.record_epoch(table, e).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Rewards end to end: the processor closes short epochs over real scores and records payouts
+//! once (also across a restart); the contributor endpoint and CLI show them; a proof printed from
+//! the lake verifies without it and fails once altered; `gata replay` matches the record, names
+//! the epoch, contributor and event after one bronze row is altered, and shows a what-if policy.
+
+use std::{path::Path, process::Command, time::Duration};
+
+use gata_lakehouse::{
+    Lake, TableId,
+    deltalake::datafusion::prelude::{col, lit},
+};
+use gata_tests::{Gata, eventually, free_port};
+use serde_json::Value;
+
+use crate::{
+    bin,
+    scoring::{PROMPTS, at, preference, turn, uuid, wait_for_scores},
+};
+
+/// Runs `gata <args> --data-dir dir`; returns (exit code, stdout, stderr).
+fn gata(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payouts_are_recorded_once_proven_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Policy v1 with two-second epochs, so epochs close during the test.
+    let policy = dir.path().join("policy-2s.toml");
+    let text = include_str!("../../../policy/v1.toml")
+        .replace("version = \"v1\"", "version = \"t2s\"")
+        .replace("epoch = \"1d\"", "epoch = \"2s\"");
+    std::fs::write(&policy, text).unwrap();
+    let policy = policy.to_str().unwrap().to_string();
+    let env = [
+        ("GATA__REWARDS__POLICY", policy.as_str()),
+        ("GATA__REWARDS__GRACE", "1s"),
+        ("GATA__REWARDS__INTERVAL", "300ms"),
+    ];
+    let cli_env: Vec<(&str, String)> = vec![("GATA__REWARDS__POLICY", policy.clone())];
+    let port = free_port();
+    let mut platform = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
+    let api = platform.client();
+
+    // Six people ask; four also judge their turn; one account submits an empty-answer turn.
+    let turns: Vec<Value> = (0..6)
+        .map(|i| turn(&uuid(i), &format!("person_{i}"), &format!("turn_{i}"), PROMPTS[i as usize], at(i.into())))
+        .collect();
+    let prefs: Vec<Value> =
+        (0..4).map(|i| preference(&uuid(100 + i), &format!("person_{i}"), &format!("turn_{i}"), at(i as i64 + 1))).collect();
+    for (route, events) in [("/v1/chat-turns", &turns), ("/v1/preferences", &prefs)] {
+        let (status, body) = api.post_ndjson(route, events).await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    let n = (turns.len() + prefs.len()) as u64;
+    wait_for_scores(&api, n).await;
+    let paid_lines = "SELECT COALESCE(SUM(cardinality(lines)), 0) AS n FROM rewards";
+    eventually("every score in a closed epoch", Duration::from_secs(60), || async {
+        (api.count(paid_lines).await.ok()? == n).then_some(())
+    })
+    .await;
+
+    // The endpoint shows person_0's payouts with the submissions behind them; the amounts follow
+    // the policy (an accepted turn and preference earn, a rejected one earns nothing).
+    let (status, mine) = api.get("/v1/contributors/person_0/rewards").await.unwrap();
+    assert_eq!(status, 200, "{mine}");
+    let lines: Vec<&Value> =
+        mine["epochs"].as_array().unwrap().iter().flat_map(|e| e["lines"].as_array().unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{mine}");
+    let expected: i64 = lines.iter().map(|l| l["amount"].as_i64().unwrap()).sum();
+    assert_eq!(mine["total"].as_i64().unwrap(), expected);
+    for l in &lines {
+        let (tier, amount) = (l["tier"].as_str().unwrap(), l["amount"].as_i64().unwrap());
+        match l["verdict"].as_str().unwrap() {
+            "reject" => assert_eq!((tier, amount), ("rejected", 0), "{l}"),
+            _ => assert!(amount > 0 && tier != "rejected", "{l}"),
+        }
+    }
+
+    // Idempotence: a restart re-runs the processor over the same lake and pays nothing twice.
+    let last = api.count("SELECT MAX(epoch) AS n FROM rewards").await.unwrap();
+    let rows_before = api.count("SELECT COUNT(*) AS n FROM rewards").await.unwrap();
+    platform.kill();
+    let platform = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
+    let api = platform.client();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let twice = "SELECT COUNT(*) AS n FROM (SELECT epoch, account FROM rewards GROUP BY 1, 2 HAVING COUNT(*) > 1)";
+    assert_eq!(api.count(twice).await.unwrap(), 0);
+    let old = format!("SELECT COUNT(*) AS n FROM rewards WHERE epoch <= {last}");
+    assert_eq!(api.count(&old).await.unwrap(), rows_before, "closed epochs are not recorded again");
+    assert_eq!(api.count(paid_lines).await.unwrap(), n, "no score paid twice after the restart");
+
+    // A proof printed from the lake verifies with the trusted root and without the lake; an
+    // altered amount does not.
+    let row = &api.rows("SELECT epoch, epoch_root FROM rewards WHERE account = 'person_1'").await.unwrap()[0];
+    let epoch = row["epoch"].as_i64().unwrap().to_string();
+    let (code, proof, err) = gata(dir.path(), &cli_env, &["rewards", "proof", "--epoch", &epoch, "--contributor", "person_1"]);
+    assert_eq!(code, 0, "{err}");
+    let proof_file = dir.path().join("proof.json");
+    std::fs::write(&proof_file, &proof).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let root = row["epoch_root"].as_str().unwrap();
+    let (code, out, err) = gata(elsewhere.path(), &[], &["rewards", "verify", proof_file.to_str().unwrap(), "--root", root]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("valid: person_1 is paid"), "{out}");
+    let mut forged: Value = serde_json::from_str(&proof).unwrap();
+    forged["amount"] = (forged["amount"].as_u64().unwrap() * 2).into();
+    std::fs::write(&proof_file, forged.to_string()).unwrap();
+    let (code, _, err) = gata(elsewhere.path(), &[], &["rewards", "verify", proof_file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("INVALID"), "{err}");
+    drop(platform);
+
+    // Replay over the untouched log matches the record: scores, every epoch root, the stats.
+    let (code, out, err) = gata(dir.path(), &cli_env, &["replay", "--out", dir.path().join("scratch").to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("scores (text-1.0.0): {n} compared, 0 differ")), "{out}");
+    assert!(out.contains("same root") && !out.contains("DIFFERS"), "{out}");
+    let scratch = Lake::new(&format!("file://{}", dir.path().join("scratch").display()), &Default::default()).unwrap();
+    let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()), &Default::default()).unwrap();
+    assert_eq!(scratch.recorded_rewards(None).await.unwrap(), lake.recorded_rewards(None).await.unwrap());
+
+    // A what-if under policy v2 reports what would change and exits 1.
+    let (code, out, _) = gata(dir.path(), &cli_env, &["replay", "--policy", "v2", "--projection", "rewards"]);
+    assert!(out.contains("replayed under v2"), "{out}");
+    assert!(code == 0 || code == 1, "{out}");
+
+    // Tamper with one bronze row: person_2's turn now claims to be mallory's. The replay names
+    // the epoch, both contributors and the event.
+    let bronze = lake.open(TableId::Events).await.unwrap();
+    let victim = uuid(2);
+    let rows = api_rows_payload(&lake, &victim).await;
+    let tampered = rows.replace("\"person_2\"", "\"mallory\"");
+    assert_ne!(rows, tampered);
+    bronze
+        .update()
+        .with_predicate(col("event_id").eq(lit(victim.clone())))
+        .with_update("payload", lit(tampered))
+        .await
+        .unwrap();
+    let (code, out, err) = gata(dir.path(), &cli_env, &["replay"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let paid_epoch = lake
+        .recorded_rewards(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.payout("person_2").is_some_and(|p| p.lines.iter().any(|l| l.subject.to_string() == victim)))
+        .unwrap()
+        .epoch
+        .index;
+    assert!(out.contains(&format!("epoch {paid_epoch} contributor person_2:")), "{out}");
+    assert!(out.contains(&format!("epoch {paid_epoch} contributor mallory: 0 ->")), "{out}");
+    assert!(out.contains(&format!("event {victim}")), "{out}");
+    assert!(out.contains("contributor mallory: recorded"), "{out}");
+}
+
+/// The payload bronze holds for event `id`.
+async fn api_rows_payload(lake: &Lake, id: &str) -> String {
+    let ctx = lake.session(&[TableId::Events]).await.unwrap();
+    let batches = ctx
+        .sql(&format!("SELECT arrow_cast(payload, 'Utf8') AS payload FROM events WHERE event_id = '{id}' LIMIT 1"))
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    use gata_lakehouse::deltalake::arrow::array::AsArray;
+    batches[0].column(0).as_string::<i32>().value(0).to_string()
+}
