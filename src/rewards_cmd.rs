@@ -78,15 +78,18 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
         }
         RewardsOp::Show { contributor, server: None, .. } => {
             let epochs = lake(&cfg)?.recorded_rewards(None).await?;
-            let mine: Vec<_> = epochs
-                .iter()
-                .filter_map(|e| e.payout(&contributor).map(|p| serde_json::json!({
+            let mine: Vec<_> =
+                epochs
+                    .iter()
+                    .filter_map(|e| {
+                        e.payout(&contributor).map(|p| serde_json::json!({
                     "epoch": e.epoch.index, "epoch_start": e.epoch.start, "policy_version": e.policy_version,
                     "amount": p.amount, "gross": p.gross, "cap_cut": p.cap_cut, "flagged": p.flagged,
                     "penalty": p.penalty, "validation": p.validation, "epoch_root": hex::encode(e.root),
                     "lines": p.lines,
-                })))
-                .collect();
+                }))
+                    })
+                    .collect();
             let total: u64 = epochs.iter().filter_map(|e| e.payout(&contributor)).map(|p| p.amount).sum();
             let doc = serde_json::json!({ "contributor_id": contributor, "total": total, "epochs": mine });
             println!("{}", serde_json::to_string_pretty(&doc)?);
@@ -107,8 +110,9 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
         }
         RewardsOp::Proof { epoch, contributor } => {
             let policy = Policy::load(&cfg.rewards.policy)?;
-            let epoch = Epoch::parse(policy.epoch, &epoch)
-                .with_context(|| format!("--epoch {epoch:?}: an epoch index, a date (2026-11-25) or an RFC 3339 time"))?;
+            let epoch = Epoch::parse(policy.epoch, &epoch).with_context(|| {
+                format!("--epoch {epoch:?}: an epoch index, a date (2026-11-25) or an RFC 3339 time")
+            })?;
             let recorded = lake(&cfg)?.recorded_rewards(Some(epoch.index)).await?;
             let Some(rewards) = recorded.iter().find(|e| e.policy_version == policy.version).or(recorded.first())
             else {
@@ -226,7 +230,10 @@ fn print_report(r: &ReplayReport, projection: Projection) {
     if show(Projection::Scores) {
         println!("\nscores ({}): {} compared, {} differ", r.scorer_version, r.scores_compared, r.scores.len());
         for d in &r.scores {
-            println!("  event {} (contributor {}): recorded {:?} replayed {:?}", d.subject, d.contributor, d.recorded, d.replayed);
+            println!(
+                "  event {} (contributor {}): recorded {:?} replayed {:?}",
+                d.subject, d.contributor, d.recorded, d.replayed
+            );
         }
     }
     if show(Projection::Rewards) {
@@ -235,7 +242,12 @@ fn print_report(r: &ReplayReport, projection: Projection) {
             let verdict = if e.recorded_root == e.replayed_root { "same root" } else { "DIFFERS" };
             println!(
                 "  epoch {} ({}): {verdict}; total {} -> {}; root {} -> {}",
-                e.epoch, e.start.to_rfc3339(), e.recorded_total, e.replayed_total, e.recorded_root, e.replayed_root
+                e.epoch,
+                e.start.to_rfc3339(),
+                e.recorded_total,
+                e.replayed_total,
+                e.recorded_root,
+                e.replayed_root
             );
             for a in &e.accounts {
                 println!("    epoch {} contributor {}: {} -> {}", e.epoch, a.account, a.recorded, a.replayed);

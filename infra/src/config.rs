@@ -58,7 +58,9 @@ impl std::str::FromStr for Role {
             "scoring" => Ok(Role::Scoring),
             "dva" => Ok(Role::Dva),
             "rewards" => Ok(Role::Rewards),
-            other => Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva, rewards")),
+            other => {
+                Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva, rewards"))
+            }
         }
     }
 }

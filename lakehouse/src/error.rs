@@ -87,4 +87,3 @@ pub enum LakeError {
         reason: String,
     },
 }
-

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use deltalake::{DeltaTable, arrow::record_batch::RecordBatch, datafusion::prelude::SessionContext, kernel::Transaction};
+use deltalake::{
+    DeltaTable, arrow::record_batch::RecordBatch, datafusion::prelude::SessionContext, kernel::Transaction,
+};
 use gata_infra::contract::{EventKind, Verdict};
 use gata_rewards::{Contribution, Epoch, EpochRewards, LineRole, Payout, RewardLine, Vote};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -144,7 +146,11 @@ fn epochs_from_rows(rows: Vec<PayoutRow>) -> Result<Vec<EpochRewards>> {
             .iter()
             .map(|l| {
                 Ok(RewardLine {
-                    role: if l.role == LineRole::Validation.name() { LineRole::Validation } else { LineRole::Contribution },
+                    role: if l.role == LineRole::Validation.name() {
+                        LineRole::Validation
+                    } else {
+                        LineRole::Contribution
+                    },
                     subject: uuid(&l.subject_event_id)?,
                     kind: l.kind,
                     scorer_version: l.scorer_version.clone(),

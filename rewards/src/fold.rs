@@ -225,10 +225,14 @@ pub fn fold_epoch(
     let mut payouts = Vec::with_capacity(lines.len());
     let mut total: u64 = 0;
     for (index, (account, mut lines)) in lines.into_iter().enumerate() {
-        lines.sort_by(|a, b| (a.role, a.subject).cmp(&(b.role, b.subject)));
+        lines.sort_by_key(|l| (l.role, l.subject));
         let overflow = || RewardsError::Overflow { account: account.clone(), epoch: epoch.index };
         let sum = |role| {
-            lines.iter().filter(|l| l.role == role).try_fold(0u64, |acc, l| acc.checked_add(l.amount)).ok_or_else(overflow)
+            lines
+                .iter()
+                .filter(|l| l.role == role)
+                .try_fold(0u64, |acc, l| acc.checked_add(l.amount))
+                .ok_or_else(overflow)
         };
         let gross = sum(LineRole::Contribution)?;
         let validation = sum(LineRole::Validation)?;
@@ -290,10 +294,8 @@ pub(crate) mod tests {
         let mut bot = contribution("bot", 9, ChatTurn, 0.9, Verdict::Accept);
         bot.reason_codes = vec!["regular_intervals".into()];
         let mut pair = contribution("carol", 7, ImageTextPair, 0.31, Verdict::Accept);
-        pair.votes = vec![
-            Vote { validator: "w1".into(), agrees: true },
-            Vote { validator: "w2".into(), agrees: false },
-        ];
+        pair.votes =
+            vec![Vote { validator: "w1".into(), agrees: true }, Vote { validator: "w2".into(), agrees: false }];
         vec![
             contribution("alice", 1, ChatTurn, 0.85, Verdict::Accept),
             contribution("alice", 2, ChatTurn, 0.65, Verdict::Accept),

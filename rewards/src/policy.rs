@@ -103,7 +103,9 @@ impl Policy {
     pub fn parse(source_name: &str, text: &str) -> Result<Policy> {
         let mut policy: Policy = toml::from_str(text)
             .map_err(|source| RewardsError::PolicySyntax { source_name: source_name.to_string(), source })?;
-        policy.check().map_err(|reason| RewardsError::PolicyInvalid { source_name: source_name.to_string(), reason })?;
+        policy
+            .check()
+            .map_err(|reason| RewardsError::PolicyInvalid { source_name: source_name.to_string(), reason })?;
         policy.sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         Ok(policy)
     }
@@ -182,7 +184,13 @@ mod tests {
     fn broken_policies_are_refused_with_the_rule() {
         let v1 = include_str!("../../policy/v1.toml");
         let cases = [
-            (v1.replace("min_score_bp = -10_000, multiplier_bp = 5_000 },\n]\n\n[kinds.preference]", "min_score_bp = 0, multiplier_bp = 5_000 },\n]\n\n[kinds.preference]"), "must take any score"),
+            (
+                v1.replace(
+                    "min_score_bp = -10_000, multiplier_bp = 5_000 },\n]\n\n[kinds.preference]",
+                    "min_score_bp = 0, multiplier_bp = 5_000 },\n]\n\n[kinds.preference]",
+                ),
+                "must take any score",
+            ),
             (v1.replace("forfeit_bp = 10_000", "forfeit_bp = 10_001"), "more than"),
             (v1.replace("[kinds.preference]", "[kinds.poem]"), "kinds.poem"),
             (v1.replace("epoch = \"1d\"", "epoch = \"1500ms\""), "whole number"),

@@ -152,7 +152,10 @@ mod tests {
 
     use super::*;
     use crate::{
-        fold::{fold_epoch, tests::{contribution, epoch}},
+        fold::{
+            fold_epoch,
+            tests::{contribution, epoch},
+        },
         policy::Policy,
     };
 

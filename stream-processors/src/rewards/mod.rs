@@ -49,14 +49,22 @@ impl Metrics {
                 registry,
                 IntCounter::new("gata_rewards_paid_base_units_total", "Token base units recorded as paid")?,
             )?,
-            last: register(registry, IntGauge::new("gata_rewards_last_closed_epoch", "Index of the last closed epoch")?)?,
+            last: register(
+                registry,
+                IntGauge::new("gata_rewards_last_closed_epoch", "Index of the last closed epoch")?,
+            )?,
         })
     }
 }
 
 /// Runs the rewards processor until `stop` is cancelled. A failed pass (the lake unreachable)
 /// is logged and tried again at the next interval.
-pub async fn run_rewards(settings: RewardsSettings, lake: Lake, registry: &Registry, stop: CancellationToken) -> Result<()> {
+pub async fn run_rewards(
+    settings: RewardsSettings,
+    lake: Lake,
+    registry: &Registry,
+    stop: CancellationToken,
+) -> Result<()> {
     let metrics = Metrics::register(registry)?;
     tracing::info!(policy = %settings.policy.version, epoch = ?settings.policy.epoch, grace = ?settings.grace, "rewards processor started");
     let mut tick = tokio::time::interval(settings.interval);

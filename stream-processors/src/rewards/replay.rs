@@ -159,7 +159,9 @@ pub struct ReplayReport {
 impl ReplayReport {
     /// Whether the replay matches the record everywhere.
     pub fn matches(&self) -> bool {
-        self.scores.is_empty() && self.stats.is_empty() && self.epochs.iter().all(|e| e.recorded_root == e.replayed_root)
+        self.scores.is_empty()
+            && self.stats.is_empty()
+            && self.epochs.iter().all(|e| e.recorded_root == e.replayed_root)
     }
 }
 
@@ -295,7 +297,12 @@ fn stats(contributions: &[Contribution], epochs: &[EpochRewards]) -> BTreeMap<St
 }
 
 /// Replays `log` against what `lake` recorded.
-pub async fn replay(lake: &Lake, log: &[LogRecord], options: &ReplayOptions, progress: &ProgressBar) -> Result<ReplayReport> {
+pub async fn replay(
+    lake: &Lake,
+    log: &[LogRecord],
+    options: &ReplayOptions,
+    progress: &ProgressBar,
+) -> Result<ReplayReport> {
     let version = options.scorer_version.clone().unwrap_or_else(|| SCORER_VERSION.to_string());
     if version != SCORER_VERSION {
         return Err(crate::ProcessorError::Replay(format!(
@@ -309,10 +316,8 @@ pub async fn replay(lake: &Lake, log: &[LogRecord], options: &ReplayOptions, pro
     // Scores: the text scorer's, submission by submission.
     let recorded_text: BTreeMap<Uuid, &Contribution> =
         recorded_all.iter().filter(|c| c.scorer_version == SCORER_VERSION).map(|c| (c.subject, c)).collect();
-    let replayed: Vec<Contribution> = scores
-        .iter()
-        .filter_map(|s| received.get(&s.subject_event_id).map(|at| contribution(s, *at)))
-        .collect();
+    let replayed: Vec<Contribution> =
+        scores.iter().filter_map(|s| received.get(&s.subject_event_id).map(|at| contribution(s, *at))).collect();
     let replayed_text: BTreeMap<Uuid, &Contribution> = replayed.iter().map(|c| (c.subject, c)).collect();
     let subjects: BTreeSet<&Uuid> = recorded_text.keys().chain(replayed_text.keys()).collect();
     let score_diffs: Vec<ScoreDiff> = subjects
@@ -346,7 +351,9 @@ pub async fn replay(lake: &Lake, log: &[LogRecord], options: &ReplayOptions, pro
     }
 
     // Contributor statistics over the compared epochs.
-    let in_epochs = |c: &&Contribution| recorded_epochs.iter().any(|e| c.received_at >= e.epoch.start && c.received_at < e.epoch.end);
+    let in_epochs = |c: &&Contribution| {
+        recorded_epochs.iter().any(|e| c.received_at >= e.epoch.start && c.received_at < e.epoch.end)
+    };
     let recorded_scored: Vec<Contribution> = recorded_all.iter().filter(in_epochs).cloned().collect();
     let replayed_scored: Vec<Contribution> = all.iter().filter(in_epochs).cloned().collect();
     let before = stats(&recorded_scored, &recorded_epochs);

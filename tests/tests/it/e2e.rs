@@ -86,7 +86,16 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     // Listed by name.
     assert_eq!(
         names,
-        ["chat_turns", "dead_letters", "dva_votes", "events", "image_text_pairs", "preferences", "quality_scores"]
+        [
+            "chat_turns",
+            "dead_letters",
+            "dva_votes",
+            "events",
+            "image_text_pairs",
+            "preferences",
+            "quality_scores",
+            "rewards"
+        ]
     );
     assert!(tables["tables"][0]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "responses"));
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();

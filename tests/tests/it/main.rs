@@ -11,9 +11,9 @@ mod dva_consensus;
 mod e2e;
 mod export;
 mod maintenance;
+mod rewards;
 mod s3;
 mod scale_out;
-mod rewards;
 mod scoring;
 mod sql;
 

@@ -53,8 +53,9 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
     let turns: Vec<Value> = (0..6)
         .map(|i| turn(&uuid(i), &format!("person_{i}"), &format!("turn_{i}"), PROMPTS[i as usize], at(i.into())))
         .collect();
-    let prefs: Vec<Value> =
-        (0..4).map(|i| preference(&uuid(100 + i), &format!("person_{i}"), &format!("turn_{i}"), at(i as i64 + 1))).collect();
+    let prefs: Vec<Value> = (0..4)
+        .map(|i| preference(&uuid(100 + i), &format!("person_{i}"), &format!("turn_{i}"), at(i as i64 + 1)))
+        .collect();
     for (route, events) in [("/v1/chat-turns", &turns), ("/v1/preferences", &prefs)] {
         let (status, body) = api.post_ndjson(route, events).await.unwrap();
         assert_eq!(status, 202, "{body}");
@@ -101,13 +102,15 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
     // altered amount does not.
     let row = &api.rows("SELECT epoch, epoch_root FROM rewards WHERE account = 'person_1'").await.unwrap()[0];
     let epoch = row["epoch"].as_i64().unwrap().to_string();
-    let (code, proof, err) = gata(dir.path(), &cli_env, &["rewards", "proof", "--epoch", &epoch, "--contributor", "person_1"]);
+    let (code, proof, err) =
+        gata(dir.path(), &cli_env, &["rewards", "proof", "--epoch", &epoch, "--contributor", "person_1"]);
     assert_eq!(code, 0, "{err}");
     let proof_file = dir.path().join("proof.json");
     std::fs::write(&proof_file, &proof).unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let root = row["epoch_root"].as_str().unwrap();
-    let (code, out, err) = gata(elsewhere.path(), &[], &["rewards", "verify", proof_file.to_str().unwrap(), "--root", root]);
+    let (code, out, err) =
+        gata(elsewhere.path(), &[], &["rewards", "verify", proof_file.to_str().unwrap(), "--root", root]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("valid: person_1 is paid"), "{out}");
     let mut forged: Value = serde_json::from_str(&proof).unwrap();
@@ -119,7 +122,8 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
     drop(platform);
 
     // Replay over the untouched log matches the record: scores, every epoch root, the stats.
-    let (code, out, err) = gata(dir.path(), &cli_env, &["replay", "--out", dir.path().join("scratch").to_str().unwrap()]);
+    let (code, out, err) =
+        gata(dir.path(), &cli_env, &["replay", "--out", dir.path().join("scratch").to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&format!("scores (text-1.0.0): {n} compared, 0 differ")), "{out}");
     assert!(out.contains("same root") && !out.contains("DIFFERS"), "{out}");
