@@ -170,6 +170,9 @@ fn lock(registry: &Registry) -> std::sync::MutexGuard<'_, BTreeMap<String, Runni
     registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How long an interrupted query waits for a slow caller to take the error that ends it.
+const FAIL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One query's task on the query runtime.
 struct Task {
     id: String,
@@ -219,7 +222,7 @@ impl Task {
             let next = tokio::select! {
                 next = stream.next() => next,
                 stop = self.interrupted() => {
-                    let _ = self.deliver(Err(self.error(stop))).await;
+                    self.fail(self.error(stop)).await;
                     break;
                 }
             };
@@ -278,6 +281,13 @@ impl Task {
                 false
             }
         }
+    }
+
+    /// Hands the error that ends an interrupted query to the caller. Not through [`Self::deliver`]:
+    /// its interruption branch is ready at once after a cancel and could win the race, and the
+    /// caller would then see the stream end as if the answer were complete.
+    async fn fail(&self, error: QueryError) {
+        let _ = tokio::time::timeout(FAIL_GRACE, self.batches.send(Err(error))).await;
     }
 
     fn progress(&self, rows: u64) {
