@@ -212,6 +212,11 @@ struct ContributionRow {
     votes: Option<Vec<VoteRow>>,
 }
 
+/// Every submission's event id and receipt time, from the three silver submission tables.
+const SUBMISSIONS: &str = "SELECT event_id, received_at FROM chat_turns \
+     UNION ALL SELECT event_id, received_at FROM preferences \
+     UNION ALL SELECT event_id, received_at FROM image_text_pairs";
+
 impl Lake {
     /// A DataFusion session with `tables` registered under their names, at their latest versions.
     pub async fn session(&self, tables: &[TableId]) -> Result<SessionContext> {
@@ -255,9 +260,7 @@ impl Lake {
             None => String::new(),
         };
         let sql = format!(
-            "WITH sub AS (SELECT event_id, received_at FROM chat_turns \
-               UNION ALL SELECT event_id, received_at FROM preferences \
-               UNION ALL SELECT event_id, received_at FROM image_text_pairs) \
+            "WITH sub AS ({SUBMISSIONS}) \
              SELECT s.contributor_id AS contributor, s.subject_event_id AS subject, s.subject_kind AS kind, \
                s.scorer_version, s.score, s.verdict, s.reasons, \
                CAST(sub.received_at AS BIGINT) AS received_us, s.consensus_votes AS votes \
@@ -298,10 +301,11 @@ impl Lake {
         }
         use TableId::*;
         let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let sql = "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM quality_scores s JOIN \
-             (SELECT event_id, received_at FROM chat_turns UNION ALL SELECT event_id, received_at FROM preferences \
-              UNION ALL SELECT event_id, received_at FROM image_text_pairs) sub ON s.subject_event_id = sub.event_id";
-        let rows: Vec<First> = Self::rows(&ctx, QualityScores, sql).await?;
+        let sql = format!(
+            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM quality_scores s \
+             JOIN ({SUBMISSIONS}) sub ON s.subject_event_id = sub.event_id"
+        );
+        let rows: Vec<First> = Self::rows(&ctx, QualityScores, &sql).await?;
         Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
     }
 
