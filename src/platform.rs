@@ -169,6 +169,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         let settings = gata_stream_processors::RewardsSettings {
             policy: gata_rewards::Policy::load(&cfg.rewards.policy).context("rewards.policy")?,
             grace: cfg.rewards.grace,
+            max_wait: cfg.rewards.max_wait,
             interval: cfg.rewards.interval,
         };
         let (stop, registry, lake) = (stop.child_token(), registry.clone(), lake.clone());

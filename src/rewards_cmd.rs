@@ -5,7 +5,7 @@ use std::{io::Read as _, path::PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use gata_infra::config::GataConfig;
+use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients};
 use gata_lakehouse::Lake;
 use gata_rewards::{Epoch, Policy, Proof};
 use gata_stream_processors::rewards::replay::{self, ReplayOptions, ReplayReport};
@@ -159,12 +159,25 @@ pub enum Projection {
     All,
 }
 
+/// Where `gata replay` reads the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// The bronze table (the lake's mirror of the intake topics).
+    Bronze,
+    /// The Kafka intake topics themselves, to their high watermarks: `--brokers`, or the
+    /// embedded broker's log in the data directory (with `gata serve` stopped).
+    Kafka,
+}
+
 /// `gata replay` options.
 #[derive(Debug, Clone, Args)]
 pub struct ReplayArgs {
     /// What to rebuild and compare.
     #[arg(long, value_enum, default_value = "all")]
     projection: Projection,
+    /// Where to read the log.
+    #[arg(long, value_enum, default_value = "bronze")]
+    from: Source,
     /// Pay under this policy (built-in name or file) instead of the configured one
     /// (`rewards.policy`, what the record was paid under): a what-if.
     #[arg(long)]
@@ -198,12 +211,14 @@ pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
         Some(name) => Policy::load(name)?,
         None => recorded.clone(),
     };
-    eprintln!("reading the log from the bronze table of {}", lake.root());
-    let log = replay::bronze_log(&lake).await?;
-    let progress = ProgressBar::new(log.len() as u64).with_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} records  {per_sec}  eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let log = match args.from {
+        Source::Bronze => {
+            eprintln!("reading the log from the bronze table of {}", lake.root());
+            replay::bronze_log(&lake).await?
+        }
+        Source::Kafka => kafka_log(&cfg).await?,
+    };
+    let progress = progress_bar(log.len() as u64, "re-scoring");
     let options = ReplayOptions { recorded, pay, scorer_version: args.scorer_version.clone(), out };
     let report = replay::replay(&lake, &log, &options, &progress).await?;
     progress.finish_and_clear();
@@ -222,6 +237,33 @@ pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A progress bar on stderr.
+fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let template = format!("{what} {{bar:40}} {{pos}}/{{len}} records  {{per_sec}}  eta {{eta}}");
+    ProgressBar::new(len)
+        .with_style(ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()))
+}
+
+/// Reads the intake topics from `--brokers`, or from the embedded broker started over the data
+/// directory's log.
+async fn kafka_log(cfg: &GataConfig) -> anyhow::Result<Vec<replay::LogRecord>> {
+    let (_embedded, bootstrap) = match &cfg.kafka.brokers {
+        Some(brokers) => (None, brokers.clone()),
+        None => {
+            let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen)
+                .await
+                .context("starting the embedded broker over the data directory's log (is `gata serve` running? then give --brokers)")?;
+            let bootstrap = broker.bootstrap();
+            (Some(broker), bootstrap)
+        }
+    };
+    eprintln!("reading the log from the intake topics at {bootstrap}");
+    let progress = progress_bar(0, "reading");
+    let log = replay::kafka_log(&KafkaClients::new(bootstrap), progress.clone()).await?;
+    progress.finish_and_clear();
+    Ok(log)
 }
 
 fn print_report(r: &ReplayReport, projection: Projection) {

@@ -478,9 +478,15 @@ pub struct RewardsConfig {
     /// A built-in policy (`v1`, `v2`) or a policy file's path (`v1`). The epoch length is the
     /// policy's.
     pub policy: String,
-    /// How long after an epoch ends it is closed, for scores still on their way (`10m`).
+    /// How long after an epoch ends it is closed, for submissions still on their way to the
+    /// lake (`10m`). It is closed later while some of its submissions have no score yet.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
+    /// How long after its end an epoch waits at most for unscored submissions (`1h`): then it
+    /// closes without them (they are logged, counted in `gata_rewards_unscored_total`, and
+    /// surface in `gata replay`).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
     /// How often the processor looks for epochs to close (`10s`).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -488,7 +494,12 @@ pub struct RewardsConfig {
 
 impl Default for RewardsConfig {
     fn default() -> Self {
-        Self { policy: "v1".into(), grace: Duration::from_secs(600), interval: Duration::from_secs(10) }
+        Self {
+            policy: "v1".into(),
+            grace: Duration::from_secs(600),
+            max_wait: Duration::from_secs(3600),
+            interval: Duration::from_secs(10),
+        }
     }
 }
 

@@ -309,6 +309,25 @@ impl Lake {
         Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
     }
 
+    /// How many submissions received in `[from, to)` have no score yet.
+    pub async fn unscored(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<u64> {
+        #[derive(Deserialize)]
+        struct Count {
+            n: i64,
+        }
+        use TableId::*;
+        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM ({SUBMISSIONS}) sub \
+             WHERE sub.received_at >= TIMESTAMP '{}' AND sub.received_at < TIMESTAMP '{}' \
+               AND sub.event_id NOT IN (SELECT subject_event_id FROM quality_scores)",
+            from.to_rfc3339(),
+            to.to_rfc3339()
+        );
+        let rows: Vec<Count> = Self::rows(&ctx, QualityScores, &sql).await?;
+        Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
+    }
+
     /// The last epoch recorded under policy `version` (epochs are recorded in order).
     pub async fn last_recorded_epoch(&self, table: &DeltaTable, version: &str) -> Result<Option<i64>> {
         self.transaction_version(table, TableId::Rewards, &rewards_app_id(version)).await

@@ -1,7 +1,9 @@
 //! The rewards processor: closes epochs and records their payouts.
 //!
-//! An epoch is closed once its end plus a grace period (for scores still on their way through
-//! the scorers and the sink) has passed. Closing folds every score in the `quality_scores`
+//! An epoch is closed once its end plus a grace period (for submissions still on their way to
+//! the lake) has passed and every submission received in it has a score — or, when some never
+//! get one (no DVA worker running), once `max_wait` after its end has passed. So a backlog
+//! after downtime is scored before its epochs are paid, not paid without it. Closing folds every score in the `quality_scores`
 //! table of a submission received in the epoch into payouts ([`gata_rewards::fold_epoch`],
 //! a pure function of that set), and records them in `gold/rewards` in one Delta commit that
 //! carries the transaction marker `rewards:<policy>` = epoch index. Epochs are closed in order,
@@ -29,6 +31,8 @@ pub struct RewardsSettings {
     pub policy: Policy,
     /// How long after its end an epoch is closed.
     pub grace: Duration,
+    /// How long after its end an epoch waits at most for its unscored submissions.
+    pub max_wait: Duration,
     /// How often to look for epochs to close.
     pub interval: Duration,
 }
@@ -38,6 +42,7 @@ struct Metrics {
     payouts: IntCounter,
     paid: IntCounter,
     last: IntGauge,
+    unscored: IntCounter,
 }
 
 impl Metrics {
@@ -52,6 +57,13 @@ impl Metrics {
             last: register(
                 registry,
                 IntGauge::new("gata_rewards_last_closed_epoch", "Index of the last closed epoch")?,
+            )?,
+            unscored: register(
+                registry,
+                IntCounter::new(
+                    "gata_rewards_unscored_total",
+                    "Submissions left unpaid because their epoch closed before they had a score",
+                )?,
             )?,
         })
     }
@@ -71,8 +83,9 @@ pub async fn run_rewards(
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tick.tick() => match close_due(&lake, &settings.policy, settings.grace, Utc::now()).await {
-                Ok(closed) => for r in closed {
+            _ = tick.tick() => match close_due(&lake, &settings, Utc::now()).await {
+                Ok(closed) => for (r, unscored) in closed {
+                    metrics.unscored.inc_by(unscored);
                     metrics.epochs.inc();
                     metrics.payouts.inc_by(r.payouts.len() as u64);
                     metrics.paid.inc_by(r.total);
@@ -84,9 +97,14 @@ pub async fn run_rewards(
     }
 }
 
-/// Closes, in order, every epoch that ended `grace` before `now` and is not recorded yet;
-/// returns what it recorded.
-pub async fn close_due(lake: &Lake, policy: &Policy, grace: Duration, now: DateTime<Utc>) -> Result<Vec<EpochRewards>> {
+/// Closes, in order, every epoch that is due at `now` (see the module docs) and not recorded
+/// yet; returns what it recorded, each with the number of submissions left unscored.
+pub async fn close_due(
+    lake: &Lake,
+    settings: &RewardsSettings,
+    now: DateTime<Utc>,
+) -> Result<Vec<(EpochRewards, u64)>> {
+    let policy = &settings.policy;
     let mut table = lake.open(TableId::Rewards).await?;
     let next = match lake.last_recorded_epoch(&table, &policy.version).await? {
         Some(last) => last + 1,
@@ -95,16 +113,27 @@ pub async fn close_due(lake: &Lake, policy: &Policy, grace: Duration, now: DateT
             None => return Ok(Vec::new()),
         },
     };
-    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    let after = |epoch: &Epoch, wait: Duration| {
+        chrono::Duration::from_std(wait).ok().and_then(|w| epoch.end.checked_add_signed(w)).is_some_and(|t| t <= now)
+    };
     let mut closed = Vec::new();
     let mut epoch = Epoch::at(policy.epoch, next);
-    while epoch.end.checked_add_signed(grace).is_some_and(|due| due <= now) {
+    while after(&epoch, settings.grace) {
+        let unscored = lake.unscored(epoch.start, epoch.end).await?;
+        if unscored > 0 {
+            if !after(&epoch, settings.max_wait) {
+                tracing::debug!(epoch = %epoch, unscored, "epoch waits for its scores");
+                break;
+            }
+            tracing::warn!(epoch = %epoch, unscored, max_wait = ?settings.max_wait,
+                "closing an epoch with unscored submissions; they are not paid (see gata replay)");
+        }
         let contributions = lake.contributions(Some((epoch.start, epoch.end))).await?;
         let rewards = fold_epoch(policy, epoch, contributions)?;
         table = lake.record_epoch(table, &rewards).await?;
         tracing::info!(epoch = %rewards.epoch, payouts = rewards.payouts.len(), total = rewards.total,
             root = %hex::encode(rewards.root), "epoch closed");
-        closed.push(rewards);
+        closed.push((rewards, unscored));
         epoch = Epoch::at(policy.epoch, epoch.index + 1);
     }
     Ok(closed)

@@ -1,5 +1,6 @@
 //! `gata replay`: rebuilds the scores, rewards and contributor-stats projections from the log
-//! as the bronze table holds it, into a scratch lake, and compares them with what was recorded.
+//! (the Kafka intake topics, read to their high watermarks, or the bronze table that mirrors
+//! them), into a scratch lake, and compares them with what was recorded.
 //!
 //! Scores are rebuilt by running this build's text scorer over every chat turn and preference in
 //! the order the platform received them (receipt time, then topic, partition, offset: the
@@ -9,23 +10,32 @@
 //! for every recorded epoch — under the recorded policy (an audit) or another (`--policy`, a
 //! what-if). Every difference is named down to epoch, account and submission.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, Utc};
 use gata_infra::{
     contract::{Event, EventKind, Limits, QualityScore, Verdict},
-    topics::{Feed, QUALITY_SCORES, kind_of_topic},
+    kafka::KafkaClients,
+    topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
 };
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
 use gata_scoring::{SCORER_VERSION, Scorer, ScorerConfig};
 use indicatif::ProgressBar;
+use rdkafka::{
+    Offset as KafkaOffset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    message::Message,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{Result, scoring::publication};
 
-/// One record of the log as bronze holds it.
+/// One record of the log (from Kafka, or as bronze holds it).
 #[derive(Debug, Clone, Deserialize)]
 pub struct LogRecord {
     /// Intake topic.
@@ -171,6 +181,83 @@ pub async fn bronze_log(lake: &Lake) -> Result<Vec<LogRecord>> {
     let sql = "SELECT kafka_topic, kafka_partition, kafka_offset, CAST(received_at AS BIGINT) AS received_us, payload \
                FROM events ORDER BY received_at, kafka_topic, kafka_partition, kafka_offset";
     Ok(Lake::rows(&ctx, TableId::Events, sql).await?)
+}
+
+/// Reads every record of the intake topics, from the earliest offset to the high watermark each
+/// partition had when the read began, in receipt order (as [`bronze_log`]). Unlike bronze, the
+/// log also holds the records that were dead-lettered; they do not decode and are skipped.
+pub async fn kafka_log(kafka: &KafkaClients, progress: ProgressBar) -> Result<Vec<LogRecord>> {
+    let consumer: BaseConsumer =
+        kafka.consumer("gata-replay").create().map_err(crate::ProcessorError::kafka("create consumer"))?;
+    tokio::task::spawn_blocking(move || read_to_watermarks(&consumer, &progress))
+        .await
+        .map_err(|e| crate::ProcessorError::Replay(format!("log reader: {e}")))?
+}
+
+fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result<Vec<LogRecord>> {
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
+    for kind in EventKind::ALL {
+        let topic = intake_topic(kind);
+        let metadata = consumer
+            .fetch_metadata(Some(topic), TIMEOUT)
+            .map_err(crate::ProcessorError::kafka("read the intake topics' metadata"))?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition.id(), TIMEOUT)
+                .map_err(crate::ProcessorError::kafka("read a partition's watermarks"))?;
+            if high > low {
+                assignment
+                    .add_partition_offset(topic, partition.id(), KafkaOffset::Beginning)
+                    .map_err(crate::ProcessorError::kafka("assign a partition"))?;
+                remaining.insert((topic.to_string(), partition.id()), high);
+                progress.inc_length((high - low) as u64);
+            }
+        }
+    }
+    consumer.assign(&assignment).map_err(crate::ProcessorError::kafka("assign the intake partitions"))?;
+    let mut log = Vec::new();
+    let mut quiet = Instant::now();
+    while !remaining.is_empty() {
+        let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
+            if quiet.elapsed() > TIMEOUT {
+                return Err(crate::ProcessorError::Replay(format!(
+                    "the broker sent nothing for {TIMEOUT:?} with {} partitions not read to their end",
+                    remaining.len()
+                )));
+            }
+            continue;
+        };
+        let m = polled.map_err(crate::ProcessorError::kafka("read the log"))?;
+        quiet = Instant::now();
+        let key = (m.topic().to_string(), m.partition());
+        let Some(&high) = remaining.get(&key) else { continue };
+        if m.offset() >= high {
+            remaining.remove(&key);
+            continue;
+        }
+        progress.inc(1);
+        log.push(LogRecord {
+            kafka_topic: key.0.clone(),
+            kafka_partition: key.1,
+            kafka_offset: m.offset(),
+            received_us: m.timestamp().to_millis().unwrap_or_default() * 1000,
+            payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+        });
+        if m.offset() + 1 >= high {
+            remaining.remove(&key);
+        }
+    }
+    log.sort_by(|a, b| {
+        (a.received_us, &a.kafka_topic, a.kafka_partition, a.kafka_offset).cmp(&(
+            b.received_us,
+            &b.kafka_topic,
+            b.kafka_partition,
+            b.kafka_offset,
+        ))
+    });
+    Ok(log)
 }
 
 /// Re-scores the text submissions of `log` (in its order) with this build's scorer; returns the

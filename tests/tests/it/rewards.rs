@@ -5,11 +5,20 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
+use gata_infra::{
+    contract::EventKind,
+    kafka::KafkaClients,
+    topics::{SCHEMA_HEADER, intake_topic},
+};
 use gata_lakehouse::{
     Lake, TableId,
     deltalake::datafusion::prelude::{col, lit},
 };
 use gata_tests::{Gata, eventually, free_port};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
 use serde_json::Value;
 
 use crate::{
@@ -29,16 +38,20 @@ fn gata(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String, Stri
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn payouts_are_recorded_once_proven_and_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    // Policy v1 with two-second epochs, so epochs close during the test.
-    let policy = dir.path().join("policy-2s.toml");
+/// Policy v1 with two-second epochs, so epochs close during a test; returns its path.
+fn two_second_policy(dir: &Path) -> String {
+    let policy = dir.join("policy-2s.toml");
     let text = include_str!("../../../policy/v1.toml")
         .replace("version = \"v1\"", "version = \"t2s\"")
         .replace("epoch = \"1d\"", "epoch = \"2s\"");
     std::fs::write(&policy, text).unwrap();
-    let policy = policy.to_str().unwrap().to_string();
+    policy.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payouts_are_recorded_once_proven_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = two_second_policy(dir.path());
     let env = [
         ("GATA__REWARDS__POLICY", policy.as_str()),
         ("GATA__REWARDS__GRACE", "1s"),
@@ -178,4 +191,101 @@ async fn api_rows_payload(lake: &Lake, id: &str) -> String {
         .unwrap();
     use gata_lakehouse::deltalake::arrow::array::AsArray;
     batches[0].column(0).as_string::<i32>().value(0).to_string()
+}
+
+/// Produces `events` of `kind` to `bootstrap` with the given receipt timestamps, `copies` times
+/// each (a re-delivered record is a second copy in the log).
+async fn produce(bootstrap: &str, kind: EventKind, events: &[(Value, i64)], copies: usize) {
+    let producer: FutureProducer = KafkaClients::new(bootstrap).producer(Duration::from_secs(10)).create().unwrap();
+    let schema = kind.schema_name();
+    for (event, ts) in events {
+        let payload = event.to_string();
+        for _ in 0..copies {
+            let record = FutureRecord::to(intake_topic(kind))
+                .key(event["contributor_id"].as_str().unwrap())
+                .payload(payload.as_bytes())
+                .timestamp(*ts)
+                .headers(OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema.as_str()) }));
+            producer.send(record, Duration::from_secs(10)).await.unwrap();
+        }
+    }
+}
+
+/// Every payout recorded: (epoch, account, amount, root, payout id).
+async fn payouts(api: &gata_tests::Api) -> Vec<Value> {
+    api.rows("SELECT epoch, account, amount, epoch_root, event_id FROM rewards ORDER BY epoch, account").await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn payouts_do_not_depend_on_partitioning_or_redelivery_and_replay_from_kafka_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = two_second_policy(dir.path());
+    let start = |name: &'static str, partitions: &'static str| {
+        let (dir, policy) = (dir.path().join(name), policy.clone());
+        async move {
+            let env = [
+                ("GATA__REWARDS__POLICY", policy.as_str()),
+                ("GATA__REWARDS__GRACE", "2s"),
+                ("GATA__REWARDS__INTERVAL", "300ms"),
+                ("GATA__KAFKA__PARTITIONS", partitions),
+            ];
+            Gata::start_on(bin(), &dir, free_port(), &env).await.unwrap()
+        }
+    };
+    let one = start("one-partition", "1").await;
+    let mut four = start("four-partitions", "4").await;
+
+    // The same log for both (same records, same receipt timestamps across three epochs); the
+    // four-partition one gets every record of the first wave twice. A copy of person_0's
+    // prompt by mallory comes a second later, so both scorers see the original first.
+    let now = chrono::Utc::now().timestamp_millis();
+    let turns: Vec<(Value, i64)> = (0..8)
+        .map(|i| {
+            let t = turn(&uuid(i), &format!("person_{i}"), &format!("turn_{i}"), PROMPTS[i as usize], at(i.into()));
+            (t, now + i64::from(i) * 500)
+        })
+        .collect();
+    let prefs: Vec<(Value, i64)> = (0..5)
+        .map(|i| {
+            let p = preference(&uuid(100 + i), &format!("person_{i}"), &format!("turn_{i}"), at(i as i64 + 1));
+            (p, now + 4_100 + i64::from(i) * 200)
+        })
+        .collect();
+    let copy = vec![(turn(&uuid(50), "mallory", "turn_m", PROMPTS[0], at(20)), now + 5_500)];
+    for (platform, copies) in [(&one, 1), (&four, 2)] {
+        let kafka = platform.kafka_bootstrap().expect("printed Kafka address");
+        produce(&kafka, EventKind::ChatTurn, &turns, copies).await;
+        produce(&kafka, EventKind::Preference, &prefs, copies).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for platform in [&one, &four] {
+        produce(&platform.kafka_bootstrap().unwrap(), EventKind::ChatTurn, &copy, 1).await;
+    }
+
+    let n = (turns.len() + prefs.len() + copy.len()) as u64;
+    let paid_lines = "SELECT COALESCE(SUM(cardinality(lines)), 0) AS n FROM rewards";
+    for platform in [&one, &four] {
+        let api = platform.client();
+        wait_for_scores(&api, n).await;
+        eventually("every score in a closed epoch", Duration::from_secs(60), || async {
+            (api.count(paid_lines).await.ok()? == n).then_some(())
+        })
+        .await;
+    }
+    let (a, b) = (payouts(&one.client()).await, payouts(&four.client()).await);
+    assert_eq!(a, b, "the same payouts, ids and roots whatever the partitioning and re-delivery");
+    let epochs: std::collections::BTreeSet<i64> = a.iter().map(|r| r["epoch"].as_i64().unwrap()).collect();
+    assert!(epochs.len() >= 3, "{a:?}");
+    let mallory = a.iter().find(|r| r["account"] == "mallory").expect("mallory's line is recorded");
+    assert_eq!(mallory["amount"].as_i64(), Some(0), "a copy across accounts earns nothing: {mallory}");
+    assert!(a.iter().any(|r| r["amount"].as_i64().unwrap() > 0));
+
+    // Replaying the four-partition platform's Kafka log (re-deliveries included) matches.
+    four.kill();
+    let cli_env = vec![("GATA__REWARDS__POLICY", policy.clone()), ("GATA__KAFKA__PARTITIONS", "4".to_string())];
+    let (code, out, err) = gata(&dir.path().join("four-partitions"), &cli_env, &["replay", "--from", "kafka"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let records = 2 * (turns.len() + prefs.len()) + copy.len();
+    assert!(out.contains(&format!("replayed {records} log records, {n} submissions")), "{out}");
+    assert!(out.contains(&format!("{n} compared, 0 differ")) && !out.contains("DIFFERS"), "{out}");
 }
