@@ -110,7 +110,7 @@ impl Default for AuthConfig {
             datasets: BTreeMap::from([
                 ("chat".to_string(), set(&["chat_turns", "preferences", "quality_scores"])),
                 ("images".to_string(), set(&["image_text_pairs", "quality_scores", "dva_votes"])),
-                ("operations".to_string(), set(&["events", "dead_letters", "rewards"])),
+                ("operations".to_string(), set(&["events", "dead_letters", "rewards", "market_events"])),
             ]),
         }
     }

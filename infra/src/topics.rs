@@ -14,6 +14,10 @@ pub const QUALITY_SCORES: &str = "gata.quality_scores.v1";
 /// keyed by the pair's contributor id, so every vote on a pair lands in one partition.
 pub const DVA_VOTES: &str = "gata.dva_votes.v1";
 
+/// Marketplace topic: one [`MarketEvent`](crate::contract::MarketEvent) per listing, grant,
+/// revoke or purchase, keyed by listing id (listing-wide grants by contributor id).
+pub const MARKETPLACE: &str = "gata.marketplace.v1";
+
 /// Dead-letter topic: records that could not be decoded or validated, with the reason in headers.
 pub const DEAD_LETTERS: &str = "gata.dlq.v1";
 
@@ -51,16 +55,19 @@ pub enum Feed {
     QualityScores,
     /// DVA workers' votes.
     DvaVotes,
+    /// Marketplace events.
+    Market,
 }
 
 impl Feed {
-    /// Every feed: the intake topics, then the scores and votes.
-    pub const ALL: [Feed; 5] = [
+    /// Every feed: the intake topics, then the scores, votes and marketplace events.
+    pub const ALL: [Feed; 6] = [
         Feed::Intake(EventKind::ChatTurn),
         Feed::Intake(EventKind::Preference),
         Feed::Intake(EventKind::ImageTextPair),
         Feed::QualityScores,
         Feed::DvaVotes,
+        Feed::Market,
     ];
 
     /// Its topic.
@@ -69,6 +76,7 @@ impl Feed {
             Feed::Intake(kind) => intake_topic(kind),
             Feed::QualityScores => QUALITY_SCORES,
             Feed::DvaVotes => DVA_VOTES,
+            Feed::Market => MARKETPLACE,
         }
     }
 

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
 use gata_infra::{
     contract::{
-        ChatTurn, CheckedImage, ClientInfo, DecodedImage, Event, Limits, ModelResponse, Preference, QualityScore,
-        ScoreReason, ValidatorVote, Violation,
+        ChatTurn, CheckedImage, ClientInfo, DecodedImage, Event, Limits, MarketAction, MarketEvent, ModelResponse,
+        Preference, QualityScore, ScoreReason, ValidatorVote, Violation,
     },
     topics::Feed,
 };
@@ -31,6 +31,8 @@ pub enum Body {
     Score(QualityScore),
     /// A DVA worker's vote from the votes topic.
     Vote(QualityScore),
+    /// A marketplace event.
+    Market(MarketEvent),
 }
 
 /// One record of a feed, decoded and validated, with where it came from.
@@ -86,6 +88,7 @@ impl LakeRecord {
                 }
                 Body::Vote(vote)
             }
+            Feed::Market => Body::Market(MarketEvent::parse(&payload, &replay_limits)?),
         };
         Ok(LakeRecord { source, offset, received_at, payload, body })
     }
@@ -95,6 +98,7 @@ impl LakeRecord {
         match &self.body {
             Body::Submission { event, .. } => event.event_id(),
             Body::Score(score) | Body::Vote(score) => score.event_id,
+            Body::Market(event) => event.event_id,
         }
     }
 
@@ -104,13 +108,14 @@ impl LakeRecord {
             Body::Submission { event, .. } => TableId::silver(event.kind()),
             Body::Score(_) => TableId::QualityScores,
             Body::Vote(_) => TableId::DvaVotes,
+            Body::Market(_) => TableId::MarketEvents,
         }
     }
 
     fn event(&self) -> Option<&Event> {
         match &self.body {
             Body::Submission { event, .. } => Some(event),
-            Body::Score(_) | Body::Vote(_) => None,
+            Body::Score(_) | Body::Vote(_) | Body::Market(_) => None,
         }
     }
 
@@ -254,6 +259,7 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
             table,
             &records.iter().filter(|r| r.silver() == table).filter_map(|r| score_row(r)).collect::<Vec<_>>(),
         ),
+        TableId::MarketEvents => serialize(table, &records.iter().filter_map(|r| market_row(r)).collect::<Vec<_>>()),
         TableId::DeadLetters | TableId::Rewards => Ok(RecordBatch::new_empty(table.schema())),
     }
 }
@@ -349,6 +355,50 @@ fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
         source_url: p.source_url.as_deref(),
         license: p.license.as_deref(),
         image_url: p.image.url.as_deref(),
+        day: r.day(),
+    })
+}
+
+#[derive(Serialize)]
+struct MarketEventRow<'a> {
+    event_id: String,
+    actor: &'a str,
+    action: &'static str,
+    listing_id: Option<&'a str>,
+    contributor_id: Option<&'a str>,
+    buyer: Option<&'a str>,
+    price: Option<u64>,
+    purchase_id: Option<String>,
+    occurred_at: i64,
+    received_at: i64,
+    payload: std::borrow::Cow<'a, str>,
+    day: String,
+}
+
+fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
+    let Body::Market(e) = &r.body else { return None };
+    let (contributor_id, buyer, price, purchase_id) = match &e.action {
+        MarketAction::Grant { contributor_id, .. } | MarketAction::Revoke { contributor_id, .. } => {
+            (Some(contributor_id.as_str()), None, None, None)
+        }
+        MarketAction::Purchase { purchase_id, buyer, price, .. } => {
+            (None, Some(buyer.as_str()), Some(*price), Some(purchase_id.to_string()))
+        }
+        MarketAction::PublishListing { listing } => (None, None, Some(listing.price), None),
+        MarketAction::WithdrawListing { .. } => (None, None, None, None),
+    };
+    Some(MarketEventRow {
+        event_id: e.event_id.to_string(),
+        actor: &e.actor,
+        action: e.action_name(),
+        listing_id: e.listing_id(),
+        contributor_id,
+        buyer,
+        price,
+        purchase_id,
+        occurred_at: micros(e.occurred_at),
+        received_at: micros(r.received_at),
+        payload: String::from_utf8_lossy(&r.payload),
         day: r.day(),
     })
 }

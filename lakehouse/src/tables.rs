@@ -8,6 +8,8 @@
 //!   `event_id`, typed columns, partitioned by `day` (the UTC day the platform received it).
 //! - `quality_scores` (`silver/quality_scores`): one row per score event (a submission scored by
 //!   one scorer version), from the scores topic; partitioned by `day`.
+//! - `market_events` (`marketplace/events`): one row per distinct marketplace event, from the
+//!   marketplace topic; partitioned by `day`.
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub enum TableId {
     DeadLetters,
     /// Gold: one payout per account and closed epoch, with its lines and Merkle leaf.
     Rewards,
+    /// Marketplace: one row per distinct marketplace event (listing, grant, revoke, purchase).
+    MarketEvents,
 }
 
 fn ts() -> DataType {
@@ -45,7 +49,7 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 8] = [
+    pub const ALL: [TableId; 9] = [
         TableId::Events,
         TableId::ChatTurns,
         TableId::Preferences,
@@ -54,6 +58,7 @@ impl TableId {
         TableId::DvaVotes,
         TableId::DeadLetters,
         TableId::Rewards,
+        TableId::MarketEvents,
     ];
 
     /// The SQL name.
@@ -67,6 +72,7 @@ impl TableId {
             TableId::DvaVotes => "dva_votes",
             TableId::DeadLetters => "dead_letters",
             TableId::Rewards => "rewards",
+            TableId::MarketEvents => "market_events",
         }
     }
 
@@ -81,6 +87,7 @@ impl TableId {
             TableId::DvaVotes => "silver/dva_votes",
             TableId::DeadLetters => "bronze/dead_letters",
             TableId::Rewards => "gold/rewards",
+            TableId::MarketEvents => "marketplace/events",
         }
     }
 
@@ -100,6 +107,7 @@ impl TableId {
             Feed::Intake(kind) => vec![TableId::Events, Self::silver(kind), TableId::DeadLetters],
             Feed::QualityScores => vec![TableId::QualityScores, TableId::DeadLetters],
             Feed::DvaVotes => vec![TableId::DvaVotes, TableId::DeadLetters],
+            Feed::Market => vec![TableId::MarketEvents, TableId::DeadLetters],
         }
     }
 
@@ -157,6 +165,9 @@ impl TableId {
             }
             TableId::Rewards => {
                 "gold: one payout per account and closed epoch: amount, cap and penalty, the scored submissions behind it, Merkle leaf and epoch root"
+            }
+            TableId::MarketEvents => {
+                "marketplace: one row per listing published or withdrawn, grant, revoke and purchase (with its revenue split), raw JSON included"
             }
         }
     }
@@ -245,6 +256,19 @@ impl TableId {
             ]
             .concat(),
             TableId::Rewards => return rewards_schema(),
+            TableId::MarketEvents => vec![
+                utf8("event_id", false),
+                utf8("actor", false),
+                utf8("action", false),
+                utf8("listing_id", true),
+                utf8("contributor_id", true),
+                utf8("buyer", true),
+                Field::new("price", DataType::Int64, true),
+                utf8("purchase_id", true),
+                Field::new("occurred_at", ts(), false),
+                Field::new("received_at", ts(), false),
+                utf8("payload", false),
+            ],
             TableId::QualityScores | TableId::DvaVotes => {
                 let reason = Fields::from(vec![
                     utf8("code", false),

@@ -1,3 +1,18 @@
-//! Listings, grants, subscriptions, the rewards ledger and the sharing protocol. This crate is
-//! the home of issues 8 and 9; the foundation (issue 3) only reserves its place in the
-//! layering (`infra`, `lakehouse` < `marketplace` < the `gata` binary).
+//! The marketplace: curated listings over the lake, creator-granted access, purchases and their
+//! revenue splits — as a projection of the events on `gata.marketplace.v1`
+//! ([`gata_infra::contract::MarketEvent`]).
+//!
+//! - [`state::Market`] folds events into listings, grants and purchases; it refuses (and
+//!   records) events that do not fit the state, the same way on every replay.
+//! - [`split::split`] divides a sale's price among contributors in proportion to their accepted
+//!   rows, exactly (largest remainder, ties by contributor id).
+//! - [`listing::listing_sql`] is the row-level SQL of one listing table: the listing's filters
+//!   and only the rows of contributors who granted access.
+
+pub mod listing;
+pub mod split;
+pub mod state;
+
+pub use listing::listing_sql;
+pub use split::split;
+pub use state::{Grants, Listing, Market, Purchase, Refusal};

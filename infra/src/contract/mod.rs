@@ -7,6 +7,7 @@
 
 mod chat_turn;
 mod image_text_pair;
+mod market;
 mod preference;
 mod quality_score;
 mod validate;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{CheckedImage, DecodedImage, ImageFormat, ImagePayload, ImageTextPair, MAX_IMAGE_URL_BYTES};
+pub use market::{ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, RevenueShare};
 pub use preference::Preference;
 pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,
@@ -68,10 +70,11 @@ impl EventKind {
 }
 
 /// Every contract published on a topic, as (`<name>.v1`, JSON Schema): the submission kinds,
-/// then the quality score.
+/// then the quality score and the marketplace event.
 pub fn schemas() -> Vec<(String, serde_json::Value)> {
     let mut out: Vec<_> = EventKind::ALL.into_iter().map(|k| (k.schema_name(), k.json_schema())).collect();
     out.push(("quality_score.v1".to_string(), schemars::schema_for!(QualityScore).to_value()));
+    out.push(("market_event.v1".to_string(), schemars::schema_for!(MarketEvent).to_value()));
     out
 }
 

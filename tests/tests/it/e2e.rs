@@ -92,6 +92,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
             "dva_votes",
             "events",
             "image_text_pairs",
+            "market_events",
             "preferences",
             "quality_scores",
             "rewards"

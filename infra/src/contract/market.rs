@@ -1,0 +1,298 @@
+//! `market_event.v1`: what happens in the marketplace — a curator publishes or withdraws a
+//! listing, a contributor grants or revokes access to their data, a buyer purchases a listing.
+//! The marketplace state (listings, grants, purchases, revenue shares) is a projection of these
+//! events on `gata.marketplace.v1`, so it is rebuilt by reading the topic again.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{
+    EventKind, Limits, Violation,
+    validate::{Checker, deserialize},
+};
+
+/// Longest listing id, in bytes.
+pub const MAX_LISTING_ID_BYTES: usize = 48;
+
+/// One marketplace event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MarketEvent {
+    /// Unique id (a retried request reuses it).
+    pub event_id: Uuid,
+    /// When it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// The principal that acted (curator, contributor, buyer).
+    pub actor: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub action: MarketAction,
+}
+
+/// What a marketplace event does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum MarketAction {
+    /// A listing, or a new version of one, goes on sale.
+    PublishListing {
+        /// The definition.
+        listing: ListingSpec,
+    },
+    /// A listing is taken off sale; buyers who purchased it keep their access.
+    WithdrawListing {
+        /// Which.
+        listing_id: String,
+    },
+    /// A contributor lets buyers of one listing (or of every listing, when absent) see their data.
+    Grant {
+        /// Whose data.
+        contributor_id: String,
+        /// For which listing; absent: every listing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listing_id: Option<String>,
+    },
+    /// A contributor withdraws a grant; new reads and stream deliveries stop showing their data.
+    Revoke {
+        /// Whose data.
+        contributor_id: String,
+        /// For which listing; absent: every listing (and every grant they made).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        listing_id: Option<String>,
+    },
+    /// A buyer purchases a listing version; the price is split among the contributors whose
+    /// granted, accepted rows the listing held at that moment.
+    Purchase {
+        /// The purchase's id (also the reference a payment rail settles against).
+        purchase_id: Uuid,
+        /// Which listing.
+        listing_id: String,
+        /// Which version of it.
+        version: u32,
+        /// Who buys (a buyer principal's name).
+        buyer: String,
+        /// Price paid, token base units (the version's price).
+        price: u64,
+        /// The payment rail's reference (a transaction hash, an invoice id).
+        payment_ref: String,
+        /// The revenue split, one share per contributor, summing to `price`.
+        shares: Vec<RevenueShare>,
+    },
+}
+
+/// One contributor's share of a sale.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RevenueShare {
+    /// The contributor.
+    pub contributor_id: String,
+    /// Their accepted submissions in the listing at the time of the sale.
+    pub accepted: u64,
+    /// Their share, token base units.
+    pub amount: u64,
+}
+
+/// A curated dataset: which submissions, at what price, on what terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListingSpec {
+    /// Stable id: lowercase letters, digits and `_`, starting with a letter (`basil_chat`).
+    pub listing_id: String,
+    /// Version, from 1; each publish of an existing listing is the next version.
+    pub version: u32,
+    /// Title shown to buyers.
+    pub title: String,
+    /// What it holds and why it is useful.
+    #[serde(default)]
+    pub description: String,
+    /// Which kinds of submission it includes (each one is a table of the listing).
+    pub kinds: Vec<EventKind>,
+    /// Only submissions scored at least this (in [-1, 1]); accepted ones only in any case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_score: Option<f64>,
+    /// Only chat turns and preferences whose client locale starts with one of these (`en`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub languages: Vec<String>,
+    /// Only image-text pairs under one of these licenses (`CC-BY-4.0`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub licenses: Vec<String>,
+    /// Only submissions received at or after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<DateTime<Utc>>,
+    /// Only submissions received before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<DateTime<Utc>>,
+    /// Price, token base units.
+    pub price: u64,
+    /// Terms of use the buyer accepts.
+    pub terms: String,
+}
+
+impl MarketEvent {
+    /// Parses and validates one event.
+    pub fn parse(json: &[u8], limits: &Limits) -> Result<MarketEvent, Vec<Violation>> {
+        let value: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
+        let event: MarketEvent = deserialize(value).map_err(|e| vec![Violation::from_serde(&e)])?;
+        let violations = event.violations(limits);
+        if violations.is_empty() { Ok(event) } else { Err(violations) }
+    }
+
+    /// The JSON bytes of the event.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The listing the event is about, if any (also its partition key; else the contributor).
+    pub fn listing_id(&self) -> Option<&str> {
+        match &self.action {
+            MarketAction::PublishListing { listing } => Some(&listing.listing_id),
+            MarketAction::WithdrawListing { listing_id } | MarketAction::Purchase { listing_id, .. } => {
+                Some(listing_id)
+            }
+            MarketAction::Grant { listing_id, .. } | MarketAction::Revoke { listing_id, .. } => listing_id.as_deref(),
+        }
+    }
+
+    /// The partition key: the listing, or for listing-wide grants the contributor.
+    pub fn key(&self) -> &str {
+        match &self.action {
+            MarketAction::Grant { contributor_id, listing_id: None }
+            | MarketAction::Revoke { contributor_id, listing_id: None } => contributor_id,
+            _ => self.listing_id().unwrap_or(&self.actor),
+        }
+    }
+
+    /// The action's snake_case name (`purchase`).
+    pub fn action_name(&self) -> &'static str {
+        match self.action {
+            MarketAction::PublishListing { .. } => "publish_listing",
+            MarketAction::WithdrawListing { .. } => "withdraw_listing",
+            MarketAction::Grant { .. } => "grant",
+            MarketAction::Revoke { .. } => "revoke",
+            MarketAction::Purchase { .. } => "purchase",
+        }
+    }
+
+    /// Every rule this event breaks (shape only; whether it fits the marketplace's state, such
+    /// as a purchase of an existing listing, is the projection's to decide).
+    pub fn violations(&self, limits: &Limits) -> Vec<Violation> {
+        let mut c = Checker::new(limits);
+        c.id("actor", &self.actor);
+        c.timestamp("occurred_at", self.occurred_at);
+        match &self.action {
+            MarketAction::PublishListing { listing } => listing.check(&mut c),
+            MarketAction::WithdrawListing { listing_id } => listing_id_rule(&mut c, "listing_id", listing_id),
+            MarketAction::Grant { contributor_id, listing_id }
+            | MarketAction::Revoke { contributor_id, listing_id } => {
+                c.id("contributor_id", contributor_id);
+                if let Some(l) = listing_id {
+                    listing_id_rule(&mut c, "listing_id", l);
+                }
+            }
+            MarketAction::Purchase { listing_id, version, buyer, price, payment_ref, shares, .. } => {
+                listing_id_rule(&mut c, "listing_id", listing_id);
+                c.require(*version >= 1, "version", "starts at 1");
+                c.id("buyer", buyer);
+                c.id("payment_ref", payment_ref);
+                let total = shares.iter().try_fold(0u64, |sum, s| sum.checked_add(s.amount));
+                c.require(total == Some(*price), "shares", format!("must sum to the price {price} (sum {total:?})"));
+                for (i, s) in shares.iter().enumerate() {
+                    c.id(&format!("shares[{i}].contributor_id"), &s.contributor_id);
+                }
+            }
+        }
+        c.out
+    }
+}
+
+impl ListingSpec {
+    fn check(&self, c: &mut Checker<'_>) {
+        listing_id_rule(c, "listing.listing_id", &self.listing_id);
+        c.require(self.version >= 1, "listing.version", "starts at 1");
+        c.text("listing.title", &self.title);
+        c.text("listing.terms", &self.terms);
+        c.require(!self.kinds.is_empty(), "listing.kinds", "name at least one kind");
+        let mut kinds = self.kinds.clone();
+        kinds.dedup();
+        c.require(kinds.len() == self.kinds.len(), "listing.kinds", "name each kind once");
+        if let Some(s) = self.min_score {
+            c.require((-1.0..=1.0).contains(&s), "listing.min_score", format!("is {s}; must be in [-1, 1]"));
+        }
+        for (i, l) in self.languages.iter().enumerate() {
+            c.id(&format!("listing.languages[{i}]"), l);
+        }
+        for (i, l) in self.licenses.iter().enumerate() {
+            c.id(&format!("listing.licenses[{i}]"), l);
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to) {
+            c.require(from < to, "listing.to", "must be after from");
+        }
+    }
+}
+
+/// A listing id names a SQL schema and a Delta Sharing share, so it is kept to a safe alphabet.
+fn listing_id_rule(c: &mut Checker<'_>, field: &str, id: &str) {
+    let ok = id.len() <= MAX_LISTING_ID_BYTES
+        && id.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    c.require(ok, field, format!("must be 1..={MAX_LISTING_ID_BYTES} of a-z, 0-9 and _, starting with a letter"));
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(v: serde_json::Value) -> Result<MarketEvent, Vec<Violation>> {
+        MarketEvent::parse(v.to_string().as_bytes(), &Limits::default())
+    }
+
+    fn fields(v: serde_json::Value) -> Vec<String> {
+        parse(v).expect_err("refused").into_iter().map(|v| v.field).collect()
+    }
+
+    #[test]
+    fn a_listing_round_trips_and_bad_ones_are_located() {
+        let listing = json!({
+            "event_id": "0190a000-0000-7000-8000-000000000001", "occurred_at": "2026-11-25T10:00:00Z",
+            "actor": "curator_1", "action": "publish_listing",
+            "listing": {"listing_id": "basil_chat", "version": 1, "title": "Gardening chats",
+                        "kinds": ["chat_turn", "preference"], "min_score": 0.5, "languages": ["en"],
+                        "price": 5_000_000_000u64, "terms": "research only"}
+        });
+        let event = parse(listing.clone()).expect("valid");
+        assert_eq!(event.key(), "basil_chat");
+        assert_eq!(MarketEvent::parse(&event.to_json(), &Limits::default()).expect("round trip"), event);
+
+        let mut bad = listing;
+        bad["listing"]["listing_id"] = json!("Basil Chat");
+        bad["listing"]["kinds"] = json!([]);
+        bad["listing"]["min_score"] = json!(2.0);
+        assert_eq!(fields(bad), ["listing.listing_id", "listing.kinds", "listing.min_score"]);
+    }
+
+    #[test]
+    fn a_purchase_split_must_sum_to_its_price() {
+        let purchase = json!({
+            "event_id": "0190a000-0000-7000-8000-000000000002", "occurred_at": "2026-11-25T10:00:00Z",
+            "actor": "buyer_1", "action": "purchase", "purchase_id": "0190a000-0000-7000-8000-000000000003",
+            "listing_id": "basil_chat", "version": 1, "buyer": "buyer_1", "price": 10, "payment_ref": "inv-1",
+            "shares": [{"contributor_id": "a", "accepted": 2, "amount": 7}, {"contributor_id": "b", "accepted": 1, "amount": 3}]
+        });
+        assert!(parse(purchase.clone()).is_ok());
+        let mut bad = purchase;
+        bad["shares"][1]["amount"] = json!(2);
+        assert_eq!(fields(bad), ["shares"]);
+        let unknown = json!({"event_id": "0190a000-0000-7000-8000-000000000004",
+            "occurred_at": "2026-11-25T10:00:00Z", "actor": "x", "action": "steal"});
+        assert!(parse(unknown).is_err());
+    }
+
+    #[test]
+    fn listing_wide_grants_are_keyed_by_contributor() {
+        let grant = json!({"event_id": "0190a000-0000-7000-8000-000000000005", "occurred_at": "2026-11-25T10:00:00Z",
+            "actor": "person_1", "action": "grant", "contributor_id": "person_1"});
+        let event = parse(grant).expect("valid");
+        assert_eq!((event.key(), event.listing_id()), ("person_1", None));
+    }
+}
