@@ -42,6 +42,7 @@ pub fn app(
     auth: Authenticator,
     ingest: Option<gata_ingest::IngestState>,
     query: Option<gata_query_api::QueryState>,
+    market: Option<gata_marketplace::Marketplace>,
     ops: Ops,
 ) -> Router {
     let ingest = ingest
@@ -55,6 +56,7 @@ pub fn app(
     let api = Router::new()
         .merge(ingest)
         .merge(query.map(gata_query_api::router).unwrap_or_default())
+        .merge(market.map(gata_marketplace::router).unwrap_or_default())
         .merge(metrics_route.with_state(ops.clone()))
         .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
     Router::new()

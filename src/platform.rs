@@ -90,6 +90,21 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         .runs(Role::Query)
         .then(|| gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry))
         .transpose()?;
+    // The marketplace serves with the query role: its listing tables are SQL views.
+    let (query, market) = match query {
+        Some(query) => {
+            let followed = gata_marketplace::follower::follow(&kafka, cfg.ingest.limits.clone(), stop.child_token())
+                .context("following the marketplace log")?;
+            let market = gata_marketplace::Marketplace::new(
+                followed,
+                producer.clone(),
+                query.engine().clone(),
+                cfg.ingest.limits.clone(),
+            );
+            (Some(query.with_views(Arc::new(market.clone()))), Some(market))
+        }
+        None => (None, None),
+    };
     let auth = cfg.auth.authenticator();
     let flight = match (&query, cfg.query.flight_addr) {
         (Some(query), Some(addr)) => {
@@ -100,7 +115,8 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
         _ => None,
     };
-    let app = http::app(&cfg.http, auth, ingest, query, http::Ops { registry: registry.clone(), producer, catalog });
+    let app =
+        http::app(&cfg.http, auth, ingest, query, market, http::Ops { registry: registry.clone(), producer, catalog });
 
     let listener =
         tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;

@@ -2,17 +2,27 @@
 //! revenue splits — as a projection of the events on `gata.marketplace.v1`
 //! ([`gata_infra::contract::MarketEvent`]).
 //!
-//! - [`state::Market`] folds events into listings, grants and purchases; it refuses (and
-//!   records) events that do not fit the state, the same way on every replay.
+//! - [`state::Market`] folds events into listings, grants and purchases; it refuses events that
+//!   do not fit the state, the same way on every replay.
 //! - [`split::split`] divides a sale's price among contributors in proportion to their accepted
 //!   rows, exactly (largest remainder, ties by contributor id).
 //! - [`listing::listing_sql`] is the row-level SQL of one listing table: the listing's filters
-//!   and only the rows of contributors who granted access.
+//!   and only the rows of contributors who grant access.
+//! - [`follower`] keeps the state current from the log; [`service::Marketplace`] takes new
+//!   events (read-your-writes), computes splits from the lake and gives buyers their listing
+//!   tables in SQL; [`routes`] serves it over HTTP.
 
+pub mod error;
+pub mod follower;
 pub mod listing;
+pub mod routes;
+pub mod service;
 pub mod split;
 pub mod state;
 
+pub use error::{MarketError, Result};
 pub use listing::listing_sql;
+pub use routes::router;
+pub use service::Marketplace;
 pub use split::split;
 pub use state::{Grants, Listing, Market, Purchase, Refusal};

@@ -22,7 +22,9 @@ mod json;
 pub mod review;
 mod routes;
 pub mod sql;
+pub mod views;
 
 pub use catalog::Catalog;
 pub use error::{QueryError, Result};
 pub use routes::{QueryState, router};
+pub use views::{View, Views};

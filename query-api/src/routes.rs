@@ -62,6 +62,12 @@ impl QueryState {
         Ok(Self { engine, seconds, answers })
     }
 
+    /// The same state with `views` registered in every principal's session.
+    pub fn with_views(mut self, views: Arc<dyn crate::Views>) -> Self {
+        self.engine = self.engine.with_views(views);
+        self
+    }
+
     /// The engine, for Flight SQL.
     pub fn engine(&self) -> &SqlEngine {
         &self.engine

@@ -19,7 +19,8 @@ use gata_lakehouse::deltalake::{
         record_batch::RecordBatch,
     },
     datafusion::{
-        common::ScalarValue,
+        catalog::MemorySchemaProvider,
+        common::{ScalarValue, TableReference},
         execution::{context::SQLOptions, runtime_env::RuntimeEnvBuilder},
         logical_expr::LogicalPlan,
         prelude::{SessionConfig, SessionContext},
@@ -37,7 +38,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::{
-    Catalog, QueryError, Result,
+    Catalog, QueryError, Result, Views,
     catalog::LakeTable,
     executor::{ByteBudget, Cap, Executor, QueryStream, Running},
     json,
@@ -98,6 +99,7 @@ pub struct SqlEngine {
     catalog: Arc<Catalog>,
     cfg: QueryConfig,
     executor: Arc<Executor>,
+    views: Option<Arc<dyn Views>>,
 }
 
 /// Refuses anything but one read-only statement: a query (`SELECT`, `WITH`, `VALUES`),
@@ -207,7 +209,13 @@ impl SqlEngine {
     /// An engine over `catalog` with the limits of `cfg`, executing on its own runtime.
     pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig) -> Result<Self> {
         let executor = Arc::new(Executor::new(cfg.executor_threads)?);
-        Ok(Self { catalog, cfg, executor })
+        Ok(Self { catalog, cfg, executor, views: None })
+    }
+
+    /// The same engine also registering the views `views` grants each principal.
+    pub fn with_views(mut self, views: Arc<dyn Views>) -> Self {
+        self.views = Some(views);
+        self
     }
 
     /// The same engine with a time limit of at most `timeout`.
@@ -235,7 +243,29 @@ impl SqlEngine {
     /// A fresh session holding the tables `principal` may read, at their latest versions,
     /// with the memory limit.
     pub(crate) async fn session(&self, principal: &Principal) -> Result<SessionContext> {
-        self.session_over(&self.visible(principal).await?).await
+        let ctx = self.session_over(&self.visible(principal).await?).await?;
+        self.register_views(&ctx, principal).await?;
+        Ok(ctx)
+    }
+
+    /// Registers the views `principal` may read in `ctx`, each planned in a private session.
+    async fn register_views(&self, ctx: &SessionContext, principal: &Principal) -> Result<()> {
+        let views = self.views.as_ref().map(|v| v.views(principal)).unwrap_or_default();
+        if views.is_empty() {
+            return Ok(());
+        }
+        let private = self.session_over(&self.catalog.latest().await?).await?;
+        let catalog = ctx
+            .catalog(&ctx.state().config().options().catalog.default_catalog)
+            .ok_or_else(|| QueryError::Startup("the session has no default catalog".into()))?;
+        for view in views {
+            if catalog.schema(&view.schema).is_none() {
+                catalog.register_schema(&view.schema, Arc::new(MemorySchemaProvider::new()))?;
+            }
+            let provider = private.sql(&view.sql).await?.into_view();
+            ctx.register_table(TableReference::partial(view.schema.as_str(), view.table.as_str()), provider)?;
+        }
+        Ok(())
     }
 
     /// The tables `principal` may read, at their latest versions, by SQL name.
@@ -271,6 +301,7 @@ impl SqlEngine {
             return Err(e);
         }
         let ctx = self.session_over(&visible).await?;
+        self.register_views(&ctx, principal).await?;
         for (entry, alias, as_of) in travel.wanted {
             if ctx.table_exist(alias.as_str())? {
                 continue;

@@ -11,6 +11,7 @@ mod dva_consensus;
 mod e2e;
 mod export;
 mod maintenance;
+mod marketplace;
 mod rewards;
 mod s3;
 mod scale_out;

@@ -1,0 +1,74 @@
+//! Errors of the marketplace service, with their HTTP answers.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use gata_infra::contract::Violation;
+use serde_json::json;
+
+use crate::Refusal;
+
+/// Result with [`MarketError`].
+pub type Result<T, E = MarketError> = std::result::Result<T, E>;
+
+/// What the marketplace answers when it cannot do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum MarketError {
+    /// The request is malformed or breaks the contract.
+    #[error("invalid request: {}", .0.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<Violation>),
+    /// The event does not fit the marketplace's state.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The principal may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing to sell: no granted, accepted rows in the listing.
+    #[error("{0}")]
+    Empty(String),
+    /// The log or the lake did not answer in time.
+    #[error("marketplace unavailable: {0}")]
+    Unavailable(String),
+    /// Kafka client failure.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Counting a listing's rows failed.
+    #[error(transparent)]
+    Query(#[from] gata_query_api::QueryError),
+}
+
+impl MarketError {
+    /// For `map_err` on Kafka calls.
+    pub fn kafka(e: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka(e)
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. }) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Refused(_) | Self::Empty(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Unavailable(_) | Self::Kafka(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Query(e) => (e.status_and_code().0, "query"),
+        }
+    }
+}
+
+impl IntoResponse for MarketError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "marketplace request failed");
+        }
+        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+        if let Self::Invalid(v) = &self {
+            body["error"]["violations"] = json!(v);
+        }
+        (status, Json(body)).into_response()
+    }
+}

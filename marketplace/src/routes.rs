@@ -1,0 +1,210 @@
+//! The marketplace's HTTP routes. Each expects the caller's [`Principal`] in the request
+//! extensions (the binary's authentication layer puts it there).
+//!
+//! | route | who |
+//! |---|---|
+//! | `GET /v1/marketplace/listings` | everyone: listings on sale, with how many contributors grant each |
+//! | `POST /v1/marketplace/listings` | operators and admins (curators): publish a listing or its next version |
+//! | `POST /v1/marketplace/listings/{id}/withdraw` | its curator |
+//! | `POST /v1/marketplace/grants`, `/revokes` | a contributor, for their own data |
+//! | `GET /v1/marketplace/grants` | a contributor: theirs; operators: all |
+//! | `POST /v1/marketplace/purchases` | buyers |
+//! | `GET /v1/marketplace/purchases` | a buyer: theirs; operators: all |
+//!
+//! With auth off (loopback, no principals) the local admin acts for whoever the body names.
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State, rejection::JsonRejection},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use gata_infra::{
+    auth::{Principal, Role},
+    contract::{ListingSpec, MarketAction, Violation},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::{MarketError, Marketplace, Result};
+
+/// The marketplace routes.
+pub fn router(market: Marketplace) -> Router {
+    Router::new()
+        .route("/v1/marketplace/listings", get(listings))
+        .route("/v1/marketplace/listings", post(publish))
+        .route("/v1/marketplace/listings/{id}/withdraw", post(withdraw))
+        .route("/v1/marketplace/grants", get(grants))
+        .route("/v1/marketplace/grants", post(grant))
+        .route("/v1/marketplace/revokes", post(revoke))
+        .route("/v1/marketplace/purchases", get(purchases))
+        .route("/v1/marketplace/purchases", post(purchase))
+        .with_state(market)
+}
+
+fn body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    body.map(|Json(b)| b).map_err(|e| MarketError::Invalid(vec![Violation::new("", e.body_text())]))
+}
+
+/// Who acts: the principal itself, or with auth off the one the body names.
+fn acting(principal: &Principal, own: Option<&str>, named: Option<&str>, what: &str) -> Result<String> {
+    match (own, named) {
+        (Some(own), Some(named)) if own != named => {
+            Err(MarketError::Forbidden(format!("{} acts as {own}, not {named}", principal.name)))
+        }
+        (Some(own), _) => Ok(own.to_string()),
+        (None, Some(named)) if principal.name == Principal::local_admin().name => Ok(named.to_string()),
+        _ => Err(MarketError::Forbidden(format!("{} may not {what}", principal.name))),
+    }
+}
+
+async fn listings(State(m): State<Marketplace>) -> Result<Json<Value>> {
+    let listings = m
+        .read(|market| {
+            market
+                .listings()
+                .iter()
+                .map(|(id, l)| {
+                    json!({
+                        "listing": l.current(),
+                        "curator": l.curator,
+                        "withdrawn": l.withdrawn,
+                        "published_at": l.published_at,
+                        "granting_contributors": market.granted(id).len(),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(Json(json!({ "listings": listings })))
+}
+
+async fn publish(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    spec: std::result::Result<Json<ListingSpec>, JsonRejection>,
+) -> Result<Response> {
+    if !p.role.operates() {
+        return Err(MarketError::Forbidden(format!(
+            "{} may not publish listings (curators: operators, admins)",
+            p.name
+        )));
+    }
+    let event = m.submit(Marketplace::event(&p.name, MarketAction::PublishListing { listing: body(spec)? })).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+async fn withdraw(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    Path(listing_id): Path<String>,
+) -> Result<Json<Value>> {
+    let event = m.submit(Marketplace::event(&p.name, MarketAction::WithdrawListing { listing_id })).await?;
+    Ok(Json(json!(event)))
+}
+
+/// The body of a grant or revoke.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantRequest {
+    /// Whose data (the caller's own; named only when auth is off).
+    contributor_id: Option<String>,
+    /// Which listing; absent: every listing.
+    listing_id: Option<String>,
+}
+
+async fn grant_or_revoke(m: &Marketplace, p: &Principal, req: GrantRequest, grant: bool) -> Result<Json<Value>> {
+    let who = acting(p, p.contributor_id.as_deref(), req.contributor_id.as_deref(), "grant access to data")?;
+    let action = if grant {
+        MarketAction::Grant { contributor_id: who.clone(), listing_id: req.listing_id }
+    } else {
+        MarketAction::Revoke { contributor_id: who.clone(), listing_id: req.listing_id }
+    };
+    Ok(Json(json!(m.submit(Marketplace::event(&who, action)).await?)))
+}
+
+async fn grant(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    req: std::result::Result<Json<GrantRequest>, JsonRejection>,
+) -> Result<Json<Value>> {
+    grant_or_revoke(&m, &p, body(req)?, true).await
+}
+
+async fn revoke(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    req: std::result::Result<Json<GrantRequest>, JsonRejection>,
+) -> Result<Json<Value>> {
+    grant_or_revoke(&m, &p, body(req)?, false).await
+}
+
+async fn grants(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+    let all = m.read(|market| market.grants().clone()).await?;
+    let visible: Vec<Value> = all
+        .into_iter()
+        .filter(|(c, _)| p.role.operates() || p.contributor_id.as_deref() == Some(c.as_str()))
+        .map(
+            |(c, g)| json!({"contributor_id": c, "everyone": g.everyone, "listings": g.listings, "revoked": g.revoked}),
+        )
+        .collect();
+    Ok(Json(json!({ "grants": visible })))
+}
+
+/// The body of a purchase.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurchaseRequest {
+    listing_id: String,
+    /// The version to buy (default: the current one).
+    version: Option<u32>,
+    /// The payment rail's reference.
+    payment_ref: String,
+    /// The buyer (named only when auth is off).
+    buyer: Option<String>,
+    /// A client-chosen purchase id, so a retried request buys once.
+    purchase_id: Option<Uuid>,
+}
+
+async fn purchase(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    req: std::result::Result<Json<PurchaseRequest>, JsonRejection>,
+) -> Result<Response> {
+    let req = body(req)?;
+    let own = (p.role == Role::Buyer).then_some(p.name.as_str());
+    let buyer = acting(&p, own, req.buyer.as_deref(), "buy listings")?;
+    let spec = m
+        .read(|market| {
+            let listing = market.listings().get(&req.listing_id).filter(|l| !l.withdrawn)?;
+            req.version.map_or(Some(listing.current()), |v| listing.version(v)).cloned()
+        })
+        .await?
+        .ok_or_else(|| crate::Refusal::NotOnSale {
+            listing_id: req.listing_id.clone(),
+            version: req.version.unwrap_or(0),
+        })?;
+    let shares = m.split_of(&spec).await?;
+    let action = MarketAction::Purchase {
+        purchase_id: req.purchase_id.unwrap_or_else(Uuid::now_v7),
+        listing_id: spec.listing_id.clone(),
+        version: spec.version,
+        buyer: buyer.clone(),
+        price: spec.price,
+        payment_ref: req.payment_ref,
+        shares,
+    };
+    let event = m.submit(Marketplace::event(&buyer, action)).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
+}
+
+async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+    let mine: Vec<Value> = m
+        .read(|market| {
+            market.purchases().filter(|x| p.role.operates() || x.buyer == p.name).map(|x| json!(x)).collect()
+        })
+        .await?;
+    Ok(Json(json!({ "purchases": mine })))
+}

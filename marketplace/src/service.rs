@@ -1,0 +1,141 @@
+//! The marketplace service: takes listings, grants, revokes and purchases as events on the log
+//! (checked against the current state first, then applied by the follower before answering),
+//! computes a purchase's revenue split from the lake, and tells the query service which listing
+//! tables each principal may read.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use gata_infra::{
+    auth::{Principal, Role},
+    contract::{ListingSpec, MarketAction, MarketEvent, RevenueShare},
+    topics::{MARKETPLACE, SCHEMA_HEADER},
+};
+use gata_query_api::{View, Views, sql::SqlEngine};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use uuid::Uuid;
+
+use crate::{MarketError, Result, follower::Followed, listing::silver_table, listing_sql, split};
+
+/// How long a write waits for its event to be applied.
+const APPLY_WAIT: Duration = Duration::from_secs(15);
+
+/// The marketplace service.
+#[derive(Clone)]
+pub struct Marketplace {
+    followed: Followed,
+    producer: FutureProducer,
+    engine: SqlEngine,
+    limits: gata_infra::contract::Limits,
+}
+
+impl std::fmt::Debug for Marketplace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Marketplace").finish_non_exhaustive()
+    }
+}
+
+impl Marketplace {
+    /// A service over the followed state, producing with `producer`, counting rows with `engine`.
+    pub fn new(
+        followed: Followed,
+        producer: FutureProducer,
+        engine: SqlEngine,
+        limits: gata_infra::contract::Limits,
+    ) -> Self {
+        Self { followed, producer, engine, limits }
+    }
+
+    /// Reads the state once the log as it stood at start has been applied.
+    pub async fn read<T>(&self, f: impl FnOnce(&crate::Market) -> T) -> Result<T> {
+        self.followed.caught_up(APPLY_WAIT).await?;
+        let market = self.followed.market.read().map_err(|_| MarketError::Unavailable("state poisoned".into()))?;
+        Ok(f(&market))
+    }
+
+    /// Checks `event`, appends it to the log and waits until it is applied; answers the event
+    /// as applied (a retry of an applied event answers the same).
+    pub async fn submit(&self, event: MarketEvent) -> Result<MarketEvent> {
+        let violations = event.violations(&self.limits);
+        if !violations.is_empty() {
+            return Err(MarketError::Invalid(violations));
+        }
+        if !self.read(|m| m.check(&event)).await?? {
+            return Ok(event);
+        }
+        let payload = event.to_json();
+        let schema = "market_event.v1";
+        let record = FutureRecord::to(MARKETPLACE)
+            .key(event.key())
+            .payload(&payload)
+            .timestamp(Utc::now().timestamp_millis())
+            .headers(OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) }));
+        let delivery = self.producer.send(record, APPLY_WAIT).await.map_err(|(e, _)| MarketError::Kafka(e))?;
+        self.followed.wait_for(delivery.partition, delivery.offset, APPLY_WAIT).await?;
+        // Another event applied in between may have made this one not fit after all.
+        match self.read(|m| m.check(&event)).await? {
+            Ok(false) => Ok(event),
+            Ok(true) => Err(MarketError::Unavailable("the event was read but not applied".into())),
+            Err(refusal) => Err(refusal.into()),
+        }
+    }
+
+    /// The revenue split of selling `listing` now: its price among the granting contributors'
+    /// accepted rows in the lake.
+    pub async fn split_of(&self, listing: &ListingSpec) -> Result<Vec<RevenueShare>> {
+        let granted = self.read(|m| m.granted(&listing.listing_id)).await?;
+        let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+        for kind in &listing.kinds {
+            let sql = format!(
+                "SELECT contributor_id, COUNT(*) AS n FROM ({}) GROUP BY contributor_id",
+                listing_sql(listing, *kind, &granted)
+            );
+            let answer = self.engine.run(&Principal::local_admin(), &sql, Vec::new()).await?;
+            for row in answer.rows {
+                let (Some(c), Some(n)) =
+                    (row.get("contributor_id").and_then(|v| v.as_str()), row.get("n").and_then(|v| v.as_u64()))
+                else {
+                    continue;
+                };
+                *counts.entry(c.to_string()).or_default() += n;
+            }
+        }
+        let accepted: Vec<(String, u64)> = counts.into_iter().collect();
+        split(listing.price, &accepted).ok_or_else(|| {
+            MarketError::Empty(format!("listing {} holds no granted, accepted rows yet", listing.listing_id))
+        })
+    }
+
+    /// A new event by `actor`.
+    pub fn event(actor: &str, action: MarketAction) -> MarketEvent {
+        MarketEvent { event_id: Uuid::now_v7(), occurred_at: Utc::now(), actor: actor.to_string(), action }
+    }
+}
+
+impl Views for Marketplace {
+    /// Buyers read the listings they purchased (at the version bought); operators and admins
+    /// read every listing's current version (to curate). Each is one table per kind, schema =
+    /// listing id, with only the rows of contributors who grant access to it right now.
+    fn views(&self, principal: &Principal) -> Vec<View> {
+        let Ok(market) = self.followed.market.read() else { return Vec::new() };
+        let specs: Vec<ListingSpec> = match principal.role {
+            Role::Buyer => market.entitlements(&principal.name).into_values().cloned().collect(),
+            Role::Admin | Role::Operator => market.listings().values().map(|l| l.current().clone()).collect(),
+            Role::Analyst | Role::Contributor => Vec::new(),
+        };
+        specs
+            .iter()
+            .flat_map(|spec| {
+                let granted = market.granted(&spec.listing_id);
+                spec.kinds.iter().map(move |kind| View {
+                    schema: spec.listing_id.clone(),
+                    table: silver_table(*kind).to_string(),
+                    sql: listing_sql(spec, *kind, &granted),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,176 @@
+//! The marketplace end to end: a curator publishes a listing, contributors grant (or not), a
+//! buyer purchases it — the price split exactly among the granting contributors' accepted rows —
+//! and reads it in SQL with only granted rows; a revoke hides a contributor's rows from the next
+//! read; forged and wrong requests are refused with a reason; the state is rebuilt from the log
+//! after a restart, and every event is in the `market_events` table.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use gata_infra::auth::token_hash;
+use gata_tests::{Api, Gata, eventually, free_port};
+use serde_json::{Value, json};
+
+use crate::{
+    bin,
+    scoring::{PROMPTS, at, turn, uuid, wait_for_scores},
+};
+
+const ADMIN: &str = "tok-admin-market-0123456789";
+const BOB: &str = "tok-bob-market-0123456789";
+const EVE: &str = "tok-eve-market-0123456789";
+const ANN: &str = "tok-ann-market-0123456789";
+const BEN: &str = "tok-ben-market-0123456789";
+
+fn principals() -> String {
+    let p = |name: &str, role: &str, token: &str, extra: &str| {
+        format!(r#"{{name="{name}",role="{role}",token_sha256="{}"{extra}}}"#, token_hash(token))
+    };
+    format!(
+        "[{},{},{},{},{}]",
+        p("root", "admin", ADMIN, ""),
+        p("bob", "buyer", BOB, ""),
+        p("eve", "buyer", EVE, ""),
+        p("ann", "contributor", ANN, r#",contributor_id="ann""#),
+        p("ben", "contributor", BEN, r#",contributor_id="ben""#),
+    )
+}
+
+async fn post(api: &Api, path: &str, body: Value) -> (u16, Value) {
+    api.post(path, "application/json", body.to_string()).await.unwrap()
+}
+
+/// Rows per contributor a buyer sees in the listing's chat table (None: the query failed).
+async fn visible(api: &Api) -> Option<BTreeMap<String, u64>> {
+    let rows = api
+        .rows("SELECT contributor_id, COUNT(*) AS n FROM garden_chat.chat_turns GROUP BY contributor_id")
+        .await
+        .ok()?;
+    Some(rows.iter().map(|r| (r["contributor_id"].as_str().unwrap().to_string(), r["n"].as_u64().unwrap())).collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listings_grants_purchases_and_revokes_hold_on_sql() {
+    let dir = tempfile::tempdir().unwrap();
+    let principals = principals();
+    let env = [("GATA__AUTH__PRINCIPALS", principals.as_str())];
+    let port = free_port();
+    let mut gata = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
+    let open = gata.client();
+    let (admin, bob, eve, ann, ben) = (
+        open.with_token(ADMIN),
+        open.with_token(BOB),
+        open.with_token(EVE),
+        open.with_token(ANN),
+        open.with_token(BEN),
+    );
+
+    // Three contributors: ann (3 turns), ben (2), cid (1, never grants).
+    let who = ["ann", "ann", "ann", "ben", "ben", "cid"];
+    let turns: Vec<Value> = who
+        .iter()
+        .enumerate()
+        .map(|(i, w)| turn(&uuid(i as u32), w, &format!("turn_{i}"), PROMPTS[i], at(i as i64)))
+        .collect();
+    assert_eq!(admin.post_ndjson("/v1/chat-turns", &turns).await.unwrap().0, 202);
+    wait_for_scores(&admin, turns.len() as u64).await;
+
+    // The curator publishes; a buyer may not; a bad definition is located.
+    let listing = json!({"listing_id": "garden_chat", "version": 1, "title": "Everyday questions",
+        "kinds": ["chat_turn"], "min_score": -1.0, "price": 1_000_000_007u64, "terms": "research use"});
+    let (s, body) = post(&bob, "/v1/marketplace/listings", listing.clone()).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = post(
+        &admin,
+        "/v1/marketplace/listings",
+        json!({"listing_id": "Bad Id", "version": 1,
+        "title": "x", "kinds": [], "price": 1, "terms": "x"}),
+    )
+    .await;
+    assert_eq!(s, 422, "{body}");
+    let fields: Vec<&str> =
+        body["error"]["violations"].as_array().unwrap().iter().map(|v| v["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["listing.listing_id", "listing.kinds"], "{body}");
+    let (s, body) = post(&admin, "/v1/marketplace/listings", listing.clone()).await;
+    assert_eq!(s, 201, "{body}");
+    let (s, body) = post(&admin, "/v1/marketplace/listings", listing).await;
+    assert_eq!(s, 409, "version 1 again: {body}");
+
+    // ann grants this listing, ben every listing; nobody grants for someone else.
+    assert_eq!(post(&ann, "/v1/marketplace/grants", json!({"listing_id": "garden_chat"})).await.0, 200);
+    assert_eq!(post(&ben, "/v1/marketplace/grants", json!({})).await.0, 200);
+    let (s, body) = post(&ann, "/v1/marketplace/grants", json!({"contributor_id": "cid"})).await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = post(&ann, "/v1/marketplace/grants", json!({"listing_id": "no_such"})).await;
+    assert_eq!(s, 404);
+
+    // Before buying, the listing is not there for bob; afterwards it is, with granted rows only.
+    let (s, body) = bob.sql("SELECT COUNT(*) FROM garden_chat.chat_turns").await.unwrap();
+    assert_eq!(s, 400, "{body}");
+    let (s, body) = post(
+        &bob,
+        "/v1/marketplace/purchases",
+        json!({"listing_id": "garden_chat", "version": 9,
+        "payment_ref": "inv-0"}),
+    )
+    .await;
+    assert_eq!(s, 404, "{body}");
+    let (s, bought) =
+        post(&bob, "/v1/marketplace/purchases", json!({"listing_id": "garden_chat", "payment_ref": "inv-1"})).await;
+    assert_eq!(s, 201, "{bought}");
+    let shares: BTreeMap<String, (u64, u64)> = bought["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["contributor_id"].as_str().unwrap().to_string(),
+                (s["accepted"].as_u64().unwrap(), s["amount"].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(shares.values().map(|(_, a)| a).sum::<u64>(), 1_000_000_007, "the split sums to the price");
+    assert_eq!(shares.keys().collect::<Vec<_>>(), ["ann", "ben"], "only granting contributors share: {bought}");
+    let seen = visible(&bob).await.expect("bob reads his listing");
+    let accepted: BTreeMap<String, u64> = shares.iter().map(|(c, (n, _))| (c.clone(), *n)).collect();
+    assert_eq!(seen, accepted, "bob sees exactly the rows the split paid for");
+    assert!(seen["ann"] >= 1 && seen["ben"] >= 1, "{seen:?}");
+    let (s, _) = bob.sql("SELECT COUNT(*) FROM chat_turns").await.unwrap();
+    assert_eq!(s, 400, "the tables under a listing stay out of reach");
+    assert!(visible(&eve).await.is_none(), "eve bought nothing");
+
+    // A revoke takes effect for the next read.
+    assert_eq!(post(&ann, "/v1/marketplace/revokes", json!({"listing_id": "garden_chat"})).await.0, 200);
+    let seen = visible(&bob).await.unwrap();
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["ben"], "{seen:?}");
+
+    let (_, mine) = bob.get("/v1/marketplace/purchases").await.unwrap();
+    assert_eq!(mine["purchases"].as_array().unwrap().len(), 1, "{mine}");
+    let (_, theirs) = eve.get("/v1/marketplace/purchases").await.unwrap();
+    assert_eq!(theirs["purchases"].as_array().unwrap().len(), 0, "{theirs}");
+    let (_, grants) = ann.get("/v1/marketplace/grants").await.unwrap();
+    assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "a contributor sees only their own: {grants}");
+
+    // Every event landed in the lake, exactly once.
+    eventually("marketplace events in the lake", Duration::from_secs(60), || async {
+        (admin.count("SELECT COUNT(*) AS n FROM market_events").await.ok()? == 5).then_some(())
+    })
+    .await;
+    let actions =
+        admin.rows("SELECT action, COUNT(*) AS n FROM market_events GROUP BY action ORDER BY action").await.unwrap();
+    assert_eq!(
+        actions,
+        json!([{"action": "grant", "n": 2}, {"action": "publish_listing", "n": 1}, {"action": "purchase", "n": 1},
+               {"action": "revoke", "n": 1}])
+        .as_array()
+        .unwrap()
+        .clone()
+    );
+
+    // After a restart the state is rebuilt from the log: the same purchase, the same grants.
+    gata.kill();
+    let gata = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
+    let bob = gata.client().with_token(BOB);
+    assert_eq!(visible(&bob).await.unwrap().keys().collect::<Vec<_>>(), ["ben"]);
+    let (_, listings) = bob.get("/v1/marketplace/listings").await.unwrap();
+    assert_eq!(listings["listings"][0]["granting_contributors"], 1, "{listings}");
+}
