@@ -77,21 +77,9 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
         RewardsOp::Show { contributor, server: None, .. } => {
-            let epochs = lake(&cfg)?.recorded_rewards(None).await?;
-            let mine: Vec<_> =
-                epochs
-                    .iter()
-                    .filter_map(|e| {
-                        e.payout(&contributor).map(|p| serde_json::json!({
-                    "epoch": e.epoch.index, "epoch_start": e.epoch.start, "policy_version": e.policy_version,
-                    "amount": p.amount, "gross": p.gross, "cap_cut": p.cap_cut, "flagged": p.flagged,
-                    "penalty": p.penalty, "validation": p.validation, "epoch_root": hex::encode(e.root),
-                    "lines": p.lines,
-                }))
-                    })
-                    .collect();
-            let total: u64 = epochs.iter().filter_map(|e| e.payout(&contributor)).map(|p| p.amount).sum();
-            let doc = serde_json::json!({ "contributor_id": contributor, "total": total, "epochs": mine });
+            // The same answer as the endpoint's, from the lake.
+            let engine = crate::platform::lake_engine(&cfg).await?;
+            let doc = gata_query_api::contributors::rewards(&engine, &contributor).await?;
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         RewardsOp::Epochs => {

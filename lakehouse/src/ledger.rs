@@ -10,7 +10,7 @@ use deltalake::{
     DeltaTable, arrow::record_batch::RecordBatch, datafusion::prelude::SessionContext, kernel::Transaction,
 };
 use gata_infra::contract::{EventKind, Verdict};
-use gata_rewards::{Contribution, Epoch, EpochRewards, LineRole, Payout, RewardLine, Vote};
+use gata_rewards::{Contribution, Epoch, EpochRewards, LineRole, Payout, RewardLine, Sale, Vote};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
@@ -33,6 +33,45 @@ struct LineRow {
     amount: i64,
 }
 
+/// One marketplace event as the lake holds it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MarketRecord {
+    /// When the platform received it, microseconds.
+    pub received_us: i64,
+    /// The event's JSON.
+    pub payload: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SaleRow {
+    purchase_id: String,
+    listing_id: String,
+    accepted: i64,
+    amount: i64,
+    /// Written as microseconds; read back as arrow-json writes a timestamp (RFC 3339 text).
+    #[serde(deserialize_with = "timestamp_micros")]
+    received_at: i64,
+}
+
+/// A timestamp as microseconds, from a number or RFC 3339 text (arrow-json writes nested
+/// timestamps as text, without a zone for UTC columns).
+fn timestamp_micros<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Micros(i64),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Micros(us) => Ok(us),
+        Either::Text(t) => DateTime::parse_from_rfc3339(&t)
+            .map(|t| t.with_timezone(&Utc))
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(&t, "%Y-%m-%dT%H:%M:%S%.f").map(|t| t.and_utc()))
+            .map(|t| t.timestamp_micros())
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct PayoutRow {
     event_id: String,
@@ -52,6 +91,9 @@ struct PayoutRow {
     leaf_hash: String,
     epoch_root: String,
     lines: Vec<LineRow>,
+    /// Absent in rows written before the marketplace.
+    #[serde(default)]
+    sales: Option<Vec<SaleRow>>,
     #[serde(default)]
     day: String,
 }
@@ -109,6 +151,20 @@ pub fn payout_batch(rewards: &EpochRewards) -> Result<RecordBatch> {
                         })
                     })
                     .collect::<Result<_>>()?,
+                sales: Some(
+                    p.sales
+                        .iter()
+                        .map(|s| {
+                            Ok(SaleRow {
+                                purchase_id: s.purchase.to_string(),
+                                listing_id: s.listing.clone(),
+                                accepted: signed(s.accepted)?,
+                                amount: signed(s.amount)?,
+                                received_at: s.received_at.timestamp_micros(),
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                ),
                 day: e.start.format("%Y-%m-%d").to_string(),
             })
         })
@@ -161,6 +217,21 @@ fn epochs_from_rows(rows: Vec<PayoutRow>) -> Result<Vec<EpochRewards>> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let sales = row
+            .sales
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                Ok(Sale {
+                    purchase: uuid(&s.purchase_id)?,
+                    listing: s.listing_id.clone(),
+                    account: row.account.clone(),
+                    accepted: unsigned(s.accepted)?,
+                    amount: unsigned(s.amount)?,
+                    received_at: micros(s.received_at)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let amount = unsigned(row.amount)?;
         entry.total += amount;
         entry.payouts.push(Payout {
@@ -172,6 +243,7 @@ fn epochs_from_rows(rows: Vec<PayoutRow>) -> Result<Vec<EpochRewards>> {
             flagged: row.flagged,
             penalty: unsigned(row.penalty)?,
             validation: unsigned(row.validation)?,
+            sales,
             amount,
             leaf_index: unsigned(row.leaf_index)?,
             leaf_hash: hash(&row.leaf_hash)?,
@@ -328,6 +400,15 @@ impl Lake {
         Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
     }
 
+    /// Every marketplace event in the lake, in log order within each partition (partition,
+    /// then offset), with its receipt time.
+    pub async fn market_log(&self) -> Result<Vec<MarketRecord>> {
+        let ctx = self.session(&[TableId::MarketEvents]).await?;
+        let sql = "SELECT CAST(received_at AS BIGINT) AS received_us, payload FROM market_events \
+                   ORDER BY kafka_partition, kafka_offset";
+        Self::rows(&ctx, TableId::MarketEvents, sql).await
+    }
+
     /// The last epoch recorded under policy `version` (epochs are recorded in order).
     pub async fn last_recorded_epoch(&self, table: &DeltaTable, version: &str) -> Result<Option<i64>> {
         self.transaction_version(table, TableId::Rewards, &rewards_app_id(version)).await
@@ -346,7 +427,7 @@ impl Lake {
         let sql = format!(
             "SELECT event_id, account, epoch, CAST(epoch_start AS BIGINT) AS epoch_start, \
                CAST(epoch_end AS BIGINT) AS epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
-               validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines FROM rewards {filter}"
+               validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales FROM rewards {filter}"
         );
         epochs_from_rows(Self::rows(&ctx, TableId::Rewards, &sql).await?)
     }
@@ -377,8 +458,17 @@ mod tests {
             received_at: epoch.start,
             votes: vec![Vote { validator: "w1".into(), agrees: true }],
         };
-        let rewards =
-            fold_epoch(&policy, epoch, [contribution("ann", 1, 0.4), contribution("bob", 2, 0.1)]).expect("fold");
+        let sale = Sale {
+            purchase: Uuid::from_u128(9),
+            listing: "garden".into(),
+            account: "ann".into(),
+            accepted: 1,
+            amount: 123,
+            received_at: epoch.start + chrono::Duration::milliseconds(1500),
+        };
+        let rewards = fold_epoch(&policy, epoch, [contribution("ann", 1, 0.4), contribution("bob", 2, 0.1)], [sale])
+            .expect("fold");
+        assert_eq!(rewards.payout("ann").expect("ann").sales.len(), 1);
         let table = lake.open(TableId::Rewards).await.expect("open");
         assert_eq!(lake.last_recorded_epoch(&table, "v1").await.expect("txn"), None);
         let table = lake.record_epoch(table, &rewards).await.expect("record");

@@ -371,6 +371,8 @@ struct MarketEventRow<'a> {
     purchase_id: Option<String>,
     occurred_at: i64,
     received_at: i64,
+    kafka_partition: i32,
+    kafka_offset: i64,
     payload: std::borrow::Cow<'a, str>,
     day: String,
 }
@@ -398,6 +400,8 @@ fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
         purchase_id,
         occurred_at: micros(e.occurred_at),
         received_at: micros(r.received_at),
+        kafka_partition: r.source.partition,
+        kafka_offset: r.offset.0,
         payload: String::from_utf8_lossy(&r.payload),
         day: r.day(),
     })

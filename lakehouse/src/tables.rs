@@ -267,6 +267,8 @@ impl TableId {
                 utf8("purchase_id", true),
                 Field::new("occurred_at", ts(), false),
                 Field::new("received_at", ts(), false),
+                Field::new("kafka_partition", DataType::Int32, false),
+                Field::new("kafka_offset", DataType::Int64, false),
                 utf8("payload", false),
             ],
             TableId::QualityScores | TableId::DvaVotes => {
@@ -325,7 +327,7 @@ impl TableId {
 }
 
 /// `gold/rewards`: amounts are token base units (Int64: Delta has no unsigned integers), the
-/// day is the epoch's first.
+/// day is the epoch's first; `sales` are the account's shares of marketplace sales.
 fn rewards_schema() -> SchemaRef {
     let int = |name: &str| Field::new(name, DataType::Int64, false);
     let line = Fields::from(vec![
@@ -337,6 +339,13 @@ fn rewards_schema() -> SchemaRef {
         utf8("verdict", false),
         utf8("tier", false),
         int("amount"),
+    ]);
+    let sale = Fields::from(vec![
+        utf8("purchase_id", false),
+        utf8("listing_id", false),
+        int("accepted"),
+        int("amount"),
+        Field::new("received_at", ts(), false),
     ]);
     Arc::new(Schema::new(vec![
         utf8("event_id", false),
@@ -356,6 +365,7 @@ fn rewards_schema() -> SchemaRef {
         utf8("leaf_hash", false),
         utf8("epoch_root", false),
         Field::new("lines", DataType::List(Arc::new(Field::new("element", DataType::Struct(line), false))), false),
+        Field::new("sales", DataType::List(Arc::new(Field::new("element", DataType::Struct(sale), false))), true),
         utf8("day", false),
     ]))
 }

@@ -54,7 +54,7 @@ pub enum Refusal {
         /// What the purchase says.
         paid: u64,
     },
-    /// A purchase id used before.
+    /// A purchase id used before for the same listing.
     #[error("purchase {0} exists")]
     DuplicatePurchase(Uuid),
 }
@@ -129,7 +129,10 @@ pub struct Purchase {
 pub struct Market {
     listings: BTreeMap<String, Listing>,
     grants: BTreeMap<String, Grants>,
-    purchases: BTreeMap<Uuid, Purchase>,
+    /// By listing and purchase id: a purchase is checked only against events of its own
+    /// listing (one partition of the log), so which purchases stand does not depend on how
+    /// partitions interleave.
+    purchases: BTreeMap<(String, Uuid), Purchase>,
     seen: HashSet<Uuid>,
     refused: u64,
 }
@@ -183,7 +186,7 @@ impl Market {
                         paid: *price,
                     });
                 }
-                if self.purchases.contains_key(purchase_id) {
+                if self.purchases.contains_key(&(listing_id.clone(), *purchase_id)) {
                     return Err(Refusal::DuplicatePurchase(*purchase_id));
                 }
             }
@@ -237,7 +240,7 @@ impl Market {
             }
             MarketAction::Purchase { purchase_id, listing_id, version, buyer, price, payment_ref, shares } => {
                 self.purchases.insert(
-                    *purchase_id,
+                    (listing_id.clone(), *purchase_id),
                     Purchase {
                         purchase_id: *purchase_id,
                         listing_id: listing_id.clone(),

@@ -53,6 +53,25 @@ pub struct Contribution {
     pub votes: Vec<Vote>,
 }
 
+/// A contributor's share of a marketplace sale (a purchase's revenue split), paid in the epoch
+/// the platform received the purchase in, outside the cap and the penalty: a buyer paid for
+/// accepted data.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Sale {
+    /// The purchase.
+    pub purchase: Uuid,
+    /// The listing sold.
+    pub listing: String,
+    /// Who is paid.
+    pub account: String,
+    /// Their accepted submissions in the listing at the sale.
+    pub accepted: u64,
+    /// Their share, base units.
+    pub amount: u64,
+    /// When the platform received the purchase (decides its epoch).
+    pub received_at: DateTime<Utc>,
+}
+
 /// What a line pays for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -114,7 +133,9 @@ pub struct Payout {
     pub penalty: u64,
     /// Sum of the validation lines.
     pub validation: u64,
-    /// Paid: `gross − cap_cut − penalty + validation`.
+    /// The account's shares of sales in the epoch, by purchase.
+    pub sales: Vec<Sale>,
+    /// Paid: `gross − cap_cut − penalty + validation + Σ sales`.
     pub amount: u64,
     /// Position among the epoch's leaves (accounts in byte order).
     pub leaf_index: u64,
@@ -162,12 +183,14 @@ fn preferred(a: &Contribution, b: &Contribution) -> bool {
         > (&b.scorer_version, score_bp(b.score), b.verdict == Verdict::Accept)
 }
 
-/// Folds `contributions` into `epoch`'s payouts under `policy`. Contributions received outside the
-/// epoch, or scored by a scorer the policy does not pay on, are ignored.
+/// Folds `contributions` and `sales` into `epoch`'s payouts under `policy`. Contributions and
+/// sales received outside the epoch, and contributions scored by a scorer the policy does not
+/// pay on, are ignored; a sale share listed twice is paid once.
 pub fn fold_epoch(
     policy: &Policy,
     epoch: Epoch,
     contributions: impl IntoIterator<Item = Contribution>,
+    sales: impl IntoIterator<Item = Sale>,
 ) -> Result<EpochRewards> {
     let mut chosen: BTreeMap<Uuid, Contribution> = BTreeMap::new();
     for c in contributions {
@@ -222,6 +245,12 @@ pub fn fold_epoch(
         }
     }
 
+    let mut shares: BTreeMap<String, Vec<Sale>> = BTreeMap::new();
+    for sale in sales.into_iter().filter(|s| s.received_at >= epoch.start && s.received_at < epoch.end) {
+        lines.entry(sale.account.clone()).or_default();
+        shares.entry(sale.account.clone()).or_default().push(sale);
+    }
+
     let mut payouts = Vec::with_capacity(lines.len());
     let mut total: u64 = 0;
     for (index, (account, mut lines)) in lines.into_iter().enumerate() {
@@ -244,7 +273,12 @@ pub fn fold_epoch(
         } else {
             0
         };
-        let amount = (capped - penalty).checked_add(validation).ok_or_else(overflow)?;
+        let mut sales = shares.remove(&account).unwrap_or_default();
+        sales.sort();
+        sales.dedup_by(|a, b| a.purchase == b.purchase);
+        let sold = sales.iter().try_fold(0u64, |acc, s| acc.checked_add(s.amount)).ok_or_else(overflow)?;
+        let amount =
+            (capped - penalty).checked_add(validation).and_then(|a| a.checked_add(sold)).ok_or_else(overflow)?;
         total = total.checked_add(amount).ok_or_else(overflow)?;
         let leaf_hash = merkle::leaf_hash(&leaf_bytes(&epoch, &account, amount));
         payouts.push(Payout {
@@ -256,6 +290,7 @@ pub fn fold_epoch(
             flagged: is_flagged,
             penalty,
             validation,
+            sales,
             amount,
             leaf_index: index as u64,
             leaf_hash,
@@ -310,7 +345,7 @@ pub(crate) mod tests {
     #[test]
     fn amounts_follow_the_policy() {
         let policy = Policy::load("v1").expect("v1");
-        let r = fold_epoch(&policy, epoch(), sample()).expect("fold");
+        let r = fold_epoch(&policy, epoch(), sample(), []).expect("fold");
         let amount = |who: &str| r.payout(who).expect(who).amount;
         // gold 1.5 + silver 1.0 chat turns, a standard preference 0.25.
         assert_eq!(amount("alice"), 1_500_000_000 + 1_000_000_000 + 250_000_000);
@@ -336,7 +371,7 @@ pub(crate) mod tests {
         let policy = Policy::load("v2").expect("v2");
         let many: Vec<Contribution> =
             (0..30).map(|n| contribution("dave", n, EventKind::ChatTurn, 0.9, Verdict::Accept)).collect();
-        let r = fold_epoch(&policy, epoch(), many).expect("fold");
+        let r = fold_epoch(&policy, epoch(), many, []).expect("fold");
         let p = r.payout("dave").expect("dave");
         assert_eq!((p.gross, p.amount, p.cap_cut), (45_000_000_000, 20_000_000_000, 25_000_000_000));
     }
@@ -344,7 +379,7 @@ pub(crate) mod tests {
     #[test]
     fn order_duplicates_and_other_epochs_change_nothing() {
         let policy = Policy::load("v1").expect("v1");
-        let base = fold_epoch(&policy, epoch(), sample()).expect("fold");
+        let base = fold_epoch(&policy, epoch(), sample(), []).expect("fold");
         let mut shuffled = sample();
         shuffled.reverse();
         shuffled.extend(sample());
@@ -354,7 +389,7 @@ pub(crate) mod tests {
         let mut other_scorer = contribution("alice", 98, EventKind::ChatTurn, 0.9, Verdict::Accept);
         other_scorer.scorer_version = "dva/m@1".into();
         shuffled.push(other_scorer);
-        assert_eq!(fold_epoch(&policy, epoch(), shuffled).expect("fold"), base);
+        assert_eq!(fold_epoch(&policy, epoch(), shuffled, []).expect("fold"), base);
     }
 
     #[test]
@@ -365,8 +400,32 @@ pub(crate) mod tests {
         new.scorer_version = "text-1.1.0".into();
         new.verdict = Verdict::Reject;
         for set in [vec![old.clone(), new.clone()], vec![new, old]] {
-            let r = fold_epoch(&policy, epoch(), set).expect("fold");
+            let r = fold_epoch(&policy, epoch(), set, []).expect("fold");
             assert_eq!(r.payout("alice").expect("alice").amount, 0);
         }
+    }
+
+    #[test]
+    fn sale_shares_are_paid_on_top_once_in_their_epoch() {
+        let policy = Policy::load("v2").expect("v2");
+        let sale = |account: &str, purchase: u128, amount: u64, minutes: i64| Sale {
+            purchase: Uuid::from_u128(purchase),
+            listing: "l".into(),
+            account: account.into(),
+            accepted: 1,
+            amount,
+            received_at: epoch().start + chrono::Duration::minutes(minutes),
+        };
+        let many: Vec<Contribution> =
+            (0..30).map(|n| contribution("dave", n, EventKind::ChatTurn, 0.9, Verdict::Accept)).collect();
+        let sales = [sale("dave", 1, 7, 1), sale("dave", 1, 7, 1), sale("erin", 2, 5, 2), sale("erin", 3, 9, 24 * 60)];
+        let r = fold_epoch(&policy, epoch(), many, sales).expect("fold");
+        let dave = r.payout("dave").expect("dave");
+        // Capped contributions, then the sale share on top (once, though listed twice).
+        assert_eq!((dave.cap_cut, dave.sales.len(), dave.amount), (25_000_000_000, 1, 20_000_000_007));
+        // A seller without contributions is paid; a sale of the next epoch is not.
+        let erin = r.payout("erin").expect("erin");
+        assert_eq!((erin.gross, erin.amount, erin.lines.len()), (0, 5, 0));
+        assert_eq!(r.total, 20_000_000_012);
     }
 }

@@ -14,6 +14,6 @@ pub mod proof;
 
 pub use epoch::Epoch;
 pub use error::{Result, RewardsError};
-pub use fold::{Contribution, EpochRewards, LineRole, Payout, RewardLine, Vote, fold_epoch};
+pub use fold::{Contribution, EpochRewards, LineRole, Payout, RewardLine, Sale, Vote, fold_epoch};
 pub use policy::Policy;
 pub use proof::{Proof, Rejection};

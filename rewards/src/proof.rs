@@ -165,7 +165,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, who)| contribution(who, i as u128, EventKind::ChatTurn, 0.9, Verdict::Accept));
-        fold_epoch(&Policy::load("v1").expect("v1"), epoch(), set).expect("fold")
+        fold_epoch(&Policy::load("v1").expect("v1"), epoch(), set, []).expect("fold")
     }
 
     #[test]

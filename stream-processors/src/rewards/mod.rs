@@ -10,15 +10,21 @@
 //! so after a crash the processor resumes at the epoch after the last marker; an epoch is never
 //! recorded twice, and a recomputation (a retry, `gata replay`) yields the same payout ids and
 //! the same root.
+//!
+//! Marketplace sales are paid through the same ledger: the shares of every purchase the
+//! marketplace projection accepts ([`recorded_sales`], from the lake's copy of the marketplace
+//! log) are added to the payouts of the epoch the purchase was received in.
 
 pub mod replay;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use gata_infra::contract::{Limits, MarketEvent};
 use gata_infra::telemetry::register;
 use gata_lakehouse::{Lake, TableId};
-use gata_rewards::{Epoch, EpochRewards, Policy, fold_epoch};
+use gata_marketplace::Market;
+use gata_rewards::{Epoch, EpochRewards, Policy, Sale, fold_epoch};
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -118,6 +124,7 @@ pub async fn close_due(
     };
     let mut closed = Vec::new();
     let mut epoch = Epoch::at(policy.epoch, next);
+    let sales = if after(&epoch, settings.grace) { recorded_sales(lake).await? } else { Vec::new() };
     while after(&epoch, settings.grace) {
         let unscored = lake.unscored(epoch.start, epoch.end).await?;
         if unscored > 0 {
@@ -129,7 +136,7 @@ pub async fn close_due(
                 "closing an epoch with unscored submissions; they are not paid (see gata replay)");
         }
         let contributions = lake.contributions(Some((epoch.start, epoch.end))).await?;
-        let rewards = fold_epoch(policy, epoch, contributions)?;
+        let rewards = fold_epoch(policy, epoch, contributions, sales.iter().cloned())?;
         table = lake.record_epoch(table, &rewards).await?;
         tracing::info!(epoch = %rewards.epoch, payouts = rewards.payouts.len(), total = rewards.total,
             root = %hex::encode(rewards.root), "epoch closed");
@@ -137,4 +144,36 @@ pub async fn close_due(
         epoch = Epoch::at(policy.epoch, epoch.index + 1);
     }
     Ok(closed)
+}
+
+/// Every revenue share of the purchases the marketplace projection accepts, folding the lake's
+/// copy of the marketplace log (`market_events`) in log order. A purchase is checked only
+/// against its own listing's events (one partition), so the result does not depend on how
+/// partitions interleave.
+pub async fn recorded_sales(lake: &Lake) -> Result<Vec<Sale>> {
+    let limits = Limits { max_future_skew: Duration::MAX, ..Limits::default() };
+    let mut market = Market::default();
+    for record in lake.market_log().await? {
+        let (Ok(event), Some(at)) = (
+            MarketEvent::parse(record.payload.as_bytes(), &limits),
+            DateTime::from_timestamp_micros(record.received_us),
+        ) else {
+            continue;
+        };
+        // A refused event leaves the state as it was, on every replay alike.
+        let _ = market.apply(&event, at);
+    }
+    Ok(market
+        .purchases()
+        .flat_map(|p| {
+            p.shares.iter().map(|s| Sale {
+                purchase: p.purchase_id,
+                listing: p.listing_id.clone(),
+                account: s.contributor_id.clone(),
+                accepted: s.accepted,
+                amount: s.amount,
+                received_at: p.received_at,
+            })
+        })
+        .collect())
 }

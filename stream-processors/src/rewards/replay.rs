@@ -429,10 +429,11 @@ pub async fn replay(
     let all: Vec<Contribution> = replayed.iter().cloned().chain(dva).collect();
     let recorded_epochs: Vec<EpochRewards> =
         recorded_epochs.into_iter().filter(|e| e.policy_version == options.recorded.version).collect();
+    let sales = super::recorded_sales(lake).await?;
     let mut replayed_epochs = Vec::new();
     let mut epoch_diffs = Vec::new();
     for recorded in &recorded_epochs {
-        let mine = fold_epoch(&options.pay, recorded.epoch, all.iter().cloned())?;
+        let mine = fold_epoch(&options.pay, recorded.epoch, all.iter().cloned(), sales.iter().cloned())?;
         epoch_diffs.push(compare_epoch(recorded, &mine));
         replayed_epochs.push(mine);
     }

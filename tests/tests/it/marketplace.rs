@@ -2,7 +2,8 @@
 //! buyer purchases it — the price split exactly among the granting contributors' accepted rows —
 //! and reads it in SQL with only granted rows; a revoke hides a contributor's rows from the next
 //! read; forged and wrong requests are refused with a reason; the state is rebuilt from the log
-//! after a restart, and every event is in the `market_events` table.
+//! after a restart, and every event is in the `market_events` table. Sale shares are paid
+//! through the rewards ledger in the purchase's epoch, and `gata replay` recomputes them.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::{
     bin,
+    rewards::{gata as gata_cli, two_second_policy},
     scoring::{PROMPTS, at, turn, uuid, wait_for_scores},
 };
 
@@ -52,7 +54,13 @@ async fn visible(api: &Api) -> Option<BTreeMap<String, u64>> {
 async fn listings_grants_purchases_and_revokes_hold_on_sql() {
     let dir = tempfile::tempdir().unwrap();
     let principals = principals();
-    let env = [("GATA__AUTH__PRINCIPALS", principals.as_str())];
+    let policy = two_second_policy(dir.path());
+    let env = [
+        ("GATA__AUTH__PRINCIPALS", principals.as_str()),
+        ("GATA__REWARDS__POLICY", policy.as_str()),
+        ("GATA__REWARDS__GRACE", "1s"),
+        ("GATA__REWARDS__INTERVAL", "300ms"),
+    ];
     let port = free_port();
     let mut gata = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
     let open = gata.client();
@@ -166,6 +174,20 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql() {
         .clone()
     );
 
+    // The shares are paid through the rewards ledger, in the epoch the purchase was received in.
+    let purchase_id = bought["purchase_id"].as_str().unwrap().to_string();
+    for (who, (_, share)) in &shares {
+        let paid = eventually(&format!("{who}'s share paid"), Duration::from_secs(60), || async {
+            let (_, doc) = admin.get(&format!("/v1/contributors/{who}/rewards")).await.ok()?;
+            doc["epochs"]
+                .as_array()?
+                .iter()
+                .find_map(|e| e["sales"].as_array()?.iter().find(|s| s["purchase_id"] == purchase_id.as_str()).cloned())
+        })
+        .await;
+        assert_eq!(paid["amount"].as_u64(), Some(*share), "{paid}");
+    }
+
     // After a restart the state is rebuilt from the log: the same purchase, the same grants.
     gata.kill();
     let gata = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
@@ -173,4 +195,11 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql() {
     assert_eq!(visible(&bob).await.unwrap().keys().collect::<Vec<_>>(), ["ben"]);
     let (_, listings) = bob.get("/v1/marketplace/listings").await.unwrap();
     assert_eq!(listings["listings"][0]["granting_contributors"], 1, "{listings}");
+
+    // A replay recomputes every recorded epoch, sale shares included, to the same roots.
+    drop(gata);
+    let (code, out, err) =
+        gata_cli(dir.path(), &[("GATA__REWARDS__POLICY", policy.clone())], &["replay", "--projection", "rewards"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("same root") && !out.contains("DIFFERS"), "{out}");
 }

@@ -27,7 +27,7 @@ use crate::{
 };
 
 /// Runs `gata <args> --data-dir dir`; returns (exit code, stdout, stderr).
-fn gata(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
+pub(crate) fn gata(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String, String) {
     let out = Command::new(bin())
         .args(args)
         .arg("--data-dir")
@@ -39,7 +39,7 @@ fn gata(dir: &Path, env: &[(&str, String)], args: &[&str]) -> (i32, String, Stri
 }
 
 /// Policy v1 with two-second epochs, so epochs close during a test; returns its path.
-fn two_second_policy(dir: &Path) -> String {
+pub(crate) fn two_second_policy(dir: &Path) -> String {
     let policy = dir.join("policy-2s.toml");
     let text = include_str!("../../../policy/v1.toml")
         .replace("version = \"v1\"", "version = \"t2s\"")
