@@ -99,6 +99,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
                 followed,
                 producer.clone(),
                 query.engine().clone(),
+                catalog.clone(),
                 cfg.ingest.limits.clone(),
             );
             (Some(query.with_views(Arc::new(market.clone()))), Some(market))

@@ -28,6 +28,9 @@ pub enum MarketError {
     /// Nothing to sell: no granted, accepted rows in the listing.
     #[error("{0}")]
     Empty(String),
+    /// A stream cursor points at history that is gone (vacuumed).
+    #[error("{0}")]
+    Gone(String),
     /// The log or the lake did not answer in time.
     #[error("marketplace unavailable: {0}")]
     Unavailable(String),
@@ -53,6 +56,7 @@ impl MarketError {
             }
             Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Refused(_) | Self::Empty(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Unavailable(_) | Self::Kafka(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Query(e) => (e.status_and_code().0, "query"),
         }

@@ -19,6 +19,7 @@ pub mod routes;
 pub mod service;
 pub mod split;
 pub mod state;
+pub mod stream;
 
 pub use error::{MarketError, Result};
 pub use listing::listing_sql;

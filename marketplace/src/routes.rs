@@ -10,13 +10,15 @@
 //! | `GET /v1/marketplace/grants` | a contributor: theirs; operators: all |
 //! | `POST /v1/marketplace/purchases` | buyers |
 //! | `GET /v1/marketplace/purchases` | a buyer: theirs; operators: all |
+//! | `GET /v1/marketplace/listings/{id}/stream` | a buyer who owns it: its rows as they land (NDJSON or SSE), from `?cursor=` / `Last-Event-ID` |
 //!
 //! With auth off (loopback, no principals) the local admin acts for whoever the body names.
 
 use axum::{
     Extension, Json, Router,
+    body::{Body, Bytes},
     extract::{Path, State, rejection::JsonRejection},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
@@ -28,7 +30,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{MarketError, Marketplace, Result};
+use futures::StreamExt as _;
+
+use crate::{MarketError, Marketplace, Result, stream::Event as StreamEvent};
 
 /// The marketplace routes.
 pub fn router(market: Marketplace) -> Router {
@@ -36,6 +40,7 @@ pub fn router(market: Marketplace) -> Router {
         .route("/v1/marketplace/listings", get(listings))
         .route("/v1/marketplace/listings", post(publish))
         .route("/v1/marketplace/listings/{id}/withdraw", post(withdraw))
+        .route("/v1/marketplace/listings/{id}/stream", get(stream))
         .route("/v1/marketplace/grants", get(grants))
         .route("/v1/marketplace/grants", post(grant))
         .route("/v1/marketplace/revokes", post(revoke))
@@ -207,4 +212,59 @@ async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Princip
         })
         .await?;
     Ok(Json(json!({ "purchases": mine })))
+}
+
+/// The query of a stream subscription.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// Resume after this cursor (from a delivered row, or an idle line).
+    cursor: Option<String>,
+    /// `earliest`: every row the listing ever had; default: rows landing from now on.
+    from: Option<String>,
+    /// The buyer (named only when auth is off).
+    buyer: Option<String>,
+}
+
+async fn stream(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    Path(listing_id): Path<String>,
+    query: std::result::Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let axum::extract::Query(q) =
+        query.map_err(|e| MarketError::Invalid(vec![Violation::new("query", e.body_text())]))?;
+    let own = (p.role == Role::Buyer).then_some(p.name.as_str());
+    let buyer = acting(&p, own, q.buyer.as_deref(), "subscribe to listings")?;
+    let spec = m
+        .read(|market| market.entitlements(&buyer).get(&listing_id).map(|s| (*s).clone()))
+        .await?
+        .ok_or_else(|| MarketError::Forbidden(format!("{buyer} has not purchased {listing_id}")))?;
+    let resume = q.cursor.as_deref().or_else(|| headers.get("last-event-id").and_then(|v| v.to_str().ok()));
+    let cursor = crate::stream::start(&m.catalog(), resume, q.from.as_deref() == Some("earliest")).await?;
+    let sse =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let events = crate::stream::subscribe(m, buyer, spec, cursor);
+    let bytes = events.map(move |e| Ok::<_, std::convert::Infallible>(Bytes::from(frame(&e, sse))));
+    let content_type = if sse { "text/event-stream" } else { "application/x-ndjson" };
+    Ok(([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(bytes))
+        .into_response())
+}
+
+/// One stream event on the wire: an SSE frame (`id:` the cursor, `event:` the kind) or an
+/// NDJSON line.
+fn frame(event: &StreamEvent, sse: bool) -> String {
+    match (event, sse) {
+        (StreamEvent::Row(d), true) => {
+            format!("id: {}\nevent: {}\ndata: {}\n\n", d.cursor, d.kind.name(), Value::Object(d.row.clone()))
+        }
+        (StreamEvent::Row(d), false) => {
+            format!("{}\n", json!({"cursor": d.cursor, "kind": d.kind.name(), "row": d.row}))
+        }
+        (StreamEvent::Idle(cursor), true) => format!(": idle at {cursor}\n\n"),
+        (StreamEvent::Idle(cursor), false) => format!("{}\n", json!({"cursor": cursor, "idle": true})),
+        (StreamEvent::Failed(why), true) => format!("event: error\ndata: {}\n\n", json!({"error": why})),
+        (StreamEvent::Failed(why), false) => format!("{}\n", json!({"error": why})),
+    }
 }

@@ -3,7 +3,7 @@
 //! computes a purchase's revenue split from the lake, and tells the query service which listing
 //! tables each principal may read.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use gata_infra::{
@@ -11,7 +11,7 @@ use gata_infra::{
     contract::{ListingSpec, MarketAction, MarketEvent, RevenueShare},
     topics::{MARKETPLACE, SCHEMA_HEADER},
 };
-use gata_query_api::{View, Views, sql::SqlEngine};
+use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
@@ -29,6 +29,7 @@ pub struct Marketplace {
     followed: Followed,
     producer: FutureProducer,
     engine: SqlEngine,
+    catalog: Arc<Catalog>,
     limits: gata_infra::contract::Limits,
 }
 
@@ -39,14 +40,29 @@ impl std::fmt::Debug for Marketplace {
 }
 
 impl Marketplace {
-    /// A service over the followed state, producing with `producer`, counting rows with `engine`.
+    /// A service over the followed state, producing with `producer`, counting rows with
+    /// `engine`, streaming from `catalog`'s tables.
     pub fn new(
         followed: Followed,
         producer: FutureProducer,
         engine: SqlEngine,
+        catalog: Arc<Catalog>,
         limits: gata_infra::contract::Limits,
     ) -> Self {
-        Self { followed, producer, engine, limits }
+        Self { followed, producer, engine, catalog, limits }
+    }
+
+    /// The lake's tables.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
+    }
+
+    /// Whether `buyer` still owns `listing` and `contributor` still grants it access, now.
+    pub fn still_visible(&self, buyer: &str, listing: &str, contributor: &str) -> bool {
+        self.followed.market.read().is_ok_and(|m| {
+            m.entitlements(buyer).contains_key(listing)
+                && m.grants().get(contributor).is_some_and(|g| g.allows(listing))
+        })
     }
 
     /// Reads the state once the log as it stood at start has been applied.

@@ -409,7 +409,7 @@ impl SqlEngine {
 }
 
 /// Registers `table` in `ctx` under `name`.
-async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
+pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> Result<()> {
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|source| QueryError::Table { table: name.to_string(), source: Box::new(source) })?;

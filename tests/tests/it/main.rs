@@ -29,7 +29,7 @@ fn bin() -> &'static Path {
 }
 
 /// Seeded events as JSON, split by kind: (turns, preferences, images).
-fn workload(seed: u64, turns: usize, images: usize) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+pub(crate) fn workload(seed: u64, turns: usize, images: usize) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     let events = Workload::new(seed, 40).events(turns, images);
     let json = |f: fn(&Event) -> bool| -> Vec<Value> {
         events.iter().filter(|e| f(e)).map(|e| serde_json::to_value(e).expect("event JSON")).collect()

@@ -203,3 +203,116 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("same root") && !out.contains("DIFFERS"), "{out}");
 }
+
+/// Reads NDJSON lines from `resp` until `want` rows arrived or `within` passed; idle lines are
+/// skipped. Returns the rows (each `{cursor, kind, row}`).
+async fn read_rows(resp: &mut reqwest::Response, want: usize, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    let (mut rows, mut buf) = (Vec::new(), Vec::<u8>::new());
+    while rows.len() < want {
+        let Ok(chunk) = tokio::time::timeout_at(deadline, resp.chunk()).await else { break };
+        let Some(chunk) = chunk.unwrap() else { break };
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            let v: Value = serde_json::from_slice(&line).unwrap();
+            assert!(v.get("error").is_none(), "{v}");
+            if v.get("row").is_some() {
+                rows.push(v);
+            }
+        }
+    }
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listing_stream_resumes_from_its_cursor_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let gata = Gata::start_on(bin(), dir.path(), free_port(), &[]).await.unwrap();
+    // Open local mode: the local admin acts for the contributor or buyer a request names.
+    let api = gata.client();
+    let (turns, prefs, _) = crate::workload(43, 80, 0);
+    let (first, rest) = turns.split_at(30);
+    let listing = json!({"listing_id": "live_chat", "version": 1, "title": "Live chat",
+        "kinds": ["chat_turn", "preference"], "price": 1000, "terms": "t"});
+    assert_eq!(post(&api, "/v1/marketplace/listings", listing).await.0, 201);
+    let mut people: Vec<&str> = turns.iter().chain(&prefs).map(|e| e["contributor_id"].as_str().unwrap()).collect();
+    people.sort();
+    people.dedup();
+    for who in &people {
+        let (s, body) = post(&api, "/v1/marketplace/grants", json!({"contributor_id": who})).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    assert_eq!(api.post_ndjson("/v1/chat-turns", first).await.unwrap().0, 202);
+    wait_for_scores(&api, first.len() as u64).await;
+    let (s, body) = post(
+        &api,
+        "/v1/marketplace/purchases",
+        json!({"listing_id": "live_chat", "payment_ref": "p",
+        "buyer": "bob"}),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+
+    // Subscribe from the beginning, take five rows, hang up.
+    let url = format!("{}/v1/marketplace/listings/live_chat/stream?buyer=bob&from=earliest", api.base);
+    let mut resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/x-ndjson"));
+    let before = read_rows(&mut resp, 5, Duration::from_secs(60)).await;
+    assert_eq!(before.len(), 5);
+    drop(resp);
+
+    // More lands while nobody listens; one contributor revokes.
+    let revoker = rest[0]["contributor_id"].as_str().unwrap();
+    assert_eq!(post(&api, "/v1/marketplace/revokes", json!({"contributor_id": revoker})).await.0, 200);
+    assert_eq!(api.post_ndjson("/v1/chat-turns", rest).await.unwrap().0, 202);
+    assert_eq!(api.post_ndjson("/v1/preferences", &prefs).await.unwrap().0, 202);
+    wait_for_scores(&api, (turns.len() + prefs.len()) as u64).await;
+
+    // Resume from the last cursor: exactly the rest of what the listing holds now.
+    let cursor = before.last().unwrap()["cursor"].as_str().unwrap();
+    let mut resp = reqwest::get(format!("{url}&cursor={cursor}")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let key = |v: &Value| (v["kind"].as_str().unwrap().to_string(), v["row"]["event_id"].as_str().unwrap().to_string());
+    let expected: std::collections::BTreeSet<(String, String)> = {
+        let mut all = std::collections::BTreeSet::new();
+        for (kind, table) in [("chat_turn", "chat_turns"), ("preference", "preferences")] {
+            for r in api.rows(&format!("SELECT event_id FROM live_chat.{table}")).await.unwrap() {
+                all.insert((kind.to_string(), r["event_id"].as_str().unwrap().to_string()));
+            }
+        }
+        all
+    };
+    let first_five: Vec<(String, String)> = before.iter().map(key).collect();
+    let want = expected.iter().filter(|k| !first_five.contains(k)).count();
+    let mut after = read_rows(&mut resp, want, Duration::from_secs(60)).await;
+    // Nothing more comes (a duplicate would).
+    after.extend(read_rows(&mut resp, 1, Duration::from_secs(3)).await);
+    let mut seen: Vec<(String, String)> = first_five.clone();
+    seen.extend(after.iter().map(key));
+    let unique: std::collections::BTreeSet<(String, String)> = seen.iter().cloned().collect();
+    assert_eq!(seen.len() - unique.len(), 0, "duplicates");
+    let gaps: Vec<_> = expected.iter().filter(|k| !unique.contains(k)).collect();
+    assert!(gaps.is_empty(), "gaps: {gaps:?}");
+    assert_eq!(after.len(), want, "a row too many or too few after resuming");
+    assert!(
+        after.iter().all(|r| r["row"]["contributor_id"] != revoker),
+        "a revoked contributor's rows are not delivered"
+    );
+    drop(resp);
+
+    // The same stream as Server-Sent Events: the cursor is the event id.
+    let resp = reqwest::Client::new().get(&url).header("accept", "text/event-stream").send().await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let mut resp = resp;
+    let chunk = tokio::time::timeout(Duration::from_secs(30), resp.chunk()).await.unwrap().unwrap().unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.starts_with("id: ") && text.contains("\nevent: chat_turn\ndata: {"), "{text}");
+
+    // A buyer who bought nothing, and a cursor that is not one, are refused with a reason.
+    let (s, body) = api.get("/v1/marketplace/listings/live_chat/stream?buyer=eve").await.unwrap();
+    assert_eq!(s, 403, "{body}");
+    let (s, body) = api.get("/v1/marketplace/listings/live_chat/stream?buyer=bob&cursor=junk").await.unwrap();
+    assert_eq!(s, 422, "{body}");
+}
