@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
-# deltalake, a Flight SQL test with the ADBC driver, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
+# deltalake, a Flight SQL test with the ADBC driver, a Delta Sharing test with its Python client, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
 # bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
@@ -31,6 +31,9 @@ python3 -c 'import moto.server, flask, deltalake' 2>/dev/null ||
 # wheel (its tokenizer needs ftfy and regex).
 python3 -c 'import onnxruntime, ftfy, regex, numpy, PIL' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check onnxruntime ftfy regex numpy pillow
+# Delta Sharing interop: the reference Python client reads the marketplace's shares.
+python3 -c 'import delta_sharing' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check delta-sharing
 # Arrow Flight SQL interop: the ADBC Flight SQL driver, as BI tools and notebooks use it.
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check adbc-driver-flightsql adbc-driver-manager pyarrow

@@ -42,9 +42,10 @@ pub fn app(
     auth: Authenticator,
     ingest: Option<gata_ingest::IngestState>,
     query: Option<gata_query_api::QueryState>,
-    market: Option<gata_marketplace::Marketplace>,
+    market: Option<(gata_marketplace::Marketplace, gata_marketplace::sharing::Sharing)>,
     ops: Ops,
 ) -> Router {
+    let (market, sharing) = market.unzip();
     let ingest = ingest
         .map(|state| gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter)))
         .unwrap_or_default();
@@ -57,6 +58,7 @@ pub fn app(
         .merge(ingest)
         .merge(query.map(gata_query_api::router).unwrap_or_default())
         .merge(market.map(gata_marketplace::router).unwrap_or_default())
+        .merge(sharing.clone().map(gata_marketplace::sharing::router).unwrap_or_default())
         .merge(metrics_route.with_state(ops.clone()))
         .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
     Router::new()
@@ -65,6 +67,8 @@ pub fn app(
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(ops)
         .merge(api)
+        // Pre-signed Delta Sharing file URLs carry their own credential.
+        .merge(sharing.map(gata_marketplace::sharing::files_router).unwrap_or_default())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json") })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         .layer(ConcurrencyLimitLayer::new(cfg.max_concurrency))

@@ -102,7 +102,14 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
                 catalog.clone(),
                 cfg.ingest.limits.clone(),
             );
-            (Some(query.with_views(Arc::new(market.clone()))), Some(market))
+            let query = query.with_views(Arc::new(market.clone()));
+            let sharing = gata_marketplace::sharing::Sharing::new(
+                market.clone(),
+                query.engine().clone(),
+                cfg.data_dir.join("sharing"),
+                signing_key(),
+            );
+            (Some(query), Some((market, sharing)))
         }
         None => (None, None),
     };
@@ -333,4 +340,11 @@ pub async fn lake_engine(cfg: &GataConfig) -> anyhow::Result<gata_query_api::sql
 pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<gata_query_api::sql::QueryAnswer> {
     let engine = lake_engine(cfg).await?;
     Ok(engine.run(&gata_infra::auth::Principal::local_admin(), sql, Vec::new()).await?)
+}
+
+/// A fresh random key for signing Delta Sharing file URLs (the SHA-256 of a new random token):
+/// URLs are valid on the process that issued them, for their lifetime.
+fn signing_key() -> [u8; 32] {
+    let digest = gata_infra::auth::token_hash(&gata_infra::auth::new_token());
+    hex::decode(digest).ok().and_then(|bytes| bytes.try_into().ok()).unwrap_or_default()
 }

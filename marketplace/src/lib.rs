@@ -10,13 +10,15 @@
 //!   and only the rows of contributors who grant access.
 //! - [`follower`] keeps the state current from the log; [`service::Marketplace`] takes new
 //!   events (read-your-writes), computes splits from the lake and gives buyers their listing
-//!   tables in SQL; [`routes`] serves it over HTTP.
+//!   tables in SQL; [`routes`] serves it over HTTP, [`stream`] as listing streams, and
+//!   [`sharing`] over the Delta Sharing protocol.
 
 pub mod error;
 pub mod follower;
 pub mod listing;
 pub mod routes;
 pub mod service;
+pub mod sharing;
 pub mod split;
 pub mod state;
 pub mod stream;

@@ -1,6 +1,6 @@
 //! The marketplace end to end: a curator publishes a listing, contributors grant (or not), a
 //! buyer purchases it — the price split exactly among the granting contributors' accepted rows —
-//! and reads it in SQL with only granted rows; a revoke hides a contributor's rows from the next
+//! and reads it in SQL and with the `delta-sharing` client with only granted rows; a revoke hides a contributor's rows from the next
 //! read; forged and wrong requests are refused with a reason; the state is rebuilt from the log
 //! after a restart, and every event is in the `market_events` table. Sale shares are paid
 //! through the rewards ledger in the purchase's epoch, and `gata replay` recomputes them.
@@ -50,8 +50,18 @@ async fn visible(api: &Api) -> Option<BTreeMap<String, u64>> {
     Some(rows.iter().map(|r| (r["contributor_id"].as_str().unwrap().to_string(), r["n"].as_u64().unwrap())).collect())
 }
 
+/// Runs the `delta-sharing` client script as `token`; returns what it read.
+fn sharing_client(endpoint: &str, token: &str, dir: &std::path::Path) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/delta_sharing_client.py");
+    let profile = dir.join(format!("{token}.share"));
+    let out =
+        std::process::Command::new("python3").arg(script).arg(endpoint).arg(token).arg(&profile).output().unwrap();
+    assert!(out.status.success(), "delta_sharing_client.py: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn listings_grants_purchases_and_revokes_hold_on_sql() {
+async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     let dir = tempfile::tempdir().unwrap();
     let principals = principals();
     let policy = two_second_policy(dir.path());
@@ -146,10 +156,46 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql() {
     assert_eq!(s, 400, "the tables under a listing stay out of reach");
     assert!(visible(&eve).await.is_none(), "eve bought nothing");
 
-    // A revoke takes effect for the next read.
+    // The same rows through the Delta Sharing protocol, read by the delta-sharing client.
+    let endpoint = format!("{}/delta-sharing", open.base);
+    let shared = sharing_client(&endpoint, BOB, dir.path());
+    let ids: Vec<Value> = bob
+        .rows("SELECT event_id FROM garden_chat.chat_turns ORDER BY event_id")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r["event_id"].clone())
+        .collect();
+    assert_eq!(shared["shares"], json!(["garden_chat"]), "{shared}");
+    let table = &shared["tables"]["garden_chat.default.chat_turns"];
+    assert_eq!(table["event_ids"], json!(ids), "{shared}");
+    assert_eq!(table["contributors"], json!(["ann", "ben"]), "{shared}");
+    assert_eq!(sharing_client(&endpoint, EVE, dir.path())["shares"], json!([]), "eve bought nothing");
+
+    // A file URL works as signed, and not once altered or without a token's share.
+    let query = bob
+        .request(reqwest::Method::POST, "/delta-sharing/shares/garden_chat/schemas/default/tables/chat_turns/query")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(query.headers().contains_key("delta-table-version"));
+    let lines = query.text().await.unwrap();
+    let file: Value = serde_json::from_str(lines.lines().nth(2).unwrap()).unwrap();
+    let url = file["file"]["url"].as_str().unwrap();
+    let body = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    assert!(body.starts_with(b"PAR1"), "a Parquet file");
+    let forged = format!("{}0", &url[..url.len() - 1]);
+    assert_eq!(reqwest::get(&forged).await.unwrap().status(), 403);
+    let (s, _) = eve.get("/delta-sharing/shares/garden_chat/schemas/default/tables/chat_turns/version").await.unwrap();
+    assert_eq!(s, 404, "a share eve does not own does not exist for her");
+
+    // A revoke takes effect for the next read, on every path.
     assert_eq!(post(&ann, "/v1/marketplace/revokes", json!({"listing_id": "garden_chat"})).await.0, 200);
     let seen = visible(&bob).await.unwrap();
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["ben"], "{seen:?}");
+    let shared = sharing_client(&endpoint, BOB, dir.path());
+    assert_eq!(shared["tables"]["garden_chat.default.chat_turns"]["contributors"], json!(["ben"]), "{shared}");
 
     let (_, mine) = bob.get("/v1/marketplace/purchases").await.unwrap();
     assert_eq!(mine["purchases"].as_array().unwrap().len(), 1, "{mine}");

@@ -1,0 +1,428 @@
+//! A Delta Sharing protocol server (the REST protocol of delta-io/delta-sharing, parquet
+//! response format), so buyers read their purchases with the standard `delta-sharing` Python
+//! client, pandas or Spark.
+//!
+//! A share is a listing the caller may read (a buyer's purchases; every listing for operators),
+//! with one schema, `default`, holding one table per kind of the listing. A listing table is a
+//! row-level view (only granted contributors' rows), so it has no Delta files of its own to
+//! hand out: a query materializes the view as the caller may see it now into one Parquet file,
+//! named by a hash of its definition and of the lake's table versions (the same answer is
+//! written once), and answers a pre-signed URL to it: `/delta-sharing/files/{id}` with an
+//! expiry and an HMAC-SHA256 signature, served without a bearer token and with range requests.
+//! The table version is the version of `quality_scores`, where rows enter listings.
+
+use std::{
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Extension, Json, Router,
+    body::Body,
+    extract::{
+        Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use futures::StreamExt as _;
+use gata_infra::auth::Principal;
+use gata_lakehouse::deltalake::{
+    kernel::{StructType, engine::arrow_conversion::TryFromArrow as _},
+    parquet::arrow::ArrowWriter,
+};
+use gata_query_api::{Views as _, executor::Cap, sql::SqlEngine};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::Marketplace;
+
+/// The schema every share holds.
+const SCHEMA: &str = "default";
+/// How long a pre-signed file URL stays valid.
+const URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// Materialized answers older than this are removed when a new one is written.
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+
+/// What the sharing routes share.
+#[derive(Clone)]
+pub struct Sharing {
+    market: Marketplace,
+    engine: SqlEngine,
+    dir: PathBuf,
+    key: Arc<[u8; 32]>,
+}
+
+impl Sharing {
+    /// Sharing of `market`'s listings, read through `engine` (which must register the
+    /// marketplace's views), materializing answers under `dir`, signing URLs with `key`.
+    pub fn new(market: Marketplace, engine: SqlEngine, dir: PathBuf, key: [u8; 32]) -> Self {
+        Self { market, engine, dir, key: Arc::new(key) }
+    }
+}
+
+/// A protocol error, answered as `{"errorCode", "message"}`.
+#[derive(Debug)]
+pub struct ShareError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ShareError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"errorCode": self.code, "message": self.message}))).into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ShareError {
+    ShareError { status, code, message: message.into() }
+}
+
+fn not_found(what: &str) -> ShareError {
+    error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", format!("{what} does not exist or is not shared with you"))
+}
+
+fn internal(e: impl std::fmt::Display) -> ShareError {
+    tracing::warn!(error = %e, "delta sharing request failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string())
+}
+
+type Answer = Result<Response, ShareError>;
+
+/// The routes that need the caller (behind the bearer-token layer).
+pub fn router(sharing: Sharing) -> Router {
+    Router::new()
+        .route("/delta-sharing/shares", get(shares))
+        .route("/delta-sharing/shares/{share}", get(share))
+        .route("/delta-sharing/shares/{share}/schemas", get(schemas))
+        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables", get(tables))
+        .route("/delta-sharing/shares/{share}/all-tables", get(all_tables))
+        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/version", get(version))
+        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/metadata", get(metadata))
+        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/query", axum::routing::post(query))
+        .with_state(sharing)
+}
+
+/// The pre-signed file route (no bearer token: the signature is the credential).
+pub fn files_router(sharing: Sharing) -> Router {
+    Router::new().route("/delta-sharing/files/{id}", get(file)).with_state(sharing)
+}
+
+/// The listing tables `principal` may read, as (share, table, SQL name).
+fn shared(s: &Sharing, principal: &Principal) -> Vec<(String, String)> {
+    s.market.views(principal).into_iter().map(|v| (v.schema, v.table)).collect()
+}
+
+async fn shares(State(s): State<Sharing>, Extension(p): Extension<Principal>) -> Response {
+    let mut names: Vec<String> = shared(&s, &p).into_iter().map(|(share, _)| share).collect();
+    names.dedup();
+    let items: Vec<Value> = names.iter().map(|n| json!({"name": n, "id": n})).collect();
+    Json(json!({ "items": items })).into_response()
+}
+
+async fn share(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+    if shared(&s, &p).iter().any(|(share, _)| *share == name) {
+        Ok(Json(json!({"share": {"name": name, "id": name}})).into_response())
+    } else {
+        Err(not_found(&format!("share {name}")))
+    }
+}
+
+async fn schemas(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+    if shared(&s, &p).iter().any(|(share, _)| *share == name) {
+        Ok(Json(json!({"items": [{"name": SCHEMA, "share": name}]})).into_response())
+    } else {
+        Err(not_found(&format!("share {name}")))
+    }
+}
+
+fn table_items(s: &Sharing, p: &Principal, name: &str) -> Option<Value> {
+    let items: Vec<Value> = shared(s, p)
+        .into_iter()
+        .filter(|(share, _)| share == name)
+        .map(|(share, table)| {
+            json!({"name": table, "schema": SCHEMA, "share": share, "shareId": share, "id": format!("{share}.{table}")})
+        })
+        .collect();
+    (!items.is_empty()).then(|| json!({ "items": items }))
+}
+
+async fn tables(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path((name, schema)): Path<(String, String)>,
+) -> Answer {
+    match table_items(&s, &p, &name) {
+        Some(items) if schema == SCHEMA => Ok(Json(items).into_response()),
+        _ => Err(not_found(&format!("schema {name}.{schema}"))),
+    }
+}
+
+async fn all_tables(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+    table_items(&s, &p, &name)
+        .map(|items| Json(items).into_response())
+        .ok_or_else(|| not_found(&format!("share {name}")))
+}
+
+/// The addressed table, if the caller may read it: its SQL name.
+fn resolve(s: &Sharing, p: &Principal, share: &str, schema: &str, table: &str) -> Result<String, ShareError> {
+    if schema == SCHEMA && shared(s, p).iter().any(|(sh, t)| sh == share && t == table) {
+        Ok(format!("\"{share}\".\"{table}\""))
+    } else {
+        Err(not_found(&format!("table {share}.{schema}.{table}")))
+    }
+}
+
+/// The table version: `quality_scores`'s, where rows enter listings.
+async fn table_version(s: &Sharing) -> Result<i64, ShareError> {
+    let tables = s.market.catalog().latest().await.map_err(internal)?;
+    Ok(tables.get("quality_scores").and_then(|t| t.table.version()).map_or(0, |v| v as i64))
+}
+
+fn with_version(mut resp: Response, version: i64) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&version.to_string()) {
+        resp.headers_mut().insert("delta-table-version", v);
+    }
+    resp
+}
+
+async fn version(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path((share, schema, table)): Path<(String, String, String)>,
+) -> Answer {
+    resolve(&s, &p, &share, &schema, &table)?;
+    Ok(with_version(StatusCode::OK.into_response(), table_version(&s).await?))
+}
+
+/// The `protocol` and `metaData` lines of `sql`'s answer.
+async fn head_lines(s: &Sharing, p: &Principal, id: &str, sql: &str) -> Result<String, ShareError> {
+    let schema = s.engine.schema(p, sql).await.map_err(internal)?;
+    let delta = StructType::try_from_arrow(schema.as_ref()).map_err(internal)?;
+    let schema_string = serde_json::to_string(&delta).map_err(internal)?;
+    let protocol = json!({"protocol": {"minReaderVersion": 1}});
+    let meta = json!({"metaData": {"id": id, "format": {"provider": "parquet"}, "schemaString": schema_string,
+        "partitionColumns": [], "configuration": {}}});
+    Ok(format!("{protocol}\n{meta}\n"))
+}
+
+fn ndjson(body: String, version: i64) -> Response {
+    with_version(([(header::CONTENT_TYPE, "application/x-ndjson; charset=utf-8")], body).into_response(), version)
+}
+
+async fn metadata(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path((share, schema, table)): Path<(String, String, String)>,
+) -> Answer {
+    let sql = format!("SELECT * FROM {}", resolve(&s, &p, &share, &schema, &table)?);
+    let version = table_version(&s).await?;
+    Ok(ndjson(head_lines(&s, &p, &format!("{share}.{table}"), &sql).await?, version))
+}
+
+/// The body of a table query (hints are optional and may be ignored by a server).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryRequest {
+    version: Option<i64>,
+    timestamp: Option<String>,
+    #[serde(flatten)]
+    _hints: serde_json::Map<String, Value>,
+}
+
+async fn query(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path((share, schema, table)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Result<Json<QueryRequest>, JsonRejection>,
+) -> Answer {
+    // The body is optional (hints only); a missing or empty one means a plain query.
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let sql = format!("SELECT * FROM {}", resolve(&s, &p, &share, &schema, &table)?);
+    let version = table_version(&s).await?;
+    if req.version.is_some_and(|v| v != version) || req.timestamp.is_some() {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            format!("listing tables are shared at their current version ({version}) only"),
+        ));
+    }
+    let head = head_lines(&s, &p, &format!("{share}.{table}"), &sql).await?;
+    let (id, size, rows) = materialize(&s, &p, &sql).await?;
+    let expires = SystemTime::now() + URL_TTL;
+    let expires_s = expires.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or("http");
+    let url =
+        format!("{scheme}://{host}/delta-sharing/files/{id}?expires={expires_s}&sig={}", sign(&s.key, &id, expires_s));
+    let file = json!({"file": {"url": url, "id": id, "partitionValues": {}, "size": size,
+        "stats": json!({"numRecords": rows}).to_string(), "expirationTimestamp": expires_s * 1000}});
+    Ok(ndjson(format!("{head}{file}\n"), version))
+}
+
+/// Writes `sql`'s answer for `p` as one Parquet file (once per distinct answer); returns its
+/// id, size and row count.
+async fn materialize(s: &Sharing, p: &Principal, sql: &str) -> Result<(String, u64, u64), ShareError> {
+    // The answer is a function of the view's definition (grants included) and the table versions.
+    let views = s.market.views(p);
+    let tables = s.market.catalog().latest().await.map_err(internal)?;
+    let mut hasher = Sha256::new();
+    hasher.update(sql.as_bytes());
+    for v in &views {
+        hasher.update(v.sql.as_bytes());
+    }
+    for (name, t) in &tables {
+        hasher.update(format!("{name}@{:?}", t.table.version()).as_bytes());
+    }
+    let id = hex::encode(hasher.finalize());
+    let path = s.dir.join(format!("{id}.parquet"));
+    if let Some(rows) = cached_rows(&path) {
+        let size = std::fs::metadata(&path).map_err(internal)?.len();
+        return Ok((id, size, rows));
+    }
+    std::fs::create_dir_all(&s.dir).map_err(internal)?;
+    let engine = &s.engine;
+    let mut stream =
+        engine.stream(p, sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
+    let partial = s.dir.join(format!("{id}.parquet.partial"));
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(&partial).map_err(internal)?, stream.schema(), None)
+        .map_err(internal)?;
+    let mut rows = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(internal)?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).map_err(internal)?;
+    }
+    writer.close().map_err(internal)?;
+    std::fs::rename(&partial, &path).map_err(internal)?;
+    std::fs::write(path.with_extension("rows"), rows.to_string()).map_err(internal)?;
+    sweep(&s.dir);
+    let size = std::fs::metadata(&path).map_err(internal)?.len();
+    Ok((id, size, rows))
+}
+
+fn cached_rows(path: &FsPath) -> Option<u64> {
+    std::fs::read_to_string(path.with_extension("rows")).ok()?.parse().ok().filter(|_| path.exists())
+}
+
+/// Removes materialized answers older than [`CACHE_TTL`].
+fn sweep(dir: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > CACHE_TTL);
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// HMAC-SHA256 (RFC 2104) of `data` under `key` (at most one block, 64 bytes).
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(data).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+}
+
+/// The signature of a file URL: HMAC-SHA256 of `id/expires`, hex.
+fn sign(key: &[u8; 32], id: &str, expires: u64) -> String {
+    hex::encode(hmac_sha256(key, format!("{id}/{expires}").as_bytes()))
+}
+
+/// The query of a pre-signed URL.
+#[derive(Debug, Deserialize)]
+struct Signed {
+    expires: u64,
+    sig: String,
+}
+
+async fn file(
+    State(s): State<Sharing>,
+    Path(id): Path<String>,
+    signed: Result<Query<Signed>, QueryRejection>,
+    headers: HeaderMap,
+) -> Answer {
+    let Ok(Query(signed)) = signed else {
+        return Err(error(StatusCode::FORBIDDEN, "PERMISSION_DENIED", "a file URL needs its expires and sig"));
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let expected = sign(&s.key, &id, signed.expires);
+    let same = expected.len() == signed.sig.len()
+        && expected.bytes().zip(signed.sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    if !same || signed.expires < now || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "PERMISSION_DENIED",
+            "the URL's signature is not valid or it has expired",
+        ));
+    }
+    let bytes = std::fs::read(s.dir.join(format!("{id}.parquet"))).map_err(|_| not_found("file"))?;
+    let total = bytes.len() as u64;
+    let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| byte_range(r, total));
+    Ok(match range {
+        Some((start, end)) => (
+            StatusCode::PARTIAL_CONTENT,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (header::ACCEPT_RANGES, "bytes".to_string()),
+                (header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}")),
+            ],
+            Body::from(bytes[start as usize..=end as usize].to_vec()),
+        )
+            .into_response(),
+        None => {
+            ([(header::CONTENT_TYPE, "application/octet-stream"), (header::ACCEPT_RANGES, "bytes")], Body::from(bytes))
+                .into_response()
+        }
+    })
+}
+
+/// A single `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `total` bytes, as (first, last).
+fn byte_range(header: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = header.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => (total.checked_sub(n.parse().ok()?)?, total.checked_sub(1)?),
+        (a, "") => (a.parse().ok()?, total.checked_sub(1)?),
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(total.checked_sub(1)?)),
+    };
+    (start <= end && end < total).then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=95-200", 100), Some((95, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test cases 1 and 2.
+        let tc1 = hmac_sha256(&[0x0b; 20], b"Hi There");
+        assert_eq!(hex::encode(tc1), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+        let tc2 = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        assert_eq!(hex::encode(tc2), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        let key = [7u8; 32];
+        assert_ne!(sign(&key, "abc", 10), sign(&key, "abc", 11));
+    }
+}
