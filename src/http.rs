@@ -67,8 +67,10 @@ pub fn app(
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(ops)
         .merge(api)
-        // Pre-signed Delta Sharing file URLs carry their own credential.
+        // Pre-signed Delta Sharing file URLs carry their own credential; the marketplace page
+        // holds no data (it calls the API with the token a visitor gives it).
         .merge(sharing.map(gata_marketplace::sharing::files_router).unwrap_or_default())
+        .merge(gata_marketplace::routes::page_router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json") })
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
         .layer(ConcurrencyLimitLayer::new(cfg.max_concurrency))

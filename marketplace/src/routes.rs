@@ -10,6 +10,8 @@
 //! | `GET /v1/marketplace/grants` | a contributor: theirs; operators: all |
 //! | `POST /v1/marketplace/purchases` | buyers |
 //! | `GET /v1/marketplace/purchases` | a buyer: theirs; operators: all |
+//! | `GET /v1/marketplace/listings/{id}/preview` | everyone: rows, contributors and quality per kind, three sample rows (granted data only) |
+//! | `GET /market` | the web page for buyers and creators (no data in it; it calls the routes above with the token it is given) |
 //! | `GET /v1/marketplace/listings/{id}/stream` | a buyer who owns it: its rows as they land (NDJSON or SSE), from `?cursor=` / `Last-Event-ID` |
 //!
 //! With auth off (loopback, no principals) the local admin acts for whoever the body names.
@@ -41,6 +43,7 @@ pub fn router(market: Marketplace) -> Router {
         .route("/v1/marketplace/listings", post(publish))
         .route("/v1/marketplace/listings/{id}/withdraw", post(withdraw))
         .route("/v1/marketplace/listings/{id}/stream", get(stream))
+        .route("/v1/marketplace/listings/{id}/preview", get(preview))
         .route("/v1/marketplace/grants", get(grants))
         .route("/v1/marketplace/grants", post(grant))
         .route("/v1/marketplace/revokes", post(revoke))
@@ -108,6 +111,19 @@ async fn withdraw(
 ) -> Result<Json<Value>> {
     let event = m.submit(Marketplace::event(&p.name, MarketAction::WithdrawListing { listing_id })).await?;
     Ok(Json(json!(event)))
+}
+
+async fn preview(State(m): State<Marketplace>, Path(listing_id): Path<String>) -> Result<Json<Value>> {
+    let spec = m
+        .read(|market| market.listings().get(&listing_id).map(|l| l.current().clone()))
+        .await?
+        .ok_or_else(|| crate::Refusal::UnknownListing(listing_id.clone()))?;
+    Ok(Json(m.preview(&spec).await?))
+}
+
+/// The web page (public: it holds no data, and calls the API with the token it is given).
+pub fn page_router() -> Router {
+    Router::new().route("/market", get(|| async { axum::response::Html(include_str!("market.html")) }))
 }
 
 /// The body of a grant or revoke.

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use chrono::Utc;
 use gata_infra::{
     auth::{Principal, Role},
-    contract::{ListingSpec, MarketAction, MarketEvent, RevenueShare},
+    contract::{EventKind, ListingSpec, MarketAction, MarketEvent, RevenueShare},
     topics::{MARKETPLACE, SCHEMA_HEADER},
 };
 use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
@@ -123,6 +123,36 @@ impl Marketplace {
         split(listing.price, &accepted).ok_or_else(|| {
             MarketError::Empty(format!("listing {} holds no granted, accepted rows yet", listing.listing_id))
         })
+    }
+
+    /// What a browser of `listing` sees before buying: per kind, how many rows and contributors
+    /// it holds now, their quality scores (mean, min, max), and the three best-scored rows with
+    /// a short excerpt (granted rows only).
+    pub async fn preview(&self, listing: &ListingSpec) -> Result<serde_json::Value> {
+        let granted = self.read(|m| m.granted(&listing.listing_id)).await?;
+        let mut tables = Vec::new();
+        for kind in &listing.kinds {
+            let rows = listing_sql(listing, *kind, &granted);
+            let stats = format!(
+                "SELECT COUNT(*) AS rows, COUNT(DISTINCT contributor_id) AS contributors, \
+                 AVG(quality_score) AS mean_quality, MIN(quality_score) AS min_quality, \
+                 MAX(quality_score) AS max_quality FROM ({rows})"
+            );
+            let excerpt = match kind {
+                EventKind::ChatTurn => "substr(prompt, 1, 120)",
+                EventKind::Preference => "concat('chose ', coalesce(chosen_response_id, 'none (all bad)'))",
+                EventKind::ImageTextPair => "substr(caption, 1, 120)",
+            };
+            let sample = format!(
+                "SELECT event_id, contributor_id, quality_score, language, {excerpt} AS excerpt FROM ({rows}) \
+                 ORDER BY quality_score DESC, event_id LIMIT 3"
+            );
+            let admin = Principal::local_admin();
+            let stats = self.engine.run(&admin, &stats, Vec::new()).await?.rows.into_iter().next().unwrap_or_default();
+            let sample = self.engine.run(&admin, &sample, Vec::new()).await?.rows;
+            tables.push(serde_json::json!({"kind": kind.name(), "table": silver_table(*kind), "stats": stats, "sample": sample}));
+        }
+        Ok(serde_json::json!({"listing_id": listing.listing_id, "version": listing.version, "tables": tables}))
     }
 
     /// A new event by `actor`.

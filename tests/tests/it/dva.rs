@@ -301,7 +301,7 @@ fn read_png(path: &std::path::Path) -> (u32, Vec<[u8; 3]>) {
 
 /// Runs Debian's headless Chromium (`apt-get install chromium`; ./test.sh installs it) with
 /// `args`; returns what it printed.
-fn chromium(profile: &std::path::Path, args: &[&str]) -> String {
+pub(crate) fn chromium(profile: &std::path::Path, args: &[&str]) -> String {
     let out = std::process::Command::new("chromium")
         .args([
             "--headless",

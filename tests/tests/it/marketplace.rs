@@ -50,6 +50,10 @@ async fn visible(api: &Api) -> Option<BTreeMap<String, u64>> {
     Some(rows.iter().map(|r| (r["contributor_id"].as_str().unwrap().to_string(), r["n"].as_u64().unwrap())).collect())
 }
 
+fn purchase_id_of(event: &Value) -> String {
+    event["purchase_id"].as_str().unwrap().to_string()
+}
+
 /// Runs the `delta-sharing` client script as `token`; returns what it read.
 fn sharing_client(endpoint: &str, token: &str, dir: &std::path::Path) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/delta_sharing_client.py");
@@ -190,12 +194,58 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     let (s, _) = eve.get("/delta-sharing/shares/garden_chat/schemas/default/tables/chat_turns/version").await.unwrap();
     assert_eq!(s, 404, "a share eve does not own does not exist for her");
 
+    // The web page, in headless Chromium: bob sees the listing with its statistics and sample
+    // rows, and his purchase; ann sees her grant.
+    let total: u64 = seen.values().sum();
+    let page =
+        |token: &str| crate::dva::chromium(dir.path(), &["--dump-dom", &format!("{}/market#token={token}", open.base)]);
+    let dom = page(BOB);
+    assert!(dom.contains("Everyday questions") && dom.contains("(garden_chat v1)"), "{dom}");
+    assert!(dom.contains(&format!("chat_turns: {total} rows from 2 contributors")), "{dom}");
+    assert_eq!(dom.matches("<tr class=\"sample\">").count(), 3.min(total as usize), "{dom}");
+    assert!(dom.contains(&purchase_id_of(&bought)), "{dom}");
+    let dom = page(ANN);
+    assert!(dom.contains("<tr class=\"grant\"><td>ann</td><td>no</td><td>garden_chat</td>"), "{dom}");
+
     // A revoke takes effect for the next read, on every path.
     assert_eq!(post(&ann, "/v1/marketplace/revokes", json!({"listing_id": "garden_chat"})).await.0, 200);
     let seen = visible(&bob).await.unwrap();
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["ben"], "{seen:?}");
     let shared = sharing_client(&endpoint, BOB, dir.path());
     assert_eq!(shared["tables"]["garden_chat.default.chat_turns"]["contributors"], json!(["ben"]), "{shared}");
+
+    // The stream after the revoke: ben's rows only.
+    let mut resp = bob
+        .request(reqwest::Method::GET, "/v1/marketplace/listings/garden_chat/stream?from=earliest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let streamed = read_rows(&mut resp, seen["ben"] as usize + 1, Duration::from_secs(5)).await;
+    assert_eq!(streamed.len() as u64, seen["ben"], "{streamed:?}");
+    assert!(streamed.iter().all(|r| r["row"]["contributor_id"] == "ben"));
+    drop(resp);
+
+    // Access matrix: every way out × (owner, other buyer, contributor, operator).
+    let routes: [(&str, &str, [u16; 4]); 5] = [
+        ("sql", "SELECT COUNT(*) AS n FROM garden_chat.chat_turns", [200, 400, 403, 200]),
+        ("GET", "/v1/marketplace/listings/garden_chat/stream?from=earliest", [200, 403, 403, 403]),
+        ("GET", "/delta-sharing/shares/garden_chat/schemas/default/tables/chat_turns/metadata", [200, 404, 404, 200]),
+        ("GET", "/delta-sharing/shares", [200, 200, 200, 200]),
+        ("GET", "/v1/marketplace/listings/garden_chat/preview", [200, 200, 200, 200]),
+    ];
+    for (how, what, expected) in routes {
+        let callers = [("bob", &bob), ("eve", &eve), ("ann", &ann), ("root", &admin)];
+        for ((who, api), want) in callers.into_iter().zip(expected) {
+            let status = if how == "sql" {
+                api.sql(what).await.unwrap().0
+            } else {
+                // Only the status line: a stream's body never ends.
+                api.request(reqwest::Method::GET, what).send().await.unwrap().status().as_u16()
+            };
+            assert_eq!(status, want, "{how} {what} as {who}");
+        }
+    }
 
     let (_, mine) = bob.get("/v1/marketplace/purchases").await.unwrap();
     assert_eq!(mine["purchases"].as_array().unwrap().len(), 1, "{mine}");
