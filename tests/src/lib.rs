@@ -13,6 +13,18 @@ pub mod slt;
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
+/// `GATA__AUTH__PRINCIPALS` for `principals` given as (name, role, token, extra TOML fields such
+/// as `,contributor_id="x"`): an inline TOML array, tokens stored as their hashes.
+pub fn principals_env(principals: &[(&str, &str, &str, &str)]) -> String {
+    let entries: Vec<String> = principals
+        .iter()
+        .map(|(name, role, token, extra)| {
+            format!(r#"{{name="{name}",role="{role}",token_sha256="{}"{extra}}}"#, gata_infra::auth::token_hash(token))
+        })
+        .collect();
+    format!("[{}]", entries.join(","))
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");

@@ -7,8 +7,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use gata_infra::auth::token_hash;
-use gata_tests::{Api, Gata, eventually, free_port};
+use gata_tests::{Api, Gata, eventually, free_port, principals_env};
 use serde_json::{Value, json};
 
 use crate::{
@@ -24,17 +23,13 @@ const ANN: &str = "tok-ann-market-0123456789";
 const BEN: &str = "tok-ben-market-0123456789";
 
 fn principals() -> String {
-    let p = |name: &str, role: &str, token: &str, extra: &str| {
-        format!(r#"{{name="{name}",role="{role}",token_sha256="{}"{extra}}}"#, token_hash(token))
-    };
-    format!(
-        "[{},{},{},{},{}]",
-        p("root", "admin", ADMIN, ""),
-        p("bob", "buyer", BOB, ""),
-        p("eve", "buyer", EVE, ""),
-        p("ann", "contributor", ANN, r#",contributor_id="ann""#),
-        p("ben", "contributor", BEN, r#",contributor_id="ben""#),
-    )
+    principals_env(&[
+        ("root", "admin", ADMIN, ""),
+        ("bob", "buyer", BOB, ""),
+        ("eve", "buyer", EVE, ""),
+        ("ann", "contributor", ANN, r#",contributor_id="ann""#),
+        ("ben", "contributor", BEN, r#",contributor_id="ben""#),
+    ])
 }
 
 async fn post(api: &Api, path: &str, body: Value) -> (u16, Value) {
