@@ -61,7 +61,7 @@ impl LakeRecord {
         payload: Vec<u8>,
         limits: &Limits,
     ) -> Result<LakeRecord, Vec<Violation>> {
-        let replay_limits = Limits { max_future_skew: std::time::Duration::MAX, ..limits.clone() };
+        let replay_limits = limits.for_replay();
         let body = match feed {
             Feed::Intake(kind) => {
                 let event = Event::parse(kind, &payload, &replay_limits)?;

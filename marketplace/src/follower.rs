@@ -75,6 +75,7 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
     let market = Arc::new(RwLock::new(Market::default()));
     let (tx, positions) = watch::channel(Positions::new());
     let state = market.clone();
+    let limits = limits.for_replay();
     std::thread::Builder::new()
         .name("marketplace".into())
         .spawn(move || {
@@ -88,15 +89,20 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
                         continue;
                     }
                 };
-                let received = m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
-                match MarketEvent::parse(m.payload().unwrap_or_default(), &Limits { max_future_skew: Duration::MAX, ..limits.clone() }) {
+                let received =
+                    m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+                match MarketEvent::parse(m.payload().unwrap_or_default(), &limits) {
                     Ok(event) => {
                         let applied = state.write().map(|mut s| s.apply(&event, received));
                         if let Ok(Err(refusal)) = applied {
                             tracing::info!(event_id = %event.event_id, %refusal, "marketplace event refused");
                         }
                     }
-                    Err(v) => tracing::warn!(offset = m.offset(), violations = ?v, "undecodable marketplace record skipped (the sink dead-letters it)"),
+                    Err(v) => tracing::warn!(
+                        offset = m.offset(),
+                        violations = ?v,
+                        "undecodable marketplace record skipped (the sink dead-letters it)"
+                    ),
                 }
                 tx.send_modify(|p| {
                     p.insert(m.partition(), m.offset() + 1);

@@ -151,7 +151,7 @@ pub async fn close_due(
 /// against its own listing's events (one partition), so the result does not depend on how
 /// partitions interleave.
 pub async fn recorded_sales(lake: &Lake) -> Result<Vec<Sale>> {
-    let limits = Limits { max_future_skew: Duration::MAX, ..Limits::default() };
+    let limits = Limits::default().for_replay();
     let mut market = Market::default();
     for record in lake.market_log().await? {
         let (Ok(event), Some(at)) = (

@@ -263,7 +263,7 @@ fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result
 /// Re-scores the text submissions of `log` (in its order) with this build's scorer; returns the
 /// scores and each submission's receipt time (its first copy's).
 pub fn rescore(log: &[LogRecord], progress: &ProgressBar) -> (Vec<QualityScore>, HashMap<Uuid, DateTime<Utc>>) {
-    let limits = Limits { max_future_skew: std::time::Duration::MAX, ..Limits::default() };
+    let limits = Limits::default().for_replay();
     let mut scorer = Scorer::new(ScorerConfig::default());
     let mut received = HashMap::new();
     let mut parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>> = HashMap::new();
@@ -474,7 +474,7 @@ pub async fn replay(
 
 /// Writes the replayed scores and payouts as the `quality_scores` and `rewards` tables of `out`.
 async fn write_scratch(out: &Lake, scores: &[QualityScore], epochs: &[EpochRewards]) -> Result<()> {
-    let limits = Limits { max_future_skew: std::time::Duration::MAX, ..Limits::default() };
+    let limits = Limits::default().for_replay();
     let tp = TopicPartition { topic: QUALITY_SCORES.to_string(), partition: 0 };
     let mut records = Vec::with_capacity(scores.len());
     for (i, s) in scores.iter().enumerate() {

@@ -107,7 +107,7 @@ pub async fn run_scoring(
         seen: HashSet::new(),
         parked: Parked::default(),
         publisher: Publisher::new(producer, QUALITY_SCORES, cfg.publish_window, done),
-        limits: Limits { max_future_skew: Duration::MAX, ..cfg.limits.clone() },
+        limits: cfg.limits.for_replay(),
         turn_wait: cfg.turn_wait,
         metrics,
     };
