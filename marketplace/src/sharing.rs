@@ -12,6 +12,7 @@
 //! The table version is the version of `quality_scores`, where rows enter listings.
 
 use std::{
+    collections::BTreeMap,
     path::{Path as FsPath, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -34,7 +35,7 @@ use gata_lakehouse::deltalake::{
     kernel::{StructType, engine::arrow_conversion::TryFromArrow as _},
     parquet::arrow::ArrowWriter,
 };
-use gata_query_api::{Views as _, executor::Cap, sql::SqlEngine};
+use gata_query_api::{View, Views as _, catalog::LakeTable, executor::Cap, sql::SqlEngine};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -113,9 +114,14 @@ pub fn files_router(sharing: Sharing) -> Router {
     Router::new().route("/delta-sharing/files/{id}", get(file)).with_state(sharing)
 }
 
-/// The listing tables `principal` may read, as (share, table, SQL name).
+/// The listing tables `principal` may read, as (share, table).
 fn shared(s: &Sharing, principal: &Principal) -> Vec<(String, String)> {
     s.market.views(principal).into_iter().map(|v| (v.schema, v.table)).collect()
+}
+
+/// Whether `principal` may read share `name`.
+fn owns(s: &Sharing, principal: &Principal, name: &str) -> bool {
+    shared(s, principal).iter().any(|(share, _)| share == name)
 }
 
 async fn shares(State(s): State<Sharing>, Extension(p): Extension<Principal>) -> Response {
@@ -126,7 +132,7 @@ async fn shares(State(s): State<Sharing>, Extension(p): Extension<Principal>) ->
 }
 
 async fn share(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
-    if shared(&s, &p).iter().any(|(share, _)| *share == name) {
+    if owns(&s, &p, &name) {
         Ok(Json(json!({"share": {"name": name, "id": name}})).into_response())
     } else {
         Err(not_found(&format!("share {name}")))
@@ -134,7 +140,7 @@ async fn share(State(s): State<Sharing>, Extension(p): Extension<Principal>, Pat
 }
 
 async fn schemas(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
-    if shared(&s, &p).iter().any(|(share, _)| *share == name) {
+    if owns(&s, &p, &name) {
         Ok(Json(json!({"items": [{"name": SCHEMA, "share": name}]})).into_response())
     } else {
         Err(not_found(&format!("share {name}")))
@@ -169,19 +175,26 @@ async fn all_tables(State(s): State<Sharing>, Extension(p): Extension<Principal>
         .ok_or_else(|| not_found(&format!("share {name}")))
 }
 
-/// The addressed table, if the caller may read it: its SQL name.
-fn resolve(s: &Sharing, p: &Principal, share: &str, schema: &str, table: &str) -> Result<String, ShareError> {
-    if schema == SCHEMA && shared(s, p).iter().any(|(sh, t)| sh == share && t == table) {
-        Ok(format!("\"{share}\".\"{table}\""))
-    } else {
-        Err(not_found(&format!("table {share}.{schema}.{table}")))
-    }
+/// The addressed table, if the caller may read it: its view.
+fn resolve(s: &Sharing, p: &Principal, share: &str, schema: &str, table: &str) -> Result<View, ShareError> {
+    s.market
+        .views(p)
+        .into_iter()
+        .find(|v| schema == SCHEMA && v.schema == share && v.table == table)
+        .ok_or_else(|| not_found(&format!("table {share}.{schema}.{table}")))
+}
+
+/// `SELECT *` of a view, by its SQL name.
+fn select_all(view: &View) -> String {
+    format!("SELECT * FROM \"{}\".\"{}\"", view.schema, view.table)
 }
 
 /// The table version: `quality_scores`'s, where rows enter listings.
-async fn table_version(s: &Sharing) -> Result<i64, ShareError> {
+/// The lake's tables at their latest versions, and the shared table version among them.
+async fn latest(s: &Sharing) -> Result<(BTreeMap<String, LakeTable>, i64), ShareError> {
     let tables = s.market.catalog().latest().await.map_err(internal)?;
-    Ok(tables.get("quality_scores").and_then(|t| t.table.version()).map_or(0, |v| v as i64))
+    let version = tables.get("quality_scores").and_then(|t| t.table.version()).map_or(0, |v| v as i64);
+    Ok((tables, version))
 }
 
 fn with_version(mut resp: Response, version: i64) -> Response {
@@ -197,7 +210,7 @@ async fn version(
     Path((share, schema, table)): Path<(String, String, String)>,
 ) -> Answer {
     resolve(&s, &p, &share, &schema, &table)?;
-    Ok(with_version(StatusCode::OK.into_response(), table_version(&s).await?))
+    Ok(with_version(StatusCode::OK.into_response(), latest(&s).await?.1))
 }
 
 /// The `protocol` and `metaData` lines of `sql`'s answer.
@@ -220,8 +233,8 @@ async fn metadata(
     Extension(p): Extension<Principal>,
     Path((share, schema, table)): Path<(String, String, String)>,
 ) -> Answer {
-    let sql = format!("SELECT * FROM {}", resolve(&s, &p, &share, &schema, &table)?);
-    let version = table_version(&s).await?;
+    let sql = select_all(&resolve(&s, &p, &share, &schema, &table)?);
+    let version = latest(&s).await?.1;
     Ok(ndjson(head_lines(&s, &p, &format!("{share}.{table}"), &sql).await?, version))
 }
 
@@ -244,8 +257,9 @@ async fn query(
 ) -> Answer {
     // The body is optional (hints only); a missing or empty one means a plain query.
     let req = body.map(|Json(b)| b).unwrap_or_default();
-    let sql = format!("SELECT * FROM {}", resolve(&s, &p, &share, &schema, &table)?);
-    let version = table_version(&s).await?;
+    let view = resolve(&s, &p, &share, &schema, &table)?;
+    let sql = select_all(&view);
+    let (tables, version) = latest(&s).await?;
     if req.version.is_some_and(|v| v != version) || req.timestamp.is_some() {
         return Err(error(
             StatusCode::BAD_REQUEST,
@@ -254,7 +268,7 @@ async fn query(
         ));
     }
     let head = head_lines(&s, &p, &format!("{share}.{table}"), &sql).await?;
-    let (id, size, rows) = materialize(&s, &p, &sql).await?;
+    let (id, size, rows) = materialize(&s, &p, &view, &tables).await?;
     let expires = SystemTime::now() + URL_TTL;
     let expires_s = expires.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1");
@@ -266,18 +280,19 @@ async fn query(
     Ok(ndjson(format!("{head}{file}\n"), version))
 }
 
-/// Writes `sql`'s answer for `p` as one Parquet file (once per distinct answer); returns its
-/// id, size and row count.
-async fn materialize(s: &Sharing, p: &Principal, sql: &str) -> Result<(String, u64, u64), ShareError> {
+/// Writes `view` as `p` reads it now (`tables` at their latest versions) to one Parquet file,
+/// once per distinct answer; returns its id, size and row count.
+async fn materialize(
+    s: &Sharing,
+    p: &Principal,
+    view: &View,
+    tables: &BTreeMap<String, LakeTable>,
+) -> Result<(String, u64, u64), ShareError> {
     // The answer is a function of the view's definition (grants included) and the table versions.
-    let views = s.market.views(p);
-    let tables = s.market.catalog().latest().await.map_err(internal)?;
+    let sql = select_all(view);
     let mut hasher = Sha256::new();
-    hasher.update(sql.as_bytes());
-    for v in &views {
-        hasher.update(v.sql.as_bytes());
-    }
-    for (name, t) in &tables {
+    hasher.update(view.sql.as_bytes());
+    for (name, t) in tables {
         hasher.update(format!("{name}@{:?}", t.table.version()).as_bytes());
     }
     let id = hex::encode(hasher.finalize());
@@ -289,7 +304,7 @@ async fn materialize(s: &Sharing, p: &Principal, sql: &str) -> Result<(String, u
     std::fs::create_dir_all(&s.dir).map_err(internal)?;
     let engine = &s.engine;
     let mut stream =
-        engine.stream(p, sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
+        engine.stream(p, &sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
     let partial = s.dir.join(format!("{id}.parquet.partial"));
     let mut writer = ArrowWriter::try_new(std::fs::File::create(&partial).map_err(internal)?, stream.schema(), None)
         .map_err(internal)?;

@@ -19,7 +19,7 @@ use std::{
 
 use futures::Stream;
 use gata_infra::contract::{EventKind, ListingSpec};
-use gata_lakehouse::deltalake::datafusion::prelude::SessionContext;
+use gata_lakehouse::{Lake, TableId, deltalake::datafusion::prelude::SessionContext};
 use gata_query_api::{Catalog, catalog::LakeTable, sql::register};
 use serde_json::{Map, Value};
 
@@ -232,8 +232,13 @@ async fn step_session(
             register(&ctx, name, &t.table).await?;
         }
     }
-    let new = catalog.at_version(scores, to as u64).await?;
-    register(&ctx, "scores_new", &new).await?;
+    // A live step runs to the version the catalog just loaded; only a resumed one reads an
+    // older version again.
+    if scores.table.version() == Some(to as u64) {
+        register(&ctx, "scores_new", &scores.table).await?;
+    } else {
+        register(&ctx, "scores_new", &catalog.at_version(scores, to as u64).await?).await?;
+    }
     let old_filter = if from >= 0 {
         let old = catalog.at_version(scores, from as u64).await.map_err(|e| {
             MarketError::Gone(format!("version {from} of quality_scores is no longer readable ({e}); subscribe again"))
@@ -267,18 +272,9 @@ fn query_err(e: gata_lakehouse::deltalake::datafusion::error::DataFusionError) -
     MarketError::Query(e.into())
 }
 
+/// The rows of `sql` as JSON objects.
 async fn json_rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Map<String, Value>>> {
-    let batches = ctx.sql(sql).await.map_err(query_err)?.collect().await.map_err(query_err)?;
-    let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-    let refs: Vec<_> = batches.iter().collect();
-    let fail = |e: gata_lakehouse::deltalake::arrow::error::ArrowError| MarketError::Unavailable(e.to_string());
-    writer.write_batches(&refs).map_err(fail)?;
-    writer.finish().map_err(fail)?;
-    let json = writer.into_inner();
-    if json.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(&json).map_err(|e| MarketError::Unavailable(e.to_string()))
+    Lake::rows(ctx, TableId::QualityScores, sql).await.map_err(|e| MarketError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -243,18 +243,25 @@ impl SqlEngine {
     /// A fresh session holding the tables `principal` may read, at their latest versions,
     /// with the memory limit.
     pub(crate) async fn session(&self, principal: &Principal) -> Result<SessionContext> {
-        let ctx = self.session_over(&self.visible(principal).await?).await?;
-        self.register_views(&ctx, principal).await?;
+        let latest = self.catalog.latest().await?;
+        let ctx = self.session_over(&readable(&latest, principal)).await?;
+        self.register_views(&ctx, principal, &latest).await?;
         Ok(ctx)
     }
 
-    /// Registers the views `principal` may read in `ctx`, each planned in a private session.
-    async fn register_views(&self, ctx: &SessionContext, principal: &Principal) -> Result<()> {
+    /// Registers the views `principal` may read in `ctx`, each planned in a private session
+    /// over `latest` (every lake table, as the caller just read the catalog).
+    async fn register_views(
+        &self,
+        ctx: &SessionContext,
+        principal: &Principal,
+        latest: &BTreeMap<String, LakeTable>,
+    ) -> Result<()> {
         let views = self.views.as_ref().map(|v| v.views(principal)).unwrap_or_default();
         if views.is_empty() {
             return Ok(());
         }
-        let private = self.session_over(&self.catalog.latest().await?).await?;
+        let private = self.session_over(latest).await?;
         let catalog = ctx
             .catalog(&ctx.state().config().options().catalog.default_catalog)
             .ok_or_else(|| QueryError::Startup("the session has no default catalog".into()))?;
@@ -266,12 +273,6 @@ impl SqlEngine {
             ctx.register_table(TableReference::partial(view.schema.as_str(), view.table.as_str()), provider)?;
         }
         Ok(())
-    }
-
-    /// The tables `principal` may read, at their latest versions, by SQL name.
-    async fn visible(&self, principal: &Principal) -> Result<BTreeMap<String, LakeTable>> {
-        let tables = self.catalog.latest().await?;
-        Ok(tables.into_iter().filter(|(name, _)| principal.can_read(name)).collect())
     }
 
     /// A fresh session holding `tables`, with the memory limit.
@@ -295,13 +296,14 @@ impl SqlEngine {
         params: Vec<ScalarValue>,
     ) -> Result<(SessionContext, LogicalPlan)> {
         let mut statement = parse_read_only(sql)?;
-        let visible = self.visible(principal).await?;
+        let latest = self.catalog.latest().await?;
+        let visible = readable(&latest, principal);
         let mut travel = TimeTravel { tables: &visible, wanted: Vec::new() };
         if let ControlFlow::Break(e) = visit_statement(&mut statement, &mut travel) {
             return Err(e);
         }
         let ctx = self.session_over(&visible).await?;
-        self.register_views(&ctx, principal).await?;
+        self.register_views(&ctx, principal, &latest).await?;
         for (entry, alias, as_of) in travel.wanted {
             if ctx.table_exist(alias.as_str())? {
                 continue;
@@ -384,9 +386,7 @@ impl SqlEngine {
 
     /// The tables `principal` may read, with schemas, versions and row counts.
     pub async fn tables(&self, principal: &Principal) -> Result<Vec<TableInfo>> {
-        Ok(self
-            .visible(principal)
-            .await?
+        Ok(readable(&self.catalog.latest().await?, principal)
             .into_values()
             .map(|t| {
                 let snapshot = t.table.snapshot().ok();
@@ -406,6 +406,11 @@ impl SqlEngine {
             })
             .collect())
     }
+}
+
+/// The tables of `latest` that `principal` may read, by SQL name.
+fn readable(latest: &BTreeMap<String, LakeTable>, principal: &Principal) -> BTreeMap<String, LakeTable> {
+    latest.iter().filter(|(name, _)| principal.can_read(name)).map(|(n, t)| (n.clone(), t.clone())).collect()
 }
 
 /// Registers `table` in `ctx` under `name`.
