@@ -1,4 +1,4 @@
-//! Errors of the Greenfield client.
+//! Errors of the Greenfield client, its storage-provider emulator and the transactions it signs.
 
 /// Result with [`GreenfieldError`].
 pub type Result<T, E = GreenfieldError> = std::result::Result<T, E>;
@@ -14,4 +14,56 @@ pub enum GreenfieldError {
         /// Why it failed.
         reason: String,
     },
+    /// A private key could not be used.
+    #[error("private key: {0}")]
+    PrivateKey(String),
+    /// An account address did not parse.
+    #[error("address {value:?}: {reason}")]
+    Address {
+        /// The text given.
+        value: String,
+        /// Why it is no address.
+        reason: String,
+    },
+    /// A request or transaction signature is missing, malformed, expired or invalid.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// The storage provider could not be reached (after the retries).
+    #[error("{operation} {object}: {source}")]
+    Transport {
+        /// The operation (`put`, `get`, `head`, `list`).
+        operation: &'static str,
+        /// The bucket/object addressed.
+        object: String,
+        /// The HTTP client's error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The storage provider answered with an error.
+    #[error("{operation} {object}: storage provider answered {status} {code}: {message}")]
+    Refused {
+        /// The operation.
+        operation: &'static str,
+        /// The bucket/object addressed.
+        object: String,
+        /// The HTTP status.
+        status: u16,
+        /// The provider's error code.
+        code: String,
+        /// The provider's message.
+        message: String,
+    },
+    /// A provider's answer did not parse.
+    #[error("{operation} {object}: unreadable answer: {reason}")]
+    Answer {
+        /// The operation.
+        operation: &'static str,
+        /// The bucket/object addressed.
+        object: String,
+        /// What did not parse.
+        reason: String,
+    },
+    /// The client's configuration is unusable.
+    #[error("greenfield config: {0}")]
+    Config(String),
 }

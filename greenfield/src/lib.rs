@@ -1,8 +1,13 @@
-//! BNB Greenfield storage, starting with what every upload must agree on with the chain: the
-//! object's integrity hashes ([`integrity`]).
+//! BNB Greenfield storage: the object integrity hashes every upload must agree on with the chain
+//! ([`integrity`]), accounts and GNFD1-ECDSA request signing ([`account`], [`auth`]), a storage
+//! provider client ([`client`]) and a loopback storage-provider emulator enforcing the same rules
+//! ([`emulator`]).
 
+pub mod account;
+pub mod auth;
 pub mod error;
 pub mod integrity;
 
+pub use account::{Account, Address};
 pub use error::{GreenfieldError, Result};
 pub use integrity::{DATA_BLOCKS, IntegrityHashes, PARITY_BLOCKS, SEGMENT_SIZE, integrity_hashes};
