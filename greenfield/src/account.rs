@@ -193,7 +193,8 @@ mod tests {
     #[test]
     fn signatures_are_deterministic_low_s_and_recover() {
         let account =
-            Account::from_private_key_hex("0x289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032").unwrap();
+            Account::from_private_key_hex("0x289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032")
+                .unwrap();
         let digest = keccak256(b"foo");
         let a = account.sign_digest(&digest).unwrap();
         assert_eq!(a, account.sign_digest(&digest).unwrap());

@@ -168,10 +168,8 @@ pub fn verify(parts: RequestParts<'_>, now: DateTime<Utc>) -> Result<Address> {
     if scheme.trim() != SCHEME {
         return Err(refuse(format!("unsupported scheme {:?}; expected {SCHEME}", scheme.trim())));
     }
-    let signature = rest
-        .trim()
-        .strip_prefix("Signature=")
-        .ok_or_else(|| refuse("Authorization lacks Signature=".into()))?;
+    let signature =
+        rest.trim().strip_prefix("Signature=").ok_or_else(|| refuse("Authorization lacks Signature=".into()))?;
     let signature = hex::decode(signature).map_err(|_| refuse("signature is not hex".into()))?;
     let expiry = parts
         .headers

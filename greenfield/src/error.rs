@@ -25,6 +25,14 @@ pub enum GreenfieldError {
         /// Why it is no address.
         reason: String,
     },
+    /// An object name Greenfield does not accept.
+    #[error("object name {name:?}: {reason}")]
+    ObjectName {
+        /// The name.
+        name: String,
+        /// The rule it breaks.
+        reason: String,
+    },
     /// A request or transaction signature is missing, malformed, expired or invalid.
     #[error("signature: {0}")]
     Signature(String),
