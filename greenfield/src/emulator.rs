@@ -175,19 +175,17 @@ fn xml_answer<T: serde::Serialize>(body: &T) -> Response {
     }
 }
 
-/// The signer of `request`, `None` when unsigned, or the refusal of a bad signature.
-fn signer(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<Option<Address>, Response> {
+/// The signer of `request`, `None` when unsigned, or why its signature is refused.
+fn signer(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> Result<Option<Address>, String> {
     if !headers.contains_key(header::AUTHORIZATION) {
         return Ok(None);
     }
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     let parts = RequestParts { method, path: uri.path(), query: uri.query(), host, headers };
-    let address = auth::verify(parts, Utc::now())
-        .map_err(|e| refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", e.to_string()))?;
-    if let Some(claimed) = headers.get(auth::USER_ADDRESS).and_then(|v| v.to_str().ok()) {
-        if claimed.parse::<Address>().ok() != Some(address) {
-            return Err(refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", "signer is not X-Gnfd-User-Address"));
-        }
+    let address = auth::verify(parts, Utc::now()).map_err(|e| e.to_string())?;
+    let claimed = headers.get(auth::USER_ADDRESS).and_then(|v| v.to_str().ok());
+    if claimed.is_some_and(|claimed| claimed.parse::<Address>().ok() != Some(address)) {
+        return Err("the signer is not X-Gnfd-User-Address".into());
     }
     Ok(Some(address))
 }
@@ -202,7 +200,7 @@ async fn upload(
     let signer = match signer(&parts.method, &parts.uri, &parts.headers) {
         Ok(Some(address)) => address,
         Ok(None) => return refuse(StatusCode::FORBIDDEN, "AccessDenied", "uploads must be signed"),
-        Err(refusal) => return refusal,
+        Err(reason) => return refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", reason),
     };
     if let Err(e) = check_object_name(&object) {
         return refuse(StatusCode::BAD_REQUEST, "InvalidObjectName", e.to_string());
@@ -307,7 +305,7 @@ async fn read(
     let (parts, _) = request.into_parts();
     let signer = match signer(&parts.method, &parts.uri, &parts.headers) {
         Ok(signer) => signer,
-        Err(refusal) => return refusal,
+        Err(reason) => return refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", reason),
     };
     let chain = emulator.chain();
     let Some(entry) = chain.buckets.get(&bucket) else {
@@ -360,8 +358,8 @@ async fn list(
     request: Request,
 ) -> Response {
     let (parts, _) = request.into_parts();
-    if let Err(refusal) = signer(&parts.method, &parts.uri, &parts.headers) {
-        return refusal;
+    if let Err(reason) = signer(&parts.method, &parts.uri, &parts.headers) {
+        return refuse(StatusCode::FORBIDDEN, "SignatureDoesNotMatch", reason);
     }
     let prefix = query.get("prefix").cloned().unwrap_or_default();
     let max_keys: usize =
