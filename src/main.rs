@@ -12,6 +12,7 @@ mod dva_worker;
 mod export_cmd;
 mod http;
 mod lake_cmd;
+mod mirror_cmd;
 mod platform;
 mod rewards_cmd;
 mod sql_cmd;
@@ -60,6 +61,10 @@ enum Cmd {
     Rewards(rewards_cmd::RewardsArgs),
     /// Rebuild scores, rewards and contributor stats from the log and compare with the record.
     Replay(rewards_cmd::ReplayArgs),
+    /// Copies every committed lake table version to an object store or a Greenfield bucket.
+    Mirror(mirror_cmd::MirrorArgs),
+    /// Greenfield: verify a mirror by re-hashing it; run a loopback storage-provider emulator.
+    Greenfield(mirror_cmd::GreenfieldArgs),
     /// Print the JSON Schema of every contract (submissions, quality scores), or write them to a directory.
     Schema {
         /// Directory to write `<contract>.v1.schema.json` files into.
@@ -196,6 +201,14 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Replay(args) => {
             let cfg = load(cli.config.as_ref(), &args.flags)?;
             rewards_cmd::replay(cfg, args).await
+        }
+        Cmd::Mirror(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            mirror_cmd::mirror(cfg, args, shutdown_signal()).await
+        }
+        Cmd::Greenfield(args) => {
+            let cfg = load(cli.config.as_ref(), &args.flags)?;
+            mirror_cmd::greenfield(cfg, args, shutdown_signal()).await
         }
         Cmd::Schema { write } => write_schemas(write),
     }

@@ -12,6 +12,7 @@ mod e2e;
 mod export;
 mod maintenance;
 mod marketplace;
+mod mirror;
 mod rewards;
 mod s3;
 mod scale_out;

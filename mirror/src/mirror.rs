@@ -1,0 +1,327 @@
+//! The mirror role: follows the Delta commits of every lake table and copies each committed
+//! version to the target — the data files the commit adds, then (for submission tables) the
+//! batch's submission record, then the commit file itself, so a reader of the mirror never
+//! meets a commit whose files are missing. Every object is checked at the target first: the
+//! same bytes are skipped (idempotent, so a crash mid-version costs nothing but the checks),
+//! other bytes under the same name stop the pass (nothing is overwritten). Paths are the lake's:
+//! the mirror of a table is itself a readable Delta table.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use deltalake::logstore::{ObjectStoreRef, object_store::ObjectStoreExt as _};
+use gata_lakehouse::{Lake, TableId};
+use percent_encoding::percent_decode_str;
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    MirrorError, Result,
+    progress::{Entry, Progress},
+    rate::RateLimit,
+    records::{SUBMISSION_TABLES, SubmissionRecord, add_scores, submissions_in},
+    target::{Presence, Target},
+};
+
+/// How the mirror paces itself.
+#[derive(Debug, Clone)]
+pub struct MirrorSettings {
+    /// Bytes per second sent to the target (0: unlimited).
+    pub rate_limit_bytes_per_second: u64,
+    /// Table versions mirrored per table and pass (each pass commits its progress once).
+    pub versions_per_pass: i64,
+    /// Time between passes when running as a role.
+    pub interval: std::time::Duration,
+}
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PassReport {
+    /// Objects sent.
+    pub uploaded: u64,
+    /// Objects found already at the target.
+    pub present: u64,
+    /// Bytes sent.
+    pub bytes: u64,
+    /// Table versions completed, by table.
+    pub versions: BTreeMap<String, i64>,
+    /// Files a commit names that were gone from the lake (vacuumed before they were mirrored).
+    pub missing: u64,
+}
+
+#[derive(Clone)]
+struct Metrics {
+    objects: IntCounterVec,
+    bytes: IntCounterVec,
+    version: IntGaugeVec,
+}
+
+impl Metrics {
+    fn new(registry: &Registry) -> Result<Metrics> {
+        let register = |e: prometheus::Error| MirrorError::Config(format!("metrics: {e}"));
+        let objects = IntCounterVec::new(
+            Opts::new(
+                "gata_mirror_objects_total",
+                "Objects the mirror handled, by outcome (uploaded, present, missing)",
+            ),
+            &["outcome"],
+        )
+        .map_err(register)?;
+        let bytes = IntCounterVec::new(Opts::new("gata_mirror_bytes_total", "Bytes the mirror sent"), &["target"])
+            .map_err(register)?;
+        let version = IntGaugeVec::new(
+            Opts::new("gata_mirror_version", "Last table version completely mirrored, by table"),
+            &["table"],
+        )
+        .map_err(register)?;
+        for c in [
+            Box::new(objects.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(bytes.clone()),
+            Box::new(version.clone()),
+        ] {
+            // Registering twice (a second mirror in one process) keeps the first registration.
+            let _ = registry.register(c);
+        }
+        Ok(Metrics { objects, bytes, version })
+    }
+}
+
+/// A mirror of one lake to one target.
+pub struct Mirror {
+    lake: Lake,
+    source: ObjectStoreRef,
+    target: Target,
+    progress: Progress,
+    rate: RateLimit,
+    settings: MirrorSettings,
+    metrics: Metrics,
+}
+
+impl Mirror {
+    /// A mirror of `lake` to `target`, resuming from the progress the lake records.
+    pub async fn new(lake: Lake, target: Target, settings: MirrorSettings, registry: &Registry) -> Result<Mirror> {
+        let source = lake
+            .builder(lake.root())
+            .and_then(|b| b.build_storage())
+            .map_err(|source| MirrorError::Delta { what: format!("lake {}", lake.root()), source })?
+            .object_store(None);
+        let progress = Progress::open(&lake).await?;
+        Ok(Mirror {
+            rate: RateLimit::new(settings.rate_limit_bytes_per_second),
+            metrics: Metrics::new(registry)?,
+            lake,
+            source,
+            target,
+            progress,
+            settings,
+        })
+    }
+
+    /// The target.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// The progress table (what `verify` reads).
+    pub fn progress(&mut self) -> &mut Progress {
+        &mut self.progress
+    }
+
+    /// Runs passes every `interval` until `stop`; a failed pass is logged and retried next time.
+    pub async fn run(mut self, stop: CancellationToken) {
+        tracing::info!(target = %self.target.url(), "mirror started");
+        loop {
+            match self.pass().await {
+                Ok(report) if report.uploaded > 0 || report.missing > 0 => {
+                    tracing::info!(uploaded = report.uploaded, present = report.present, bytes = report.bytes, missing = report.missing, versions = ?report.versions, "mirror pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "mirror pass failed; retrying next interval"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.settings.interval) => {}
+            }
+        }
+    }
+
+    /// Mirrors, for every table, the committed versions after its recorded progress (at most
+    /// `versions_per_pass` of them).
+    pub async fn pass(&mut self) -> Result<PassReport> {
+        let mut report = PassReport::default();
+        for table in TableId::ALL {
+            self.mirror_table(table, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    async fn mirror_table(&mut self, table: TableId, report: &mut PassReport) -> Result<()> {
+        let url = self.lake.table_url(table);
+        let mut delta = self
+            .lake
+            .builder(&url)
+            .and_then(|b| b.build())
+            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+        let exists = delta
+            .verify_deltatable_existence()
+            .await
+            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+        if !exists {
+            return Ok(());
+        }
+        delta.load().await.map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+        let Some(latest) = delta.version().map(|v| v as i64) else { return Ok(()) };
+        let target_url = self.target.url().clone();
+        let done = self.progress.done(&target_url, table).await?;
+        let first = done.map_or(0, |d| d + 1);
+        if first > latest {
+            return Ok(());
+        }
+        let last = latest.min(first + self.settings.versions_per_pass.max(1) - 1);
+        let mut entries = Vec::new();
+        for version in first..=last {
+            self.mirror_version(table, version, &mut entries, report).await?;
+        }
+        self.progress.record(&target_url, table, last, &entries).await?;
+        self.metrics.version.with_label_values(&[table.name()]).set(last);
+        report.versions.insert(table.name().to_string(), last);
+        Ok(())
+    }
+
+    async fn mirror_version(
+        &mut self,
+        table: TableId,
+        version: i64,
+        entries: &mut Vec<Entry>,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let commit_path = format!("{}/_delta_log/{version:020}.json", table.path());
+        let Some(commit) = self.read_source(&commit_path).await? else {
+            tracing::warn!(
+                table = table.name(),
+                version,
+                "commit file is gone from the lake (log cleanup); not mirrored"
+            );
+            report.missing += 1;
+            self.metrics.objects.with_label_values(&["missing"]).inc();
+            return Ok(());
+        };
+        let mut committed_at = None;
+        let mut added = Vec::new();
+        for line in commit.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let action: serde_json::Value = serde_json::from_slice(line)
+                .map_err(|e| MirrorError::Decode { path: commit_path.clone(), reason: e.to_string() })?;
+            if let Some(path) = action.pointer("/add/path").and_then(|p| p.as_str()) {
+                added.push(percent_decode_str(path).decode_utf8_lossy().into_owned());
+            }
+            if let Some(ts) = action.pointer("/commitInfo/timestamp").and_then(|t| t.as_i64()) {
+                committed_at = Some(ts);
+            }
+        }
+        let mut files = Vec::new();
+        let mut submissions = Vec::new();
+        for relative in added {
+            let path = format!("{}/{relative}", table.path());
+            let Some(bytes) = self.read_source(&path).await? else {
+                tracing::warn!(table = table.name(), version, %path, "data file is gone from the lake (vacuumed); not mirrored");
+                report.missing += 1;
+                self.metrics.objects.with_label_values(&["missing"]).inc();
+                continue;
+            };
+            if SUBMISSION_TABLES.contains(&table) {
+                submissions.extend(submissions_in(table, &path, &bytes)?);
+            }
+            let entry = self.put(table, version, &path, bytes, "data", report).await?;
+            files.push(crate::records::FileRef { path, size: entry.size as u64, sha256: entry.sha256.clone() });
+            entries.push(entry);
+        }
+        if !submissions.is_empty() {
+            add_scores(&self.lake, &mut submissions).await?;
+            let record = SubmissionRecord {
+                schema: crate::records::SCHEMA.to_string(),
+                table: table.name().to_string(),
+                version,
+                committed_at,
+                files,
+                submissions,
+            };
+            let bytes = Bytes::from(serde_json::to_vec_pretty(&record).expect("records serialize"));
+            entries.push(
+                self.put(table, version, &SubmissionRecord::path(table, version), bytes, "record", report).await?,
+            );
+        }
+        entries.push(self.put(table, version, &commit_path, commit, "log", report).await?);
+        Ok(())
+    }
+
+    async fn read_source(&self, path: &str) -> Result<Option<Bytes>> {
+        match self.source.get(&deltalake::Path::from(path)).await {
+            Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
+            Err(source) => Err(MirrorError::Store { operation: "get", path: path.into(), source }),
+            Ok(got) => got.bytes().await.map(Some).map_err(|source| MirrorError::Store {
+                operation: "get",
+                path: path.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Sends `bytes` to `path` unless the target holds them already; a record found with other
+    /// bytes (made by a pass that crashed before recording its progress) is kept as it is.
+    async fn put(
+        &mut self,
+        table: TableId,
+        version: i64,
+        path: &str,
+        bytes: Bytes,
+        kind: &str,
+        report: &mut PassReport,
+    ) -> Result<Entry> {
+        let mut checksums = self.target.checksums(&bytes).await?;
+        let mut size = bytes.len();
+        let uploaded = match self.target.presence(path, &checksums).await? {
+            Presence::Same => false,
+            Presence::Absent => {
+                self.rate.acquire(bytes.len() as u64).await;
+                let content_type =
+                    if path.ends_with(".json") { "application/json" } else { "application/octet-stream" };
+                self.target.put(path, bytes, content_type).await?;
+                true
+            }
+            Presence::Different(_) if kind == "record" => {
+                let held = self.target.get(path).await?.unwrap_or_default();
+                checksums = self.target.checksums(&held).await?;
+                size = held.len();
+                false
+            }
+            Presence::Different(found) => {
+                return Err(MirrorError::Conflict {
+                    path: path.to_string(),
+                    found,
+                    expected: hex::encode(checksums.sha256),
+                });
+            }
+        };
+        if uploaded {
+            report.uploaded += 1;
+            report.bytes += size as u64;
+            self.metrics.objects.with_label_values(&["uploaded"]).inc();
+            self.metrics.bytes.with_label_values(&[self.target.url().scheme()]).inc_by(size as u64);
+        } else {
+            report.present += 1;
+            self.metrics.objects.with_label_values(&["present"]).inc();
+        }
+        Ok(Entry {
+            target: self.target.url().to_string(),
+            table_name: table.name().to_string(),
+            version,
+            path: path.to_string(),
+            kind: kind.to_string(),
+            size: size as i64,
+            sha256: hex::encode(checksums.sha256),
+            integrity: checksums.integrity.map(|h| h.hashes.iter().map(hex::encode).collect::<Vec<_>>().join(",")),
+            uploaded,
+            mirrored_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        })
+    }
+}
