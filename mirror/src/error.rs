@@ -11,7 +11,7 @@ pub enum MirrorError {
     Config(String),
     /// Reading the lake failed.
     #[error(transparent)]
-    Lake(#[from] gata_lakehouse::LakeError),
+    Lake(Box<gata_lakehouse::LakeError>),
     /// A Delta operation on `what` failed.
     #[error("{what}: {source}")]
     Delta {
@@ -19,7 +19,7 @@ pub enum MirrorError {
         what: String,
         /// Why.
         #[source]
-        source: deltalake::DeltaTableError,
+        source: Box<deltalake::DeltaTableError>,
     },
     /// An object store refused an operation.
     #[error("{operation} {path}: {source}")]
@@ -53,4 +53,10 @@ pub enum MirrorError {
         /// The lake's.
         expected: String,
     },
+}
+
+impl From<gata_lakehouse::LakeError> for MirrorError {
+    fn from(e: gata_lakehouse::LakeError) -> Self {
+        MirrorError::Lake(Box::new(e))
+    }
 }

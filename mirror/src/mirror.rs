@@ -103,7 +103,7 @@ impl Mirror {
         let source = lake
             .builder(lake.root())
             .and_then(|b| b.build_storage())
-            .map_err(|source| MirrorError::Delta { what: format!("lake {}", lake.root()), source })?
+            .map_err(|source| MirrorError::Delta { what: format!("lake {}", lake.root()), source: Box::new(source) })?
             .object_store(None);
         let progress = Progress::open(&lake).await?;
         Ok(Mirror {
@@ -161,15 +161,18 @@ impl Mirror {
             .lake
             .builder(&url)
             .and_then(|b| b.build())
-            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
         let exists = delta
             .verify_deltatable_existence()
             .await
-            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
         if !exists {
             return Ok(());
         }
-        delta.load().await.map_err(|source| MirrorError::Delta { what: table.name().to_string(), source })?;
+        delta
+            .load()
+            .await
+            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
         let Some(latest) = delta.version().map(|v| v as i64) else { return Ok(()) };
         let target_url = self.target.url().clone();
         let done = self.progress.done(&target_url, table).await?;

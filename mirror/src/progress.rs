@@ -77,7 +77,7 @@ pub struct Progress {
 }
 
 fn delta(what: &str) -> impl Fn(deltalake::DeltaTableError) -> MirrorError + '_ {
-    move |source| MirrorError::Delta { what: what.to_string(), source }
+    move |source| MirrorError::Delta { what: what.to_string(), source: Box::new(source) }
 }
 
 /// The `txn` application id of `table`'s progress to `target`.
@@ -89,10 +89,10 @@ impl Progress {
     /// Opens the table, creating it on first use.
     pub async fn open(lake: &Lake) -> Result<Progress> {
         let url = lake.root().join(&format!("{PATH}/")).map_err(|e| MirrorError::Config(e.to_string()))?;
-        if url.scheme() == "file" {
-            if let Ok(path) = url.to_file_path() {
-                std::fs::create_dir_all(path).map_err(|e| MirrorError::Config(format!("{url}: {e}")))?;
-            }
+        if let Ok(path) =
+            url.to_file_path().map_err(drop).and_then(|p| if url.scheme() == "file" { Ok(p) } else { Err(()) })
+        {
+            std::fs::create_dir_all(path).map_err(|e| MirrorError::Config(format!("{url}: {e}")))?;
         }
         let mut table = lake.builder(&url).and_then(|b| b.build()).map_err(delta(PATH))?;
         if table.verify_deltatable_existence().await.map_err(delta(PATH))? {

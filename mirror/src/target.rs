@@ -49,7 +49,7 @@ pub enum Target {
         /// `greenfield://bucket/prefix`.
         url: Url,
         /// The signed storage-provider client.
-        client: SpClient,
+        client: Box<SpClient>,
         /// The bucket.
         bucket: String,
         /// Object-name prefix (empty or ending in `/`).
@@ -70,7 +70,7 @@ impl Target {
             .and_then(|b| {
                 b.with_storage_options(options.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).build_storage()
             })
-            .map_err(|source| MirrorError::Delta { what: format!("target {url}"), source })?
+            .map_err(|source| MirrorError::Delta { what: format!("target {url}"), source: Box::new(source) })?
             .object_store(None);
         Ok(Target::Store { url, store })
     }
@@ -84,7 +84,7 @@ impl Target {
         if !prefix.is_empty() && !prefix.ends_with('/') {
             prefix.push('/');
         }
-        Ok(Target::Greenfield { bucket: bucket.to_string(), prefix, client, visibility, url })
+        Ok(Target::Greenfield { bucket: bucket.to_string(), prefix, client: Box::new(client), visibility, url })
     }
 
     /// The target's URL: the key its progress is recorded under.
