@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use deltalake::logstore::{ObjectStoreRef, object_store::ObjectStoreExt as _};
+use deltalake::logstore::ObjectStoreRef;
 use gata_lakehouse::{Lake, TableId};
 use percent_encoding::percent_decode_str;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -258,15 +258,7 @@ impl Mirror {
     }
 
     async fn read_source(&self, path: &str) -> Result<Option<Bytes>> {
-        match self.source.get(&deltalake::Path::from(path)).await {
-            Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
-            Err(source) => Err(MirrorError::Store { operation: "get", path: path.into(), source }),
-            Ok(got) => got.bytes().await.map(Some).map_err(|source| MirrorError::Store {
-                operation: "get",
-                path: path.into(),
-                source,
-            }),
-        }
+        crate::target::read(&self.source, path).await
     }
 
     /// Sends `bytes` to `path` unless the target holds them already; a record found with other

@@ -89,8 +89,8 @@ impl Progress {
     /// Opens the table, creating it on first use.
     pub async fn open(lake: &Lake) -> Result<Progress> {
         let url = lake.root().join(&format!("{PATH}/")).map_err(|e| MirrorError::Config(e.to_string()))?;
-        if let Ok(path) =
-            url.to_file_path().map_err(drop).and_then(|p| if url.scheme() == "file" { Ok(p) } else { Err(()) })
+        if url.scheme() == "file"
+            && let Ok(path) = url.to_file_path()
         {
             std::fs::create_dir_all(path).map_err(|e| MirrorError::Config(format!("{url}: {e}")))?;
         }

@@ -166,15 +166,7 @@ impl Target {
     /// The bytes at `path`, `None` when absent.
     pub async fn get(&self, path: &str) -> Result<Option<Bytes>> {
         match self {
-            Target::Store { store, .. } => match store.get(&deltalake::Path::from(path)).await {
-                Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
-                Err(source) => Err(MirrorError::Store { operation: "get", path: path.into(), source }),
-                Ok(got) => got.bytes().await.map(Some).map_err(|source| MirrorError::Store {
-                    operation: "get",
-                    path: path.into(),
-                    source,
-                }),
-            },
+            Target::Store { store, .. } => read(store, path).await,
             Target::Greenfield { client, bucket, prefix, .. } => {
                 let name = format!("{prefix}{path}");
                 match client.get_object(bucket, &name, None).await {
@@ -193,6 +185,19 @@ impl Target {
                 Ok(client.head_object(bucket, &format!("{prefix}{path}")).await?.and_then(|i| i.checksum_bytes()))
             }
         }
+    }
+}
+
+/// The bytes at `path` in `store`, `None` when absent.
+pub async fn read(store: &ObjectStoreRef, path: &str) -> Result<Option<Bytes>> {
+    match store.get(&deltalake::Path::from(path)).await {
+        Err(deltalake::ObjectStoreError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(MirrorError::Store { operation: "get", path: path.into(), source }),
+        Ok(got) => got.bytes().await.map(Some).map_err(|source| MirrorError::Store {
+            operation: "get",
+            path: path.into(),
+            source,
+        }),
     }
 }
 
