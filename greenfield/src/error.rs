@@ -71,6 +71,22 @@ pub enum GreenfieldError {
         /// What did not parse.
         reason: String,
     },
+    /// Typed data (EIP-712) that does not fit its types.
+    #[error("typed data: {0}")]
+    TypedData(String),
+    /// A transaction that does not decode or does not fit the chain's rules.
+    #[error("transaction: {0}")]
+    Transaction(String),
+    /// The chain refused a transaction.
+    #[error("transaction {txhash} refused with code {code}: {log}")]
+    TxRefused {
+        /// The transaction's hash.
+        txhash: String,
+        /// The chain's result code.
+        code: u32,
+        /// The chain's log.
+        log: String,
+    },
     /// The client's configuration is unusable.
     #[error("greenfield config: {0}")]
     Config(String),

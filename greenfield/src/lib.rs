@@ -1,20 +1,26 @@
 //! BNB Greenfield storage: the object integrity hashes every upload must agree on with the chain
 //! ([`integrity`]), accounts and GNFD1-ECDSA request signing ([`account`], [`auth`]), a storage
-//! provider client ([`client`]) and a loopback storage-provider emulator enforcing the same rules
-//! ([`emulator`]).
+//! provider client ([`client`]), permission policies ([`policy`]) signed into EIP-712
+//! transactions ([`eip712`], [`tx`]) and broadcast by a chain client ([`chain`]), and a loopback
+//! storage provider and chain gateway enforcing the same rules ([`emulator`]).
 
 pub mod account;
 pub mod auth;
+pub mod chain;
 pub mod client;
+pub mod eip712;
 pub mod emulator;
 pub mod error;
 pub mod integrity;
+pub mod policy;
+pub mod tx;
 pub mod xml;
 
 #[cfg(test)]
 mod sp_tests;
 
 pub use account::{Account, Address};
+pub use chain::{ChainClient, ChainConfig};
 pub use client::{SpClient, SpConfig, Upload, Visibility};
 pub use emulator::Emulator;
 pub use error::{GreenfieldError, Result};

@@ -15,10 +15,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method};
 
 use crate::{
-    Account, Emulator, GreenfieldError, SpClient, SpConfig, Upload, Visibility,
+    Account, ChainClient, ChainConfig, Emulator, GreenfieldError, SpClient, SpConfig, Upload, Visibility,
     auth::{self, Validity},
     emulator::PendingObject,
     integrity_hashes,
+    policy::{Action, MsgDeletePolicy, MsgPutPolicy, Principal, Statement, bucket_grn, object_grn},
 };
 
 const OWNER: &str = "289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032";
@@ -58,7 +59,7 @@ fn refusal(e: GreenfieldError) -> (u16, String) {
 
 #[tokio::test]
 async fn uploads_come_back_with_greenfields_hashes_and_reads_follow_grants() {
-    let (emulator, _, owner, other) = provider().await;
+    let (emulator, addr, owner, other) = provider().await;
     let payload = Bytes::from((0..100_000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<_>>());
     owner
         .put_object(
@@ -84,9 +85,66 @@ async fn uploads_come_back_with_greenfields_hashes_and_reads_follow_grants() {
     // Private: another account is refused until the bucket's policy lets it read, and after.
     let denied = other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.unwrap_err();
     assert_eq!(refusal(denied), (403, "AccessDenied".to_string()));
-    emulator.allow_read("gata", "lake/", other.account().address());
+    let chain = ChainClient::new(
+        ChainConfig::new(format!("http://{addr}").parse().unwrap(), emulator.chain_id()),
+        Account::from_private_key_hex(OWNER).unwrap(),
+    )
+    .unwrap();
+    let reader = Principal::account(other.account().address());
+    let grant = |resource: String, resources: Vec<String>| MsgPutPolicy {
+        operator: owner.account().address().to_string(),
+        principal: Some(reader.clone()),
+        resource,
+        statements: vec![Statement::allow(&[Action::GetObject], resources)],
+        expiration_time: None,
+    };
+    // A bucket policy whose pattern covers `lake/`, signed and broadcast as a transaction.
+    let bucket_policy = grant(bucket_grn("gata"), vec!["grn:o::gata/lake/.*".into()]);
+    let txhash = chain.submit(&[&bucket_policy], "grant").await.unwrap();
+    assert_eq!(txhash.len(), 64);
     assert_eq!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.unwrap(), payload);
-    emulator.deny_read("gata", "lake/", other.account().address());
+    let revoke = MsgDeletePolicy {
+        operator: owner.account().address().to_string(),
+        principal: Some(reader.clone()),
+        resource: bucket_grn("gata"),
+    };
+    chain.submit(&[&revoke], "").await.unwrap();
+    assert!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.is_err());
+    // An object policy, then its removal, in one transaction each.
+    let object = object_grn("gata", "lake/silver chat/part-0.parquet");
+    chain.submit(&[&grant(object.clone(), vec![])], "").await.unwrap();
+    assert_eq!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.unwrap(), payload);
+    let revoke_object = MsgDeletePolicy { resource: object.clone(), ..revoke.clone() };
+    chain.submit(&[&revoke_object], "").await.unwrap();
+    assert!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.is_err());
+
+    // The chain refuses: a policy put by who does not own the bucket, and one whose object
+    // statement names resources; neither changes anything.
+    let stranger = ChainClient::new(
+        ChainConfig::new(format!("http://{addr}").parse().unwrap(), emulator.chain_id()),
+        Account::from_private_key_hex(OTHER).unwrap(),
+    )
+    .unwrap();
+    let self_grant = MsgPutPolicy { operator: other.account().address().to_string(), ..bucket_policy.clone() };
+    let refused = stranger.submit(&[&self_grant], "").await.unwrap_err();
+    assert!(
+        matches!(&refused, GreenfieldError::TxRefused { code: 4, log, .. } if log.contains("does not own")),
+        "{refused}"
+    );
+    let malformed = grant(object.clone(), vec!["grn:o::gata/.*".into()]);
+    assert!(matches!(chain.submit(&[&malformed], "").await, Err(GreenfieldError::TxRefused { .. })));
+    assert!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.is_err());
+    // Signed for another chain: the signature does not verify.
+    let elsewhere = ChainClient::new(
+        ChainConfig::new(format!("http://{addr}").parse().unwrap(), "greenfield_5600-1"),
+        Account::from_private_key_hex(OWNER).unwrap(),
+    )
+    .unwrap();
+    let wrong_chain = elsewhere.submit(&[&bucket_policy], "").await.unwrap_err();
+    assert!(
+        matches!(&wrong_chain, GreenfieldError::TxRefused { code: 4, log, .. } if log.contains("signature")),
+        "{wrong_chain}"
+    );
     assert!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.is_err());
 
     // Listing pages through names in order.

@@ -26,18 +26,27 @@ use axum::{
     extract::{Path, Query, Request, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
+    routing::{get, post},
 };
 use chrono::Utc;
 use sha2::{Digest, Sha256};
 
+mod chain;
+
+use chain::{account, broadcast};
+
 use crate::{
     Address,
     auth::{self, RequestParts},
+    chain::AccountState,
     client::{check_object_name, continuation_token},
     integrity_hashes,
+    policy::{Action, EFFECT_ALLOW, EFFECT_DENY, Statement, bucket_grn, object_grn},
     xml::{ErrorBody, ListBody, ObjectInfo, ObjectMeta, ObjectMetaBody},
 };
+
+/// The chain id the emulator answers as.
+pub const CHAIN_ID: &str = "greenfield_9000-121";
 
 /// An object created on chain by a transaction and not yet uploaded.
 #[derive(Debug, Clone)]
@@ -76,25 +85,34 @@ struct Chain {
     buckets: HashMap<String, Bucket>,
     /// Creating transactions by hash (lowercase hex).
     pending: HashMap<String, PendingObject>,
-    /// `(bucket, object prefix or "" for the bucket)` → accounts allowed to read.
-    readers: HashMap<(String, String), Vec<Address>>,
+    /// Policies by resource GRN and principal account.
+    policies: HashMap<(String, Address), Vec<Statement>>,
+    /// Accounts by address: number and sequence.
+    accounts: HashMap<Address, AccountState>,
     /// `(bucket)` → accounts allowed to create objects besides the owner.
     writers: HashMap<String, Vec<Address>>,
     next_id: u64,
 }
 
 /// The emulator's shared state; cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Emulator {
     chain: Arc<Mutex<Chain>>,
     /// The provider's own address: the creator of delegated uploads.
-    operator: Option<Address>,
+    operator: Address,
+    chain_id: String,
 }
 
 impl Emulator {
-    /// An emulator whose delegated uploads are created by `operator`.
+    /// An emulator whose delegated uploads are created by `operator`, its chain answering as
+    /// [`CHAIN_ID`].
     pub fn new(operator: Address) -> Emulator {
-        Emulator { chain: Arc::default(), operator: Some(operator) }
+        Emulator { chain: Arc::default(), operator, chain_id: CHAIN_ID.to_string() }
+    }
+
+    /// The emulated chain's id.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
     }
 
     fn chain(&self) -> MutexGuard<'_, Chain> {
@@ -104,22 +122,6 @@ impl Emulator {
     /// Creates `bucket` owned by `owner` (what `MsgCreateBucket` does on chain).
     pub fn create_bucket(&self, bucket: &str, owner: Address) {
         self.chain().buckets.entry(bucket.to_string()).or_default().owner = Some(owner);
-    }
-
-    /// Lets `account` read objects of `bucket` under `prefix` ("" for all).
-    pub fn allow_read(&self, bucket: &str, prefix: &str, account: Address) {
-        let mut chain = self.chain();
-        let readers = chain.readers.entry((bucket.to_string(), prefix.to_string())).or_default();
-        if !readers.contains(&account) {
-            readers.push(account);
-        }
-    }
-
-    /// Takes back what [`Emulator::allow_read`] gave.
-    pub fn deny_read(&self, bucket: &str, prefix: &str, account: Address) {
-        if let Some(readers) = self.chain().readers.get_mut(&(bucket.to_string(), prefix.to_string())) {
-            readers.retain(|a| *a != account);
-        }
     }
 
     /// Lets `account` create objects in `bucket`.
@@ -133,9 +135,12 @@ impl Emulator {
     }
 
     /// The router: `/{bucket}` lists, `/{bucket}/{*object}` uploads, downloads and answers
-    /// `?object-meta`.
+    /// `?object-meta`; the chain's gateway answers `/cosmos/auth/v1beta1/accounts/{address}`
+    /// and `/cosmos/tx/v1beta1/txs` on the same address.
     pub fn router(&self) -> Router {
         Router::new()
+            .route("/cosmos/auth/v1beta1/accounts/{address}", get(account))
+            .route("/cosmos/tx/v1beta1/txs", post(broadcast))
             .route("/{bucket}", get(list))
             .route("/{bucket}/{*object}", get(read).put(upload))
             .with_state(self.clone())
@@ -154,10 +159,38 @@ impl Emulator {
         Ok(bound)
     }
 
+    /// Whether a policy lets `account` read `bucket/object`: an allowing statement for
+    /// `ACTION_GET_OBJECT` (or all actions) in the object's policy, or in the bucket's policy with
+    /// a resource pattern matching the object's name (matched as the chain matches it: a regular
+    /// expression found anywhere in the name), unexpired, and no denying one.
     fn may_read(chain: &Chain, bucket: &str, object: &str, account: Address) -> bool {
-        chain.readers.iter().any(|((b, prefix), readers)| {
-            b == bucket && object.starts_with(prefix.as_str()) && readers.contains(&account)
-        })
+        let name = object_grn(bucket, object);
+        let now = Utc::now().timestamp();
+        let object_policy = chain.policies.get(&(name.clone(), account)).into_iter().flatten();
+        let bucket_policy = chain
+            .policies
+            .get(&(bucket_grn(bucket), account))
+            .into_iter()
+            .flatten()
+            .filter(|s| s.resources.iter().any(|r| regex::Regex::new(r).is_ok_and(|r| r.is_match(&name))));
+        let mut allowed = false;
+        for statement in object_policy.chain(bucket_policy) {
+            let lapsed = statement.expiration_time.as_ref().is_some_and(|t| t.seconds <= now);
+            if lapsed || !statement.covers(Action::GetObject) {
+                continue;
+            }
+            if statement.effect == EFFECT_DENY {
+                return false;
+            }
+            allowed |= statement.effect == EFFECT_ALLOW;
+        }
+        allowed
+    }
+
+    /// The state of `address`, opened (as if funded) on first use.
+    fn account_state(chain: &mut Chain, address: Address) -> AccountState {
+        let next = chain.accounts.len() as u64 + 1;
+        *chain.accounts.entry(address).or_insert(AccountState { number: next, sequence: 0 })
     }
 }
 
@@ -269,7 +302,7 @@ async fn upload(
             return refuse(StatusCode::NOT_FOUND, "NoSuchKey", format!("{bucket}/{object} does not exist"));
         }
         let public = query.get("visibility").is_some_and(|v| v == "1");
-        (emulator.operator.unwrap_or(signer), public, owner.unwrap_or(signer))
+        (emulator.operator, public, owner.unwrap_or(signer))
     } else {
         return refuse(
             StatusCode::BAD_REQUEST,
