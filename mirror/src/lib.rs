@@ -4,7 +4,9 @@
 //! verifiable by re-hashing what the target holds ([`verify`]).
 
 pub mod error;
+pub mod grants;
 pub mod mirror;
+pub mod ops_table;
 pub mod progress;
 pub mod rate;
 pub mod records;
@@ -12,6 +14,7 @@ pub mod target;
 pub mod verify;
 
 pub use error::{MirrorError, Result};
+pub use grants::{GrantReport, GrantSync};
 pub use mirror::{Mirror, MirrorSettings, PassReport};
 pub use target::Target;
 pub use verify::{VerifyReport, verify};

@@ -16,7 +16,7 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    MirrorError, Result,
+    GrantReport, GrantSync, MirrorError, Result,
     progress::{Entry, Progress},
     rate::RateLimit,
     records::{SUBMISSION_TABLES, SubmissionRecord, add_scores, submissions_in},
@@ -47,6 +47,8 @@ pub struct PassReport {
     pub versions: BTreeMap<String, i64>,
     /// Files a commit names that were gone from the lake (vacuumed before they were mirrored).
     pub missing: u64,
+    /// Marketplace access sent to Greenfield (when the mirror syncs grants).
+    pub grants: GrantReport,
 }
 
 #[derive(Clone)]
@@ -95,6 +97,7 @@ pub struct Mirror {
     rate: RateLimit,
     settings: MirrorSettings,
     metrics: Metrics,
+    grants: Option<GrantSync>,
 }
 
 impl Mirror {
@@ -114,7 +117,15 @@ impl Mirror {
             target,
             progress,
             settings,
+            grants: None,
         })
+    }
+
+    /// Also keeps the bucket's object policies in line with the marketplace after each pass
+    /// (Greenfield targets).
+    pub fn with_grants(mut self, grants: GrantSync) -> Mirror {
+        self.grants = Some(grants);
+        self
     }
 
     /// The target.
@@ -132,8 +143,8 @@ impl Mirror {
         tracing::info!(target = %self.target.url(), "mirror started");
         loop {
             match self.pass().await {
-                Ok(report) if report.uploaded > 0 || report.missing > 0 => {
-                    tracing::info!(uploaded = report.uploaded, present = report.present, bytes = report.bytes, missing = report.missing, versions = ?report.versions, "mirror pass");
+                Ok(report) if report.uploaded > 0 || report.missing > 0 || report.grants != GrantReport::default() => {
+                    tracing::info!(uploaded = report.uploaded, present = report.present, bytes = report.bytes, missing = report.missing, versions = ?report.versions, granted = report.grants.granted, revoked = report.grants.revoked, "mirror pass");
                 }
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "mirror pass failed; retrying next interval"),
@@ -151,6 +162,10 @@ impl Mirror {
         let mut report = PassReport::default();
         for table in TableId::ALL {
             self.mirror_table(table, &mut report).await?;
+        }
+        if let Some(grants) = self.grants.as_mut() {
+            let entries = self.progress.entries(self.target.url()).await?;
+            report.grants = grants.sync(&self.target, &entries).await?;
         }
         Ok(report)
     }

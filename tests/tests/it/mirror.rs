@@ -4,14 +4,20 @@
 //! verification re-hashes everything (and names what was tampered with), and the bucket's
 //! objects stay private.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use deltalake::DeltaTableBuilder;
-use gata_greenfield::{Account, Emulator, SpClient, SpConfig, Visibility};
+use gata_greenfield::{Account, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
+use gata_infra::contract::MarketAction;
 use gata_lakehouse::{Lake, TableId, deltalake};
-use gata_mirror::{Mirror, MirrorSettings, Target, verify};
+use gata_marketplace::{Market, Marketplace};
+use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target, verify};
 use gata_tests::Gata;
-use serde_json::Value;
+use serde_json::{Value, json};
 use url::Url;
 
 use crate::{
@@ -149,6 +155,90 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
     let stranger = SpClient::new(config, reader).unwrap();
     let denied = stranger.get_object("gata-lake", &objects[0].object_name, None).await.unwrap_err();
     assert!(denied.to_string().contains("AccessDenied"), "{denied}");
+
+    marketplace_access_becomes_object_policies(&lake, &registry, addr, &emulator, &stranger, &gf_entries).await;
+}
+
+/// A buyer of a chat-turn listing whose contributors all grant it gets object policies for the
+/// chat-turn files and records (through signed transactions the emulated chain verified), and
+/// loses those of a contributor's batches when the contributor revokes.
+async fn marketplace_access_becomes_object_policies(
+    lake: &Lake,
+    registry: &prometheus::Registry,
+    addr: std::net::SocketAddr,
+    emulator: &Emulator,
+    buyer: &SpClient,
+    entries: &[gata_mirror::progress::Entry],
+) {
+    let market = Arc::new(RwLock::new(Market::default()));
+    let apply = |actor: &str, action: Value| {
+        let event = Marketplace::event(actor, serde_json::from_value::<MarketAction>(action).unwrap());
+        market.write().unwrap().apply(&event, chrono::Utc::now()).unwrap();
+    };
+    let listing = json!({"listing_id": "chats", "version": 1, "title": "Chats", "kinds": ["chat_turn"],
+        "price": 100, "terms": "research"});
+    apply("curator", json!({"action": "publish_listing", "listing": listing}));
+    for i in 0..6 {
+        let person = format!("person_{i}");
+        apply(&person, json!({"action": "grant", "contributor_id": person, "listing_id": "chats"}));
+    }
+    apply("acme", json!({"action": "purchase", "purchase_id": "0190e5a0-0000-7000-8000-000000000001", "listing_id": "chats",
+        "version": 1, "buyer": "acme", "price": 100, "payment_ref": "tx-1", "shares": []}));
+
+    let owner =
+        Account::from_private_key_hex("289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032").unwrap();
+    let chain_config = ChainConfig::new(format!("http://{addr}").parse().unwrap(), emulator.chain_id());
+    let buyers = BTreeMap::from([("acme".to_string(), buyer.account().address())]);
+    let sync = |market: Arc<RwLock<Market>>| {
+        let chain = ChainClient::new(chain_config.clone(), owner.clone()).unwrap();
+        GrantSync::new(lake, chain, market, buyers.clone())
+    };
+    let gf_url = Url::parse("greenfield://gata-lake/mirror/").unwrap();
+    let client = SpClient::new(
+        SpConfig {
+            endpoint: format!("http://{addr}").parse().unwrap(),
+            retries: 2,
+            backoff: Duration::from_millis(50),
+            timeout: Duration::from_secs(30),
+        },
+        owner.clone(),
+    )
+    .unwrap();
+    let target = Target::greenfield(gf_url, client, Visibility::Private).unwrap();
+    let mut mirror = Mirror::new(lake.clone(), target.clone(), settings(1000), registry)
+        .await
+        .unwrap()
+        .with_grants(sync(market.clone()).await.unwrap());
+
+    let chat_objects: Vec<&gata_mirror::progress::Entry> =
+        entries.iter().filter(|e| e.table_name == "chat_turns" && e.kind != "log").collect();
+    let first = mirror.pass().await.unwrap();
+    assert_eq!(first.grants.granted, chat_objects.len() as u64, "{first:?}");
+    assert!(first.grants.transactions >= 1);
+    let name = |e: &gata_mirror::progress::Entry| format!("mirror/{}", e.path);
+    for e in &chat_objects {
+        assert!(buyer.get_object("gata-lake", &name(e), None).await.is_ok(), "{}", e.path);
+    }
+    let preference = entries.iter().find(|e| e.table_name == "preferences" && e.kind == "data").unwrap();
+    assert!(buyer.get_object("gata-lake", &name(preference), None).await.is_err());
+    let log = entries.iter().find(|e| e.table_name == "chat_turns" && e.kind == "log").unwrap();
+    assert!(buyer.get_object("gata-lake", &name(log), None).await.is_err());
+
+    // Nothing changed: nothing sent; a restarted sync reads what it applied from the lake.
+    assert_eq!(mirror.pass().await.unwrap().grants, GrantReport::default());
+    let mut restarted = sync(market.clone()).await.unwrap();
+    assert_eq!(restarted.sync(&target, entries).await.unwrap(), GrantReport::default());
+
+    // person_0 revokes: every batch holding their rows becomes unreadable, the others stay.
+    apply("person_0", json!({"action": "revoke", "contributor_id": "person_0", "listing_id": "chats"}));
+    let revoked = mirror.pass().await.unwrap().grants;
+    assert!(revoked.revoked > 0 && revoked.granted == 0, "{revoked:?}");
+    let mut still = 0;
+    for e in &chat_objects {
+        let readable = buyer.get_object("gata-lake", &name(e), None).await.is_ok();
+        still += u64::from(readable);
+    }
+    assert_eq!(still, chat_objects.len() as u64 - revoked.revoked);
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
