@@ -92,7 +92,8 @@ struct Flags {
     #[arg(long, global = true)]
     #[serde(skip)]
     lake: Option<String>,
-    /// Roles to run, comma-separated: intake,sink,query,maintenance,scoring,dva (default: all).
+    /// Roles to run, comma-separated: intake,sink,query,maintenance,scoring,dva,rewards (the
+    /// default) and mirror (needs `mirror.target`).
     #[arg(long, global = true, value_delimiter = ',')]
     #[serde(skip_serializing_if = "Option::is_none")]
     roles: Option<Vec<config::Role>>,

@@ -3,42 +3,81 @@
 //! target holds against the progress the lake records; `gata greenfield emulator`: a loopback
 //! storage provider for trying the Greenfield target locally.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use gata_greenfield::{Account, Address, Emulator, SpClient, SpConfig, Visibility};
-use gata_infra::config::GataConfig;
+use gata_greenfield::{Account, Address, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
+use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients};
 use gata_lakehouse::Lake;
-use gata_mirror::{Mirror, MirrorSettings, Target};
+use gata_marketplace::{Market, follower::follow};
+use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-/// Where to mirror, and how to reach it.
+/// Where to mirror, and how to reach it: each flag overrides its `[mirror]` setting.
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// `file:///abs/dir`, `s3://bucket/prefix` (with the lake's storage options and `AWS_*`
-    /// variables) or `greenfield://bucket/prefix`.
+    /// variables) or `greenfield://bucket/prefix` (`mirror.target`).
     #[arg(long)]
-    target: Url,
-    /// The storage provider of a Greenfield target.
-    #[arg(long, default_value = "http://127.0.0.1:9033")]
-    sp_endpoint: Url,
-    /// The Greenfield account's private key (hex); read from the environment only.
-    #[arg(long, env = "GATA_GREENFIELD_PRIVATE_KEY", hide_env_values = true)]
-    private_key: Option<String>,
-    /// Visibility of objects created on Greenfield.
-    #[arg(long, value_enum, default_value_t = VisibilityArg::Private)]
-    visibility: VisibilityArg,
-    /// Attempts after the first for a failed provider request.
-    #[arg(long, default_value_t = 4)]
-    retries: u32,
+    target: Option<String>,
+    /// The storage provider of a Greenfield target (`mirror.greenfield.sp_endpoint`).
+    #[arg(long)]
+    sp_endpoint: Option<String>,
+    /// The chain's REST gateway, to sync marketplace access as object policies
+    /// (`mirror.greenfield.chain_endpoint`).
+    #[arg(long)]
+    chain_endpoint: Option<String>,
+    /// The chain id (`mirror.greenfield.chain_id`).
+    #[arg(long)]
+    chain_id: Option<String>,
+    /// Visibility of objects created on Greenfield (`mirror.greenfield.visibility`).
+    #[arg(long, value_enum)]
+    visibility: Option<VisibilityArg>,
+    /// Attempts after the first for a failed provider request (`mirror.greenfield.retries`).
+    #[arg(long)]
+    retries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum VisibilityArg {
     Private,
     PublicRead,
+}
+
+impl TargetArgs {
+    fn apply(&self, cfg: &mut GataConfig) {
+        let m = &mut cfg.mirror;
+        let gf = &mut m.greenfield;
+        if let Some(t) = &self.target {
+            m.target = Some(t.clone());
+        }
+        if let Some(e) = &self.sp_endpoint {
+            gf.sp_endpoint = e.clone();
+        }
+        if let Some(e) = &self.chain_endpoint {
+            gf.chain_endpoint = Some(e.clone());
+        }
+        if let Some(id) = &self.chain_id {
+            gf.chain_id = id.clone();
+        }
+        if let Some(v) = self.visibility {
+            gf.visibility = match v {
+                VisibilityArg::Private => "private",
+                VisibilityArg::PublicRead => "public_read",
+            }
+            .into();
+        }
+        if let Some(r) = self.retries {
+            gf.retries = r;
+        }
+    }
 }
 
 /// `gata mirror` options.
@@ -49,15 +88,15 @@ pub struct MirrorArgs {
     /// One pass over every table, then exit.
     #[arg(long)]
     once: bool,
-    /// Time between passes.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-    interval: Duration,
-    /// Bytes per second sent to the target (0: unlimited).
-    #[arg(long, default_value_t = 0)]
-    rate_limit: u64,
-    /// Table versions per table and pass.
-    #[arg(long, default_value_t = 100)]
-    versions_per_pass: i64,
+    /// Time between passes (`mirror.interval`, 10s).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    interval: Option<Duration>,
+    /// Bytes per second sent to the target, 0: unlimited (`mirror.rate_limit_bytes_per_second`).
+    #[arg(long)]
+    rate_limit: Option<u64>,
+    /// Table versions per table and pass (`mirror.versions_per_pass`, 100).
+    #[arg(long)]
+    versions_per_pass: Option<i64>,
     #[command(flatten)]
     pub flags: crate::Flags,
 }
@@ -95,23 +134,86 @@ fn parse_bucket(s: &str) -> Result<(String, Address), String> {
     Ok((name.to_string(), owner.parse().map_err(|e: gata_greenfield::GreenfieldError| e.to_string())?))
 }
 
-fn target(cfg: &GataConfig, args: &TargetArgs) -> anyhow::Result<Target> {
-    if args.target.scheme() != "greenfield" {
-        return Ok(Target::store(args.target.clone(), &cfg.lake.storage_options.0)?);
+/// The Greenfield account, from `GATA_GREENFIELD_PRIVATE_KEY` (never from a file or a flag).
+fn account() -> anyhow::Result<Account> {
+    let key = std::env::var("GATA_GREENFIELD_PRIVATE_KEY")
+        .context("a Greenfield target needs the account's key in GATA_GREENFIELD_PRIVATE_KEY")?;
+    Ok(Account::from_private_key_hex(&key)?)
+}
+
+/// The configured target.
+fn target(cfg: &GataConfig) -> anyhow::Result<Target> {
+    let url: Url = cfg
+        .mirror
+        .target
+        .as_deref()
+        .context("no mirror target: set mirror.target or give --target")?
+        .parse()
+        .context("mirror.target")?;
+    if url.scheme() != "greenfield" {
+        return Ok(Target::store(url, &cfg.lake.storage_options.0)?);
     }
-    let key = args.private_key.as_deref().context("a Greenfield target needs GATA_GREENFIELD_PRIVATE_KEY")?;
-    let account = Account::from_private_key_hex(key)?;
+    let gf = &cfg.mirror.greenfield;
     let config = SpConfig {
-        endpoint: args.sp_endpoint.clone(),
-        retries: args.retries,
+        endpoint: gf.sp_endpoint.parse().context("mirror.greenfield.sp_endpoint")?,
+        retries: gf.retries,
         backoff: Duration::from_millis(200),
         timeout: Duration::from_secs(120),
     };
-    let visibility = match args.visibility {
-        VisibilityArg::Private => Visibility::Private,
-        VisibilityArg::PublicRead => Visibility::PublicRead,
+    let visibility = match gf.visibility.as_str() {
+        "private" => Visibility::Private,
+        "public_read" => Visibility::PublicRead,
+        other => bail!("mirror.greenfield.visibility is private or public_read, not {other:?}"),
     };
-    Ok(Target::greenfield(args.target.clone(), SpClient::new(config, account)?, visibility)?)
+    Ok(Target::greenfield(url, SpClient::new(config, account()?)?, visibility)?)
+}
+
+/// Whether the mirror syncs marketplace access: a Greenfield target with a chain endpoint.
+fn syncs_grants(cfg: &GataConfig) -> bool {
+    cfg.mirror.greenfield.chain_endpoint.is_some()
+        && cfg.mirror.target.as_deref().is_some_and(|t| t.starts_with("greenfield://"))
+}
+
+/// The mirror `cfg` describes; with a chain endpoint, it also keeps the bucket's object
+/// policies in line with `market` (which must be caught up with the marketplace log).
+pub async fn build(
+    cfg: &GataConfig,
+    lake: Lake,
+    registry: &prometheus::Registry,
+    market: Option<Arc<RwLock<Market>>>,
+) -> anyhow::Result<Mirror> {
+    let settings = MirrorSettings {
+        rate_limit_bytes_per_second: cfg.mirror.rate_limit_bytes_per_second,
+        versions_per_pass: cfg.mirror.versions_per_pass,
+        interval: cfg.mirror.interval,
+    };
+    let mirror = Mirror::new(lake.clone(), target(cfg)?, settings, registry).await?;
+    let (Some(market), true) = (market, syncs_grants(cfg)) else { return Ok(mirror) };
+    let gf = &cfg.mirror.greenfield;
+    let endpoint =
+        gf.chain_endpoint.as_deref().unwrap_or_default().parse().context("mirror.greenfield.chain_endpoint")?;
+    let chain = ChainClient::new(ChainConfig::new(endpoint, gf.chain_id.clone()), account()?)?;
+    let mut buyers = BTreeMap::new();
+    for (buyer, address) in &gf.buyers {
+        let address: Address = address.parse().with_context(|| format!("mirror.greenfield.buyers.{buyer}"))?;
+        buyers.insert(buyer.clone(), address);
+    }
+    Ok(mirror.with_grants(GrantSync::new(&lake, chain, market, buyers).await?))
+}
+
+/// Follows the marketplace log until caught up, when the mirror syncs grants.
+pub async fn market(
+    cfg: &GataConfig,
+    kafka: &KafkaClients,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Arc<RwLock<Market>>>> {
+    if !syncs_grants(cfg) {
+        return Ok(None);
+    }
+    let followed =
+        follow(kafka, cfg.ingest.limits.clone(), stop.child_token()).context("following the marketplace log")?;
+    followed.caught_up(Duration::from_secs(120)).await.context("reading the marketplace log")?;
+    Ok(Some(followed.market))
 }
 
 fn lake(cfg: &GataConfig) -> anyhow::Result<Lake> {
@@ -119,29 +221,55 @@ fn lake(cfg: &GataConfig) -> anyhow::Result<Lake> {
 }
 
 /// Runs `gata mirror`.
-pub async fn mirror(cfg: GataConfig, args: MirrorArgs, stop: CancellationToken) -> anyhow::Result<()> {
-    let settings = MirrorSettings {
-        rate_limit_bytes_per_second: args.rate_limit,
-        versions_per_pass: args.versions_per_pass,
-        interval: args.interval,
+pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationToken) -> anyhow::Result<()> {
+    args.target.apply(&mut cfg);
+    if let Some(i) = args.interval {
+        cfg.mirror.interval = i;
+    }
+    if let Some(r) = args.rate_limit {
+        cfg.mirror.rate_limit_bytes_per_second = r;
+    }
+    if let Some(v) = args.versions_per_pass {
+        cfg.mirror.versions_per_pass = v;
+    }
+    let (_embedded, market) = if syncs_grants(&cfg) {
+        let (embedded, bootstrap) = match &cfg.kafka.brokers {
+            Some(brokers) => (None, brokers.clone()),
+            None => {
+                let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await.context(
+                    "starting the embedded broker over the data directory's log for the marketplace (is `gata serve` running? then give --brokers)",
+                )?;
+                let bootstrap = broker.bootstrap();
+                (Some(broker), bootstrap)
+            }
+        };
+        (embedded, market(&cfg, &KafkaClients::new(bootstrap), &stop).await?)
+    } else {
+        (None, None)
     };
     let registry = prometheus::Registry::new();
-    let mut mirror = Mirror::new(lake(&cfg)?, target(&cfg, &args.target)?, settings, &registry).await?;
+    let mut mirror = build(&cfg, lake(&cfg)?, &registry, market).await?;
     if !args.once {
         mirror.run(stop).await;
         return Ok(());
     }
     loop {
         let report = mirror.pass().await?;
-        if report.versions.is_empty() {
+        if report.versions.is_empty() && report.grants == GrantReport::default() {
             break;
         }
         println!(
-            "uploaded {} objects ({} bytes), {} already there, {} gone from the lake; versions {:?}",
-            report.uploaded, report.bytes, report.present, report.missing, report.versions
+            "uploaded {} objects ({} bytes), {} already there, {} gone from the lake; versions {:?}; policies put {}, deleted {}",
+            report.uploaded,
+            report.bytes,
+            report.present,
+            report.missing,
+            report.versions,
+            report.grants.granted,
+            report.grants.revoked
         );
     }
-    println!("{} is up to date", args.target.target);
+    println!("{} is up to date", mirror.target().url());
     Ok(())
 }
 
@@ -149,7 +277,9 @@ pub async fn mirror(cfg: GataConfig, args: MirrorArgs, stop: CancellationToken) 
 pub async fn greenfield(cfg: GataConfig, args: GreenfieldArgs, stop: CancellationToken) -> anyhow::Result<()> {
     match args.op {
         GreenfieldOp::Verify { target: target_args } => {
-            let target = target(&cfg, &target_args)?;
+            let mut cfg = cfg;
+            target_args.apply(&mut cfg);
+            let target = target(&cfg)?;
             let mut mirror = Mirror::new(
                 lake(&cfg)?,
                 target.clone(),

@@ -201,6 +201,16 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             gata_stream_processors::run_rewards(settings, lake, &registry, stop).await.context("rewards")
         });
     }
+    if cfg.runs(Role::Mirror) {
+        // Built before serving, so a misconfigured mirror stops the start with its reason.
+        let market = crate::mirror_cmd::market(&cfg, &kafka, &stop).await?;
+        let mirror = crate::mirror_cmd::build(&cfg, lake.clone(), &registry, market).await.context("mirror")?;
+        let stop = stop.child_token();
+        tasks.spawn(async move {
+            mirror.run(stop).await;
+            Ok(())
+        });
+    }
     if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
         let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
         tasks.spawn(async move {

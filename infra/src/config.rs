@@ -38,6 +38,9 @@ pub enum Role {
     Dva,
     /// The rewards processor: closes epochs, folds their scores into payouts (`gold/rewards`).
     Rewards,
+    /// The mirror: copies every committed table version to `mirror.target` (not in the
+    /// default set: it needs a target).
+    Mirror,
 }
 
 impl Role {
@@ -58,9 +61,10 @@ impl std::str::FromStr for Role {
             "scoring" => Ok(Role::Scoring),
             "dva" => Ok(Role::Dva),
             "rewards" => Ok(Role::Rewards),
-            other => {
-                Err(format!("unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva, rewards"))
-            }
+            "mirror" => Ok(Role::Mirror),
+            other => Err(format!(
+                "unknown role {other:?}; roles: intake, sink, query, maintenance, scoring, dva, rewards, mirror"
+            )),
         }
     }
 }
@@ -93,6 +97,8 @@ pub struct GataConfig {
     pub dva: DvaConfig,
     /// The rewards processor.
     pub rewards: RewardsConfig,
+    /// The mirror role.
+    pub mirror: MirrorConfig,
 }
 
 impl Default for GataConfig {
@@ -110,6 +116,7 @@ impl Default for GataConfig {
             scoring: ScoringConfig::default(),
             dva: DvaConfig::default(),
             rewards: RewardsConfig::default(),
+            mirror: MirrorConfig::default(),
         }
     }
 }
@@ -499,6 +506,69 @@ impl Default for RewardsConfig {
             grace: Duration::from_secs(600),
             max_wait: Duration::from_secs(3600),
             interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The mirror role: where every committed table version is copied, and how fast.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// `file:///abs/dir`, `s3://bucket/prefix` (with the lake's storage options) or
+    /// `greenfield://bucket/prefix`; the role needs one.
+    pub target: Option<String>,
+    /// Time between passes (`10s`).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Bytes per second sent to the target (0: unlimited).
+    pub rate_limit_bytes_per_second: u64,
+    /// Table versions per table and pass.
+    pub versions_per_pass: i64,
+    /// A Greenfield target's provider, chain and buyers. The account's private key comes from
+    /// the environment only (`GATA_GREENFIELD_PRIVATE_KEY`).
+    pub greenfield: GreenfieldConfig,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        Self {
+            target: None,
+            interval: Duration::from_secs(10),
+            rate_limit_bytes_per_second: 0,
+            versions_per_pass: 100,
+            greenfield: GreenfieldConfig::default(),
+        }
+    }
+}
+
+/// How the mirror reaches Greenfield.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GreenfieldConfig {
+    /// The storage provider's endpoint.
+    pub sp_endpoint: String,
+    /// `private` or `public_read`: visibility of the objects created.
+    pub visibility: String,
+    /// Attempts after the first for a failed provider request.
+    pub retries: u32,
+    /// The chain's REST gateway, for permission transactions (none: no permissions synced).
+    pub chain_endpoint: Option<String>,
+    /// The chain id (`greenfield_5600-1` testnet, `greenfield_1017-1` mainnet).
+    pub chain_id: String,
+    /// Buyer principal name → Greenfield account (`0x…`): who gets object policies for what
+    /// the marketplace lets them read.
+    pub buyers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for GreenfieldConfig {
+    fn default() -> Self {
+        Self {
+            sp_endpoint: "http://127.0.0.1:9033".into(),
+            visibility: "private".into(),
+            retries: 4,
+            chain_endpoint: None,
+            chain_id: "greenfield_9000-121".into(),
+            buyers: std::collections::BTreeMap::new(),
         }
     }
 }

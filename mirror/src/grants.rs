@@ -96,6 +96,13 @@ pub struct GrantSync {
     contributors: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
+/// The objects of one table version: its data files and its submission record.
+#[derive(Default)]
+struct Batch<'a> {
+    data: Vec<&'a str>,
+    record: Option<&'a str>,
+}
+
 /// A desired or applied policy: (object name, account) → buyer.
 type Policies = BTreeMap<(String, Address), String>;
 
@@ -150,18 +157,17 @@ impl GrantSync {
         let Target::Greenfield { prefix, .. } = target else {
             return Err(MirrorError::Config("grants apply to Greenfield targets only".into()));
         };
-        // (table, version) → (objects, record path)
-        let mut versions: BTreeMap<(&str, i64), (Vec<&str>, Option<&str>)> = BTreeMap::new();
+        let mut versions: BTreeMap<(&str, i64), Batch<'_>> = BTreeMap::new();
         for e in entries {
-            let slot = versions.entry((e.table_name.as_str(), e.version)).or_default();
+            let batch = versions.entry((e.table_name.as_str(), e.version)).or_default();
             match e.kind.as_str() {
-                "data" => slot.0.push(&e.path),
-                "record" => slot.1 = Some(&e.path),
+                "data" => batch.data.push(&e.path),
+                "record" => batch.record = Some(&e.path),
                 _ => {}
             }
         }
         let mut contributors = BTreeMap::new();
-        for ((table, version), (_, record)) in &versions {
+        for ((table, version), Batch { record, .. }) in &versions {
             if let Some(record) = record {
                 contributors.insert((*table, *version), self.contributors_of(target, record).await?);
             }
@@ -170,11 +176,10 @@ impl GrantSync {
         let mut desired = Policies::new();
         for (buyer, account) in &self.buyers {
             for (listing_id, spec) in market.entitlements(buyer) {
-                for ((table, version), (data, record)) in &versions {
+                for ((table, version), Batch { data, record }) in &versions {
                     let (Some(record), Some(who)) = (record, contributors.get(&(*table, *version))) else { continue };
                     let covers = spec.kinds.iter().any(|k| silver_table(*k) == *table);
-                    let all_grant =
-                        who.iter().all(|c| market.grants().get(c).is_some_and(|g| g.allows(&listing_id)));
+                    let all_grant = who.iter().all(|c| market.grants().get(c).is_some_and(|g| g.allows(&listing_id)));
                     if covers && all_grant {
                         for path in data.iter().chain(std::iter::once(record)) {
                             desired.insert((format!("{prefix}{path}"), *account), buyer.clone());
@@ -227,10 +232,8 @@ impl GrantSync {
             let msgs: Vec<&dyn Msg> = batch.iter().map(|(_, m)| m.as_ref()).collect();
             let txhash = self.chain.submit(&msgs, "gata marketplace access").await?;
             let at = chrono::Utc::now().to_rfc3339();
-            let rows: Vec<GrantRow> = batch
-                .iter()
-                .map(|(r, _)| GrantRow { txhash: txhash.clone(), at: at.clone(), ..r.clone() })
-                .collect();
+            let rows: Vec<GrantRow> =
+                batch.iter().map(|(r, _)| GrantRow { txhash: txhash.clone(), at: at.clone(), ..r.clone() }).collect();
             self.log.append(&rows, None).await?;
             report.transactions += 1;
             for r in &rows {

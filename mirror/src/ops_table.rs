@@ -37,7 +37,10 @@ impl OpsTable {
         comment: &str,
         schema: SchemaRef,
     ) -> Result<OpsTable> {
-        let delta = |source: deltalake::DeltaTableError| MirrorError::Delta { what: path.to_string(), source: Box::new(source) };
+        let delta = |source: deltalake::DeltaTableError| MirrorError::Delta {
+            what: path.to_string(),
+            source: Box::new(source),
+        };
         let url = lake.root().join(&format!("{path}/")).map_err(|e| MirrorError::Config(e.to_string()))?;
         if url.scheme() == "file"
             && let Ok(dir) = url.to_file_path()
@@ -86,8 +89,9 @@ impl OpsTable {
 
     /// Appends `rows`, and `txn` when given, in one commit.
     pub async fn append<T: Serialize>(&mut self, rows: &[T], txn: Option<Transaction>) -> Result<()> {
-        let mut decoder =
-            arrow_json::ReaderBuilder::new(self.schema.clone()).build_decoder().map_err(|e| self.decode()(e.to_string()))?;
+        let mut decoder = arrow_json::ReaderBuilder::new(self.schema.clone())
+            .build_decoder()
+            .map_err(|e| self.decode()(e.to_string()))?;
         decoder.serialize(rows).map_err(|e| self.decode()(e.to_string()))?;
         let batch = decoder
             .flush()
@@ -99,7 +103,9 @@ impl OpsTable {
         self.table = table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txn.into_iter().collect()))
+            .with_commit_properties(
+                CommitProperties::default().with_application_transactions(txn.into_iter().collect()),
+            )
             .await
             .map_err(self.delta())?;
         Ok(())
@@ -111,7 +117,8 @@ impl OpsTable {
         let query = |e: deltalake::datafusion::error::DataFusionError| self.decode()(e.to_string());
         let ctx = SessionContext::new();
         ctx.register_table("t", self.table.table_provider().await.map_err(query)?).map_err(query)?;
-        let batches = ctx.sql(&format!("SELECT * FROM t WHERE {filter}")).await.map_err(query)?.collect().await.map_err(query)?;
+        let batches =
+            ctx.sql(&format!("SELECT * FROM t WHERE {filter}")).await.map_err(query)?.collect().await.map_err(query)?;
         let mut writer = arrow_json::ArrayWriter::new(Vec::new());
         for batch in &batches {
             writer.write(batch).map_err(|e| self.decode()(e.to_string()))?;

@@ -182,8 +182,11 @@ async fn marketplace_access_becomes_object_policies(
         let person = format!("person_{i}");
         apply(&person, json!({"action": "grant", "contributor_id": person, "listing_id": "chats"}));
     }
-    apply("acme", json!({"action": "purchase", "purchase_id": "0190e5a0-0000-7000-8000-000000000001", "listing_id": "chats",
-        "version": 1, "buyer": "acme", "price": 100, "payment_ref": "tx-1", "shares": []}));
+    apply(
+        "acme",
+        json!({"action": "purchase", "purchase_id": "0190e5a0-0000-7000-8000-000000000001", "listing_id": "chats",
+        "version": 1, "buyer": "acme", "price": 100, "payment_ref": "tx-1", "shares": []}),
+    );
 
     let owner =
         Account::from_private_key_hex("289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032").unwrap();
