@@ -255,16 +255,17 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
     }
     loop {
         let report = mirror.pass().await?;
-        if report.versions.is_empty() && report.grants == GrantReport::default() {
+        if report.versions.is_empty() && report.grants == GrantReport::default() && report.anchor.is_none() {
             break;
         }
         println!(
-            "uploaded {} objects ({} bytes), {} already there, {} gone from the lake; versions {:?}; policies put {}, deleted {}",
+            "uploaded {} objects ({} bytes), {} already there, {} gone from the lake; versions {:?}; anchor {:?}; policies put {}, deleted {}",
             report.uploaded,
             report.bytes,
             report.present,
             report.missing,
             report.versions,
+            report.anchor,
             report.grants.granted,
             report.grants.revoked
         );
@@ -295,15 +296,16 @@ pub async fn greenfield(cfg: GataConfig, args: GreenfieldArgs, stop: Cancellatio
             if entries.is_empty() {
                 bail!("the lake records nothing mirrored to {}", target.url());
             }
-            let report = gata_mirror::verify(&target, &entries).await?;
+            let report = gata_mirror::verify(&target, &entries, &mirror.epoch_roots().await?).await?;
             for problem in &report.problems {
                 println!("MISMATCH {problem}");
             }
             println!(
-                "checked {} objects, {} submission records, {} submissions: {} problems",
+                "checked {} objects, {} submission records, {} submissions, {} anchors: {} problems",
                 report.objects,
                 report.records,
                 report.submissions,
+                report.anchors,
                 report.problems.len()
             );
             if !report.problems.is_empty() {

@@ -3,6 +3,7 @@
 //! ([`records`]), resumable from progress kept in the lake ([`progress`]), paced ([`rate`]) and
 //! verifiable by re-hashing what the target holds ([`verify`]).
 
+pub mod anchor;
 pub mod error;
 pub mod grants;
 pub mod mirror;

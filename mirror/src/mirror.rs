@@ -15,8 +15,11 @@ use percent_encoding::percent_decode_str;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
+use sha2::Digest as _;
+
 use crate::{
     GrantReport, GrantSync, MirrorError, Result,
+    anchor::{self, Anchor, EpochRoot},
     progress::{Entry, Progress},
     rate::RateLimit,
     records::{SUBMISSION_TABLES, SubmissionRecord, add_scores, submissions_in},
@@ -49,6 +52,10 @@ pub struct PassReport {
     pub missing: u64,
     /// Marketplace access sent to Greenfield (when the mirror syncs grants).
     pub grants: GrantReport,
+    /// The sequence of the anchor this pass wrote, if it wrote one.
+    pub anchor: Option<i64>,
+    /// Whether some table has committed versions this pass left for the next.
+    pub behind: bool,
 }
 
 #[derive(Clone)]
@@ -98,6 +105,8 @@ pub struct Mirror {
     settings: MirrorSettings,
     metrics: Metrics,
     grants: Option<GrantSync>,
+    /// Whether versions were mirrored since the last anchor check (and before the first one).
+    unanchored: bool,
 }
 
 impl Mirror {
@@ -118,6 +127,7 @@ impl Mirror {
             progress,
             settings,
             grants: None,
+            unanchored: true,
         })
     }
 
@@ -163,11 +173,58 @@ impl Mirror {
         for table in TableId::ALL {
             self.mirror_table(table, &mut report).await?;
         }
-        if let Some(grants) = self.grants.as_mut() {
+        // Anchors commit to caught-up states only, not to each step of a catch-up.
+        self.unanchored |= !report.versions.is_empty();
+        let anchor_due = self.unanchored && !report.behind;
+        if anchor_due || self.grants.is_some() {
             let entries = self.progress.entries(self.target.url()).await?;
-            report.grants = grants.sync(&self.target, &entries).await?;
+            if anchor_due {
+                self.anchor(&entries, &mut report).await?;
+                self.unanchored = false;
+            }
+            if let Some(grants) = self.grants.as_mut() {
+                report.grants = grants.sync(&self.target, &entries).await?;
+            }
         }
         Ok(report)
+    }
+
+    /// The payout root of every closed rewards epoch in the lake.
+    pub async fn epoch_roots(&self) -> Result<Vec<EpochRoot>> {
+        let url = self.lake.table_url(TableId::Rewards);
+        let delta = |source| MirrorError::Delta { what: TableId::Rewards.name().to_string(), source: Box::new(source) };
+        let table = self.lake.builder(&url).and_then(|b| b.build()).map_err(delta)?;
+        if !table.verify_deltatable_existence().await.map_err(delta)? {
+            return Ok(Vec::new());
+        }
+        let epochs = self.lake.recorded_rewards(None).await.map_err(|e| MirrorError::Lake(Box::new(e)))?;
+        Ok(epochs
+            .into_iter()
+            .map(|e| EpochRoot { epoch: e.epoch.index, policy_version: e.policy_version, root: hex::encode(e.root) })
+            .collect())
+    }
+
+    /// Writes the next anchor when the records or epochs changed since the last one.
+    async fn anchor(&mut self, entries: &[Entry], report: &mut PassReport) -> Result<()> {
+        let epochs = self.epoch_roots().await?;
+        let previous = match entries.iter().filter(|e| e.kind == anchor::KIND).max_by_key(|e| e.version) {
+            None => None,
+            Some(last) => {
+                let decode = |reason: String| MirrorError::Decode { path: last.path.clone(), reason };
+                let bytes = self.target.get(&last.path).await?.ok_or_else(|| decode("not at the target".into()))?;
+                let anchor: Anchor = serde_json::from_slice(&bytes).map_err(|e| decode(e.to_string()))?;
+                Some((anchor, hex::encode(sha2::Sha256::digest(&bytes))))
+            }
+        };
+        let Some(next) = anchor::next(entries, epochs, previous.as_ref().map(|(a, sha)| (a, sha.clone()))) else {
+            return Ok(());
+        };
+        let bytes = Bytes::from(serde_json::to_vec_pretty(&next).expect("anchors serialize"));
+        let path = Anchor::path(next.sequence);
+        let entry = self.put(anchor::KIND, next.sequence, &path, bytes, anchor::KIND, report).await?;
+        self.progress.record_anchor(&entry).await?;
+        report.anchor = Some(next.sequence);
+        Ok(())
     }
 
     async fn mirror_table(&mut self, table: TableId, report: &mut PassReport) -> Result<()> {
@@ -196,6 +253,7 @@ impl Mirror {
             return Ok(());
         }
         let last = latest.min(first + self.settings.versions_per_pass.max(1) - 1);
+        report.behind |= last < latest;
         let mut entries = Vec::new();
         for version in first..=last {
             self.mirror_version(table, version, &mut entries, report).await?;
@@ -249,7 +307,7 @@ impl Mirror {
             if SUBMISSION_TABLES.contains(&table) {
                 submissions.extend(submissions_in(table, &path, &bytes)?);
             }
-            let entry = self.put(table, version, &path, bytes, "data", report).await?;
+            let entry = self.put(table.name(), version, &path, bytes, "data", report).await?;
             files.push(crate::records::FileRef { path, size: entry.size as u64, sha256: entry.sha256.clone() });
             entries.push(entry);
         }
@@ -265,10 +323,11 @@ impl Mirror {
             };
             let bytes = Bytes::from(serde_json::to_vec_pretty(&record).expect("records serialize"));
             entries.push(
-                self.put(table, version, &SubmissionRecord::path(table, version), bytes, "record", report).await?,
+                self.put(table.name(), version, &SubmissionRecord::path(table, version), bytes, "record", report)
+                    .await?,
             );
         }
-        entries.push(self.put(table, version, &commit_path, commit, "log", report).await?);
+        entries.push(self.put(table.name(), version, &commit_path, commit, "log", report).await?);
         Ok(())
     }
 
@@ -276,11 +335,12 @@ impl Mirror {
         crate::target::read(&self.source, path).await
     }
 
-    /// Sends `bytes` to `path` unless the target holds them already; a record found with other
-    /// bytes (made by a pass that crashed before recording its progress) is kept as it is.
+    /// Sends `bytes` to `path` unless the target holds them already; a record or anchor found
+    /// with other bytes (made by a pass that crashed before recording its progress) is kept as
+    /// it is.
     async fn put(
         &mut self,
-        table: TableId,
+        table_name: &str,
         version: i64,
         path: &str,
         bytes: Bytes,
@@ -298,7 +358,7 @@ impl Mirror {
                 self.target.put(path, bytes, content_type).await?;
                 true
             }
-            Presence::Different(_) if kind == "record" => {
+            Presence::Different(_) if kind == "record" || kind == anchor::KIND => {
                 let held = self.target.get(path).await?.unwrap_or_default();
                 checksums = self.target.checksums(&held).await?;
                 size = held.len();
@@ -323,7 +383,7 @@ impl Mirror {
         }
         Ok(Entry {
             target: self.target.url().to_string(),
-            table_name: table.name().to_string(),
+            table_name: table_name.to_string(),
             version,
             path: path.to_string(),
             kind: kind.to_string(),

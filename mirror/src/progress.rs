@@ -35,7 +35,7 @@ pub struct Entry {
     pub version: i64,
     /// Its path at the target (the lake-relative path).
     pub path: String,
-    /// `data`, `log` or `record`.
+    /// `data`, `log`, `record` or `anchor`.
     pub kind: String,
     /// Size in bytes.
     pub size: i64,
@@ -91,6 +91,11 @@ impl Progress {
     /// Records `entries` and that `table` is mirrored to `target` up to `version`, atomically.
     pub async fn record(&mut self, target: &Url, table: TableId, version: i64, entries: &[Entry]) -> Result<()> {
         self.table.append(entries, Some(Transaction::new(app_id(target, table), version))).await
+    }
+
+    /// Records an anchor written to its target (anchors are not table versions: no `txn`).
+    pub async fn record_anchor(&mut self, entry: &Entry) -> Result<()> {
+        self.table.append(std::slice::from_ref(entry), None).await
     }
 
     /// Every entry recorded for `target`, by table, version and path.

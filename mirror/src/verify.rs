@@ -1,13 +1,15 @@
 //! Verification of a mirror: every object the progress table records for a target is read back
 //! from the target and re-hashed (SHA-256; for Greenfield also the 7 integrity hashes, both as
-//! recomputed from the bytes and as the provider recorded them), and every submission record's
-//! files and row hashes are checked against what the target holds.
+//! recomputed from the bytes and as the provider recorded them), every submission record's
+//! files and row hashes are checked against what the target holds, and every anchor's records,
+//! Merkle root, chain link and epoch roots are checked against the records and the lake.
 
 use gata_lakehouse::TableId;
 use sha2::{Digest, Sha256};
 
 use crate::{
     Result,
+    anchor::{self, Anchor, EpochRoot},
     progress::Entry,
     records::{SubmissionRecord, submissions_in},
     target::Target,
@@ -22,12 +24,15 @@ pub struct VerifyReport {
     pub records: u64,
     /// Submissions whose row hash was recomputed.
     pub submissions: u64,
+    /// Anchors checked.
+    pub anchors: u64,
     /// Every difference, one line each.
     pub problems: Vec<String>,
 }
 
-/// Re-hashes at `target` everything `entries` records.
-pub async fn verify(target: &Target, entries: &[Entry]) -> Result<VerifyReport> {
+/// Re-hashes at `target` everything `entries` records; anchors' epoch roots are checked against
+/// `epochs` (the lake's).
+pub async fn verify(target: &Target, entries: &[Entry], epochs: &[EpochRoot]) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     for entry in entries {
         report.objects += 1;
@@ -63,8 +68,38 @@ pub async fn verify(target: &Target, entries: &[Entry]) -> Result<VerifyReport> 
         if entry.kind == "record" {
             check_record(target, entry, &bytes, entries, &mut report).await?;
         }
+        if entry.kind == anchor::KIND {
+            check_anchor(entry, &bytes, entries, epochs, &mut report);
+        }
     }
     Ok(report)
+}
+
+fn check_anchor(entry: &Entry, bytes: &[u8], entries: &[Entry], epochs: &[EpochRoot], report: &mut VerifyReport) {
+    report.anchors += 1;
+    let mut problem = |what: String| report.problems.push(format!("{}: {what}", entry.path));
+    let anchor: Anchor = match serde_json::from_slice(bytes) {
+        Ok(a) => a,
+        Err(e) => return problem(format!("not an anchor: {e}")),
+    };
+    for record in &anchor.records {
+        let held = entries.iter().find(|e| e.kind == "record" && e.path == record.path);
+        if held.map(|e| &e.sha256) != Some(&record.sha256) {
+            problem(format!("record {} is not mirrored with sha256 {}", record.path, record.sha256));
+        }
+    }
+    if anchor::records_root(&anchor.records) != anchor.records_root {
+        problem("the records do not hash to records_root".into());
+    }
+    let previous = entries.iter().find(|e| e.kind == anchor::KIND && e.version == anchor.sequence - 1);
+    if previous.map(|e| &e.sha256) != anchor.previous_sha256.as_ref() {
+        problem("previous_sha256 is not the previous anchor's hash".into());
+    }
+    for epoch in &anchor.epochs {
+        if !epochs.contains(epoch) {
+            problem(format!("epoch {} ({}) root {} is not the lake's", epoch.epoch, epoch.policy_version, epoch.root));
+        }
+    }
 }
 
 async fn check_record(

@@ -68,8 +68,9 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
     let mut mirror = Mirror::new(lake.clone(), local.clone(), settings(1000), &registry).await.unwrap();
     let first = mirror.pass().await.unwrap();
     assert!(first.uploaded > 10 && first.present == 0 && first.missing == 0, "{first:?}");
+    assert_eq!(first.anchor, Some(1), "{first:?}");
     let again = mirror.pass().await.unwrap();
-    assert_eq!((again.uploaded, again.present), (0, 0), "{again:?}");
+    assert_eq!((again.uploaded, again.present, again.anchor), (0, 0, None), "{again:?}");
     for table in [TableId::ChatTurns, TableId::Preferences, TableId::QualityScores, TableId::Events] {
         let mirrored = rows(&local_url.join(&format!("{}/", table.path())).unwrap()).await;
         assert_eq!(mirrored, rows(&lake.table_url(table)).await, "{}", table.name());
@@ -78,10 +79,40 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
 
     // Verification: every object re-hashed, every submission's row hash recomputed.
     let entries = mirror.progress().entries(&local_url).await.unwrap();
-    let report = verify(&local, &entries).await.unwrap();
+    let epochs = mirror.epoch_roots().await.unwrap();
+    let report = verify(&local, &entries, &epochs).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     assert_eq!(report.objects, entries.len() as u64);
-    assert_eq!(report.submissions, 10, "{report:?}");
+    assert_eq!((report.submissions, report.anchors), (10, 1), "{report:?}");
+    // The anchor commits to every submission record by an RFC 6962 root.
+    let anchor_entry = entries.iter().find(|e| e.kind == "anchor").unwrap();
+    let anchor: gata_mirror::anchor::Anchor =
+        serde_json::from_slice(&std::fs::read(out.path().join(&anchor_entry.path)).unwrap()).unwrap();
+    let records = gata_mirror::anchor::records_in(&entries);
+    assert_eq!(anchor.records, records);
+    assert_eq!(anchor.records.len() as u64, report.records);
+    assert_eq!(anchor.records_root, gata_mirror::anchor::records_root(&records));
+    // An epoch root the lake does not hold is named.
+    let mut forged = anchor.clone();
+    forged.epochs.push(gata_mirror::anchor::EpochRoot { epoch: 1, policy_version: "v1".into(), root: "00".repeat(32) });
+    let forged_dir = tempfile::tempdir().unwrap();
+    copy_tree(out.path(), forged_dir.path());
+    let forged_bytes = serde_json::to_vec(&forged).unwrap();
+    std::fs::write(forged_dir.path().join(&anchor_entry.path), &forged_bytes).unwrap();
+    let forged_entries: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if e.kind == "anchor" {
+                e.sha256 = hex_sha256(&forged_bytes);
+                e.size = forged_bytes.len() as i64;
+            }
+            e
+        })
+        .collect();
+    let forged_target = Target::store(Url::from_directory_path(forged_dir.path()).unwrap(), &BTreeMap::new()).unwrap();
+    let caught = verify(&forged_target, &forged_entries, &epochs).await.unwrap();
+    assert!(caught.problems.iter().any(|p| p.contains("is not the lake's")), "{:?}", caught.problems);
     let records: Vec<Value> = entries
         .iter()
         .filter(|e| e.kind == "record" && e.table_name == "chat_turns")
@@ -123,7 +154,7 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
     // Tampering with a mirrored data file is named by verification.
     let data = entries.iter().find(|e| e.kind == "data" && e.table_name == "preferences").unwrap();
     std::fs::write(out.path().join(&data.path), b"not parquet").unwrap();
-    let tampered = verify(&local, &entries).await.unwrap();
+    let tampered = verify(&local, &entries, &epochs).await.unwrap();
     assert!(tampered.problems.iter().any(|p| p.starts_with(&data.path)), "{:?}", tampered.problems);
 
     // Greenfield: the same objects in a private bucket through the signed provider client.
@@ -150,7 +181,7 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
     assert_eq!(objects.len() as u64, first.uploaded);
     let gf_entries = to_greenfield.progress().entries(&gf_url).await.unwrap();
     assert!(gf_entries.iter().all(|e| e.integrity.as_deref().is_some_and(|i| i.split(',').count() == 7)));
-    let report = verify(&greenfield, &gf_entries).await.unwrap();
+    let report = verify(&greenfield, &gf_entries, &epochs).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let stranger = SpClient::new(config, reader).unwrap();
     let denied = stranger.get_object("gata-lake", &objects[0].object_name, None).await.unwrap_err();
@@ -242,6 +273,11 @@ async fn marketplace_access_becomes_object_policies(
         still += u64::from(readable);
     }
     assert_eq!(still, chat_objects.len() as u64 - revoked.revoked);
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
