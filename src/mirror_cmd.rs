@@ -168,14 +168,16 @@ fn target(cfg: &GataConfig) -> anyhow::Result<Target> {
     Ok(Target::greenfield(url, SpClient::new(config, account()?)?, visibility)?)
 }
 
-/// Whether the mirror syncs marketplace access: a Greenfield target with a chain endpoint.
-fn syncs_grants(cfg: &GataConfig) -> bool {
+/// Whether the mirror talks to the chain (object tags, marketplace access): a Greenfield target
+/// with a chain endpoint.
+fn uses_chain(cfg: &GataConfig) -> bool {
     cfg.mirror.greenfield.chain_endpoint.is_some()
         && cfg.mirror.target.as_deref().is_some_and(|t| t.starts_with("greenfield://"))
 }
 
-/// The mirror `cfg` describes; with a chain endpoint, it also keeps the bucket's object
-/// policies in line with `market` (which must be caught up with the marketplace log).
+/// The mirror `cfg` describes; with a chain endpoint, it also tags what it sends on chain and
+/// keeps the bucket's object policies in line with `market` (which must be caught up with the
+/// marketplace log).
 pub async fn build(
     cfg: &GataConfig,
     lake: Lake,
@@ -188,7 +190,7 @@ pub async fn build(
         interval: cfg.mirror.interval,
     };
     let mirror = Mirror::new(lake.clone(), target(cfg)?, settings, registry).await?;
-    let (Some(market), true) = (market, syncs_grants(cfg)) else { return Ok(mirror) };
+    let (Some(market), true) = (market, uses_chain(cfg)) else { return Ok(mirror) };
     let gf = &cfg.mirror.greenfield;
     let endpoint =
         gf.chain_endpoint.as_deref().unwrap_or_default().parse().context("mirror.greenfield.chain_endpoint")?;
@@ -198,7 +200,7 @@ pub async fn build(
         let address: Address = address.parse().with_context(|| format!("mirror.greenfield.buyers.{buyer}"))?;
         buyers.insert(buyer.clone(), address);
     }
-    Ok(mirror.with_grants(GrantSync::new(&lake, chain, market, buyers).await?))
+    Ok(mirror.with_chain(chain.clone()).with_grants(GrantSync::new(&lake, chain, market, buyers).await?))
 }
 
 /// Follows the marketplace log until caught up, when the mirror syncs grants.
@@ -207,7 +209,7 @@ pub async fn market(
     kafka: &KafkaClients,
     stop: &CancellationToken,
 ) -> anyhow::Result<Option<Arc<RwLock<Market>>>> {
-    if !syncs_grants(cfg) {
+    if !uses_chain(cfg) {
         return Ok(None);
     }
     let followed =
@@ -232,7 +234,7 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
     if let Some(v) = args.versions_per_pass {
         cfg.mirror.versions_per_pass = v;
     }
-    let (_embedded, market) = if syncs_grants(&cfg) {
+    let (_embedded, market) = if uses_chain(&cfg) {
         let (embedded, bootstrap) = match &cfg.kafka.brokers {
             Some(brokers) => (None, brokers.clone()),
             None => {

@@ -14,6 +14,9 @@ use crate::{
     tx::{self, Msg, TxParams, proto::Coin},
 };
 
+/// Messages the mirror puts in one transaction.
+pub const MSGS_PER_TX: usize = 8;
+
 /// Where the chain is and what its transactions pay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -165,6 +168,45 @@ impl ChainClient {
         let url = self.url(&format!("cosmos/auth/v1beta1/accounts/{address}"))?;
         let answer: AccountAnswer = self.answer("account", &address, self.http.get(url)).await?;
         Ok(AccountState { number: answer.account.account_number, sequence: answer.account.sequence })
+    }
+
+    /// The tags the chain holds for `bucket/object`, `None` when there is no such object.
+    pub async fn object_tags(&self, bucket: &str, object: &str) -> Result<Option<Vec<(String, String)>>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            object_info: Info,
+        }
+        #[derive(Deserialize)]
+        struct Info {
+            #[serde(default)]
+            tags: Option<Tags>,
+        }
+        #[derive(Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Vec<Pair>,
+        }
+        #[derive(Deserialize)]
+        struct Pair {
+            key: String,
+            value: String,
+        }
+        let name = format!("{bucket}/{object}");
+        let path = format!("greenfield/storage/head_object/{bucket}/{}", crate::auth::encode_path(object));
+        match self.answer::<Answer>("head_object", &name, self.http.get(self.url(&path)?)).await {
+            Err(GreenfieldError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+            Ok(answer) => Ok(Some(
+                answer
+                    .object_info
+                    .tags
+                    .map(|t| t.tags)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| (p.key, p.value))
+                    .collect(),
+            )),
+        }
     }
 
     /// Signs a transaction of `msgs` and broadcasts it; its hash once the chain accepted it.

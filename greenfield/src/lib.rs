@@ -13,6 +13,7 @@ pub mod emulator;
 pub mod error;
 pub mod integrity;
 pub mod policy;
+pub mod tags;
 pub mod tx;
 pub mod xml;
 

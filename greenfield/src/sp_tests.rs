@@ -20,6 +20,7 @@ use crate::{
     emulator::PendingObject,
     integrity_hashes,
     policy::{Action, MsgDeletePolicy, MsgPutPolicy, Principal, Statement, bucket_grn, object_grn},
+    tags::MsgSetTag,
 };
 
 const OWNER: &str = "289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032";
@@ -134,6 +135,17 @@ async fn uploads_come_back_with_greenfields_hashes_and_reads_follow_grants() {
     let malformed = grant(object.clone(), vec!["grn:o::gata/.*".into()]);
     assert!(matches!(chain.submit(&[&malformed], "").await, Err(GreenfieldError::TxRefused { .. })));
     assert!(other.get_object("gata", "lake/silver chat/part-0.parquet", None).await.is_err());
+    // Tags: set on chain by the owner, read back; a fifth tag is refused.
+    let tag = |pairs: &[(&str, String)]| MsgSetTag::new(owner.account().address().to_string(), object.clone(), pairs);
+    chain.submit(&[&tag(&[("gata-table", "chat_turns".into()), ("gata-version", "3".into())])], "").await.unwrap();
+    assert_eq!(
+        chain.object_tags("gata", "lake/silver chat/part-0.parquet").await.unwrap().unwrap(),
+        [("gata-table".to_string(), "chat_turns".to_string()), ("gata-version".into(), "3".into())]
+    );
+    let five: Vec<(&str, String)> = ["a", "b", "c", "d", "e"].iter().map(|k| (*k, "v".to_string())).collect();
+    assert!(matches!(chain.submit(&[&tag(&five)], "").await, Err(GreenfieldError::TxRefused { .. })));
+    assert!(chain.object_tags("gata", "lake/none").await.unwrap().is_none());
+
     // Signed for another chain: the signature does not verify.
     let elsewhere = ChainClient::new(
         ChainConfig::new(format!("http://{addr}").parse().unwrap(), "greenfield_5600-1"),

@@ -21,6 +21,7 @@ use std::{
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use gata_greenfield::{
     Address, ChainClient,
+    chain::MSGS_PER_TX,
     policy::{Action, MsgDeletePolicy, MsgPutPolicy, Principal, Statement, object_grn},
     tx::Msg,
 };
@@ -38,9 +39,6 @@ use crate::{
 
 /// Where the grant log lives under the lake root.
 pub const PATH: &str = "ops/mirror_grants";
-
-/// Messages per transaction.
-const PER_TX: usize = 8;
 
 /// One policy change the chain accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -228,7 +226,7 @@ impl GrantSync {
             changes.push((row(object, *account, buyer, false), Box::new(msg)));
         }
         let mut report = GrantReport::default();
-        for batch in changes.chunks(PER_TX) {
+        for batch in changes.chunks(MSGS_PER_TX) {
             let msgs: Vec<&dyn Msg> = batch.iter().map(|(_, m)| m.as_ref()).collect();
             let txhash = self.chain.submit(&msgs, "gata marketplace access").await?;
             let at = chrono::Utc::now().to_rfc3339();

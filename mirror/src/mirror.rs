@@ -15,6 +15,7 @@ use percent_encoding::percent_decode_str;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio_util::sync::CancellationToken;
 
+use gata_greenfield::{ChainClient, chain::MSGS_PER_TX, tags::MsgSetTag, tx::Msg};
 use sha2::Digest as _;
 
 use crate::{
@@ -56,6 +57,8 @@ pub struct PassReport {
     pub anchor: Option<i64>,
     /// Whether some table has committed versions this pass left for the next.
     pub behind: bool,
+    /// Objects tagged on chain (Greenfield targets with a chain client).
+    pub tagged: u64,
 }
 
 #[derive(Clone)]
@@ -105,6 +108,11 @@ pub struct Mirror {
     settings: MirrorSettings,
     metrics: Metrics,
     grants: Option<GrantSync>,
+    /// Tags mirrored objects on chain (Greenfield targets).
+    chain: Option<ChainClient>,
+    /// Tags of the objects of the versions being mirrored, sent before their progress is
+    /// recorded (setting tags again after a crash changes nothing).
+    tags: Vec<MsgSetTag>,
     /// Whether versions were mirrored since the last anchor check (and before the first one).
     unanchored: bool,
 }
@@ -127,8 +135,18 @@ impl Mirror {
             progress,
             settings,
             grants: None,
+            chain: None,
+            tags: Vec::new(),
             unanchored: true,
         })
+    }
+
+    /// Also tags every object sent to a Greenfield target on chain with what it is: its table
+    /// and version, its SHA-256 and submission record (data files), its schema and submission
+    /// count (records).
+    pub fn with_chain(mut self, chain: ChainClient) -> Mirror {
+        self.chain = Some(chain);
+        self
     }
 
     /// Also keeps the bucket's object policies in line with the marketplace after each pass
@@ -255,9 +273,11 @@ impl Mirror {
         let last = latest.min(first + self.settings.versions_per_pass.max(1) - 1);
         report.behind |= last < latest;
         let mut entries = Vec::new();
+        self.tags.clear();
         for version in first..=last {
             self.mirror_version(table, version, &mut entries, report).await?;
         }
+        self.send_tags(report).await?;
         self.progress.record(&target_url, table, last, &entries).await?;
         self.metrics.version.with_label_values(&[table.name()]).set(last);
         report.versions.insert(table.name().to_string(), last);
@@ -271,6 +291,7 @@ impl Mirror {
         entries: &mut Vec<Entry>,
         report: &mut PassReport,
     ) -> Result<()> {
+        let start = entries.len();
         let commit_path = format!("{}/_delta_log/{version:020}.json", table.path());
         let Some(commit) = self.read_source(&commit_path).await? else {
             tracing::warn!(
@@ -328,6 +349,39 @@ impl Mirror {
             );
         }
         entries.push(self.put(table.name(), version, &commit_path, commit, "log", report).await?);
+        self.tag(&entries[start..]);
+        Ok(())
+    }
+
+    /// Queues the tags of one version's objects (Greenfield targets with a chain client).
+    fn tag(&mut self, version_entries: &[Entry]) {
+        let (Some(chain), Target::Greenfield { bucket, prefix, .. }) = (&self.chain, &self.target) else { return };
+        let operator = chain.account().address().to_string();
+        let record = version_entries.iter().find(|e| e.kind == "record").map(|e| e.path.clone());
+        for e in version_entries {
+            let mut pairs = vec![("gata-table", e.table_name.clone()), ("gata-version", e.version.to_string())];
+            match e.kind.as_str() {
+                "data" => {
+                    pairs.push(("gata-sha256", e.sha256.clone()));
+                    pairs.extend(record.clone().map(|r| ("gata-record", r)));
+                }
+                "record" => pairs.push(("gata-schema", crate::records::SCHEMA.to_string())),
+                _ => {}
+            }
+            let resource = gata_greenfield::policy::object_grn(bucket, &format!("{prefix}{}", e.path));
+            self.tags.push(MsgSetTag::new(operator.clone(), resource, &pairs));
+        }
+    }
+
+    /// Sends the queued tags, several per transaction.
+    async fn send_tags(&mut self, report: &mut PassReport) -> Result<()> {
+        let Some(chain) = &self.chain else { return Ok(()) };
+        for batch in self.tags.chunks(MSGS_PER_TX) {
+            let msgs: Vec<&dyn Msg> = batch.iter().map(|m| m as &dyn Msg).collect();
+            chain.submit(&msgs, "gata mirror: object metadata").await?;
+            report.tagged += batch.len() as u64;
+        }
+        self.tags.clear();
         Ok(())
     }
 

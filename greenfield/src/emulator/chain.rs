@@ -1,5 +1,5 @@
-//! The emulated chain's gateway: account numbers and sequences, and broadcasts of policy
-//! transactions. A transaction is decoded, its EIP-712 signature checked against the signer's
+//! The emulated chain's gateway: account numbers and sequences, object metadata (tags
+//! included), and broadcasts of policy and tag transactions. A transaction is decoded, its EIP-712 signature checked against the signer's
 //! account number and sequence as the chain checks it, its messages checked (the operator owns
 //! the bucket or object; the principal is an account; object policies name no resources, bucket
 //! policies at most 5 object patterns of their own bucket) and then applied all together.
@@ -20,6 +20,7 @@ use super::{Chain, Emulator};
 use crate::{
     Address,
     policy::{MsgDeletePolicy, MsgPutPolicy, PRINCIPAL_TYPE_GNFD_ACCOUNT, Principal},
+    tags::MsgSetTag,
     tx::{self, Msg, proto::Any},
 };
 
@@ -52,10 +53,37 @@ pub(super) struct BroadcastBody {
     tx_bytes: String,
 }
 
+/// `GET /greenfield/storage/head_object/{bucket}/{object}`: the object's chain record.
+pub(super) async fn head_object(
+    State(emulator): State<Emulator>,
+    Path((bucket, object)): Path<(String, String)>,
+) -> Response {
+    let chain = emulator.chain();
+    let Some(stored) = chain.buckets.get(&bucket).and_then(|b| b.objects.get(&object)) else {
+        let message = format!("No such object: {bucket}/{object}");
+        return (StatusCode::NOT_FOUND, Json(json!({"code": 5, "message": message}))).into_response();
+    };
+    let tags: Vec<_> = stored.tags.iter().map(|t| json!({"key": t.key, "value": t.value})).collect();
+    Json(json!({"object_info": {
+        "owner": stored.info.owner,
+        "bucket_name": bucket,
+        "object_name": object,
+        "id": stored.info.id.to_string(),
+        "payload_size": stored.info.payload_size.to_string(),
+        "visibility": stored.info.visibility,
+        "content_type": stored.info.content_type,
+        "object_status": stored.info.object_status,
+        "checksums": stored.info.checksums,
+        "tags": {"tags": tags},
+    }}))
+    .into_response()
+}
+
 /// A decoded message the emulator applies.
 enum Applied {
     Put(MsgPutPolicy),
     Delete(MsgDeletePolicy),
+    SetTag(MsgSetTag),
 }
 
 impl Applied {
@@ -67,6 +95,9 @@ impl Applied {
             "/greenfield.storage.MsgDeletePolicy" => {
                 MsgDeletePolicy::decode(any.value.as_slice()).map(Applied::Delete).map_err(|e| e.to_string())
             }
+            "/greenfield.storage.MsgSetTag" => {
+                MsgSetTag::decode(any.value.as_slice()).map(Applied::SetTag).map_err(|e| e.to_string())
+            }
             other => Err(format!("unrecognized message type {other}")),
         }
     }
@@ -75,6 +106,7 @@ impl Applied {
         match self {
             Applied::Put(m) => m,
             Applied::Delete(m) => m,
+            Applied::SetTag(m) => m,
         }
     }
 }
@@ -132,6 +164,12 @@ pub(super) async fn broadcast(State(emulator): State<Emulator>, Json(body): Json
                 let Some(principal) = principal_account(m.principal.as_ref()) else { continue };
                 chain.policies.remove(&(m.resource, principal));
             }
+            Applied::SetTag(m) => {
+                let Some((bucket, object)) = object_of(&m.resource) else { continue };
+                if let Some(stored) = chain.buckets.get_mut(bucket).and_then(|b| b.objects.get_mut(object)) {
+                    stored.tags = m.tags.map(|t| t.tags).unwrap_or_default();
+                }
+            }
         }
     }
     if let Some(account) = chain.accounts.get_mut(&holder) {
@@ -144,18 +182,37 @@ fn principal_account(principal: Option<&Principal>) -> Option<Address> {
     principal.filter(|p| p.r#type == PRINCIPAL_TYPE_GNFD_ACCOUNT).and_then(|p| p.value.parse().ok())
 }
 
+/// The bucket and object an object GRN names.
+fn object_of(resource: &str) -> Option<(&str, &str)> {
+    resource.strip_prefix("grn:o::").and_then(|r| r.split_once('/'))
+}
+
+/// Tags per resource, at most.
+const MAX_TAGS: usize = 4;
+
 /// Why `msg` by `signer` does not fit the chain's state, if it does not.
 fn check(chain: &Chain, signer: Address, msg: &Applied) -> Result<(), String> {
     let (resource, principal, statements) = match msg {
         Applied::Put(m) => (&m.resource, m.principal.as_ref(), m.statements.as_slice()),
         Applied::Delete(m) => (&m.resource, m.principal.as_ref(), &[][..]),
+        Applied::SetTag(m) => {
+            let tags = m.tags.as_ref().map_or(&[][..], |t| t.tags.as_slice());
+            if tags.len() > MAX_TAGS || tags.iter().any(|t| t.key.is_empty() || t.key.len() > 32 || t.value.len() > 64)
+            {
+                return Err(format!("at most {MAX_TAGS} tags, keys of 1 to 32 and values of up to 64 bytes"));
+            }
+            if object_of(&m.resource).is_none() {
+                return Err(format!("{}: the emulator tags objects only", m.resource));
+            }
+            (&m.resource, None, &[][..])
+        }
     };
-    if principal_account(principal).is_none() {
+    if !matches!(msg, Applied::SetTag(_)) && principal_account(principal).is_none() {
         return Err("the principal must be a Greenfield account".into());
     }
     let (bucket, object) = if let Some(bucket) = resource.strip_prefix("grn:b::") {
         (bucket, None)
-    } else if let Some((bucket, object)) = resource.strip_prefix("grn:o::").and_then(|r| r.split_once('/')) {
+    } else if let Some((bucket, object)) = object_of(resource) {
         (bucket, Some(object))
     } else {
         return Err(format!("{resource} is no bucket or object resource name"));

@@ -33,7 +33,7 @@ use sha2::{Digest, Sha256};
 
 mod chain;
 
-use chain::{account, broadcast};
+use chain::{account, broadcast, head_object};
 
 use crate::{
     Address,
@@ -42,6 +42,7 @@ use crate::{
     client::{check_object_name, continuation_token},
     integrity_hashes,
     policy::{Action, EFFECT_ALLOW, EFFECT_DENY, Statement, bucket_grn, object_grn},
+    tags::Tag,
     xml::{ErrorBody, ListBody, ObjectInfo, ObjectMeta, ObjectMetaBody},
 };
 
@@ -78,6 +79,8 @@ struct Stored {
     info: ObjectInfo,
     public: bool,
     payload: Bytes,
+    /// Set by `MsgSetTag`.
+    tags: Vec<Tag>,
 }
 
 #[derive(Debug, Default)]
@@ -136,11 +139,13 @@ impl Emulator {
 
     /// The router: `/{bucket}` lists, `/{bucket}/{*object}` uploads, downloads and answers
     /// `?object-meta`; the chain's gateway answers `/cosmos/auth/v1beta1/accounts/{address}`
-    /// and `/cosmos/tx/v1beta1/txs` on the same address.
+    /// `/cosmos/tx/v1beta1/txs` and `/greenfield/storage/head_object/{bucket}/{object}` on the same
+    /// address.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/cosmos/auth/v1beta1/accounts/{address}", get(account))
             .route("/cosmos/tx/v1beta1/txs", post(broadcast))
+            .route("/greenfield/storage/head_object/{bucket}/{*object}", get(head_object))
             .route("/{bucket}", get(list))
             .route("/{bucket}/{*object}", get(read).put(upload))
             .with_state(self.clone())
@@ -325,7 +330,7 @@ async fn upload(
         checksums: ObjectInfo::encode_checksums(&hashes.hashes),
     };
     let bucket_entry = chain.buckets.entry(bucket).or_default();
-    bucket_entry.objects.insert(object, Stored { info, public, payload });
+    bucket_entry.objects.insert(object, Stored { info, public, payload, tags: Vec::new() });
     StatusCode::OK.into_response()
 }
 

@@ -174,13 +174,32 @@ async fn the_mirror_copies_every_commit_resumes_and_verifies() {
     let client = SpClient::new(config.clone(), owner).unwrap();
     let gf_url = Url::parse("greenfield://gata-lake/mirror/").unwrap();
     let greenfield = Target::greenfield(gf_url.clone(), client.clone(), Visibility::Private).unwrap();
-    let mut to_greenfield = Mirror::new(lake.clone(), greenfield.clone(), settings(1000), &registry).await.unwrap();
+    let chain = ChainClient::new(
+        ChainConfig::new(format!("http://{addr}").parse().unwrap(), emulator.chain_id()),
+        Account::from_private_key_hex("289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032").unwrap(),
+    )
+    .unwrap();
+    let mut to_greenfield = Mirror::new(lake.clone(), greenfield.clone(), settings(1000), &registry)
+        .await
+        .unwrap()
+        .with_chain(chain.clone());
     let sent = to_greenfield.pass().await.unwrap();
     assert_eq!((sent.uploaded, sent.present), (first.uploaded, 0), "{sent:?}");
+    // Every table object (all but the anchor) is tagged on chain with what it is.
+    assert_eq!(sent.tagged, sent.uploaded - 1, "{sent:?}");
     let objects = client.list_all("gata-lake", "mirror/").await.unwrap();
     assert_eq!(objects.len() as u64, first.uploaded);
     let gf_entries = to_greenfield.progress().entries(&gf_url).await.unwrap();
     assert!(gf_entries.iter().all(|e| e.integrity.as_deref().is_some_and(|i| i.split(',').count() == 7)));
+    let data = gf_entries.iter().find(|e| e.kind == "data" && e.table_name == "chat_turns").unwrap();
+    let tags: BTreeMap<String, String> =
+        chain.object_tags("gata-lake", &format!("mirror/{}", data.path)).await.unwrap().unwrap().into_iter().collect();
+    assert_eq!(tags["gata-table"], "chat_turns");
+    assert_eq!(tags["gata-version"], data.version.to_string());
+    assert_eq!(tags["gata-sha256"], data.sha256);
+    let record =
+        gf_entries.iter().find(|e| e.kind == "record" && e.version == data.version && e.table_name == "chat_turns");
+    assert_eq!(tags.get("gata-record"), record.map(|r| &r.path));
     let report = verify(&greenfield, &gf_entries, &epochs).await.unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let stranger = SpClient::new(config, reader).unwrap();
