@@ -234,6 +234,7 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
     if let Some(v) = args.versions_per_pass {
         cfg.mirror.versions_per_pass = v;
     }
+    let follower = stop.child_token();
     let (_embedded, market) = if uses_chain(&cfg) {
         let (embedded, bootstrap) = match &cfg.kafka.brokers {
             Some(brokers) => (None, brokers.clone()),
@@ -245,10 +246,12 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
                 (Some(broker), bootstrap)
             }
         };
-        (embedded, market(&cfg, &KafkaClients::new(bootstrap), &stop).await?)
+        (embedded, market(&cfg, &KafkaClients::new(bootstrap), &follower).await?)
     } else {
         (None, None)
     };
+    // Declared after the embedded broker, so dropped before it: the follower stops first.
+    let _stop_follower = follower.drop_guard();
     let registry = prometheus::Registry::new();
     let mut mirror = build(&cfg, lake(&cfg)?, &registry, market).await?;
     if !args.once {
