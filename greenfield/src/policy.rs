@@ -231,10 +231,6 @@ impl Msg for MsgPutPolicy {
         "/greenfield.storage.MsgPutPolicy"
     }
 
-    fn to_proto(&self) -> Vec<u8> {
-        prost::Message::encode_to_vec(self)
-    }
-
     fn eip712_types(&self, name: &str) -> Types {
         let (principal, principal_fields) = principal_type(name);
         let statements = format!("Type{name}Statements");
@@ -297,10 +293,6 @@ impl Msg for MsgDeletePolicy {
         "/greenfield.storage.MsgDeletePolicy"
     }
 
-    fn to_proto(&self) -> Vec<u8> {
-        prost::Message::encode_to_vec(self)
-    }
-
     fn eip712_types(&self, name: &str) -> Types {
         let (principal, principal_fields) = principal_type(name);
         Types::from([
@@ -347,7 +339,7 @@ mod tests {
             statements: vec![Statement::allow(&[Action::GetObject], vec![])],
             expiration_time: None,
         };
-        let bytes = msg.to_proto();
+        let bytes = msg.encode_to_vec();
         // operator (1), principal (2: type 1, value), resource (3), statement (4: effect 1,
         // packed actions [6]).
         let mut expected = vec![0x0a, 42];

@@ -55,10 +55,6 @@ impl Msg for MsgSetTag {
         "/greenfield.storage.MsgSetTag"
     }
 
-    fn to_proto(&self) -> Vec<u8> {
-        prost::Message::encode_to_vec(self)
-    }
-
     fn eip712_types(&self, name: &str) -> Types {
         let tags = format!("Type{name}Tags");
         let tag = format!("Type{name}TagsTags");

@@ -141,12 +141,22 @@ pub const SIGN_MODE_EIP_712: i32 = 712;
 /// The type URL of an `ethsecp256k1` public key.
 pub const PUBKEY_TYPE_URL: &str = "/cosmos.crypto.eth.ethsecp256k1.PubKey";
 
+/// Protobuf encoding, for every prost message (so that a `dyn Msg` can be encoded).
+pub trait ToProto {
+    /// The protobuf encoding.
+    fn to_proto(&self) -> Vec<u8>;
+}
+
+impl<T: prost::Message> ToProto for T {
+    fn to_proto(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+}
+
 /// A message a transaction carries.
-pub trait Msg: Send + Sync {
+pub trait Msg: ToProto + Send + Sync {
     /// Its type URL.
     fn type_url(&self) -> &'static str;
-    /// Its protobuf encoding.
-    fn to_proto(&self) -> Vec<u8>;
     /// Its EIP-712 struct type as `name` (`Msg1`), with the nested types it uses (named
     /// `Type{name}{Field}`, as the chain names them).
     fn eip712_types(&self, name: &str) -> Types;
@@ -299,6 +309,11 @@ pub fn assemble(params: &TxParams, public_key: &[u8; 33], msgs: &[&dyn Msg], sig
     SignedTx { hash: tx_hash(&bytes), bytes }
 }
 
+/// The first of `msgs` whose signer is not `signer`.
+fn signed_by_another<'a>(msgs: &[&'a dyn Msg], signer: Address) -> Option<&'a dyn Msg> {
+    msgs.iter().find(|m| m.signer().parse::<Address>().ok() != Some(signer)).copied()
+}
+
 /// Signs a transaction of `msgs` with `account`; every message must name it as its signer.
 pub fn sign(params: &TxParams, account: &Account, msgs: &[&dyn Msg]) -> Result<SignedTx> {
     if msgs.is_empty() {
@@ -389,7 +404,7 @@ impl Received {
                 "the signature is not the key holder's over this transaction".into(),
             ));
         }
-        if let Some(other) = msgs.iter().find(|m| m.signer().parse::<Address>().ok() != Some(holder)) {
+        if let Some(other) = signed_by_another(msgs, holder) {
             return Err(GreenfieldError::Signature(format!(
                 "{} must be signed by {}",
                 other.type_url(),
@@ -418,9 +433,6 @@ mod tests {
     impl Msg for MsgSend {
         fn type_url(&self) -> &'static str {
             "/cosmos.bank.v1beta1.MsgSend"
-        }
-        fn to_proto(&self) -> Vec<u8> {
-            prost::Message::encode_to_vec(self)
         }
         fn eip712_types(&self, name: &str) -> Types {
             let amount = format!("Type{name}Amount");

@@ -190,26 +190,14 @@ fn object_of(resource: &str) -> Option<(&str, &str)> {
 /// Tags per resource, at most.
 const MAX_TAGS: usize = 4;
 
-/// Why `msg` by `signer` does not fit the chain's state, if it does not.
+/// Why `msg` by `signer` does not fit the chain's state, if it does not: the signer owns the
+/// resource, then what each message asks of its own fields.
 fn check(chain: &Chain, signer: Address, msg: &Applied) -> Result<(), String> {
-    let (resource, principal, statements) = match msg {
-        Applied::Put(m) => (&m.resource, m.principal.as_ref(), m.statements.as_slice()),
-        Applied::Delete(m) => (&m.resource, m.principal.as_ref(), &[][..]),
-        Applied::SetTag(m) => {
-            let tags = m.tags.as_ref().map_or(&[][..], |t| t.tags.as_slice());
-            if tags.len() > MAX_TAGS || tags.iter().any(|t| t.key.is_empty() || t.key.len() > 32 || t.value.len() > 64)
-            {
-                return Err(format!("at most {MAX_TAGS} tags, keys of 1 to 32 and values of up to 64 bytes"));
-            }
-            if object_of(&m.resource).is_none() {
-                return Err(format!("{}: the emulator tags objects only", m.resource));
-            }
-            (&m.resource, None, &[][..])
-        }
+    let resource = match msg {
+        Applied::Put(m) => &m.resource,
+        Applied::Delete(m) => &m.resource,
+        Applied::SetTag(m) => &m.resource,
     };
-    if !matches!(msg, Applied::SetTag(_)) && principal_account(principal).is_none() {
-        return Err("the principal must be a Greenfield account".into());
-    }
     let (bucket, object) = if let Some(bucket) = resource.strip_prefix("grn:b::") {
         (bucket, None)
     } else if let Some((bucket, object)) = object_of(resource) {
@@ -228,22 +216,40 @@ fn check(chain: &Chain, signer: Address, msg: &Applied) -> Result<(), String> {
     if owner != Some(signer) && entry.owner != Some(signer) {
         return Err(format!("{signer} does not own {resource}"));
     }
-    if let Applied::Put(_) = msg {
-        if statements.is_empty() {
-            return Err("a policy has at least one statement".into());
-        }
-        for statement in statements {
-            if object.is_some() && !statement.resources.is_empty() {
-                return Err("an object policy's statements name no resources".into());
-            }
-            if statement.resources.len() > MAX_RESOURCES {
-                return Err(format!("a statement names at most {MAX_RESOURCES} resources"));
+    let account_principal = |principal: Option<&Principal>| match principal_account(principal) {
+        Some(_) => Ok(()),
+        None => Err("the principal must be a Greenfield account".to_string()),
+    };
+    match msg {
+        Applied::Put(m) => {
+            account_principal(m.principal.as_ref())?;
+            if m.statements.is_empty() {
+                return Err("a policy has at least one statement".into());
             }
             let own = format!("grn:o::{bucket}/");
-            if let Some(bad) =
-                statement.resources.iter().find(|r| !r.starts_with(&own) || regex::Regex::new(r).is_err())
+            for statement in &m.statements {
+                if object.is_some() && !statement.resources.is_empty() {
+                    return Err("an object policy's statements name no resources".into());
+                }
+                if statement.resources.len() > MAX_RESOURCES {
+                    return Err(format!("a statement names at most {MAX_RESOURCES} resources"));
+                }
+                if let Some(bad) =
+                    statement.resources.iter().find(|r| !r.starts_with(&own) || regex::Regex::new(r).is_err())
+                {
+                    return Err(format!("{bad} is no object pattern of bucket {bucket}"));
+                }
+            }
+        }
+        Applied::Delete(m) => account_principal(m.principal.as_ref())?,
+        Applied::SetTag(m) => {
+            if object.is_none() {
+                return Err(format!("{}: the emulator tags objects only", m.resource));
+            }
+            let tags = m.tags.as_ref().map_or(&[][..], |t| t.tags.as_slice());
+            if tags.len() > MAX_TAGS || tags.iter().any(|t| t.key.is_empty() || t.key.len() > 32 || t.value.len() > 64)
             {
-                return Err(format!("{bad} is no object pattern of bucket {bucket}"));
+                return Err(format!("at most {MAX_TAGS} tags, keys of 1 to 32 and values of up to 64 bytes"));
             }
         }
     }
