@@ -15,7 +15,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
 };
 
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -91,7 +91,7 @@ pub struct GrantSync {
     buyers: BTreeMap<String, Address>,
     log: OpsTable,
     /// Contributors of each submission record read so far, by record path.
-    contributors: Mutex<HashMap<String, BTreeSet<String>>>,
+    contributors: HashMap<String, BTreeSet<String>>,
 }
 
 /// The objects of one table version: its data files and its submission record.
@@ -115,7 +115,7 @@ impl GrantSync {
     ) -> Result<GrantSync> {
         let comment = "object policies the mirror put on or deleted from Greenfield for buyers";
         let log = OpsTable::open(lake, PATH, "mirror_grants", comment, schema()).await?;
-        Ok(GrantSync { chain, market, buyers, log, contributors: Mutex::default() })
+        Ok(GrantSync { chain, market, buyers, log, contributors: HashMap::new() })
     }
 
     /// The policies put and not deleted, by the log.
@@ -135,8 +135,8 @@ impl GrantSync {
     }
 
     /// Contributors named by the submission record at `path`.
-    async fn contributors_of(&self, target: &Target, path: &str) -> Result<BTreeSet<String>> {
-        if let Some(known) = self.contributors.lock().unwrap_or_else(|p| p.into_inner()).get(path) {
+    async fn contributors_of(&mut self, target: &Target, path: &str) -> Result<BTreeSet<String>> {
+        if let Some(known) = self.contributors.get(path) {
             return Ok(known.clone());
         }
         let bytes = target.get(path).await?.ok_or_else(|| MirrorError::Decode {
@@ -146,15 +146,12 @@ impl GrantSync {
         let record: SubmissionRecord = serde_json::from_slice(&bytes)
             .map_err(|e| MirrorError::Decode { path: path.to_string(), reason: e.to_string() })?;
         let found: BTreeSet<String> = record.submissions.into_iter().map(|s| s.contributor_id).collect();
-        self.contributors.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string(), found.clone());
+        self.contributors.insert(path.to_string(), found.clone());
         Ok(found)
     }
 
-    /// What the marketplace allows now over the mirrored `entries`.
-    pub async fn desired(&self, target: &Target, entries: &[Entry]) -> Result<Policies> {
-        let Target::Greenfield { prefix, .. } = target else {
-            return Err(MirrorError::Config("grants apply to Greenfield targets only".into()));
-        };
+    /// What the marketplace allows now over the `entries` mirrored to the Greenfield `target`.
+    async fn desired(&mut self, target: &Target, entries: &[Entry]) -> Result<Policies> {
         let mut versions: BTreeMap<(&str, i64), Batch<'_>> = BTreeMap::new();
         for e in entries {
             let batch = versions.entry((e.table_name.as_str(), e.version)).or_default();
@@ -179,8 +176,8 @@ impl GrantSync {
                     let covers = spec.kinds.iter().any(|k| silver_table(*k) == *table);
                     let all_grant = who.iter().all(|c| market.grants().get(c).is_some_and(|g| g.allows(&listing_id)));
                     if covers && all_grant {
-                        for path in data.iter().chain(std::iter::once(record)) {
-                            desired.insert((format!("{prefix}{path}"), *account), buyer.clone());
+                        for (_, object) in data.iter().chain([record]).filter_map(|p| target.greenfield_object(p)) {
+                            desired.insert((object, *account), buyer.clone());
                         }
                     }
                 }

@@ -98,6 +98,10 @@ impl Metrics {
     }
 }
 
+fn delta_error(table: TableId) -> impl Fn(deltalake::DeltaTableError) -> MirrorError {
+    move |source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) }
+}
+
 /// A mirror of one lake to one target.
 pub struct Mirror {
     lake: Lake,
@@ -209,10 +213,7 @@ impl Mirror {
 
     /// The payout root of every closed rewards epoch in the lake.
     pub async fn epoch_roots(&self) -> Result<Vec<EpochRoot>> {
-        let url = self.lake.table_url(TableId::Rewards);
-        let delta = |source| MirrorError::Delta { what: TableId::Rewards.name().to_string(), source: Box::new(source) };
-        let table = self.lake.builder(&url).and_then(|b| b.build()).map_err(delta)?;
-        if !table.verify_deltatable_existence().await.map_err(delta)? {
+        if self.existing(TableId::Rewards).await?.is_none() {
             return Ok(Vec::new());
         }
         let epochs = self.lake.recorded_rewards(None).await.map_err(|e| MirrorError::Lake(Box::new(e)))?;
@@ -245,24 +246,16 @@ impl Mirror {
         Ok(())
     }
 
+    /// `table`, not yet loaded, or `None` when it does not exist (yet).
+    async fn existing(&self, table: TableId) -> Result<Option<deltalake::DeltaTable>> {
+        let unloaded =
+            self.lake.builder(&self.lake.table_url(table)).and_then(|b| b.build()).map_err(delta_error(table))?;
+        Ok(unloaded.verify_deltatable_existence().await.map_err(delta_error(table))?.then_some(unloaded))
+    }
+
     async fn mirror_table(&mut self, table: TableId, report: &mut PassReport) -> Result<()> {
-        let url = self.lake.table_url(table);
-        let mut delta = self
-            .lake
-            .builder(&url)
-            .and_then(|b| b.build())
-            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
-        let exists = delta
-            .verify_deltatable_existence()
-            .await
-            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
-        if !exists {
-            return Ok(());
-        }
-        delta
-            .load()
-            .await
-            .map_err(|source| MirrorError::Delta { what: table.name().to_string(), source: Box::new(source) })?;
+        let Some(mut delta) = self.existing(table).await? else { return Ok(()) };
+        delta.load().await.map_err(delta_error(table))?;
         let Some(latest) = delta.version().map(|v| v as i64) else { return Ok(()) };
         let target_url = self.target.url().clone();
         let done = self.progress.done(&target_url, table).await?;
@@ -355,7 +348,7 @@ impl Mirror {
 
     /// Queues the tags of one version's objects (Greenfield targets with a chain client).
     fn tag(&mut self, version_entries: &[Entry]) {
-        let (Some(chain), Target::Greenfield { bucket, prefix, .. }) = (&self.chain, &self.target) else { return };
+        let Some(chain) = &self.chain else { return };
         let operator = chain.account().address().to_string();
         let record = version_entries.iter().find(|e| e.kind == "record").map(|e| e.path.clone());
         for e in version_entries {
@@ -368,7 +361,8 @@ impl Mirror {
                 "record" => pairs.push(("gata-schema", crate::records::SCHEMA.to_string())),
                 _ => {}
             }
-            let resource = gata_greenfield::policy::object_grn(bucket, &format!("{prefix}{}", e.path));
+            let Some((bucket, object)) = self.target.greenfield_object(&e.path) else { return };
+            let resource = gata_greenfield::policy::object_grn(bucket, &object);
             self.tags.push(MsgSetTag::new(operator.clone(), resource, &pairs));
         }
     }

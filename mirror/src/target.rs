@@ -94,6 +94,15 @@ impl Target {
         }
     }
 
+    /// A Greenfield target's bucket and the object name of `path` there; `None` for an object
+    /// store.
+    pub fn greenfield_object(&self, path: &str) -> Option<(&str, String)> {
+        match self {
+            Target::Store { .. } => None,
+            Target::Greenfield { bucket, prefix, .. } => Some((bucket, object_name(prefix, path))),
+        }
+    }
+
     /// The checksums this target keeps for `bytes`.
     pub async fn checksums(&self, bytes: &Bytes) -> Result<Checksums> {
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
@@ -130,7 +139,7 @@ impl Target {
                 }
             }
             Target::Greenfield { client, bucket, prefix, .. } => {
-                match client.head_object(bucket, &format!("{prefix}{path}")).await? {
+                match client.head_object(bucket, &object_name(prefix, path)).await? {
                     None => Ok(Presence::Absent),
                     Some(info) => {
                         let wanted = checksums.integrity.as_ref().map(|h| h.hashes.clone());
@@ -157,7 +166,7 @@ impl Target {
             }
             Target::Greenfield { client, bucket, prefix, visibility, .. } => {
                 let upload = Upload::Delegated { visibility: *visibility, is_update: false };
-                client.put_object(bucket, &format!("{prefix}{path}"), bytes, content_type, &upload).await?;
+                client.put_object(bucket, &object_name(prefix, path), bytes, content_type, &upload).await?;
             }
         }
         Ok(())
@@ -168,7 +177,7 @@ impl Target {
         match self {
             Target::Store { store, .. } => read(store, path).await,
             Target::Greenfield { client, bucket, prefix, .. } => {
-                let name = format!("{prefix}{path}");
+                let name = object_name(prefix, path);
                 match client.get_object(bucket, &name, None).await {
                     Err(gata_greenfield::GreenfieldError::Refused { status: 404, .. }) => Ok(None),
                     other => Ok(Some(other?)),
@@ -182,7 +191,7 @@ impl Target {
         match self {
             Target::Store { .. } => Ok(None),
             Target::Greenfield { client, bucket, prefix, .. } => {
-                Ok(client.head_object(bucket, &format!("{prefix}{path}")).await?.and_then(|i| i.checksum_bytes()))
+                Ok(client.head_object(bucket, &object_name(prefix, path)).await?.and_then(|i| i.checksum_bytes()))
             }
         }
     }
@@ -199,6 +208,11 @@ pub async fn read(store: &ObjectStoreRef, path: &str) -> Result<Option<Bytes>> {
             source,
         }),
     }
+}
+
+/// The object name of lake path `path` under `prefix`.
+fn object_name(prefix: &str, path: &str) -> String {
+    format!("{prefix}{path}")
 }
 
 fn checksums_size(checksums: &Checksums) -> u64 {
