@@ -20,6 +20,7 @@ use deltalake::{
     },
     datafusion::prelude::SessionContext,
     kernel::{StructField, StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
+    operations::create::CreateBuilder,
     protocol::SaveMode,
 };
 use url::Url;
@@ -77,33 +78,47 @@ impl Lake {
     /// Safe to race with another process doing the same.
     pub async fn open(&self, table: TableId) -> Result<DeltaTable> {
         let open_err = |source| LakeError::Open { table: table.name(), source };
-        let url = self.table_url(table);
-        if url.scheme() == "file" {
-            let path =
-                url.to_file_path().map_err(|_| open_err(DeltaTableError::InvalidTableLocation(url.to_string())))?;
-            std::fs::create_dir_all(&path).map_err(|e| open_err(DeltaTableError::Generic(e.to_string())))?;
-        }
-        let unloaded = self.unloaded(&url).map_err(open_err)?;
-        if unloaded.verify_deltatable_existence().await.map_err(open_err)? {
-            let existing = self.load(&url).await.map_err(open_err)?;
-            return self.evolve(existing, table).await;
-        }
         let schema: StructType = table.schema().as_ref().try_into_kernel().map_err(|e| open_err(e.into()))?;
-        let mut create = unloaded.create();
-        if let Some(columns) = table.stats_columns() {
-            create = create.with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(columns));
+        let (opened, existed) = self
+            .open_or_create(&self.table_url(table), |create| {
+                let create = match table.stats_columns() {
+                    Some(columns) => {
+                        create.with_configuration_property(TableProperty::DataSkippingStatsColumns, Some(columns))
+                    }
+                    None => create,
+                };
+                create
+                    .with_table_name(table.name())
+                    .with_comment(table.description())
+                    .with_columns(schema.fields().cloned())
+                    .with_partition_columns(table.partition_columns().iter().copied())
+            })
+            .await
+            .map_err(open_err)?;
+        if existed { self.evolve(opened, table).await } else { Ok(opened) }
+    }
+
+    /// The table at `url`, loaded when it exists (`true`), or else created by `create` (a
+    /// create builder given its name, schema and properties); a table another process created
+    /// between the check and the commit is loaded. The directory of a `file://` table is made
+    /// first.
+    pub async fn open_or_create(
+        &self,
+        url: &Url,
+        create: impl FnOnce(CreateBuilder) -> CreateBuilder,
+    ) -> Result<(DeltaTable, bool), DeltaTableError> {
+        if url.scheme() == "file" {
+            let path = url.to_file_path().map_err(|_| DeltaTableError::InvalidTableLocation(url.to_string()))?;
+            std::fs::create_dir_all(&path).map_err(|e| DeltaTableError::Generic(e.to_string()))?;
         }
-        let created = create
-            .with_table_name(table.name())
-            .with_comment(table.description())
-            .with_columns(schema.fields().cloned())
-            .with_partition_columns(table.partition_columns().iter().copied())
-            .with_save_mode(SaveMode::Ignore)
-            .await;
-        match created {
-            Ok(t) => Ok(t),
+        let unloaded = self.unloaded(url)?;
+        if unloaded.verify_deltatable_existence().await? {
+            return Ok((self.load(url).await?, true));
+        }
+        match create(unloaded.create()).with_save_mode(SaveMode::Ignore).await {
+            Ok(t) => Ok((t, false)),
             // Another process created it between our check and our commit.
-            Err(_) => self.load(&url).await.map_err(open_err),
+            Err(_) => Ok((self.load(url).await?, false)),
         }
     }
 

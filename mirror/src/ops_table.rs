@@ -37,38 +37,15 @@ impl OpsTable {
         comment: &str,
         schema: SchemaRef,
     ) -> Result<OpsTable> {
-        let delta = |source: deltalake::DeltaTableError| MirrorError::Delta {
-            what: path.to_string(),
-            source: Box::new(source),
-        };
+        let delta = |source| MirrorError::Delta { what: path.to_string(), source: Box::new(source) };
         let url = lake.root().join(&format!("{path}/")).map_err(|e| MirrorError::Config(e.to_string()))?;
-        if url.scheme() == "file"
-            && let Ok(dir) = url.to_file_path()
-        {
-            std::fs::create_dir_all(dir).map_err(|e| MirrorError::Config(format!("{url}: {e}")))?;
-        }
-        let mut table = lake.builder(&url).and_then(|b| b.build()).map_err(delta)?;
-        if table.verify_deltatable_existence().await.map_err(delta)? {
-            table.load().await.map_err(delta)?;
-        } else {
-            let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?;
-            let created = table
-                .create()
-                .with_table_name(name)
-                .with_comment(comment)
-                .with_columns(kernel.fields().cloned())
-                .with_save_mode(SaveMode::Ignore)
-                .await;
-            table = match created {
-                Ok(t) => t,
-                // Another process created it first.
-                Err(_) => {
-                    let mut t = lake.builder(&url).and_then(|b| b.build()).map_err(delta)?;
-                    t.load().await.map_err(delta)?;
-                    t
-                }
-            };
-        }
+        let kernel: StructType = schema.as_ref().try_into_kernel().map_err(|e| delta(e.into()))?;
+        let (table, _) = lake
+            .open_or_create(&url, |create| {
+                create.with_table_name(name).with_comment(comment).with_columns(kernel.fields().cloned())
+            })
+            .await
+            .map_err(delta)?;
         Ok(OpsTable { lake: lake.clone(), path, schema, table })
     }
 
