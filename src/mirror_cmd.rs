@@ -13,7 +13,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use gata_greenfield::{Account, Address, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
-use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients};
+use gata_infra::{config::GataConfig, kafka::KafkaClients};
 use gata_lakehouse::Lake;
 use gata_marketplace::{Market, follower::follow};
 use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target};
@@ -236,16 +236,9 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
     }
     let follower = stop.child_token();
     let (_embedded, market) = if uses_chain(&cfg) {
-        let (embedded, bootstrap) = match &cfg.kafka.brokers {
-            Some(brokers) => (None, brokers.clone()),
-            None => {
-                let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await.context(
-                    "starting the embedded broker over the data directory's log for the marketplace (is `gata serve` running? then give --brokers)",
-                )?;
-                let bootstrap = broker.bootstrap();
-                (Some(broker), bootstrap)
-            }
-        };
+        let (embedded, bootstrap) = crate::platform::bootstrap(&cfg).await.context(
+            "starting the embedded broker over the data directory's log for the marketplace (is `gata serve` running? then give --brokers)",
+        )?;
         (embedded, market(&cfg, &KafkaClients::new(bootstrap), &follower).await?)
     } else {
         (None, None)

@@ -59,18 +59,24 @@ impl Ready {
     }
 }
 
-/// Runs every role until `stop` is cancelled or one of them fails; calls `on_ready` once the
-/// HTTP listener is bound and the sink is consuming.
-pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
-    let registry = Registry::new();
-    let (_broker, bootstrap) = match &cfg.kafka.brokers {
+/// The Kafka bootstrap servers: `kafka.brokers`, or the embedded broker started over the data
+/// directory's log (returned too: it serves while it is kept).
+pub async fn bootstrap(cfg: &GataConfig) -> anyhow::Result<(Option<EmbeddedBroker>, String)> {
+    Ok(match &cfg.kafka.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
             let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await?;
             let bootstrap = broker.bootstrap();
             (Some(broker), bootstrap)
         }
-    };
+    })
+}
+
+/// Runs every role until `stop` is cancelled or one of them fails; calls `on_ready` once the
+/// HTTP listener is bound and the sink is consuming.
+pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
+    let registry = Registry::new();
+    let (_broker, bootstrap) = bootstrap(&cfg).await?;
     let kafka = KafkaClients::connect(&bootstrap, cfg.kafka.idempotence).await?;
     kafka
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)

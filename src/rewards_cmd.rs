@@ -5,7 +5,7 @@ use std::{io::Read as _, path::PathBuf};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use gata_infra::{broker::EmbeddedBroker, config::GataConfig, kafka::KafkaClients};
+use gata_infra::{config::GataConfig, kafka::KafkaClients};
 use gata_lakehouse::Lake;
 use gata_rewards::{Epoch, Policy, Proof};
 use gata_stream_processors::rewards::replay::{self, ReplayOptions, ReplayReport};
@@ -237,16 +237,9 @@ fn progress_bar(len: u64, what: &str) -> ProgressBar {
 /// Reads the intake topics from `--brokers`, or from the embedded broker started over the data
 /// directory's log.
 async fn kafka_log(cfg: &GataConfig) -> anyhow::Result<Vec<replay::LogRecord>> {
-    let (_embedded, bootstrap) = match &cfg.kafka.brokers {
-        Some(brokers) => (None, brokers.clone()),
-        None => {
-            let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen)
-                .await
-                .context("starting the embedded broker over the data directory's log (is `gata serve` running? then give --brokers)")?;
-            let bootstrap = broker.bootstrap();
-            (Some(broker), bootstrap)
-        }
-    };
+    let (_embedded, bootstrap) = crate::platform::bootstrap(cfg).await.context(
+        "starting the embedded broker over the data directory's log (is `gata serve` running? then give --brokers)",
+    )?;
     eprintln!("reading the log from the intake topics at {bootstrap}");
     let progress = progress_bar(0, "reading");
     let log = replay::kafka_log(&KafkaClients::new(bootstrap), progress.clone()).await?;
