@@ -149,8 +149,11 @@ fn shutdown_signal() -> CancellationToken {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    gata_infra::telemetry::init_logging(gata_infra::telemetry::DEFAULT_FILTER);
     let cli = Cli::parse();
+    // The demo's terminal output is its report: it writes its logs to a file unless --verbose.
+    if !matches!(&cli.cmd, Cmd::Demo(args) if !args.verbose) {
+        gata_infra::telemetry::init_logging(gata_infra::telemetry::DEFAULT_FILTER);
+    }
     match cli.cmd {
         Cmd::Serve(flags) => {
             let cfg = load(cli.config.as_ref(), &flags)?;

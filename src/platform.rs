@@ -5,9 +5,10 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use gata_dva::{Engine, ModelSource, Provider};
 use gata_infra::{
     broker::EmbeddedBroker,
-    config::{GataConfig, Role},
+    config::{DvaConfig, DvaEngine, DvaProvider, GataConfig, Role},
     kafka::KafkaClients,
     topics,
 };
@@ -292,7 +293,7 @@ fn consensus_settings(cfg: &GataConfig) -> anyhow::Result<ConsensusSettings> {
     let threshold = match cfg.dva.threshold {
         Some(t) => t,
         None => {
-            gata_dva::ModelCard::read(&cfg.dva.model_dir)
+            gata_dva::ModelCard::read(&ModelSource::from_config(cfg.dva.model_dir.clone()))
                 .context("the consensus threshold comes from the model card")?
                 .threshold
         }
@@ -309,22 +310,46 @@ fn consensus_settings(cfg: &GataConfig) -> anyhow::Result<ConsensusSettings> {
     })
 }
 
-/// Loads ONNX Runtime and the DVA's model as configured.
-pub async fn open_dva_model(cfg: &gata_infra::config::DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
+/// Opens the DVA's model (the configured directory, or the shipped one) on the configured
+/// engine.
+pub async fn open_dva_model(cfg: &DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
+        let source = ModelSource::from_config(cfg.model_dir.clone());
+        let clip = gata_dva::Clip::open(dva_engine(&cfg)?, &source, cfg.threads)
+            .with_context(|| format!("opening the model in {source}"))?;
+        tracing::info!(engine = clip.engine(), provider = clip.provider(), model = %clip.card().id, source = %source, "DVA model loaded");
+        Ok(Arc::new(clip))
+    })
+    .await?
+}
+
+/// ONNX Runtime when it loads (`auto`, `onnxruntime`); tract when asked for, or under `auto`
+/// when ONNX Runtime is missing, which is logged: never a silent fallback.
+fn dva_engine(cfg: &DvaConfig) -> anyhow::Result<Engine> {
+    let provider = match cfg.provider {
+        DvaProvider::Cpu => Provider::Cpu,
+        DvaProvider::Cuda => Provider::Cuda,
+    };
+    let runtime = || -> gata_dva::Result<Engine> {
         let lib = match &cfg.onnxruntime {
             Some(path) => path.clone(),
             None => gata_dva::discover_runtime()?,
         };
-        let env = gata_dva::load_runtime(&lib)?;
-        let provider = if cfg.provider == "cuda" { gata_dva::Provider::Cuda } else { gata_dva::Provider::Cpu };
-        let clip = gata_dva::Clip::open(env, &cfg.model_dir, provider, cfg.threads)
-            .with_context(|| format!("opening the model in {}", cfg.model_dir.display()))?;
-        tracing::info!(runtime = %lib.display(), model = %clip.card().id, provider = clip.provider(), "DVA model loaded");
-        Ok(Arc::new(clip))
+        Ok(Engine::OnnxRuntime { env: gata_dva::load_runtime(&lib)?, provider })
+    };
+    let tract = |why: &str| {
+        if provider == Provider::Cuda {
+            tracing::warn!("dva.provider = \"cuda\" needs ONNX Runtime; tract runs on the CPU");
+        }
+        tracing::warn!(reason = why, "the DVA scores with tract, the pure-Rust engine built into gata (CPU)");
+        Engine::Tract
+    };
+    Ok(match cfg.engine {
+        DvaEngine::Onnxruntime => runtime().context("dva.engine = \"onnxruntime\"")?,
+        DvaEngine::Tract => tract("dva.engine = \"tract\""),
+        DvaEngine::Auto => runtime().unwrap_or_else(|e| tract(&e.to_string())),
     })
-    .await?
 }
 
 /// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for

@@ -1,14 +1,15 @@
 //! DVA benchmark (not a test): `cargo bench -p gata-dva --bench dva`.
 //!
 //! Image-text pairs scored per second on CPU with the shipped model on its 120 held-out scenes
-//! (decode, preprocess, tokenize, both encoders, cosine) at batch sizes 1, 8 and 32, with the
-//! share of time spent before inference, next to a Python reference pipeline (Pillow + NumPy,
-//! CLIP's tokenizer, onnxruntime; `bench/dva_reference.py`) on the same model and files, run in
-//! the same process tree right after. Both run ONNX Runtime with 2 intra-op threads.
+//! (decode, preprocess, tokenize, both encoders, cosine) at batch sizes 1, 8 and 32, on ONNX
+//! Runtime and on tract, with the share of time spent before inference, next to a Python
+//! reference pipeline (Pillow + NumPy, CLIP's tokenizer, onnxruntime; `bench/dva_reference.py`)
+//! on the same model and files, run in the same process tree right after. ONNX Runtime runs
+//! with 2 intra-op threads on both sides; tract runs on one.
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
-use gata_dva::{Clip, Provider, cosine, decode, discover_runtime, load_runtime};
+use gata_dva::{Clip, Engine, ModelSource, Provider, cosine, decode, discover_runtime, load_runtime};
 
 const BATCHES: [usize; 3] = [1, 8, 32];
 const THREADS: usize = 2;
@@ -22,7 +23,9 @@ fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join("models/tiny-clip");
     let env = load_runtime(&discover_runtime().expect("ONNX Runtime (pip install onnxruntime)")).expect("runtime");
-    let clip = Clip::open(env, &dir, Provider::Cpu, THREADS).expect("model");
+    let clip =
+        Clip::open(Engine::OnnxRuntime { env, provider: Provider::Cpu }, &ModelSource::Dir(dir.clone()), THREADS)
+            .expect("model");
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.join("heldout.json")).expect("heldout.json")).expect("json");
     let blobs: Vec<Vec<u8>> = rows
@@ -31,28 +34,9 @@ fn main() {
         .collect();
     let captions: Vec<&str> = rows.iter().map(|r| r["caption"].as_str().unwrap_or_default()).collect();
 
-    // Warm up both sessions once.
-    let warm = clip.preprocessing().tensor(&decode(&blobs[0], 1 << 26).expect("decode"));
-    clip.embed_images(&[warm]).expect("image encoder");
-    clip.embed_texts(&captions[..1]).expect("text encoder");
-
-    let mut ours = Vec::new();
-    for batch in BATCHES {
-        let (started, mut prep) = (Instant::now(), 0.0);
-        for (blob_chunk, caption_chunk) in blobs.chunks(batch).zip(captions.chunks(batch)) {
-            let t0 = Instant::now();
-            let tensors: Vec<Vec<f32>> =
-                blob_chunk.iter().map(|b| clip.preprocessing().tensor(&decode(b, 1 << 26).expect("decode"))).collect();
-            let ids: Vec<[i64; 77]> = caption_chunk.iter().map(|c| clip.tokenizer().tokenize(c)).collect();
-            prep += t0.elapsed().as_secs_f64();
-            std::hint::black_box(&ids);
-            let images = clip.embed_images(&tensors).expect("image encoder");
-            let texts = clip.embed_texts(caption_chunk).expect("text encoder");
-            let scores: Vec<f32> = images.iter().zip(&texts).map(|(a, b)| cosine(a, b)).collect();
-            std::hint::black_box(scores);
-        }
-        ours.push((batch, started.elapsed().as_secs_f64(), prep));
-    }
+    let ours = measure(&clip, &blobs, &captions);
+    let tract = Clip::open(Engine::Tract, &ModelSource::Dir(dir.clone()), THREADS).expect("model on tract");
+    let pure_rust = measure(&tract, &blobs, &captions);
 
     let clip_dir = std::env::var("GATA_ONNX_CLIP_DIR")
         .map(PathBuf::from)
@@ -83,27 +67,51 @@ fn main() {
     println!(
         "\n| pipeline | batch | pairs | pairs/s | before inference | vs reference |\n|---|---:|---:|---:|---:|---:|"
     );
-    for (batch, seconds, prep) in ours {
-        let rate = n as f64 / seconds;
+    for ((batch, seconds, prep), (_, tract_seconds, tract_prep)) in ours.into_iter().zip(pure_rust) {
         let reference = reference.iter().find(|r| r["batch"] == batch);
-        if let Some(r) = reference {
-            let (rs, rp) =
-                (r["seconds"].as_f64().unwrap_or(f64::NAN), r["preprocess_seconds"].as_f64().unwrap_or(f64::NAN));
+        let rs = reference.and_then(|r| r["seconds"].as_f64());
+        if let (Some(r), Some(rs)) = (reference, rs) {
+            let rp = r["preprocess_seconds"].as_f64().unwrap_or(f64::NAN);
             println!(
                 "| Python: Pillow + NumPy + onnxruntime (reference) | {batch} | {n} | {:.1} | {:.0}% | reference |",
                 n as f64 / rs,
                 100.0 * rp / rs
             );
+        }
+        for (name, seconds, prep) in [("ort", seconds, prep), ("tract", tract_seconds, tract_prep)] {
+            let ratio = rs.map_or_else(|| "reference unavailable".to_string(), |rs| format!("{:.2}x", rs / seconds));
             println!(
-                "| gata-dva: Rust preprocessing + ort | {batch} | {n} | {rate:.1} | {:.0}% | {:.2}x |",
-                100.0 * prep / seconds,
-                rs / seconds
-            );
-        } else {
-            println!(
-                "| gata-dva: Rust preprocessing + ort | {batch} | {n} | {rate:.1} | {:.0}% | reference unavailable |",
+                "| gata-dva: Rust preprocessing + {name} | {batch} | {n} | {:.1} | {:.0}% | {ratio} |",
+                n as f64 / seconds,
                 100.0 * prep / seconds
             );
         }
     }
+}
+
+/// Scores every held-out pair with `clip` at each batch size: (batch, seconds, seconds before
+/// inference).
+fn measure(clip: &Clip, blobs: &[Vec<u8>], captions: &[&str]) -> Vec<(usize, f64, f64)> {
+    // Warm up both encoders once.
+    let warm = clip.preprocessing().tensor(&decode(&blobs[0], 1 << 26).expect("decode"));
+    clip.embed_images(&[warm]).expect("image encoder");
+    clip.embed_texts(&captions[..1]).expect("text encoder");
+    let mut out = Vec::new();
+    for batch in BATCHES {
+        let (started, mut prep) = (Instant::now(), 0.0);
+        for (blob_chunk, caption_chunk) in blobs.chunks(batch).zip(captions.chunks(batch)) {
+            let t0 = Instant::now();
+            let tensors: Vec<Vec<f32>> =
+                blob_chunk.iter().map(|b| clip.preprocessing().tensor(&decode(b, 1 << 26).expect("decode"))).collect();
+            let ids: Vec<[i64; 77]> = caption_chunk.iter().map(|c| clip.tokenizer().tokenize(c)).collect();
+            prep += t0.elapsed().as_secs_f64();
+            std::hint::black_box(&ids);
+            let images = clip.embed_images(&tensors).expect("image encoder");
+            let texts = clip.embed_texts(caption_chunk).expect("text encoder");
+            let scores: Vec<f32> = images.iter().zip(&texts).map(|(a, b)| cosine(a, b)).collect();
+            std::hint::black_box(scores);
+        }
+        out.push((batch, started.elapsed().as_secs_f64(), prep));
+    }
+    out
 }

@@ -18,7 +18,17 @@ pub enum DvaError {
     #[error("ONNX Runtime: {0}")]
     Runtime(String),
 
-    /// An encoder failed to run.
+    /// An encoder failed to run on ONNX Runtime.
     #[error("inference: {0}")]
     Inference(#[from] ort::Error),
+
+    /// tract could not load or run an encoder.
+    #[error("tract: {context}")]
+    Tract {
+        /// The file or tensor, and the step that failed.
+        context: String,
+        /// tract's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }

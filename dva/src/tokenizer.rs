@@ -8,7 +8,7 @@
 //! its repair of mojibake (UTF-8 decoded as Latin-1 upstream) is not: such text is tokenized
 //! as it arrives.
 
-use std::{collections::HashMap, io::Read, path::Path, sync::Mutex};
+use std::{collections::HashMap, io::Read, sync::Mutex};
 
 use regex::Regex;
 use unicode_normalization::UnicodeNormalization;
@@ -59,13 +59,12 @@ fn vocabulary_order() -> impl Iterator<Item = u8> {
 }
 
 impl Tokenizer {
-    /// Loads the merges from a gzipped `bpe_simple_vocab_16e6.txt.gz`.
-    pub fn from_file(path: &Path) -> Result<Tokenizer> {
-        let bytes = std::fs::read(path).map_err(|e| DvaError::Model(format!("{}: {e}", path.display())))?;
+    /// Loads the merges from the bytes of a gzipped `bpe_simple_vocab_16e6.txt.gz`.
+    pub fn from_gzip(bytes: &[u8]) -> Result<Tokenizer> {
         let mut text = String::new();
-        flate2::read::GzDecoder::new(&bytes[..])
+        flate2::read::GzDecoder::new(bytes)
             .read_to_string(&mut text)
-            .map_err(|e| DvaError::Model(format!("{}: not a gzipped vocabulary: {e}", path.display())))?;
+            .map_err(|e| DvaError::Model(format!("not a gzipped vocabulary: {e}")))?;
         Self::from_merges(&text)
     }
 

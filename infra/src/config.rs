@@ -401,13 +401,17 @@ impl Default for ScoringConfig {
 pub struct DvaConfig {
     /// Consumer group (`gata-dva`).
     pub group: String,
-    /// Model directory with its `model.json` (`models/tiny-clip`, the shipped model).
-    pub model_dir: PathBuf,
+    /// Model directory with its `model.json`. Unset: the shipped `models/tiny-clip`, built into
+    /// the binary.
+    pub model_dir: Option<PathBuf>,
+    /// Which inference engine runs the encoders (`auto`).
+    pub engine: DvaEngine,
     /// ONNX Runtime shared library. Unset: `ORT_DYLIB_PATH`, else the one the `onnxruntime`
     /// Python package installed.
     pub onnxruntime: Option<PathBuf>,
-    /// `cpu` or `cuda` (CUDA falls back to CPU, with a log line, when unavailable).
-    pub provider: String,
+    /// Where ONNX Runtime runs the encoders (`cpu`; `cuda` falls back to the CPU, with a log
+    /// line, when unavailable).
+    pub provider: DvaProvider,
     /// Accept threshold on the score in [-1, 1]. Unset: the model card's.
     pub threshold: Option<f32>,
     /// Pairs scored per encoder call (`16`).
@@ -445,6 +449,28 @@ pub struct DvaConfig {
     pub flag_share: f64,
 }
 
+/// The DVA's inference engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DvaEngine {
+    /// ONNX Runtime when its library is found, else tract (logged, and shown in `/metrics`).
+    Auto,
+    /// ONNX Runtime only: the DVA does not start without it.
+    Onnxruntime,
+    /// tract, the pure-Rust engine built into the binary (CPU).
+    Tract,
+}
+
+/// Where ONNX Runtime runs the DVA's encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DvaProvider {
+    /// ONNX Runtime's CPU execution provider.
+    Cpu,
+    /// CUDA when the runtime has it and a GPU answers; the CPU otherwise.
+    Cuda,
+}
+
 impl DvaConfig {
     /// The consumer group of DVA workers in replica slot `slot`.
     pub fn replica_group(&self, slot: u32) -> String {
@@ -456,9 +482,10 @@ impl Default for DvaConfig {
     fn default() -> Self {
         Self {
             group: "gata-dva".into(),
-            model_dir: PathBuf::from("models/tiny-clip"),
+            model_dir: None,
+            engine: DvaEngine::Auto,
             onnxruntime: None,
-            provider: "cpu".into(),
+            provider: DvaProvider::Cpu,
             threshold: None,
             batch_size: 16,
             batch_wait: Duration::from_millis(20),
@@ -623,7 +650,6 @@ impl GataConfig {
         check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
         check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
         check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
-        check(matches!(self.dva.provider.as_str(), "cpu" | "cuda"), "dva.provider must be cpu or cuda");
         check(self.dva.batch_size > 0 && self.dva.threads > 0, "dva.batch_size and dva.threads must be positive");
         check(self.dva.threshold.is_none_or(|t| (-1.0..=1.0).contains(&t)), "dva.threshold must be in [-1, 1]");
         check((1..=15).contains(&self.dva.replicas), "dva.replicas must be 1 to 15");

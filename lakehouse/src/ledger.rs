@@ -381,6 +381,23 @@ impl Lake {
         Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
     }
 
+    /// When the first submission (scored or not) received at or after `from` was received.
+    pub async fn first_receipt(&self, from: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        #[derive(Deserialize)]
+        struct First {
+            first: Option<i64>,
+        }
+        use TableId::*;
+        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
+        let sql = format!(
+            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM ({SUBMISSIONS}) sub \
+             WHERE sub.received_at >= TIMESTAMP '{}'",
+            from.to_rfc3339()
+        );
+        let rows: Vec<First> = Self::rows(&ctx, QualityScores, &sql).await?;
+        Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
+    }
+
     /// How many submissions received in `[from, to)` have no score yet.
     pub async fn unscored(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<u64> {
         #[derive(Deserialize)]

@@ -16,6 +16,7 @@
 pub mod error;
 pub mod follower;
 pub mod listing;
+pub mod plain_arrow;
 pub mod routes;
 pub mod service;
 pub mod sharing;

@@ -40,7 +40,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::Marketplace;
+use crate::{
+    Marketplace,
+    plain_arrow::{plain_batch, plain_schema},
+};
 
 /// The schema every share holds.
 const SCHEMA: &str = "default";
@@ -306,11 +309,13 @@ async fn materialize(
     let mut stream =
         engine.stream(p, &sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
     let partial = s.dir.join(format!("{id}.parquet.partial"));
-    let mut writer = ArrowWriter::try_new(std::fs::File::create(&partial).map_err(internal)?, stream.schema(), None)
+    // The file carries the types the Delta schema states, never DataFusion's view types.
+    let schema = plain_schema(&stream.schema());
+    let mut writer = ArrowWriter::try_new(std::fs::File::create(&partial).map_err(internal)?, schema.clone(), None)
         .map_err(internal)?;
     let mut rows = 0u64;
     while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(internal)?;
+        let batch = plain_batch(&batch.map_err(internal)?, &schema).map_err(internal)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).map_err(internal)?;
     }

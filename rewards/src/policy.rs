@@ -16,8 +16,11 @@ use crate::{Result, RewardsError};
 pub const BP: u64 = 10_000;
 
 /// The policies shipped with the binary: (name, TOML).
-const BUILTIN: [(&str, &str); 2] =
-    [("v1", include_str!("../../policy/v1.toml")), ("v2", include_str!("../../policy/v2.toml"))];
+const BUILTIN: [(&str, &str); 3] = [
+    ("v1", include_str!("../../policy/v1.toml")),
+    ("v2", include_str!("../../policy/v2.toml")),
+    ("demo", include_str!("../../policy/demo.toml")),
+];
 
 /// A quality tier of one kind of contribution.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -178,6 +181,9 @@ mod tests {
         assert_eq!(v1.kind(EventKind::ChatTurn).tier(-10_000).name, "bronze");
         assert_ne!(v1.sha256, v2.sha256);
         assert!(v2.cap_per_epoch < v1.cap_per_epoch);
+        let demo = Policy::load("demo").expect("demo");
+        assert_eq!((demo.version.as_str(), demo.epoch), ("demo", Duration::from_secs(20)));
+        assert_eq!(demo.kind(EventKind::ChatTurn).tier(8_500), v1.kind(EventKind::ChatTurn).tier(8_500));
     }
 
     #[test]

@@ -31,9 +31,9 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// One of the shared example submissions (`chat_turn`, `preference`, `image_text_pair`).
+/// One of the example submissions in `examples/` (`chat_turn`, `preference`, `image_text_pair`).
 pub fn example(name: &str) -> Value {
-    let path = format!("{}/../../shared/examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
     serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))).expect("example is JSON")
 }
 

@@ -165,12 +165,12 @@ mod tests {
     use super::*;
 
     fn example(name: &str) -> Vec<u8> {
-        let path = format!("{}/../../shared/examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
     #[test]
-    fn shared_examples_are_valid_events() {
+    fn examples_are_valid_events() {
         let limits = Limits::default();
         for kind in EventKind::ALL {
             let event = Event::parse(kind, &example(kind.name()), &limits).expect("valid example");

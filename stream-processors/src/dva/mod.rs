@@ -89,6 +89,7 @@ pub fn scorer_version(clip: &Clip) -> String {
 }
 
 struct Metrics {
+    engine: IntGaugeVec,
     scored: IntCounterVec,
     seconds: Histogram,
     lag: IntGaugeVec,
@@ -98,6 +99,13 @@ impl Metrics {
     fn register(registry: &Registry) -> gata_infra::Result<Self> {
         use gata_infra::telemetry::register;
         Ok(Self {
+            engine: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new("gata_dva_engine_info", "The engine and execution provider that score pairs (value 1)"),
+                    &["engine", "provider", "model"],
+                )?,
+            )?,
             scored: register(
                 registry,
                 IntCounterVec::new(
@@ -147,6 +155,7 @@ pub async fn run_dva(
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = Metrics::register(registry)?;
+    metrics.engine.with_label_values(&[clip.engine(), clip.provider(), clip.card().id.as_str()]).set(1);
     let version = scorer_version(&clip);
     let (landed, positions): (HashSet<Uuid>, PositionSource) = match &lake {
         Some(lake) => (
@@ -173,7 +182,7 @@ pub async fn run_dva(
         lag: metrics.lag.clone(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(model = %clip.card().id, version = %version, provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), output = ?settings.output, "DVA started");
+    tracing::info!(model = %clip.card().id, version = %version, engine = clip.engine(), provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), output = ?settings.output, "DVA started");
 
     let mut dva = Dva {
         clip,

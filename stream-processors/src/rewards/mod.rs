@@ -6,7 +6,8 @@
 //! after downtime is scored before its epochs are paid, not paid without it. Closing folds every score in the `quality_scores`
 //! table of a submission received in the epoch into payouts ([`gata_rewards::fold_epoch`],
 //! a pure function of that set), and records them in `gold/rewards` in one Delta commit that
-//! carries the transaction marker `rewards:<policy>` = epoch index. Epochs are closed in order,
+//! carries the transaction marker `rewards:<policy>` = epoch index. Epochs with nothing to pay (no
+//! submission, no sale) are skipped, not recorded. Epochs are closed in order,
 //! so after a crash the processor resumes at the epoch after the last marker; an epoch is never
 //! recorded twice, and a recomputation (a retry, `gata replay`) yields the same payout ids and
 //! the same root.
@@ -136,6 +137,19 @@ pub async fn close_due(
                 "closing an epoch with unscored submissions; they are not paid (see gata replay)");
         }
         let contributions = lake.contributions(Some((epoch.start, epoch.end))).await?;
+        let sold = |t: &DateTime<Utc>| *t >= epoch.start && *t < epoch.end;
+        if unscored == 0 && contributions.is_empty() && !sales.iter().any(|s| sold(&s.received_at)) {
+            // Nothing to pay: go straight to the epoch of the next receipt, so a gap of idle
+            // epochs (short ones, or a long pause) costs one query instead of a commit each.
+            let next_sale = sales.iter().map(|s| s.received_at).filter(|t| *t >= epoch.end).min();
+            match lake.first_receipt(epoch.end).await?.into_iter().chain(next_sale).min() {
+                Some(t) => {
+                    epoch = Epoch::of(policy.epoch, t);
+                    continue;
+                }
+                None => break,
+            }
+        }
         let rewards = fold_epoch(policy, epoch, contributions, sales.iter().cloned())?;
         table = lake.record_epoch(table, &rewards).await?;
         tracing::info!(epoch = %rewards.epoch, payouts = rewards.payouts.len(), total = rewards.total,

@@ -6,6 +6,7 @@ mod bad_input;
 mod broker_restart;
 mod crash;
 mod dead_letters;
+mod demo;
 mod dva;
 mod dva_consensus;
 mod e2e;

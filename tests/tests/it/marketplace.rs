@@ -50,7 +50,7 @@ fn purchase_id_of(event: &Value) -> String {
 }
 
 /// Runs the `delta-sharing` client script as `token`; returns what it read.
-fn sharing_client(endpoint: &str, token: &str, dir: &std::path::Path) -> Value {
+pub(crate) fn sharing_client(endpoint: &str, token: &str, dir: &std::path::Path) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/delta_sharing_client.py");
     let profile = dir.join(format!("{token}.share"));
     let out =

@@ -1,19 +1,30 @@
 //! `gata demo`: serve, load a realistic generated workload through the public HTTP API, wait
-//! until the lake shows all of it, then print what landed and how to query it.
+//! until the lake shows all of it, then report what each kind of user sees: the analyst's SQL,
+//! the DVA's verdicts, the marketplace, and the operator's closed epochs, proof and replay.
+//! The terminal shows the report; logs go to a file under the data directory.
+
+mod audit;
+mod market;
+mod report;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use futures::StreamExt as _;
 use gata_infra::{
     config::GataConfig,
     contract::{Event, EventKind},
     workload::Workload,
 };
+use gata_lakehouse::Lake;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use self::{
+    audit::shown,
+    market::{DEMO_BUYER, DEMO_LISTING},
+    report::{print_table, wait_for},
+};
 use crate::{Flags, platform};
 
 /// Events per NDJSON request.
@@ -42,7 +53,13 @@ pub struct DemoArgs {
     /// Bearer token of an operator or admin, when `auth.principals` are configured.
     #[arg(long, env = "GATA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the logs here instead of writing them to `<data_dir>/gata-demo.log`.
+    #[arg(long)]
+    pub verbose: bool,
 }
+
+/// An example submission, as a client sends it (`examples/chat_turn.json`).
+const EXAMPLE_CHAT_TURN: &str = include_str!("../../examples/chat_turn.json");
 
 /// Queries shown after the load, with what they answer.
 const SAMPLES: [(&str, &str); 5] = [
@@ -68,13 +85,20 @@ const SAMPLES: [(&str, &str); 5] = [
     ),
 ];
 
-pub async fn run(cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(mut cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -> anyhow::Result<()> {
     if cfg.auth.enabled() && args.token.is_none() {
         bail!("auth.principals are configured: pass an operator's token with --token or GATA_TOKEN");
     }
+    if !args.verbose {
+        let log = cfg.data_dir.join("gata-demo.log");
+        gata_infra::telemetry::init_logging_to_file(gata_infra::telemetry::DEFAULT_FILTER, &log)
+            .with_context(|| format!("opening the log file {}", log.display()))?;
+        println!("Logs go to {} (--verbose prints them here).", shown(&log));
+    }
+    audit::short_epochs(&mut cfg);
     let token = args.token.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut server = tokio::spawn(platform::serve(cfg, stop.clone(), move |ready| {
+    let mut server = tokio::spawn(platform::serve(cfg.clone(), stop.clone(), move |ready| {
         ready.print();
         let _ = ready_tx.send(ready.clone());
     }));
@@ -83,9 +107,9 @@ pub async fn run(cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -> an
         result = &mut server => { result??; bail!("the platform stopped before it was ready") }
     };
     let api = Api { http: reqwest::Client::new(), base: format!("http://{}", ready.http), token };
-    let loaded = load(&api, &args).await;
+    let loaded = load(&api, &cfg, &args).await;
     if let Err(e) = &loaded {
-        eprintln!("demo load failed: {e:#}");
+        eprintln!("demo failed: {e:#}");
     }
     if args.once || loaded.is_err() {
         stop.cancel();
@@ -129,12 +153,23 @@ impl Api {
         let body = self.sql(&format!("SELECT COUNT(*) AS n FROM {table} WHERE {filter}")).await?;
         body["rows"][0]["n"].as_u64().context("count answer has no number")
     }
+
+    /// The labels of metric `name` on `/metrics` (`engine="tract",…`), if it is there.
+    async fn metric_labels(&self, name: &str) -> Option<String> {
+        let mut req = self.http.get(format!("{}/metrics", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        let page = req.send().await.ok()?.text().await.ok()?;
+        let line = page.lines().find(|l| l.starts_with(&format!("{name}{{")))?;
+        Some(line.split_once('{')?.1.split_once('}')?.0.to_string())
+    }
 }
 
 /// The DVA's scores among `quality_scores`.
 const IMAGE_SCORES: &str = "subject_kind = 'image_text_pair'";
 
-async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
+async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
     let tables = [
         (EventKind::ChatTurn, "chat_turns"),
@@ -154,6 +189,7 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         events.len(),
         args.contributors
     );
+    let since = chrono::Utc::now();
     let started = Instant::now();
     for (kind, route) in [
         (EventKind::ChatTurn, "/v1/chat-turns"),
@@ -170,179 +206,95 @@ async fn load(api: &Api, args: &DemoArgs) -> anyhow::Result<()> {
         }
     }
     let accepted_in = started.elapsed();
-    let deadline = Instant::now() + Duration::from_secs(120);
     for ((kind, table), had) in tables.into_iter().zip(before) {
         let want = had + events.iter().filter(|e| e.kind() == kind).count() as u64;
-        loop {
-            let n = api.count(table).await?;
-            if n >= want {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("{table} holds {n} rows; expected {want} after 120 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let what = format!("landing in {table}");
+        let n = wait_for(&what, want, Duration::from_secs(120), async || api.count(table).await).await?;
+        if n < want {
+            bail!("{table} holds {n} rows; expected {want} after 120 s");
         }
     }
     println!("Accepted in {accepted_in:.2?}; queryable in the lake after {:.2?}.", started.elapsed());
     let scored = events.iter().filter(|e| gata_stream_processors::scoring::SCORED_KINDS.contains(&e.kind())).count();
     let want = scores_before + scored as u64;
-    while api.count("quality_scores").await? < want {
-        if Instant::now() > deadline {
-            bail!("quality_scores holds fewer than {want} rows after 120 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    let what = "text scoring";
+    if wait_for(what, want, Duration::from_secs(120), async || api.count("quality_scores").await).await? < want {
+        bail!("quality_scores holds fewer than {want} rows after 120 s");
     }
     println!("Every chat turn and preference scored after {:.2?}.", started.elapsed());
     let images = events.iter().filter(|e| e.kind() == EventKind::ImageTextPair).count() as u64;
     let want = image_scores_before + images;
-    let dva_deadline = Instant::now() + Duration::from_secs(60);
-    let mut have = api.count_where("quality_scores", IMAGE_SCORES).await?;
-    while have < want && Instant::now() < dva_deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        have = api.count_where("quality_scores", IMAGE_SCORES).await?;
+    let count = async || api.count_where("quality_scores", IMAGE_SCORES).await;
+    let have = wait_for("DVA scoring image-text pairs", want, Duration::from_secs(180), count).await?;
+    if have < want {
+        bail!("the DVA scored {} of {images} image-text pairs within 180 s (see the log)", have - image_scores_before);
     }
-    if have >= want {
-        println!("Every image-text pair scored by the DVA after {:.2?}.", started.elapsed());
-    } else {
-        println!(
-            "The DVA scored {} of {images} image-text pairs within 60 s (is it disabled? see the log).",
-            have - image_scores_before
-        );
-    }
+    println!("Every image-text pair scored by the DVA after {:.2?}.", started.elapsed());
     for (title, sql) in SAMPLES {
         println!("\n== {title}\n{sql}\n");
         print_table(&api.sql(sql).await?);
     }
+    dva_verdicts(api).await?;
     if api.token.is_none() {
-        marketplace(api, &events).await?;
+        market::marketplace(api, &events).await?;
     }
+    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
+    audit::audit(cfg, &lake, since).await?;
+    try_it(api, cfg)
+}
+
+/// The DVA's verdicts on the image-text pairs, and its best and worst agreements.
+async fn dva_verdicts(api: &Api) -> anyhow::Result<()> {
+    let engine = api.metric_labels("gata_dva_engine_info").await.unwrap_or_else(|| "unknown".into());
+    println!("\n== DVA: image-caption agreement (scored on {engine})\n");
+    print_table(
+        &api.sql(
+            "SELECT verdict, COUNT(*) AS pairs, ROUND(MIN(score), 3) AS min_score, ROUND(AVG(score), 3) AS mean_score, \
+             ROUND(MAX(score), 3) AS max_score FROM quality_scores WHERE subject_kind = 'image_text_pair' \
+             GROUP BY verdict ORDER BY verdict",
+        )
+        .await?,
+    );
+    for (title, order) in [("Best", "DESC"), ("Worst", "ASC")] {
+        println!("\n{title} agreements:");
+        print_table(
+            &api.sql(&format!(
+                "SELECT p.caption, ROUND(s.score, 3) AS agreement, s.verdict FROM quality_scores s \
+                 JOIN image_text_pairs p ON p.event_id = s.subject_event_id \
+                 WHERE s.subject_kind = 'image_text_pair' ORDER BY s.score {order}, p.event_id LIMIT 3"
+            ))
+            .await?,
+        );
+    }
+    println!("Look at every pair with its image and score on the review page: {}/review", api.base);
+    Ok(())
+}
+
+/// Prints commands that reproduce what the demo showed, each of which works as printed.
+fn try_it(api: &Api, cfg: &GataConfig) -> anyhow::Result<()> {
     let base = &api.base;
-    println!("\nTry it yourself:");
+    let example = cfg.data_dir.join("chat_turn.json");
+    std::fs::write(&example, EXAMPLE_CHAT_TURN).with_context(|| format!("writing {}", example.display()))?;
+    let data_dir = shown(&cfg.data_dir);
+    println!("\nTry it yourself (while the demo serves):");
     println!("  curl -s {base}/v1/tables");
     println!(
         "  curl -s -X POST {base}/v1/sql -H 'content-type: application/json' -d '{{\"sql\": \"SELECT model, COUNT(*) FROM (SELECT unnest(responses)[''model''] AS model FROM chat_turns) GROUP BY 1\"}}'"
     );
     println!(
-        "  curl -s -X POST {base}/v1/chat-turns -H 'content-type: application/json' --data-binary @../shared/examples/chat_turn.json"
+        "  curl -s -X POST {base}/v1/chat-turns -H 'content-type: application/json' --data-binary @{}",
+        shown(&example)
     );
-    println!("  curl -s {base}/metrics | grep gata_");
+    println!("  curl -s {base}/metrics | grep gata_dva");
     println!("  open {base}/review   (the DVA review page: images, captions, scores)");
     if api.token.is_none() {
         println!("  open {base}/market   (the marketplace page: listings, samples, purchases, grants)");
         println!("  curl -sN '{base}/v1/marketplace/listings/{DEMO_LISTING}/stream?buyer={DEMO_BUYER}&from=earliest'");
         println!("  curl -s {base}/delta-sharing/shares   (Delta Sharing endpoint: {base}/delta-sharing)");
     }
+    println!("And as an operator, on the data directory (the demo pays under the built-in `demo` policy):");
+    println!("  GATA__REWARDS__POLICY=demo cargo run -- rewards epochs --data-dir {data_dir}");
+    println!("  cargo run -- rewards verify {data_dir}/proof-*.json");
+    println!("  GATA__REWARDS__POLICY=demo cargo run -- replay --data-dir {data_dir}   (with the demo stopped)");
     Ok(())
-}
-
-/// The listing the demo publishes and buys.
-const DEMO_LISTING: &str = "demo_chat";
-/// Who buys it.
-const DEMO_BUYER: &str = "demo_buyer";
-
-/// The marketplace part of the demo (open local mode, where the local admin acts for whoever a
-/// request names): a listing of good chat data, two in three contributors granting it, a
-/// purchase and its revenue split, and the listing read back in SQL.
-async fn marketplace(api: &Api, events: &[Event]) -> anyhow::Result<()> {
-    let call = |path: &'static str, body: Value| async move {
-        let resp = api.post(path).json(&body).send().await?;
-        let status = resp.status();
-        let answer: Value = resp.json().await.unwrap_or_default();
-        if !status.is_success() {
-            bail!("{path} answered {status}: {answer}");
-        }
-        anyhow::Ok(answer)
-    };
-    let listings: Value = api.http.get(format!("{}/v1/marketplace/listings", api.base)).send().await?.json().await?;
-    let version = listings["listings"]
-        .as_array()
-        .and_then(|all| all.iter().find(|l| l["listing"]["listing_id"] == DEMO_LISTING))
-        .and_then(|l| l["listing"]["version"].as_u64())
-        .unwrap_or(0)
-        + 1;
-    let price = 10_000_000_000u64;
-    call(
-        "/v1/marketplace/listings",
-        json!({"listing_id": DEMO_LISTING, "version": version, "title": "Accepted multi-model chats",
-            "kinds": ["chat_turn", "preference"], "min_score": 0.5, "price": price,
-            "terms": "research and evaluation use; no redistribution"}),
-    )
-    .await?;
-    let mut people: Vec<&str> = events.iter().map(Event::contributor_id).collect();
-    people.sort_unstable();
-    people.dedup();
-    let granting: Vec<&str> = people.iter().enumerate().filter(|(i, _)| i % 3 != 2).map(|(_, p)| *p).collect();
-    let grants = futures::stream::iter(
-        granting
-            .iter()
-            .map(|who| call("/v1/marketplace/grants", json!({"contributor_id": who, "listing_id": DEMO_LISTING}))),
-    )
-    .buffer_unordered(16)
-    .collect::<Vec<_>>()
-    .await;
-    grants.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
-    let bought = call(
-        "/v1/marketplace/purchases",
-        json!({"listing_id": DEMO_LISTING, "buyer": DEMO_BUYER, "payment_ref": "demo-invoice-1"}),
-    )
-    .await?;
-    let mut shares: Vec<(&str, u64, u64)> = bought["shares"]
-        .as_array()
-        .map(|all| {
-            all.iter()
-                .filter_map(|s| Some((s["contributor_id"].as_str()?, s["accepted"].as_u64()?, s["amount"].as_u64()?)))
-                .collect()
-        })
-        .unwrap_or_default();
-    shares.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
-    let paid: u64 = shares.iter().map(|s| s.2).sum();
-    println!(
-        "\n== Marketplace\nListing {DEMO_LISTING} v{version} published; {} of {} contributors granted it; \
-         {DEMO_BUYER} bought it for {price} base units, split over {} contributors (sum {paid}):",
-        granting.len(),
-        people.len(),
-        shares.len()
-    );
-    for (who, rows, amount) in shares.iter().take(3) {
-        println!("  {who}: {rows} accepted rows -> {amount}");
-    }
-    let sql = format!(
-        "SELECT COUNT(*) AS turns, COUNT(DISTINCT contributor_id) AS contributors FROM {DEMO_LISTING}.chat_turns"
-    );
-    println!("\n{sql}\n");
-    print_table(&api.sql(&sql).await?);
-    Ok(())
-}
-
-/// Prints a JSON SQL answer as an aligned text table.
-fn print_table(answer: &Value) {
-    let columns: Vec<&str> =
-        answer["columns"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
-    let rows: Vec<Vec<String>> = answer["rows"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|r| {
-            columns
-                .iter()
-                .map(|c| match &r[*c] {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    let widths: Vec<usize> = columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| rows.iter().map(|r| r[i].len()).chain([c.len()]).max().unwrap_or(0))
-        .collect();
-    let line =
-        |cells: Vec<&str>| cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ");
-    println!("{}", line(columns.clone()));
-    println!("{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"));
-    for r in &rows {
-        println!("{}", line(r.iter().map(String::as_str).collect()));
-    }
 }
