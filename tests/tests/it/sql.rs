@@ -352,16 +352,21 @@ fn routes_in_source() -> BTreeSet<(String, String)> {
     let re =
         regex::Regex::new(r#"\.route\(\s*"([^"]+)",\s*(?:axum::routing::)?(get|post|delete|put|patch)\("#).unwrap();
     let mut routes = BTreeSet::new();
-    for dir in ["src", "ingest/src", "query-api/src", "marketplace/src"] {
-        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+    let mut files = Vec::new();
+    let mut dirs: Vec<_> = ["src", "ingest/src", "query-api/src", "marketplace/src"].map(|d| root.join(d)).into();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
-            if path.file_name().and_then(|n| n.to_str()) == Some("dva_worker.rs") {
-                continue; // the DVA worker's own metrics listener, not this API
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            for c in re.captures_iter(&text) {
-                routes.insert((c[2].to_uppercase(), c[1].replace("{id}", "x")));
-            }
+            if path.is_dir() { dirs.push(path) } else { files.push(path) }
+        }
+    }
+    for path in files {
+        if path.file_name().and_then(|n| n.to_str()) == Some("dva_worker.rs") {
+            continue; // the DVA worker's own metrics listener, not this API
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for c in re.captures_iter(&text) {
+            routes.insert((c[2].to_uppercase(), c[1].replace("{id}", "x")));
         }
     }
     routes
