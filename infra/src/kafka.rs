@@ -113,6 +113,9 @@ impl KafkaClients {
     }
 
     /// A consumer in `group` that never commits on its own and starts from the earliest record.
+    /// A fetch waits up to 500 ms for records (Kafka's default): brokers, gata's own included,
+    /// answer as soon as records arrive, so a longer wait costs no freshness and keeps idle
+    /// consumers from polling.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut cfg = self.base();
         cfg.set("group.id", group)
@@ -121,7 +124,7 @@ impl KafkaClients {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", "100");
+            .set("fetch.wait.max.ms", "500");
         cfg
     }
 

@@ -391,8 +391,13 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     ];
     let gata = Gata::start_on(bin(), dir.path(), free_port(), &env).await.unwrap();
     let api = gata.client();
+    // Each streamed request on a client of its own: see the fresh clients below.
     let post = |sql: &str, accept: &str| {
-        api.request(reqwest::Method::POST, "/v1/sql").header("accept", accept).json(&json!({ "sql": sql })).send()
+        gata.client()
+            .request(reqwest::Method::POST, "/v1/sql")
+            .header("accept", accept)
+            .json(&json!({ "sql": sql }))
+            .send()
     };
 
     // Row caps: JSON truncates and says so; a stream past max_stream_rows breaks off.
@@ -405,6 +410,9 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     let resp = post("SELECT value FROM generate_series(1, 100001)", "text/csv").await.unwrap();
     assert_eq!(resp.status(), 200);
     assert!(resp.bytes().await.is_err(), "a stream past max_stream_rows must break off, not end cleanly");
+    // The server closes a connection whose answer it broke off; a fresh client's pool never
+    // hands the next request a connection that may still be closing.
+    let api = gata.client();
 
     // Byte cap: 10 MB of text against a 5 MB cap.
     let big = "SELECT repeat('x', 1000) AS pad FROM generate_series(1, 10000)";
@@ -412,6 +420,7 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     assert_eq!((s, body["error"]["code"].as_str()), (422, Some("result_too_large")), "{body}");
     let resp = post(big, "application/x-ndjson").await.unwrap();
     assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
+    let api = gata.client();
 
     // Memory: a sort of 30 million rows does not fit 20 MB; it spills or fails cleanly.
     let (s, body) =
