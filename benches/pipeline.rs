@@ -6,6 +6,14 @@
 //! - intake over HTTP: NDJSON batches to `gata serve`, 202 after the broker's ack
 //! - raw consume: one rdkafka consumer reading the same records back (ceiling of the sink)
 //! - lake sink: the same records into bronze + silver Delta tables, exactly-once (`txn`) on
+//!
+//! and, with every role of `gata serve` running (separate processes, release binary):
+//! - backlog drain: the records wait in the log of a stopped intake-only server; then a server
+//!   with all default roles starts on it and lands them in bronze, next to a raw consumer (a new
+//!   group) reading the same backlog from the same broker
+//! - mixed load: intake over HTTP into a server with all default roles, next to the same load
+//!   into an intake-only server: 500-event NDJSON requests 16 in flight, and single events from
+//!   64 clients, with ack latencies and refusals (503)
 
 use std::{
     path::Path,
@@ -13,13 +21,19 @@ use std::{
 };
 
 use gata_infra::{
-    broker::EmbeddedBroker, config::GataConfig, contract::Event, kafka::KafkaClients, topics, workload::Workload,
+    broker::EmbeddedBroker,
+    config::GataConfig,
+    contract::Event,
+    kafka::{Idempotence, KafkaClients},
+    topics,
+    workload::Workload,
 };
 use gata_lakehouse::Lake;
 use gata_stream_processors::{SinkConfig, run_sink};
 use rdkafka::{
     Message,
     consumer::{BaseConsumer, Consumer},
+    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
 use tokio_util::sync::CancellationToken;
@@ -70,17 +84,8 @@ async fn main() -> anyhow::Result<()> {
     });
 
     // Raw consume of the same records.
-    let consumer: BaseConsumer = kafka.consumer("bench-raw").create()?;
-    let names: Vec<&str> = gata_infra::contract::EventKind::ALL.into_iter().map(topics::intake_topic).collect();
-    consumer.subscribe(&names)?;
-    let started = Instant::now();
-    let mut seen = 0;
-    while seen < events.len() {
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            seen += usize::from(m?.payload().is_some());
-        }
-    }
-    rows.push(Row { name: "raw consume (rdkafka)", events: seen, took: started.elapsed(), ceiling: None });
+    let took = raw_consume(&kafka, "bench-raw", events.len())?;
+    rows.push(Row { name: "raw consume (rdkafka)", events: events.len(), took, ceiling: None });
 
     // The lake sink over the same records, exactly-once on.
     let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()), &Default::default())?;
@@ -137,6 +142,41 @@ async fn main() -> anyhow::Result<()> {
         ceiling: Some(0),
     });
     let freshness = freshness(&http, &base).await?;
+    drop(server);
+
+    // A backlog waiting in the log, drained with every role running, next to a raw consumer.
+    let bin = Path::new(env!("CARGO_BIN_EXE_gata"));
+    let (raw, drained) = backlog(bin, &dir.path().join("backlog"), &events).await?;
+    let at = rows.len();
+    rows.push(Row {
+        name: "raw consume of a backlog (rdkafka, new group)",
+        events: events.len(),
+        took: raw,
+        ceiling: None,
+    });
+    rows.push(Row {
+        name: "backlog drain, all default roles → bronze",
+        events: events.len(),
+        took: drained,
+        ceiling: Some(at),
+    });
+
+    // Mixed load: intake while every other role runs, against intake alone.
+    let batches: Vec<Vec<u8>> =
+        turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
+    let singles: Vec<Vec<u8>> = turns.iter().take(5000).map(|e| e.to_json()).collect();
+    let mut loads = Vec::new();
+    for (name, roles) in [("intake only", Some("intake")), ("all default roles", None)] {
+        for (shape, bodies, in_flight) in
+            [("NDJSON x500, 16 in flight", &batches, 16), ("single events, 64 clients", &singles, 64)]
+        {
+            let data = dir.path().join(format!("mixed-{}-{in_flight}", roles.unwrap_or("all")));
+            let args: Vec<&str> = roles.map(|r| vec!["--roles", r]).unwrap_or_default();
+            let server = gata_tests::Gata::start_with(bin, &data, gata_tests::free_port(), &args, &[]).await?;
+            let load = http_load(&server.base, bodies, in_flight).await?;
+            loads.push((name, shape, load));
+        }
+    }
 
     println!("\n| stage | events | seconds | events/s | vs ceiling |");
     println!("|---|---:|---:|---:|---:|");
@@ -149,6 +189,22 @@ async fn main() -> anyhow::Result<()> {
             )
         });
         println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
+    }
+    println!(
+        "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | vs intake only |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (name, shape, load) in &loads {
+        let alone = loads.iter().find(|(n, s, _)| *n == "intake only" && s == shape).map(|(_, _, l)| l);
+        let vs = alone.map_or(String::new(), |a| format!("{:.2}x", load.rate() / a.rate()));
+        println!(
+            "| {shape} | {name} | {} | {:.0} | {:.0} / {:.0} | {} | {vs} |",
+            load.events,
+            load.rate(),
+            load.percentile(0.5),
+            load.percentile(0.99),
+            load.refused
+        );
     }
     let pct = |p: f64| freshness[((freshness.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
     println!(
@@ -210,6 +266,117 @@ async fn freshness(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Dur
     load.await?;
     latencies.sort();
     Ok(latencies)
+}
+
+/// Fills the log of an intake-only server at `data` with `events` (raw producer, with the
+/// schema header intake writes), reads them back with a new consumer group, stops the server,
+/// then starts one with every default role on the same data and waits until bronze holds them
+/// all. Returns (raw consume time, drain time from the server's start).
+async fn backlog(bin: &Path, data: &Path, events: &[Event]) -> anyhow::Result<(Duration, Duration)> {
+    let port = gata_tests::free_port();
+    let intake = gata_tests::Gata::start_with(bin, data, port, &["--roles", "intake"], &[]).await?;
+    let bootstrap = intake.kafka_bootstrap().ok_or_else(|| anyhow::anyhow!("no Kafka address printed"))?;
+    let kafka = KafkaClients::connect(bootstrap, Idempotence::Auto).await?;
+    let producer: FutureProducer = kafka.producer(Duration::from_secs(60)).create()?;
+    let mut acks = Vec::with_capacity(events.len());
+    for e in events {
+        let (payload, schema) = (e.to_json(), e.kind().schema_name());
+        let rec = FutureRecord::to(topics::intake_topic(e.kind()))
+            .key(e.contributor_id())
+            .payload(&payload)
+            .headers(OwnedHeaders::new().insert(Header { key: topics::SCHEMA_HEADER, value: Some(schema.as_str()) }));
+        acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
+    }
+    for ack in acks {
+        ack.await?.map_err(|(e, _)| e)?;
+    }
+    let raw = raw_consume(&kafka, "bench-backlog-raw", events.len())?;
+    drop(intake);
+    let started = Instant::now();
+    let server = gata_tests::Gata::start_with(bin, data, port, &[], &[]).await?;
+    let api = server.client();
+    while api.count("SELECT COUNT(*) AS n FROM events").await.unwrap_or(0) < events.len() as u64 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok((raw, started.elapsed()))
+}
+
+/// Reads `n` records of the intake topics with a new consumer in `group`; returns the time taken.
+fn raw_consume(kafka: &KafkaClients, group: &str, n: usize) -> anyhow::Result<Duration> {
+    let consumer: BaseConsumer = kafka.consumer(group).create()?;
+    let names: Vec<&str> = gata_infra::contract::EventKind::ALL.into_iter().map(topics::intake_topic).collect();
+    consumer.subscribe(&names)?;
+    let started = Instant::now();
+    let mut seen = 0;
+    while seen < n {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            seen += usize::from(m?.payload().is_some());
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// What an HTTP load saw.
+struct Load {
+    events: usize,
+    took: Duration,
+    /// Ack latency of every answered request, sorted.
+    acks: Vec<Duration>,
+    refused: usize,
+}
+
+impl Load {
+    fn rate(&self) -> f64 {
+        rate(self.events, self.took)
+    }
+
+    /// Counts one request's answer: (status, events, ack latency).
+    fn settle(&mut self, (status, events, ack): (reqwest::StatusCode, usize, Duration)) {
+        if status.as_u16() == 503 {
+            self.refused += 1;
+        } else {
+            self.events += events;
+            self.acks.push(ack);
+        }
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        self.acks
+            .get(((self.acks.len().saturating_sub(1)) as f64 * p).round() as usize)
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Posts every body (an NDJSON batch, or one event) to `/v1/chat-turns` of `base`, `in_flight` at
+/// a time; counts the events of accepted requests and the refused (503) requests.
+async fn http_load(base: &str, bodies: &[Vec<u8>], in_flight: usize) -> anyhow::Result<Load> {
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let mut running = tokio::task::JoinSet::new();
+    let mut load = Load { events: 0, took: Duration::ZERO, acks: Vec::new(), refused: 0 };
+    for body in bodies {
+        let events = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+        let (http, url, body) = (http.clone(), format!("{base}/v1/chat-turns"), body.clone());
+        let content_type = if events > 1 { "application/x-ndjson" } else { "application/json" };
+        running.spawn(async move {
+            let sent = Instant::now();
+            let resp = http.post(url).header("content-type", content_type).body(body).send().await?;
+            let status = resp.status();
+            if !status.is_success() && status.as_u16() != 503 {
+                anyhow::bail!("{status}: {}", resp.text().await.unwrap_or_default());
+            }
+            anyhow::Ok((status, events, sent.elapsed()))
+        });
+        while running.len() >= in_flight {
+            load.settle(running.join_next().await.expect("non-empty")??);
+        }
+    }
+    while let Some(r) = running.join_next().await {
+        load.settle(r??);
+    }
+    load.took = started.elapsed();
+    load.acks.sort();
+    Ok(load)
 }
 
 /// Rows the sink has committed to the bronze table, from its metrics.

@@ -67,7 +67,20 @@ pub struct Gata {
 impl Gata {
     /// Starts `bin serve` on `data_dir` and a free port, and waits for `/healthz`.
     pub async fn start(bin: &Path, data_dir: &Path) -> anyhow::Result<Gata> {
-        Self::start_on(bin, data_dir, free_port(), &[]).await
+        Self::start_free(bin, data_dir, &[]).await
+    }
+
+    /// Starts `bin serve` on `data_dir` and a free port with `GATA__…` environment overrides, and
+    /// waits for `/healthz`. A port taken by another process between the pick and the bind (tests
+    /// run side by side) is picked again, twice at most.
+    pub async fn start_free(bin: &Path, data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Gata> {
+        let mut tries = 0;
+        loop {
+            match Self::start_on(bin, data_dir, free_port(), env).await {
+                Err(e) if tries < 2 && format!("{e:#}").contains("Address already in use") => tries += 1,
+                started => return started,
+            }
+        }
     }
 
     /// Starts `bin serve` on `data_dir` and `port` with `GATA__…` environment overrides, and

@@ -103,7 +103,7 @@ async fn the_demo_scores_pays_proves_and_replays_without_onnx_runtime() {
     assert!(!replay.contains("DIFFERS"), "{replay}");
 
     // What the demo advertises works with its reference clients, over the same data.
-    let server = Gata::start_on(bin(), &data_dir, free_port(), &[("GATA__DVA__ENGINE", "tract")]).await.unwrap();
+    let server = Gata::start_free(bin(), &data_dir, &[("GATA__DVA__ENGINE", "tract")]).await.unwrap();
     let api = server.client();
     let shared = crate::marketplace::sharing_client(&format!("{}/delta-sharing", server.base), "local", dir.path());
     for table in ["chat_turns", "preferences"] {
