@@ -83,6 +83,15 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 /// Resolves the caller to a principal (`Authorization: Bearer <token>`) and hands it to the
 /// routes. Without principals configured (allowed only on loopback) everyone is a local admin.
 async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req: Request, next: Next) -> Response {
+    if !auth.enabled() {
+        // Open mode trusts every caller as the local admin, so it answers only requests
+        // addressed to a loopback name (a rebinding web page sends its own).
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+        if let Some(host) = host.filter(|h| !gata_infra::auth::is_loopback_host(h)) {
+            let why = format!("open mode (no principals configured) answers loopback host names only, not {host:?}");
+            return error(StatusCode::FORBIDDEN, "host_not_allowed", &why);
+        }
+    }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     match auth.authorize(header) {
         Ok(principal) => {

@@ -198,6 +198,21 @@ impl Preprocessing {
         }
     }
 
+    /// Refuses an image whose resize (shortest side to `size`, before the crop) would hold more
+    /// than `max_pixels` pixels: a long thin image (8192 x 1) decodes cheaply but would resize to
+    /// hundreds of millions of pixels. Call before [`Preprocessing::tensor`].
+    pub fn check(&self, width: u32, height: u32, max_pixels: u64) -> Result<()> {
+        let (short, long) = (u64::from(width.min(height)).max(1), u64::from(width.max(height)));
+        let side = u64::from(self.size);
+        let pixels = (side * long / short).saturating_mul(side);
+        if pixels > max_pixels {
+            return Err(DvaError::Image(format!(
+                "a {width}x{height} image resizes to {pixels} pixels before the crop, more than the {max_pixels} allowed"
+            )));
+        }
+        Ok(())
+    }
+
     /// Resizes, centre-crops and normalises `img` into a `3 x size x size` CHW tensor.
     pub fn tensor(&self, img: &Rgb) -> Vec<f32> {
         let (w, h) = self.resized(img.width, img.height);
@@ -222,6 +237,15 @@ impl Preprocessing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_thin_images_are_refused_before_resizing() {
+        let p = Preprocessing::default();
+        assert!(p.check(640, 480, 40_000_000).is_ok());
+        let err = p.check(8192, 1, 40_000_000).expect_err("8192x1 resizes to 411 M pixels");
+        assert!(err.to_string().contains("more than the 40000000 allowed"), "{err}");
+        assert!(p.check(1, 40_000_000, 40_000_000).is_err());
+    }
 
     fn gradient(w: u32, h: u32) -> Rgb {
         let pixels =

@@ -248,6 +248,20 @@ impl Authenticator {
     }
 }
 
+/// Whether an HTTP `Host` header names this machine's loopback interface (`localhost`,
+/// `127.0.0.1`, `[::1]`, with or without a port). Open mode answers only these: a web page that
+/// points its own domain at 127.0.0.1 (DNS rebinding) sends its own name and is refused.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(ip, _)| ip),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+        }),
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// A new random bearer token: two random (v4) UUIDs from the operating system's generator,
 /// 244 random bits, as hex.
 pub fn new_token() -> String {
@@ -318,6 +332,33 @@ mod tests {
         let problems = cfg.problems().join("\n");
         for expected in ["share one token", "no dataset \"nope\"", "64 hex digits", "contributor_id is required"] {
             assert!(problems.contains(expected), "{expected} missing from {problems}");
+        }
+    }
+
+    #[test]
+    fn only_loopback_names_are_loopback_hosts() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "LOCALHOST.",
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.5.6.7",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(is_loopback_host(host), "{host}");
+        }
+        for host in [
+            "rebind.attacker.example",
+            "rebind.attacker.example:8080",
+            "10.0.0.1",
+            "localhost.attacker.example",
+            "[::2]:80",
+            "0.0.0.0",
+            "",
+        ] {
+            assert!(!is_loopback_host(host), "{host}");
         }
     }
 

@@ -300,6 +300,10 @@ pub struct QueryConfig {
     /// Memory one query may use for sorts, joins and aggregates (`1 GiB`); past it operators
     /// that can spill to disk do, the others fail the query cleanly.
     pub memory_limit_bytes: usize,
+    /// Most bytes one call of a function whose output size the caller chooses (`repeat`, `lpad`,
+    /// `rpad`, `array_repeat`, `range`, `generate_series`) may produce for one batch (`64 MiB`);
+    /// past it the query fails with a 400 before anything is allocated.
+    pub max_function_bytes: u64,
     /// Threads of the query runtime, apart from the HTTP one, so a heavy query cannot starve
     /// the listeners (`2`).
     pub executor_threads: usize,
@@ -320,6 +324,7 @@ impl Default for QueryConfig {
             max_result_bytes: 1 << 30,
             timeout: Duration::from_secs(30),
             memory_limit_bytes: 1 << 30,
+            max_function_bytes: 64 << 20,
             executor_threads: 2,
             discover_interval: Duration::from_secs(5),
             flight_addr: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),

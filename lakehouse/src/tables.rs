@@ -375,6 +375,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn no_listing_can_take_a_lake_tables_name() {
+        for t in TableId::ALL {
+            assert!(gata_infra::contract::RESERVED_LISTING_IDS.contains(&t.name()), "{}", t.name());
+        }
+    }
+
+    #[test]
     fn partition_columns_exist_in_every_schema() {
         for t in TableId::ALL {
             let schema = t.schema();

@@ -11,6 +11,7 @@
 //! Every query sees each table at its latest committed version. Each query runs with a memory
 //! limit, a row limit and a timeout.
 
+mod capped;
 pub mod catalog;
 pub mod contributors;
 pub mod error;

@@ -281,6 +281,7 @@ impl SqlEngine {
         let config =
             SessionConfig::new().with_information_schema(true).with_target_partitions(self.cfg.executor_threads.max(1));
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        crate::capped::register(&ctx, self.cfg.max_function_bytes);
         for (name, entry) in tables {
             register(&ctx, name, &entry.table).await?;
         }

@@ -230,11 +230,37 @@ impl ListingSpec {
 }
 
 /// A listing id names a SQL schema and a Delta Sharing share, so it is kept to a safe alphabet.
+/// Ids a listing may not take. A listing id becomes an SQL schema beside the lake's tables, so
+/// it must not shadow the SQL engine's own schemas (`public`, `information_schema`, …) or the
+/// name of a lake table (the lakehouse's tests keep this list complete). A refused id is refused
+/// on replay too, so an old listing that took one no longer shadows anything.
+pub const RESERVED_LISTING_IDS: [&str; 14] = [
+    "public",
+    "information_schema",
+    "pg_catalog",
+    "datafusion",
+    "default",
+    "events",
+    "chat_turns",
+    "preferences",
+    "image_text_pairs",
+    "quality_scores",
+    "dva_votes",
+    "dead_letters",
+    "rewards",
+    "market_events",
+];
+
 fn listing_id_rule(c: &mut Checker<'_>, field: &str, id: &str) {
     let ok = id.len() <= MAX_LISTING_ID_BYTES
         && id.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
         && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
     c.require(ok, field, format!("must be 1..={MAX_LISTING_ID_BYTES} of a-z, 0-9 and _, starting with a letter"));
+    c.require(
+        !RESERVED_LISTING_IDS.contains(&id),
+        field,
+        format!("{id:?} is reserved: it names an SQL schema or a lake table"),
+    );
 }
 
 #[cfg(test)]
@@ -264,11 +290,16 @@ mod tests {
         assert_eq!(event.key(), "basil_chat");
         assert_eq!(MarketEvent::parse(&event.to_json(), &Limits::default()).expect("round trip"), event);
 
-        let mut bad = listing;
+        let mut bad = listing.clone();
         bad["listing"]["listing_id"] = json!("Basil Chat");
         bad["listing"]["kinds"] = json!([]);
         bad["listing"]["min_score"] = json!(2.0);
         assert_eq!(fields(bad), ["listing.listing_id", "listing.kinds", "listing.min_score"]);
+        for reserved in ["public", "information_schema", "chat_turns"] {
+            let mut shadow = listing.clone();
+            shadow["listing"]["listing_id"] = json!(reserved);
+            assert_eq!(fields(shadow), ["listing.listing_id"], "{reserved}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{CheckedImage, DecodedImage, ImageFormat, ImagePayload, ImageTextPair, MAX_IMAGE_URL_BYTES};
-pub use market::{ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, RevenueShare};
+pub use market::{ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, RESERVED_LISTING_IDS, RevenueShare};
 pub use preference::Preference;
 pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,

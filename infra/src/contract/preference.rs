@@ -59,13 +59,15 @@ impl Preference {
             }
             (None, true) => {}
         }
-        for (i, id) in self.rejected_response_ids.iter().enumerate() {
+        // A turn has at most `max_responses` answers and the chosen one is not rejected: a longer
+        // list is refused whole, before any per-id work.
+        let n = self.rejected_response_ids.len();
+        let most = limits.max_responses.saturating_sub(1);
+        c.require(n <= most, "rejected_response_ids", format!("has {n} ids; a turn has at most {most} other answers"));
+        let mut seen = std::collections::HashSet::with_capacity(n);
+        for (i, id) in self.rejected_response_ids.iter().enumerate().take_while(|_| n <= most) {
             c.id(&format!("rejected_response_ids[{i}]"), id);
-            c.require(
-                !self.rejected_response_ids[..i].contains(id),
-                format!("rejected_response_ids[{i}]"),
-                format!("{id:?} appears twice"),
-            );
+            c.require(seen.insert(id.as_str()), format!("rejected_response_ids[{i}]"), format!("{id:?} appears twice"));
         }
         if let Some(rating) = self.rating {
             c.require((1..=5).contains(&rating), "rating", format!("is {rating}; must be 1 to 5"));
@@ -115,6 +117,19 @@ mod tests {
             rating: Some(4),
             reason: None,
         }
+    }
+
+    #[test]
+    fn a_preference_rejects_at_most_the_turns_other_answers() {
+        let limits = Limits::default();
+        let mut many = pref();
+        many.rejected_response_ids = (0..10_000).map(|i| format!("r{i}")).collect();
+        let found = many.violations(&limits);
+        assert_eq!(found.len(), 1, "one violation for the whole list, not one per id");
+        assert_eq!(found[0].field, "rejected_response_ids");
+        let mut most = pref();
+        most.rejected_response_ids = (1..limits.max_responses).map(|i| format!("r{i}")).collect();
+        assert!(most.violations(&limits).is_empty());
     }
 
     #[test]

@@ -301,8 +301,12 @@ impl Dva {
                 .into_iter()
                 .map(|raw| {
                     let image = raw?.check(&limits)?;
-                    gata_dva::decode(&image.bytes, max_pixels)
-                        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })
+                    let rgb = gata_dva::decode(&image.bytes, max_pixels)
+                        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })?;
+                    clip.preprocessing()
+                        .check(rgb.width, rgb.height, max_pixels)
+                        .map_err(|e| FetchFailure { code: "image_too_large", reason: e.to_string() })?;
+                    Ok(rgb)
                 })
                 .collect();
             let t1 = Instant::now();

@@ -79,6 +79,21 @@ async fn every_route_refuses_bad_input_with_a_located_reason() {
     pref["rejected_response_ids"] = json!(["rsp_zzz"]);
     let (s, e) = refused(&api, "/v1/preferences", JSON, pref.to_string()).await;
     assert_eq!((s, field_of(&e, 0)), (422, "rejected_response_ids[0]"));
+    // DNS rebinding: open mode answers only requests addressed to a loopback name.
+    let resp = api.request(reqwest::Method::GET, "/v1/tables").header("host", "rebind.attacker.example").send().await;
+    let resp = resp.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "host_not_allowed", "{body}");
+    let resp = api.request(reqwest::Method::GET, "/v1/tables").header("host", "localhost").send().await.unwrap();
+    assert_eq!(resp.status(), 200, "a loopback name is served");
+
+    // Rejecting more answers than a turn can have is refused whole, naming the list.
+    let mut pref = example("preference");
+    pref["rejected_response_ids"] = json!((0..10_000).map(|i| format!("rsp_{i}")).collect::<Vec<_>>());
+    let (s, e) = refused(&api, "/v1/preferences", JSON, pref.to_string()).await;
+    assert_eq!((s, field_of(&e, 0)), (422, "rejected_response_ids"), "{e}");
+    assert_eq!(e["details"].as_array().map(Vec::len), Some(1), "one reason, not one per id");
     let mut pref = example("preference");
     pref["rating"] = json!(11);
     let (s, e) = refused(&api, "/v1/preferences", JSON, pref.to_string()).await;

@@ -100,6 +100,8 @@ async fn every_pair_is_scored_by_the_model_and_unusable_images_are_dead_lettered
     // A JPEG cut in half: its header passes intake, its body cannot be decoded.
     let whole = std::fs::read(model.join("heldout").join(heldout[0]["image"].as_str().unwrap())).unwrap();
     pairs.push(pair(999, "truncator", "a red circle", &whole[..whole.len() / 2], "image/jpeg"));
+    // 8192 x 1: tiny to decode, but 411 M pixels once its short side is resized to 224.
+    pairs.push(pair(998, "stretcher", "a long thin line", &png_of(8192, 1, [200, 30, 30]), "image/png"));
     // The first held-out scene again, by URL; then URLs that cannot give an image.
     let first = heldout.iter().find(|r| r["image"].as_str().unwrap().ends_with(".jpg")).unwrap();
     let (file, caption) = (first["image"].as_str().unwrap(), first["caption"].as_str().unwrap());
@@ -155,6 +157,7 @@ async fn every_pair_is_scored_by_the_model_and_unusable_images_are_dead_lettered
     let mut expected = Vec::new();
     for (id, code, says) in [
         (999, "undecodable_image", "image"),
+        (998, "image_too_large", "resizes to"),
         (201, "image_unreachable", "HTTP 404"),
         (202, "image_too_large", "at most"),
         (203, "image_unreachable", "timed out"),
@@ -278,11 +281,16 @@ async fn review_page(gata: &Gata, rows: &[Value], model: &std::path::Path) {
 
 /// A 64×64 PNG of one colour.
 fn solid_png(rgb: [u8; 3]) -> Vec<u8> {
+    png_of(64, 64, rgb)
+}
+
+/// A `width` × `height` PNG of one colour.
+fn png_of(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut enc = png::Encoder::new(&mut out, 64, 64);
+    let mut enc = png::Encoder::new(&mut out, width, height);
     enc.set_color(png::ColorType::Rgb);
     let mut w = enc.write_header().unwrap();
-    w.write_image_data(&rgb.repeat(64 * 64)).unwrap();
+    w.write_image_data(&rgb.repeat((width * height) as usize)).unwrap();
     w.finish().unwrap();
     out
 }

@@ -400,6 +400,21 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
             .send()
     };
 
+    // Functions whose output size the caller picks are refused before they allocate, and the
+    // process keeps serving.
+    for bomb in [
+        "SELECT length(repeat('x', 2000000000)) AS n",
+        "SELECT length(repeat(arrow_cast('x', 'LargeUtf8'), 1000000000000)) AS n",
+        "SELECT length(lpad('x', 1000000000)) AS n",
+        "SELECT cardinality(array_repeat(1, 1000000000)) AS n",
+        "SELECT cardinality(range(1, 1000000000000)) AS n",
+    ] {
+        let (s, body) = api.sql(bomb).await.unwrap();
+        assert_eq!(s, 400, "{bomb}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("max_function_bytes"), "{bomb}: {body}");
+    }
+    assert_eq!(count(&api, "SELECT length(repeat('ab', 1000)) AS n").await, 2000, "small calls still work");
+
     // Row caps: JSON truncates and says so; a stream past max_stream_rows breaks off.
     let (s, body) = api.sql("SELECT value FROM generate_series(1, 5000)").await.unwrap();
     assert_eq!((s, body["row_count"].as_u64(), body["truncated"].as_bool()), (200, Some(1000), Some(true)));
