@@ -367,34 +367,33 @@ impl Lake {
 
     /// When the first scored submission was received, if any was.
     pub async fn first_scored_receipt(&self) -> Result<Option<DateTime<Utc>>> {
-        #[derive(Deserialize)]
-        struct First {
-            first: Option<i64>,
-        }
-        use TableId::*;
-        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let sql = format!(
+        self.earliest_receipt(&format!(
             "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM quality_scores s \
              JOIN ({SUBMISSIONS}) sub ON s.subject_event_id = sub.event_id"
-        );
-        let rows: Vec<First> = Self::rows(&ctx, QualityScores, &sql).await?;
-        Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
+        ))
+        .await
     }
 
     /// When the first submission (scored or not) received at or after `from` was received.
     pub async fn first_receipt(&self, from: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        self.earliest_receipt(&format!(
+            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM ({SUBMISSIONS}) sub \
+             WHERE sub.received_at >= TIMESTAMP '{}'",
+            from.to_rfc3339()
+        ))
+        .await
+    }
+
+    /// The receipt time `sql` answers as `first` (microseconds), over the submission tables
+    /// and the scores.
+    async fn earliest_receipt(&self, sql: &str) -> Result<Option<DateTime<Utc>>> {
         #[derive(Deserialize)]
         struct First {
             first: Option<i64>,
         }
         use TableId::*;
         let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let sql = format!(
-            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM ({SUBMISSIONS}) sub \
-             WHERE sub.received_at >= TIMESTAMP '{}'",
-            from.to_rfc3339()
-        );
-        let rows: Vec<First> = Self::rows(&ctx, QualityScores, &sql).await?;
+        let rows: Vec<First> = Self::rows(&ctx, QualityScores, sql).await?;
         Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
     }
 

@@ -6,9 +6,9 @@
 
 use gata_lakehouse::deltalake::{
     arrow::{
-        array::{Array, ArrayRef, Int64Array},
-        compute::cast,
-        datatypes::{DataType, FieldRef},
+        array::{Array, ArrayRef, AsArray as _, Int64Array},
+        compute::{cast, kernels::length::length},
+        datatypes::{DataType, FieldRef, Int64Type},
     },
     datafusion::{
         common::{Result, plan_err},
@@ -102,23 +102,23 @@ fn int_arg(arg: Option<&ColumnarValue>, rows: usize) -> Result<Option<Int64Array
     if !array.data_type().is_integer() {
         return Ok(None);
     }
-    let cast = cast(&array, &DataType::Int64)?;
-    Ok(cast.as_any().downcast_ref::<Int64Array>().cloned())
+    int64(&array).map(Some)
 }
 
-/// Byte length of text argument `arg` per row; None when it is not text.
+/// Byte length of text argument `arg` per row (0 for null); None when it is not text.
 fn text_lengths(arg: Option<&ColumnarValue>, rows: usize) -> Result<Option<Vec<u64>>> {
     let Some(arg) = arg else { return Ok(None) };
     let array: ArrayRef = arg.to_array(rows)?;
     if !matches!(array.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) {
         return Ok(None);
     }
-    let lengths =
-        gata_lakehouse::deltalake::arrow::compute::kernels::length::length(&cast(&array, &DataType::LargeUtf8)?)?;
-    let lengths = cast(&lengths, &DataType::Int64)?;
-    let lengths =
-        lengths.as_any().downcast_ref::<Int64Array>().cloned().unwrap_or_else(|| Int64Array::from(vec![0; rows]));
+    let lengths = int64(&length(&array)?)?;
     Ok(Some(lengths.iter().map(|l| l.unwrap_or(0).max(0) as u64).collect()))
+}
+
+/// `array` (an integer array) cast to Int64.
+fn int64(array: &ArrayRef) -> Result<Int64Array> {
+    Ok(cast(array, &DataType::Int64)?.as_primitive::<Int64Type>().clone())
 }
 
 impl ScalarUDFImpl for Capped {

@@ -98,7 +98,8 @@ async fn closed_epochs(
         last.end.format("%H:%M:%S UTC"),
         cfg.rewards.grace
     ));
-    let deadline = Instant::now() + due + cfg.rewards.max_wait + Duration::from_secs(30);
+    let patience = due + cfg.rewards.max_wait + Duration::from_secs(30);
+    let deadline = Instant::now() + patience;
     loop {
         let recorded: Vec<EpochRewards> = lake
             .recorded_rewards(None)
@@ -112,7 +113,7 @@ async fn closed_epochs(
         }
         if Instant::now() > deadline {
             bar.finish_and_clear();
-            bail!("reward epoch {} did not close within {:?} of its end (see the log)", last.index, deadline);
+            bail!("reward epoch {} did not close within {patience:?} (see the log)", last.index);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

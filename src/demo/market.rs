@@ -25,7 +25,7 @@ pub async fn marketplace(api: &Api, events: &[Event]) -> anyhow::Result<()> {
         }
         anyhow::Ok(answer)
     };
-    let listings: Value = api.http.get(format!("{}/v1/marketplace/listings", api.base)).send().await?.json().await?;
+    let listings: Value = api.request(reqwest::Method::GET, "/v1/marketplace/listings").send().await?.json().await?;
     let version = listings["listings"]
         .as_array()
         .and_then(|all| all.iter().find(|l| l["listing"]["listing_id"] == DEMO_LISTING))

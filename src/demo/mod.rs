@@ -127,12 +127,17 @@ struct Api {
 }
 
 impl Api {
-    fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        let req = self.http.post(format!("{}{path}", self.base));
+    /// A request to `path`, with the bearer token when there is one.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         }
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.request(reqwest::Method::POST, path)
     }
 
     async fn sql(&self, sql: &str) -> anyhow::Result<Value> {
@@ -156,11 +161,7 @@ impl Api {
 
     /// The labels of metric `name` on `/metrics` (`engine="tract",…`), if it is there.
     async fn metric_labels(&self, name: &str) -> Option<String> {
-        let mut req = self.http.get(format!("{}/metrics", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let page = req.send().await.ok()?.text().await.ok()?;
+        let page = self.request(reqwest::Method::GET, "/metrics").send().await.ok()?.text().await.ok()?;
         let line = page.lines().find(|l| l.starts_with(&format!("{name}{{")))?;
         Some(line.split_once('{')?.1.split_once('}')?.0.to_string())
     }
