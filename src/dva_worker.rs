@@ -68,15 +68,16 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
     let registry = Registry::new();
     if let Some(addr) = args.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
-        let (registry, stop) = (registry.clone(), stop.clone());
+        let connections = crate::listener::ConnectionMetrics::register(&registry)?;
+        let (page_registry, stop, http) = (registry.clone(), stop.clone(), cfg.http.clone());
         let app = Router::new().route(
             "/metrics",
             get(move || {
-                let page = http::metrics_page(&registry);
+                let page = http::metrics_page(&page_registry);
                 async move { page }
             }),
         );
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await });
+        tokio::spawn(async move { crate::listener::serve(listener, app, &http, connections, stop).await });
     }
     println!("gata dva-worker {} is voting in slot {slot} of {replicas} (Kafka {brokers})", args.worker_id);
     run_dva(settings, clip, kafka, None, &registry, stop).await.context("DVA worker")

@@ -1,18 +1,26 @@
 //! The one HTTP listener of `gata serve`: intake and SQL routes under `/v1` and the review
 //! page (each request authenticated to a principal when `auth.principals` are configured),
-//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, with a concurrency limit and a
-//! request timeout. Unknown routes answer a JSON 404.
+//! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, with a concurrency limit that holds
+//! a streamed response's slot until its body is sent, a request timeout and a time limit on
+//! streamed bodies. Unknown routes answer a JSON 404.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use std::{future::Future, pin::Pin};
 
 use axum::{
     Json, Router,
+    body::Body,
     extract::{Request, State},
     http::{StatusCode, header},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
 };
+use bytes::Bytes;
 use gata_infra::{
     auth::{Authenticator, Principal},
     config::HttpConfig,
@@ -21,8 +29,7 @@ use gata_query_api::Catalog;
 use prometheus::Registry;
 use rdkafka::producer::{FutureProducer, Producer};
 use serde_json::json;
-use tower::limit::ConcurrencyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 /// What the operational routes look at.
 #[derive(Clone)]
@@ -30,7 +37,16 @@ pub struct Ops {
     pub registry: Registry,
     pub producer: FutureProducer,
     pub catalog: Arc<Catalog>,
+    /// The last readiness answer and when it was found.
+    pub readiness: Arc<Mutex<Option<(Instant, Readiness)>>>,
 }
+
+/// Ready, or which dependency is not and why.
+pub type Readiness = Result<(), (&'static str, String)>;
+
+/// How long a readiness answer is reused: `/readyz` is unauthenticated, so a flood of it costs
+/// one broker round trip and one catalog read per interval, not one per request.
+const READINESS_TTL: Duration = Duration::from_secs(1);
 
 /// The OpenAPI 3 description of this API (checked in as `docs/openapi.json`).
 pub const OPENAPI: &str = include_str!("../docs/openapi.json");
@@ -72,8 +88,73 @@ pub fn app(
         .merge(sharing.map(gata_marketplace::sharing::files_router).unwrap_or_default())
         .merge(gata_marketplace::routes::page_router())
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json") })
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, cfg.request_timeout))
-        .layer(ConcurrencyLimitLayer::new(cfg.max_concurrency))
+        .layer(middleware::from_fn_with_state(cfg.request_timeout, time_limit))
+        .layer(middleware::from_fn_with_state(
+            Slots { permits: Arc::new(Semaphore::new(cfg.max_concurrency)), stream_timeout: cfg.stream_timeout },
+            hold_slot,
+        ))
+}
+
+/// Answers 408 with a JSON reason when a request (its body read included) takes longer than
+/// `http.request_timeout`.
+async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            &format!("the request took longer than http.request_timeout ({})", humantime::format_duration(limit)),
+        ),
+    }
+}
+
+/// The request slots of [`HttpConfig::max_concurrency`].
+#[derive(Clone)]
+struct Slots {
+    permits: Arc<Semaphore>,
+    stream_timeout: Duration,
+}
+
+/// Waits for a request slot (waiters are bounded by `http.max_connections`) and keeps it until
+/// the response body has been sent, or `http.stream_timeout` has passed, whichever is first.
+async fn hold_slot(State(slots): State<Slots>, req: Request, next: Next) -> Response {
+    let Ok(permit) = slots.permits.clone().acquire_owned().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down");
+    };
+    let (parts, body) = next.run(req).await.into_parts();
+    let deadline = Box::pin(tokio::time::sleep(slots.stream_timeout));
+    Response::from_parts(parts, Body::new(SlotBody { body, _permit: permit, deadline }))
+}
+
+/// A response body that holds its request slot and stops at its deadline.
+struct SlotBody {
+    body: Body,
+    _permit: OwnedSemaphorePermit,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for SlotBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            let late = std::io::Error::new(std::io::ErrorKind::TimedOut, "http.stream_timeout passed");
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(late))));
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -124,20 +205,36 @@ async fn require_operator(req: Request, next: Next) -> Response {
     }
 }
 
-/// Ready when the broker answers a metadata request and the lake tables can be read.
+/// Ready when the broker answers a metadata request and the lake tables can be read. One
+/// check runs at a time and its answer is reused for [`READINESS_TTL`].
 async fn readyz(State(ops): State<Ops>) -> Response {
+    let mut last = ops.readiness.lock().await;
+    let fresh = last.as_ref().filter(|(at, _)| at.elapsed() < READINESS_TTL).map(|(_, r)| r.clone());
+    let readiness = match fresh {
+        Some(r) => r,
+        None => {
+            let r = check_readiness(&ops).await;
+            *last = Some((Instant::now(), r.clone()));
+            r
+        }
+    };
+    drop(last);
+    match readiness {
+        Ok(()) => Json(json!({ "status": "ready" })).into_response(),
+        Err((code, why)) => error(StatusCode::SERVICE_UNAVAILABLE, code, &why),
+    }
+}
+
+async fn check_readiness(ops: &Ops) -> Readiness {
     let producer = ops.producer.clone();
     let broker = tokio::task::spawn_blocking(move || {
         producer.client().fetch_metadata(None, Duration::from_secs(2)).map(|m| m.brokers().len())
     })
     .await;
     if !matches!(broker, Ok(Ok(n)) if n > 0) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", "the Kafka broker does not answer");
+        return Err(("broker_unavailable", "the Kafka broker does not answer".into()));
     }
-    if let Err(e) = ops.catalog.latest().await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "lake_unavailable", &e.to_string());
-    }
-    Json(json!({ "status": "ready" })).into_response()
+    ops.catalog.latest().await.map(drop).map_err(|e| ("lake_unavailable", e.to_string()))
 }
 
 async fn metrics(State(ops): State<Ops>) -> impl IntoResponse {

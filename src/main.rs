@@ -12,6 +12,7 @@ mod dva_worker;
 mod export_cmd;
 mod http;
 mod lake_cmd;
+mod listener;
 mod mirror_cmd;
 mod platform;
 mod rewards_cmd;

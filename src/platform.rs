@@ -10,6 +10,7 @@ use gata_infra::{
     broker::EmbeddedBroker,
     config::{DvaConfig, DvaEngine, DvaProvider, GataConfig, Role},
     kafka::KafkaClients,
+    rate::RateLimits,
     topics,
 };
 use gata_lakehouse::Lake;
@@ -89,14 +90,16 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let producer: FutureProducer =
         kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
     let catalog = Arc::new(Catalog::open(lake.clone(), cfg.query.discover_interval).await?);
+    let rates = Arc::new(RateLimits::new(&cfg.rate, &registry)?);
     let ingest = cfg
         .runs(Role::Intake)
-        .then(|| gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), &registry))
+        .then(|| gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), rates.clone(), &registry))
         .transpose()?;
     let query = cfg
         .runs(Role::Query)
         .then(|| gata_query_api::QueryState::new(catalog.clone(), cfg.query.clone(), &registry))
-        .transpose()?;
+        .transpose()?
+        .map(|query| query.with_rate_limits(rates.clone()));
     // The marketplace serves with the query role: its listing tables are SQL views.
     let (query, market) = match query {
         Some(query) => {
@@ -130,8 +133,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
         _ => None,
     };
-    let app =
-        http::app(&cfg.http, auth, ingest, query, market, http::Ops { registry: registry.clone(), producer, catalog });
+    let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
+    let app = http::app(&cfg.http, auth, ingest, query, market, ops);
+    let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
     let listener =
         tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
@@ -228,9 +232,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         let flight_stop = stop.child_token();
         tasks.spawn(async move { service.serve(listener, flight_stop).await.context("Flight SQL server") });
     }
-    let http_stop = stop.child_token();
+    let (http_stop, http_cfg) = (stop.child_token(), cfg.http.clone());
     tasks.spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(http_stop.cancelled_owned()).await.context("HTTP server")
+        crate::listener::serve(listener, app, &http_cfg, connections, http_stop).await.context("HTTP server")
     });
     on_ready(&ready);
 

@@ -131,6 +131,10 @@ impl AuthConfig {
             if !names.insert(&p.name) {
                 problems.push(format!("auth.principals: the name {:?} is used twice", p.name));
             }
+            if p.name == Principal::local_admin().name {
+                problems
+                    .push(format!("auth.principals: the name {:?} is reserved for open mode's local admin", p.name));
+            }
             if p.token_sha256.len() != 64 || hex::decode(&p.token_sha256).is_err() {
                 problems.push(format!("auth.principals {:?}: token_sha256 must be 64 hex digits", p.name));
             }
@@ -198,6 +202,11 @@ impl Principal {
     /// The caller when no principals are configured (open local mode).
     pub fn local_admin() -> Self {
         Self { name: "local".into(), role: Role::Admin, grants: Grants::All, contributor_id: None }
+    }
+
+    /// Whether this is open mode's local admin (no principal configured may be named like it).
+    pub fn is_local_admin(&self) -> bool {
+        *self == Self::local_admin()
     }
 
     /// May read `table` (by SQL name).

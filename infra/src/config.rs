@@ -99,6 +99,8 @@ pub struct GataConfig {
     pub rewards: RewardsConfig,
     /// The mirror role.
     pub mirror: MirrorConfig,
+    /// Rate limits per principal and per contributor.
+    pub rate: crate::rate::RateConfig,
 }
 
 impl Default for GataConfig {
@@ -117,6 +119,7 @@ impl Default for GataConfig {
             dva: DvaConfig::default(),
             rewards: RewardsConfig::default(),
             mirror: MirrorConfig::default(),
+            rate: crate::rate::RateConfig::default(),
         }
     }
 }
@@ -130,8 +133,18 @@ pub struct HttpConfig {
     /// Upper bound on one request (`30s`).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
-    /// Requests served at once before new ones wait (`256`).
+    /// Requests served at once before new ones wait (`256`); a streamed response holds its
+    /// slot until its body is sent.
     pub max_concurrency: usize,
+    /// Open connections; past it new ones are closed at once (`1024`).
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers, also the idle limit of a kept-alive
+    /// connection (`10s`): a slow-headers client cannot hold a connection.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Upper bound on sending one streamed response body (`10m`).
+    #[serde(with = "humantime_serde")]
+    pub stream_timeout: Duration,
     /// Serve `/metrics` without a token even when auth is on (`false`: operators only), for
     /// a Prometheus that scrapes over a private network.
     pub public_metrics: bool,
@@ -143,6 +156,9 @@ impl Default for HttpConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(30),
             max_concurrency: 256,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            stream_timeout: Duration::from_secs(600),
             public_metrics: false,
         }
     }
@@ -294,6 +310,8 @@ pub struct QueryConfig {
     pub max_stream_rows: u64,
     /// Most bytes one answer may carry, in any format (`1 GiB`).
     pub max_result_bytes: u64,
+    /// Disk kept for Delta Sharing's materialized answers; the oldest go first (`4 GiB`).
+    pub sharing_cache_bytes: u64,
     /// Longest a query may run, streaming included (`30s`).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
@@ -322,6 +340,7 @@ impl Default for QueryConfig {
             max_rows: 10_000,
             max_stream_rows: 10_000_000,
             max_result_bytes: 1 << 30,
+            sharing_cache_bytes: 4 << 30,
             timeout: Duration::from_secs(30),
             memory_limit_bytes: 1 << 30,
             max_function_bytes: 64 << 20,
@@ -668,11 +687,21 @@ impl GataConfig {
             self.query.flight_addr.is_none_or(|a| a.ip().is_loopback()) || self.auth.enabled(),
             "query.flight_addr is not loopback: configure auth.principals so Flight SQL is not open to the network",
         );
+        check(
+            self.http.max_concurrency > 0 && self.http.max_connections > 0,
+            "http.max_concurrency and http.max_connections must be positive",
+        );
+        check(
+            !self.http.header_read_timeout.is_zero() && !self.http.stream_timeout.is_zero(),
+            "http.header_read_timeout and http.stream_timeout must be positive",
+        );
         if let Some(uri) = &self.lake.uri {
             check(url::Url::parse(uri).is_ok(), "lake.uri must be a URL such as file:///data/lake or s3://bucket/lake");
         }
         problems.extend(self.ingest.limits.problems());
+        problems.extend(self.ingest.limits.problems());
         problems.extend(self.auth.problems());
+        problems.extend(self.rate.problems());
         problems
     }
 }

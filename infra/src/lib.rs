@@ -11,6 +11,7 @@ pub mod config;
 pub mod contract;
 pub mod error;
 pub mod kafka;
+pub mod rate;
 pub mod telemetry;
 pub mod topics;
 pub mod workload;

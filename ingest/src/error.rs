@@ -79,6 +79,17 @@ pub enum IngestError {
     /// The request was not authorized.
     #[error("{0}")]
     Unauthorized(&'static str),
+
+    /// A rate limit is spent: retry after `retry_after` seconds.
+    #[error("rate limit {limit} of {who:?} is spent; retry after {retry_after} s")]
+    RateLimited {
+        /// Which limit (`intake_events`, `contributor_events`).
+        limit: &'static str,
+        /// The principal or contributor it counts for.
+        who: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
 }
 
 fn invalid_events(problems: &[LineProblem]) -> usize {
@@ -100,6 +111,7 @@ impl IngestError {
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 }
@@ -115,8 +127,12 @@ impl IntoResponse for IngestError {
             tracing::warn!(error = %self, "intake unavailable");
         }
         let mut resp = (status, Json(json!({ "error": error }))).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        let retry_after = match self {
+            Self::RateLimited { retry_after, .. } => Some(retry_after),
+            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
         }
         resp
     }

@@ -14,4 +14,4 @@ mod routes;
 mod turns;
 
 pub use error::{IngestError, Result};
-pub use routes::{IngestState, router};
+pub use routes::{Framing, IngestState, router, split_events};

@@ -1,18 +1,21 @@
 //! The intake routes and the request flow: content type → body → parse/validate every event
 //! → produce → 202 with receipts.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::HashMap, sync::Arc, time::Instant};
 
 use axum::{
-    Json, Router,
-    body::{Body, to_bytes},
+    Extension, Json, Router,
+    body::Body,
     extract::State,
     http::{HeaderMap, StatusCode, header},
     routing::post,
 };
+use futures::StreamExt as _;
 use gata_infra::{
+    auth::Principal,
     config::IngestConfig,
     contract::{Event, EventKind, Violation},
+    rate::RateLimits,
 };
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
@@ -29,35 +32,77 @@ pub struct IngestState {
     producer: FutureProducer,
     cfg: Arc<IngestConfig>,
     turns: Arc<TurnIndex>,
+    rates: Arc<RateLimits>,
     metrics: IngestMetrics,
 }
 
 impl IngestState {
-    /// Intake producing through `producer`, with its metrics on `registry`.
-    pub fn new(cfg: IngestConfig, producer: FutureProducer, registry: &Registry) -> gata_infra::Result<Self> {
+    /// Intake producing through `producer`, held to `rates`, with its metrics on `registry`.
+    pub fn new(
+        cfg: IngestConfig,
+        producer: FutureProducer,
+        rates: Arc<RateLimits>,
+        registry: &Registry,
+    ) -> gata_infra::Result<Self> {
         Ok(Self {
             producer,
             cfg: Arc::new(cfg),
             turns: Arc::new(TurnIndex::new(TURN_INDEX_CAPACITY)),
+            rates,
             metrics: IngestMetrics::register(registry)?,
         })
+    }
+
+    /// Takes each event of `events` from the principal's and its contributor's rate limits.
+    fn admit(&self, principal: Option<&Principal>, events: &[Event]) -> Result<()> {
+        fn limited(limit: &'static str, who: &str) -> impl FnOnce(gata_infra::rate::Limited) -> IngestError {
+            let who = who.to_string();
+            move |l| IngestError::RateLimited { limit, who, retry_after: l.retry_after_secs() }
+        }
+        if let Some(p) = principal.filter(|p| !p.is_local_admin()) {
+            self.rates.intake.take(&p.name, events.len() as f64).map_err(limited("intake_events", &p.name))?;
+        }
+        let mut per_contributor: HashMap<&str, usize> = HashMap::new();
+        for e in events {
+            *per_contributor.entry(e.contributor_id()).or_default() += 1;
+        }
+        for (who, n) in per_contributor {
+            self.rates.contributors.take(who, n as f64).map_err(limited("contributor_events", who))?;
+        }
+        Ok(())
     }
 }
 
 /// The intake routes, to be merged into the service's router.
 pub fn router(state: IngestState) -> Router {
     Router::new()
-        .route("/v1/chat-turns", post(|s, h, b| accept(EventKind::ChatTurn, s, h, b)))
-        .route("/v1/preferences", post(|s, h, b| accept(EventKind::Preference, s, h, b)))
-        .route("/v1/image-text-pairs", post(|s, h, b| accept(EventKind::ImageTextPair, s, h, b)))
+        .route("/v1/chat-turns", post(|s, p, h, b| accept(EventKind::ChatTurn, s, p, h, b)))
+        .route("/v1/preferences", post(|s, p, h, b| accept(EventKind::Preference, s, p, h, b)))
+        .route("/v1/image-text-pairs", post(|s, p, h, b| accept(EventKind::ImageTextPair, s, p, h, b)))
         .with_state(state)
 }
 
 /// How the body is framed.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Framing {
+pub enum Framing {
+    /// One JSON object.
     Single,
+    /// One JSON object per line (NDJSON).
     Lines,
+}
+
+/// The events of a body as (1-based line, bytes): the whole body for [`Framing::Single`]; for
+/// [`Framing::Lines`] every line without its `\r\n` or `\n`, blank lines skipped.
+pub fn split_events(framing: Framing, body: &[u8]) -> Vec<(usize, &[u8])> {
+    match framing {
+        Framing::Single => vec![(1, body)],
+        Framing::Lines => body
+            .split(|b| *b == b'\n')
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
+            .collect(),
+    }
 }
 
 fn framing(headers: &HeaderMap) -> Result<Framing> {
@@ -75,13 +120,14 @@ fn framing(headers: &HeaderMap) -> Result<Framing> {
 async fn accept(
     kind: EventKind,
     State(state): State<IngestState>,
+    principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>)> {
     let started = Instant::now();
     let framing = framing(&headers)?;
     let limit = state.cfg.max_body_bytes;
-    let bytes = to_bytes(body, limit).await.map_err(|_| IngestError::BodyTooLarge { limit })?;
+    let bytes = read_body(body, limit).await?;
     let events = match parse(kind, framing, &bytes, &state) {
         Ok(events) => events,
         Err(err) => {
@@ -91,6 +137,10 @@ async fn accept(
             return Err(err);
         }
     };
+    if let Err(err) = state.admit(principal.as_deref(), &events) {
+        state.metrics.events.with_label_values(&[kind.name(), "rate_limited"]).inc_by(events.len() as u64);
+        return Err(err);
+    }
     let receipts = match produce_all(&state.producer, &events, state.cfg.produce_timeout).await {
         Ok(r) => r,
         Err(err) => {
@@ -108,17 +158,33 @@ async fn accept(
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": receipts.len(), "events": receipts }))))
 }
 
+/// How much of an oversized body is read and thrown away, so the client (still sending) gets
+/// its 413 instead of a reset connection; past this the connection is closed on it.
+const DRAIN_FACTOR: usize = 4;
+
+/// The body, at most `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes> {
+    let mut frames = body.into_data_stream();
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = frames.next().await {
+        let Ok(chunk) = chunk else { break };
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            break;
+        }
+    }
+    if seen > limit {
+        return Err(IngestError::BodyTooLarge { limit });
+    }
+    Ok(buf.into())
+}
+
 /// Parses and validates every event of the body; any problem rejects the whole request.
 fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) -> Result<Vec<Event>> {
-    let lines: Vec<(usize, &[u8])> = match framing {
-        Framing::Single => vec![(1, body)],
-        Framing::Lines => body
-            .split(|b| *b == b'\n')
-            .enumerate()
-            .map(|(i, l)| (i + 1, l.strip_suffix(b"\r").unwrap_or(l)))
-            .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-            .collect(),
-    };
+    let lines = split_events(framing, body);
     if lines.is_empty() || (framing == Framing::Single && body.iter().all(u8::is_ascii_whitespace)) {
         return Err(IngestError::Empty);
     }

@@ -63,7 +63,7 @@ fn acting(principal: &Principal, own: Option<&str>, named: Option<&str>, what: &
             Err(MarketError::Forbidden(format!("{} acts as {own}, not {named}", principal.name)))
         }
         (Some(own), _) => Ok(own.to_string()),
-        (None, Some(named)) if principal.name == Principal::local_admin().name => Ok(named.to_string()),
+        (None, Some(named)) if principal.is_local_admin() => Ok(named.to_string()),
         _ => Err(MarketError::Forbidden(format!("{} may not {what}", principal.name))),
     }
 }

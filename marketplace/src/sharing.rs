@@ -8,11 +8,16 @@
 //! hand out: a query materializes the view as the caller may see it now into one Parquet file,
 //! named by a hash of its definition and of the lake's table versions (the same answer is
 //! written once), and answers a pre-signed URL to it: `/delta-sharing/files/{id}` with an
-//! expiry and an HMAC-SHA256 signature, served without a bearer token and with range requests.
+//! expiry and an HMAC-SHA256 signature, served without a bearer token and with range requests
+//! (streamed from disk, never read whole into memory).
+//!
+//! Materialized answers are bounded: one answer may not exceed `query.max_result_bytes`, only
+//! one request writes a given answer (the others wait for it and reuse it), and the directory
+//! keeps at most `query.sharing_cache_bytes`, evicting the oldest answers first.
 //! The table version is the version of `quality_scores`, where rows enter listings.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     path::{Path as FsPath, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -59,13 +64,15 @@ pub struct Sharing {
     engine: SqlEngine,
     dir: PathBuf,
     key: Arc<[u8; 32]>,
+    /// The answers being written now, each behind its one writer.
+    writing: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 impl Sharing {
     /// Sharing of `market`'s listings, read through `engine` (which must register the
     /// marketplace's views), materializing answers under `dir`, signing URLs with `key`.
     pub fn new(market: Marketplace, engine: SqlEngine, dir: PathBuf, key: [u8; 32]) -> Self {
-        Self { market, engine, dir, key: Arc::new(key) }
+        Self { market, engine, dir, key: Arc::new(key), writing: Default::default() }
     }
 }
 
@@ -300,51 +307,100 @@ async fn materialize(
     }
     let id = hex::encode(hasher.finalize());
     let path = s.dir.join(format!("{id}.parquet"));
-    if let Some(rows) = cached_rows(&path) {
-        let size = std::fs::metadata(&path).map_err(internal)?.len();
-        return Ok((id, size, rows));
+    // One writer per answer: concurrent requests for it wait and then find it written.
+    let writer_lock = s.writing.lock().unwrap_or_else(|p| p.into_inner()).entry(id.clone()).or_default().clone();
+    let written = {
+        let _one_writer = writer_lock.lock().await;
+        write_answer(s, p, &sql, &path).await
+    };
+    s.writing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    let (size, rows) = written?;
+    Ok((id, size, rows))
+}
+
+/// The answer at `path` (size, rows), written first unless it is already there.
+async fn write_answer(s: &Sharing, p: &Principal, sql: &str, path: &FsPath) -> Result<(u64, u64), ShareError> {
+    if let Some(rows) = cached_rows(path) {
+        let size = std::fs::metadata(path).map_err(internal)?.len();
+        return Ok((size, rows));
     }
     std::fs::create_dir_all(&s.dir).map_err(internal)?;
     let engine = &s.engine;
     let mut stream =
-        engine.stream(p, &sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
-    let partial = s.dir.join(format!("{id}.parquet.partial"));
+        engine.stream(p, sql, Vec::new(), Cap::Fail(engine.config().max_stream_rows)).await.map_err(internal)?;
+    let partial = path.with_extension("parquet.partial");
     // The file carries the types the Delta schema states, never DataFusion's view types.
     let schema = plain_schema(&stream.schema());
     let mut writer = ArrowWriter::try_new(std::fs::File::create(&partial).map_err(internal)?, schema.clone(), None)
         .map_err(internal)?;
-    let mut rows = 0u64;
+    let (mut rows, max_bytes) = (0u64, engine.config().max_result_bytes);
     while let Some(batch) = stream.next().await {
         let batch = plain_batch(&batch.map_err(internal)?, &schema).map_err(internal)?;
         rows += batch.num_rows() as u64;
         writer.write(&batch).map_err(internal)?;
+        if writer.bytes_written() as u64 + writer.in_progress_size() as u64 > max_bytes {
+            drop(writer);
+            let _ = std::fs::remove_file(&partial);
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "RESOURCE_LIMIT_EXCEEDED",
+                format!("the table is larger than query.max_result_bytes ({max_bytes} bytes)"),
+            ));
+        }
     }
     writer.close().map_err(internal)?;
-    std::fs::rename(&partial, &path).map_err(internal)?;
+    std::fs::rename(&partial, path).map_err(internal)?;
     std::fs::write(path.with_extension("rows"), rows.to_string()).map_err(internal)?;
-    sweep(&s.dir);
-    let size = std::fs::metadata(&path).map_err(internal)?.len();
-    Ok((id, size, rows))
+    evict(&s.dir, path, engine.config().sharing_cache_bytes);
+    let size = std::fs::metadata(path).map_err(internal)?.len();
+    Ok((size, rows))
 }
 
 fn cached_rows(path: &FsPath) -> Option<u64> {
     std::fs::read_to_string(path.with_extension("rows")).ok()?.parse().ok().filter(|_| path.exists())
 }
 
-/// Removes materialized answers older than [`CACHE_TTL`].
-fn sweep(dir: &FsPath) {
+/// Removes materialized answers older than [`CACHE_TTL`], then the oldest others until the
+/// answers take at most `cap` bytes; `keep` (just written) stays.
+fn evict(dir: &FsPath, keep: &FsPath, cap: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > CACHE_TTL);
-        if old {
-            let _ = std::fs::remove_file(entry.path());
+    let mut answers: Vec<(SystemTime, u64, PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "parquet"))
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((meta.modified().ok()?, meta.len(), e.path()))
+        })
+        .collect();
+    answers.sort();
+    let mut total: u64 = answers.iter().map(|(_, size, _)| size).sum();
+    for (modified, size, path) in answers {
+        let expired = modified.elapsed().is_ok_and(|age| age > CACHE_TTL);
+        if path != keep && (expired || total > cap) {
+            let _ = std::fs::remove_file(&path);
+            let _ = std::fs::remove_file(path.with_extension("rows"));
+            total -= size;
         }
     }
+}
+
+/// Bytes read from disk per chunk of a served file.
+const CHUNK: u64 = 64 << 10;
+
+/// `len` bytes of the file at `path` from `start`, streamed in chunks.
+async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut file = tokio::fs::File::open(path).await?;
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let chunks = futures::stream::try_unfold((file, len), |(mut file, left)| async move {
+        if left == 0 {
+            return Ok(None);
+        }
+        let mut chunk = vec![0u8; left.min(CHUNK) as usize];
+        file.read_exact(&mut chunk).await?;
+        Ok::<_, std::io::Error>(Some((axum::body::Bytes::from(chunk), (file, left - CHUNK.min(left)))))
+    });
+    Ok(Body::from_stream(chunks))
 }
 
 /// HMAC-SHA256 (RFC 2104) of `data` under `key` (at most one block, 64 bytes).
@@ -388,29 +444,29 @@ async fn file(
             "the URL's signature is not valid or it has expired",
         ));
     }
-    let bytes = std::fs::read(s.dir.join(format!("{id}.parquet"))).map_err(|_| not_found("file"))?;
-    let total = bytes.len() as u64;
+    let path = s.dir.join(format!("{id}.parquet"));
+    let total = tokio::fs::metadata(&path).await.map_err(|_| not_found("file"))?.len();
     let range = headers.get(header::RANGE).and_then(|r| r.to_str().ok()).and_then(|r| byte_range(r, total));
+    let (start, end) = range.unwrap_or((0, total.saturating_sub(1)));
+    let len = if total == 0 { 0 } else { end - start + 1 };
+    let body = file_body(path, start, len).await.map_err(|_| not_found("file"))?;
+    // The length is known: clients such as fsspec seek only in files that state it.
+    let kind = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        (header::ACCEPT_RANGES, "bytes".to_string()),
+        (header::CONTENT_LENGTH, len.to_string()),
+    ];
     Ok(match range {
-        Some((start, end)) => (
-            StatusCode::PARTIAL_CONTENT,
-            [
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-                (header::ACCEPT_RANGES, "bytes".to_string()),
-                (header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}")),
-            ],
-            Body::from(bytes[start as usize..=end as usize].to_vec()),
-        )
-            .into_response(),
-        None => {
-            ([(header::CONTENT_TYPE, "application/octet-stream"), (header::ACCEPT_RANGES, "bytes")], Body::from(bytes))
-                .into_response()
+        Some(_) => {
+            let content_range = [(header::CONTENT_RANGE, format!("bytes {start}-{end}/{total}"))];
+            (StatusCode::PARTIAL_CONTENT, kind, content_range, body).into_response()
         }
+        None => (kind, body).into_response(),
     })
 }
 
 /// A single `bytes=a-b`, `bytes=a-` or `bytes=-n` range within `total` bytes, as (first, last).
-fn byte_range(header: &str, total: u64) -> Option<(u64, u64)> {
+pub fn byte_range(header: &str, total: u64) -> Option<(u64, u64)> {
     let spec = header.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let (start, end) = match (a.trim(), b.trim()) {

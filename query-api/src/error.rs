@@ -89,6 +89,15 @@ pub enum QueryError {
     /// What was asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+
+    /// The principal's SQL rate limit is spent: retry after this many seconds.
+    #[error("rate limit sql of {who:?} is spent; retry after {retry_after} s")]
+    RateLimited {
+        /// The principal.
+        who: String,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
 }
 
 impl From<gata_lakehouse::LakeError> for QueryError {
@@ -132,6 +141,7 @@ impl QueryError {
             Self::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
             Self::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 }
@@ -145,6 +155,10 @@ impl IntoResponse for QueryError {
         } else {
             self.to_string()
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        let mut resp = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
+        if let Self::RateLimited { retry_after, .. } = self {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        resp
     }
 }

@@ -62,6 +62,12 @@ impl QueryState {
         Ok(Self { engine, seconds, answers })
     }
 
+    /// The same state with every principal's SQL held to `rates.sql`.
+    pub fn with_rate_limits(mut self, rates: Arc<gata_infra::rate::RateLimits>) -> Self {
+        self.engine = self.engine.with_rate_limits(rates);
+        self
+    }
+
     /// The same state with `views` registered in every principal's session.
     pub fn with_views(mut self, views: Arc<dyn crate::Views>) -> Self {
         self.engine = self.engine.with_views(views);

@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc, time::Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::StreamExt as _;
-use gata_infra::{auth::Principal, config::QueryConfig};
+use gata_infra::{auth::Principal, config::QueryConfig, rate::RateLimits};
 use gata_lakehouse::deltalake::{
     DeltaTable,
     arrow::{
@@ -100,6 +100,7 @@ pub struct SqlEngine {
     cfg: QueryConfig,
     executor: Arc<Executor>,
     views: Option<Arc<dyn Views>>,
+    rates: Option<Arc<RateLimits>>,
 }
 
 /// Refuses anything but one read-only statement: a query (`SELECT`, `WITH`, `VALUES`),
@@ -209,7 +210,14 @@ impl SqlEngine {
     /// An engine over `catalog` with the limits of `cfg`, executing on its own runtime.
     pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig) -> Result<Self> {
         let executor = Arc::new(Executor::new(cfg.executor_threads)?);
-        Ok(Self { catalog, cfg, executor, views: None })
+        Ok(Self { catalog, cfg, executor, views: None, rates: None })
+    }
+
+    /// The same engine refusing statements past each principal's `rates.sql` (open mode's
+    /// local admin, the platform itself, is not limited).
+    pub fn with_rate_limits(mut self, rates: Arc<RateLimits>) -> Self {
+        self.rates = Some(rates);
+        self
     }
 
     /// The same engine also registering the views `views` grants each principal.
@@ -340,6 +348,12 @@ impl SqlEngine {
         params: Vec<ScalarValue>,
         cap: Cap,
     ) -> Result<QueryStream> {
+        if let Some(rates) = self.rates.as_ref().filter(|_| !principal.is_local_admin()) {
+            rates.sql.take(&principal.name, 1.0).map_err(|limited| QueryError::RateLimited {
+                who: principal.name.clone(),
+                retry_after: limited.retry_after_secs(),
+            })?;
+        }
         let engine = self.clone();
         let owner = principal.clone();
         let text = sql.to_string();

@@ -10,7 +10,10 @@
 //! Hashing is FNV-1a and SplitMix64, defined here, so signatures are identical on every
 //! platform and Rust version: a replay scores history exactly as it was scored.
 
-use std::collections::HashMap;
+use std::{
+    collections::{HashMap, HashSet},
+    hash::Hash,
+};
 
 /// Hash functions per signature.
 pub const PERMUTATIONS: usize = 64;
@@ -18,6 +21,11 @@ pub const PERMUTATIONS: usize = 64;
 pub const BANDS: usize = 16;
 /// Rows per band (`BANDS * ROWS == PERMUTATIONS`).
 pub const ROWS: usize = PERMUTATIONS / BANDS;
+
+/// Texts a band bucket keeps. A band shared by more texts is a template or a flood: the
+/// first ones are enough to recognise it, and a lookup then compares against at most
+/// `BANDS * MAX_BUCKET` texts however many copies arrive.
+pub const MAX_BUCKET: usize = 64;
 
 /// A MinHash signature.
 pub type Signature = [u32; PERMUTATIONS];
@@ -69,20 +77,23 @@ pub struct Match<K> {
     pub similarity: f64,
 }
 
-/// Signatures indexed by band, each with a caller's key (who wrote it, say).
+/// Signatures indexed by band, each with a caller's key (who wrote it, say). A signature
+/// already indexed under the same key is not indexed again, and each band bucket holds at most
+/// [`MAX_BUCKET`] texts, so identical or near-identical texts cost bounded work each.
 #[derive(Debug, Clone)]
 pub struct LshIndex<K> {
     buckets: HashMap<(u8, u64), Vec<u32>>,
     docs: Vec<(K, Signature)>,
+    indexed: HashSet<(K, u64)>,
 }
 
 impl<K> Default for LshIndex<K> {
     fn default() -> Self {
-        Self { buckets: HashMap::new(), docs: Vec::new() }
+        Self { buckets: HashMap::new(), docs: Vec::new(), indexed: HashSet::new() }
     }
 }
 
-impl<K: Copy> LshIndex<K> {
+impl<K: Copy + Eq + Hash> LshIndex<K> {
     /// Texts indexed so far.
     pub fn len(&self) -> usize {
         self.docs.len()
@@ -111,11 +122,18 @@ impl<K: Copy> LshIndex<K> {
         found
     }
 
-    /// Adds a signature under `key`.
+    /// Adds a signature under `key`, unless it is already there under that key.
     pub fn insert(&mut self, key: K, sig: Signature) {
+        let whole = sig.iter().fold(FNV_OFFSET, |h, v| fnv1a(h, &v.to_le_bytes()));
+        if !self.indexed.insert((key, whole)) {
+            return;
+        }
         let id = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
         for b in 0..BANDS {
-            self.buckets.entry(band_key(&sig, b)).or_default().push(id);
+            let bucket = self.buckets.entry(band_key(&sig, b)).or_default();
+            if bucket.len() < MAX_BUCKET {
+                bucket.push(id);
+            }
         }
         self.docs.push((key, sig));
     }
@@ -195,6 +213,24 @@ mod tests {
         assert_eq!(found[0].key, 1);
         assert!(found[0].similarity > 0.6);
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn a_flood_of_one_prompt_costs_bounded_work_per_copy() {
+        let sig = signature(A).unwrap();
+        let mut index = LshIndex::default();
+        for _ in 0..10_000 {
+            index.insert(7, sig);
+        }
+        assert_eq!(index.len(), 1, "the same text from the same account is indexed once");
+        for account in 0..10_000 {
+            index.insert(account, sig);
+        }
+        assert_eq!(index.len(), 10_000);
+        let found = index.query(&sig, 0.5);
+        assert!(found.len() <= BANDS * MAX_BUCKET, "{} candidates", found.len());
+        assert!(found.len() >= MAX_BUCKET, "the flood is still recognised: {}", found.len());
+        assert_eq!(found[0].similarity, 1.0);
     }
 
     #[test]

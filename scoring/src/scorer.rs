@@ -9,7 +9,7 @@ use gata_infra::contract::{ChatTurn, Preference};
 use crate::{
     Reason, Score, SubScores, Verdict,
     embed::{Embedding, cosine, embed_words},
-    minhash::{LshIndex, Signature, hash_words, signature_of_words, similarity, words},
+    minhash::{LshIndex, MAX_BUCKET, Signature, hash_words, signature_of_words, similarity, words},
     text::assess,
 };
 
@@ -320,7 +320,8 @@ impl Scorer {
         let Some(sig) = sig else { return };
         self.prompts.insert(who, sig);
         let owners = self.exact.entry(fingerprint).or_default();
-        if !owners.contains(&who) {
+        // Bounded like the LSH buckets: a flood of one prompt costs constant work per copy.
+        if owners.len() < MAX_BUCKET && !owners.contains(&who) {
             owners.push(who);
         }
         let recent = &mut self.state[who as usize].prompts;

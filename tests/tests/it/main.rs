@@ -2,6 +2,7 @@
 //! End-to-end suite: real `gata serve` processes (embedded Kafka-protocol broker, Delta tables
 //! on a temp dir, HTTP on loopback), driven through the public API.
 
+mod attack;
 mod backlog;
 mod bad_input;
 mod broker_restart;
@@ -12,6 +13,7 @@ mod dva;
 mod dva_consensus;
 mod e2e;
 mod export;
+mod fuzz;
 mod maintenance;
 mod marketplace;
 mod mirror;

@@ -1,0 +1,1 @@
+SELECT contributor_id, count(*) AS n FROM chat_turns GROUP BY contributor_id ORDER BY n DESC LIMIT 10

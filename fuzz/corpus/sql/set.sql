@@ -1,0 +1,1 @@
+SET datafusion.execution.target_partitions = 1000

@@ -1,0 +1,1 @@
+SELECT * FROM chat_turns VERSION AS OF 3 WHERE prompt LIKE '%bread%'

@@ -1,0 +1,1 @@
+WITH s AS (SELECT * FROM quality_scores) SELECT avg(score) FROM s
