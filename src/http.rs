@@ -5,11 +5,11 @@
 //! streamed bodies. Unknown routes answer a JSON 404.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::Arc,
     time::{Duration, Instant},
 };
-
-use std::{future::Future, pin::Pin};
 
 use axum::{
     Json, Router,

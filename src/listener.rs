@@ -52,6 +52,8 @@ pub async fn serve(
     stop: CancellationToken,
 ) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    let mut http1 = hyper::server::conn::http1::Builder::new();
+    http1.timer(TokioTimer::new()).header_read_timeout(Some(cfg.header_read_timeout)).keep_alive(true);
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -75,9 +77,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(Some(cfg.header_read_timeout)).keep_alive(true);
-        let (stop, open) = (stop.clone(), metrics.open.clone());
+        let (builder, stop, open) = (http1.clone(), stop.clone(), metrics.open.clone());
         connections.spawn(async move {
             let _slot = slot;
             open.inc();

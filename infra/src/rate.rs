@@ -149,7 +149,8 @@ impl Limiter {
     }
 
     /// Buckets held.
-    pub fn keys(&self) -> usize {
+    #[cfg(test)]
+    fn keys(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
@@ -179,13 +180,6 @@ impl RateLimits {
             intake: limiter("intake_events", cfg.intake_events),
             contributors: limiter("contributor_events", cfg.contributor_events),
         })
-    }
-
-    /// No limits at all (for tools that run the engine locally).
-    pub fn unlimited() -> Self {
-        let off = Rate { per_second: 0.0, burst: 1.0 };
-        let cfg = RateConfig { sql: off, intake_events: off, contributor_events: off, max_keys: 1 };
-        Self::new(&cfg, &Registry::new()).expect("a fresh registry takes the metric")
     }
 }
 

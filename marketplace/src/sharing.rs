@@ -17,7 +17,7 @@
 //! The table version is the version of `quality_scores`, where rows enter listings.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::{Path as FsPath, PathBuf},
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -64,15 +64,19 @@ pub struct Sharing {
     engine: SqlEngine,
     dir: PathBuf,
     key: Arc<[u8; 32]>,
-    /// The answers being written now, each behind its one writer.
-    writing: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    /// Writer locks, one per answer id's stripe: an answer has one writer at a time.
+    writers: Arc<[tokio::sync::Mutex<()>; WRITER_STRIPES]>,
 }
+
+/// Writer locks: answers whose ids fall in one stripe are written one after another.
+const WRITER_STRIPES: usize = 16;
 
 impl Sharing {
     /// Sharing of `market`'s listings, read through `engine` (which must register the
     /// marketplace's views), materializing answers under `dir`, signing URLs with `key`.
     pub fn new(market: Marketplace, engine: SqlEngine, dir: PathBuf, key: [u8; 32]) -> Self {
-        Self { market, engine, dir, key: Arc::new(key), writing: Default::default() }
+        let writers = Arc::new(std::array::from_fn(|_| tokio::sync::Mutex::new(())));
+        Self { market, engine, dir, key: Arc::new(key), writers }
     }
 }
 
@@ -308,14 +312,14 @@ async fn materialize(
     let id = hex::encode(hasher.finalize());
     let path = s.dir.join(format!("{id}.parquet"));
     // One writer per answer: concurrent requests for it wait and then find it written.
-    let writer_lock = s.writing.lock().unwrap_or_else(|p| p.into_inner()).entry(id.clone()).or_default().clone();
-    let written = {
-        let _one_writer = writer_lock.lock().await;
-        write_answer(s, p, &sql, &path).await
-    };
-    s.writing.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    let (size, rows) = written?;
+    let _one_writer = s.writers[stripe(&id)].lock().await;
+    let (size, rows) = write_answer(s, p, &sql, &path).await?;
     Ok((id, size, rows))
+}
+
+/// The writer stripe of a (hex SHA-256) answer id: its first hex digit.
+fn stripe(id: &str) -> usize {
+    id.get(..1).and_then(|d| usize::from_str_radix(d, 16).ok()).unwrap_or_default() % WRITER_STRIPES
 }
 
 /// The answer at `path` (size, rows), written first unless it is already there.
@@ -396,9 +400,10 @@ async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body>
         if left == 0 {
             return Ok(None);
         }
-        let mut chunk = vec![0u8; left.min(CHUNK) as usize];
+        let n = left.min(CHUNK);
+        let mut chunk = vec![0u8; n as usize];
         file.read_exact(&mut chunk).await?;
-        Ok::<_, std::io::Error>(Some((axum::body::Bytes::from(chunk), (file, left - CHUNK.min(left)))))
+        Ok::<_, std::io::Error>(Some((axum::body::Bytes::from(chunk), (file, left - n))))
     });
     Ok(Body::from_stream(chunks))
 }

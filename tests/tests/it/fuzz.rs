@@ -72,7 +72,7 @@ proptest! {
     fn the_sql_guard_never_panics_and_never_lets_a_write_through(bytes in mutated("sql")) {
         let sql = String::from_utf8_lossy(&bytes);
         if check_read_only(&sql).is_ok() {
-            let first = sql.trim_start().split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+            let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
             prop_assert!(!["DROP", "COPY", "CREATE", "INSERT", "DELETE", "UPDATE", "SET"].contains(&first.as_str()), "{}", sql);
         }
     }
