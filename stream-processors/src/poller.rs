@@ -1,6 +1,8 @@
 //! The Kafka side of a processor: a dedicated thread polls a consumer-group member and hands
-//! records to the processor's task through a bounded channel (a full channel stops polling, so
-//! lag stays in Kafka, not in memory).
+//! records to the processor's task in batches through a bounded channel (a full channel stops
+//! polling, so lag stays in Kafka, not in memory). A batch holds what librdkafka has already
+//! fetched, so one hand-over (and at most one wake-up of the processor) serves many records;
+//! a quiet log is handed over record by record, as soon as each arrives.
 //!
 //! Rebalances are handled in the consumer's own callback, on this thread:
 //! - on assignment, each partition is positioned where the processor's [`PositionSource`] says
@@ -42,7 +44,8 @@ pub(crate) struct Polled {
 /// What the poller tells the processor, in log order.
 #[derive(Debug)]
 pub(crate) enum Input {
-    Record(Polled),
+    /// Records in log order (per partition), at most [`MAX_BATCH`].
+    Records(Vec<Polled>),
     /// Partitions now owned.
     Assigned(Vec<TopicPartition>),
     /// Partitions being taken away; reply once nothing of theirs is buffered.
@@ -58,11 +61,50 @@ pub(crate) type PositionSource =
 /// Kafka (a hint for lag monitoring only) and to compute the lag gauge.
 pub(crate) type CommittedPositions = Arc<Mutex<BTreeMap<TopicPartition, Offset>>>;
 
+/// Most records handed over at once.
+const MAX_BATCH: usize = 256;
+
+/// A channel from a poller to its processor that holds about `records` records.
+pub(crate) fn channel(records: usize) -> (mpsc::Sender<Input>, mpsc::Receiver<Input>) {
+    mpsc::channel(records.div_ceil(MAX_BATCH).max(2))
+}
+
 struct PollerContext {
     tx: mpsc::Sender<Input>,
+    /// Records polled but not yet handed over. The rebalance callback runs inside `poll`, so it
+    /// hands these over before announcing a change of partitions: the processor must see a
+    /// revoked partition's records before the revocation.
+    pending: Mutex<Vec<Polled>>,
     positions: PositionSource,
     committed: CommittedPositions,
     lag: IntGaugeVec,
+}
+
+impl PollerContext {
+    /// Hands the pending records over; false once the processor has gone.
+    fn hand_over(&self) -> bool {
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
+        batch.is_empty() || self.tx.blocking_send(Input::Records(batch)).is_ok()
+    }
+
+    /// Adds a record, handing the batch over once full; false once the processor has gone.
+    fn push(&self, record: Polled) -> bool {
+        let full = {
+            let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            pending.push(record);
+            pending.len() >= MAX_BATCH
+        };
+        !full || self.hand_over()
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+    }
+
+    /// Hands the pending records over, then `input`; false once the processor has gone.
+    fn send(&self, input: Input) -> bool {
+        self.hand_over() && self.tx.blocking_send(input).is_ok()
+    }
 }
 
 impl ClientContext for PollerContext {
@@ -112,13 +154,13 @@ impl ConsumerContext for PollerContext {
                 if let Err(e) = consumer.assign(tpl) {
                     tracing::error!(error = %e, "assign failed");
                 }
-                let _ = self.tx.blocking_send(Input::Assigned(tps));
+                let _ = self.send(Input::Assigned(tps));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let tps = partitions(tpl);
                 tracing::info!(?tps, "partitions revoked");
                 let (ack, done) = oneshot::channel();
-                if self.tx.blocking_send(Input::Revoked(tps, ack)).is_ok() {
+                if self.send(Input::Revoked(tps, ack)) {
                     let _ = done.blocking_recv();
                 }
                 if let Err(e) = consumer.unassign() {
@@ -159,7 +201,13 @@ pub(crate) fn spawn(
     let Subscription { name, mut config, topics, positions, committed, lag } = sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<PollerContext> = config
-        .create_with_context(PollerContext { tx: tx.clone(), positions, committed: committed.clone(), lag })
+        .create_with_context(PollerContext {
+            tx: tx.clone(),
+            pending: Mutex::default(),
+            positions,
+            committed: committed.clone(),
+            lag,
+        })
         .map_err(ProcessorError::kafka("create consumer"))?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&topic_refs).map_err(ProcessorError::kafka("subscribe"))?;
@@ -198,27 +246,35 @@ fn poll_loop(
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
     let mut idle_since: Option<Instant> = None;
+    let mut housekeeping = Instant::now();
     while !stop.is_cancelled() && !tx.is_closed() {
-        match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Ok(msg)) => {
-                let polled = Polled {
-                    source: TopicPartition::new(msg.topic(), msg.partition()),
-                    offset: Offset(msg.offset()),
-                    timestamp_ms: msg.timestamp().to_millis(),
-                    payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                };
-                if tx.blocking_send(Input::Record(polled)).is_err() {
-                    break;
-                }
-            }
+        let context = consumer.context();
+        // With records pending, only take what librdkafka already holds.
+        let wait = if context.has_pending() { Duration::ZERO } else { Duration::from_millis(100) };
+        let handed = match consumer.poll(wait) {
+            None => context.hand_over(),
+            Some(Ok(msg)) => context.push(Polled {
+                source: TopicPartition::new(msg.topic(), msg.partition()),
+                offset: Offset(msg.offset()),
+                timestamp_ms: msg.timestamp().to_millis(),
+                payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            }),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka poll error");
                 std::thread::sleep(Duration::from_millis(200));
+                context.hand_over()
             }
+        };
+        if !handed {
+            break;
         }
-        report_committed(&consumer, &committed, &mut reported);
-        rejoin_if_idle(&consumer, topics, &mut idle_since);
+        // Both ask librdkafka's main thread (a queue round trip each); once per record they cost
+        // more than the record.
+        if housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
+            report_committed(&consumer, &committed, &mut reported);
+            rejoin_if_idle(&consumer, topics, &mut idle_since);
+            housekeeping = Instant::now();
+        }
     }
     report_committed(&consumer, &committed, &mut reported);
     consumer.unsubscribe();
@@ -226,6 +282,9 @@ fn poll_loop(
     let _ = consumer.poll(Duration::from_millis(100));
     Ok(())
 }
+
+/// How often the poll loop reports progress and checks that it still holds partitions.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How long a member may hold no partition before it rejoins the group.
 const REJOIN_AFTER: Duration = Duration::from_secs(20);

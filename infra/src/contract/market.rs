@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     EventKind, Limits, Violation,
-    validate::{Checker, deserialize},
+    validate::{Checker, from_json},
 };
 
 /// Longest listing id, in bytes.
@@ -129,9 +129,7 @@ pub struct ListingSpec {
 impl MarketEvent {
     /// Parses and validates one event.
     pub fn parse(json: &[u8], limits: &Limits) -> Result<MarketEvent, Vec<Violation>> {
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
-        let event: MarketEvent = deserialize(value).map_err(|e| vec![Violation::from_serde(&e)])?;
+        let event: MarketEvent = from_json(json)?;
         let violations = event.violations(limits);
         if violations.is_empty() { Ok(event) } else { Err(violations) }
     }

@@ -94,17 +94,11 @@ impl Event {
     /// Parses one JSON object as an event of `kind`, then validates it. Errors carry the field
     /// path and the reason for every problem found.
     pub fn parse(kind: EventKind, json: &[u8], limits: &Limits) -> Result<Event, Vec<Violation>> {
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
-        if !value.is_object() {
-            return Err(vec![Violation::new("", "expected a JSON object".to_string())]);
-        }
         let event = match kind {
-            EventKind::ChatTurn => validate::deserialize(value).map(Event::ChatTurn),
-            EventKind::Preference => validate::deserialize(value).map(Event::Preference),
-            EventKind::ImageTextPair => validate::deserialize(value).map(Event::ImageTextPair),
-        }
-        .map_err(|e| vec![Violation::from_serde(&e)])?;
+            EventKind::ChatTurn => validate::from_json(json).map(Event::ChatTurn),
+            EventKind::Preference => validate::from_json(json).map(Event::Preference),
+            EventKind::ImageTextPair => validate::from_json(json).map(Event::ImageTextPair),
+        }?;
         let violations = event.violations(limits);
         if violations.is_empty() { Ok(event) } else { Err(violations) }
     }

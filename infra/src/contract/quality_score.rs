@@ -210,9 +210,7 @@ impl QualityScore {
 
     /// Parses and validates one score record.
     pub fn parse(json: &[u8], limits: &Limits) -> Result<QualityScore, Vec<Violation>> {
-        let value: serde_json::Value =
-            serde_json::from_slice(json).map_err(|e| vec![Violation::new("", format!("malformed JSON: {e}"))])?;
-        let score: QualityScore = super::validate::deserialize(value).map_err(|e| vec![Violation::from_serde(&e)])?;
+        let score: QualityScore = super::validate::from_json(json)?;
         let violations = score.violations(limits);
         if violations.is_empty() { Ok(score) } else { Err(violations) }
     }

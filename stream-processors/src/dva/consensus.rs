@@ -26,7 +26,7 @@ use gata_infra::{
 use gata_lakehouse::{Lake, Offset, TopicPartition};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -286,7 +286,7 @@ pub async fn run_consensus(
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create consensus producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = mpsc::channel(1024);
+    let (tx, mut rx) = poller::channel(1024);
     let subscription = Subscription {
         name: "gata-dva-consensus-poller",
         config: kafka.consumer(&settings.group),
@@ -311,17 +311,19 @@ pub async fn run_consensus(
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(Polled { source, offset, payload, .. })) => {
-                        match QualityScore::parse(&payload, &limits) {
-                            Ok(vote) if vote.validator.is_some() => {
-                                if let Some(decision) = run.tally.add(vote, source.clone(), offset, Instant::now()) {
-                                    run.settle(decision).await?;
+                    Some(Input::Records(batch)) => {
+                        for Polled { source, offset, payload, .. } in batch {
+                            match QualityScore::parse(&payload, &limits) {
+                                Ok(vote) if vote.validator.is_some() => {
+                                    if let Some(decision) = run.tally.add(vote, source.clone(), offset, Instant::now()) {
+                                        run.settle(decision).await?;
+                                    }
                                 }
+                                // The sink dead-letters what cannot be read; nothing to count here.
+                                _ => tracing::debug!(%source, %offset, "not a DVA vote; skipped"),
                             }
-                            // The sink dead-letters what cannot be read; nothing to count here.
-                            _ => tracing::debug!(%source, %offset, "not a DVA vote; skipped"),
+                            run.publisher.skip(source, offset);
                         }
-                        run.publisher.skip(source, offset);
                     }
                     Some(Input::Assigned(_)) => {}
                     Some(Input::Revoked(_, ack)) => {

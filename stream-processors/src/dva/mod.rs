@@ -39,7 +39,6 @@ use gata_infra::{
 use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -172,7 +171,7 @@ pub async fn run_dva(
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create DVA producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = mpsc::channel(settings.batch_size * 8);
+    let (tx, mut rx) = poller::channel(settings.batch_size * 8);
     let subscription = Subscription {
         name: "gata-dva-poller",
         config: kafka.consumer(&settings.group),
@@ -202,10 +201,12 @@ pub async fn run_dva(
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(polled)) => {
-                        dva.admit(polled);
-                        if dva.batch.len() >= dva.settings.batch_size {
-                            dva.score_batch().await?;
+                    Some(Input::Records(batch)) => {
+                        for polled in batch {
+                            dva.admit(polled);
+                            if dva.batch.len() >= dva.settings.batch_size {
+                                dva.score_batch().await?;
+                            }
                         }
                     }
                     Some(Input::Assigned(_)) => {}

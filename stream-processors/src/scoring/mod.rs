@@ -36,7 +36,6 @@ use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -86,7 +85,7 @@ pub async fn run_scoring(
     let producer: FutureProducer =
         kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create scores producer"))?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = mpsc::channel(cfg.queue_records);
+    let (tx, mut rx) = poller::channel(cfg.queue_records);
     let subscription = Subscription {
         name: "gata-scoring-poller",
         config: kafka.consumer(&cfg.group),
@@ -117,7 +116,11 @@ pub async fn run_scoring(
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(polled)) => processor.admit(polled).await?,
+                    Some(Input::Records(batch)) => {
+                        for polled in batch {
+                            processor.admit(polled).await?;
+                        }
+                    }
                     Some(Input::Assigned(tps)) => processor.assigned(tps).await?,
                     Some(Input::Revoked(tps, ack)) => {
                         let finished = processor.revoked(&tps).await;

@@ -20,7 +20,6 @@ use gata_infra::{config::LakeConfig, contract::Limits, kafka::KafkaClients, topi
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::poller::{self, Input, PositionSource, Subscription};
@@ -58,7 +57,7 @@ pub async fn run_sink(
         Writer::open(lake.clone(), cfg.limits.clone(), cfg.lake.checkpoint_interval, dlq, committed.clone(), metrics)
             .await?;
 
-    let (tx, mut rx) = mpsc::channel(cfg.lake.queue_records);
+    let (tx, mut rx) = poller::channel(cfg.lake.queue_records);
     let subscription = Subscription {
         name: "gata-sink-poller",
         config: kafka.consumer(&cfg.group),
@@ -76,11 +75,13 @@ pub async fn run_sink(
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Record(polled)) => {
-                        writer.handle(polled).await?;
-                        let (records, bytes) = writer.pending();
-                        if records >= cfg.lake.flush_max_records || bytes >= cfg.lake.flush_max_bytes {
-                            writer.flush().await?;
+                    Some(Input::Records(batch)) => {
+                        for polled in batch {
+                            writer.handle(polled).await?;
+                            let (records, bytes) = writer.pending();
+                            if records >= cfg.lake.flush_max_records || bytes >= cfg.lake.flush_max_bytes {
+                                writer.flush().await?;
+                            }
                         }
                     }
                     Some(Input::Assigned(tps)) => writer.assigned(tps).await?,

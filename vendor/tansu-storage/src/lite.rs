@@ -220,6 +220,75 @@ pub(crate) struct Delegate {
     lake: Option<House>,
 
     vacuum_into: Option<String>,
+
+    // Patched for gata (see PATCHES.md): watermarks cached until something writes them.
+    stages: Arc<Stages>,
+}
+
+/// Patched for gata (see PATCHES.md): each topition's offsets (`watermark_select.sql`), kept
+/// until a write can change them. A fetch pass asked for them twice per partition, so every
+/// waiting consumer re-ran a three-way join per partition after each produce to any partition.
+/// Writes invalidate after they commit, and a read stores what it found only if no write
+/// finished while it ran (the version), so the cache never holds a stale watermark.
+#[derive(Debug, Default)]
+pub(crate) struct Stages(Mutex<StagesInner>);
+
+#[derive(Debug, Default)]
+struct StagesInner {
+    version: u64,
+    by_topition: std::collections::HashMap<Topition, OffsetStage>,
+}
+
+impl Stages {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StagesInner> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached offsets of `topition`, or the version to store a fresh read under.
+    fn get(&self, topition: &Topition) -> result::Result<OffsetStage, u64> {
+        let inner = self.lock();
+        inner
+            .by_topition
+            .get(topition)
+            .copied()
+            .ok_or(inner.version)
+    }
+
+    /// Keeps offsets read at `version`, unless a write has finished since.
+    fn put(&self, version: u64, topition: &Topition, stage: OffsetStage) {
+        let mut inner = self.lock();
+        if inner.version == version {
+            _ = inner.by_topition.insert(topition.clone(), stage);
+        }
+    }
+
+    /// Forgets `topition`'s offsets (every topition's when `None`) once the returned guard is
+    /// dropped, that is after the write holding it has committed or failed.
+    fn invalidate_after<'a>(&'a self, topition: Option<&'a Topition>) -> InvalidateOnDrop<'a> {
+        InvalidateOnDrop {
+            stages: self,
+            topition,
+        }
+    }
+}
+
+/// See [`Stages::invalidate_after`].
+pub(crate) struct InvalidateOnDrop<'a> {
+    stages: &'a Stages,
+    topition: Option<&'a Topition>,
+}
+
+impl Drop for InvalidateOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.stages.lock();
+        inner.version += 1;
+        match self.topition {
+            Some(topition) => _ = inner.by_topition.remove(topition),
+            None => inner.by_topition.clear(),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -229,6 +298,9 @@ pub(crate) struct ConnectionManager {
 
 pub(crate) struct PoolConnection {
     connection: Connection,
+
+    // Patched for gata (see PATCHES.md): statements kept prepared between uses.
+    statements: Mutex<std::collections::HashMap<String, Statement>>,
 }
 
 impl Debug for PoolConnection {
@@ -305,7 +377,66 @@ impl PoolConnection {
     async fn new(connection: Connection) -> Result<Self> {
         Self::init(&connection).await?;
 
-        Ok(Self { connection })
+        Ok(Self {
+            connection,
+            statements: Mutex::default(),
+        })
+    }
+
+    /// Patched for gata (see PATCHES.md): the statement for `key`, prepared on this connection
+    /// before and returned with [`Self::put_back`], or prepared now. Preparing (SQLite's parser
+    /// and planner) cost more than running the broker's small queries. Only statements whose
+    /// rows are all read before they are put back are reused: a returned `Row` reads from its
+    /// statement, so `query`, `query_one` and `query_opt` still prepare every time.
+    async fn take_statement(&self, key: &str) -> Result<Statement, libsql::Error> {
+        let cached = self
+            .statements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(key);
+        match cached {
+            Some(statement) => Ok(statement),
+            None => self.prepared_statement(key).await,
+        }
+    }
+
+    /// Resets `statement` and keeps it for the next use of `key` on this connection.
+    fn put_back(&self, key: &str, statement: Statement) {
+        statement.reset();
+        _ = self
+            .statements
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(key.to_owned(), statement);
+    }
+
+    /// Patched for gata (see PATCHES.md): runs the query `sql` and maps every row with `f`,
+    /// reusing the prepared statement.
+    async fn query_map<P, T>(
+        &self,
+        sql: &str,
+        params: P,
+        mut f: impl FnMut(&Row) -> Result<T>,
+    ) -> Result<Vec<T>>
+    where
+        P: IntoParams,
+        P: Debug,
+    {
+        debug!(sql, ?params);
+
+        let statement = self.take_statement(sql).await?;
+        let mut out = vec![];
+        {
+            let mut rows = statement.query(params).await.inspect_err(|err| {
+                SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
+            })?;
+            while let Some(row) = rows.next().await? {
+                out.push(f(&row)?);
+            }
+        }
+        self.put_back(sql, statement);
+        SQL_REQUESTS.add(1, &[KeyValue::new("sql", sql.to_owned())]);
+        Ok(out)
     }
 
     #[instrument(skip(self))]
@@ -405,11 +536,15 @@ impl PoolConnection {
         debug!(sql, ?params);
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
+        // Patched for gata (see PATCHES.md): the statement is reused.
+        let statement = self.take_statement(sql).await?;
 
-        statement
-            .execute(params)
-            .await
+        let executed = statement.execute(params).await;
+        if executed.is_ok() {
+            self.put_back(sql, statement);
+        }
+
+        executed
             .inspect(|rows| {
                 let elapsed_millis = elapsed_millis(start);
                 debug!(rows, elapsed_millis);
@@ -1939,6 +2074,7 @@ impl Builder<String, i32, Url, Url> {
                 schemas: self.schemas,
                 lake: self.lake,
                 vacuum_into,
+                stages: Arc::default(),
             };
 
             server.spawn(async move {
@@ -2029,6 +2165,9 @@ impl Storage for Delegate {
     }
 
     async fn create_topic(&self, topic: CreatableTopic, validate_only: bool) -> Result<Uuid> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(cluster = self.cluster, ?topic, validate_only);
@@ -2121,6 +2260,9 @@ impl Storage for Delegate {
     }
 
     async fn delete_topic(&self, topic: &TopicId) -> Result<ErrorCode> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
         debug!(cluster = self.cluster, ?topic);
 
@@ -2291,6 +2433,12 @@ impl Storage for Delegate {
     ) -> Result<i64> {
         let start = SystemTime::now();
 
+        // Patched for gata (see PATCHES.md): a transactional produce also moves the stable
+        // offset, which the cache keeps per topition; forget them all then.
+        let _invalidate = self
+            .stages
+            .invalidate_after(transaction_id.is_none().then_some(topition));
+
         let pc = self.connection().await?;
 
         let tx = pc.transaction().await.inspect(|_| {
@@ -2349,10 +2497,21 @@ impl Storage for Delegate {
             max_bytes
         );
 
+        // Patched for gata (see PATCHES.md): nothing past the watermark, so no query.
+        if offset >= high_watermark {
+            return Ok(vec![
+                inflated::Batch::builder()
+                    .build()
+                    .and_then(TryInto::try_into)?,
+            ]);
+        }
+
         let c = self.connection().await?;
 
-        let mut records = c
-            .query(
+        // Patched for gata (see PATCHES.md): the records are read first, then the headers of
+        // all of them with one query, instead of one query (prepared anew) per record.
+        let fetched = c
+            .query_map(
                 "record_fetch.sql",
                 (
                     self.cluster.as_str(),
@@ -2362,43 +2521,49 @@ impl Storage for Delegate {
                     (max_bytes as i64),
                     high_watermark,
                 ),
+                |row| {
+                    Ok(FetchedRecord {
+                        offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
+                        attributes: row
+                            .get::<Option<i32>>(1)
+                            .map(|attributes| attributes.unwrap_or(0))
+                            .inspect_err(|err| error!(?err))?
+                            as i16,
+                        timestamp: row
+                            .get_value(2)
+                            .map_err(Error::from)
+                            .and_then(LiteTimestamp::try_from)
+                            .and_then(|system_time| {
+                                to_timestamp(&system_time.0).map_err(Into::into)
+                            })
+                            .inspect_err(|err| error!(?err))?,
+                        key: row
+                            .get::<Option<Vec<u8>>>(3)
+                            .inspect_err(|err| error!(?err))?
+                            .map(Bytes::from),
+                        value: row
+                            .get::<Option<Vec<u8>>>(4)
+                            .inspect_err(|err| error!(?err))?
+                            .map(Bytes::from),
+                        producer_id: row
+                            .get::<Option<i64>>(6)
+                            .map(|producer_id| producer_id.unwrap_or(-1))
+                            .inspect_err(|err| error!(?err))?,
+                        producer_epoch: row
+                            .get::<Option<i32>>(7)
+                            .map(|producer_epoch| producer_epoch.unwrap_or(-1))
+                            .inspect_err(|err| error!(?err))?
+                            as i16,
+                    })
+                },
             )
             .await
             .inspect_err(|err| error!(?err))?;
 
-        // Patched for gata (see PATCHES.md): the records are read first, then the headers of
-        // all of them with one query, instead of one query (prepared anew) per record.
-        let mut fetched = vec![];
-        while let Some(row) = records.next().await? {
-            fetched.push(FetchedRecord {
-                offset: row.get::<i64>(0).inspect_err(|err| error!(?err))?,
-                attributes: row
-                    .get::<Option<i32>>(1)
-                    .map(|attributes| attributes.unwrap_or(0))
-                    .inspect_err(|err| error!(?err))? as i16,
-                timestamp: row
-                    .get_value(2)
-                    .map_err(Error::from)
-                    .and_then(LiteTimestamp::try_from)
-                    .and_then(|system_time| to_timestamp(&system_time.0).map_err(Into::into))
-                    .inspect_err(|err| error!(?err))?,
-                key: row.get::<Option<Vec<u8>>>(3).inspect_err(|err| error!(?err))?.map(Bytes::from),
-                value: row.get::<Option<Vec<u8>>>(4).inspect_err(|err| error!(?err))?.map(Bytes::from),
-                producer_id: row
-                    .get::<Option<i64>>(6)
-                    .map(|producer_id| producer_id.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))?,
-                producer_epoch: row
-                    .get::<Option<i32>>(7)
-                    .map(|producer_epoch| producer_epoch.unwrap_or(-1))
-                    .inspect_err(|err| error!(?err))? as i16,
-            });
-        }
-
         let mut headers: BTreeMap<i64, Vec<(Option<Bytes>, Option<Bytes>)>> = BTreeMap::new();
         if let (Some(first), Some(last)) = (fetched.first(), fetched.last()) {
-            let mut rows = c
-                .query(
+            let rows = c
+                .query_map(
                     "header_fetch_range.sql",
                     (
                         self.cluster.as_str(),
@@ -2407,13 +2572,20 @@ impl Storage for Delegate {
                         first.offset,
                         last.offset,
                     ),
+                    |header| {
+                        let offset = header.get::<i64>(0).inspect_err(|err| error!(?err))?;
+                        let k = header
+                            .get::<Option<Vec<u8>>>(1)
+                            .inspect_err(|err| error!(?err))?;
+                        let v = header
+                            .get::<Option<Vec<u8>>>(2)
+                            .inspect_err(|err| error!(?err))?;
+                        Ok((offset, k.map(Bytes::from), v.map(Bytes::from)))
+                    },
                 )
                 .await?;
-            while let Some(header) = rows.next().await? {
-                let offset = header.get::<i64>(0).inspect_err(|err| error!(?err))?;
-                let k = header.get::<Option<Vec<u8>>>(1).inspect_err(|err| error!(?err))?;
-                let v = header.get::<Option<Vec<u8>>>(2).inspect_err(|err| error!(?err))?;
-                headers.entry(offset).or_default().push((k.map(Bytes::from), v.map(Bytes::from)));
+            for (offset, k, v) in rows {
+                headers.entry(offset).or_default().push((k, v));
             }
         }
 
@@ -2456,7 +2628,11 @@ impl Storage for Delegate {
                 }
                 record_builder = record_builder.header(header_builder);
             }
-            open = Some(batch_builder.record(record_builder).last_offset_delta(offset_delta));
+            open = Some(
+                batch_builder
+                    .record(record_builder)
+                    .last_offset_delta(offset_delta),
+            );
         }
         match open {
             Some(builder) => batches.push(builder.build().and_then(TryInto::try_into)?),
@@ -2479,6 +2655,12 @@ impl Storage for Delegate {
         let start = SystemTime::now();
 
         debug!(cluster = self.cluster, ?topition);
+
+        // Patched for gata (see PATCHES.md): answered from the cache while nothing has written.
+        let version = match self.stages.get(topition) {
+            Ok(stage) => return Ok(stage),
+            Err(version) => version,
+        };
 
         let c = self.connection().await?;
 
@@ -2511,12 +2693,14 @@ impl Storage for Delegate {
 
         debug!(cluster = self.cluster, ?topition, log_start, high_watermark,);
 
-        Ok(OffsetStage {
+        let stage = OffsetStage {
             last_stable,
             high_watermark,
             log_start,
-        })
-        .inspect(|_| {
+        };
+        self.stages.put(version, topition, stage);
+
+        Ok(stage).inspect(|_| {
             DELEGATE_REQUEST_DURATION.record(
                 elapsed_millis(start),
                 &[KeyValue::new("operation", "offset_stage")],
@@ -3682,6 +3866,9 @@ impl Storage for Delegate {
         producer_id: Option<i64>,
         producer_epoch: Option<i16>,
     ) -> Result<ProducerIdResponse> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(
@@ -3936,6 +4123,9 @@ impl Storage for Delegate {
         producer_epoch: i16,
         group_id: &str,
     ) -> Result<ErrorCode> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(
@@ -3955,6 +4145,9 @@ impl Storage for Delegate {
         &self,
         partitions: TxnAddPartitionsRequest,
     ) -> Result<TxnAddPartitionsResponse> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(cluster = self.cluster, ?partitions);
@@ -4055,6 +4248,9 @@ impl Storage for Delegate {
         &self,
         offsets: TxnOffsetCommitRequest,
     ) -> Result<Vec<TxnOffsetCommitResponseTopic>> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(cluster = self.cluster, ?offsets);
@@ -4185,6 +4381,9 @@ impl Storage for Delegate {
         producer_epoch: i16,
         committed: bool,
     ) -> Result<ErrorCode> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         debug!(cluster = ?self.cluster, transaction_id, producer_id, producer_epoch, committed);
@@ -4205,6 +4404,9 @@ impl Storage for Delegate {
     }
 
     async fn maintain(&self, now: SystemTime) -> Result<()> {
+        // Patched for gata (see PATCHES.md): this write may move watermarks.
+        let _invalidate = self.stages.invalidate_after(None);
+
         let start = SystemTime::now();
 
         let deleted = self.policy_delete(now).await?;
