@@ -1,17 +1,18 @@
 //! Pipeline benchmark (not a test): how fast events move through each stage, next to the raw
 //! rate of the same broker on the same data, in one run on one machine.
 //!
-//! `cargo bench --bench pipeline [-- EVENTS]` prints a table:
+//! `cargo bench --bench pipeline [-- EVENTS] [stages] [backlog] [mixed]` prints a table (naming
+//! sections runs only those; all by default). `stages`:
 //! - raw produce: idempotent `acks=all` rdkafka producer into the embedded broker (ceiling of intake)
 //! - intake over HTTP: NDJSON batches to `gata serve`, 202 after the broker's ack
 //! - raw consume: one rdkafka consumer reading the same records back (ceiling of the sink)
 //! - lake sink: the same records into bronze + silver Delta tables, exactly-once (`txn`) on
 //!
 //! and, with every role of `gata serve` running (separate processes, release binary):
-//! - backlog drain: the records wait in the log of a stopped intake-only server; then a server
+//! - `backlog` drain: the records wait in the log of a stopped intake-only server; then a server
 //!   with all default roles starts on it and lands them in bronze, next to a raw consumer (a new
 //!   group) reading the same backlog from the same broker
-//! - mixed load: intake over HTTP into a server with all default roles, next to the same load
+//! - `mixed` load: intake over HTTP into a server with all default roles, next to the same load
 //!   into an intake-only server: 500-event NDJSON requests 16 in flight, and single events from
 //!   64 clients, with ack latencies and refusals (503)
 
@@ -57,10 +58,33 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(20_000);
+    let named: Vec<String> = std::env::args().skip(1).filter(|a| SECTIONS.contains(&a.as_str())).collect();
+    let wants = |section: &str| named.is_empty() || named.iter().any(|n| n == section);
     let events: Vec<Event> = Workload::new(42, 500).events(n, 0).into_iter().take(n).collect();
+    let turns: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).collect();
     let dir = tempfile::tempdir()?;
     let mut rows = Vec::new();
+    let bin = Path::new(env!("CARGO_BIN_EXE_gata"));
+    let freshness = if wants("stages") { Some(stages(&dir, &events, &turns, &mut rows).await?) } else { None };
+    if wants("backlog") {
+        backlog_rows(bin, &dir, &events, &mut rows).await?;
+    }
+    let loads = if wants("mixed") { mixed(bin, &dir, &turns).await? } else { Vec::new() };
+    print_tables(&rows, &loads, freshness.as_deref());
+    Ok(())
+}
 
+/// What the benchmark's arguments may name.
+const SECTIONS: [&str; 3] = ["stages", "backlog", "mixed"];
+
+/// Raw produce and consume, the sink alone and intake over HTTP, each next to its ceiling;
+/// returns the freshness samples.
+async fn stages(
+    dir: &tempfile::TempDir,
+    events: &[Event],
+    turns: &[&Event],
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<Vec<Duration>> {
     // Raw produce into an embedded broker.
     let broker = EmbeddedBroker::start(&dir.path().join("raw"), "127.0.0.1:0".parse()?).await?;
     let kafka = KafkaClients::new(broker.bootstrap());
@@ -68,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let producer: FutureProducer = kafka.producer(Duration::from_secs(30)).create()?;
     let started = Instant::now();
     let mut acks = Vec::with_capacity(events.len());
-    for e in &events {
+    for e in events {
         let payload = e.to_json();
         let rec = FutureRecord::to(topics::intake_topic(e.kind())).key(e.contributor_id()).payload(&payload);
         acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
@@ -118,7 +142,6 @@ async fn main() -> anyhow::Result<()> {
     let server = gata_tests::Gata::start(Path::new(env!("CARGO_BIN_EXE_gata")), &dir.path().join("serve")).await?;
     let http = reqwest::Client::new();
     let base = server.base.clone();
-    let turns: Vec<&Event> = events.iter().filter(|e| matches!(e, Event::ChatTurn(_))).collect();
     let bodies: Vec<Vec<u8>> =
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
     let started = Instant::now();
@@ -143,10 +166,17 @@ async fn main() -> anyhow::Result<()> {
     });
     let freshness = freshness(&http, &base).await?;
     drop(server);
+    Ok(freshness)
+}
 
-    // A backlog waiting in the log, drained with every role running, next to a raw consumer.
-    let bin = Path::new(env!("CARGO_BIN_EXE_gata"));
-    let (raw, drained) = backlog(bin, &dir.path().join("backlog"), &events).await?;
+/// A backlog waiting in the log, drained with every role running, next to a raw consumer.
+async fn backlog_rows(
+    bin: &Path,
+    dir: &tempfile::TempDir,
+    events: &[Event],
+    rows: &mut Vec<Row>,
+) -> anyhow::Result<()> {
+    let (raw, drained) = backlog(bin, &dir.path().join("backlog"), events).await?;
     let at = rows.len();
     rows.push(Row {
         name: "raw consume of a backlog (rdkafka, new group)",
@@ -160,8 +190,15 @@ async fn main() -> anyhow::Result<()> {
         took: drained,
         ceiling: Some(at),
     });
+    Ok(())
+}
 
-    // Mixed load: intake while every other role runs, against intake alone.
+/// Mixed load: intake while every other role runs, against intake alone.
+async fn mixed(
+    bin: &Path,
+    dir: &tempfile::TempDir,
+    turns: &[&Event],
+) -> anyhow::Result<Vec<(&'static str, &'static str, Load)>> {
     let batches: Vec<Vec<u8>> =
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
     let singles: Vec<Vec<u8>> = turns.iter().take(5000).map(|e| e.to_json()).collect();
@@ -177,10 +214,14 @@ async fn main() -> anyhow::Result<()> {
             loads.push((name, shape, load));
         }
     }
+    Ok(loads)
+}
 
+/// Prints the measured sections as Markdown tables.
+fn print_tables(rows: &[Row], loads: &[(&str, &str, Load)], freshness: Option<&[Duration]>) {
     println!("\n| stage | events | seconds | events/s | vs ceiling |");
     println!("|---|---:|---:|---:|---:|");
-    for r in &rows {
+    for r in rows {
         let vs = r.ceiling.map_or("ceiling".to_string(), |c| {
             format!(
                 "{:.2}x of {}",
@@ -194,7 +235,7 @@ async fn main() -> anyhow::Result<()> {
         "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | vs intake only |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
-    for (name, shape, load) in &loads {
+    for (name, shape, load) in loads {
         let alone = loads.iter().find(|(n, s, _)| *n == "intake only" && s == shape).map(|(_, _, l)| l);
         let vs = alone.map_or(String::new(), |a| format!("{:.2}x", load.rate() / a.rate()));
         println!(
@@ -206,6 +247,7 @@ async fn main() -> anyhow::Result<()> {
             load.refused
         );
     }
+    let Some(freshness) = freshness else { return };
     let pct = |p: f64| freshness[((freshness.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1000.0;
     println!(
         "\n| freshness: 202 → visible in SQL, under a steady {STEADY_RATE} events/s | samples | p50 ms | p99 ms |"
@@ -217,7 +259,6 @@ async fn main() -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99)
     );
-    Ok(())
 }
 
 /// Background load for the freshness measurement, in events per second.

@@ -100,6 +100,11 @@ impl KafkaClients {
         cfg
     }
 
+    /// Record bytes a consumer's fetch waits for (see [`KafkaClients::consumer`]).
+    pub const FETCH_MIN_BYTES: usize = 16 * 1024;
+    /// Longest a consumer's fetch waits for them.
+    pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(200);
+
     /// A producer (`acks=all`, idempotent where the cluster supports it) that gives up on a
     /// record after `delivery_timeout`.
     pub fn producer(&self, delivery_timeout: Duration) -> ClientConfig {
@@ -113,9 +118,9 @@ impl KafkaClients {
     }
 
     /// A consumer in `group` that never commits on its own and starts from the earliest record.
-    /// A fetch waits up to 500 ms for records (Kafka's default): brokers, gata's own included,
-    /// answer as soon as records arrive, so a longer wait costs no freshness and keeps idle
-    /// consumers from polling.
+    /// A fetch is answered once it has [`Self::FETCH_MIN_BYTES`], or after [`Self::FETCH_MAX_WAIT`] with
+    /// what there is: under a stream of single-event produces a consumer takes records by the
+    /// dozen instead of one fetch per record, and a record waits at most `FETCH_MAX_WAIT`.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut cfg = self.base();
         cfg.set("group.id", group)
@@ -124,7 +129,8 @@ impl KafkaClients {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("fetch.wait.max.ms", "500");
+            .set("fetch.min.bytes", Self::FETCH_MIN_BYTES.to_string())
+            .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string());
         cfg
     }
 

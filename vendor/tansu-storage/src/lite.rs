@@ -300,7 +300,50 @@ pub(crate) struct PoolConnection {
     connection: Connection,
 
     // Patched for gata (see PATCHES.md): statements kept prepared between uses.
-    statements: Mutex<std::collections::HashMap<String, Statement>>,
+    statements: Arc<Mutex<std::collections::HashMap<String, Statement>>>,
+}
+
+/// Patched for gata (see PATCHES.md): a statement lent out of a connection's cache; it goes
+/// back, reset, when dropped.
+struct Lent {
+    key: String,
+    statement: Option<Statement>,
+    cache: Arc<Mutex<std::collections::HashMap<String, Statement>>>,
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(statement) = self.statement.take() {
+            statement.reset();
+            _ = self
+                .cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(std::mem::take(&mut self.key), statement);
+        }
+    }
+}
+
+/// Patched for gata (see PATCHES.md): a row read from a lent statement. A row reads its values
+/// from the statement, so the statement goes back to the cache only after the row is dropped
+/// (fields drop in order).
+pub(crate) struct CachedRow {
+    row: Row,
+    _lent: Lent,
+}
+
+impl Deref for CachedRow {
+    type Target = Row;
+
+    fn deref(&self) -> &Row {
+        &self.row
+    }
+}
+
+impl Debug for CachedRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.row.fmt(f)
+    }
 }
 
 impl Debug for PoolConnection {
@@ -379,15 +422,16 @@ impl PoolConnection {
 
         Ok(Self {
             connection,
-            statements: Mutex::default(),
+            statements: Arc::default(),
         })
     }
 
     /// Patched for gata (see PATCHES.md): the statement for `key`, prepared on this connection
     /// before and returned with [`Self::put_back`], or prepared now. Preparing (SQLite's parser
-    /// and planner) cost more than running the broker's small queries. Only statements whose
-    /// rows are all read before they are put back are reused: a returned `Row` reads from its
-    /// statement, so `query`, `query_one` and `query_opt` still prepare every time.
+    /// and planner) cost more than running the broker's small queries. A statement is reused
+    /// only once nothing reads from it: `execute` and `query_map` put it back when done, and
+    /// the rows of `query_one` and `query_opt` hold it until they are dropped ([`CachedRow`]).
+    /// `query` hands its rows to the caller and still prepares every time.
     async fn take_statement(&self, key: &str) -> Result<Statement, libsql::Error> {
         let cached = self
             .statements
@@ -402,12 +446,16 @@ impl PoolConnection {
 
     /// Resets `statement` and keeps it for the next use of `key` on this connection.
     fn put_back(&self, key: &str, statement: Statement) {
-        statement.reset();
-        _ = self
-            .statements
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(key.to_owned(), statement);
+        drop(self.lend(key, statement));
+    }
+
+    /// `statement`, to be put back under `key` once the returned guard is dropped.
+    fn lend(&self, key: &str, statement: Statement) -> Lent {
+        Lent {
+            key: key.to_owned(),
+            statement: Some(statement),
+            cache: self.statements.clone(),
+        }
     }
 
     /// Patched for gata (see PATCHES.md): runs the query `sql` and maps every row with `f`,
@@ -560,7 +608,11 @@ impl PoolConnection {
     }
 
     #[instrument(skip_all)]
-    async fn query_opt<P>(&self, sql: &str, params: P) -> result::Result<Option<Row>, libsql::Error>
+    async fn query_opt<P>(
+        &self,
+        sql: &str,
+        params: P,
+    ) -> result::Result<Option<CachedRow>, libsql::Error>
     where
         P: IntoParams,
         P: Debug,
@@ -569,7 +621,8 @@ impl PoolConnection {
 
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
+        // Patched for gata (see PATCHES.md): the statement is reused.
+        let statement = self.take_statement(sql).await?;
 
         let mut rows = statement.query(params).await.inspect_err(|err| {
             error!(?err, elapsed_millis = elapsed_millis(start));
@@ -586,11 +639,13 @@ impl PoolConnection {
         SQL_DURATION.record(elapsed_millis(start), &attributes);
         SQL_REQUESTS.add(1, &attributes);
 
-        Ok(row)
+        drop(rows);
+        let lent = self.lend(sql, statement);
+        Ok(row.map(|row| CachedRow { row, _lent: lent }))
     }
 
     #[instrument(skip_all)]
-    async fn query_one<P>(&self, sql: &str, params: P) -> result::Result<Row, libsql::Error>
+    async fn query_one<P>(&self, sql: &str, params: P) -> result::Result<CachedRow, libsql::Error>
     where
         P: IntoParams,
         P: Debug,
@@ -599,7 +654,8 @@ impl PoolConnection {
 
         let start = SystemTime::now();
 
-        let statement = self.prepared_statement(sql).await?;
+        // Patched for gata (see PATCHES.md): the statement is reused.
+        let statement = self.take_statement(sql).await?;
 
         let mut rows = statement
             .query(params)
@@ -633,7 +689,9 @@ impl PoolConnection {
 
             SQL_REQUESTS.add(1, &attributes);
 
-            Ok(row).inspect(|row| debug!(?row))
+            drop(rows);
+            let lent = self.lend(sql, statement);
+            Ok(CachedRow { row, _lent: lent }).inspect(|row| debug!(?row))
         } else {
             panic!("more or less than one row");
         }

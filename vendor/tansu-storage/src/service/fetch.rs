@@ -12,7 +12,10 @@
 // See the License for the specific language governing permissions and
 // limitations under the License.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
 
 use rama::{Context, Service};
 use tansu_sans_io::{
@@ -24,7 +27,7 @@ use tansu_sans_io::{
     metadata_response::MetadataResponseTopic,
     record::deflated::{Batch, Frame},
 };
-use tokio::{sync::Notify, time::timeout};
+use tokio::{sync::Notify, time::timeout_at};
 use tracing::{debug, error, instrument};
 
 use crate::{Error, Result, Storage, Topition};
@@ -120,6 +123,41 @@ use crate::{Error, Result, Storage, Topition};
 /// Woken on every produce, so a fetch waiting for records answers when they arrive (patched for
 /// gata, see PATCHES.md).
 pub(crate) static PRODUCED: Notify = Notify::const_new();
+
+/// Patched for gata (see PATCHES.md): record bytes produced since start, counted before
+/// [`PRODUCED`] is notified, so a waiting fetch knows whether reading again can be worth it.
+pub(crate) static PRODUCED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What was produced while a fetch waited.
+enum Produced {
+    /// At least the bytes the fetch was short of.
+    Enough,
+    /// Less, by the deadline.
+    Some,
+    /// None, by the deadline.
+    Nothing,
+}
+
+/// Waits until `short` record bytes have been produced since the counter read `before`, or
+/// until `deadline`.
+async fn produced_since(before: u64, short: u64, deadline: Instant) -> Produced {
+    loop {
+        let notified = PRODUCED.notified();
+        tokio::pin!(notified);
+        _ = notified.as_mut().enable();
+        let produced = PRODUCED_BYTES.load(Ordering::Acquire).wrapping_sub(before);
+        if produced >= short {
+            return Produced::Enough;
+        }
+        if timeout_at(deadline.into(), notified).await.is_err() {
+            return if PRODUCED_BYTES.load(Ordering::Acquire) == before {
+                Produced::Nothing
+            } else {
+                Produced::Some
+            };
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default, Eq, Hash, Ord, PartialEq, PartialOrd)]
 pub struct FetchService;
@@ -319,17 +357,22 @@ impl FetchService {
         if topics.is_empty() {
             Ok(vec![])
         } else {
-            // Patched for gata (see PATCHES.md): answer as soon as records are there, and
-            // otherwise wait for a produce (or max_wait) instead of sleeping and polling, so a
-            // busy consumer is not held back and an idle one costs nothing.
+            // Patched for gata (see PATCHES.md): answer as soon as `min_bytes` of records are
+            // there, and otherwise wait (up to max_wait) until enough has been produced to make
+            // up the difference before reading again, instead of sleeping and polling: a busy
+            // consumer is not held back, an idle one costs nothing, and a stream of small
+            // produces does not make every waiting consumer read after each one.
             let start = Instant::now();
+            let deadline = start + max_wait;
+            let budget = *max_bytes;
+            let wanted = u64::from(min_bytes.max(1));
             let mut responses = vec![];
+            let mut last_pass = false;
 
             loop {
-                let produced = PRODUCED.notified();
-                tokio::pin!(produced);
-                _ = produced.as_mut().enable();
+                let produced_before = PRODUCED_BYTES.load(Ordering::Acquire);
 
+                *max_bytes = budget;
                 responses.clear();
 
                 for (i, fetch) in topics.iter().enumerate() {
@@ -349,16 +392,18 @@ impl FetchService {
                 }
 
                 let bytes = responses.byte_size();
-                let remaining = max_wait.saturating_sub(start.elapsed());
 
-                debug!(?max_wait, ?remaining, ?bytes, ?min_bytes);
+                debug!(?max_wait, ?bytes, ?min_bytes, last_pass);
 
-                if bytes >= u64::from(min_bytes.max(1)) || remaining.is_zero() {
+                if bytes >= wanted || last_pass || Instant::now() >= deadline {
                     break;
                 }
 
-                if timeout(remaining, produced).await.is_err() {
-                    break;
+                match produced_since(produced_before, wanted - bytes, deadline).await {
+                    Produced::Enough => {}
+                    // max_wait is up: read once more if anything arrived, then answer.
+                    Produced::Some => last_pass = true,
+                    Produced::Nothing => break,
                 }
             }
 

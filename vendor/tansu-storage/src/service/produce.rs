@@ -252,6 +252,17 @@ where
                 .map_or(0, |topic_data| topic_data.len()),
         );
 
+        // Patched for gata (see PATCHES.md): counted for the fetches waiting for bytes.
+        let produced: usize = req
+            .topic_data
+            .iter()
+            .flatten()
+            .flat_map(|topic| topic.partition_data.iter().flatten())
+            .flat_map(|partition| partition.records.iter())
+            .flat_map(|frame| frame.batches.iter())
+            .map(|batch| batch.record_data.len())
+            .sum();
+
         if let Some(topics) = req.topic_data {
             for topic in topics {
                 responses.push(
@@ -262,6 +273,8 @@ where
         }
 
         // Patched for gata (see PATCHES.md): wake the fetches waiting for records.
+        _ = super::fetch::PRODUCED_BYTES
+            .fetch_add(produced as u64, std::sync::atomic::Ordering::Release);
         super::fetch::PRODUCED.notify_waiters();
 
         Ok(ProduceResponse::default()
