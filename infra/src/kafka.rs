@@ -6,14 +6,17 @@
 //! lake sink's progress lives in the Delta log, and Kafka's committed offsets are only a hint for
 //! lag monitoring.
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::RDKafkaErrorCode,
-    producer::{BaseProducer, Producer as _},
+    producer::{BaseProducer, FutureProducer, Producer as _},
 };
 
 use serde::{Deserialize, Serialize};
@@ -45,14 +48,29 @@ pub enum Idempotence {
 pub struct KafkaClients {
     bootstrap: String,
     idempotent: bool,
+    processors: SharedProducer,
 }
+
+/// One producer for every stream processor of a process (see
+/// [`KafkaClients::processor_producer`]); clones share it.
+#[derive(Clone, Default)]
+struct SharedProducer(Arc<OnceLock<FutureProducer>>);
+
+impl std::fmt::Debug for SharedProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedProducer").field("created", &self.0.get().is_some()).finish()
+    }
+}
+
+/// How long the stream processors' producer tries to deliver a record.
+const PROCESSOR_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl KafkaClients {
     /// Clients for the cluster at `bootstrap` (`host:port[,host:port]`) with idempotent
     /// producers: for a cluster that is known to support them, or a broker that lives exactly as
     /// long as its clients.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into(), idempotent: true }
+        Self { bootstrap: bootstrap.into(), idempotent: true, processors: SharedProducer::default() }
     }
 
     /// Clients for the cluster at `bootstrap`, with idempotence resolved against the cluster:
@@ -115,6 +133,21 @@ impl KafkaClients {
             .set("message.timeout.ms", delivery_timeout.as_millis().max(1).to_string())
             .set("message.max.bytes", (4 << 20).to_string());
         cfg
+    }
+
+    /// The producer shared by the stream processors of this process (scores, votes, dead
+    /// letters), created on first use, with a 30 s delivery timeout. Every rdkafka producer has a
+    /// polling thread that wakes every 100 ms (and spins out the last millisecond of each
+    /// wait), so one per process rather than one per role keeps an idle server idle.
+    pub fn processor_producer(&self) -> Result<FutureProducer> {
+        if let Some(producer) = self.processors.0.get() {
+            return Ok(producer.clone());
+        }
+        let created: FutureProducer = self
+            .producer(PROCESSOR_DELIVERY_TIMEOUT)
+            .create()
+            .map_err(InfraError::kafka("create the stream processors' producer"))?;
+        Ok(self.processors.0.get_or_init(|| created).clone())
     }
 
     /// A consumer in `group` that never commits on its own and starts from the earliest record.

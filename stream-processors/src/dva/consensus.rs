@@ -25,13 +25,12 @@ use gata_infra::{
 };
 use gata_lakehouse::{Lake, Offset, TopicPartition};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
-use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    ProcessorError, Result,
+    Result,
     poller::{self, Input, Polled, Subscription},
     publisher::Publisher,
 };
@@ -283,8 +282,7 @@ pub async fn run_consensus(
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = Metrics::register(registry)?;
-    let producer: FutureProducer =
-        kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create consensus producer"))?;
+    let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, mut rx) = poller::channel(1024);
     let subscription = Subscription {

@@ -168,8 +168,7 @@ pub async fn run_dva(
         Output::Scores => QUALITY_SCORES,
         Output::Votes { .. } => DVA_VOTES,
     };
-    let producer: FutureProducer =
-        kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create DVA producer"))?;
+    let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, mut rx) = poller::channel(settings.batch_size * 8);
     let subscription = Subscription {

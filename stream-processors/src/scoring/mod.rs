@@ -35,12 +35,11 @@ use gata_infra::{
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
 use prometheus::Registry;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    ProcessorError, Result,
+    Result,
     metrics::ScoringMetrics,
     poller::{self, Input, Polled, Subscription},
     publisher::Publisher,
@@ -82,8 +81,7 @@ pub async fn run_scoring(
     let metrics = ScoringMetrics::register(registry)?;
     let landed = lake.scored_subjects(SCORER_VERSION).await?;
     tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
-    let producer: FutureProducer =
-        kafka.producer(Duration::from_secs(30)).create().map_err(ProcessorError::kafka("create scores producer"))?;
+    let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
     let (tx, mut rx) = poller::channel(cfg.queue_records);
     let subscription = Subscription {

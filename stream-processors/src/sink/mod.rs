@@ -13,13 +13,11 @@ mod writer;
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
 use gata_infra::{config::LakeConfig, contract::Limits, kafka::KafkaClients, topics::Feed};
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use prometheus::Registry;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::poller::{self, Input, PositionSource, Subscription};
@@ -47,10 +45,7 @@ pub async fn run_sink(
     stop: CancellationToken,
 ) -> Result<()> {
     let metrics = SinkMetrics::register(registry)?;
-    let dlq: FutureProducer = kafka
-        .producer(Duration::from_secs(10))
-        .create()
-        .map_err(ProcessorError::kafka("create dead-letter producer"))?;
+    let dlq = kafka.processor_producer()?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
     let lag = metrics.lag.clone();
     let mut writer =
