@@ -91,15 +91,7 @@ async fn stages(
     kafka.ensure_topics(&topics::all_topics(), 4, 1).await?;
     let producer: FutureProducer = kafka.producer(Duration::from_secs(30)).create()?;
     let started = Instant::now();
-    let mut acks = Vec::with_capacity(events.len());
-    for e in events {
-        let payload = e.to_json();
-        let rec = FutureRecord::to(topics::intake_topic(e.kind())).key(e.contributor_id()).payload(&payload);
-        acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
-    }
-    for ack in acks {
-        ack.await?.map_err(|(e, _)| e)?;
-    }
+    produce_all(&producer, events, false).await?;
     rows.push(Row {
         name: "raw produce (rdkafka, idempotent, acks=all)",
         events: events.len(),
@@ -309,6 +301,35 @@ async fn freshness(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<Dur
     Ok(latencies)
 }
 
+/// Most records awaiting their acknowledgement (librdkafka's queue holds 100 000 by default).
+const MAX_IN_FLIGHT: usize = 50_000;
+
+/// Produces every event to its intake topic, keyed by contributor (with the schema header
+/// intake writes when `schema_header`), and waits for every acknowledgement.
+async fn produce_all(producer: &FutureProducer, events: &[Event], schema_header: bool) -> anyhow::Result<()> {
+    let mut acks: std::collections::VecDeque<rdkafka::producer::DeliveryFuture> =
+        std::collections::VecDeque::with_capacity(MAX_IN_FLIGHT);
+    for e in events {
+        let (payload, schema) = (e.to_json(), e.kind().schema_name());
+        let mut rec = FutureRecord::to(topics::intake_topic(e.kind())).key(e.contributor_id()).payload(&payload);
+        if schema_header {
+            rec = rec.headers(
+                OwnedHeaders::new().insert(Header { key: topics::SCHEMA_HEADER, value: Some(schema.as_str()) }),
+            );
+        }
+        if acks.len() >= MAX_IN_FLIGHT
+            && let Some(oldest) = acks.pop_front()
+        {
+            oldest.await?.map_err(|(e, _)| e)?;
+        }
+        acks.push_back(producer.send_result(rec).map_err(|(e, _)| e)?);
+    }
+    for ack in acks {
+        ack.await?.map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 /// Fills the log of an intake-only server at `data` with `events` (raw producer, with the
 /// schema header intake writes), reads them back with a new consumer group, stops the server,
 /// then starts one with every default role on the same data and waits until bronze holds them
@@ -319,18 +340,7 @@ async fn backlog(bin: &Path, data: &Path, events: &[Event]) -> anyhow::Result<(D
     let bootstrap = intake.kafka_bootstrap().ok_or_else(|| anyhow::anyhow!("no Kafka address printed"))?;
     let kafka = KafkaClients::connect(bootstrap, Idempotence::Auto).await?;
     let producer: FutureProducer = kafka.producer(Duration::from_secs(60)).create()?;
-    let mut acks = Vec::with_capacity(events.len());
-    for e in events {
-        let (payload, schema) = (e.to_json(), e.kind().schema_name());
-        let rec = FutureRecord::to(topics::intake_topic(e.kind()))
-            .key(e.contributor_id())
-            .payload(&payload)
-            .headers(OwnedHeaders::new().insert(Header { key: topics::SCHEMA_HEADER, value: Some(schema.as_str()) }));
-        acks.push(producer.send_result(rec).map_err(|(e, _)| e)?);
-    }
-    for ack in acks {
-        ack.await?.map_err(|(e, _)| e)?;
-    }
+    produce_all(&producer, events, true).await?;
     let raw = raw_consume(&kafka, "bench-backlog-raw", events.len())?;
     drop(intake);
     let started = Instant::now();
