@@ -106,7 +106,13 @@ pub async fn run(mut cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -
         ready = ready_rx => ready.context("the platform stopped before it was ready")?,
         result = &mut server => { result??; bail!("the platform stopped before it was ready") }
     };
-    let api = Api { http: reqwest::Client::new(), base: format!("http://{}", ready.http), token };
+    // Pooled connections are dropped before the server's idle keep-alive limit closes them, so
+    // a request never goes out on a connection that is being closed.
+    let http = reqwest::Client::builder()
+        .pool_idle_timeout(cfg.http.header_read_timeout / 2)
+        .build()
+        .context("building the demo's HTTP client")?;
+    let api = Api { http, base: format!("http://{}", ready.http), token };
     let loaded = load(&api, &cfg, &args).await;
     if let Err(e) = &loaded {
         eprintln!("demo failed: {e:#}");

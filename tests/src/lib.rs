@@ -171,9 +171,16 @@ impl Gata {
         let _ = self.child.wait();
     }
 
-    /// A client for this process's API.
+    /// A client for this process's API. It drops pooled connections idle for 1 s, under the
+    /// server's idle keep-alive limit (`http.header_read_timeout`: 10 s, 2 s in the attack
+    /// test): a connection reused just as the server closes it fails the request ("connection
+    /// closed before message completed").
     pub fn client(&self) -> Api {
-        Api { http: reqwest::Client::new(), base: self.base.clone(), token: None }
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Api { http, base: self.base.clone(), token: None }
     }
 }
 
