@@ -171,6 +171,10 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             reorder_window: cfg.scoring.reorder_window,
             queue_records: cfg.scoring.queue_records,
             publish_window: cfg.scoring.publish_window,
+            threads: match cfg.scoring.threads {
+                0 => gata_scoring::parallel::available_threads(),
+                n => n,
+            },
         };
         let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
         tasks.spawn(async move {

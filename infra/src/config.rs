@@ -405,6 +405,9 @@ pub struct ScoringConfig {
     pub queue_records: usize,
     /// Score events in flight to the broker at most (`1000`).
     pub publish_window: usize,
+    /// Threads that decode a batch of submissions and assess their texts before the scorer
+    /// folds them in order (`0`: one per core). Scores are the same whatever the count.
+    pub threads: usize,
 }
 
 impl Default for ScoringConfig {
@@ -415,6 +418,7 @@ impl Default for ScoringConfig {
             reorder_window: Duration::from_secs(1),
             queue_records: 10_000,
             publish_window: 1000,
+            threads: 0,
         }
     }
 }

@@ -1,13 +1,22 @@
 //! Scoring benchmark (not a test): `cargo bench -p gata-scoring --bench scoring`.
 //!
-//! On the documents of the evaluation set, in one run: MinHash signatures per second here next
-//! to datatrove's (PyPI) signature step on the same documents with the same shape (word
-//! 3-grams, 64 hashes), and whole submissions scored per second on one core.
+//! In one run: MinHash signatures per second here next to datatrove's (PyPI) signature step on
+//! the evaluation set's documents with the same shape (word 3-grams, 64 hashes); and whole
+//! submissions scored per second, on the evaluation set and on a generated workload, one at a
+//! time on one core (the reference) and in batches assessed in parallel and folded in order,
+//! with the two checked to give identical scores.
 
 use std::{io::Write as _, process::Command, time::Instant};
 
-use gata_infra::contract::{ChatTurn, Preference};
-use gata_scoring::{Scorer, minhash::signature};
+use gata_infra::{
+    contract::{ChatTurn, Event, Preference},
+    workload::Workload,
+};
+use gata_scoring::{
+    Prepared, Score, Scorer,
+    minhash::signature,
+    parallel::{available_threads, map_ordered},
+};
 
 fn main() {
     // `cargo test --all-targets` runs bench binaries too; measure only under `cargo bench`.
@@ -36,18 +45,19 @@ fn main() {
 
     let reference = datatrove_rate(&docs);
 
-    let submissions = rows.len();
-    let started = Instant::now();
-    let mut scorer = Scorer::default();
-    for r in &rows {
-        let event = r["event"].clone();
-        if r["kind"] == "chat_turn" {
-            scorer.score_turn(&serde_json::from_value::<ChatTurn>(event).expect("turn"));
-        } else {
-            scorer.score_preference(&serde_json::from_value::<Preference>(event).expect("preference"));
-        }
-    }
-    let scored = submissions as f64 / started.elapsed().as_secs_f64();
+    let eval: Vec<Event> = rows
+        .iter()
+        .map(|r| {
+            let event = r["event"].clone();
+            if r["kind"] == "chat_turn" {
+                Event::ChatTurn(serde_json::from_value::<ChatTurn>(event).expect("turn"))
+            } else {
+                Event::Preference(serde_json::from_value::<Preference>(event).expect("preference"))
+            }
+        })
+        .collect();
+    let generated: Vec<Event> = Workload::new(7, 500).events(WORKLOAD_TURNS, 0);
+    let threads = available_threads();
 
     println!("\n| measure | items | per second | vs reference |\n|---|---:|---:|---:|");
     match reference {
@@ -63,7 +73,53 @@ fn main() {
             println!("| MinHash signatures, gata-scoring | {} | {ours:.0} | - |", docs.len());
         }
     }
-    println!("| submissions scored on one core (all signals, eval set order) | {submissions} | {scored:.0} | - |");
+    for (name, events) in [("eval set", &eval), ("generated workload, 500 contributors", &generated)] {
+        let (sequential, reference) = timed(|| one_at_a_time(events));
+        let (batched, scores) = timed(|| batches(events, threads));
+        let identical = if scores == reference { "identical scores" } else { "SCORES DIFFER" };
+        let n = events.len() as f64;
+        println!(
+            "| submissions scored one at a time on one core, {name} | {} | {:.0} | reference |",
+            events.len(),
+            n / sequential
+        );
+        println!(
+            "| submissions scored in batches of {BATCH}, assessed on {threads} threads, folded on one, {name} | {} | {:.0} | {:.2}x, {identical} |",
+            events.len(),
+            n / batched,
+            sequential / batched
+        );
+    }
+    println!("\nTarget (issue 23): 50 000 submissions per second per core.");
+}
+
+/// Chat turns of the generated workload (with their preferences, about 1.85 submissions each).
+const WORKLOAD_TURNS: usize = 100_000;
+/// Submissions assessed together, as the scoring processor takes them from the log.
+const BATCH: usize = 256;
+
+/// Seconds `f` took, and what it returned.
+fn timed<R>(f: impl FnOnce() -> R) -> (f64, R) {
+    let started = Instant::now();
+    let out = f();
+    (started.elapsed().as_secs_f64(), out)
+}
+
+/// Every score, one submission at a time.
+fn one_at_a_time(events: &[Event]) -> Vec<Score> {
+    let mut scorer = Scorer::default();
+    events.iter().filter_map(|e| scorer.score_event(e, Prepared::Nothing)).collect()
+}
+
+/// Every score, each batch's texts assessed on `threads` threads, then folded in order.
+fn batches(events: &[Event], threads: usize) -> Vec<Score> {
+    let mut scorer = Scorer::default();
+    let mut scores = Vec::with_capacity(events.len());
+    for batch in events.chunks(BATCH) {
+        let prepared = map_ordered(batch, threads, Prepared::of);
+        scores.extend(batch.iter().zip(prepared).filter_map(|(e, p)| scorer.score_event(e, p)));
+    }
+    scores
 }
 
 /// Documents per second of datatrove's signature step, run by `bench/datatrove_minhash.py`.

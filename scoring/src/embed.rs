@@ -33,9 +33,13 @@ pub fn embed_words(words: &[String]) -> Embedding {
             continue;
         }
         add(fnv1a(FNV_OFFSET, word.as_bytes()), 1.0);
-        let chars: Vec<char> = word.chars().collect();
-        for gram in chars.windows(3) {
-            add(fnv1a(FNV_OFFSET, gram.iter().collect::<String>().as_bytes()) ^ 0x5bd1_e995, 0.5);
+        let mut gram = |bytes: &[u8]| add(fnv1a(FNV_OFFSET, bytes) ^ 0x5bd1_e995, 0.5);
+        if word.is_ascii() {
+            word.as_bytes().windows(3).for_each(&mut gram);
+        } else {
+            // Character 3-grams are the UTF-8 bytes between every fourth character boundary.
+            let bounds: Vec<usize> = word.char_indices().map(|(i, _)| i).chain([word.len()]).collect();
+            bounds.windows(4).for_each(|b| gram(&word.as_bytes()[b[0]..b[3]]));
         }
     }
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -48,6 +52,44 @@ pub fn embed_words(words: &[String]) -> Embedding {
 /// Cosine similarity of two embeddings (their dot product: both are normalised).
 pub fn cosine(a: &Embedding, b: &Embedding) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// An embedding with the set of dimensions where it is not zero. A prompt touches a few dozen
+/// of the [`DIMS`] dimensions, so two topics share fewer still: [`Topic::cosine`] visits only
+/// those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topic {
+    values: Embedding,
+    support: [u64; DIMS / 64],
+}
+
+impl Topic {
+    /// The topic of already normalised [`words`](crate::minhash::words).
+    pub fn of_words(words: &[String]) -> Self {
+        let values = embed_words(words);
+        let mut support = [0u64; DIMS / 64];
+        for (i, v) in values.iter().enumerate() {
+            if *v != 0.0 {
+                support[i / 64] |= 1 << (i % 64);
+            }
+        }
+        Self { values, support }
+    }
+
+    /// The [`cosine`] of two topics: the same products added in the same order, less the zero
+    /// ones, so the result is the same float (a zero result may differ in sign).
+    pub fn cosine(&self, other: &Topic) -> f32 {
+        let mut sum = 0f32;
+        for (word, (a, b)) in self.support.iter().zip(&other.support).enumerate() {
+            let mut shared = a & b;
+            while shared != 0 {
+                let i = word * 64 + shared.trailing_zeros() as usize;
+                sum += self.values[i] * other.values[i];
+                shared &= shared - 1;
+            }
+        }
+        sum
+    }
 }
 
 #[cfg(test)]
@@ -67,5 +109,24 @@ mod tests {
         );
         assert!((cosine(&bread, &bread) - 1.0).abs() < 1e-5);
         assert_eq!(cosine(&embed("?!"), &bread), 0.0);
+    }
+
+    #[test]
+    fn sparse_cosines_equal_dense_ones_to_the_bit() {
+        let prompts = [
+            "How long should I proof sourdough bread dough in a cold fridge?",
+            "My sourdough bread comes out flat after proofing overnight, why?",
+            "Which expenses can a freelancer deduct on their annual tax return?",
+            "Ünïcödé wörds änd ñoñ-ÄSCII ǅ letters, 東京 and Москва",
+            "?!",
+        ];
+        let topics: Vec<(Embedding, Topic)> =
+            prompts.iter().map(|p| (embed(p), Topic::of_words(&crate::minhash::words(p)))).collect();
+        for (a, ta) in &topics {
+            for (b, tb) in &topics {
+                let (dense, sparse) = (cosine(a, b), ta.cosine(tb));
+                assert!(dense == sparse, "{dense} vs {sparse}");
+            }
+        }
     }
 }

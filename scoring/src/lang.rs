@@ -5,12 +5,18 @@
 //! as Danish or German to them); stop words are what short texts do have, and a vote over them
 //! is predictable and explainable. Codes are ISO 639-3.
 
+use std::sync::OnceLock;
+
+use foldhash::{HashMap, HashMapExt};
+
 /// The language of `text`, or none when nothing decides it.
 pub fn identify(text: &str) -> Option<&'static str> {
     let mut scripts = [0usize; SCRIPTS.len()];
     let mut latin = 0usize;
     for c in text.chars() {
-        if c.is_ascii_alphabetic() || ('\u{C0}'..='\u{24F}').contains(&c) {
+        if c.is_ascii() {
+            latin += usize::from(c.is_ascii_alphabetic());
+        } else if ('\u{C0}'..='\u{24F}').contains(&c) {
             latin += 1;
         } else if let Some(i) = SCRIPTS.iter().position(|(_, ranges)| ranges.iter().any(|r| r.contains(&c))) {
             scripts[i] += 1;
@@ -22,21 +28,51 @@ pub fn identify(text: &str) -> Option<&'static str> {
         let kana = scripts[SCRIPTS.iter().position(|(l, _)| *l == "jpn")?];
         return Some(if SCRIPTS[best].0 == "cmn" && kana > 0 { "jpn" } else { SCRIPTS[best].0 });
     }
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphabetic() && c != '\'')
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    let votes =
-        STOP_WORDS.iter().map(|(lang, stops)| (lang, words.iter().filter(|w| stops.contains(&w.as_str())).count()));
-    let mut ranked: Vec<(&&str, usize)> = votes.filter(|(_, n)| *n > 0).collect();
+    let mut votes = [0usize; STOP_WORDS.len()];
+    let mut lowered = String::new();
+    for word in text.split(|c: char| !c.is_alphabetic() && c != '\'').filter(|w| !w.is_empty()) {
+        let word = if word.is_ascii() {
+            if word.len() > LONGEST_STOP_WORD {
+                continue;
+            }
+            lowered.clear();
+            lowered.extend(word.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+            lowered.as_str()
+        } else {
+            lowered = word.to_lowercase();
+            lowered.as_str()
+        };
+        let languages = stop_word_languages().get(word).copied().unwrap_or(0);
+        for (i, vote) in votes.iter_mut().enumerate() {
+            *vote += usize::from(languages >> i & 1);
+        }
+    }
+    let mut ranked: Vec<(&str, usize)> =
+        STOP_WORDS.iter().zip(votes).filter(|(_, n)| *n > 0).map(|((lang, _), n)| (*lang, n)).collect();
     ranked.sort_by_key(|r| std::cmp::Reverse(r.1));
     match ranked.as_slice() {
         [] => None,
         [(lang, _)] => Some(lang),
-        [(lang, a), (_, b), ..] => (a > b).then_some(**lang),
+        [(lang, a), (_, b), ..] => (a > b).then_some(*lang),
     }
 }
+
+/// Each stop word with the languages (bits, in [`STOP_WORDS`] order) whose list has it.
+fn stop_word_languages() -> &'static HashMap<&'static str, u8> {
+    static MAP: OnceLock<HashMap<&'static str, u8>> = OnceLock::new();
+    MAP.get_or_init(|| {
+        let mut map = HashMap::new();
+        for (i, (_, words)) in STOP_WORDS.iter().enumerate() {
+            for w in *words {
+                *map.entry(*w).or_default() |= 1 << i;
+            }
+        }
+        map
+    })
+}
+
+/// Bytes in the longest stop word: a longer ASCII word is none of them.
+const LONGEST_STOP_WORD: usize = 8;
 
 type Ranges = &'static [std::ops::RangeInclusive<char>];
 
@@ -108,6 +144,13 @@ const STOP_WORDS: [(&str, &[&str]); 7] = [
 #[cfg(test)]
 mod tests {
     use super::identify;
+
+    #[test]
+    fn no_stop_word_is_longer_than_the_bound() {
+        for (_, words) in super::STOP_WORDS {
+            assert!(words.iter().all(|w| w.len() <= super::LONGEST_STOP_WORD), "{words:?}");
+        }
+    }
 
     #[test]
     fn short_prompts_are_identified() {

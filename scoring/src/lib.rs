@@ -6,16 +6,22 @@
 //! preferences). Each call returns a [`Score`]: sub-scores in [0, 1], an overall score, a
 //! verdict and the [`Reason`]s behind it. Same submissions in the same order → same scores,
 //! bit for bit.
+//!
+//! Scoring is split in two: [`Prepared::of`] assesses a submission's own texts (realism,
+//! language, MinHash signature, topic embedding) without the scorer, and the scorer folds
+//! prepared submissions in order. Callers with a batch assess it on several threads
+//! ([`parallel::map_ordered`]) and fold it on one.
 
 pub mod embed;
 pub mod lang;
 pub mod minhash;
+pub mod parallel;
 mod scorer;
 pub mod text;
 
 pub use gata_infra::contract::Verdict;
 use gata_infra::contract::{ScoreReason, SubScores as MeasuredSubScores};
-pub use scorer::{SCORER_VERSION, Scorer, ScorerConfig};
+pub use scorer::{PreferenceText, Prepared, SCORER_VERSION, Scorer, ScorerConfig, TurnText};
 use serde::{Deserialize, Serialize};
 
 /// One rule that fired, in machine-readable form.

@@ -10,10 +10,9 @@
 //! Hashing is FNV-1a and SplitMix64, defined here, so signatures are identical on every
 //! platform and Rust version: a replay scores history exactly as it was scored.
 
-use std::{
-    collections::{HashMap, HashSet},
-    hash::Hash,
-};
+use std::hash::Hash;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 /// Hash functions per signature.
 pub const PERMUTATIONS: usize = 64;
@@ -59,7 +58,8 @@ pub fn signature_of_words(words: &[String]) -> Option<Signature> {
 
 /// Estimated Jaccard similarity of the shingle sets behind two signatures.
 pub fn similarity(a: &Signature, b: &Signature) -> f64 {
-    a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / PERMUTATIONS as f64
+    let equal: u32 = a.iter().zip(b).map(|(x, y)| u32::from(x == y)).sum();
+    f64::from(equal) / PERMUTATIONS as f64
 }
 
 /// FNV-1a over the words, each followed by a space: the fingerprint of a normalised text, for
@@ -83,43 +83,54 @@ pub struct Match<K> {
 #[derive(Debug, Clone)]
 pub struct LshIndex<K> {
     buckets: HashMap<(u8, u64), Vec<u32>>,
-    docs: Vec<(K, Signature)>,
+    keys: Vec<K>,
+    signatures: Vec<Signature>,
     indexed: HashSet<(K, u64)>,
 }
 
 impl<K> Default for LshIndex<K> {
     fn default() -> Self {
-        Self { buckets: HashMap::new(), docs: Vec::new(), indexed: HashSet::new() }
+        Self { buckets: HashMap::new(), keys: Vec::new(), signatures: Vec::new(), indexed: HashSet::new() }
     }
 }
 
 impl<K: Copy + Eq + Hash> LshIndex<K> {
     /// Texts indexed so far.
     pub fn len(&self) -> usize {
-        self.docs.len()
+        self.keys.len()
     }
 
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.keys.is_empty()
     }
 
     /// Indexed texts at least `min_similarity` similar to `sig`, most similar first.
     pub fn query(&self, sig: &Signature, min_similarity: f64) -> Vec<Match<K>> {
-        let mut seen: Vec<u32> =
-            (0..BANDS).filter_map(|b| self.buckets.get(&band_key(sig, b))).flatten().copied().collect();
-        seen.sort_unstable();
-        seen.dedup();
-        let mut found: Vec<Match<K>> = seen
-            .into_iter()
-            .map(|i| {
-                let (key, other) = &self.docs[i as usize];
-                Match { key: *key, similarity: similarity(sig, other) }
-            })
-            .filter(|m| m.similarity >= min_similarity)
-            .collect();
+        let mut found = self.matches(sig, min_similarity);
+        // Matches come in insertion order, so equal similarities stay in insertion order.
         found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
         found
+    }
+
+    /// Indexed texts at least `min_similarity` similar to `sig`, in insertion order.
+    pub fn matches(&self, sig: &Signature, min_similarity: f64) -> Vec<Match<K>> {
+        let mut candidates: Vec<u32> = Vec::with_capacity(BANDS * 4);
+        for b in 0..BANDS {
+            if let Some(bucket) = self.buckets.get(&band_key(sig, b)) {
+                candidates.extend_from_slice(bucket);
+            }
+        }
+        // Each bucket is already in insertion order: the stable sort merges these runs.
+        candidates.sort();
+        candidates.dedup();
+        candidates
+            .into_iter()
+            .filter_map(|i| {
+                let similarity = similarity(sig, &self.signatures[i as usize]);
+                (similarity >= min_similarity).then(|| Match { key: self.keys[i as usize], similarity })
+            })
+            .collect()
     }
 
     /// Adds a signature under `key`, unless it is already there under that key.
@@ -128,14 +139,15 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         if !self.indexed.insert((key, whole)) {
             return;
         }
-        let id = u32::try_from(self.docs.len()).unwrap_or(u32::MAX);
+        let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
         for b in 0..BANDS {
             let bucket = self.buckets.entry(band_key(&sig, b)).or_default();
             if bucket.len() < MAX_BUCKET {
                 bucket.push(id);
             }
         }
-        self.docs.push((key, sig));
+        self.keys.push(key);
+        self.signatures.push(sig);
     }
 }
 

@@ -4,13 +4,13 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{ChatTurn, Preference};
+use gata_infra::contract::{ChatTurn, Event, Preference};
 
 use crate::{
     Reason, Score, SubScores, Verdict,
-    embed::{Embedding, cosine, embed_words},
+    embed::Topic,
     minhash::{LshIndex, MAX_BUCKET, Signature, hash_words, signature_of_words, similarity, words},
-    text::assess,
+    text::{TextReport, assess},
 };
 
 /// Version of the scoring rules; stored with every score so history can be re-scored by a
@@ -78,7 +78,7 @@ pub struct Scorer {
 #[derive(Debug, Default)]
 struct Contributor {
     times: VecDeque<DateTime<Utc>>,
-    prompts: VecDeque<(Signature, Embedding)>,
+    prompts: VecDeque<(Signature, Topic)>,
     positions: HashMap<usize, u32>,
     preferences: u32,
 }
@@ -89,6 +89,82 @@ struct TurnFacts {
     occurred_at: DateTime<Utc>,
     response_ids: Vec<String>,
     answer_words: usize,
+}
+
+/// What a chat turn's own texts say, whatever the scorer remembers: computed without the
+/// scorer, so a batch of turns can be assessed on several threads and then folded in log order
+/// by [`Scorer::score_prepared_turn`].
+#[derive(Debug, Clone)]
+pub struct TurnText {
+    prompt: TextReport,
+    worst_answer: f64,
+    /// The rules that fired on the answers, sorted and distinct (when the worst is junk).
+    answer_codes: Vec<&'static str>,
+    words: usize,
+    sig: Option<Signature>,
+    fingerprint: u64,
+    topic: Topic,
+    answer_words: usize,
+}
+
+impl TurnText {
+    /// Assesses the prompt and the answers of `turn`.
+    pub fn of(turn: &ChatTurn) -> Self {
+        let answers: Vec<TextReport> = turn.responses.iter().map(|r| assess(&r.text)).collect();
+        let worst_answer = answers.iter().map(|a| a.realism).fold(1.0, f64::min);
+        let mut answer_codes = Vec::new();
+        if worst_answer < 0.5 {
+            answer_codes = answers.iter().flat_map(|a| a.reasons.iter().map(|r| r.code)).collect();
+            answer_codes.sort_unstable();
+            answer_codes.dedup();
+        }
+        let words = words(&turn.prompt);
+        Self {
+            prompt: assess(&turn.prompt),
+            worst_answer,
+            answer_codes,
+            words: words.len(),
+            sig: signature_of_words(&words),
+            fingerprint: hash_words(&words),
+            topic: Topic::of_words(&words),
+            answer_words: turn.responses.iter().map(|r| r.text.split_whitespace().count()).sum(),
+        }
+    }
+}
+
+/// What a preference's written reason says: see [`TurnText`].
+#[derive(Debug, Clone)]
+pub struct PreferenceText {
+    reason: Option<TextReport>,
+}
+
+impl PreferenceText {
+    /// Assesses the written reason of `pref`, when it has one.
+    pub fn of(pref: &Preference) -> Self {
+        Self { reason: pref.reason.as_deref().filter(|r| !r.trim().is_empty()).map(assess) }
+    }
+}
+
+/// A submission's texts, assessed ahead of scoring.
+#[derive(Debug, Clone)]
+pub enum Prepared {
+    /// A chat turn's.
+    Turn(Box<TurnText>),
+    /// A preference's.
+    Preference(PreferenceText),
+    /// Nothing this scorer judges.
+    Nothing,
+}
+
+impl Prepared {
+    /// Assesses the texts of `event`.
+    pub fn of(event: &Event) -> Self {
+        match event {
+            Event::ChatTurn(turn) => Self::Turn(Box::new(TurnText::of(turn))),
+            Event::Preference(pref) => Self::Preference(PreferenceText::of(pref)),
+            Event::ImageTextPair(_) => Self::Nothing,
+        }
+    }
 }
 
 /// Turns remembered for their preferences; the oldest half is forgotten past this.
@@ -102,27 +178,36 @@ impl Scorer {
 
     /// Scores a chat turn and remembers it.
     pub fn score_turn(&mut self, turn: &ChatTurn) -> Score {
-        let who = self.contributor_index(&turn.contributor_id);
-        let mut reasons = Vec::new();
+        self.score_prepared_turn(turn, TurnText::of(turn))
+    }
 
-        let prompt = assess(&turn.prompt);
-        let answers: Vec<_> = turn.responses.iter().map(|r| assess(&r.text)).collect();
-        let worst_answer = answers.iter().map(|a| a.realism).fold(1.0, f64::min);
+    /// Scores a submission, its texts already assessed ([`Prepared::of`]); none for the kinds
+    /// this scorer does not judge (image-text pairs). `prepared` of another submission kind is
+    /// ignored and the texts assessed here.
+    pub fn score_event(&mut self, event: &Event, prepared: Prepared) -> Option<Score> {
+        Some(match (event, prepared) {
+            (Event::ChatTurn(turn), Prepared::Turn(text)) => self.score_prepared_turn(turn, *text),
+            (Event::ChatTurn(turn), _) => self.score_turn(turn),
+            (Event::Preference(pref), Prepared::Preference(text)) => self.score_prepared_preference(pref, text),
+            (Event::Preference(pref), _) => self.score_preference(pref),
+            (Event::ImageTextPair(_), _) => return None,
+        })
+    }
+
+    /// Scores a chat turn whose texts were assessed by [`TurnText::of`], and remembers it.
+    pub fn score_prepared_turn(&mut self, turn: &ChatTurn, text: TurnText) -> Score {
+        let who = self.contributor_index(&turn.contributor_id);
+        let TurnText { prompt, worst_answer, answer_codes, words, sig, fingerprint, topic, answer_words } = text;
         // The prompt is the contributor's own text; junk answers can only lower it.
         let realism = prompt.realism * (0.75 + 0.25 * worst_answer);
-        reasons.extend(prompt.reasons.iter().cloned());
+        let mut reasons = prompt.reasons;
         if worst_answer < 0.5 {
-            let codes: HashSet<&str> = answers.iter().flat_map(|a| a.reasons.iter().map(|r| r.code)).collect();
-            let mut codes: Vec<&str> = codes.into_iter().collect();
-            codes.sort_unstable();
-            reasons.push(Reason::new("junk_answers", 0.5, codes.join(", ")));
+            reasons.push(Reason::new("junk_answers", 0.5, answer_codes.join(", ")));
         }
 
-        let words = words(&turn.prompt);
-        let (sig, fingerprint, emb) = (signature_of_words(&words), hash_words(&words), embed_words(&words));
-        let (originality, original_reasons) = self.originality(who, sig.as_ref(), fingerprint, words.len());
+        let (originality, original_reasons) = self.originality(who, sig.as_ref(), fingerprint, words);
         reasons.extend(original_reasons);
-        let (diversity, diversity_reasons) = self.diversity(who, sig.as_ref(), &emb);
+        let (diversity, diversity_reasons) = self.diversity(who, sig.as_ref(), &topic);
         reasons.extend(diversity_reasons);
         let mut behaviour_reasons = self.timing(who, turn.occurred_at);
         if let Some(sig) = sig {
@@ -131,8 +216,8 @@ impl Scorer {
         let behaviour = product(&behaviour_reasons);
         reasons.extend(behaviour_reasons);
 
-        self.remember_prompt(who, sig, fingerprint, emb);
-        self.remember_turn(turn);
+        self.remember_prompt(who, sig, fingerprint, topic);
+        self.remember_turn(turn, answer_words);
         self.verdict(SubScores { realism, originality, diversity, behaviour }, reasons, prompt.language)
     }
 
@@ -143,6 +228,11 @@ impl Scorer {
 
     /// Scores a preference against the turn it judges (when the scorer saw it) and remembers it.
     pub fn score_preference(&mut self, pref: &Preference) -> Score {
+        self.score_prepared_preference(pref, PreferenceText::of(pref))
+    }
+
+    /// Scores a preference whose written reason was assessed by [`PreferenceText::of`].
+    pub fn score_prepared_preference(&mut self, pref: &Preference, text: PreferenceText) -> Score {
         let who = self.contributor_index(&pref.contributor_id);
         let mut behaviour = self.timing(who, pref.occurred_at);
         if let Some(chosen) = &pref.chosen_response_id
@@ -169,7 +259,7 @@ impl Scorer {
                 }
             }
         }
-        let realism_report = pref.reason.as_deref().filter(|r| !r.trim().is_empty()).map(assess);
+        let realism_report = text.reason;
         let realism = realism_report.as_ref().map_or(1.0, |r| 0.5 + 0.5 * r.realism);
         let language = realism_report.as_ref().and_then(|r| r.language);
         let mut reasons: Vec<Reason> = realism_report.map(|r| r.reasons).unwrap_or_default();
@@ -208,8 +298,8 @@ impl Scorer {
     fn originality(&self, who: u32, sig: Option<&Signature>, fingerprint: u64, words: usize) -> (f64, Vec<Reason>) {
         let mut reasons = Vec::new();
         let Some(sig) = sig else { return (1.0, reasons) };
-        let matches = self.prompts.query(sig, self.cfg.template.min(self.cfg.near_duplicate));
-        let closest = matches.first().map_or(0.0, |m| m.similarity);
+        let matches = self.prompts.matches(sig, self.cfg.template.min(self.cfg.near_duplicate));
+        let closest = matches.iter().map(|m| m.similarity).fold(0.0, f64::max);
         let exact_owners = self.exact.get(&fingerprint).map_or(&[][..], Vec::as_slice);
         if !exact_owners.is_empty() && words >= self.cfg.exact_copy_min_words {
             let others = exact_owners.iter().filter(|o| **o != who).count();
@@ -239,12 +329,12 @@ impl Scorer {
     }
 
     /// How far the prompt is from the contributor's recent ones, and how varied those are.
-    fn diversity(&self, who: u32, sig: Option<&Signature>, emb: &Embedding) -> (f64, Vec<Reason>) {
+    fn diversity(&self, who: u32, sig: Option<&Signature>, topic: &Topic) -> (f64, Vec<Reason>) {
         let recent = &self.state[who as usize].prompts;
         if sig.is_none() || recent.len() < 4 {
             return (1.0, Vec::new());
         }
-        let mean = recent.iter().map(|(_, e)| cosine(emb, e)).sum::<f32>() / recent.len() as f32;
+        let mean = recent.iter().map(|(_, t)| topic.cosine(t)).sum::<f32>() / recent.len() as f32;
         let diversity = f64::from(1.0 - mean).clamp(0.0, 1.0);
         let mut reasons = Vec::new();
         if mean > 0.6 {
@@ -316,7 +406,7 @@ impl Scorer {
         })
     }
 
-    fn remember_prompt(&mut self, who: u32, sig: Option<Signature>, fingerprint: u64, emb: Embedding) {
+    fn remember_prompt(&mut self, who: u32, sig: Option<Signature>, fingerprint: u64, topic: Topic) {
         let Some(sig) = sig else { return };
         self.prompts.insert(who, sig);
         let owners = self.exact.entry(fingerprint).or_default();
@@ -325,13 +415,13 @@ impl Scorer {
             owners.push(who);
         }
         let recent = &mut self.state[who as usize].prompts;
-        recent.push_back((sig, emb));
+        recent.push_back((sig, topic));
         if recent.len() > self.cfg.window {
             recent.pop_front();
         }
     }
 
-    fn remember_turn(&mut self, turn: &ChatTurn) {
+    fn remember_turn(&mut self, turn: &ChatTurn, answer_words: usize) {
         if self.turns.len() >= MAX_TURNS {
             let cutoff = {
                 let mut times: Vec<DateTime<Utc>> = self.turns.values().map(|t| t.occurred_at).collect();
@@ -345,7 +435,7 @@ impl Scorer {
             TurnFacts {
                 occurred_at: turn.occurred_at,
                 response_ids: turn.responses.iter().map(|r| r.response_id.clone()).collect(),
-                answer_words: turn.responses.iter().map(|r| r.text.split_whitespace().count()).sum(),
+                answer_words,
             },
         );
     }
@@ -501,6 +591,23 @@ mod tests {
         assert!(last.unwrap().reasons.iter().any(|r| r.code == "same_position"));
         let unknown = s.score_preference(&pref("judge", "nope", t0(), "a", "b"));
         assert!(unknown.reasons.iter().any(|r| r.code == "unknown_turn"));
+    }
+
+    #[test]
+    fn texts_assessed_in_parallel_fold_to_the_same_scores() {
+        let events = gata_infra::workload::Workload::new(3, 40).events(1500, 0);
+        let mut one_at_a_time = Scorer::default();
+        let expected: Vec<Score> =
+            events.iter().filter_map(|e| one_at_a_time.score_event(e, Prepared::Nothing)).collect();
+        let mut batched = Scorer::default();
+        let mut got = Vec::new();
+        for batch in events.chunks(100) {
+            let prepared = crate::parallel::map_ordered(batch, 3, Prepared::of);
+            got.extend(batch.iter().zip(prepared).filter_map(|(e, p)| batched.score_event(e, p)));
+        }
+        assert_eq!(got.len(), events.len());
+        assert!(got.iter().any(|s| s.verdict == Verdict::Reject) && got.iter().any(|s| s.verdict == Verdict::Accept));
+        assert_eq!(got, expected);
     }
 
     #[test]

@@ -7,7 +7,10 @@
 //! Every rule that fires adds a [`Reason`] with a penalty in (0, 1]; realism is the product of
 //! `1 - penalty` over the reasons, so a clean text scores 1 and a penalty of 1 zeroes it.
 
-use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+use foldhash::{HashMap, HashMapExt, HashSet};
 
 use crate::Reason;
 
@@ -70,38 +73,47 @@ const SPAM_PHRASES: [&str; 16] = [
 pub fn assess(text: &str) -> TextReport {
     let mut reasons = Vec::new();
     let mut flag = |code: &'static str, penalty: f64, detail: String| reasons.push(Reason::new(code, penalty, detail));
-    let chars = text.chars().count();
-    let binary = text.chars().filter(|c| (c.is_control() && !c.is_whitespace()) || *c == '\u{FFFD}').count();
-    if !text.chars().any(char::is_alphanumeric) {
+    let stats = CharStats::of(text);
+    let chars = stats.chars;
+    if !stats.alphanumeric {
         flag("empty_text", 1.0, "no letters or digits".into());
         return finish(reasons, None);
     }
-    if binary * 100 > chars {
-        flag("binary_junk", 1.0, format!("{binary} control or replacement characters in {chars}"));
+    if stats.binary * 100 > chars {
+        flag("binary_junk", 1.0, format!("{} control or replacement characters in {chars}", stats.binary));
     }
     if chars > MAX_CHARS {
         flag("too_long", 0.3, format!("{chars} characters (> {MAX_CHARS})"));
     }
+    // Lower-casing never creates or removes whitespace, so the two word lists align.
+    let lowered = text.to_lowercase();
     let words: Vec<&str> = text.split_whitespace().collect();
-    let lower: Vec<String> = words.iter().map(|w| w.to_lowercase()).collect();
+    let lower: Vec<&str> = lowered.split_whitespace().collect();
     if words.len() < 3 {
         flag("too_short", 0.5, format!("{} words", words.len()));
     }
     if chars > 60 && words.len() == 1 {
         flag("no_spaces", 0.7, format!("{chars} characters without a space"));
     }
-    let alpha_words: Vec<&str> = words.iter().copied().filter(|w| w.chars().any(char::is_alphabetic)).collect();
     if words.len() >= 5 {
-        let mean =
-            alpha_words.iter().map(|w| w.chars().count()).sum::<usize>() as f64 / alpha_words.len().max(1) as f64;
+        let (mut alpha, mut alpha_chars, mut symbols) = (0usize, 0usize, 0usize);
+        for w in &words {
+            if w.chars().any(char::is_alphabetic) {
+                alpha += 1;
+                alpha_chars += w.chars().count();
+            }
+            if w.contains('#') || (w.contains('.') && w.contains("...")) || w.contains('…') {
+                symbols += 1;
+            }
+        }
+        let mean = alpha_chars as f64 / alpha.max(1) as f64;
         if !(2.5..=12.0).contains(&mean) {
             flag("word_length", 0.5, format!("mean word length {mean:.1}"));
         }
-        let ratio = alpha_words.len() as f64 / words.len() as f64;
+        let ratio = alpha as f64 / words.len() as f64;
         if ratio < 0.7 {
             flag("non_alphabetic", 0.6, format!("{:.0}% of words have a letter", ratio * 100.0));
         }
-        let symbols = words.iter().filter(|w| w.contains('#') || w.contains("...") || w.contains('…')).count();
         if symbols as f64 / words.len() as f64 > 0.1 {
             flag("symbols", 0.3, format!("{symbols} hashtag or ellipsis words"));
         }
@@ -112,26 +124,22 @@ pub fn assess(text: &str) -> TextReport {
         flag("unknown_language", 0.2, "no language detected".into());
     }
     if language == Some("eng") && words.len() >= 8 {
-        let stops =
-            lower.iter().filter(|w| STOP_WORDS.contains(&w.trim_matches(|c: char| !c.is_alphanumeric()))).count();
+        let stops = lower.iter().filter(|w| is_stop_word(w.trim_matches(|c: char| !c.is_alphanumeric()))).count();
         if stops < 2 {
             flag("no_stop_words", 0.4, format!("{stops} stop words in {} words", words.len()));
         }
     }
-    let symbols = text.chars().filter(|c| !c.is_alphanumeric() && !c.is_whitespace()).count();
-    if chars >= 10 && symbols * 10 > chars * 3 {
-        flag("symbol_soup", 0.8, format!("{}% punctuation and symbols", symbols * 100 / chars));
+    if chars >= 10 && stats.symbols * 10 > chars * 3 {
+        flag("symbol_soup", 0.8, format!("{}% punctuation and symbols", stats.symbols * 100 / chars));
     }
     if matches!(language, None | Some("eng")) {
         keyboard_mash(&lower, &mut flag);
     }
-    entropy(text, chars, &mut flag);
-    let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
-    let upper = letters.iter().filter(|c| c.is_uppercase()).count();
-    if letters.len() >= 20 && upper * 10 > letters.len() * 6 {
-        flag("shouting", 0.4, format!("{}% capitals", upper * 100 / letters.len()));
+    stats.entropy(&mut flag);
+    if stats.letters >= 20 && stats.upper * 10 > stats.letters * 6 {
+        flag("shouting", 0.4, format!("{}% capitals", stats.upper * 100 / stats.letters));
     }
-    spam(text, &lower, &mut flag);
+    spam(&lowered, &lower, &mut flag);
     finish(reasons, language)
 }
 
@@ -140,8 +148,91 @@ fn finish(reasons: Vec<Reason>, language: Option<&'static str>) -> TextReport {
     TextReport { realism, language, reasons }
 }
 
+/// Character counts of a text, taken in one pass.
+struct CharStats {
+    chars: usize,
+    /// Control characters other than whitespace, and replacement characters.
+    binary: usize,
+    /// Whether any letter or digit occurs.
+    alphanumeric: bool,
+    /// Neither letters, digits nor whitespace.
+    symbols: usize,
+    spaces: usize,
+    letters: usize,
+    upper: usize,
+    ascii: [u32; 128],
+    other: HashMap<char, u32>,
+}
+
+impl CharStats {
+    fn of(text: &str) -> Self {
+        let mut s = Self {
+            chars: 0,
+            binary: 0,
+            alphanumeric: false,
+            symbols: 0,
+            spaces: 0,
+            letters: 0,
+            upper: 0,
+            ascii: [0; 128],
+            other: HashMap::new(),
+        };
+        for c in text.chars() {
+            s.chars += 1;
+            match s.ascii.get_mut(c as usize) {
+                Some(n) => *n += 1,
+                None => *s.other.entry(c).or_default() += 1,
+            }
+            let whitespace = c.is_whitespace();
+            s.spaces += usize::from(whitespace);
+            if (c.is_control() && !whitespace) || c == '\u{FFFD}' {
+                s.binary += 1;
+            }
+            if c.is_alphanumeric() {
+                s.alphanumeric = true;
+            } else if !whitespace {
+                s.symbols += 1;
+            }
+            if c.is_alphabetic() {
+                s.letters += 1;
+                s.upper += usize::from(c.is_uppercase());
+            }
+        }
+        s
+    }
+
+    /// Shannon entropy of the characters: repetition is low, random characters and encodings
+    /// high.
+    fn entropy(&self, flag: &mut impl FnMut(&'static str, f64, String)) {
+        if self.chars < 40 {
+            return;
+        }
+        let mut other: Vec<(char, u32)> = self.other.iter().map(|(c, n)| (*c, *n)).collect();
+        other.sort_unstable();
+        let counts = self.ascii.iter().copied().chain(other.into_iter().map(|(_, n)| n)).filter(|n| *n > 0);
+        let h: f64 = counts
+            .map(|n| {
+                let p = f64::from(n) / self.chars as f64;
+                -p * p.log2()
+            })
+            .sum();
+        let spaces = self.spaces as f64 / self.chars as f64;
+        if h < 2.5 {
+            flag("low_entropy", 0.6, format!("{h:.2} bits per character"));
+        } else if h > 5.0 && spaces < 0.08 {
+            flag("high_entropy", 0.8, format!("{h:.2} bits per character, {:.0}% spaces", spaces * 100.0));
+        }
+    }
+}
+
+/// Whether `word` (lower case) is one of the English [`STOP_WORDS`].
+fn is_stop_word(word: &str) -> bool {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| STOP_WORDS.into_iter().collect()).contains(word)
+}
+
 /// Repeated lines and repeated word 3-grams (Gopher's duplicate-line and n-gram fractions).
-fn repetition(text: &str, lower: &[String], flag: &mut impl FnMut(&'static str, f64, String)) {
+fn repetition(text: &str, lower: &[&str], flag: &mut impl FnMut(&'static str, f64, String)) {
     let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if lines.len() >= 3 {
         let distinct: HashSet<&str> = lines.iter().copied().collect();
@@ -151,7 +242,7 @@ fn repetition(text: &str, lower: &[String], flag: &mut impl FnMut(&'static str, 
         }
     }
     if lower.len() >= 8 {
-        let mut counts: HashMap<&[String], usize> = HashMap::new();
+        let mut counts: HashMap<&[&str], usize> = HashMap::with_capacity(lower.len());
         for gram in lower.windows(3) {
             *counts.entry(gram).or_default() += 1;
         }
@@ -165,62 +256,49 @@ fn repetition(text: &str, lower: &[String], flag: &mut impl FnMut(&'static str, 
 
 /// Words no one types on purpose: no vowel, five consonants in a row, a keyboard row, or
 /// letter pairs English hardly uses (fewer than half of the word's pairs are common ones).
-fn keyboard_mash(lower: &[String], flag: &mut impl FnMut(&'static str, f64, String)) {
-    let candidates: Vec<&str> = lower
+fn keyboard_mash(lower: &[&str], flag: &mut impl FnMut(&'static str, f64, String)) {
+    let candidates: Vec<&[u8]> = lower
         .iter()
         .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()))
-        .filter(|w| w.chars().count() >= 4 && w.chars().all(|c| c.is_ascii_alphabetic()))
+        .filter(|w| w.len() >= 4 && w.bytes().all(|b| b.is_ascii_alphabetic()))
+        .map(str::as_bytes)
         .collect();
-    let mashed = candidates
-        .iter()
-        .filter(|w| {
-            let vowel = |c: char| "aeiouy".contains(c);
-            let no_vowel = !w.chars().any(vowel);
-            let run = w.chars().fold((0, 0), |(cur, max), c| {
-                let cur = if vowel(c) { 0 } else { cur + 1 };
-                (cur, max.max(cur))
-            });
-            let pairs: Vec<&[u8]> = w.as_bytes().windows(2).collect();
-            let common =
-                pairs.iter().filter(|p| COMMON_BIGRAMS[(p[0] - b'a') as usize][(p[1] - b'a') as usize]).count();
-            no_vowel || run.1 >= 5 || KEYBOARD_RUNS.iter().any(|k| w.contains(k)) || common * 2 < pairs.len()
-        })
-        .count();
+    let mashed = candidates.iter().filter(|w| looks_mashed(w)).count();
     if mashed >= 2 && mashed * 10 > candidates.len() * 3 {
         flag("keyboard_mash", 0.8, format!("{mashed} of {} words look mashed", candidates.len()));
     }
 }
 
-/// Shannon entropy of the characters: repetition is low, random characters and encodings high.
-fn entropy(text: &str, chars: usize, flag: &mut impl FnMut(&'static str, f64, String)) {
-    if chars < 40 {
-        return;
+/// The test of [`keyboard_mash`] for one lower-case ASCII word of four letters or more.
+fn looks_mashed(w: &[u8]) -> bool {
+    let vowel = |c: u8| b"aeiouy".contains(&c);
+    let (mut run, mut longest) = (0, 0);
+    for c in w {
+        run = if vowel(*c) { 0 } else { run + 1 };
+        longest = longest.max(run);
     }
-    let mut counts: HashMap<char, usize> = HashMap::new();
-    for c in text.chars() {
-        *counts.entry(c).or_default() += 1;
-    }
-    let h: f64 = counts
-        .values()
-        .map(|n| {
-            let p = *n as f64 / chars as f64;
-            -p * p.log2()
-        })
-        .sum();
-    let spaces = text.chars().filter(|c| c.is_whitespace()).count() as f64 / chars as f64;
-    if h < 2.5 {
-        flag("low_entropy", 0.6, format!("{h:.2} bits per character"));
-    } else if h > 5.0 && spaces < 0.08 {
-        flag("high_entropy", 0.8, format!("{h:.2} bits per character, {:.0}% spaces", spaces * 100.0));
-    }
+    let pairs = w.len() - 1;
+    let common = w.windows(2).filter(|p| COMMON_BIGRAMS[usize::from(p[0] - b'a')][usize::from(p[1] - b'a')]).count();
+    let keyboard_row = w.windows(4).any(|q| KEYBOARD_RUNS.iter().any(|k| k.as_bytes() == q));
+    !w.iter().any(|c| vowel(*c)) || longest >= 5 || keyboard_row || common * 2 < pairs
+}
+
+/// One automaton for every [`SPAM_PHRASES`] entry: a single pass over the text finds them all.
+fn spam_phrases() -> &'static AhoCorasick {
+    static AUTOMATON: OnceLock<AhoCorasick> = OnceLock::new();
+    AUTOMATON.get_or_init(|| AhoCorasick::new(SPAM_PHRASES).expect("a few short literal phrases always build"))
 }
 
 /// Links and the phrases of promotional spam.
-fn spam(text: &str, lower: &[String], flag: &mut impl FnMut(&'static str, f64, String)) {
-    let links =
-        lower.iter().filter(|w| w.contains("http://") || w.contains("https://") || w.starts_with("www.")).count();
-    let lowered = text.to_lowercase();
-    let phrases: Vec<&str> = SPAM_PHRASES.iter().copied().filter(|p| lowered.contains(p)).collect();
+fn spam(lowered: &str, lower: &[&str], flag: &mut impl FnMut(&'static str, f64, String)) {
+    let link =
+        |w: &str| (w.contains(':') && (w.contains("http://") || w.contains("https://"))) || w.starts_with("www.");
+    let links = lower.iter().filter(|w| link(w)).count();
+    let mut found = [false; SPAM_PHRASES.len()];
+    for m in spam_phrases().find_overlapping_iter(lowered) {
+        found[m.pattern().as_usize()] = true;
+    }
+    let phrases: Vec<&str> = SPAM_PHRASES.iter().zip(found).filter(|(_, f)| *f).map(|(p, _)| *p).collect();
     if links >= 2 || (links == 1 && !phrases.is_empty()) {
         flag("links", 0.8, format!("{links} links"));
     }

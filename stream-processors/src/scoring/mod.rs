@@ -28,12 +28,12 @@ use std::{
 
 use chrono::Utc;
 use gata_infra::{
-    contract::{Event, EventKind, Limits, LogPosition, QualityScore},
+    contract::{Event, EventKind, Limits, LogPosition, QualityScore, Violation},
     kafka::KafkaClients,
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
 };
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
-use gata_scoring::{SCORER_VERSION, Score, Scorer, ScorerConfig};
+use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig, parallel::map_ordered};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -65,6 +65,8 @@ pub struct ScoringConfig {
     pub queue_records: usize,
     /// Score events in flight to the broker at most.
     pub publish_window: usize,
+    /// Threads that decode and assess a batch of submissions before they are scored in order.
+    pub threads: usize,
 }
 
 /// The kinds this processor scores (image-text pairs are the DVA's).
@@ -106,6 +108,7 @@ pub async fn run_scoring(
         publisher: Publisher::new(producer, QUALITY_SCORES, cfg.publish_window, done),
         limits: cfg.limits.for_replay(),
         turn_wait: cfg.turn_wait,
+        threads: cfg.threads,
         metrics,
     };
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -149,6 +152,7 @@ struct Processor {
     publisher: Publisher,
     limits: Limits,
     turn_wait: Duration,
+    threads: usize,
     metrics: ScoringMetrics,
 }
 
@@ -180,25 +184,28 @@ impl Processor {
         self.publisher.settle_ready()
     }
 
-    /// Scores the records whose reordering window has passed.
+    /// Scores the records whose reordering window has passed: decoded and assessed on
+    /// [`threads`](ScoringConfig::threads) threads, then folded into the scorer in order.
     async fn release_due(&mut self, now: Instant) -> Result<()> {
-        for polled in self.reorder.due(now) {
-            self.take(polled).await?;
+        let due = self.reorder.due(now);
+        let limits = &self.limits;
+        let decoded = map_ordered(&due, self.threads, |polled| Decoded::of(polled, limits));
+        for (polled, decoded) in due.into_iter().zip(decoded) {
+            self.take(polled.source, polled.offset, decoded).await?;
         }
         self.metrics.held.set((self.catch_up.held() + self.reorder.len()) as i64);
         Ok(())
     }
 
-    async fn take(&mut self, polled: Polled) -> Result<()> {
-        let Polled { source, offset, payload, .. } = polled;
-        let Some(kind) = kind_of_topic(&source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
-            self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
-            self.publisher.skip(source, offset);
-            return Ok(());
-        };
-        let event = match Event::parse(kind, &payload, &self.limits) {
-            Ok(event) => event,
-            Err(violations) => {
+    async fn take(&mut self, source: TopicPartition, offset: Offset, decoded: Decoded) -> Result<()> {
+        let (event, prepared) = match decoded {
+            Decoded::Submission(event, prepared) => (event, prepared),
+            Decoded::NotScored => {
+                self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
+                self.publisher.skip(source, offset);
+                return Ok(());
+            }
+            Decoded::Undecodable(violations) => {
                 // The sink dead-letters it with the reasons; it is not a submission to score.
                 tracing::debug!(%source, %offset, ?violations, "skipping undecodable record");
                 self.metrics.skipped.with_label_values(&["undecodable"]).inc();
@@ -214,7 +221,7 @@ impl Processor {
         match event {
             Event::ChatTurn(turn) => {
                 let turn_id = turn.turn_id.clone();
-                self.score(Event::ChatTurn(turn), source, offset).await?;
+                self.score(Event::ChatTurn(turn), prepared, source, offset).await?;
                 for waiting in self.parked.release_turn(&turn_id) {
                     self.score_waiting(waiting).await?;
                 }
@@ -222,7 +229,7 @@ impl Processor {
             Event::Preference(pref) if !self.scorer.knows_turn(&pref.turn_id) => {
                 self.parked.park(pref, source, offset, Instant::now() + self.turn_wait);
             }
-            other => self.score(other, source, offset).await?,
+            other => self.score(other, prepared, source, offset).await?,
         }
         self.metrics.parked.set(self.parked.len() as i64);
         Ok(())
@@ -253,21 +260,18 @@ impl Processor {
 
     async fn score_waiting(&mut self, waiting: Waiting) -> Result<()> {
         let Waiting { preference, source, offset, .. } = waiting;
-        self.score(Event::Preference(preference), source, offset).await
+        // Its reason text is assessed now: parking is rare and the text short.
+        self.score(Event::Preference(preference), Prepared::Nothing, source, offset).await
     }
 
     /// Scores `event` (state is updated either way) and publishes the score unless the lake
     /// has it already.
-    async fn score(&mut self, event: Event, source: TopicPartition, offset: Offset) -> Result<()> {
+    async fn score(&mut self, event: Event, prepared: Prepared, source: TopicPartition, offset: Offset) -> Result<()> {
         let started = Instant::now();
-        let score = match &event {
-            Event::ChatTurn(turn) => self.scorer.score_turn(turn),
-            Event::Preference(pref) => self.scorer.score_preference(pref),
-            Event::ImageTextPair(_) => {
-                self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
-                self.publisher.skip(source, offset);
-                return Ok(());
-            }
+        let Some(score) = self.scorer.score_event(&event, prepared) else {
+            self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
         };
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
         if self.landed.contains(&event.event_id()) {
@@ -278,6 +282,34 @@ impl Processor {
         self.metrics.scored.with_label_values(&[event.kind().name(), score.verdict.name()]).inc();
         let published = publication(&event, &score, &source, offset);
         self.publisher.publish(&published, source, offset).await
+    }
+}
+
+/// A record as the fold takes it: decoded, and its texts assessed ([`Prepared`]), which needs
+/// no scorer state and so runs on any thread.
+// Nearly every record is a submission: boxing it would cost an allocation each for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Decoded {
+    /// A chat turn or a preference.
+    Submission(Event, Prepared),
+    /// A kind this processor does not score.
+    NotScored,
+    /// A record that does not decode: the sink dead-letters it with these reasons.
+    Undecodable(Vec<Violation>),
+}
+
+impl Decoded {
+    fn of(polled: &Polled, limits: &Limits) -> Self {
+        let Some(kind) = kind_of_topic(&polled.source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
+            return Self::NotScored;
+        };
+        match Event::parse(kind, &polled.payload, limits) {
+            Ok(event) => {
+                let prepared = Prepared::of(&event);
+                Self::Submission(event, prepared)
+            }
+            Err(violations) => Self::Undecodable(violations),
+        }
     }
 }
 
