@@ -171,10 +171,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             reorder_window: cfg.scoring.reorder_window,
             queue_records: cfg.scoring.queue_records,
             publish_window: cfg.scoring.publish_window,
-            threads: match cfg.scoring.threads {
-                0 => gata_scoring::parallel::available_threads(),
-                n => n,
-            },
+            threads: scoring_threads(&cfg),
         };
         let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
         tasks.spawn(async move {
@@ -396,4 +393,15 @@ pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<gata_quer
 fn signing_key() -> [u8; 32] {
     let digest = gata_infra::auth::token_hash(&gata_infra::auth::new_token());
     hex::decode(digest).ok().and_then(|bytes| bytes.try_into().ok()).unwrap_or_default()
+}
+
+/// Threads that assess the scorer's batches: `scoring.threads`, or when 0, every core if the
+/// scorer has its process to itself and one otherwise (beside intake or the sink, a burst on
+/// every core delays their requests for no gain in what the machine gets through).
+fn scoring_threads(cfg: &GataConfig) -> usize {
+    match cfg.scoring.threads {
+        0 if cfg.roles.iter().all(|r| *r == Role::Scoring) => gata_scoring::parallel::available_threads(),
+        0 => 1,
+        n => n,
+    }
 }

@@ -406,7 +406,8 @@ pub struct ScoringConfig {
     /// Score events in flight to the broker at most (`1000`).
     pub publish_window: usize,
     /// Threads that decode a batch of submissions and assess their texts before the scorer
-    /// folds them in order (`0`: one per core). Scores are the same whatever the count.
+    /// folds them in order (`0`: one per core when the process runs only the scoring role,
+    /// else one). Scores are the same whatever the count.
     pub threads: usize,
 }
 

@@ -454,9 +454,16 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
         status_of(&api, reqwest::Method::POST, "/v1/sql", Some(json!({"sql": RUNAWAY, "timeout_ms": 1500}))).await;
     assert_eq!((s, body["error"]["code"].as_str()), (408, Some("timeout")), "{body}");
 
-    // An operator cancels a runaway query; meanwhile other queries are answered.
+    // The timed-out query leaves the running list first: its id is not the next one's.
+    eventually("the timed-out query unlisted", Duration::from_secs(60), || async {
+        let (_, list) = api.get("/v1/queries").await.unwrap();
+        (!list["queries"].as_array()?.iter().any(|q| q["sql"] == RUNAWAY)).then_some(())
+    })
+    .await;
+    // An operator cancels a runaway query; meanwhile other queries are answered. The runaway
+    // request goes out on a connection of its own.
     let runaway = tokio::spawn({
-        let api = api.clone();
+        let api = gata.client();
         async move { api.sql(RUNAWAY).await.unwrap() }
     });
     let id = eventually("the runaway query listed", Duration::from_secs(20), || async {
