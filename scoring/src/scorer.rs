@@ -152,7 +152,8 @@ pub enum Prepared {
     Turn(Box<TurnText>),
     /// A preference's.
     Preference(PreferenceText),
-    /// Nothing this scorer judges.
+    /// Nothing assessed: an image-text pair (not this scorer's), or a submission whose texts
+    /// [`Scorer::score_event`] is to assess itself.
     Nothing,
 }
 
