@@ -21,6 +21,7 @@ use gata_lakehouse::deltalake::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
     datafusion::execution::SendableRecordBatchStream,
 };
+use prometheus::{IntCounterVec, Opts};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +88,7 @@ type Registry = Arc<Mutex<BTreeMap<String, Running>>>;
 pub struct Executor {
     handle: tokio::runtime::Handle,
     running: Registry,
+    ends: IntCounterVec,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -109,7 +111,23 @@ impl Executor {
                 });
             })
             .map_err(|e| QueryError::Startup(format!("the query runtime: {e}")))?;
-        Ok(Self { handle, running: Registry::default(), stop: Some(stop) })
+        let ends = IntCounterVec::new(
+            Opts::new(
+                "gata_query_ends_total",
+                "SQL queries ended, by how: complete, row_cap, too_large, failed, cancelled, timeout, caller_gone",
+            ),
+            &["how"],
+        )
+        .map_err(|e| QueryError::Startup(format!("the query metrics: {e}")))?;
+        for end in End::ALL {
+            ends.with_label_values(&[end.label()]);
+        }
+        Ok(Self { handle, running: Registry::default(), ends, stop: Some(stop) })
+    }
+
+    /// How queries ended (`gata_query_ends_total{how}`), for a metrics registry.
+    pub fn ends(&self) -> IntCounterVec {
+        self.ends.clone()
     }
 
     /// The queries running now, oldest first.
@@ -147,6 +165,7 @@ impl Executor {
         let task = Task {
             id: id.clone(),
             running: self.running.clone(),
+            ends: self.ends.clone(),
             cancel,
             deadline: tokio::time::Instant::now() + timeout,
             timeout,
@@ -177,6 +196,7 @@ const FAIL_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 struct Task {
     id: String,
     running: Registry,
+    ends: IntCounterVec,
     cancel: CancellationToken,
     deadline: tokio::time::Instant,
     timeout: Duration,
@@ -184,10 +204,50 @@ struct Task {
 }
 
 /// Why a query stopped early.
+#[derive(Debug, Clone, Copy)]
 enum Stop {
     Cancelled,
     TimedOut,
     CallerGone,
+}
+
+/// How a query ended, as `gata_query_ends_total` counts it.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Every row was handed over.
+    Complete,
+    /// The answer reached its row cap and was cut there (`Cap::Truncate`).
+    RowCap,
+    /// The answer passed its row cap and failed (`Cap::Fail`).
+    TooLarge,
+    /// Planning or execution failed.
+    Failed,
+    Stopped(Stop),
+}
+
+impl End {
+    /// Every way, so each series is exported from the start (at zero).
+    const ALL: [End; 7] = [
+        End::Complete,
+        End::RowCap,
+        End::TooLarge,
+        End::Failed,
+        End::Stopped(Stop::Cancelled),
+        End::Stopped(Stop::TimedOut),
+        End::Stopped(Stop::CallerGone),
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            End::Complete => "complete",
+            End::RowCap => "row_cap",
+            End::TooLarge => "too_large",
+            End::Failed => "failed",
+            End::Stopped(Stop::Cancelled) => "cancelled",
+            End::Stopped(Stop::TimedOut) => "timeout",
+            End::Stopped(Stop::CallerGone) => "caller_gone",
+        }
+    }
 }
 
 impl Task {
@@ -199,20 +259,27 @@ impl Task {
             s = start => Ok(s),
             stop = self.interrupted() => Err(stop),
         };
-        let mut stream = match started {
+        let stream = match started {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 let _ = schema_tx.send(Err(e));
-                return self.finish();
+                return self.finish(End::Failed);
             }
             Err(stop) => {
                 let _ = schema_tx.send(Err(self.error(stop)));
-                return self.finish();
+                return self.finish(End::Stopped(stop));
             }
         };
         if schema_tx.send(Ok(stream.schema())).is_err() {
-            return self.finish();
+            return self.finish(End::Stopped(Stop::CallerGone));
         }
+        let end = self.hand_over(stream, cap).await;
+        self.finish(end)
+    }
+
+    /// Hands `stream`'s batches to the caller until it ends, the cap is reached or the query
+    /// must stop.
+    async fn hand_over(&self, mut stream: SendableRecordBatchStream, cap: Cap) -> End {
         let (limit, fail) = match cap {
             Cap::Truncate(n) => (n, false),
             Cap::Fail(n) => (n, true),
@@ -223,14 +290,14 @@ impl Task {
                 next = stream.next() => next,
                 stop = self.interrupted() => {
                     self.fail(self.error(stop)).await;
-                    break;
+                    return End::Stopped(stop);
                 }
             };
             let batch = match next {
-                None => break,
+                None => return End::Complete,
                 Some(Err(e)) => {
                     let _ = self.deliver(Err(e.into())).await;
-                    break;
+                    return End::Failed;
                 }
                 Some(Ok(batch)) => batch,
             };
@@ -238,19 +305,27 @@ impl Task {
             if batch.num_rows() as u64 <= room {
                 rows += batch.num_rows() as u64;
                 self.progress(rows);
-                if batch.num_rows() > 0 && !self.deliver(Ok(batch)).await || (rows == limit && !fail) {
-                    break;
+                if batch.num_rows() > 0
+                    && let Err(stop) = self.deliver(Ok(batch)).await
+                {
+                    return End::Stopped(stop);
+                }
+                if rows == limit && !fail {
+                    return End::RowCap;
                 }
                 continue;
             }
             self.progress(limit);
-            if self.deliver(Ok(batch.slice(0, room as usize))).await && fail {
-                let message = format!("the answer has more than query.max_stream_rows ({limit}) rows; add a LIMIT");
-                let _ = self.deliver(Err(QueryError::TooLarge(message))).await;
+            if let Err(stop) = self.deliver(Ok(batch.slice(0, room as usize))).await {
+                return End::Stopped(stop);
             }
-            break;
+            if !fail {
+                return End::RowCap;
+            }
+            let message = format!("the answer has more than query.max_stream_rows ({limit}) rows; add a LIMIT");
+            let _ = self.deliver(Err(QueryError::TooLarge(message))).await;
+            return End::TooLarge;
         }
-        self.finish()
     }
 
     /// Resolves when the query must stop.
@@ -270,15 +345,15 @@ impl Task {
     }
 
     /// Hands `item` to the caller, waiting while it reads slowly but not past the deadline
-    /// or a cancel. False when the query must stop.
-    async fn deliver(&self, item: Result<RecordBatch>) -> bool {
+    /// or a cancel. Why the query must stop, when it must.
+    async fn deliver(&self, item: Result<RecordBatch>) -> std::result::Result<(), Stop> {
         tokio::select! {
-            sent = self.batches.send(item) => sent.is_ok(),
+            sent = self.batches.send(item) => sent.map_err(|_| Stop::CallerGone),
             stop = self.interrupted() => {
                 if let Stop::TimedOut = stop {
                     let _ = self.batches.try_send(Err(self.error(stop)));
                 }
-                false
+                Err(stop)
             }
         }
     }
@@ -296,8 +371,9 @@ impl Task {
         }
     }
 
-    fn finish(&self) {
+    fn finish(&self, end: End) {
         lock(&self.running).remove(&self.id);
+        self.ends.with_label_values(&[end.label()]).inc();
     }
 }
 

@@ -59,6 +59,7 @@ impl QueryState {
         )
         .map_err(startup)?;
         let engine = SqlEngine::new(catalog, cfg)?;
+        gata_infra::telemetry::register(registry, engine.ends()).map_err(startup)?;
         Ok(Self { engine, seconds, answers })
     }
 

@@ -233,6 +233,11 @@ impl SqlEngine {
         engine
     }
 
+    /// How its queries ended (`gata_query_ends_total{how}`), for a metrics registry.
+    pub fn ends(&self) -> prometheus::IntCounterVec {
+        self.executor.ends()
+    }
+
     /// The limits.
     pub fn config(&self) -> &QueryConfig {
         &self.cfg

@@ -484,20 +484,32 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     assert_eq!((s, body["error"]["code"].as_str()), (409, Some("cancelled")), "{body}");
 
     // A client that goes away mid-stream cancels its query: batches arrive before the end,
-    // the query shows in the running list, and leaves it once the reader is gone.
-    // Sparse rows, so the row cap is far off in time and socket buffers cannot hold the rest.
-    let sparse = "SELECT value FROM generate_series(1, 100000000) WHERE value % 1000 = 0";
+    // the query shows in the running list, and leaves it once the reader is gone, counted as
+    // abandoned by its caller. Sparse rows: the row cap is half a billion rows of work away,
+    // and socket buffers cannot hold the rest.
+    let gone = query_ends(&api, "caller_gone").await;
+    let sparse = "SELECT value FROM generate_series(1, 10000000000) WHERE value % 5000 = 0";
     let mut resp = post(sparse, "application/x-ndjson").await.unwrap();
     let first = resp.chunk().await.unwrap().unwrap();
     let first = std::str::from_utf8(&first).unwrap();
     let line: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
-    assert_eq!(line["value"].as_i64().map(|v| v % 1000), Some(0), "{first:?}");
+    assert_eq!(line["value"].as_i64().map(|v| v % 5000), Some(0), "{first:?}");
     let (_, list) = api.get("/v1/queries").await.unwrap();
     assert_eq!(list["queries"].as_array().unwrap().len(), 1, "{list}");
     drop(resp);
-    eventually("the abandoned query stopped", Duration::from_secs(20), || async {
+    eventually("the abandoned query stopped", Duration::from_secs(60), || async {
         let (_, list) = api.get("/v1/queries").await.unwrap();
         list["queries"].as_array()?.is_empty().then_some(())
     })
     .await;
+    assert_eq!(query_ends(&api, "caller_gone").await, gone + 1, "it ended because its caller left, not at its cap");
+    assert!(query_ends(&api, "cancelled").await >= 1 && query_ends(&api, "timeout").await >= 1);
+}
+
+/// How many queries ended `how`, from `gata_query_ends_total` on `/metrics`.
+async fn query_ends(api: &Api, how: &str) -> u64 {
+    let resp = api.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+    let metrics = resp.text().await.unwrap();
+    let series = format!("gata_query_ends_total{{how=\"{how}\"}} ");
+    metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse().ok()).unwrap_or(0)
 }
