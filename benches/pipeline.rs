@@ -15,6 +15,11 @@
 //! - `mixed` load: intake over HTTP into a server with all default roles, next to the same load
 //!   into an intake-only server: 500-event NDJSON requests 16 in flight, and single events from
 //!   64 clients, with ack latencies and refusals (503)
+//!
+//! and `sink` cost: the records wait in a `gata broker` process; a `gata serve --roles sink`
+//! process drains them into bronze + silver, next to a raw consumer reading the same backlog.
+//! Prints the sink's CPU-seconds per million events (from `/proc`), its peak RSS, how long after
+//! its start the first commit landed, and how long one more record then takes to be committed.
 
 use std::{
     path::Path,
@@ -70,12 +75,16 @@ async fn main() -> anyhow::Result<()> {
         backlog_rows(bin, &dir, &events, &mut rows).await?;
     }
     let loads = if wants("mixed") { mixed(bin, &dir, &turns).await? } else { Vec::new() };
+    let sink = if wants("sink") { Some(sink_cost(bin, dir.path(), &events).await?) } else { None };
     print_tables(&rows, &loads, freshness.as_deref());
+    if let Some(sink) = sink {
+        sink.print();
+    }
     Ok(())
 }
 
 /// What the benchmark's arguments may name.
-const SECTIONS: [&str; 3] = ["stages", "backlog", "mixed"];
+const SECTIONS: [&str; 4] = ["stages", "backlog", "mixed", "sink"];
 
 /// Raw produce and consume, the sink alone and intake over HTTP, each next to its ceiling;
 /// returns the freshness samples.
@@ -440,4 +449,131 @@ fn bronze_rows(registry: &prometheus::Registry) -> usize {
         .filter(|m| m.get_label().iter().any(|l| l.value() == "events"))
         .map(|m| m.get_counter().get_value() as usize)
         .sum()
+}
+
+/// What the lake sink costs, in a process of its own, next to a raw consumer of the same backlog.
+struct SinkCost {
+    events: usize,
+    bytes_per_event: f64,
+    raw: Duration,
+    raw_cpu: Duration,
+    drained: Duration,
+    cpu: Duration,
+    peak_rss_kb: u64,
+    first_commit: Duration,
+    record_to_commit: Duration,
+}
+
+/// Targets of the sink's cost (issue 23), printed beside the measurement.
+const SINK_TARGETS: &str = "target: <= 15 CPU-s per 1M events, <= 150 MB peak RSS, first commit <= 1 s";
+
+impl SinkCost {
+    fn print(&self) {
+        let per_million = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.events as f64;
+        println!(
+            "\n| sink cost ({} events of {:.0} B, backlog in `gata broker`) | seconds | events/s | CPU-s per 1M events | peak RSS MB | first commit after start ms | one record → committed ms |",
+            self.events, self.bytes_per_event
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!(
+            "| raw consume (rdkafka, in the bench process) | {:.2} | {:.0} | {:.1} | | | |",
+            self.raw.as_secs_f64(),
+            rate(self.events, self.raw),
+            per_million(self.raw_cpu)
+        );
+        println!(
+            "| `gata serve --roles sink` → bronze + silver, exactly-once | {:.2} | {:.0} | {:.1} ({:.1}x raw) | {:.0} | {:.0} | {:.0} |",
+            self.drained.as_secs_f64(),
+            rate(self.events, self.drained),
+            per_million(self.cpu),
+            self.cpu.as_secs_f64() / self.raw_cpu.as_secs_f64().max(1e-9),
+            self.peak_rss_kb as f64 / 1024.0,
+            self.first_commit.as_secs_f64() * 1000.0,
+            self.record_to_commit.as_secs_f64() * 1000.0
+        );
+        println!("\n{SINK_TARGETS}");
+    }
+}
+
+/// Fills a `gata broker` process with `events`, reads them back with a raw consumer (its CPU
+/// measured on this process), then drains them with a sink-only `gata serve` and measures it;
+/// once drained, produces one more record and times its commit.
+async fn sink_cost(bin: &Path, dir: &Path, events: &[Event]) -> anyhow::Result<SinkCost> {
+    let broker = gata_tests::Broker::start(bin, &dir.join("sink-broker")).await?;
+    let kafka = KafkaClients::connect(&broker.bootstrap, Idempotence::Auto).await?;
+    kafka.ensure_topics(&topics::all_topics(), 4, 1).await?;
+    let producer: FutureProducer = kafka.producer(Duration::from_secs(60)).create()?;
+    produce_all(&producer, events, true).await?;
+    let bytes: usize = events.iter().map(|e| e.to_json().len()).sum();
+    let before = cpu_time(std::process::id())?;
+    let raw = raw_consume(&kafka, "bench-sink-raw", events.len())?;
+    let raw_cpu = cpu_time(std::process::id())? - before;
+
+    let started = Instant::now();
+    let args = ["--roles", "sink", "--brokers", broker.bootstrap.as_str()];
+    let sink = gata_tests::Gata::start_with(bin, &dir.join("sink"), gata_tests::free_port(), &args, &[]).await?;
+    let http = reqwest::Client::new();
+    let mut first_commit = None;
+    loop {
+        let rows = sink_rows(&http, &sink.base).await?;
+        if rows > 0 {
+            first_commit.get_or_insert_with(|| started.elapsed());
+        }
+        if rows >= events.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained = started.elapsed();
+    let (cpu, peak_rss_kb) = (cpu_time(sink.pid())?, peak_rss_kb(sink.pid())?);
+
+    let one = Workload::new(43, 10).events(1, 0);
+    let sent = Instant::now();
+    produce_all(&producer, &one[..1], true).await?;
+    while sink_rows(&http, &sink.base).await? <= events.len() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(SinkCost {
+        events: events.len(),
+        bytes_per_event: bytes as f64 / events.len() as f64,
+        raw,
+        raw_cpu,
+        drained,
+        cpu,
+        peak_rss_kb,
+        first_commit: first_commit.unwrap_or(drained),
+        record_to_commit: sent.elapsed(),
+    })
+}
+
+/// Rows a sink process has committed to bronze, from its `/metrics`.
+async fn sink_rows(http: &reqwest::Client, base: &str) -> anyhow::Result<usize> {
+    let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+    Ok(metrics
+        .lines()
+        .filter(|l| l.starts_with("gata_sink_rows_total{") && l.contains("table=\"events\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as usize)
+}
+
+/// User + system CPU time of process `pid`, from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per
+/// second on Linux).
+fn cpu_time(pid: u32) -> anyhow::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name: state is the 1st, utime the 12th, stime the 13th.
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default().split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields.get(i).and_then(|f| f.parse::<u64>().ok()).ok_or_else(|| anyhow::anyhow!("/proc/{pid}/stat: {stat}"))
+    };
+    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
+}
+
+/// Peak resident set size of process `pid` in kB (`VmHWM` of `/proc/<pid>/status`).
+fn peak_rss_kb(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
 }

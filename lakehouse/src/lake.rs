@@ -12,12 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 pub use deltalake::kernel::Transaction;
 use deltalake::{
     DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty,
-    arrow::{
-        array::{Array, AsArray},
-        compute::cast,
-        datatypes::DataType,
-        record_batch::RecordBatch,
-    },
+    arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch},
     datafusion::prelude::SessionContext,
     kernel::{StructField, StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
     operations::create::CreateBuilder,
@@ -193,6 +188,9 @@ impl Lake {
     }
 
     /// Appends `batch` to `table` with the `txns` (application id, version) in the same commit.
+    /// The commit runs no post-commit hooks: delta-rs would otherwise list the whole log for
+    /// expired entries after every commit and checkpoint on its own schedule; writers call
+    /// [`Lake::checkpoint`] instead, which also cleans up expired log entries.
     pub async fn append_with(
         &self,
         table: DeltaTable,
@@ -203,7 +201,12 @@ impl Lake {
         table
             .write(vec![batch])
             .with_save_mode(SaveMode::Append)
-            .with_commit_properties(CommitProperties::default().with_application_transactions(txns))
+            .with_commit_properties(
+                CommitProperties::default()
+                    .with_application_transactions(txns)
+                    .with_create_checkpoint(false)
+                    .with_cleanup_expired_logs(Some(false)),
+            )
             .await
             .map_err(|source| LakeError::Commit { table: id.name(), source })
     }
@@ -231,9 +234,10 @@ impl Lake {
         Ok(out)
     }
 
-    /// Every `event_id` in `table` (what a deduplicating writer must not write again).
-    pub async fn event_ids(&self, table: &DeltaTable, id: TableId) -> Result<HashSet<String>> {
-        self.strings(table, id, "SELECT event_id FROM t").await
+    /// Every `event_id` in `table` (what a deduplicating writer must not write again), held as
+    /// 16-byte UUIDs: a million rows take tens of megabytes, not a hundred.
+    pub async fn event_ids(&self, table: &DeltaTable, id: TableId) -> Result<HashSet<uuid::Uuid>> {
+        self.uuids(table, id, "SELECT event_id FROM t").await
     }
 
     /// The submissions `scorer_version` has scores for in the `quality_scores` table.
@@ -241,15 +245,12 @@ impl Lake {
         let id = TableId::QualityScores;
         let table = self.open(id).await?;
         let version = scorer_version.replace('\'', "''");
-        let ids = self
-            .strings(&table, id, &format!("SELECT subject_event_id FROM t WHERE scorer_version = '{version}'"))
-            .await?;
-        // Every stored id was a UUID when it was written (the score contract checks it).
-        Ok(ids.iter().filter_map(|id| uuid::Uuid::parse_str(id).ok()).collect())
+        self.uuids(&table, id, &format!("SELECT subject_event_id FROM t WHERE scorer_version = '{version}'")).await
     }
 
-    /// The values of the one string column `sql` selects from `table` (registered as `t`).
-    async fn strings(&self, table: &DeltaTable, id: TableId, sql: &str) -> Result<HashSet<String>> {
+    /// The UUIDs in the one string column `sql` selects from `table` (registered as `t`). Every
+    /// stored id was a UUID when it was written (the contracts check it).
+    async fn uuids(&self, table: &DeltaTable, id: TableId, sql: &str) -> Result<HashSet<uuid::Uuid>> {
         let scan_err = |source| LakeError::Scan { table: id.name(), source };
         let ctx = SessionContext::new();
         table.update_datafusion_session(&ctx.state()).map_err(|source| LakeError::Read { table: id.name(), source })?;
@@ -261,7 +262,7 @@ impl Lake {
             let col = cast(batch.column(0), &DataType::Utf8)
                 .map_err(|source| LakeError::Rows { table: id.name(), source })?;
             let col = col.as_string::<i32>();
-            values.extend((0..col.len()).filter(|i| col.is_valid(*i)).map(|i| col.value(i).to_string()));
+            values.extend(col.iter().flatten().filter_map(|v| uuid::Uuid::parse_str(v).ok()));
         }
         Ok(values)
     }
@@ -309,7 +310,7 @@ mod tests {
             .expect("positions");
         assert_eq!(got, BTreeMap::from([(tp, Offset(41))]));
         let ids = lake.event_ids(&reopened, TableId::ChatTurns).await.expect("ids");
-        let expected: HashSet<String> = refs.iter().map(|r| r.event_id().to_string()).collect();
+        let expected: HashSet<uuid::Uuid> = refs.iter().map(|r| r.event_id()).collect();
         assert_eq!(ids, expected);
     }
 

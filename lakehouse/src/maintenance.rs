@@ -35,11 +35,13 @@ pub struct MaintenanceReport {
 
 impl Lake {
     /// Writes a checkpoint of `table`'s log at its current version, so readers need not replay
-    /// every commit.
+    /// every commit, then deletes log entries older than the table's log retention
+    /// (`delta.logRetentionDuration`, 30 days by default) that the checkpoint makes redundant.
     pub async fn checkpoint(&self, table: &DeltaTable, id: TableId) -> Result<()> {
-        checkpoints::create_checkpoint(table, None)
-            .await
-            .map_err(|source| LakeError::Commit { table: id.name(), source })
+        let commit_err = |source| LakeError::Commit { table: id.name(), source };
+        checkpoints::create_checkpoint(table, None).await.map_err(commit_err)?;
+        checkpoints::cleanup_metadata(table, None).await.map_err(commit_err)?;
+        Ok(())
     }
 
     /// Compacts `id`'s small files into files of about `target_bytes`; with `zorder` columns,

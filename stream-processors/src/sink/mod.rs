@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::poller::{self, Input, PositionSource, Subscription};
 use crate::{ProcessorError, Result, metrics::SinkMetrics};
-use writer::Writer;
+use writer::{Flush, Writer};
 
 /// What the sink needs to know.
 #[derive(Debug, Clone)]
@@ -75,7 +75,7 @@ pub async fn run_sink(
                             writer.handle(polled).await?;
                             let (records, bytes) = writer.pending();
                             if records >= cfg.lake.flush_max_records || bytes >= cfg.lake.flush_max_bytes {
-                                writer.flush().await?;
+                                writer.flush(Flush::Routine).await?;
                             }
                         }
                     }
@@ -86,10 +86,10 @@ pub async fn run_sink(
                         flushed?;
                     }
                 },
-                _ = sleep_until(deadline) => writer.flush().await?,
+                _ = sleep_until(deadline) => writer.flush(Flush::Routine).await?,
             }
         }
-        writer.flush().await
+        writer.flush(Flush::Everything).await
     }
     .await;
     poller::stop_and_join(poller, rx, &stop, result, "lake sink").await

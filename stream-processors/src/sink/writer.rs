@@ -31,12 +31,31 @@ use crate::{ProcessorError, Result, dead_letters, metrics::SinkMetrics};
 /// Consecutive failed flushes before the sink gives up.
 const MAX_FLUSH_ATTEMPTS: u32 = 10;
 
+/// Routine flushes a table that got no new rows may skip before it records its positions. Such
+/// a commit holds nothing but positions, yet costs as much as one with rows; skipping it only
+/// means a restart re-reads, for that table, what these flushes covered.
+const DEFERRED_EMPTY_COMMITS: u32 = 10;
+
+/// What a flush must commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    /// Every table with new rows; a table with none only once it has skipped
+    /// [`DEFERRED_EMPTY_COMMITS`] flushes.
+    Routine,
+    /// Every table, rows or not (partitions revoked, shutdown): nothing is left to re-read.
+    Everything,
+}
+
 /// One table as the writer sees it.
 struct TableState {
     table: DeltaTable,
     positions: BTreeMap<TopicPartition, Offset>,
     /// Silver only: event ids already in the table.
-    seen: HashSet<String>,
+    seen: HashSet<uuid::Uuid>,
+    /// Positions covered by flushes that brought this table no rows, not committed yet.
+    deferred: BTreeMap<TopicPartition, Offset>,
+    /// How many flushes those were.
+    deferred_flushes: u32,
 }
 
 impl TableState {
@@ -81,7 +100,8 @@ impl Writer {
         for id in TableId::ALL {
             let table = lake.open(id).await?;
             let seen = if id.is_deduplicated() { lake.event_ids(&table, id).await? } else { HashSet::new() };
-            tables.insert(id, TableState { table, positions: BTreeMap::new(), seen });
+            let (deferred, deferred_flushes) = (BTreeMap::new(), 0);
+            tables.insert(id, TableState { table, positions: BTreeMap::new(), seen, deferred, deferred_flushes });
         }
         Ok(Self {
             lake,
@@ -151,10 +171,10 @@ impl Writer {
 
     /// Commits everything buffered, retrying with back-off; gives up after
     /// [`MAX_FLUSH_ATTEMPTS`] consecutive failures.
-    pub(crate) async fn flush(&mut self) -> Result<()> {
+    pub(crate) async fn flush(&mut self, flush: Flush) -> Result<()> {
         let mut attempt = 0;
         loop {
-            match self.try_flush().await {
+            match self.try_flush(flush).await {
                 Ok(()) => return Ok(()),
                 Err(err) => {
                     attempt += 1;
@@ -172,13 +192,14 @@ impl Writer {
         }
     }
 
-    async fn try_flush(&mut self) -> Result<()> {
-        if self.pending_to.is_empty() {
+    async fn try_flush(&mut self, flush: Flush) -> Result<()> {
+        let deferred = self.tables.values().any(|t| !t.deferred.is_empty());
+        if self.pending_to.is_empty() && !(flush == Flush::Everything && deferred) {
             return Ok(());
         }
         let started = Instant::now();
         for id in TableId::ALL {
-            self.commit_table(id).await?;
+            self.commit_table(id, flush).await?;
         }
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         committed.extend(self.pending_to.iter().map(|(tp, o)| (tp.clone(), *o)));
@@ -194,16 +215,18 @@ impl Writer {
         Ok(())
     }
 
-    /// Writes the buffered rows that `id` does not have yet, with its new positions.
-    async fn commit_table(&mut self, id: TableId) -> Result<()> {
+    /// Writes the buffered rows that `id` does not have yet, with its new positions (and those
+    /// of flushes it skipped). A routine flush that brings `id` no rows skips it, up to
+    /// [`DEFERRED_EMPTY_COMMITS`] times in a row.
+    async fn commit_table(&mut self, id: TableId, flush: Flush) -> Result<()> {
         let state = self.tables.get_mut(&id).expect("every table is opened");
-        let positions: BTreeMap<TopicPartition, Offset> = self
+        let fresh: BTreeMap<TopicPartition, Offset> = self
             .pending_to
             .iter()
             .filter(|(tp, off)| id.is_fed_by_topic(&tp.topic) && state.needs(tp, **off))
             .map(|(tp, off)| (tp.clone(), *off))
             .collect();
-        if positions.is_empty() {
+        if fresh.is_empty() && (flush == Flush::Routine || state.deferred.is_empty()) {
             return Ok(());
         }
         let mut batch_ids = HashSet::new();
@@ -224,7 +247,7 @@ impl Writer {
                     if !id.is_deduplicated() {
                         return true;
                     }
-                    let event_id = r.event_id().to_string();
+                    let event_id = r.event_id();
                     let fresh = !state.seen.contains(&event_id) && batch_ids.insert(event_id);
                     duplicates += usize::from(!fresh);
                     fresh
@@ -233,6 +256,14 @@ impl Writer {
             record_batch(id, &rows)?
         };
         let n = batch.num_rows();
+        if n == 0 && flush == Flush::Routine && state.deferred_flushes < DEFERRED_EMPTY_COMMITS {
+            state.deferred.extend(fresh);
+            state.deferred_flushes += 1;
+            return Ok(());
+        }
+        let mut positions = std::mem::take(&mut state.deferred);
+        positions.extend(fresh);
+        state.deferred_flushes = 0;
         let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
         tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
         if table.version().is_some_and(|v| v % self.checkpoint_interval == 0)
@@ -257,10 +288,14 @@ impl Writer {
 
     /// Partitions were revoked: commit what is buffered, and forget them.
     pub(crate) async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
-        let flushed = self.flush().await;
+        let flushed = self.flush(Flush::Everything).await;
         for tp in tps {
             self.assigned.remove(tp);
             self.pending_to.remove(tp);
+        }
+        // Whoever gets them next moves their positions; a stale one must never be committed.
+        for state in self.tables.values_mut() {
+            state.deferred.retain(|tp, _| !tps.contains(tp));
         }
         self.pending.retain(|r| !tps.contains(&r.source));
         self.pending_dead.retain(|d| !tps.contains(&d.source));
