@@ -150,18 +150,10 @@ impl KafkaClients {
         Ok(self.processors.0.get_or_init(|| created).clone())
     }
 
-    /// Kilobytes of records a consumer fetches ahead of its reader (librdkafka's default is 64 MiB
-    /// per consumer, held in memory even when the reader is the bottleneck, as while a backlog
-    /// drains). 16 MiB is well over a second of any processor's work.
-    pub const PREFETCH_KBYTES: usize = 16 * 1024;
-    /// Records a consumer fetches ahead per partition, at most (librdkafka's default: 100 000).
-    pub const PREFETCH_RECORDS: usize = 10_000;
-
     /// A consumer in `group` that never commits on its own and starts from the earliest record.
     /// A fetch is answered once it has [`Self::FETCH_MIN_BYTES`], or after [`Self::FETCH_MAX_WAIT`] with
     /// what there is: under a stream of single-event produces a consumer takes records by the
-    /// dozen instead of one fetch per record, and a record waits at most `FETCH_MAX_WAIT`. What it
-    /// reads ahead is bounded by [`Self::PREFETCH_KBYTES`] and [`Self::PREFETCH_RECORDS`].
+    /// dozen instead of one fetch per record, and a record waits at most `FETCH_MAX_WAIT`.
     pub fn consumer(&self, group: &str) -> ClientConfig {
         let mut cfg = self.base();
         cfg.set("group.id", group)
@@ -171,9 +163,7 @@ impl KafkaClients {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.min.bytes", Self::FETCH_MIN_BYTES.to_string())
-            .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string())
-            .set("queued.max.messages.kbytes", Self::PREFETCH_KBYTES.to_string())
-            .set("queued.min.messages", Self::PREFETCH_RECORDS.to_string());
+            .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string());
         cfg
     }
 

@@ -165,6 +165,25 @@ impl Gata {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGTERM, then waits up to `within` for the process to finish its shutdown (the sink
+    /// commits what it holds). Errs when it does not exit in time or exits with a failure.
+    pub async fn terminate(&mut self, within: Duration) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid}: {sent}");
+        let end = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::ensure!(status.success(), "gata exited with {status}:\n{}", self.log_text());
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!("gata still running {within:?} after SIGTERM:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use gata_infra::{contract::EventKind, topics};
+use gata_lakehouse::{Lake, TableId, TopicPartition};
 use gata_tests::{Gata, eventually, example};
 use serde_json::Value;
 
@@ -157,4 +159,43 @@ async fn restart_resumes_from_the_lake_without_duplicates() {
     let ids: Vec<Value> = api.rows("SELECT event_id FROM chat_turns").await.unwrap();
     assert_eq!(ids.len(), 60, "duplicated or lost after restart");
     assert_eq!(api.count("SELECT COUNT(*) AS n FROM events").await.unwrap(), 60, "bronze re-ingested after restart");
+}
+
+/// A flush that brings a table no rows skips its commit (the dead-letter table, while every
+/// record decodes); shutdown then records its positions, so a restart re-reads nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn tables_without_new_rows_record_their_positions_at_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gata = Gata::start_with(bin(), dir.path(), gata_tests::free_port(), &["--roles", "intake,sink,query"], &[])
+        .await
+        .unwrap();
+    let api = gata.client();
+    let (turns, _, _) = workload(13, 30, 0);
+    for (i, part) in turns.chunks(10).enumerate() {
+        assert_eq!(api.post_ndjson("/v1/chat-turns", part).await.unwrap().0, 202);
+        let landed = 10 * (i as u64 + 1);
+        eventually("the part landed", Duration::from_secs(60), || async {
+            (api.count("SELECT COUNT(*) AS n FROM events").await.ok()? == landed).then_some(())
+        })
+        .await;
+    }
+    let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()), &Default::default()).unwrap();
+    let version = |id| {
+        let lake = lake.clone();
+        async move { lake.open(id).await.unwrap().version() }
+    };
+    assert!(version(TableId::Events).await >= Some(3), "one commit per part at least");
+    assert_eq!(version(TableId::DeadLetters).await, Some(0), "no commit of positions alone while flushing");
+
+    gata.terminate(Duration::from_secs(60)).await.unwrap();
+    let topic = topics::intake_topic(EventKind::ChatTurn);
+    let partitions: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(topic, p)).collect();
+    let positions = |id| {
+        let (lake, partitions) = (lake.clone(), partitions.clone());
+        async move { lake.positions(&lake.open(id).await.unwrap(), id, partitions).await.unwrap() }
+    };
+    let bronze = positions(TableId::Events).await;
+    assert!(!bronze.is_empty());
+    assert_eq!(positions(TableId::DeadLetters).await, bronze, "shutdown records every table's positions");
+    assert_eq!(positions(TableId::ChatTurns).await, bronze);
 }
