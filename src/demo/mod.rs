@@ -103,7 +103,14 @@ pub async fn run(mut cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -
         let _ = ready_tx.send(ready.clone());
     }));
     let ready = tokio::select! {
-        ready = ready_rx => ready.context("the platform stopped before it was ready")?,
+        ready = ready_rx => match ready {
+            Ok(ready) => ready,
+            // The server dropped the sender as it failed: its own error says why (a port in use).
+            Err(_) => {
+                (&mut server).await??;
+                bail!("the platform stopped before it was ready")
+            }
+        },
         result = &mut server => { result??; bail!("the platform stopped before it was ready") }
     };
     // Pooled connections are dropped before the server's idle keep-alive limit closes them, so

@@ -126,3 +126,23 @@ fn count_account(data_dir: &Path, epoch: &str) -> String {
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     rows[0]["account"].as_str().unwrap().to_string()
 }
+
+/// A demo that cannot bind its ports stops at once and names the address and its setting,
+/// rather than a bare "stopped before it was ready".
+#[test]
+fn a_demo_whose_port_is_taken_names_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["demo", "--once", "--turns", "5", "--images", "0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--http", &format!("127.0.0.1:{}", free_port())])
+        .env("GATA__QUERY__FLIGHT_ADDR", &addr)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&addr) && stderr.contains("query.flight_addr"), "{stderr}");
+    assert!(stderr.contains("Address already in use"), "{stderr}");
+}
