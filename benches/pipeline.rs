@@ -549,11 +549,7 @@ async fn sink_cost(bin: &Path, dir: &Path, events: &[Event]) -> anyhow::Result<S
 /// Rows a sink process has committed to bronze, from its `/metrics`.
 async fn sink_rows(http: &reqwest::Client, base: &str) -> anyhow::Result<usize> {
     let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
-    Ok(metrics
-        .lines()
-        .filter(|l| l.starts_with("gata_sink_rows_total{") && l.contains("table=\"events\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as usize)
+    Ok(gata_tests::metric(&metrics, "gata_sink_rows_total{table=\"events\"}").unwrap_or(0.0) as usize)
 }
 
 /// User + system CPU time of process `pid`, from `/proc/<pid>/stat` (in USER_HZ ticks, 100 per

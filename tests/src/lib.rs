@@ -255,6 +255,13 @@ impl Api {
         self.post(path, "application/x-ndjson", body).await
     }
 
+    /// The value of `series` (`name{labels}`, as `/metrics` prints it) on `/metrics`; none
+    /// when the series is not exported.
+    pub async fn metric(&self, series: &str) -> anyhow::Result<Option<f64>> {
+        let metrics = self.request(reqwest::Method::GET, "/metrics").send().await?.text().await?;
+        Ok(metric(&metrics, series))
+    }
+
     /// GETs `path` as JSON.
     pub async fn get(&self, path: &str) -> anyhow::Result<(u16, Value)> {
         let resp = self.request(reqwest::Method::GET, path).send().await?;
@@ -293,6 +300,12 @@ impl Api {
         let rows = self.rows(sql).await?;
         rows.first().and_then(|r| r["n"].as_u64()).with_context(|| format!("{sql}: no n in {rows:?}"))
     }
+}
+
+/// The value of `series` (`name{labels}` exactly as exported) in a Prometheus text exposition;
+/// none when it is absent.
+pub fn metric(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A standalone `gata broker` process on a free port, killed on drop.

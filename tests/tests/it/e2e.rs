@@ -102,10 +102,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     );
     assert!(tables["tables"][0]["columns"].as_array().unwrap().iter().any(|c| c["name"] == "responses"));
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
-    let accepted: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("gata_ingest_events_total{kind=\"chat_turn\",outcome=\"accepted\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let accepted = gata_tests::metric(&metrics, "gata_ingest_events_total{kind=\"chat_turn\",outcome=\"accepted\"}")
         .expect("accepted chat turns metric");
     assert_eq!(accepted as usize, 2 * turns.len() + 1);
     // Everything is in the lake, so the lag the sink reports per partition drops to zero.

@@ -178,10 +178,6 @@ async fn every_submission_is_scored_once_with_reasons_and_state_survives_a_crash
     assert_eq!(row["verdict"], "reject", "{row}");
     assert!(codes(row).contains(&"copied_across_accounts"), "state was not rebuilt: {row}");
     let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.unwrap().text().await.unwrap();
-    let rebuilt: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("gata_scoring_rebuilt_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let rebuilt = gata_tests::metric(&metrics, "gata_scoring_rebuilt_total").unwrap_or(0.0);
     assert_eq!(rebuilt as u64, submitted, "every earlier submission re-read, none re-published");
 }

@@ -508,8 +508,6 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
 
 /// How many queries ended `how`, from `gata_query_ends_total` on `/metrics`.
 async fn query_ends(api: &Api, how: &str) -> u64 {
-    let resp = api.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
-    let metrics = resp.text().await.unwrap();
-    let series = format!("gata_query_ends_total{{how=\"{how}\"}} ");
-    metrics.lines().find_map(|l| l.strip_prefix(series.as_str())?.parse().ok()).unwrap_or(0)
+    let series = format!("gata_query_ends_total{{how=\"{how}\"}}");
+    api.metric(&series).await.unwrap().expect("every way a query ends is exported") as u64
 }
