@@ -59,6 +59,10 @@ struct TableState {
 }
 
 impl TableState {
+    fn new(table: DeltaTable, seen: HashSet<uuid::Uuid>) -> Self {
+        Self { table, positions: BTreeMap::new(), seen, deferred: BTreeMap::new(), deferred_flushes: 0 }
+    }
+
     fn needs(&self, tp: &TopicPartition, offset: Offset) -> bool {
         self.positions.get(tp).is_none_or(|p| offset > *p)
     }
@@ -100,8 +104,7 @@ impl Writer {
         for id in TableId::ALL {
             let table = lake.open(id).await?;
             let seen = if id.is_deduplicated() { lake.event_ids(&table, id).await? } else { HashSet::new() };
-            let (deferred, deferred_flushes) = (BTreeMap::new(), 0);
-            tables.insert(id, TableState { table, positions: BTreeMap::new(), seen, deferred, deferred_flushes });
+            tables.insert(id, TableState::new(table, seen));
         }
         Ok(Self {
             lake,
