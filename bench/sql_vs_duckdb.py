@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """SQL benchmark: gata's query service against DuckDB on the same Parquet files, in one run.
 
-Generates a scores table (10 M rows by default) and a chat-turns table (5 M rows) as Delta
+Generates a scores table (10 M rows by default) and a chat-turns table (5 M rows, with prompts) as Delta
 tables under a lake directory (Python `deltalake`), starts `gata serve --roles query` on that
-lake, and times a query set (filters, aggregations, a join, top-k, distinct, time buckets)
+lake, and times a query set (filters, aggregations, a join, top-k, distinct, time buckets, a
+percentile, a window function, a text search over prompts)
 through gata's HTTP API (answers as Arrow IPC) and through DuckDB reading the tables' Parquet
 files. Both engines get the same number of threads. Each query runs once to warm up, then
 `--repeat` times; the best time counts. Answers are compared, so a fast wrong answer shows.
@@ -56,14 +57,44 @@ QUERIES = [
         "WHERE occurred_at >= TIMESTAMP '2026-03-01 00:00:00' GROUP BY 1 ORDER BY 1",
     ),
     ("string filter", "SELECT COUNT(*) AS n FROM turns WHERE model LIKE 'gpt%' AND latency_ms < 1000"),
+    (
+        "percentile",
+        "SELECT model, percentile_cont(0.9) WITHIN GROUP (ORDER BY latency_ms) AS p90 FROM turns GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "window: latest turn each",
+        "SELECT model, COUNT(*) AS n FROM (SELECT model, ROW_NUMBER() OVER (PARTITION BY contributor_id "
+        "ORDER BY occurred_at DESC, event_id) AS rn FROM turns) WHERE rn = 1 GROUP BY 1 ORDER BY 1",
+    ),
+    (
+        "prompt search (ILIKE)",
+        "SELECT model, COUNT(*) AS n FROM turns WHERE prompt ILIKE '%quantum%' GROUP BY 1 ORDER BY 1",
+    ),
 ]
 
 MODELS = np.array(["gpt-4o", "gpt-4o-mini", "claude-3.5", "deepseek-v3", "llama-3", "qwen-2.5"])
 KINDS = np.array(["chat_turn", "preference", "image_text_pair"])
+# Prompt words: a fixed vocabulary, so one word ('quantum') is in about 12% of prompts.
+WORDS = (
+    "how what why when explain write summarize compare translate list describe the a of to in for on with "
+    "and or not is are was be can should would could my your our their this that these those code python rust "
+    "sql data model image caption cat dog city river mountain history physics quantum chemistry biology music "
+    "poem story email letter recipe bread soup garden travel budget market stock price energy solar wind climate "
+    "health sleep running coffee tea book film game chess math proof theorem graph network server database query "
+    "error bug test release deploy kubernetes docker cloud storage memory cpu gpu training dataset label quality"
+).split()
 
 
 def ids(prefix, values):
     return pc.binary_join_element_wise(prefix, pa.array(values).cast(pa.string()), "")
+
+
+def prompts(rng, n):
+    """`n` prompts of 5 to 24 words drawn from WORDS."""
+    lengths = rng.integers(5, 25, n)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    words = pa.array(WORDS).take(pa.array(rng.integers(0, len(WORDS), int(offsets[-1]))))
+    return pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), words), " ")
 
 
 def generate(lake, n_scores, n_turns, seed=7):
@@ -77,6 +108,7 @@ def generate(lake, n_scores, n_turns, seed=7):
             "contributor_id": ids("c_", rng.integers(0, 50_000, n_turns)),
             "model": pa.array(MODELS[rng.integers(0, len(MODELS), n_turns)]),
             "latency_ms": pa.array(rng.integers(200, 5000, n_turns), pa.int64()),
+            "prompt": prompts(rng, n_turns),
             "occurred_at": pa.array(start + rng.integers(0, year_us, n_turns).astype("timedelta64[us]"), pa.timestamp("us", "UTC")),
         }
     )
@@ -117,9 +149,9 @@ def gata_query(base, sql):
 
 
 def duck_query(db, sql):
-    result = db.execute(sql)
-    # DuckDB 2 names it to_arrow_table; 1.x fetch_arrow_table.
-    return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.fetch_arrow_table()
+    result = db.sql(sql)
+    # DuckDB 2 names it to_arrow_table; 1.x arrow.
+    return result.to_arrow_table() if hasattr(result, "to_arrow_table") else result.arrow()
 
 
 def best_of(run, repeat):
