@@ -242,17 +242,18 @@ pub struct LakeConfig {
     /// Object-store options for the lake URL (`AWS_ENDPOINT_URL`, `AWS_REGION`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …); `AWS_*` environment
     /// variables are read too. Values never appear in logs.
-    pub storage_options: StorageOptions,
+    pub storage_options: TextOptions,
 }
 
-/// Object-store options: key → value; `Debug` shows the keys only. Values may be written as
+/// Options handed to a library as text (object-store options, DataFusion settings): key →
+/// value; `Debug` shows the keys only, since some are secrets. Values may be written as
 /// strings, booleans or numbers (environment variables such as `…__AWS_ALLOW_HTTP=true` parse
-/// as booleans); they are kept as text, which is what object stores take.
+/// as booleans); they are kept as text, which is what those libraries take.
 #[derive(Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
-pub struct StorageOptions(pub std::collections::BTreeMap<String, String>);
+pub struct TextOptions(pub std::collections::BTreeMap<String, String>);
 
-impl<'de> Deserialize<'de> for StorageOptions {
+impl<'de> Deserialize<'de> for TextOptions {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -261,25 +262,32 @@ impl<'de> Deserialize<'de> for StorageOptions {
             Flag(bool),
             Int(i64),
             Float(f64),
+            Nested(std::collections::BTreeMap<String, Scalar>),
         }
-        let raw = std::collections::BTreeMap::<String, Scalar>::deserialize(deserializer)?;
-        Ok(StorageOptions(
-            raw.into_iter()
-                .map(|(k, v)| {
-                    let text = match v {
-                        Scalar::Text(s) => s,
-                        Scalar::Flag(b) => b.to_string(),
-                        Scalar::Int(i) => i.to_string(),
-                        Scalar::Float(f) => f.to_string(),
-                    };
-                    (k, text)
-                })
-                .collect(),
-        ))
+        /// Nested tables (TOML dotted keys, `…__A__B` variables) become dotted names.
+        fn flatten(prefix: &str, raw: std::collections::BTreeMap<String, Scalar>, out: &mut TextOptions) {
+            for (k, v) in raw {
+                let key = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let text = match v {
+                    Scalar::Text(s) => s,
+                    Scalar::Flag(b) => b.to_string(),
+                    Scalar::Int(i) => i.to_string(),
+                    Scalar::Float(f) => f.to_string(),
+                    Scalar::Nested(inner) => {
+                        flatten(&key, inner, out);
+                        continue;
+                    }
+                };
+                out.0.insert(key, text);
+            }
+        }
+        let mut options = TextOptions::default();
+        flatten("", std::collections::BTreeMap::<String, Scalar>::deserialize(deserializer)?, &mut options);
+        Ok(options)
     }
 }
 
-impl fmt::Debug for StorageOptions {
+impl fmt::Debug for TextOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
     }
@@ -294,7 +302,7 @@ impl Default for LakeConfig {
             flush_interval: Duration::from_millis(500),
             queue_records: 10_000,
             checkpoint_interval: 100,
-            storage_options: StorageOptions::default(),
+            storage_options: TextOptions::default(),
         }
     }
 }
@@ -332,6 +340,11 @@ pub struct QueryConfig {
     /// Arrow Flight SQL listener (`127.0.0.1:50051`; port 0 picks a free one, printed at start;
     /// unset turns Flight SQL off).
     pub flight_addr: Option<SocketAddr>,
+    /// DataFusion settings for every query session, by their name without the `datafusion.`
+    /// prefix (`execution.parquet.pushdown_filters = true`, `execution.batch_size = 16384`, or
+    /// `GATA__QUERY__DATAFUSION__EXECUTION__BATCH_SIZE=16384`); analysts cannot change them
+    /// (`SET` is refused). Unknown names stop the start.
+    pub datafusion: TextOptions,
 }
 
 impl Default for QueryConfig {
@@ -347,6 +360,7 @@ impl Default for QueryConfig {
             executor_threads: 2,
             discover_interval: Duration::from_secs(5),
             flight_addr: Some(SocketAddr::from(([127, 0, 0, 1], 50051))),
+            datafusion: TextOptions::default(),
         }
     }
 }
@@ -704,7 +718,6 @@ impl GataConfig {
             check(url::Url::parse(uri).is_ok(), "lake.uri must be a URL such as file:///data/lake or s3://bucket/lake");
         }
         problems.extend(self.ingest.limits.problems());
-        problems.extend(self.ingest.limits.problems());
         problems.extend(self.auth.problems());
         problems.extend(self.rate.problems());
         problems
@@ -787,6 +800,19 @@ mod tests {
             let get = |k: &str| opts.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
             assert_eq!(get("aws_allow_http"), Some("true"));
             assert_eq!(get("aws_endpoint_url"), Some("http://127.0.0.1:9000"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn datafusion_settings_nest_into_dotted_names() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("gata.toml", "[query.datafusion]\nexecution.parquet.pushdown_filters = true\n")?;
+            jail.set_env("GATA__QUERY__DATAFUSION__EXECUTION__BATCH_SIZE", "16384");
+            let cfg = load(Some(Path::new("gata.toml")), &serde_json::json!({})).expect("valid config");
+            let opts = &cfg.query.datafusion.0;
+            assert_eq!(opts.get("execution.parquet.pushdown_filters").map(String::as_str), Some("true"));
+            assert_eq!(opts.get("execution.batch_size").map(String::as_str), Some("16384"));
             Ok(())
         });
     }

@@ -77,9 +77,11 @@ impl Catalog {
             self.discover(&mut state.tables).await?;
             state.discovered_at = Some(Instant::now());
         }
-        for entry in state.tables.values_mut() {
-            entry.table.update_state().await.map_err(|source| read_err(&entry.name, source))?;
-        }
+        // All at once: each refresh is a listing of the table's log and waits on the store.
+        futures::future::try_join_all(state.tables.values_mut().map(|entry| async move {
+            entry.table.update_state().await.map_err(|source| read_err(&entry.name, source))
+        }))
+        .await?;
         Ok(state.tables.clone())
     }
 

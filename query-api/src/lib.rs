@@ -14,6 +14,7 @@
 mod capped;
 pub mod catalog;
 pub mod contributors;
+mod date_trunc;
 pub mod error;
 pub mod executor;
 pub mod export;

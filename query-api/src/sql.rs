@@ -98,6 +98,7 @@ pub struct TableInfo {
 pub struct SqlEngine {
     catalog: Arc<Catalog>,
     cfg: QueryConfig,
+    session_config: SessionConfig,
     executor: Arc<Executor>,
     views: Option<Arc<dyn Views>>,
     rates: Option<Arc<RateLimits>>,
@@ -210,7 +211,8 @@ impl SqlEngine {
     /// An engine over `catalog` with the limits of `cfg`, executing on its own runtime.
     pub fn new(catalog: Arc<Catalog>, cfg: QueryConfig) -> Result<Self> {
         let executor = Arc::new(Executor::new(cfg.executor_threads)?);
-        Ok(Self { catalog, cfg, executor, views: None, rates: None })
+        let session_config = session_config(&cfg)?;
+        Ok(Self { catalog, cfg, session_config, executor, views: None, rates: None })
     }
 
     /// The same engine refusing statements past each principal's `rates.sql` (open mode's
@@ -291,10 +293,9 @@ impl SqlEngine {
     /// A fresh session holding `tables`, with the memory limit.
     async fn session_over(&self, tables: &BTreeMap<String, LakeTable>) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
-        let config =
-            SessionConfig::new().with_information_schema(true).with_target_partitions(self.cfg.executor_threads.max(1));
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = SessionContext::new_with_config_rt(self.session_config.clone(), runtime);
         crate::capped::register(&ctx, self.cfg.max_function_bytes);
+        crate::date_trunc::register(&ctx);
         for (name, entry) in tables {
             register(&ctx, name, &entry.table).await?;
         }
@@ -428,6 +429,22 @@ impl SqlEngine {
     }
 }
 
+/// The session settings of every query: the information schema on, one partition per query
+/// thread, then `query.datafusion` (an unknown name or a bad value is an error).
+fn session_config(cfg: &QueryConfig) -> Result<SessionConfig> {
+    let mut config =
+        SessionConfig::new().with_information_schema(true).with_target_partitions(cfg.executor_threads.max(1));
+    for (key, value) in &cfg.datafusion.0 {
+        let key = key.to_lowercase();
+        let key = if key.starts_with("datafusion.") { key } else { format!("datafusion.{key}") };
+        config
+            .options_mut()
+            .set(&key, value)
+            .map_err(|e| QueryError::Startup(format!("query.datafusion: {key} = {value:?}: {e}")))?;
+    }
+    Ok(config)
+}
+
 /// The tables of `latest` that `principal` may read, by SQL name.
 fn readable(latest: &BTreeMap<String, LakeTable>, principal: &Principal) -> BTreeMap<String, LakeTable> {
     latest.iter().filter(|(name, _)| principal.can_read(name)).map(|(n, t)| (n.clone(), t.clone())).collect()
@@ -490,6 +507,22 @@ mod tests {
             assert!(matches!(check_read_only(bad), Err(QueryError::NotAllowed(_))), "{bad} passed");
         }
         assert!(matches!(check_read_only("SELEC 1"), Err(QueryError::Plan(_))));
+    }
+
+    #[test]
+    fn datafusion_settings_apply_and_unknown_ones_are_refused() {
+        let mut cfg = QueryConfig::default();
+        cfg.datafusion.0.insert("execution.batch_size".into(), "4096".into());
+        cfg.datafusion.0.insert("datafusion.execution.parquet.pushdown_filters".into(), "true".into());
+        let config = session_config(&cfg).expect("known settings");
+        assert_eq!(usize::from(config.options().execution.batch_size), 4096);
+        assert!(config.options().execution.parquet.pushdown_filters);
+        for (key, value) in [("execution.no_such_setting", "1"), ("execution.batch_size", "many")] {
+            let mut cfg = QueryConfig::default();
+            cfg.datafusion.0.insert(key.into(), value.into());
+            let err = session_config(&cfg).expect_err(key).to_string();
+            assert!(err.contains("query.datafusion") && err.contains(key), "{err}");
+        }
     }
 
     #[test]
