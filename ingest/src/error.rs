@@ -31,7 +31,20 @@ pub enum IngestError {
     )]
     UnsupportedMediaType(String),
 
-    /// The body is larger than allowed.
+    /// The body is compressed in a way intake does not read.
+    #[error("unsupported content encoding {0:?}: send the body as is, or with Content-Encoding gzip or zstd")]
+    UnsupportedEncoding(String),
+
+    /// A compressed body does not decompress.
+    #[error("the body is not valid {encoding}: {reason}")]
+    BadEncoding {
+        /// The `Content-Encoding` it claimed.
+        encoding: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+
+    /// The body (decompressed, when it was compressed) is larger than allowed.
     #[error("request body is larger than {limit} bytes")]
     BodyTooLarge {
         /// The configured limit.
@@ -103,6 +116,8 @@ impl IngestError {
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+            Self::BadEncoding { .. } => (StatusCode::BAD_REQUEST, "bad_encoding"),
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             Self::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
             Self::Empty => (StatusCode::BAD_REQUEST, "empty_body"),

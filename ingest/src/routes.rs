@@ -126,8 +126,9 @@ async fn accept(
 ) -> Result<(StatusCode, Json<Value>)> {
     let started = Instant::now();
     let framing = framing(&headers)?;
+    let encoding = Encoding::of(&headers)?;
     let limit = state.cfg.max_body_bytes;
-    let bytes = read_body(body, limit).await?;
+    let bytes = encoding.decode(read_body(body, limit).await?, limit).await?;
     let events = match parse(kind, framing, &bytes, &state) {
         Ok(events) => events,
         Err(err) => {
@@ -156,6 +157,54 @@ async fn accept(
     state.metrics.events.with_label_values(&[kind.name(), "accepted"]).inc_by(events.len() as u64);
     state.metrics.ack_seconds.with_label_values(&[kind.name()]).observe(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": receipts.len(), "events": receipts }))))
+}
+
+/// How a body is compressed (`Content-Encoding`). A compressed body counts against
+/// `ingest.max_body_bytes` twice: as sent, and decompressed, so a small bomb that expands to
+/// gigabytes is refused after `max_body_bytes` of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Encoding {
+    fn of(headers: &HeaderMap) -> Result<Encoding> {
+        let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(Encoding::Identity) };
+        let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        match text.as_str() {
+            "" | "identity" => Ok(Encoding::Identity),
+            "gzip" | "x-gzip" => Ok(Encoding::Gzip),
+            "zstd" => Ok(Encoding::Zstd),
+            _ => Err(IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned())),
+        }
+    }
+
+    /// `body` decompressed, at most `limit` bytes, off the async workers (decompressing
+    /// `limit` bytes takes milliseconds).
+    async fn decode(self, body: axum::body::Bytes, limit: usize) -> Result<axum::body::Bytes> {
+        let name = match self {
+            Encoding::Identity => return Ok(body),
+            Encoding::Gzip => "gzip",
+            Encoding::Zstd => "zstd",
+        };
+        let bad = |e: std::io::Error| IngestError::BadEncoding { encoding: name, reason: e.to_string() };
+        tokio::task::spawn_blocking(move || {
+            let reader: Box<dyn std::io::Read> = match self {
+                Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+                _ => Box::new(zstd::stream::read::Decoder::new(&body[..]).map_err(bad)?),
+            };
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(reader, limit as u64 + 1), &mut out).map_err(bad)?;
+            if out.len() > limit {
+                return Err(IngestError::BodyTooLarge { limit });
+            }
+            Ok(out.into())
+        })
+        .await
+        .map_err(|e| IngestError::BadEncoding { encoding: name, reason: e.to_string() })?
+    }
 }
 
 /// How much of an oversized body is read and thrown away, so the client (still sending) gets

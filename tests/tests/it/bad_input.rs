@@ -151,3 +151,75 @@ async fn one_bad_line_refuses_the_whole_batch() {
     .await;
     assert_eq!(api.count("SELECT COUNT(*) AS n FROM events").await.unwrap(), 1);
 }
+
+/// Posts `body` to the chat-turn route with `Content-Encoding: encoding`; (status, answer).
+async fn post_encoded(api: &Api, encoding: &str, body: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/chat-turns", api.base))
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", encoding)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compressed_bodies_are_read_and_bombs_refused() {
+    use std::io::Write as _;
+    let gzip = |bytes: &[u8]| {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let gata =
+        Gata::start_on(bin(), dir.path(), free_port(), &[("GATA__INGEST__MAX_BODY_BYTES", "1000000")]).await.unwrap();
+    let api = gata.client();
+    let turns = |ids: std::ops::Range<u32>| {
+        let mut lines = String::new();
+        for i in ids {
+            let mut turn = example("chat_turn");
+            turn["event_id"] = json!(format!("01936f0e-7c2a-7b3e-9a41-5d2c8e1f{i:04x}"));
+            turn["turn_id"] = json!(format!("turn_enc_{i}"));
+            lines.push_str(&format!("{turn}\n"));
+        }
+        lines.into_bytes()
+    };
+
+    let (s, answer) = post_encoded(&api, "gzip", gzip(&turns(0..20))).await;
+    assert_eq!((s, answer["accepted"].as_u64()), (202, Some(20)), "{answer}");
+    let (s, answer) = post_encoded(&api, "zstd", zstd::encode_all(&turns(20..40)[..], 3).unwrap()).await;
+    assert_eq!((s, answer["accepted"].as_u64()), (202, Some(20)), "{answer}");
+
+    // Bombs: 200 KB (gzip) or 7 KB (zstd) on the wire, 200 MB decompressed; refused after 1 MB
+    // of output.
+    let bomb = gzip(&vec![b' '; 200 << 20]);
+    assert!(bomb.len() < 1_000_000, "{} bytes", bomb.len());
+    let (s, answer) = post_encoded(&api, "gzip", bomb).await;
+    assert_eq!((s, answer["error"]["code"].as_str()), (413, Some("body_too_large")), "{answer}");
+    let bomb = zstd::encode_all(&vec![b' '; 200 << 20][..], 19).unwrap();
+    let (s, answer) = post_encoded(&api, "zstd", bomb).await;
+    assert_eq!((s, answer["error"]["code"].as_str()), (413, Some("body_too_large")), "{answer}");
+
+    let mut broken = gzip(&turns(40..41));
+    broken.truncate(broken.len() / 2);
+    let (s, answer) = post_encoded(&api, "gzip", broken).await;
+    assert_eq!((s, answer["error"]["code"].as_str()), (400, Some("bad_encoding")), "{answer}");
+    let (s, answer) = post_encoded(&api, "zstd", b"not zstd at all".to_vec()).await;
+    assert_eq!((s, answer["error"]["code"].as_str()), (400, Some("bad_encoding")), "{answer}");
+    let (s, answer) = post_encoded(&api, "br", turns(41..42)).await;
+    assert_eq!((s, answer["error"]["code"].as_str()), (415, Some("unsupported_encoding")), "{answer}");
+
+    // The 40 accepted turns land; nothing of the refused requests does.
+    eventually("the decompressed turns in the lake", Duration::from_secs(60), || async {
+        let (_, n) = api.sql("SELECT COUNT(*) AS n FROM chat_turns WHERE turn_id LIKE 'turn_enc_%'").await.ok()?;
+        (n["rows"][0]["n"].as_u64() == Some(40)).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, n) = api.sql("SELECT COUNT(*) AS n FROM chat_turns WHERE turn_id LIKE 'turn_enc_%'").await.unwrap();
+    assert_eq!(n["rows"][0]["n"].as_u64(), Some(40), "{n}");
+}
