@@ -8,12 +8,12 @@ use gata_lakehouse::deltalake::{
     arrow::{
         array::{Array, ArrayRef, AsArray as _, Int64Array},
         compute::{cast, kernels::length::length},
-        datatypes::{DataType, FieldRef, Int64Type},
+        datatypes::{DataType, Int64Type},
     },
     datafusion::{
         common::{Result, plan_err},
         execution::FunctionRegistry as _,
-        logical_expr::{ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature},
+        logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl},
         prelude::SessionContext,
     },
 };
@@ -122,29 +122,7 @@ fn int64(array: &ArrayRef) -> Result<Int64Array> {
 }
 
 impl ScalarUDFImpl for Capped {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
+    delegate_to_builtin!();
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let bytes = self.bytes(&args.args, args.number_rows)?;

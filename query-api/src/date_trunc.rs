@@ -13,17 +13,14 @@ use gata_lakehouse::deltalake::{
     arrow::{
         array::{Array, AsArray as _, PrimitiveArray},
         datatypes::{
-            ArrowTimestampType, DataType, FieldRef, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
+            ArrowTimestampType, DataType, TimeUnit, TimestampMicrosecondType, TimestampMillisecondType,
             TimestampNanosecondType, TimestampSecondType,
         },
     },
     datafusion::{
         common::{Result, ScalarValue},
         execution::FunctionRegistry as _,
-        logical_expr::{
-            ColumnarValue, Documentation, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
-            sort_properties::{ExprProperties, SortProperties},
-        },
+        logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl},
         prelude::SessionContext,
     },
 };
@@ -153,43 +150,13 @@ fn fast(args: &[ColumnarValue]) -> Option<ColumnarValue> {
 }
 
 impl ScalarUDFImpl for DateTrunc {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    fn aliases(&self) -> &[String] {
-        self.inner.aliases()
-    }
-
-    fn signature(&self) -> &Signature {
-        self.inner.signature()
-    }
-
-    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        self.inner.return_type(arg_types)
-    }
-
-    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
-        self.inner.return_field_from_args(args)
-    }
-
-    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        self.inner.coerce_types(arg_types)
-    }
+    delegate_to_builtin!();
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match fast(&args.args) {
             Some(out) => Ok(out),
             None => self.inner.invoke_with_args(args),
         }
-    }
-
-    fn output_ordering(&self, input: &[ExprProperties]) -> Result<SortProperties> {
-        self.inner.output_ordering(input)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        self.inner.documentation()
     }
 }
 
