@@ -435,8 +435,11 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     let big = "SELECT repeat('x', 1000) AS pad FROM generate_series(1, 10000)";
     let (s, body) = api.sql(big).await.unwrap();
     assert_eq!((s, body["error"]["code"].as_str()), (422, Some("result_too_large")), "{body}");
-    let resp = post(big, "application/x-ndjson").await.unwrap();
-    assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
+    // The first batch is already past the cap: the server may break off before or after it
+    // has sent the head; either way the client never sees a complete answer.
+    if let Ok(resp) = post(big, "application/x-ndjson").await {
+        assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
+    }
     let api = gata.client();
 
     // Memory: a sort of 30 million rows does not fit 20 MB; it spills or fails cleanly.
