@@ -172,12 +172,12 @@ enum Encoding {
 impl Encoding {
     fn of(headers: &HeaderMap) -> Result<Encoding> {
         let Some(value) = headers.get(header::CONTENT_ENCODING) else { return Ok(Encoding::Identity) };
-        let text = value.to_str().unwrap_or("").trim().to_ascii_lowercase();
-        match text.as_str() {
+        let unsupported = || IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        match value.to_str().map_err(|_| unsupported())?.trim().to_ascii_lowercase().as_str() {
             "" | "identity" => Ok(Encoding::Identity),
             "gzip" | "x-gzip" => Ok(Encoding::Gzip),
             "zstd" => Ok(Encoding::Zstd),
-            _ => Err(IngestError::UnsupportedEncoding(String::from_utf8_lossy(value.as_bytes()).into_owned())),
+            _ => Err(unsupported()),
         }
     }
 

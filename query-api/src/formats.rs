@@ -1,9 +1,10 @@
 //! Answer formats, picked by the `Accept` header, and the encoders that turn a query's batches
 //! into bytes as they arrive. Every format but JSON streams: each batch is encoded and sent
 //! on its own (Parquet: a row group whenever the buffered one reaches 64 MiB), so an answer
-//! is never held whole in memory. An answer past `query.max_result_bytes` (or a query failing
-//! mid-way) ends the body with an error, so the client sees a broken transfer instead of a
-//! short answer that looks complete.
+//! is never held whole in memory. A query that fails before its first batch is sent answers
+//! with its error status; an answer past `query.max_result_bytes` (or a query failing mid-way)
+//! ends the body with an error, so the client sees a broken transfer instead of a short
+//! answer that looks complete.
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
@@ -251,13 +252,27 @@ impl Body {
     }
 }
 
-/// `stream` encoded as `format`, at most `max_bytes` long. An `Err` item ends the body
-/// abnormally.
-pub fn encode(stream: QueryStream, format: Format, max_bytes: u64) -> Result<impl Stream<Item = Result<Bytes>> + Send> {
+/// `stream` encoded as `format`, at most `max_bytes` long. The first batch is encoded before
+/// this returns, so a query that fails before its first rows (an error, a first batch already
+/// past a cap) answers with its error status instead of a broken transfer; an `Err` item ends
+/// the body abnormally.
+pub async fn encode(
+    stream: QueryStream,
+    format: Format,
+    max_bytes: u64,
+) -> Result<impl Stream<Item = Result<Bytes>> + Send> {
     let mut encoder = encoder(format, stream.schema()).map_err(encode_err)?;
     let head = Some(encoder.begin().map_err(encode_err)?);
-    let body = Body { input: Some(stream), encoder, head, budget: ByteBudget::new(max_bytes) };
-    Ok(futures::stream::unfold(body, |mut body| async move { body.next().await.map(|chunk| (chunk, body)) }))
+    let mut body = Body { input: Some(stream), encoder, head, budget: ByteBudget::new(max_bytes) };
+    let mut first = Vec::new();
+    while body.input.is_some() && first.len() < 2 {
+        match body.next().await {
+            Some(chunk) => first.push(Ok(chunk?)),
+            None => break,
+        }
+    }
+    let rest = futures::stream::unfold(body, |mut body| async move { body.next().await.map(|chunk| (chunk, body)) });
+    Ok(futures::stream::iter(first).chain(rest))
 }
 
 #[cfg(test)]

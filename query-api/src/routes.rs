@@ -168,7 +168,7 @@ async fn answer(
     let cfg = engine.config();
     let stream = engine.stream(principal, sql, params, Cap::Fail(cfg.max_stream_rows)).await?;
     let id = HeaderValue::from_str(stream.id()).ok();
-    let body = formats::encode(stream, format, cfg.max_result_bytes)?;
+    let body = formats::encode(stream, format, cfg.max_result_bytes).await?;
     let mut response = Response::new(Body::from_stream(body));
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));

@@ -154,8 +154,8 @@ async fn one_bad_line_refuses_the_whole_batch() {
 
 /// Posts `body` to the chat-turn route with `Content-Encoding: encoding`; (status, answer).
 async fn post_encoded(api: &Api, encoding: &str, body: Vec<u8>) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}/v1/chat-turns", api.base))
+    let resp = api
+        .request(reqwest::Method::POST, "/v1/chat-turns")
         .header("content-type", "application/x-ndjson")
         .header("content-encoding", encoding)
         .body(body)

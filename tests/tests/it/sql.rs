@@ -435,11 +435,16 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     let big = "SELECT repeat('x', 1000) AS pad FROM generate_series(1, 10000)";
     let (s, body) = api.sql(big).await.unwrap();
     assert_eq!((s, body["error"]["code"].as_str()), (422, Some("result_too_large")), "{body}");
-    // The first batch is already past the cap: the server may break off before or after it
-    // has sent the head; either way the client never sees a complete answer.
-    if let Ok(resp) = post(big, "application/x-ndjson").await {
-        assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
-    }
+    // Its first batch is already past the cap: nothing was sent yet, so the stream answers 422.
+    let resp = post(big, "application/x-ndjson").await.unwrap();
+    assert_eq!(resp.status(), 422, "a first batch past max_result_bytes");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"].as_str(), Some("result_too_large"), "{body}");
+    // 10 MB again, in batches under the cap: the stream starts and then breaks off.
+    let resp =
+        post("SELECT repeat('x', 100) AS pad FROM generate_series(1, 100000)", "application/x-ndjson").await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.bytes().await.is_err(), "a stream past max_result_bytes must break off");
     let api = gata.client();
 
     // Memory: a sort of 30 million rows does not fit 20 MB; it spills or fails cleanly.
