@@ -211,7 +211,9 @@ async fn mixed(
             let data = dir.path().join(format!("mixed-{}-{in_flight}", roles.unwrap_or("all")));
             let args: Vec<&str> = roles.map(|r| vec!["--roles", r]).unwrap_or_default();
             let server = gata_tests::Gata::start_with(bin, &data, gata_tests::free_port(), &args, &[]).await?;
-            let load = http_load(&server.base, bodies, in_flight).await?;
+            let cpu_before = cpu_time(server.pid())?;
+            let mut load = http_load(&server.base, bodies, in_flight).await?;
+            load.server_cpu = cpu_time(server.pid())? - cpu_before;
             loads.push((name, shape, load));
         }
     }
@@ -233,19 +235,20 @@ fn print_tables(rows: &[Row], loads: &[(&str, &str, Load)], freshness: Option<&[
         println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
     }
     println!(
-        "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | vs intake only |"
+        "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | server CPU µs/event | vs intake only |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     for (name, shape, load) in loads {
         let alone = loads.iter().find(|(n, s, _)| *n == "intake only" && s == shape).map(|(_, _, l)| l);
         let vs = alone.map_or(String::new(), |a| format!("{:.2}x", load.rate() / a.rate()));
         println!(
-            "| {shape} | {name} | {} | {:.0} | {:.0} / {:.0} | {} | {vs} |",
+            "| {shape} | {name} | {} | {:.0} | {:.0} / {:.0} | {} | {:.0} | {vs} |",
             load.events,
             load.rate(),
             load.percentile(0.5),
             load.percentile(0.99),
-            load.refused
+            load.refused,
+            load.server_cpu.as_secs_f64() * 1e6 / load.events.max(1) as f64
         );
     }
     let Some(freshness) = freshness else { return };
@@ -383,6 +386,8 @@ struct Load {
     /// Ack latency of every answered request, sorted.
     acks: Vec<Duration>,
     refused: usize,
+    /// CPU time (user + system) the server process spent while the load ran.
+    server_cpu: Duration,
 }
 
 impl Load {
@@ -413,7 +418,7 @@ async fn http_load(base: &str, bodies: &[Vec<u8>], in_flight: usize) -> anyhow::
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
-    let mut load = Load { events: 0, took: Duration::ZERO, acks: Vec::new(), refused: 0 };
+    let mut load = Load { events: 0, took: Duration::ZERO, acks: Vec::new(), refused: 0, server_cpu: Duration::ZERO };
     for body in bodies {
         let events = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
         let (http, url, body) = (http.clone(), format!("{base}/v1/chat-turns"), body.clone());
