@@ -13,13 +13,17 @@ use foldhash::{HashMap, HashMapExt};
 pub fn identify(text: &str) -> Option<&'static str> {
     let mut scripts = [0usize; SCRIPTS.len()];
     let mut latin = 0usize;
-    for c in text.chars() {
-        if c.is_ascii() {
-            latin += usize::from(c.is_ascii_alphabetic());
-        } else if ('\u{C0}'..='\u{24F}').contains(&c) {
-            latin += 1;
-        } else if let Some(i) = SCRIPTS.iter().position(|(_, ranges)| ranges.iter().any(|r| r.contains(&c))) {
-            scripts[i] += 1;
+    if text.is_ascii() {
+        latin = text.bytes().filter(u8::is_ascii_alphabetic).count();
+    } else {
+        for c in text.chars() {
+            if c.is_ascii() {
+                latin += usize::from(c.is_ascii_alphabetic());
+            } else if ('\u{C0}'..='\u{24F}').contains(&c) {
+                latin += 1;
+            } else if let Some(i) = SCRIPTS.iter().position(|(_, ranges)| ranges.iter().any(|r| r.contains(&c))) {
+                scripts[i] += 1;
+            }
         }
     }
     let (best, count) = scripts.iter().enumerate().max_by_key(|(_, n)| **n)?;

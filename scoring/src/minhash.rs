@@ -68,15 +68,6 @@ pub fn hash_words(words: &[String]) -> u64 {
     words.iter().fold(FNV_OFFSET, |h, w| fnv1a(fnv1a(h, w.as_bytes()), b" "))
 }
 
-/// A match found by [`LshIndex::matches`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Match<K> {
-    /// The key the matching text was inserted with.
-    pub key: K,
-    /// Estimated Jaccard similarity.
-    pub similarity: f64,
-}
-
 /// Signatures indexed by band, each with a caller's key (who wrote it, say). A signature
 /// already indexed under the same key is not indexed again, and each band bucket holds at most
 /// [`MAX_BUCKET`] texts, so identical or near-identical texts cost bounded work each.
@@ -86,11 +77,22 @@ pub struct LshIndex<K> {
     keys: Vec<K>,
     signatures: Vec<Signature>,
     indexed: HashSet<(K, u64)>,
+    /// For each indexed text, the last lookup that compared it: a text sharing several bands
+    /// with a lookup is compared once, with no candidate list to sort.
+    compared_in: Vec<u32>,
+    lookups: u32,
 }
 
 impl<K> Default for LshIndex<K> {
     fn default() -> Self {
-        Self { buckets: HashMap::new(), keys: Vec::new(), signatures: Vec::new(), indexed: HashSet::new() }
+        Self {
+            buckets: HashMap::new(),
+            keys: Vec::new(),
+            signatures: Vec::new(),
+            indexed: HashSet::new(),
+            compared_in: Vec::new(),
+            lookups: 0,
+        }
     }
 }
 
@@ -105,24 +107,29 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         self.keys.is_empty()
     }
 
-    /// Indexed texts at least `min_similarity` similar to `sig`, in insertion order.
-    pub fn matches(&self, sig: &Signature, min_similarity: f64) -> Vec<Match<K>> {
-        let mut candidates: Vec<u32> = Vec::with_capacity(BANDS * 4);
+    /// Calls `found` with the key and similarity of each indexed text at least `min_similarity`
+    /// similar to `sig`, each text once, in no particular order.
+    pub fn for_each_match(&mut self, sig: &Signature, min_similarity: f64, mut found: impl FnMut(K, f64)) {
+        self.lookups = self.lookups.wrapping_add(1);
+        if self.lookups == 0 {
+            // Wrapped around: forget every stamp so none can equal the new one by chance.
+            self.compared_in.fill(0);
+            self.lookups = 1;
+        }
         for b in 0..BANDS {
-            if let Some(bucket) = self.buckets.get(&band_key(sig, b)) {
-                candidates.extend_from_slice(bucket);
+            let Some(bucket) = self.buckets.get(&band_key(sig, b)) else { continue };
+            for &i in bucket {
+                let stamp = &mut self.compared_in[i as usize];
+                if *stamp == self.lookups {
+                    continue;
+                }
+                *stamp = self.lookups;
+                let similarity = similarity(sig, &self.signatures[i as usize]);
+                if similarity >= min_similarity {
+                    found(self.keys[i as usize], similarity);
+                }
             }
         }
-        // Each bucket is already in insertion order: the stable sort merges these runs.
-        candidates.sort();
-        candidates.dedup();
-        candidates
-            .into_iter()
-            .filter_map(|i| {
-                let similarity = similarity(sig, &self.signatures[i as usize]);
-                (similarity >= min_similarity).then(|| Match { key: self.keys[i as usize], similarity })
-            })
-            .collect()
     }
 
     /// Adds a signature under `key`, unless it is already there under that key.
@@ -140,6 +147,7 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         }
         self.keys.push(key);
         self.signatures.push(sig);
+        self.compared_in.push(0);
     }
 }
 
@@ -182,6 +190,12 @@ const SEEDS: [u64; PERMUTATIONS] = {
 mod tests {
     use super::*;
 
+    fn matches<K: Copy + Eq + Hash>(index: &mut LshIndex<K>, sig: &Signature, min: f64) -> Vec<(K, f64)> {
+        let mut found = Vec::new();
+        index.for_each_match(sig, min, |k, s| found.push((k, s)));
+        found
+    }
+
     const A: &str = "How do I keep my sourdough starter alive while I am away on holiday for two weeks?";
 
     #[test]
@@ -212,10 +226,10 @@ mod tests {
             .insert(2, signature("What is the difference between an index fund and an exchange traded fund?").unwrap());
         let near =
             signature("how do i keep my sourdough starter alive while i am away on holiday for three weeks").unwrap();
-        let found = index.matches(&near, 0.5);
+        let found = matches(&mut index, &near, 0.5);
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].key, 1);
-        assert!(found[0].similarity > 0.6);
+        assert_eq!(found[0].0, 1);
+        assert!(found[0].1 > 0.6);
         assert_eq!(index.len(), 2);
     }
 
@@ -231,10 +245,14 @@ mod tests {
             index.insert(account, sig);
         }
         assert_eq!(index.len(), 10_000);
-        let found = index.matches(&sig, 0.5);
+        let found = matches(&mut index, &sig, 0.5);
         assert!(found.len() <= BANDS * MAX_BUCKET, "{} candidates", found.len());
         assert!(found.len() >= MAX_BUCKET, "the flood is still recognised: {}", found.len());
-        assert!(found.iter().all(|m| m.similarity == 1.0));
+        assert!(found.iter().all(|m| m.1 == 1.0));
+        let mut keys: Vec<i32> = found.iter().map(|m| m.0).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), found.len(), "each text is reported once");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The stateful scorer: what it remembers between submissions and how each signal becomes a
 //! reason.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::HashMap;
 
 use chrono::{DateTime, Utc};
 use gata_infra::contract::{ChatTurn, Event, Preference};
@@ -127,7 +129,7 @@ impl TurnText {
             sig: signature_of_words(&words),
             fingerprint: hash_words(&words),
             topic: Topic::of_words(&words),
-            answer_words: turn.responses.iter().map(|r| r.text.split_whitespace().count()).sum(),
+            answer_words: answers.iter().map(|a| a.words).sum(),
         }
     }
 }
@@ -296,11 +298,18 @@ impl Scorer {
 
     /// Exact and near duplicates of earlier prompts, anyone's; copies across accounts; clusters
     /// of accounts sharing one prompt.
-    fn originality(&self, who: u32, sig: Option<&Signature>, fingerprint: u64, words: usize) -> (f64, Vec<Reason>) {
+    fn originality(&mut self, who: u32, sig: Option<&Signature>, fingerprint: u64, words: usize) -> (f64, Vec<Reason>) {
         let mut reasons = Vec::new();
         let Some(sig) = sig else { return (1.0, reasons) };
-        let matches = self.prompts.matches(sig, self.cfg.template.min(self.cfg.near_duplicate));
-        let closest = matches.iter().map(|m| m.similarity).fold(0.0, f64::max);
+        let (near_duplicate, mut closest, mut near) = (self.cfg.near_duplicate, 0.0, Vec::new());
+        self.prompts.for_each_match(sig, self.cfg.template.min(near_duplicate), |key, similarity| {
+            closest = f64::max(closest, similarity);
+            if similarity >= near_duplicate {
+                near.push(key);
+            }
+        });
+        near.sort_unstable();
+        near.dedup();
         let exact_owners = self.exact.get(&fingerprint).map_or(&[][..], Vec::as_slice);
         if !exact_owners.is_empty() && words >= self.cfg.exact_copy_min_words {
             let others = exact_owners.iter().filter(|o| **o != who).count();
@@ -313,8 +322,6 @@ impl Scorer {
                 format!("{:.0}% similar to an earlier prompt", closest * 100.0),
             ));
         }
-        let near: HashSet<u32> =
-            matches.iter().filter(|m| m.similarity >= self.cfg.near_duplicate).map(|m| m.key).collect();
         if near.iter().any(|o| *o != who) {
             reasons.push(Reason::new(
                 "copied_across_accounts",
@@ -322,7 +329,7 @@ impl Scorer {
                 "an earlier near-identical prompt came from another account".into(),
             ));
         }
-        let accounts = near.len() + usize::from(!near.contains(&who));
+        let accounts = near.len() + usize::from(near.binary_search(&who).is_err());
         if accounts >= self.cfg.sybil_accounts {
             reasons.push(Reason::new("sybil_cluster", 1.0, format!("{accounts} accounts share this prompt")));
         }

@@ -23,6 +23,8 @@ pub struct TextReport {
     pub language: Option<&'static str>,
     /// Every rule that fired.
     pub reasons: Vec<Reason>,
+    /// Whitespace-separated words.
+    pub words: usize,
 }
 
 /// Texts longer than this many characters are suspicious for a chat prompt.
@@ -34,8 +36,10 @@ const STOP_WORDS: [&str; 40] = [
     "as", "if", "not", "but", "so", "have", "there",
 ];
 
-const KEYBOARD_RUNS: [&str; 12] =
-    ["qwer", "wert", "asdf", "sdfg", "dfgh", "fghj", "ghjk", "hjkl", "zxcv", "xcvb", "uiop", "yuio"];
+const KEYBOARD_RUNS: [[u8; 4]; 12] = [
+    *b"qwer", *b"wert", *b"asdf", *b"sdfg", *b"dfgh", *b"fghj", *b"ghjk", *b"hjkl", *b"zxcv", *b"xcvb", *b"uiop",
+    *b"yuio",
+];
 
 /// The 274 most frequent letter pairs of English text (Norvig's counts over the Google books
 /// corpus), as a 26×26 table: a per-word test of pronounceability.
@@ -77,7 +81,7 @@ pub fn assess(text: &str) -> TextReport {
     let chars = stats.chars;
     if !stats.alphanumeric {
         flag("empty_text", 1.0, "no letters or digits".into());
-        return finish(reasons, None);
+        return finish(reasons, None, text.split_whitespace().count());
     }
     if stats.binary * 100 > chars {
         flag("binary_junk", 1.0, format!("{} control or replacement characters in {chars}", stats.binary));
@@ -85,10 +89,17 @@ pub fn assess(text: &str) -> TextReport {
     if chars > MAX_CHARS {
         flag("too_long", 0.3, format!("{chars} characters (> {MAX_CHARS})"));
     }
-    // Lower-casing never creates or removes whitespace, so the two word lists align.
-    let lowered = text.to_lowercase();
+    // Lower-casing never creates or removes whitespace, so the two word lists align; ASCII
+    // keeps every byte where it was, so its lower-case words are cut at the same offsets.
     let words: Vec<&str> = text.split_whitespace().collect();
-    let lower: Vec<&str> = lowered.split_whitespace().collect();
+    let (lowered, lower): (String, Vec<&str>);
+    if stats.ascii_only() {
+        lowered = text.to_ascii_lowercase();
+        lower = words.iter().map(|w| &lowered[w.as_ptr() as usize - text.as_ptr() as usize..][..w.len()]).collect();
+    } else {
+        lowered = text.to_lowercase();
+        lower = lowered.split_whitespace().collect();
+    }
     if words.len() < 3 {
         flag("too_short", 0.5, format!("{} words", words.len()));
     }
@@ -140,12 +151,12 @@ pub fn assess(text: &str) -> TextReport {
         flag("shouting", 0.4, format!("{}% capitals", stats.upper * 100 / stats.letters));
     }
     spam(&lowered, &lower, &mut flag);
-    finish(reasons, language)
+    finish(reasons, language, words.len())
 }
 
-fn finish(reasons: Vec<Reason>, language: Option<&'static str>) -> TextReport {
+fn finish(reasons: Vec<Reason>, language: Option<&'static str>, words: usize) -> TextReport {
     let realism = reasons.iter().fold(1.0, |acc, r| acc * (1.0 - r.penalty));
-    TextReport { realism, language, reasons }
+    TextReport { realism, language, reasons, words }
 }
 
 /// Character counts of a text, taken in one pass.
@@ -177,28 +188,50 @@ impl CharStats {
             ascii: [0; 128],
             other: HashMap::new(),
         };
+        // ASCII characters are only counted here; their classes are added up from the counts
+        // below. Other characters are classified one by one.
         for c in text.chars() {
-            s.chars += 1;
-            match s.ascii.get_mut(c as usize) {
-                Some(n) => *n += 1,
-                None => *s.other.entry(c).or_default() += 1,
+            if let Some(n) = s.ascii.get_mut(c as usize) {
+                *n += 1;
+                continue;
             }
-            let whitespace = c.is_whitespace();
-            s.spaces += usize::from(whitespace);
-            if (c.is_control() && !whitespace) || c == '\u{FFFD}' {
-                s.binary += 1;
-            }
-            if c.is_alphanumeric() {
-                s.alphanumeric = true;
-            } else if !whitespace {
-                s.symbols += 1;
-            }
-            if c.is_alphabetic() {
-                s.letters += 1;
-                s.upper += usize::from(c.is_uppercase());
+            *s.other.entry(c).or_default() += 1;
+            s.count(c, 1);
+        }
+        for (byte, n) in s.ascii.into_iter().enumerate() {
+            if n > 0 {
+                s.count(char::from(byte as u8), n as usize);
             }
         }
         s
+    }
+
+    /// Adds `n` occurrences of `c` to the class counts.
+    fn count(&mut self, c: char, n: usize) {
+        self.chars += n;
+        let whitespace = c.is_whitespace();
+        if whitespace {
+            self.spaces += n;
+        }
+        if (c.is_control() && !whitespace) || c == '\u{FFFD}' {
+            self.binary += n;
+        }
+        if c.is_alphanumeric() {
+            self.alphanumeric = true;
+        } else if !whitespace {
+            self.symbols += n;
+        }
+        if c.is_alphabetic() {
+            self.letters += n;
+            if c.is_uppercase() {
+                self.upper += n;
+            }
+        }
+    }
+
+    /// Whether every character is ASCII.
+    fn ascii_only(&self) -> bool {
+        self.other.is_empty()
     }
 
     /// Shannon entropy of the characters: repetition is low, random characters and encodings
@@ -279,7 +312,7 @@ fn looks_mashed(w: &[u8]) -> bool {
     }
     let pairs = w.len() - 1;
     let common = w.windows(2).filter(|p| COMMON_BIGRAMS[usize::from(p[0] - b'a')][usize::from(p[1] - b'a')]).count();
-    let keyboard_row = w.windows(4).any(|q| KEYBOARD_RUNS.iter().any(|k| k.as_bytes() == q));
+    let keyboard_row = w.windows(4).any(|q| KEYBOARD_RUNS.contains(&[q[0], q[1], q[2], q[3]]));
     !w.iter().any(|c| vowel(*c)) || longest >= 5 || keyboard_row || common * 2 < pairs
 }
 

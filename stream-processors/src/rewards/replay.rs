@@ -25,7 +25,7 @@ use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::re
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
 use gata_scoring::{
     Prepared, SCORER_VERSION, Scorer, ScorerConfig,
-    parallel::{available_threads, map_ordered},
+    parallel::{available_threads, map_fold_ordered},
 };
 use indicatif::ProgressBar;
 use rdkafka::{
@@ -263,15 +263,12 @@ fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result
     Ok(log)
 }
 
-/// Records decoded and assessed together ([`map_ordered`]) before they are folded in order.
-const REPLAY_BATCH: usize = 4096;
-
 /// Re-scores the text submissions of `log` (in its order) with this build's scorer; returns the
-/// scores and each submission's receipt time (its first copy's). Each batch of records is
-/// decoded and its texts assessed on every core, then folded into the scorer in order.
+/// scores and each submission's receipt time (its first copy's). Records are decoded and their
+/// texts assessed on every core while the scorer folds the ones before them in order
+/// ([`map_fold_ordered`]).
 pub fn rescore(log: &[LogRecord], progress: &ProgressBar) -> (Vec<QualityScore>, HashMap<Uuid, DateTime<Utc>>) {
     let limits = Limits::default().for_replay();
-    let threads = available_threads();
     let mut scorer = Scorer::new(ScorerConfig::default());
     let mut received = HashMap::new();
     let mut parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>> = HashMap::new();
@@ -281,39 +278,37 @@ pub fn rescore(log: &[LogRecord], progress: &ProgressBar) -> (Vec<QualityScore>,
             scores.push(publication(event, &s, tp, off));
         }
     };
-    for batch in log.chunks(REPLAY_BATCH) {
-        let decoded = map_ordered(batch, threads, |r| {
-            let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), &limits).ok()?;
-            let prepared = Prepared::of(&event);
-            Some((event, prepared))
-        });
-        for (r, decoded) in batch.iter().zip(decoded) {
-            progress.inc(1);
-            // Bronze holds only records that decoded when they landed; one that no longer does
-            // (a tampered row) is left out here and shows up as a missing score.
-            let Some((event, prepared)) = decoded else { continue };
-            let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { continue };
-            if received.contains_key(&event.event_id()) {
-                continue;
-            }
-            received.insert(event.event_id(), at);
-            let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
-            let off = Offset(r.kafka_offset);
-            match &event {
-                Event::ChatTurn(turn) => {
-                    let turn_id = turn.turn_id.clone();
-                    score(&mut scorer, &event, prepared, &tp, off);
-                    for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
-                        score(&mut scorer, &pref, Prepared::Nothing, &tp, off);
-                    }
-                }
-                Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
-                    parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
-                }
-                _ => score(&mut scorer, &event, prepared, &tp, off),
-            }
+    let decode = |r: &LogRecord| {
+        let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), &limits).ok()?;
+        let prepared = Prepared::of(&event);
+        Some((event, prepared))
+    };
+    map_fold_ordered(log, available_threads(), decode, |r, decoded| {
+        progress.inc(1);
+        // Bronze holds only records that decoded when they landed; one that no longer does
+        // (a tampered row) is left out here and shows up as a missing score.
+        let Some((event, prepared)) = decoded else { return };
+        let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { return };
+        if received.contains_key(&event.event_id()) {
+            return;
         }
-    }
+        received.insert(event.event_id(), at);
+        let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
+        let off = Offset(r.kafka_offset);
+        match &event {
+            Event::ChatTurn(turn) => {
+                let turn_id = turn.turn_id.clone();
+                score(&mut scorer, &event, prepared, &tp, off);
+                for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
+                    score(&mut scorer, &pref, Prepared::Nothing, &tp, off);
+                }
+            }
+            Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
+                parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
+            }
+            _ => score(&mut scorer, &event, prepared, &tp, off),
+        }
+    });
     let mut left: Vec<_> = parked.into_values().flatten().collect();
     left.sort_by_key(|(e, tp, off)| (received.get(&e.event_id()).copied(), tp.clone(), *off));
     for (pref, tp, off) in left {
