@@ -6,7 +6,7 @@ use std::{io::Read as _, path::PathBuf};
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use gata_infra::{config::GataConfig, kafka::KafkaClients};
-use gata_lakehouse::Lake;
+use gata_lakehouse::{Lake, log::DEFAULT_SORT_MEMORY};
 use gata_rewards::{Epoch, Policy, Proof};
 use gata_stream_processors::rewards::replay::{self, ReplayOptions, ReplayReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -176,6 +176,10 @@ pub struct ReplayArgs {
     /// Write the replayed projections as Delta tables under this directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Memory in MiB that sorting the bronze log into receipt order may hold; past it, sorted
+    /// runs spill to the system's temporary directory.
+    #[arg(long, default_value_t = DEFAULT_SORT_MEMORY >> 20, value_parser = clap::value_parser!(u64).range(32..))]
+    sort_memory_mb: u64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -199,16 +203,16 @@ pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
         Some(name) => Policy::load(name)?,
         None => recorded.clone(),
     };
-    let log = match args.from {
+    let (records, log) = match args.from {
         Source::Bronze => {
             eprintln!("reading the log from the bronze table of {}", lake.root());
-            replay::bronze_log(&lake).await?
+            lake.receipt_ordered_log(args.sort_memory_mb << 20).await?
         }
-        Source::Kafka => kafka_log(&cfg).await?,
+        Source::Kafka => replay::in_memory(kafka_log(&cfg).await?),
     };
-    let progress = progress_bar(log.len() as u64, "re-scoring");
+    let progress = progress_bar(records, "re-scoring");
     let options = ReplayOptions { recorded, pay, scorer_version: args.scorer_version.clone(), out };
-    let report = replay::replay(&lake, &log, &options, &progress).await?;
+    let report = replay::replay(&lake, log, &options, &progress).await?;
     progress.finish_and_clear();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -108,6 +108,9 @@ const COLORS: [(&str, [u8; 3]); 6] = [
     ("orange", [245, 140, 30]),
 ];
 
+/// Seconds the workload's clock moves on, at most, from one event to the next.
+const MAX_STEP_SECONDS: i64 = 19;
+
 impl Workload {
     /// A workload of `contributors` people (about 1 in 12 a bot, 1 in 15 a spammer), from `seed`.
     pub fn new(seed: u64, contributors: usize) -> Self {
@@ -136,8 +139,20 @@ impl Workload {
         uuid::Builder::from_unix_timestamp_millis(ms, &self.rng.random()).into_uuid()
     }
 
+    /// The same workload with its clock starting at `start` (by default 2026-11-20 08:00 UTC).
+    pub fn starting_at(mut self, start: DateTime<Utc>) -> Self {
+        self.start = start;
+        self
+    }
+
+    /// The longest the clock of [`Workload::events`]`(turns, images)` can run: each event moves
+    /// it on by at most [`MAX_STEP_SECONDS`].
+    pub fn max_span(turns: usize, images: usize) -> Duration {
+        Duration::seconds(MAX_STEP_SECONDS * (2 * turns + images) as i64)
+    }
+
     fn now(&mut self) -> DateTime<Utc> {
-        self.tick += self.rng.random_range(1..20);
+        self.tick += self.rng.random_range(1..MAX_STEP_SECONDS + 1);
         self.start + Duration::seconds(self.tick)
     }
 

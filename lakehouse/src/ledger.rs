@@ -293,13 +293,19 @@ impl Lake {
     /// A DataFusion session with `tables` registered under their names, at their latest versions.
     pub async fn session(&self, tables: &[TableId]) -> Result<SessionContext> {
         let ctx = SessionContext::new();
+        self.register(&ctx, tables).await?;
+        Ok(ctx)
+    }
+
+    /// Registers `tables` with `ctx`, each under its name.
+    pub(crate) async fn register(&self, ctx: &SessionContext, tables: &[TableId]) -> Result<()> {
         for id in tables {
             let table = self.open(*id).await?;
             let scan_err = |source| LakeError::Scan { table: id.name(), source };
             let provider = table.table_provider().await.map_err(scan_err)?;
             ctx.register_table(id.name(), provider).map_err(scan_err)?;
         }
-        Ok(ctx)
+        Ok(())
     }
 
     /// Runs `sql` on `ctx` and reads every row as a `R` (through Arrow's JSON writer); `table`

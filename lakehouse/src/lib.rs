@@ -7,11 +7,13 @@
 //! - [`lake`]: opening/creating the tables and appending batches together with the Kafka
 //!   offsets they cover, as Delta `txn` actions in the same commit.
 //! - [`ledger`]: the rewards ledger: scored contributions in, payouts of closed epochs out.
+//! - [`log`]: the log as bronze mirrors it, read back in receipt order in bounded memory.
 //! - [`offsets`]: the `txn` app-id scheme and typed offsets.
 
 pub mod error;
 pub mod lake;
 pub mod ledger;
+pub mod log;
 pub mod maintenance;
 pub mod offsets;
 pub mod rows;

@@ -10,7 +10,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use chrono::{DateTime, Utc};
 use gata_infra::config::GataConfig;
-use gata_lakehouse::Lake;
+use gata_lakehouse::{Lake, log::DEFAULT_SORT_MEMORY};
 use gata_rewards::{Epoch, EpochRewards, Policy, Proof};
 use gata_stream_processors::rewards::replay::{self, ReplayOptions};
 use indicatif::ProgressBar;
@@ -142,9 +142,9 @@ fn prove(cfg: &GataConfig, epoch: &EpochRewards, account: &str) -> anyhow::Resul
 /// Rebuilds every projection from the bronze log under the recorded policy and compares.
 async fn replay_all(lake: &Lake, policy: &Policy) -> anyhow::Result<()> {
     let bar = spinner("replaying the log from the bronze table".into());
-    let log = replay::bronze_log(lake).await?;
+    let (_, log) = lake.receipt_ordered_log(DEFAULT_SORT_MEMORY).await?;
     let options = ReplayOptions { recorded: policy.clone(), pay: policy.clone(), scorer_version: None, out: None };
-    let report = replay::replay(lake, &log, &options, &ProgressBar::hidden()).await?;
+    let report = replay::replay(lake, log, &options, &ProgressBar::hidden()).await?;
     bar.finish_and_clear();
     let same = report.epochs.iter().filter(|e| e.recorded_root == e.replayed_root).count();
     println!(

@@ -196,7 +196,9 @@ async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs) -> anyhow::Result<()
     }
     let scores_before = api.count("quality_scores").await?;
     let image_scores_before = api.count_where("quality_scores", IMAGE_SCORES).await?;
-    let mut workload = Workload::new(seed, args.contributors);
+    // Stamped in the past, however many events: intake refuses times in the future.
+    let start = chrono::Utc::now() - Workload::max_span(args.turns, args.images) - chrono::Duration::minutes(1);
+    let mut workload = Workload::new(seed, args.contributors).starting_at(start);
     let events = workload.events(args.turns, args.images);
     println!(
         "\nLoading {} events from {} contributors (seed {seed}) through the HTTP API…",

@@ -16,15 +16,17 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
 use gata_infra::{
     contract::{Event, EventKind, Limits, QualityScore, Verdict},
     kafka::KafkaClients,
     topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
 };
+pub use gata_lakehouse::log::{LogRecord, LogStream};
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
 use gata_scoring::{
-    Prepared, SCORER_VERSION, Scorer, ScorerConfig,
+    Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig,
     parallel::{available_threads, map_fold_ordered},
 };
 use indicatif::ProgressBar;
@@ -33,25 +35,10 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
     message::Message,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::{Result, scoring::publication};
-
-/// One record of the log (from Kafka, or as bronze holds it).
-#[derive(Debug, Clone, Deserialize)]
-pub struct LogRecord {
-    /// Intake topic.
-    pub kafka_topic: String,
-    /// Partition.
-    pub kafka_partition: i32,
-    /// Offset.
-    pub kafka_offset: i64,
-    /// Record timestamp (receipt), microseconds.
-    pub received_us: i64,
-    /// The raw event.
-    pub payload: String,
-}
 
 /// What to replay.
 #[derive(Debug, Clone)]
@@ -178,17 +165,10 @@ impl ReplayReport {
     }
 }
 
-/// Reads the bronze table's records in receipt order.
-pub async fn bronze_log(lake: &Lake) -> Result<Vec<LogRecord>> {
-    let ctx = lake.session(&[TableId::Events]).await?;
-    let sql = "SELECT kafka_topic, kafka_partition, kafka_offset, CAST(received_at AS BIGINT) AS received_us, payload \
-               FROM events ORDER BY received_at, kafka_topic, kafka_partition, kafka_offset";
-    Ok(Lake::rows(&ctx, TableId::Events, sql).await?)
-}
-
 /// Reads every record of the intake topics, from the earliest offset to the high watermark each
-/// partition had when the read began, in receipt order (as [`bronze_log`]). Unlike bronze, the
-/// log also holds the records that were dead-lettered; they do not decode and are skipped.
+/// partition had when the read began, in receipt order (as [`Lake::receipt_ordered_log`]).
+/// Unlike bronze, the log also holds the records that were dead-lettered; they do not decode
+/// and are skipped. The records are sorted in memory: the bronze table is the bounded path.
 pub async fn kafka_log(kafka: &KafkaClients, progress: ProgressBar) -> Result<Vec<LogRecord>> {
     let consumer: BaseConsumer =
         kafka.consumer("gata-replay").create().map_err(crate::ProcessorError::kafka("create consumer"))?;
@@ -263,58 +243,129 @@ fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result
     Ok(log)
 }
 
-/// Re-scores the text submissions of `log` (in its order) with this build's scorer; returns the
-/// scores and each submission's receipt time (its first copy's). Records are decoded and their
-/// texts assessed on every core while the scorer folds the ones before them in order
-/// ([`map_fold_ordered`]).
-pub fn rescore(log: &[LogRecord], progress: &ProgressBar) -> (Vec<QualityScore>, HashMap<Uuid, DateTime<Utc>>) {
-    let limits = Limits::default().for_replay();
-    let mut scorer = Scorer::new(ScorerConfig::default());
-    let mut received = HashMap::new();
-    let mut parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>> = HashMap::new();
-    let mut scores = Vec::new();
-    let mut score = |scorer: &mut Scorer, event: &Event, prepared: Prepared, tp: &TopicPartition, off: Offset| {
-        if let Some(s) = scorer.score_event(event, prepared) {
-            scores.push(publication(event, &s, tp, off));
-        }
-    };
-    let decode = |r: &LogRecord| {
-        let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), &limits).ok()?;
-        let prepared = Prepared::of(&event);
-        Some((event, prepared))
-    };
-    map_fold_ordered(log, available_threads(), decode, |r, decoded| {
-        progress.inc(1);
-        // Bronze holds only records that decoded when they landed; one that no longer does
-        // (a tampered row) is left out here and shows up as a missing score.
-        let Some((event, prepared)) = decoded else { return };
-        let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { return };
-        if received.contains_key(&event.event_id()) {
-            return;
-        }
-        received.insert(event.event_id(), at);
-        let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
-        let off = Offset(r.kafka_offset);
-        match &event {
-            Event::ChatTurn(turn) => {
-                let turn_id = turn.turn_id.clone();
-                score(&mut scorer, &event, prepared, &tp, off);
-                for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
-                    score(&mut scorer, &pref, Prepared::Nothing, &tp, off);
-                }
-            }
-            Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
-                parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
-            }
-            _ => score(&mut scorer, &event, prepared, &tp, off),
-        }
+/// Records already in memory (in receipt order) as a [`LogStream`], with their count.
+pub fn in_memory(log: Vec<LogRecord>) -> (u64, LogStream) {
+    let count = log.len() as u64;
+    let mut records = log.into_iter();
+    let chunks = std::iter::from_fn(move || {
+        let chunk: Vec<LogRecord> = records.by_ref().take(8192).collect();
+        (!chunk.is_empty()).then_some(Ok(chunk))
     });
-    let mut left: Vec<_> = parked.into_values().flatten().collect();
-    left.sort_by_key(|(e, tp, off)| (received.get(&e.event_id()).copied(), tp.clone(), *off));
-    for (pref, tp, off) in left {
-        score(&mut scorer, &pref, Prepared::Nothing, &tp, off);
+    (count, futures::stream::iter(chunks).boxed())
+}
+
+/// Re-scores the text submissions of the log, fed in its order, with this build's scorer. Each
+/// fed chunk's records are decoded and their texts assessed on every core while the scorer folds
+/// the ones before them in order ([`map_fold_ordered`]). What it keeps is the scorer's state and,
+/// per submission, its receipt time and its score as the rewards fold reads it (the whole score
+/// event only when asked to); never the log.
+pub struct Rescore {
+    limits: Limits,
+    threads: usize,
+    scorer: Scorer,
+    /// Preferences read before their turn, by turn.
+    parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>>,
+    scored: Rescored,
+    records: usize,
+}
+
+/// What [`Rescore`] produced.
+#[derive(Debug, Default)]
+pub struct Rescored {
+    /// Each submission's receipt time (its first copy's).
+    pub received: HashMap<Uuid, DateTime<Utc>>,
+    /// Each score, as the rewards fold reads it.
+    pub contributions: Vec<Contribution>,
+    /// Each score event, when kept.
+    pub scores: Option<Vec<QualityScore>>,
+}
+
+impl Rescored {
+    /// Adds the score of `event`.
+    fn add(&mut self, event: &Event, score: &Score, tp: &TopicPartition, offset: Offset) {
+        let published = publication(event, score, tp, offset);
+        if let Some(at) = self.received.get(&published.subject_event_id) {
+            self.contributions.push(contribution(&published, *at));
+        }
+        if let Some(scores) = &mut self.scores {
+            scores.push(published);
+        }
     }
-    (scores, received)
+}
+
+impl Rescore {
+    /// A scorer at the start of the log; `keep_scores` keeps every score event as well.
+    pub fn new(keep_scores: bool) -> Self {
+        Self {
+            limits: Limits::default().for_replay(),
+            threads: available_threads(),
+            scorer: Scorer::new(ScorerConfig::default()),
+            parked: HashMap::new(),
+            scored: Rescored { scores: keep_scores.then(Vec::new), ..Rescored::default() },
+            records: 0,
+        }
+    }
+
+    /// Scores the submissions of `records`, the next records of the log.
+    pub fn feed(&mut self, records: &[LogRecord], progress: &ProgressBar) {
+        let limits = &self.limits;
+        let decode = |r: &LogRecord| {
+            let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), limits).ok()?;
+            let prepared = Prepared::of(&event);
+            Some((event, prepared))
+        };
+        let Self { scorer, parked, scored, .. } = self;
+        let score = |scorer: &mut Scorer,
+                     scored: &mut Rescored,
+                     event: &Event,
+                     prepared: Prepared,
+                     tp: &TopicPartition,
+                     off: Offset| {
+            if let Some(s) = scorer.score_event(event, prepared) {
+                scored.add(event, &s, tp, off);
+            }
+        };
+        map_fold_ordered(records, self.threads, decode, |r, decoded| {
+            progress.inc(1);
+            // Bronze holds only records that decoded when they landed; one that no longer does
+            // (a tampered row) is left out here and shows up as a missing score.
+            let Some((event, prepared)) = decoded else { return };
+            let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { return };
+            if scored.received.contains_key(&event.event_id()) {
+                return;
+            }
+            scored.received.insert(event.event_id(), at);
+            let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
+            let off = Offset(r.kafka_offset);
+            match &event {
+                Event::ChatTurn(turn) => {
+                    let turn_id = turn.turn_id.clone();
+                    score(scorer, scored, &event, prepared, &tp, off);
+                    for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
+                        score(scorer, scored, &pref, Prepared::Nothing, &tp, off);
+                    }
+                }
+                Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
+                    parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
+                }
+                _ => score(scorer, scored, &event, prepared, &tp, off),
+            }
+        });
+        self.records += records.len();
+    }
+
+    /// The scores, once the whole log was fed (preferences whose turn never came are scored
+    /// last, in receipt order).
+    pub fn finish(mut self) -> Rescored {
+        let mut left: Vec<_> = std::mem::take(&mut self.parked).into_values().flatten().collect();
+        left.sort_by_key(|(e, tp, off)| (self.scored.received.get(&e.event_id()).copied(), tp.clone(), *off));
+        for (pref, tp, off) in left {
+            if let Some(s) = self.scorer.score_event(&pref, Prepared::Nothing) {
+                self.scored.add(&pref, &s, &tp, off);
+            }
+        }
+        self.scored
+    }
 }
 
 fn contribution(s: &QualityScore, received_at: DateTime<Utc>) -> Contribution {
@@ -375,7 +426,10 @@ fn compare_epoch(recorded: &EpochRewards, replayed: &EpochRewards) -> EpochDiff 
     }
 }
 
-fn stats(contributions: &[Contribution], epochs: &[EpochRewards]) -> BTreeMap<String, Stats> {
+fn stats<'a>(
+    contributions: impl Iterator<Item = &'a Contribution>,
+    epochs: &[EpochRewards],
+) -> BTreeMap<String, Stats> {
     let mut out: BTreeMap<String, Stats> = BTreeMap::new();
     for c in contributions {
         let s = out.entry(c.contributor.clone()).or_default();
@@ -389,10 +443,10 @@ fn stats(contributions: &[Contribution], epochs: &[EpochRewards]) -> BTreeMap<St
     out
 }
 
-/// Replays `log` against what `lake` recorded.
+/// Replays `log` (read chunk by chunk, never held whole) against what `lake` recorded.
 pub async fn replay(
     lake: &Lake,
-    log: &[LogRecord],
+    mut log: LogStream,
     options: &ReplayOptions,
     progress: &ProgressBar,
 ) -> Result<ReplayReport> {
@@ -402,29 +456,38 @@ pub async fn replay(
             "this build scores text as {SCORER_VERSION}; it cannot re-score as {version}"
         )));
     }
-    let (scores, received) = rescore(log, progress);
+    let mut rescore = Rescore::new(options.out.is_some());
+    while let Some(chunk) = log.try_next().await? {
+        rescore.feed(&chunk, progress);
+    }
+    let records = rescore.records;
+    let Rescored { received, contributions: replayed, scores } = rescore.finish();
+    if let (Some(out), Some(scores)) = (&options.out, scores) {
+        write_scores(out, &scores).await?;
+    }
     let recorded_all = lake.contributions(None).await?;
     let recorded_epochs = lake.recorded_rewards(None).await?;
 
     // Scores: the text scorer's, submission by submission.
-    let recorded_text: BTreeMap<Uuid, &Contribution> =
-        recorded_all.iter().filter(|c| c.scorer_version == SCORER_VERSION).map(|c| (c.subject, c)).collect();
-    let replayed: Vec<Contribution> =
-        scores.iter().filter_map(|s| received.get(&s.subject_event_id).map(|at| contribution(s, *at))).collect();
-    let replayed_text: BTreeMap<Uuid, &Contribution> = replayed.iter().map(|c| (c.subject, c)).collect();
-    let subjects: BTreeSet<&Uuid> = recorded_text.keys().chain(replayed_text.keys()).collect();
-    let score_diffs: Vec<ScoreDiff> = subjects
-        .into_iter()
-        .filter_map(|s| {
-            let (a, b) = (recorded_text.get(s).map(|c| key(c)), replayed_text.get(s).map(|c| key(c)));
-            (a != b).then(|| ScoreDiff {
-                subject: *s,
-                contributor: a.as_ref().or(b.as_ref()).map(|k| k.0.clone()).unwrap_or_default(),
-                recorded: a,
-                replayed: b,
+    let (score_diffs, scores_compared) = {
+        let recorded_text: BTreeMap<Uuid, &Contribution> =
+            recorded_all.iter().filter(|c| c.scorer_version == SCORER_VERSION).map(|c| (c.subject, c)).collect();
+        let replayed_text: BTreeMap<Uuid, &Contribution> = replayed.iter().map(|c| (c.subject, c)).collect();
+        let subjects: BTreeSet<&Uuid> = recorded_text.keys().chain(replayed_text.keys()).collect();
+        let diffs: Vec<ScoreDiff> = subjects
+            .into_iter()
+            .filter_map(|s| {
+                let (a, b) = (recorded_text.get(s).map(|c| key(c)), replayed_text.get(s).map(|c| key(c)));
+                (a != b).then(|| ScoreDiff {
+                    subject: *s,
+                    contributor: a.as_ref().or(b.as_ref()).map(|k| k.0.clone()).unwrap_or_default(),
+                    recorded: a,
+                    replayed: b,
+                })
             })
-        })
-        .collect();
+            .collect();
+        (diffs, recorded_text.len().max(replayed_text.len()))
+    };
 
     // Rewards: replayed text scores plus the recorded DVA scores, receipt times from the log.
     let dva: Vec<Contribution> = recorded_all
@@ -432,14 +495,16 @@ pub async fn replay(
         .filter(|c| c.kind == EventKind::ImageTextPair)
         .filter_map(|c| received.get(&c.subject).map(|at| Contribution { received_at: *at, ..c.clone() }))
         .collect();
-    let all: Vec<Contribution> = replayed.iter().cloned().chain(dva).collect();
+    let all: Vec<Contribution> = replayed.into_iter().chain(dva).collect();
     let recorded_epochs: Vec<EpochRewards> =
         recorded_epochs.into_iter().filter(|e| e.policy_version == options.recorded.version).collect();
     let sales = super::recorded_sales(lake).await?;
     let mut replayed_epochs = Vec::new();
     let mut epoch_diffs = Vec::new();
     for recorded in &recorded_epochs {
-        let mine = fold_epoch(&options.pay, recorded.epoch, all.iter().cloned(), sales.iter().cloned())?;
+        let (start, end) = (recorded.epoch.start, recorded.epoch.end);
+        let within = all.iter().filter(|c| c.received_at >= start && c.received_at < end).cloned();
+        let mine = fold_epoch(&options.pay, recorded.epoch, within, sales.iter().cloned())?;
         epoch_diffs.push(compare_epoch(recorded, &mine));
         replayed_epochs.push(mine);
     }
@@ -448,10 +513,8 @@ pub async fn replay(
     let in_epochs = |c: &&Contribution| {
         recorded_epochs.iter().any(|e| c.received_at >= e.epoch.start && c.received_at < e.epoch.end)
     };
-    let recorded_scored: Vec<Contribution> = recorded_all.iter().filter(in_epochs).cloned().collect();
-    let replayed_scored: Vec<Contribution> = all.iter().filter(in_epochs).cloned().collect();
-    let before = stats(&recorded_scored, &recorded_epochs);
-    let after = stats(&replayed_scored, &replayed_epochs);
+    let before = stats(recorded_all.iter().filter(in_epochs), &recorded_epochs);
+    let after = stats(all.iter().filter(in_epochs), &replayed_epochs);
     let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     let contributors = names.len();
     let stats_diffs = names
@@ -463,13 +526,13 @@ pub async fn replay(
         .collect();
 
     if let Some(out) = &options.out {
-        write_scratch(out, &scores, &replayed_epochs).await?;
+        write_epochs(out, &replayed_epochs).await?;
     }
     Ok(ReplayReport {
-        records: log.len(),
+        records,
         submissions: received.len(),
         scorer_version: version,
-        scores_compared: recorded_text.len().max(replayed_text.len()),
+        scores_compared,
         scores: score_diffs,
         policy: (options.recorded.version.clone(), options.pay.version.clone()),
         epochs: epoch_diffs,
@@ -478,8 +541,8 @@ pub async fn replay(
     })
 }
 
-/// Writes the replayed scores and payouts as the `quality_scores` and `rewards` tables of `out`.
-async fn write_scratch(out: &Lake, scores: &[QualityScore], epochs: &[EpochRewards]) -> Result<()> {
+/// Writes the replayed scores as the `quality_scores` table of `out`.
+async fn write_scores(out: &Lake, scores: &[QualityScore]) -> Result<()> {
     let limits = Limits::default().for_replay();
     let tp = TopicPartition { topic: QUALITY_SCORES.to_string(), partition: 0 };
     let mut records = Vec::with_capacity(scores.len());
@@ -492,6 +555,11 @@ async fn write_scratch(out: &Lake, scores: &[QualityScore], epochs: &[EpochRewar
     let refs: Vec<&LakeRecord> = records.iter().collect();
     let table = out.open(TableId::QualityScores).await?;
     out.append(table, TableId::QualityScores, record_batch(TableId::QualityScores, &refs)?, &BTreeMap::new()).await?;
+    Ok(())
+}
+
+/// Writes the replayed payouts as the `rewards` table of `out`.
+async fn write_epochs(out: &Lake, epochs: &[EpochRewards]) -> Result<()> {
     let mut table = out.open(TableId::Rewards).await?;
     for e in epochs {
         table = out.record_epoch(table, e).await?;
