@@ -93,6 +93,11 @@ pub enum IngestError {
     #[error("{0}")]
     Unauthorized(&'static str),
 
+    /// The server failed on its side (a worker ended abnormally); nothing was produced, and
+    /// sending the request again is safe. The detail goes to the log, not to the caller.
+    #[error("the request could not be processed ({0}); nothing was accepted")]
+    Internal(&'static str),
+
     /// A rate limit is spent: retry after `retry_after` seconds.
     #[error("rate limit {limit} of {who:?} is spent; retry after {retry_after} s")]
     RateLimited {
@@ -126,6 +131,7 @@ impl IngestError {
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }

@@ -203,7 +203,10 @@ impl Encoding {
             Ok(out.into())
         })
         .await
-        .map_err(|e| IngestError::BadEncoding { encoding: name, reason: e.to_string() })?
+        .map_err(|e| {
+            tracing::error!(error = %e, encoding = name, "decompressing a body failed");
+            IngestError::Internal("decompressing the body failed")
+        })?
     }
 }
 
