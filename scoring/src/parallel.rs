@@ -118,9 +118,12 @@ struct Chunks<R> {
     claimed: usize,
     /// The chunk being folded.
     folding: usize,
-    /// Results of computed chunks not yet folded (a panic's payload for one that failed).
-    done: Vec<Option<Result<Vec<R>, Box<dyn Any + Send>>>>,
+    /// Results of computed chunks not yet folded.
+    done: Vec<Option<Computed<R>>>,
 }
+
+/// One chunk's results, or the payload of the panic that ended its computing.
+type Computed<R> = Result<Vec<R>, Box<dyn Any + Send>>;
 
 /// Ends [`map_fold_ordered`]'s helpers when dropped: nothing is left for them to take.
 struct Stop<'a, R> {
