@@ -281,6 +281,7 @@ pub fn dva_settings(cfg: &GataConfig, group: String, output: Output, clip: &gata
         batch_size: cfg.dva.batch_size,
         batch_wait: cfg.dva.batch_wait,
         max_pixels: cfg.dva.max_pixels,
+        threads: cfg.dva.threads,
         fetch: FetchSettings {
             timeout: cfg.dva.fetch_timeout,
             connect_timeout: cfg.dva.fetch_connect_timeout,
@@ -400,7 +401,7 @@ fn signing_key() -> [u8; 32] {
 /// every core delays their requests for no gain in what the machine gets through).
 fn scoring_threads(cfg: &GataConfig) -> usize {
     match cfg.scoring.threads {
-        0 if cfg.roles.iter().all(|r| *r == Role::Scoring) => gata_scoring::parallel::available_threads(),
+        0 if cfg.roles.iter().all(|r| *r == Role::Scoring) => gata_parallel::available_threads(),
         0 => 1,
         n => n,
     }

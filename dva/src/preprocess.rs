@@ -169,19 +169,20 @@ pub fn resize_bicubic(img: &Rgb, width: u32, height: u32) -> Rgb {
     if !vertical {
         return Rgb { width, height, pixels: src.into_owned() };
     }
+    // Each output row sums whole source rows, weighted: the same integer sums as Pillow's
+    // column by column (integer addition in any order), read row by row.
+    let row_len = src_w * 3;
     let mut out = Vec::with_capacity(out_w * out_h * 3);
+    let mut acc = vec![0i32; row_len];
     for (yy, &(ymin, n)) in cv.bounds.iter().enumerate() {
-        let k = &cv.weights[yy * cv.ksize..yy * cv.ksize + n];
-        for x in 0..src_w {
-            let mut acc = [round; 3];
-            for (y, w) in k.iter().enumerate() {
-                let at = ((ymin - row0 + y) * src_w + x) * 3;
-                for c in 0..3 {
-                    acc[c] += i32::from(src[at + c]) * w;
-                }
+        acc.fill(round);
+        for (y, &w) in cv.weights[yy * cv.ksize..yy * cv.ksize + n].iter().enumerate() {
+            let start = (ymin - row0 + y) * row_len;
+            for (a, p) in acc.iter_mut().zip(&src[start..start + row_len]) {
+                *a += i32::from(*p) * w;
             }
-            out.extend(acc.map(clip8));
         }
+        out.extend(acc.iter().map(|a| clip8(*a)));
     }
     Rgb { width, height, pixels: out }
 }
@@ -219,14 +220,16 @@ impl Preprocessing {
         let resized = resize_bicubic(img, w, h);
         let size = self.size as usize;
         let (top, left) = ((h as usize - size) / 2, (w as usize - size) / 2);
+        // Each channel's normalised value of each of the 256 levels, computed once.
+        let levels: [[f32; 256]; 3] = std::array::from_fn(|c| {
+            std::array::from_fn(|v| ((v as f64 / 255.0 - f64::from(self.mean[c])) / f64::from(self.std[c])) as f32)
+        });
         let mut out = vec![0f32; 3 * size * size];
         for y in 0..size {
             for x in 0..size {
                 let p = ((top + y) * w as usize + left + x) * 3;
-                for c in 0..3 {
-                    let v = f64::from(resized.pixels[p + c]) / 255.0;
-                    out[c * size * size + y * size + x] =
-                        ((v - f64::from(self.mean[c])) / f64::from(self.std[c])) as f32;
+                for (c, level) in levels.iter().enumerate() {
+                    out[c * size * size + y * size + x] = level[usize::from(resized.pixels[p + c])];
                 }
             }
         }

@@ -13,11 +13,8 @@ use gata_infra::{
     contract::{ChatTurn, Event, Preference},
     workload::Workload,
 };
-use gata_scoring::{
-    Prepared, Score, Scorer,
-    minhash::signature,
-    parallel::{available_threads, map_fold_ordered, map_ordered},
-};
+use gata_parallel::{SMALL_ITEMS_PER_THREAD, available_threads, map_fold_ordered, map_ordered};
+use gata_scoring::{Prepared, Score, Scorer, minhash::signature};
 
 /// The allocator `gata` runs with, so the figures are the scoring processor's.
 #[global_allocator]
@@ -142,7 +139,7 @@ fn batches(events: &[Event], threads: usize) -> Vec<Score> {
     let mut scorer = Scorer::default();
     let mut scores = Vec::with_capacity(events.len());
     for batch in events.chunks(BATCH) {
-        let prepared = map_ordered(batch, threads, Prepared::of);
+        let prepared = map_ordered(batch, threads, SMALL_ITEMS_PER_THREAD, Prepared::of);
         scores.extend(batch.iter().zip(prepared).filter_map(|(e, p)| scorer.score_event(e, p)));
     }
     scores

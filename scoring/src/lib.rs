@@ -10,12 +10,11 @@
 //! Scoring is split in two: [`Prepared::of`] assesses a submission's own texts (realism,
 //! language, MinHash signature, topic embedding) without the scorer, and the scorer folds
 //! prepared submissions in order. Callers with a batch assess it on several threads
-//! ([`parallel::map_ordered`]) and fold it on one.
+//! (`gata_parallel::map_ordered`) and fold it on one.
 
 pub mod embed;
 pub mod lang;
 pub mod minhash;
-pub mod parallel;
 mod scorer;
 pub mod text;
 

@@ -610,7 +610,7 @@ mod tests {
         let mut batched = Scorer::default();
         let mut got = Vec::new();
         for batch in events.chunks(100) {
-            let prepared = crate::parallel::map_ordered(batch, 3, Prepared::of);
+            let prepared = gata_parallel::map_ordered(batch, 3, gata_parallel::SMALL_ITEMS_PER_THREAD, Prepared::of);
             got.extend(batch.iter().zip(prepared).filter_map(|(e, p)| batched.score_event(e, p)));
         }
         assert_eq!(got.len(), events.len());

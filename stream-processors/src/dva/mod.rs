@@ -37,6 +37,7 @@ use gata_infra::{
     topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
 };
 use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
+use gata_parallel::map_ordered;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
@@ -64,6 +65,8 @@ pub struct DvaSettings {
     pub batch_wait: Duration,
     /// Images with more pixels are refused before decoding.
     pub max_pixels: u64,
+    /// Threads that decode and resize a batch's images (as many as the encoders run on).
+    pub threads: usize,
     /// How images sent by URL are fetched.
     pub fetch: FetchSettings,
     /// Scores or votes.
@@ -295,27 +298,25 @@ impl Dva {
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
         let fetcher = &self.fetcher;
         let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &p.pair.image))).await;
+        let threads = self.settings.threads;
         let work = tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Outcome>, Timings)> {
-            let t0 = Instant::now();
-            let decoded: Vec<std::result::Result<gata_dva::Rgb, FetchFailure>> = raws
-                .into_iter()
-                .map(|raw| {
-                    let image = raw?.check(&limits)?;
-                    let rgb = gata_dva::decode(&image.bytes, max_pixels)
-                        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })?;
-                    clip.preprocessing()
-                        .check(rgb.width, rgb.height, max_pixels)
-                        .map_err(|e| FetchFailure { code: "image_too_large", reason: e.to_string() })?;
-                    Ok(rgb)
-                })
-                .collect();
-            let t1 = Instant::now();
+            let checked: Vec<_> = raws.into_iter().map(|raw| raw?.check(&limits)).collect();
+            // Each image decoded and resized on its own, on as many threads as the encoders use.
+            let prepared = map_ordered(&checked, threads, 1, |image| {
+                let started = Instant::now();
+                let decoded = image.as_ref().map_err(Clone::clone).and_then(|i| decode(i, max_pixels, &clip));
+                let decoding = started.elapsed();
+                (decoded.map(|rgb| clip.preprocessing().tensor(&rgb)), decoding, started.elapsed() - decoding)
+            });
             let (mut tensors, mut texts) = (Vec::new(), Vec::new());
-            let mut outcomes: Vec<Outcome> = Vec::with_capacity(decoded.len());
-            for (image, caption) in decoded.into_iter().zip(&captions) {
-                match image {
-                    Ok(rgb) => {
-                        tensors.push(clip.preprocessing().tensor(&rgb));
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(prepared.len());
+            let (mut decoding, mut resizing) = (Duration::ZERO, Duration::ZERO);
+            for ((tensor, decode_took, resize_took), caption) in prepared.into_iter().zip(&captions) {
+                decoding += decode_took;
+                resizing += resize_took;
+                match tensor {
+                    Ok(tensor) => {
+                        tensors.push(tensor);
                         texts.push(caption.as_str());
                         outcomes.push(Ok(0.0));
                     }
@@ -332,7 +333,7 @@ impl Dva {
             let n = outcomes.len().max(1) as f64;
             let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
             let timings =
-                Timings { decode_ms: ms(t1 - t0), preprocess_ms: ms(t2 - t1), inference_ms: ms(t2.elapsed()) };
+                Timings { decode_ms: ms(decoding), preprocess_ms: ms(resizing), inference_ms: ms(t2.elapsed()) };
             Ok((outcomes, timings))
         });
         let (outcomes, timings) = work
@@ -397,6 +398,17 @@ impl Dva {
         };
         QualityScore { event_id: score.expected_id(), ..score }
     }
+}
+
+/// The pixels of a checked image file, refused when `clip` would have to resize more than
+/// `max_pixels` of them.
+fn decode(image: &DecodedImage, max_pixels: u64, clip: &Clip) -> std::result::Result<gata_dva::Rgb, FetchFailure> {
+    let rgb = gata_dva::decode(&image.bytes, max_pixels)
+        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })?;
+    clip.preprocessing()
+        .check(rgb.width, rgb.height, max_pixels)
+        .map_err(|e| FetchFailure { code: "image_too_large", reason: e.to_string() })?;
+    Ok(rgb)
 }
 
 /// The image of `payload` as the decoder needs it: inline bytes as they are, a URL's fetched.

@@ -24,11 +24,9 @@ use gata_infra::{
 };
 pub use gata_lakehouse::log::{LogRecord, LogStream};
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
+use gata_parallel::{available_threads, map_fold_ordered};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
-use gata_scoring::{
-    Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig,
-    parallel::{available_threads, map_fold_ordered},
-};
+use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
 use indicatif::ProgressBar;
 use rdkafka::{
     Offset as KafkaOffset, TopicPartitionList,

@@ -33,7 +33,8 @@ use gata_infra::{
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
 };
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
-use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig, parallel::map_ordered};
+use gata_parallel::{SMALL_ITEMS_PER_THREAD, map_ordered};
+use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -189,7 +190,7 @@ impl Processor {
     async fn release_due(&mut self, now: Instant) -> Result<()> {
         let due = self.reorder.due(now);
         let limits = &self.limits;
-        let decoded = map_ordered(&due, self.threads, |polled| Decoded::of(polled, limits));
+        let decoded = map_ordered(&due, self.threads, SMALL_ITEMS_PER_THREAD, |polled| Decoded::of(polled, limits));
         for (polled, decoded) in due.into_iter().zip(decoded) {
             self.take(polled.source, polled.offset, decoded).await?;
         }

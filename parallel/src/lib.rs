@@ -1,7 +1,8 @@
-//! Assessing a batch of submissions on several threads. What a text says on its own
-//! ([`Prepared`](crate::Prepared)) has no order dependency; only the scorer's fold does. So a
-//! batch is assessed in parallel and then folded in order on one thread, with results identical
-//! to scoring one submission at a time.
+//! Computing per-item work of a slice on several threads, with results in the items' order: a
+//! batch of submissions' texts assessed before the scorer folds them in log order
+//! (`gata-scoring`), a batch of images decoded and resized before the DVA's model scores them
+//! (`gata-stream-processors`). Only the per-item work runs in parallel; what depends on order
+//! stays on one thread, so results equal computing one item at a time.
 
 use std::{
     any::Any,
@@ -11,18 +12,25 @@ use std::{
     thread,
 };
 
-/// Items one thread takes at least: below this, starting a thread costs more than it saves.
-const MIN_PER_THREAD: usize = 32;
+/// Items one thread takes at least when each costs microseconds (a text to assess): below
+/// this, starting a thread costs more than it saves. Items that cost milliseconds (an image to
+/// decode) are worth a thread each.
+pub const SMALL_ITEMS_PER_THREAD: usize = 32;
 
 /// The threads this machine runs at once (1 when unknown).
 pub fn available_threads() -> usize {
     thread::available_parallelism().map_or(1, NonZeroUsize::get)
 }
 
-/// `f` of every item, in order, computed on up to `threads` threads (the caller's among them).
-/// A panic in `f` is resumed on the caller's thread.
-pub fn map_ordered<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = threads.clamp(1, items.len().div_ceil(MIN_PER_THREAD).max(1));
+/// `f` of every item, in order, computed on up to `threads` threads (the caller's among them),
+/// each taking `per_thread` items at least. A panic in `f` is resumed on the caller's thread.
+pub fn map_ordered<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    per_thread: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = threads.clamp(1, items.len().div_ceil(per_thread.max(1)).max(1));
     if threads == 1 {
         return items.iter().map(f).collect();
     }
@@ -157,10 +165,10 @@ mod tests {
     fn results_keep_their_order_whatever_the_threads() {
         let items: Vec<u64> = (0..1000).collect();
         for threads in [0, 1, 2, 3, 7, 64] {
-            let out = map_ordered(&items, threads, |x| x * 3);
+            let out = map_ordered(&items, threads, SMALL_ITEMS_PER_THREAD, |x| x * 3);
             assert_eq!(out, items.iter().map(|x| x * 3).collect::<Vec<_>>(), "{threads} threads");
         }
-        assert!(map_ordered(&[] as &[u64], 4, |x| *x).is_empty());
+        assert!(map_ordered(&[] as &[u64], 4, SMALL_ITEMS_PER_THREAD, |x| *x).is_empty());
     }
 
     #[test]
@@ -192,7 +200,9 @@ mod tests {
     #[test]
     fn several_threads_run_for_a_large_batch() {
         let items: Vec<u64> = (0..256).collect();
-        let ids = map_ordered(&items, 4, |_| thread::current().id());
+        let ids = map_ordered(&items, 4, SMALL_ITEMS_PER_THREAD, |_| thread::current().id());
+        let each = map_ordered(&items[..3], 3, 1, |_| thread::current().id());
+        assert_eq!(each.iter().collect::<std::collections::HashSet<_>>().len(), 3, "a thread for each costly item");
         let distinct: std::collections::HashSet<_> = ids.iter().collect();
         assert_eq!(distinct.len(), 4);
         assert_eq!(ids[0], thread::current().id(), "the caller takes the first chunk");
