@@ -323,7 +323,7 @@ impl Dva {
                     Err(reason) => outcomes.push(Err(reason)),
                 }
             }
-            let t2 = Instant::now();
+            let inferring = Instant::now();
             let image_embeds = clip.embed_images(&tensors)?;
             let text_embeds = clip.embed_texts(&texts)?;
             let scores = image_embeds.iter().zip(&text_embeds).map(|(i, t)| cosine(i, t));
@@ -333,7 +333,7 @@ impl Dva {
             let n = outcomes.len().max(1) as f64;
             let ms = |d: Duration| d.as_secs_f64() * 1000.0 / n;
             let timings =
-                Timings { decode_ms: ms(decoding), preprocess_ms: ms(resizing), inference_ms: ms(t2.elapsed()) };
+                Timings { decode_ms: ms(decoding), preprocess_ms: ms(resizing), inference_ms: ms(inferring.elapsed()) };
             Ok((outcomes, timings))
         });
         let (outcomes, timings) = work

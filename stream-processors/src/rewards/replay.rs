@@ -26,7 +26,7 @@ pub use gata_lakehouse::log::{LogRecord, LogStream};
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
 use gata_parallel::{available_threads, map_fold_ordered};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
-use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
+use gata_scoring::{Prepared, SCORER_VERSION, Scorer, ScorerConfig};
 use indicatif::ProgressBar;
 use rdkafka::{
     Offset as KafkaOffset, TopicPartitionList,
@@ -257,31 +257,31 @@ pub fn in_memory(log: Vec<LogRecord>) -> (u64, LogStream) {
 /// the ones before them in order ([`map_fold_ordered`]). What it keeps is the scorer's state and,
 /// per submission, its receipt time and its score as the rewards fold reads it (the whole score
 /// event only when asked to); never the log.
-pub struct Rescore {
+struct Rescore {
     limits: Limits,
     threads: usize,
     scorer: Scorer,
     /// Preferences read before their turn, by turn.
     parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>>,
     scored: Rescored,
-    records: usize,
 }
 
 /// What [`Rescore`] produced.
 #[derive(Debug, Default)]
-pub struct Rescored {
+struct Rescored {
     /// Each submission's receipt time (its first copy's).
-    pub received: HashMap<Uuid, DateTime<Utc>>,
+    received: HashMap<Uuid, DateTime<Utc>>,
     /// Each score, as the rewards fold reads it.
-    pub contributions: Vec<Contribution>,
+    contributions: Vec<Contribution>,
     /// Each score event, when kept.
-    pub scores: Option<Vec<QualityScore>>,
+    scores: Option<Vec<QualityScore>>,
 }
 
 impl Rescored {
-    /// Adds the score of `event`.
-    fn add(&mut self, event: &Event, score: &Score, tp: &TopicPartition, offset: Offset) {
-        let published = publication(event, score, tp, offset);
+    /// Scores `event` with `scorer` (none for a kind it does not judge) and adds the score.
+    fn score(&mut self, scorer: &mut Scorer, event: &Event, prepared: Prepared, tp: &TopicPartition, offset: Offset) {
+        let Some(score) = scorer.score_event(event, prepared) else { return };
+        let published = publication(event, &score, tp, offset);
         if let Some(at) = self.received.get(&published.subject_event_id) {
             self.contributions.push(contribution(&published, *at));
         }
@@ -293,19 +293,18 @@ impl Rescored {
 
 impl Rescore {
     /// A scorer at the start of the log; `keep_scores` keeps every score event as well.
-    pub fn new(keep_scores: bool) -> Self {
+    fn new(keep_scores: bool) -> Self {
         Self {
             limits: Limits::default().for_replay(),
             threads: available_threads(),
             scorer: Scorer::new(ScorerConfig::default()),
             parked: HashMap::new(),
             scored: Rescored { scores: keep_scores.then(Vec::new), ..Rescored::default() },
-            records: 0,
         }
     }
 
     /// Scores the submissions of `records`, the next records of the log.
-    pub fn feed(&mut self, records: &[LogRecord], progress: &ProgressBar) {
+    fn feed(&mut self, records: &[LogRecord], progress: &ProgressBar) {
         let limits = &self.limits;
         let decode = |r: &LogRecord| {
             let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), limits).ok()?;
@@ -313,16 +312,6 @@ impl Rescore {
             Some((event, prepared))
         };
         let Self { scorer, parked, scored, .. } = self;
-        let score = |scorer: &mut Scorer,
-                     scored: &mut Rescored,
-                     event: &Event,
-                     prepared: Prepared,
-                     tp: &TopicPartition,
-                     off: Offset| {
-            if let Some(s) = scorer.score_event(event, prepared) {
-                scored.add(event, &s, tp, off);
-            }
-        };
         map_fold_ordered(records, self.threads, decode, |r, decoded| {
             progress.inc(1);
             // Bronze holds only records that decoded when they landed; one that no longer does
@@ -338,29 +327,26 @@ impl Rescore {
             match &event {
                 Event::ChatTurn(turn) => {
                     let turn_id = turn.turn_id.clone();
-                    score(scorer, scored, &event, prepared, &tp, off);
+                    scored.score(scorer, &event, prepared, &tp, off);
                     for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
-                        score(scorer, scored, &pref, Prepared::Nothing, &tp, off);
+                        scored.score(scorer, &pref, Prepared::Nothing, &tp, off);
                     }
                 }
                 Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
                     parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
                 }
-                _ => score(scorer, scored, &event, prepared, &tp, off),
+                _ => scored.score(scorer, &event, prepared, &tp, off),
             }
         });
-        self.records += records.len();
     }
 
     /// The scores, once the whole log was fed (preferences whose turn never came are scored
     /// last, in receipt order).
-    pub fn finish(mut self) -> Rescored {
+    fn finish(mut self) -> Rescored {
         let mut left: Vec<_> = std::mem::take(&mut self.parked).into_values().flatten().collect();
         left.sort_by_key(|(e, tp, off)| (self.scored.received.get(&e.event_id()).copied(), tp.clone(), *off));
         for (pref, tp, off) in left {
-            if let Some(s) = self.scorer.score_event(&pref, Prepared::Nothing) {
-                self.scored.add(&pref, &s, &tp, off);
-            }
+            self.scored.score(&mut self.scorer, &pref, Prepared::Nothing, &tp, off);
         }
         self.scored
     }
@@ -454,11 +440,11 @@ pub async fn replay(
             "this build scores text as {SCORER_VERSION}; it cannot re-score as {version}"
         )));
     }
-    let mut rescore = Rescore::new(options.out.is_some());
+    let (mut rescore, mut records) = (Rescore::new(options.out.is_some()), 0);
     while let Some(chunk) = log.try_next().await? {
         rescore.feed(&chunk, progress);
+        records += chunk.len();
     }
-    let records = rescore.records;
     let Rescored { received, contributions: replayed, scores } = rescore.finish();
     if let (Some(out), Some(scores)) = (&options.out, scores) {
         write_scores(out, &scores).await?;
