@@ -564,7 +564,8 @@ pub struct RewardsConfig {
     /// surface in `gata replay`).
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
-    /// How often the processor looks for epochs to close (`10s`).
+    /// How often the processor looks for epochs to close (`1m`; epochs last a day and close
+    /// after a 10-minute grace, and each look reads the lake).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
 }
@@ -575,7 +576,7 @@ impl Default for RewardsConfig {
             policy: "v1".into(),
             grace: Duration::from_secs(600),
             max_wait: Duration::from_secs(3600),
-            interval: Duration::from_secs(10),
+            interval: Duration::from_secs(60),
         }
     }
 }

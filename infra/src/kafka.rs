@@ -112,16 +112,22 @@ impl KafkaClients {
         &self.bootstrap
     }
 
+    /// Settings every client shares. Client metrics are not pushed to the broker (KIP-714): gata
+    /// exports its own at `/metrics`, and each client asked the embedded broker for a telemetry
+    /// subscription every few seconds, which it does not offer.
     fn base(&self) -> ClientConfig {
         let mut cfg = ClientConfig::new();
-        cfg.set("bootstrap.servers", &self.bootstrap).set("broker.address.family", "v4").set("log_level", "4");
+        cfg.set("bootstrap.servers", &self.bootstrap)
+            .set("broker.address.family", "v4")
+            .set("log_level", "4")
+            .set("enable.metrics.push", "false");
         cfg
     }
 
     /// Record bytes a consumer's fetch waits for (see [`KafkaClients::consumer`]).
     pub const FETCH_MIN_BYTES: usize = 16 * 1024;
     /// Longest a consumer's fetch waits for them.
-    pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(200);
+    pub const FETCH_MAX_WAIT: Duration = Duration::from_millis(500);
 
     /// A producer (`acks=all`, idempotent where the cluster supports it) that gives up on a
     /// record after `delivery_timeout`.
@@ -161,7 +167,7 @@ impl KafkaClients {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000")
+            .set("heartbeat.interval.ms", "3000")
             .set("fetch.min.bytes", Self::FETCH_MIN_BYTES.to_string())
             .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string());
         cfg

@@ -80,7 +80,7 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
         .name("marketplace".into())
         .spawn(move || {
             while !stop.is_cancelled() {
-                let Some(polled) = consumer.poll(Duration::from_millis(100)) else { continue };
+                let Some(polled) = consumer.poll(Duration::from_millis(500)) else { continue };
                 let m = match polled {
                     Ok(m) => m,
                     Err(e) => {

@@ -250,7 +250,7 @@ fn poll_loop(
     while !stop.is_cancelled() && !tx.is_closed() {
         let context = consumer.context();
         // With records pending, only take what librdkafka already holds.
-        let wait = if context.has_pending() { Duration::ZERO } else { Duration::from_millis(100) };
+        let wait = if context.has_pending() { Duration::ZERO } else { IDLE_WAIT };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
             Some(Ok(msg)) => context.push(Polled {
@@ -283,8 +283,12 @@ fn poll_loop(
     Ok(())
 }
 
+/// Longest a poll waits for a record (a record ends the wait at once). It bounds how long the
+/// thread takes to notice a stop; each wait costs a wake-up of this thread and of librdkafka's.
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
 /// How often the poll loop reports progress and checks that it still holds partitions.
-const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How long a member may hold no partition before it rejoins the group.
 const REJOIN_AFTER: Duration = Duration::from_secs(20);
@@ -314,7 +318,7 @@ fn rejoin_if_idle(consumer: &BaseConsumer<PollerContext>, topics: &[String], idl
 /// How often librdkafka reports statistics, hence how fresh the lag gauges are. The lag is
 /// never measured with `ListOffsets` requests: against tansu 0.6, watermark requests beside a
 /// running fetch made the broker stop answering the consumer (a stall with records waiting).
-const LAG_INTERVAL: Duration = Duration::from_secs(2);
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Tells Kafka how far the processor has got, so lag tools see progress.
 fn report_committed(

@@ -95,6 +95,11 @@ impl Publisher {
         Ok(())
     }
 
+    /// Whether no delivery is waiting for its acknowledgement.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.in_flight.is_empty()
+    }
+
     /// Marks `offset` of `source` done without publishing (a record that needs no score event).
     pub(crate) fn skip(&self, source: TopicPartition, offset: Offset) {
         self.mark(source, offset);

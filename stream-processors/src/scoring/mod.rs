@@ -36,6 +36,7 @@ use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_parallel::{SMALL_ITEMS_PER_THREAD, map_ordered};
 use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
 use prometheus::Registry;
+use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -112,7 +113,9 @@ pub async fn run_scoring(
         threads: cfg.threads,
         metrics,
     };
+    // Ticks only while something is held or in flight: an idle processor is not woken.
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let result = async {
         loop {
             tokio::select! {
@@ -130,7 +133,7 @@ pub async fn run_scoring(
                         finished?;
                     }
                 },
-                _ = tick.tick() => processor.tick().await?,
+                _ = tick.tick(), if processor.holds_anything() => processor.tick().await?,
             }
         }
         processor.publisher.drain().await
@@ -173,6 +176,12 @@ impl Processor {
             self.reorder.push(polled, now);
         }
         self.release_due(now).await
+    }
+
+    /// Whether records wait in the catch-up or reordering buffers, preferences are parked, or
+    /// scores are in flight: what [`Self::tick`] moves on.
+    fn holds_anything(&self) -> bool {
+        self.catch_up.held() + self.reorder.len() + self.parked.len() > 0 || !self.publisher.is_idle()
     }
 
     async fn tick(&mut self) -> Result<()> {

@@ -237,6 +237,10 @@ pub(crate) struct Stages(Mutex<StagesInner>);
 struct StagesInner {
     version: u64,
     by_topition: std::collections::HashMap<Topition, OffsetStage>,
+    /// Patched for gata (see PATCHES.md): the metadata of topics that exist, by name or id.
+    /// Every fetch asked for its topics' metadata (a query prepared anew each time) on every
+    /// pass; topics change only when created or deleted, and both forget them all.
+    topics: std::collections::HashMap<TopicId, MetadataResponseTopic>,
 }
 
 impl Stages {
@@ -264,6 +268,29 @@ impl Stages {
         }
     }
 
+    /// The cached metadata of every topic in `topics`, or the version to store a fresh read under.
+    fn topics(&self, topics: &[TopicId]) -> result::Result<Vec<MetadataResponseTopic>, u64> {
+        let inner = self.lock();
+        topics
+            .iter()
+            .map(|topic| inner.topics.get(topic).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or(inner.version)
+    }
+
+    /// Keeps the metadata of the topics that exist, read at `version`, unless a write has
+    /// finished since.
+    fn put_topics(&self, version: u64, topics: &[TopicId], found: &[MetadataResponseTopic]) {
+        let mut inner = self.lock();
+        if inner.version == version {
+            for (topic, metadata) in topics.iter().zip(found) {
+                if metadata.error_code == i16::from(ErrorCode::None) {
+                    _ = inner.topics.insert(topic.clone(), metadata.clone());
+                }
+            }
+        }
+    }
+
     /// Forgets `topition`'s offsets (every topition's when `None`) once the returned guard is
     /// dropped, that is after the write holding it has committed or failed.
     fn invalidate_after<'a>(&'a self, topition: Option<&'a Topition>) -> InvalidateOnDrop<'a> {
@@ -286,7 +313,10 @@ impl Drop for InvalidateOnDrop<'_> {
         inner.version += 1;
         match self.topition {
             Some(topition) => _ = inner.by_topition.remove(topition),
-            None => inner.by_topition.clear(),
+            None => {
+                inner.by_topition.clear();
+                inner.topics.clear();
+            }
         }
     }
 }
@@ -728,6 +758,321 @@ impl managed::Manager for ConnectionManager {
 pub(crate) type Pool = managed::Pool<ConnectionManager>;
 
 impl Delegate {
+    /// Patched for gata (see PATCHES.md): this broker, as metadata lists it.
+    fn metadata_brokers(&self) -> Vec<MetadataResponseBroker> {
+        vec![
+            MetadataResponseBroker::default()
+                .node_id(self.node)
+                .host(
+                    self.advertised_listener
+                        .host_str()
+                        .unwrap_or("0.0.0.0")
+                        .into(),
+                )
+                .port(self.advertised_listener.port().unwrap_or(9092).into())
+                .rack(None),
+        ]
+    }
+
+    /// Patched for gata (see PATCHES.md): `Storage::metadata` as published, read from the
+    /// database every time.
+    async fn metadata_read(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
+        let start = SystemTime::now();
+
+        debug!(cluster = self.cluster, ?topics);
+
+        let c = self.connection().await.inspect_err(|err| error!(?err))?;
+
+        let brokers = self.metadata_brokers();
+
+        debug!(?brokers);
+
+        let responses = match topics {
+            Some(topics) if !topics.is_empty() => {
+                let mut responses = vec![];
+
+                for topic in topics {
+                    responses.push(match topic {
+                        TopicId::Name(name) => {
+                            let mut rows = c
+                                .query(
+                                    "topic_select_name.sql",
+                                    (self.cluster.as_str(), name.as_str()),
+                                )
+                                .await?;
+
+                            match rows.next().await.inspect_err(|err| error!(?err)) {
+                                Ok(Some(row)) => {
+                                    let error_code = ErrorCode::None.into();
+                                    let topic_id = row
+                                        .get_str(0)
+                                        .map_err(Error::from)
+                                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
+                                        .map(|uuid| uuid.into_bytes())
+                                        .map(Some)?;
+                                    let name = row.get::<String>(1).map(Some)?;
+                                    let is_internal = row.get::<bool>(2).map(Some)?;
+                                    let partitions = row.get::<i32>(3)?;
+                                    let replication_factor = row.get::<i32>(4)?;
+
+                                    debug!(
+                                        ?error_code,
+                                        ?topic_id,
+                                        ?name,
+                                        ?is_internal,
+                                        ?partitions,
+                                        ?replication_factor
+                                    );
+
+                                    let mut rng = rng();
+                                    let mut broker_ids: Vec<_> =
+                                        brokers.iter().map(|broker| broker.node_id).collect();
+                                    broker_ids.shuffle(&mut rng);
+
+                                    let mut brokers = broker_ids.into_iter().cycle();
+
+                                    let partitions = Some(
+                                        (0..partitions)
+                                            .map(|partition_index| {
+                                                let leader_id = brokers.next().expect("cycling");
+
+                                                let replica_nodes = Some(
+                                                    (0..replication_factor)
+                                                        .map(|_replica| {
+                                                            brokers.next().expect("cycling")
+                                                        })
+                                                        .collect(),
+                                                );
+                                                let isr_nodes = replica_nodes.clone();
+
+                                                MetadataResponsePartition::default()
+                                                    .error_code(error_code)
+                                                    .partition_index(partition_index)
+                                                    .leader_id(leader_id)
+                                                    .leader_epoch(Some(0))
+                                                    .replica_nodes(replica_nodes)
+                                                    .isr_nodes(isr_nodes)
+                                                    .offline_replicas(Some([].into()))
+                                            })
+                                            .collect(),
+                                    );
+
+                                    MetadataResponseTopic::default()
+                                        .error_code(error_code)
+                                        .name(name)
+                                        .topic_id(topic_id)
+                                        .is_internal(is_internal)
+                                        .partitions(partitions)
+                                        .topic_authorized_operations(Some(-2147483648))
+                                }
+
+                                Ok(None) => MetadataResponseTopic::default()
+                                    .error_code(ErrorCode::UnknownTopicOrPartition.into())
+                                    .name(Some(name.into()))
+                                    .topic_id(Some(NULL_TOPIC_ID))
+                                    .is_internal(Some(false))
+                                    .partitions(Some([].into()))
+                                    .topic_authorized_operations(Some(-2147483648)),
+
+                                Err(reason) => {
+                                    debug!(?reason);
+                                    MetadataResponseTopic::default()
+                                        .error_code(ErrorCode::UnknownTopicOrPartition.into())
+                                        .name(Some(name.into()))
+                                        .topic_id(Some(NULL_TOPIC_ID))
+                                        .is_internal(Some(false))
+                                        .partitions(Some([].into()))
+                                        .topic_authorized_operations(Some(-2147483648))
+                                }
+                            }
+                        }
+                        TopicId::Id(id) => {
+                            debug!(?id);
+                            let mut rows = c
+                                .query(
+                                    "topic_select_uuid.sql",
+                                    (self.cluster.as_str(), id.to_string().as_str()),
+                                )
+                                .await?;
+
+                            match rows.next().await {
+                                Ok(Some(row)) => {
+                                    let error_code = ErrorCode::None.into();
+                                    let topic_id = row
+                                        .get_str(0)
+                                        .map_err(Error::from)
+                                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
+                                        .map(|uuid| uuid.into_bytes())
+                                        .map(Some)?;
+                                    let name = row.get::<String>(1).map(Some)?;
+                                    let is_internal = row.get::<bool>(2).map(Some)?;
+                                    let partitions = row.get::<i32>(3)?;
+                                    let replication_factor = row.get::<i32>(4)?;
+
+                                    debug!(
+                                        ?error_code,
+                                        ?topic_id,
+                                        ?name,
+                                        ?is_internal,
+                                        ?partitions,
+                                        ?replication_factor
+                                    );
+
+                                    let mut rng = rng();
+                                    let mut broker_ids: Vec<_> =
+                                        brokers.iter().map(|broker| broker.node_id).collect();
+                                    broker_ids.shuffle(&mut rng);
+
+                                    let mut brokers = broker_ids.into_iter().cycle();
+
+                                    let partitions = Some(
+                                        (0..partitions)
+                                            .map(|partition_index| {
+                                                let leader_id = brokers.next().expect("cycling");
+
+                                                let replica_nodes = Some(
+                                                    (0..replication_factor)
+                                                        .map(|_replica| {
+                                                            brokers.next().expect("cycling")
+                                                        })
+                                                        .collect(),
+                                                );
+                                                let isr_nodes = replica_nodes.clone();
+
+                                                MetadataResponsePartition::default()
+                                                    .error_code(error_code)
+                                                    .partition_index(partition_index)
+                                                    .leader_id(leader_id)
+                                                    .leader_epoch(Some(0))
+                                                    .replica_nodes(replica_nodes)
+                                                    .isr_nodes(isr_nodes)
+                                                    .offline_replicas(Some([].into()))
+                                            })
+                                            .collect(),
+                                    );
+
+                                    MetadataResponseTopic::default()
+                                        .error_code(error_code)
+                                        .name(name)
+                                        .topic_id(topic_id)
+                                        .is_internal(is_internal)
+                                        .partitions(partitions)
+                                        .topic_authorized_operations(Some(-2147483648))
+                                }
+                                Ok(None) => MetadataResponseTopic::default()
+                                    .error_code(ErrorCode::UnknownTopicOrPartition.into())
+                                    .name(None)
+                                    .topic_id(Some(id.into_bytes()))
+                                    .is_internal(Some(false))
+                                    .partitions(Some([].into()))
+                                    .topic_authorized_operations(Some(-2147483648)),
+                                Err(reason) => {
+                                    debug!(?reason);
+                                    MetadataResponseTopic::default()
+                                        .error_code(ErrorCode::UnknownTopicOrPartition.into())
+                                        .name(None)
+                                        .topic_id(Some(id.into_bytes()))
+                                        .is_internal(Some(false))
+                                        .partitions(Some([].into()))
+                                        .topic_authorized_operations(Some(-2147483648))
+                                }
+                            }
+                        }
+                    });
+                }
+
+                responses
+            }
+
+            _ => {
+                let mut responses = vec![];
+
+                let mut rows = c
+                    .query("topic_by_cluster.sql", &[self.cluster.as_str()])
+                    .await?;
+
+                while let Some(row) = rows.next().await? {
+                    let error_code = ErrorCode::None.into();
+                    let topic_id = row
+                        .get_str(0)
+                        .map_err(Error::from)
+                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
+                        .map(|uuid| uuid.into_bytes())
+                        .map(Some)?;
+                    let name = row.get::<String>(1).map(Some)?;
+                    let is_internal = row.get::<bool>(2).map(Some)?;
+                    let partitions = row.get::<i32>(3)?;
+                    let replication_factor = row.get::<i32>(4)?;
+
+                    debug!(
+                        ?error_code,
+                        ?topic_id,
+                        ?name,
+                        ?is_internal,
+                        ?partitions,
+                        ?replication_factor
+                    );
+
+                    let mut rng = rng();
+                    let mut broker_ids: Vec<_> =
+                        brokers.iter().map(|broker| broker.node_id).collect();
+                    broker_ids.shuffle(&mut rng);
+
+                    let mut brokers = broker_ids.into_iter().cycle();
+
+                    let partitions = Some(
+                        (0..partitions)
+                            .map(|partition_index| {
+                                let leader_id = brokers.next().expect("cycling");
+
+                                let replica_nodes = Some(
+                                    (0..replication_factor)
+                                        .map(|_replica| brokers.next().expect("cycling"))
+                                        .collect(),
+                                );
+                                let isr_nodes = replica_nodes.clone();
+
+                                MetadataResponsePartition::default()
+                                    .error_code(error_code)
+                                    .partition_index(partition_index)
+                                    .leader_id(leader_id)
+                                    .leader_epoch(Some(0))
+                                    .replica_nodes(replica_nodes)
+                                    .isr_nodes(isr_nodes)
+                                    .offline_replicas(Some([].into()))
+                            })
+                            .collect(),
+                    );
+
+                    responses.push(
+                        MetadataResponseTopic::default()
+                            .error_code(error_code)
+                            .name(name)
+                            .topic_id(topic_id)
+                            .is_internal(is_internal)
+                            .partitions(partitions)
+                            .topic_authorized_operations(Some(-2147483648)),
+                    );
+                }
+
+                responses
+            }
+        };
+
+        Ok(MetadataResponse {
+            cluster: Some(self.cluster.clone()),
+            controller: Some(self.node),
+            brokers,
+            topics: responses,
+        })
+        .inspect(|_| {
+            DELEGATE_REQUEST_DURATION.record(
+                elapsed_millis(start),
+                &[KeyValue::new("operation", "metadata")],
+            )
+        })
+    }
+
     #[instrument(skip_all)]
     async fn connection(&self) -> Result<managed::Object<ConnectionManager>> {
         let start = SystemTime::now();
@@ -3076,311 +3421,23 @@ impl Storage for Delegate {
     }
 
     async fn metadata(&self, topics: Option<&[TopicId]>) -> Result<MetadataResponse> {
-        let start = SystemTime::now();
-
-        debug!(cluster = self.cluster, ?topics);
-
-        let c = self.connection().await.inspect_err(|err| error!(?err))?;
-
-        let brokers = vec![
-            MetadataResponseBroker::default()
-                .node_id(self.node)
-                .host(
-                    self.advertised_listener
-                        .host_str()
-                        .unwrap_or("0.0.0.0")
-                        .into(),
-                )
-                .port(self.advertised_listener.port().unwrap_or(9092).into())
-                .rack(None),
-        ];
-
-        debug!(?brokers);
-
-        let responses = match topics {
-            Some(topics) if !topics.is_empty() => {
-                let mut responses = vec![];
-
-                for topic in topics {
-                    responses.push(match topic {
-                        TopicId::Name(name) => {
-                            let mut rows = c
-                                .query(
-                                    "topic_select_name.sql",
-                                    (self.cluster.as_str(), name.as_str()),
-                                )
-                                .await?;
-
-                            match rows.next().await.inspect_err(|err| error!(?err)) {
-                                Ok(Some(row)) => {
-                                    let error_code = ErrorCode::None.into();
-                                    let topic_id = row
-                                        .get_str(0)
-                                        .map_err(Error::from)
-                                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
-                                        .map(|uuid| uuid.into_bytes())
-                                        .map(Some)?;
-                                    let name = row.get::<String>(1).map(Some)?;
-                                    let is_internal = row.get::<bool>(2).map(Some)?;
-                                    let partitions = row.get::<i32>(3)?;
-                                    let replication_factor = row.get::<i32>(4)?;
-
-                                    debug!(
-                                        ?error_code,
-                                        ?topic_id,
-                                        ?name,
-                                        ?is_internal,
-                                        ?partitions,
-                                        ?replication_factor
-                                    );
-
-                                    let mut rng = rng();
-                                    let mut broker_ids: Vec<_> =
-                                        brokers.iter().map(|broker| broker.node_id).collect();
-                                    broker_ids.shuffle(&mut rng);
-
-                                    let mut brokers = broker_ids.into_iter().cycle();
-
-                                    let partitions = Some(
-                                        (0..partitions)
-                                            .map(|partition_index| {
-                                                let leader_id = brokers.next().expect("cycling");
-
-                                                let replica_nodes = Some(
-                                                    (0..replication_factor)
-                                                        .map(|_replica| {
-                                                            brokers.next().expect("cycling")
-                                                        })
-                                                        .collect(),
-                                                );
-                                                let isr_nodes = replica_nodes.clone();
-
-                                                MetadataResponsePartition::default()
-                                                    .error_code(error_code)
-                                                    .partition_index(partition_index)
-                                                    .leader_id(leader_id)
-                                                    .leader_epoch(Some(0))
-                                                    .replica_nodes(replica_nodes)
-                                                    .isr_nodes(isr_nodes)
-                                                    .offline_replicas(Some([].into()))
-                                            })
-                                            .collect(),
-                                    );
-
-                                    MetadataResponseTopic::default()
-                                        .error_code(error_code)
-                                        .name(name)
-                                        .topic_id(topic_id)
-                                        .is_internal(is_internal)
-                                        .partitions(partitions)
-                                        .topic_authorized_operations(Some(-2147483648))
-                                }
-
-                                Ok(None) => MetadataResponseTopic::default()
-                                    .error_code(ErrorCode::UnknownTopicOrPartition.into())
-                                    .name(Some(name.into()))
-                                    .topic_id(Some(NULL_TOPIC_ID))
-                                    .is_internal(Some(false))
-                                    .partitions(Some([].into()))
-                                    .topic_authorized_operations(Some(-2147483648)),
-
-                                Err(reason) => {
-                                    debug!(?reason);
-                                    MetadataResponseTopic::default()
-                                        .error_code(ErrorCode::UnknownTopicOrPartition.into())
-                                        .name(Some(name.into()))
-                                        .topic_id(Some(NULL_TOPIC_ID))
-                                        .is_internal(Some(false))
-                                        .partitions(Some([].into()))
-                                        .topic_authorized_operations(Some(-2147483648))
-                                }
-                            }
-                        }
-                        TopicId::Id(id) => {
-                            debug!(?id);
-                            let mut rows = c
-                                .query(
-                                    "topic_select_uuid.sql",
-                                    (self.cluster.as_str(), id.to_string().as_str()),
-                                )
-                                .await?;
-
-                            match rows.next().await {
-                                Ok(Some(row)) => {
-                                    let error_code = ErrorCode::None.into();
-                                    let topic_id = row
-                                        .get_str(0)
-                                        .map_err(Error::from)
-                                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
-                                        .map(|uuid| uuid.into_bytes())
-                                        .map(Some)?;
-                                    let name = row.get::<String>(1).map(Some)?;
-                                    let is_internal = row.get::<bool>(2).map(Some)?;
-                                    let partitions = row.get::<i32>(3)?;
-                                    let replication_factor = row.get::<i32>(4)?;
-
-                                    debug!(
-                                        ?error_code,
-                                        ?topic_id,
-                                        ?name,
-                                        ?is_internal,
-                                        ?partitions,
-                                        ?replication_factor
-                                    );
-
-                                    let mut rng = rng();
-                                    let mut broker_ids: Vec<_> =
-                                        brokers.iter().map(|broker| broker.node_id).collect();
-                                    broker_ids.shuffle(&mut rng);
-
-                                    let mut brokers = broker_ids.into_iter().cycle();
-
-                                    let partitions = Some(
-                                        (0..partitions)
-                                            .map(|partition_index| {
-                                                let leader_id = brokers.next().expect("cycling");
-
-                                                let replica_nodes = Some(
-                                                    (0..replication_factor)
-                                                        .map(|_replica| {
-                                                            brokers.next().expect("cycling")
-                                                        })
-                                                        .collect(),
-                                                );
-                                                let isr_nodes = replica_nodes.clone();
-
-                                                MetadataResponsePartition::default()
-                                                    .error_code(error_code)
-                                                    .partition_index(partition_index)
-                                                    .leader_id(leader_id)
-                                                    .leader_epoch(Some(0))
-                                                    .replica_nodes(replica_nodes)
-                                                    .isr_nodes(isr_nodes)
-                                                    .offline_replicas(Some([].into()))
-                                            })
-                                            .collect(),
-                                    );
-
-                                    MetadataResponseTopic::default()
-                                        .error_code(error_code)
-                                        .name(name)
-                                        .topic_id(topic_id)
-                                        .is_internal(is_internal)
-                                        .partitions(partitions)
-                                        .topic_authorized_operations(Some(-2147483648))
-                                }
-                                Ok(None) => MetadataResponseTopic::default()
-                                    .error_code(ErrorCode::UnknownTopicOrPartition.into())
-                                    .name(None)
-                                    .topic_id(Some(id.into_bytes()))
-                                    .is_internal(Some(false))
-                                    .partitions(Some([].into()))
-                                    .topic_authorized_operations(Some(-2147483648)),
-                                Err(reason) => {
-                                    debug!(?reason);
-                                    MetadataResponseTopic::default()
-                                        .error_code(ErrorCode::UnknownTopicOrPartition.into())
-                                        .name(None)
-                                        .topic_id(Some(id.into_bytes()))
-                                        .is_internal(Some(false))
-                                        .partitions(Some([].into()))
-                                        .topic_authorized_operations(Some(-2147483648))
-                                }
-                            }
-                        }
-                    });
-                }
-
-                responses
-            }
-
-            _ => {
-                let mut responses = vec![];
-
-                let mut rows = c
-                    .query("topic_by_cluster.sql", &[self.cluster.as_str()])
-                    .await?;
-
-                while let Some(row) = rows.next().await? {
-                    let error_code = ErrorCode::None.into();
-                    let topic_id = row
-                        .get_str(0)
-                        .map_err(Error::from)
-                        .and_then(|str| Uuid::parse_str(str).map_err(Into::into))
-                        .map(|uuid| uuid.into_bytes())
-                        .map(Some)?;
-                    let name = row.get::<String>(1).map(Some)?;
-                    let is_internal = row.get::<bool>(2).map(Some)?;
-                    let partitions = row.get::<i32>(3)?;
-                    let replication_factor = row.get::<i32>(4)?;
-
-                    debug!(
-                        ?error_code,
-                        ?topic_id,
-                        ?name,
-                        ?is_internal,
-                        ?partitions,
-                        ?replication_factor
-                    );
-
-                    let mut rng = rng();
-                    let mut broker_ids: Vec<_> =
-                        brokers.iter().map(|broker| broker.node_id).collect();
-                    broker_ids.shuffle(&mut rng);
-
-                    let mut brokers = broker_ids.into_iter().cycle();
-
-                    let partitions = Some(
-                        (0..partitions)
-                            .map(|partition_index| {
-                                let leader_id = brokers.next().expect("cycling");
-
-                                let replica_nodes = Some(
-                                    (0..replication_factor)
-                                        .map(|_replica| brokers.next().expect("cycling"))
-                                        .collect(),
-                                );
-                                let isr_nodes = replica_nodes.clone();
-
-                                MetadataResponsePartition::default()
-                                    .error_code(error_code)
-                                    .partition_index(partition_index)
-                                    .leader_id(leader_id)
-                                    .leader_epoch(Some(0))
-                                    .replica_nodes(replica_nodes)
-                                    .isr_nodes(isr_nodes)
-                                    .offline_replicas(Some([].into()))
-                            })
-                            .collect(),
-                    );
-
-                    responses.push(
-                        MetadataResponseTopic::default()
-                            .error_code(error_code)
-                            .name(name)
-                            .topic_id(topic_id)
-                            .is_internal(is_internal)
-                            .partitions(partitions)
-                            .topic_authorized_operations(Some(-2147483648)),
-                    );
-                }
-
-                responses
-            }
+        // Patched for gata (see PATCHES.md): named topics are answered from the cache.
+        let Some(named) = topics.filter(|topics| !topics.is_empty()) else {
+            return self.metadata_read(topics).await;
         };
-
-        Ok(MetadataResponse {
-            cluster: Some(self.cluster.clone()),
-            controller: Some(self.node),
-            brokers,
-            topics: responses,
-        })
-        .inspect(|_| {
-            DELEGATE_REQUEST_DURATION.record(
-                elapsed_millis(start),
-                &[KeyValue::new("operation", "metadata")],
-            )
-        })
+        match self.stages.topics(named) {
+            Ok(cached) => Ok(MetadataResponse {
+                cluster: Some(self.cluster.clone()),
+                controller: Some(self.node),
+                brokers: self.metadata_brokers(),
+                topics: cached,
+            }),
+            Err(version) => {
+                let response = self.metadata_read(topics).await?;
+                self.stages.put_topics(version, named, &response.topics);
+                Ok(response)
+            }
+        }
     }
 
     async fn describe_config(

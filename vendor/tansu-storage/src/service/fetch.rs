@@ -128,6 +128,11 @@ pub(crate) static PRODUCED: Notify = Notify::const_new();
 /// [`PRODUCED`] is notified, so a waiting fetch knows whether reading again can be worth it.
 pub(crate) static PRODUCED_BYTES: AtomicU64 = AtomicU64::new(0);
 
+/// Patched for gata (see PATCHES.md): how long a fetch with nothing to return is held past its
+/// `max_wait`, waiting for a produce. Well inside a client's request timeout (librdkafka's is
+/// `socket.timeout.ms`, 60 s, past `max_wait`).
+const IDLE_HOLD: Duration = Duration::from_secs(5);
+
 /// What was produced while a fetch waited.
 enum Produced {
     /// At least the bytes the fetch was short of.
@@ -395,15 +400,35 @@ impl FetchService {
 
                 debug!(?max_wait, ?bytes, ?min_bytes, last_pass);
 
-                if bytes >= wanted || last_pass || Instant::now() >= deadline {
+                if bytes >= wanted || last_pass {
                     break;
                 }
 
-                match produced_since(produced_before, wanted - bytes, deadline).await {
-                    Produced::Enough => {}
-                    // max_wait is up: read once more if anything arrived, then answer.
-                    Produced::Some => last_pass = true,
+                if Instant::now() < deadline {
+                    match produced_since(produced_before, wanted - bytes, deadline).await {
+                        Produced::Enough => continue,
+                        // max_wait is up: read once more if anything arrived, then answer.
+                        Produced::Some => {
+                            last_pass = true;
+                            continue;
+                        }
+                        Produced::Nothing => {}
+                    }
+                }
+
+                // Patched for gata (see PATCHES.md): max_wait is up and nothing arrived since the
+                // last pass. With nothing to return, the fetch is held until something is
+                // produced (then it reads once more and answers) or the hold ends: a record
+                // still waits at most max_wait (less, once it is over), and an idle consumer
+                // sends one fetch per hold instead of one per max_wait. A fetch that asked not
+                // to wait is answered at once.
+                let held_until = start + max_wait.max(IDLE_HOLD);
+                if bytes > 0 || max_wait.is_zero() || Instant::now() >= held_until {
+                    break;
+                }
+                match produced_since(produced_before, 1, held_until).await {
                     Produced::Nothing => break,
+                    Produced::Enough | Produced::Some => last_pass = true,
                 }
             }
 
