@@ -167,7 +167,7 @@ impl KafkaClients {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "3000")
+            .set("heartbeat.interval.ms", "1000")
             .set("fetch.min.bytes", Self::FETCH_MIN_BYTES.to_string())
             .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string());
         cfg
