@@ -29,11 +29,19 @@ pub fn short_epochs(cfg: &mut GataConfig) {
     cfg.rewards.max_wait = Duration::from_secs(120);
 }
 
-/// Waits for the epochs from `since` to now to close, then prints them, the payouts of the
-/// busiest, a proof (saved under the data directory) and its check, and a replay's verdict.
-pub async fn audit(cfg: &GataConfig, lake: &Lake, since: DateTime<Utc>) -> anyhow::Result<()> {
+/// Waits for the epochs from `since` to the one of `paid_from` (the start of the last paid
+/// action) to close, then prints them, the payouts of the busiest, a proof (saved under the
+/// data directory) and its check, and a replay's verdict. An epoch with nothing to pay is never
+/// recorded, so the wait is for an epoch that has something: waiting for the epoch of "now"
+/// failed whenever an epoch boundary fell between the last receipt and the audit's start.
+pub async fn audit(
+    cfg: &GataConfig,
+    lake: &Lake,
+    since: DateTime<Utc>,
+    paid_from: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let policy = Policy::load(&cfg.rewards.policy).context("rewards.policy")?;
-    let last = Epoch::of(policy.epoch, Utc::now());
+    let last = Epoch::of(policy.epoch, paid_from);
     let epochs = closed_epochs(cfg, lake, &policy, since, last).await?;
     println!(
         "\n== Rewards (policy {}: {}-second epochs; every amount in base units, 10^{} per GATA)",
@@ -82,7 +90,7 @@ pub async fn audit(cfg: &GataConfig, lake: &Lake, since: DateTime<Utc>) -> anyho
     replay_all(lake, &policy).await
 }
 
-/// Waits until epoch `last` (the one now) is recorded, and returns the recorded epochs of
+/// Waits until epoch `last` (or a later one) is recorded, and returns the recorded epochs of
 /// `policy` that end after `since`.
 async fn closed_epochs(
     cfg: &GataConfig,

@@ -251,11 +251,17 @@ async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs) -> anyhow::Result<()
         print_table(&api.sql(sql).await?);
     }
     dva_verdicts(api).await?;
-    if api.token.is_none() {
+    // The last paid action (the purchase, or without the marketplace the load) starts at
+    // `paid_from`: an epoch at or after it holds something to pay, so one will be recorded.
+    let paid_from = if api.token.is_none() {
+        let before_purchase = chrono::Utc::now();
         market::marketplace(api, &events).await?;
-    }
+        before_purchase
+    } else {
+        since
+    };
     let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
-    audit::audit(cfg, &lake, since).await?;
+    audit::audit(cfg, &lake, since, paid_from).await?;
     try_it(api, cfg)
 }
 
