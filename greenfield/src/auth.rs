@@ -185,7 +185,7 @@ pub fn verify(parts: RequestParts<'_>, now: DateTime<Utc>) -> Result<Address> {
         return Err(refuse(format!("expiry {expiry} is more than 7 days ahead")));
     }
     let digest = keccak256(canonical_request(parts).as_bytes());
-    recover(&digest, &signature)
+    Ok(recover(&digest, &signature)?)
 }
 
 #[cfg(test)]

@@ -14,17 +14,9 @@ pub enum GreenfieldError {
         /// Why it failed.
         reason: String,
     },
-    /// A private key could not be used.
-    #[error("private key: {0}")]
-    PrivateKey(String),
-    /// An account address did not parse.
-    #[error("address {value:?}: {reason}")]
-    Address {
-        /// The text given.
-        value: String,
-        /// Why it is no address.
-        reason: String,
-    },
+    /// A key, address, signature or typed-data value was refused.
+    #[error(transparent)]
+    Wallet(#[from] gata_wallet::WalletError),
     /// An object name Greenfield does not accept.
     #[error("object name {name:?}: {reason}")]
     ObjectName {
@@ -71,9 +63,6 @@ pub enum GreenfieldError {
         /// What did not parse.
         reason: String,
     },
-    /// Typed data (EIP-712) that does not fit its types.
-    #[error("typed data: {0}")]
-    TypedData(String),
     /// A transaction that does not decode or does not fit the chain's rules.
     #[error("transaction: {0}")]
     Transaction(String),

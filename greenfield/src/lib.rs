@@ -4,11 +4,9 @@
 //! transactions ([`eip712`], [`tx`]) and broadcast by a chain client ([`chain`]), and a loopback
 //! storage provider and chain gateway enforcing the same rules ([`emulator`]).
 
-pub mod account;
 pub mod auth;
 pub mod chain;
 pub mod client;
-pub mod eip712;
 pub mod emulator;
 pub mod error;
 pub mod integrity;
@@ -20,9 +18,9 @@ pub mod xml;
 #[cfg(test)]
 mod sp_tests;
 
-pub use account::{Account, Address};
 pub use chain::{ChainClient, ChainConfig};
 pub use client::{SpClient, SpConfig, Upload, Visibility};
 pub use emulator::Emulator;
 pub use error::{GreenfieldError, Result};
+pub use gata_wallet::{Account, Address, account, eip712};
 pub use integrity::{DATA_BLOCKS, IntegrityHashes, PARITY_BLOCKS, SEGMENT_SIZE, integrity_hashes};

@@ -238,7 +238,8 @@ pub fn typed_data(params: &TxParams, payer: Address, msgs: &[&dyn Msg]) -> Resul
     for (i, msg) in msgs.iter().enumerate() {
         let name = format!("Msg{}", i + 1);
         let mut msg_types = msg.eip712_types(&name);
-        let own = msg_types.get_mut(&name).ok_or_else(|| GreenfieldError::TypedData(format!("no type {name}")))?;
+        let own =
+            msg_types.get_mut(&name).ok_or_else(|| gata_wallet::WalletError::TypedData(format!("no type {name}")))?;
         own.push(Field::new("type", "string"));
         for list in msg_types.values_mut() {
             list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -259,7 +260,7 @@ pub fn typed_data(params: &TxParams, payer: Address, msgs: &[&dyn Msg]) -> Resul
 /// The digest `payer` signs for a transaction of `msgs`.
 pub fn sign_digest(params: &TxParams, payer: Address, msgs: &[&dyn Msg]) -> Result<[u8; 32]> {
     let (types, domain, message) = typed_data(params, payer, msgs)?;
-    eip712::digest(&types, &domain, "Tx", &message)
+    Ok(eip712::digest(&types, &domain, "Tx", &message)?)
 }
 
 /// A signed transaction, ready to broadcast.

@@ -1,13 +1,13 @@
-//! Greenfield accounts: secp256k1 keys with Ethereum-style addresses (the last 20 bytes of the
-//! keccak-256 of the uncompressed public key) and the 65-byte recoverable signatures
-//! (`r ‖ s ‖ v`, `v` ∈ {0, 1}) that Greenfield's `eth_secp256k1` keys and go-ethereum produce.
+//! Accounts: secp256k1 keys with Ethereum-style addresses (the last 20 bytes of the keccak-256
+//! of the uncompressed public key) and the 65-byte recoverable signatures (`r ‖ s ‖ v`, `v` ∈
+//! {0, 1}) that wallets, Greenfield's `eth_secp256k1` keys and go-ethereum produce.
 
 use std::{fmt, str::FromStr};
 
 use k256::ecdsa::{RecoveryId, Signature, SigningKey, VerifyingKey};
 use sha3::{Digest, Keccak256};
 
-use crate::{GreenfieldError, Result};
+use crate::{Result, WalletError};
 
 /// keccak-256 (the pre-standard Keccak padding Ethereum uses, not SHA3-256).
 pub fn keccak256(bytes: &[u8]) -> [u8; 32] {
@@ -50,11 +50,11 @@ impl fmt::Debug for Address {
 }
 
 impl FromStr for Address {
-    type Err = GreenfieldError;
+    type Err = WalletError;
 
     /// Parses `0x` + 40 hex digits, in any case.
     fn from_str(s: &str) -> Result<Address> {
-        let bad = |reason: &str| GreenfieldError::Address { value: s.to_string(), reason: reason.to_string() };
+        let bad = |reason: &str| WalletError::Address { value: s.to_string(), reason: reason.to_string() };
         let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).ok_or_else(|| bad("must start with 0x"))?;
         let bytes = hex::decode(digits).map_err(|_| bad("not hex"))?;
         let bytes: [u8; 20] = bytes.try_into().map_err(|_| bad("must be 20 bytes"))?;
@@ -91,7 +91,7 @@ impl fmt::Debug for Account {
 impl Account {
     /// An account from its 32-byte private key in hex (with or without `0x`).
     pub fn from_private_key_hex(hex_key: &str) -> Result<Account> {
-        let bad = |reason: &str| GreenfieldError::PrivateKey(reason.to_string());
+        let bad = |reason: &str| WalletError::PrivateKey(reason.to_string());
         let digits = hex_key.trim().trim_start_matches("0x");
         let bytes = hex::decode(digits).map_err(|_| bad("not hex"))?;
         let key = SigningKey::from_slice(&bytes).map_err(|_| bad("not a valid secp256k1 private key of 32 bytes"))?;
@@ -115,7 +115,7 @@ impl Account {
         let (signature, recovery) = self
             .key
             .sign_prehash_recoverable(digest)
-            .map_err(|e| GreenfieldError::PrivateKey(format!("signing failed: {e}")))?;
+            .map_err(|e| WalletError::PrivateKey(format!("signing failed: {e}")))?;
         let mut out = [0u8; 65];
         out[..64].copy_from_slice(&signature.to_bytes());
         out[64] = recovery.to_byte();
@@ -123,10 +123,26 @@ impl Account {
     }
 }
 
+/// The digest a wallet signs for `personal_sign` (EIP-191, version `0x45`):
+/// `keccak256("\x19Ethereum Signed Message:\n" ‖ len(message) ‖ message)`.
+pub fn personal_digest(message: &[u8]) -> [u8; 32] {
+    let mut bytes = format!("\x19Ethereum Signed Message:\n{}", message.len()).into_bytes();
+    bytes.extend_from_slice(message);
+    keccak256(&bytes)
+}
+
+/// A `0x`-prefixed hex signature of 65 bytes, as wallets return it.
+pub fn parse_signature(text: &str) -> Result<[u8; 65]> {
+    let bad = |reason: &str| WalletError::Signature(reason.to_string());
+    let digits = text.strip_prefix("0x").ok_or_else(|| bad("write it as 0x and 130 hex digits"))?;
+    let bytes = hex::decode(digits).map_err(|_| bad("not hex"))?;
+    bytes.try_into().map_err(|_| bad("a signature is 65 bytes (r, s, v)"))
+}
+
 /// The address whose key made `signature` (65 bytes, `v` ∈ {0, 1} or Ethereum's {27, 28}) over
 /// `digest`, or an error when it is no valid signature.
 pub fn recover(digest: &[u8; 32], signature: &[u8]) -> Result<Address> {
-    let bad = |reason: &str| GreenfieldError::Signature(reason.to_string());
+    let bad = |reason: &str| WalletError::Signature(reason.to_string());
     let bytes: &[u8; 65] = signature.try_into().map_err(|_| bad("a signature is 65 bytes (r, s, v)"))?;
     let v = match bytes[64] {
         v @ (0 | 1) => v,
@@ -179,6 +195,19 @@ mod tests {
         let mut altered = digest;
         altered[0] ^= 1;
         assert_ne!(recover(&altered, &sig).unwrap(), expected);
+    }
+
+    #[test]
+    fn personal_digest_matches_ethers() {
+        // ethers.js documentation: hashMessage("Hello World").
+        assert_eq!(
+            hex::encode(personal_digest(b"Hello World")),
+            "a1de988600a42c4b4ab089b619297c17d53cffae5d5120d82d8a92d0bb3b78f2"
+        );
+        let account = Account::from_private_key_hex(&"11".repeat(32)).unwrap();
+        let text = format!("0x{}", hex::encode(account.sign_digest(&personal_digest(b"hi")).unwrap()));
+        assert_eq!(recover(&personal_digest(b"hi"), &parse_signature(&text).unwrap()).unwrap(), account.address());
+        assert!(parse_signature(&text[2..]).is_err() && parse_signature("0x00").is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! EIP-712 typed-data hashing: the digest Greenfield transactions are signed over.
+//! EIP-712 typed-data hashing: the digest wallets sign structured messages over (Greenfield
+//! transactions, signed submissions).
 //!
 //! [`Types`] names each struct type's fields in order; [`hash_struct`] encodes a JSON value of
 //! one of them as the EIP specifies (`keccak256(typeHash ‖ encodeData)`, nested structs by their
@@ -10,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::{GreenfieldError, Result, account::keccak256};
+use crate::{Result, WalletError, account::keccak256};
 
 /// One field of a struct type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +33,8 @@ impl Field {
 /// Struct types by name.
 pub type Types = BTreeMap<String, Vec<Field>>;
 
-fn bad(reason: impl Into<String>) -> GreenfieldError {
-    GreenfieldError::TypedData(reason.into())
+fn bad(reason: impl Into<String>) -> WalletError {
+    WalletError::TypedData(reason.into())
 }
 
 /// `keccak256(0x19 0x01 ‖ hashStruct("EIP712Domain", domain) ‖ hashStruct(primary, message))`.
@@ -54,7 +55,7 @@ pub fn hash_struct(types: &Types, name: &str, value: &Value) -> Result<[u8; 32]>
     for field in fields {
         let value = object.get(&field.name).ok_or_else(|| bad(format!("{name} has no {}", field.name)))?;
         encoded.extend_from_slice(&encode_value(types, &field.ty, value).map_err(|e| match e {
-            GreenfieldError::TypedData(reason) => bad(format!("{name}.{}: {reason}", field.name)),
+            WalletError::TypedData(reason) => bad(format!("{name}.{}: {reason}", field.name)),
             other => other,
         })?);
     }
@@ -208,7 +209,7 @@ mod tests {
         let mut missing = message.clone();
         missing["to"].as_object_mut().unwrap().remove("wallet");
         assert!(
-            matches!(hash_struct(&types, "Mail", &missing), Err(GreenfieldError::TypedData(r)) if r.contains("wallet"))
+            matches!(hash_struct(&types, "Mail", &missing), Err(WalletError::TypedData(r)) if r.contains("wallet"))
         );
     }
 }
