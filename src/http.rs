@@ -61,6 +61,7 @@ pub fn app(
     market: Option<(gata_marketplace::Marketplace, gata_marketplace::sharing::Sharing)>,
     ops: Ops,
 ) -> Router {
+    let auth = Arc::new(auth);
     let (market, sharing) = market.unzip();
     let ingest = ingest
         .map(|state| gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter)))
@@ -76,13 +77,15 @@ pub fn app(
         .merge(market.map(gata_marketplace::router).unwrap_or_default())
         .merge(sharing.clone().map(gata_marketplace::sharing::router).unwrap_or_default())
         .merge(metrics_route.with_state(ops.clone()))
-        .layer(middleware::from_fn_with_state(Arc::new(auth), authenticate));
+        .merge(crate::signin::whoami_router())
+        .layer(middleware::from_fn_with_state(auth.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }))
         .with_state(ops)
         .merge(api)
+        .merge(crate::signin::router(auth))
         // Pre-signed Delta Sharing file URLs carry their own credential; the marketplace page
         // holds no data (it calls the API with the token a visitor gives it).
         .merge(sharing.map(gata_marketplace::sharing::files_router).unwrap_or_default())
@@ -157,7 +160,8 @@ impl http_body::Body for SlotBody {
     }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+/// A JSON error answer: `{"error":{"code","message"}}`.
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
 }
 

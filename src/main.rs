@@ -16,6 +16,7 @@ mod listener;
 mod mirror_cmd;
 mod platform;
 mod rewards_cmd;
+mod signin;
 mod sql_cmd;
 
 use std::{net::SocketAddr, path::PathBuf};

@@ -131,7 +131,7 @@ enum GreenfieldOp {
 
 fn parse_bucket(s: &str) -> Result<(String, Address), String> {
     let (name, owner) = s.split_once('=').ok_or("expected name=0xOwnerAddress")?;
-    Ok((name.to_string(), owner.parse().map_err(|e: gata_greenfield::GreenfieldError| e.to_string())?))
+    Ok((name.to_string(), owner.parse().map_err(|e: gata_wallet::WalletError| e.to_string())?))
 }
 
 /// The Greenfield account, from `GATA_GREENFIELD_PRIVATE_KEY` (never from a file or a flag).

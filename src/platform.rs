@@ -93,7 +93,10 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let rates = Arc::new(RateLimits::new(&cfg.rate, &registry)?);
     let ingest = cfg
         .runs(Role::Intake)
-        .then(|| gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), rates.clone(), &registry))
+        .then(|| {
+            let chain_id = cfg.auth.wallet.chain_id;
+            gata_ingest::IngestState::new(cfg.ingest.clone(), producer.clone(), rates.clone(), &registry, chain_id)
+        })
         .transpose()?;
     let query = cfg
         .runs(Role::Query)
@@ -123,7 +126,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
         None => (None, None),
     };
-    let auth = cfg.auth.authenticator();
+    let listener =
+        tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
+    let auth = cfg.auth.authenticator(format!("localhost:{}", listener.local_addr()?.port()));
     let flight = match (&query, cfg.query.flight_addr) {
         (Some(query), Some(addr)) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -137,8 +142,6 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let app = http::app(&cfg.http, auth, ingest, query, market, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
-    let listener =
-        tokio::net::TcpListener::bind(cfg.http.addr).await.with_context(|| format!("binding {}", cfg.http.addr))?;
     let ready = Ready {
         http: listener.local_addr()?,
         bootstrap: bootstrap.clone(),

@@ -830,7 +830,7 @@ mod tests {
                 format!(r#"[{{name="ops",role="operator",token_sha256="{hash}"}}]"#),
             );
             let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's principal");
-            assert!(cfg.auth.authenticator().principal("a-long-token").is_some());
+            assert!(cfg.auth.authenticator("localhost".into()).principal("a-long-token").is_some());
             assert_eq!((cfg.kafka.partitions, cfg.kafka.replication_factor), (12, 3));
             assert_eq!(cfg.lake.uri.as_deref(), Some("s3://gata-lake/lake"));
             Ok(())

@@ -207,6 +207,8 @@ impl Workload {
                 version: Some("2.3.1".into()),
                 locale: Some("en-US".into()),
             }),
+            submitted_by: None,
+            signature: None,
         };
         let mut out = vec![Event::ChatTurn(turn)];
         if who.persona == Persona::Bot || self.rng.random_bool(0.15) {
@@ -235,6 +237,8 @@ impl Workload {
             rating: (who.persona == Persona::Human).then(|| self.rng.random_range(2..=5)),
             reason: (who.persona == Persona::Human && self.rng.random_bool(0.4))
                 .then(|| "Clearer and more concrete.".to_string()),
+            submitted_by: None,
+            signature: None,
         }));
         out
     }
@@ -264,6 +268,8 @@ impl Workload {
             },
             source_url: Some(format!("https://images.example.org/{side}/{bg_name}-{fg_name}.png")),
             license: Some("CC-BY-4.0".into()),
+            submitted_by: None,
+            signature: None,
         })
     }
 

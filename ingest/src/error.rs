@@ -89,9 +89,14 @@ pub enum IngestError {
         reason: String,
     },
 
-    /// The request was not authorized.
-    #[error("{0}")]
-    Unauthorized(&'static str),
+    /// The principal may not submit an event of the request as the contributor it names.
+    #[error("line {line}: {reason}; nothing was accepted")]
+    Forbidden {
+        /// 1-based line of the first such event.
+        line: usize,
+        /// Why.
+        reason: String,
+    },
 
     /// The server failed on its side (a worker ended abnormally); nothing was produced, and
     /// sending the request again is safe. The detail goes to the log, not to the caller.
@@ -130,7 +135,7 @@ impl IngestError {
             Self::Invalid { too_large: true, .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
             Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }

@@ -34,15 +34,18 @@ pub struct IngestState {
     turns: Arc<TurnIndex>,
     rates: Arc<RateLimits>,
     metrics: IngestMetrics,
+    chain_id: u64,
 }
 
 impl IngestState {
-    /// Intake producing through `producer`, held to `rates`, with its metrics on `registry`.
+    /// Intake producing through `producer`, held to `rates`, with its metrics on `registry`;
+    /// signed events are checked against chain `chain_id` (`auth.wallet.chain_id`).
     pub fn new(
         cfg: IngestConfig,
         producer: FutureProducer,
         rates: Arc<RateLimits>,
         registry: &Registry,
+        chain_id: u64,
     ) -> gata_infra::Result<Self> {
         Ok(Self {
             producer,
@@ -50,6 +53,7 @@ impl IngestState {
             turns: Arc::new(TurnIndex::new(TURN_INDEX_CAPACITY)),
             rates,
             metrics: IngestMetrics::register(registry)?,
+            chain_id,
         })
     }
 
@@ -129,12 +133,20 @@ async fn accept(
     let encoding = Encoding::of(&headers)?;
     let limit = state.cfg.max_body_bytes;
     let bytes = encoding.decode(read_body(body, limit).await?, limit).await?;
-    let events = match parse(kind, framing, &bytes, &state) {
-        Ok(events) => events,
+    let (events, lines) = match parse(kind, framing, &bytes, &state) {
+        Ok(parsed) => parsed,
         Err(err) => {
             if let IngestError::Invalid { problems, .. } = &err {
                 state.metrics.events.with_label_values(&[kind.name(), "invalid"]).inc_by(problems.len() as u64);
             }
+            return Err(err);
+        }
+    };
+    let events = match attribute(events, &lines, principal.as_deref(), state.chain_id).await {
+        Ok(events) => events,
+        Err(err) => {
+            let outcome = if matches!(err, IngestError::Forbidden { .. }) { "forbidden" } else { "invalid" };
+            state.metrics.events.with_label_values(&[kind.name(), outcome]).inc();
             return Err(err);
         }
     };
@@ -157,6 +169,54 @@ async fn accept(
     state.metrics.events.with_label_values(&[kind.name(), "accepted"]).inc_by(events.len() as u64);
     state.metrics.ack_seconds.with_label_values(&[kind.name()]).observe(started.elapsed().as_secs_f64());
     Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": receipts.len(), "events": receipts }))))
+}
+
+/// Pins every event to who may submit it and records that principal in it: a contributor
+/// submits only as itself, a trusted app, an operator or an admin for anyone. Then checks the
+/// authors' signatures, off the async workers (a recovery takes about 100 µs).
+async fn attribute(
+    mut events: Vec<Event>,
+    lines: &[usize],
+    principal: Option<&Principal>,
+    chain_id: u64,
+) -> Result<Vec<Event>> {
+    let principal = principal.cloned().unwrap_or_else(Principal::local_admin);
+    for (i, event) in events.iter_mut().enumerate() {
+        if !principal.role.submits_for_others() && principal.contributor_id.as_deref() != Some(event.contributor_id()) {
+            let own = principal.contributor_id.as_deref().unwrap_or("nobody");
+            let reason = format!(
+                "{} submits as {own:?} only, and this event names contributor_id {:?}",
+                principal.name,
+                event.contributor_id()
+            );
+            return Err(IngestError::Forbidden { line: lines[i], reason });
+        }
+        event.set_submitted_by(&principal.name);
+    }
+    if events.iter().all(|e| e.signature().is_none()) {
+        return Ok(events);
+    }
+    let lines = lines.to_vec();
+    let checked = tokio::task::spawn_blocking(move || {
+        let problems: Vec<LineProblem> = events
+            .iter()
+            .zip(lines)
+            .filter_map(|(e, line)| e.check_signature(chain_id).err().map(|v| (line, v)))
+            .map(|(line, Violation { field, reason, .. })| LineProblem { line, field, reason })
+            .collect();
+        (events, problems)
+    })
+    .await;
+    match checked {
+        Ok((events, problems)) if problems.is_empty() => Ok(events),
+        Ok((events, problems)) => {
+            Err(IngestError::Invalid { total: events.len(), problems, malformed: false, too_large: false })
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checking signatures failed");
+            Err(IngestError::Internal("checking signatures failed"))
+        }
+    }
 }
 
 /// How a body is compressed (`Content-Encoding`). A compressed body counts against
@@ -234,8 +294,9 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes> {
     Ok(buf.into())
 }
 
-/// Parses and validates every event of the body; any problem rejects the whole request.
-fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) -> Result<Vec<Event>> {
+/// Parses and validates every event of the body, with the line each came from; any problem
+/// rejects the whole request.
+fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) -> Result<(Vec<Event>, Vec<usize>)> {
     let lines = split_events(framing, body);
     if lines.is_empty() || (framing == Framing::Single && body.iter().all(u8::is_ascii_whitespace)) {
         return Err(IngestError::Empty);
@@ -244,10 +305,13 @@ fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) ->
     if lines.len() > max {
         return Err(IngestError::TooManyEvents { count: lines.len(), limit: max });
     }
-    let (mut events, mut problems) = (Vec::with_capacity(lines.len()), Vec::new());
+    let (mut events, mut event_lines, mut problems) = (Vec::with_capacity(lines.len()), Vec::new(), Vec::new());
     let (mut malformed, mut too_large) = (false, false);
     for (line, json) in lines.iter().copied() {
         let parsed = Event::parse(kind, json, &state.cfg.limits).and_then(|e| match &e {
+            _ if e.submitted_by().is_some() => {
+                Err(vec![Violation::new("submitted_by", "is recorded by intake from the caller; leave it out")])
+            }
             Event::Preference(p) => match state.turns.answers(&p.turn_id) {
                 Some(answers) => {
                     let v = p.violations_against_turn(answers.iter().map(String::as_str));
@@ -258,7 +322,10 @@ fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) ->
             _ => Ok(e),
         });
         match parsed {
-            Ok(e) => events.push(e),
+            Ok(e) => {
+                events.push(e);
+                event_lines.push(line);
+            }
             Err(violations) => {
                 malformed |= serde_json::from_slice::<serde::de::IgnoredAny>(json).is_err();
                 too_large |= violations.iter().any(|v| v.too_large);
@@ -271,7 +338,7 @@ fn parse(kind: EventKind, framing: Framing, body: &[u8], state: &IngestState) ->
         }
     }
     if problems.is_empty() {
-        Ok(events)
+        Ok((events, event_lines))
     } else {
         Err(IngestError::Invalid { total: lines.len(), problems, malformed, too_large })
     }

@@ -194,6 +194,7 @@ struct EventRow<'a> {
     kafka_offset: i64,
     payload: std::borrow::Cow<'a, str>,
     event_type: &'static str,
+    submitted_by: Option<&'a str>,
     day: String,
 }
 
@@ -208,6 +209,8 @@ struct ChatTurnRow<'a> {
     prompt: &'a str,
     responses: &'a [ModelResponse],
     client: Option<&'a ClientInfo>,
+    submitted_by: Option<&'a str>,
+    signature: Option<&'a str>,
     day: String,
 }
 
@@ -224,6 +227,8 @@ struct PreferenceRow<'a> {
     all_bad: bool,
     rating: Option<u8>,
     reason: Option<&'a str>,
+    submitted_by: Option<&'a str>,
+    signature: Option<&'a str>,
     day: String,
 }
 
@@ -244,6 +249,8 @@ struct ImageTextPairRow<'a> {
     source_url: Option<&'a str>,
     license: Option<&'a str>,
     image_url: Option<&'a str>,
+    submitted_by: Option<&'a str>,
+    signature: Option<&'a str>,
     day: String,
 }
 
@@ -276,6 +283,7 @@ fn event_row(r: &LakeRecord) -> Option<EventRow<'_>> {
         kafka_offset: r.offset.0,
         payload: String::from_utf8_lossy(&r.payload),
         event_type: event.kind().name(),
+        submitted_by: event.submitted_by(),
         day: r.day(),
     })
 }
@@ -290,6 +298,8 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
         prompt,
         responses,
         client,
+        submitted_by,
+        signature,
     }) = r.event()?
     else {
         return None;
@@ -304,6 +314,8 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
         prompt,
         responses,
         client: client.as_ref(),
+        submitted_by: submitted_by.as_deref(),
+        signature: signature.as_deref(),
         day: r.day(),
     })
 }
@@ -321,6 +333,8 @@ fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
         all_bad,
         rating,
         reason,
+        submitted_by,
+        signature,
     } = p;
     Some(PreferenceRow {
         event_id: event_id.to_string(),
@@ -334,6 +348,8 @@ fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
         all_bad: *all_bad,
         rating: *rating,
         reason: reason.as_deref(),
+        submitted_by: submitted_by.as_deref(),
+        signature: signature.as_deref(),
         day: r.day(),
     })
 }
@@ -355,6 +371,8 @@ fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
         source_url: p.source_url.as_deref(),
         license: p.license.as_deref(),
         image_url: p.image.url.as_deref(),
+        submitted_by: p.submitted_by.as_deref(),
+        signature: p.signature.as_deref(),
         day: r.day(),
     })
 }

@@ -176,6 +176,8 @@ impl TableId {
     pub fn schema(self) -> SchemaRef {
         let head = [utf8("event_id", false), utf8("contributor_id", false)];
         let times = [Field::new("occurred_at", ts(), false), Field::new("received_at", ts(), false)];
+        // Who submitted each submission (intake's record) and its author's signature.
+        let provenance = [utf8("submitted_by", true), utf8("signature", true)];
         let fields: Vec<Field> = match self {
             TableId::DeadLetters => vec![
                 utf8("kafka_topic", false),
@@ -194,6 +196,7 @@ impl TableId {
                     Field::new("kafka_offset", DataType::Int64, false),
                     utf8("payload", false),
                     utf8("event_type", false),
+                    utf8("submitted_by", true),
                 ],
             ]
             .concat(),
@@ -218,6 +221,7 @@ impl TableId {
                         ),
                         Field::new("client", DataType::Struct(client), true),
                     ],
+                    &provenance,
                 ]
                 .concat()
             }
@@ -236,6 +240,7 @@ impl TableId {
                     Field::new("rating", DataType::Int32, true),
                     utf8("reason", true),
                 ],
+                &provenance,
             ]
             .concat(),
             TableId::ImageTextPairs => [
@@ -253,6 +258,7 @@ impl TableId {
                     utf8("license", true),
                     utf8("image_url", true),
                 ],
+                &provenance,
             ]
             .concat(),
             TableId::Rewards => return rewards_schema(),

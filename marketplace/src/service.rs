@@ -170,7 +170,7 @@ impl Views for Marketplace {
         let specs: Vec<ListingSpec> = match principal.role {
             Role::Buyer => market.entitlements(&principal.name).into_values().cloned().collect(),
             Role::Admin | Role::Operator => market.listings().values().map(|l| l.current().clone()).collect(),
-            Role::Analyst | Role::Contributor => Vec::new(),
+            Role::Analyst | Role::Contributor | Role::App => Vec::new(),
         };
         specs
             .iter()

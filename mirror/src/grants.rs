@@ -124,7 +124,7 @@ impl GrantSync {
             self.log.select(&format!("target = {} ORDER BY at", literal(target.url().as_str()))).await?;
         let mut applied = Policies::new();
         for row in rows {
-            let account: Address = row.account.parse()?;
+            let account: Address = row.account.parse().map_err(gata_greenfield::GreenfieldError::from)?;
             if row.granted {
                 applied.insert((row.object, account), row.buyer);
             } else {

@@ -3,7 +3,9 @@
 //! next to the mirrored data as `records/<table>/<version>.json`:
 //!
 //! - the commit (table, version, commit time) and its data files with their SHA-256;
-//! - per submission: event id, contributor, kind, when it occurred and was received, the
+//! - per submission: event id, contributor, the principal that submitted it and its author's
+//!   signature (when signed: anyone can recover the signer from the row), kind, when it
+//!   occurred and was received, the
 //!   SHA-256 of its row (the row as one line of Arrow's JSON writer: every column of the silver
 //!   table, partition columns aside), and the quality scores recorded for it when the record
 //!   was made.
@@ -51,8 +53,15 @@ pub struct ScoreRef {
 pub struct Submission {
     /// The event id.
     pub event_id: String,
-    /// Who submitted it.
+    /// Whose submission it is.
     pub contributor_id: String,
+    /// The principal that submitted it, as intake recorded it (absent before provenance was
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
+    /// Its author's EIP-712 signature, when it was signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// `chat_turn`, `preference` or `image_text_pair`.
     pub kind: String,
     /// When the contributor says it happened.
@@ -111,10 +120,13 @@ pub fn submissions_in(table: TableId, path: &str, bytes: &Bytes) -> Result<Vec<S
         writer.finish().map_err(|e| bad(e.to_string()))?;
         for line in writer.into_inner().split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
             let row: serde_json::Value = serde_json::from_slice(line).map_err(|e| bad(e.to_string()))?;
-            let text = |key: &str| row.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            let optional = |key: &str| row.get(key).and_then(|v| v.as_str()).map(str::to_string);
+            let text = |key: &str| optional(key).unwrap_or_default();
             out.push(Submission {
                 event_id: text("event_id"),
                 contributor_id: text("contributor_id"),
+                submitted_by: optional("submitted_by"),
+                signature: optional("signature"),
                 kind: kind_of(table).to_string(),
                 occurred_at: text("occurred_at"),
                 received_at: text("received_at"),

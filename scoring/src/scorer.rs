@@ -482,6 +482,8 @@ mod tests {
                 ),
             ],
             client: None,
+            submitted_by: None,
+            signature: None,
         }
     }
 
@@ -501,6 +503,8 @@ mod tests {
             all_bad: false,
             rating: None,
             reason: None,
+            submitted_by: None,
+            signature: None,
         }
     }
 

@@ -32,6 +32,14 @@ pub struct ChatTurn {
     /// The client application.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client: Option<ClientInfo>,
+    /// The principal that submitted the event, recorded by intake (a client never sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
+    /// The author's EIP-712 signature (`0x` + 130 hex digits) over the event's canonical bytes
+    /// ([`super::Event::signing_digest`]), checked by intake against `contributor_id`, an
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// One model's answer within a turn.
@@ -127,6 +135,8 @@ mod tests {
                 })
                 .to_vec(),
             client: None,
+            submitted_by: None,
+            signature: None,
         }
     }
 

@@ -30,6 +30,14 @@ pub struct ImageTextPair {
     /// The image's license (SPDX id such as `CC-BY-4.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub license: Option<String>,
+    /// The principal that submitted the event, recorded by intake (a client never sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
+    /// The author's EIP-712 signature (`0x` + 130 hex digits) over the event's canonical bytes
+    /// ([`super::Event::signing_digest`]), checked by intake against `contributor_id`, an
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 /// The image: its bytes inline (base64) or an `http(s)` URL the DVA fetches. Exactly one of

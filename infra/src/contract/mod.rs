@@ -9,6 +9,7 @@ mod chat_turn;
 mod image_text_pair;
 mod market;
 mod preference;
+mod provenance;
 mod quality_score;
 mod validate;
 

@@ -39,6 +39,14 @@ pub struct Preference {
     /// Why, in the contributor's words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The principal that submitted the event, recorded by intake (a client never sends it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub submitted_by: Option<String>,
+    /// The author's EIP-712 signature (`0x` + 130 hex digits) over the event's canonical bytes
+    /// ([`super::Event::signing_digest`]), checked by intake against `contributor_id`, an
+    /// address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
 }
 
 impl Preference {
@@ -116,6 +124,8 @@ mod tests {
             all_bad: false,
             rating: Some(4),
             reason: None,
+            submitted_by: None,
+            signature: None,
         }
     }
 

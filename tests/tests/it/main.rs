@@ -14,6 +14,7 @@ mod dva_consensus;
 mod e2e;
 mod export;
 mod fuzz;
+mod identity;
 mod maintenance;
 mod marketplace;
 mod mirror;

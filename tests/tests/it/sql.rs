@@ -230,6 +230,10 @@ async fn sql_service_on_a_fixture_lake() {
     use reqwest::Method as M;
     let turn = fixture("chat_turns.ndjson").lines().next().unwrap().to_string();
     let turn: Value = serde_json::from_str(&turn).unwrap();
+    // A turn of ctr_b already in the lake: the admin's resubmission is deduplicated.
+    let other_turn =
+        fixture("chat_turns.ndjson").lines().find(|l| l.contains(r#""contributor_id": "ctr_b""#)).unwrap().to_string();
+    let other_turn: Value = serde_json::from_str(&other_turn).unwrap();
     let sql_body = Some(json!({"sql": "SELECT 1 AS one"}));
     let matrix_listing =
         json!({"listing_id": "matrix", "version": 1, "title": "t", "kinds": ["chat_turn"], "price": 1, "terms": "t"});
@@ -240,6 +244,10 @@ async fn sql_service_on_a_fixture_lake() {
         ("/v1/queries", M::GET, None, [401, 401, 200, 403, 403, 403]),
         ("/v1/queries/nope", M::DELETE, None, [401, 401, 404, 403, 403, 403]),
         ("/v1/chat-turns", M::POST, Some(turn.clone()), [401, 401, 202, 403, 403, 202]),
+        // Submitting as another contributor: only operators, admins and trusted apps may.
+        ("/v1/chat-turns", M::POST, Some(other_turn), [401, 401, 202, 403, 403, 403]),
+        ("/v1/auth/whoami", M::GET, None, [401, 401, 200, 200, 200, 200]),
+        ("/v1/auth/nonce", M::GET, None, [200, 200, 200, 200, 200, 200]),
         ("/v1/contributors/ctr_a/scores", M::GET, None, [401, 401, 200, 403, 403, 200]),
         ("/v1/contributors/ctr_b/scores", M::GET, None, [401, 401, 200, 403, 403, 403]),
         ("/review", M::GET, None, [401, 401, 200, 403, 403, 403]),

@@ -14,9 +14,19 @@
 //! | `operator`    | every table                    | yes           | yes                                          |
 //! | `analyst`     | granted tables                 | no            | review page when granted its tables          |
 //! | `buyer`       | granted tables                 | no            | no                                           |
-//! | `contributor` | none                           | yes           | its own scores only                          |
+//! | `contributor` | none                           | as itself     | its own scores only                          |
+//! | `app`         | none                           | for anyone    | no                                           |
+//!
+//! A contributor submits only under its own `contributor_id`; a trusted app (GataGPT's backend)
+//! submits for the users signed in to it, operators and admins for anyone. Contributors may also
+//! sign in with a wallet ([`wallet`]): the session is a contributor whose id is its address.
 
-use std::collections::{BTreeMap, BTreeSet};
+pub mod wallet;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -33,8 +43,10 @@ pub enum Role {
     Analyst,
     /// SQL over the tables (and, with the marketplace, the listings) it is granted.
     Buyer,
-    /// Submits data and reads its own scores.
+    /// Submits data as itself and reads its own scores.
     Contributor,
+    /// A trusted application that submits for its signed-in users; runs no SQL.
+    App,
 }
 
 impl Role {
@@ -45,12 +57,17 @@ impl Role {
 
     /// May submit events to the intake routes.
     pub fn submits(self) -> bool {
-        matches!(self, Role::Admin | Role::Operator | Role::Contributor)
+        matches!(self, Role::Admin | Role::Operator | Role::Contributor | Role::App)
+    }
+
+    /// May submit events naming any contributor (else only its own `contributor_id`).
+    pub fn submits_for_others(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator | Role::App)
     }
 
     /// May run SQL (over what its grants allow).
     pub fn queries(self) -> bool {
-        !matches!(self, Role::Contributor)
+        !matches!(self, Role::Contributor | Role::App)
     }
 
     /// May see the platform's operation: metrics, every contributor's scores, running queries.
@@ -100,6 +117,8 @@ pub struct AuthConfig {
     pub principals: Vec<PrincipalConfig>,
     /// Named groups of tables (`chat = ["chat_turns", "preferences"]`).
     pub datasets: BTreeMap<String, Vec<String>>,
+    /// Sign-in with a wallet.
+    pub wallet: wallet::WalletConfig,
 }
 
 impl Default for AuthConfig {
@@ -112,6 +131,7 @@ impl Default for AuthConfig {
                 ("images".to_string(), set(&["image_text_pairs", "quality_scores", "dva_votes"])),
                 ("operations".to_string(), set(&["events", "dead_letters", "rewards", "market_events"])),
             ]),
+            wallet: wallet::WalletConfig::default(),
         }
     }
 }
@@ -130,6 +150,9 @@ impl AuthConfig {
         for p in &self.principals {
             if !names.insert(&p.name) {
                 problems.push(format!("auth.principals: the name {:?} is used twice", p.name));
+            }
+            if p.name.parse::<gata_wallet::Address>().is_ok() {
+                problems.push(format!("auth.principals {:?}: names that are addresses belong to wallets", p.name));
             }
             if p.name == Principal::local_admin().name {
                 problems
@@ -151,11 +174,13 @@ impl AuthConfig {
                 ));
             }
         }
+        problems.extend(self.wallet.problems());
         problems
     }
 
-    /// Every principal, resolved for lookups.
-    pub fn authenticator(&self) -> Authenticator {
+    /// Every principal, resolved for lookups; wallet sessions name `default_domain` unless
+    /// `auth.wallet.domain` is set.
+    pub fn authenticator(&self, default_domain: String) -> Authenticator {
         let principals = self
             .principals
             .iter()
@@ -172,7 +197,8 @@ impl AuthConfig {
                 ))
             })
             .collect();
-        Authenticator { principals }
+        let wallets = Arc::new(wallet::WalletSessions::new(&self.wallet, default_domain));
+        Authenticator { principals, wallets: Some(wallets) }
     }
 }
 
@@ -223,6 +249,7 @@ impl Principal {
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     principals: Vec<([u8; 32], Principal)>,
+    wallets: Option<Arc<wallet::WalletSessions>>,
 }
 
 impl Authenticator {
@@ -231,29 +258,36 @@ impl Authenticator {
         !self.principals.is_empty()
     }
 
+    /// The wallet sign-in service (nonces, sessions).
+    pub fn wallets(&self) -> Option<&wallet::WalletSessions> {
+        self.wallets.as_deref()
+    }
+
     /// The principal holding `token`, if any. Compares every hash in constant time.
     pub fn principal(&self, token: &str) -> Option<&Principal> {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (hash, principal) in &self.principals {
-            let diff = hash.iter().zip(&presented).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
+            if wallet::constant_time_eq(hash, &presented) {
                 found = Some(principal);
             }
         }
         found
     }
 
-    /// Resolves an `Authorization` header value: the local admin when auth is off, the
-    /// principal of a valid `Bearer` token, else why not.
+    /// Resolves an `Authorization` header value: the wallet of a session token (`gws_…`), the
+    /// local admin when auth is off, the principal of a valid `Bearer` token, else why not.
     pub fn authorize(&self, header: Option<&str>) -> Result<Principal, &'static str> {
+        let token = header.and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer "))).map(str::trim);
+        if let Some(session) = token.filter(|t| t.starts_with(wallet::SESSION_PREFIX)) {
+            let wallets = self.wallets.as_deref().ok_or("wallet sessions are not accepted here")?;
+            return wallets.principal(session, chrono::Utc::now());
+        }
         if !self.enabled() {
             return Ok(Principal::local_admin());
         }
-        let token = header
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
-            .ok_or("send Authorization: Bearer <token>")?;
-        self.principal(token.trim()).cloned().ok_or("the bearer token is not valid")
+        let token = token.ok_or("send Authorization: Bearer <token>")?;
+        self.principal(token).cloned().ok_or("the bearer token is not valid")
     }
 }
 
@@ -312,7 +346,7 @@ mod tests {
 
     #[test]
     fn tokens_resolve_to_principals_and_grants() {
-        let auth = config().authenticator();
+        let auth = config().authenticator("localhost".into());
         let ana = auth.authorize(Some("Bearer ana-token")).expect("ana");
         assert_eq!(ana.name, "ana");
         assert!(ana.can_read("events") && ana.can_read("chat_turns") && ana.can_read("quality_scores"));
@@ -322,7 +356,10 @@ mod tests {
         assert_eq!(auth.authorize(Some("Bearer nope")), Err("the bearer token is not valid"));
         assert!(auth.authorize(None).is_err());
         assert!(auth.authorize(Some("Basic YQ==")).is_err());
-        assert_eq!(AuthConfig::default().authenticator().authorize(None), Ok(Principal::local_admin()));
+        assert_eq!(
+            AuthConfig::default().authenticator("localhost".into()).authorize(None),
+            Ok(Principal::local_admin())
+        );
     }
 
     #[test]
