@@ -23,6 +23,9 @@ pub enum WalletError {
     /// Typed data (EIP-712) that does not fit its types.
     #[error("typed data: {0}")]
     TypedData(String),
+    /// A raw transaction that does not decode.
+    #[error("transaction: {0}")]
+    Transaction(String),
     /// A Sign-In with Ethereum message that does not follow EIP-4361.
     #[error("sign-in message, {0}")]
     SignIn(String),
