@@ -115,6 +115,10 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
                 catalog.clone(),
                 cfg.ingest.limits.clone(),
             );
+            let market = match gata_marketplace::payments::Payments::new(&cfg.payments) {
+                Some(payments) => market.with_payments(Arc::new(payments)),
+                None => market,
+            };
             let query = query.with_views(Arc::new(market.clone()));
             let sharing = gata_marketplace::sharing::Sharing::new(
                 market.clone(),
@@ -139,6 +143,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         _ => None,
     };
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
+    let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments_handle()?, m.clone())));
     let app = http::app(&cfg.http, auth, ingest, query, market, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
@@ -151,6 +156,13 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    if let Some((payments, market)) = verifier {
+        let stop = stop.child_token();
+        tasks.spawn(async move {
+            payments.run(market, stop).await;
+            Ok(())
+        });
+    }
     if cfg.runs(Role::Sink) {
         let sink_cfg = SinkConfig {
             lake: cfg.lake.clone(),

@@ -101,6 +101,8 @@ pub struct GataConfig {
     pub mirror: MirrorConfig,
     /// Rate limits per principal and per contributor.
     pub rate: crate::rate::RateConfig,
+    /// How marketplace purchases are paid and confirmed.
+    pub payments: PaymentsConfig,
 }
 
 impl Default for GataConfig {
@@ -114,6 +116,7 @@ impl Default for GataConfig {
             lake: LakeConfig::default(),
             query: QueryConfig::default(),
             auth: crate::auth::AuthConfig::default(),
+            payments: PaymentsConfig::default(),
             maintenance: MaintenanceConfig::default(),
             scoring: ScoringConfig::default(),
             dva: DvaConfig::default(),
@@ -121,6 +124,58 @@ impl Default for GataConfig {
             mirror: MirrorConfig::default(),
             rate: crate::rate::RateConfig::default(),
         }
+    }
+}
+
+/// `[payments]`: how a purchase's payment is confirmed. With a chain endpoint, the marketplace
+/// confirms a purchase once a transfer of at least its price, from the buyer's address to the
+/// treasury, whose data names the purchase, has `min_confirmations`; without one, operators
+/// confirm purchases by hand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// The EVM chain's JSON-RPC endpoint (`https://bsc-dataseed.bnbchain.org`).
+    pub chain_rpc: Option<url::Url>,
+    /// The chain id transfers must be signed for (`56`: BNB Smart Chain).
+    pub chain_id: u64,
+    /// The marketplace's treasury address: where payments go.
+    pub treasury: Option<String>,
+    /// Blocks on top of a transfer's, itself included, before it counts.
+    pub min_confirmations: u64,
+    /// Wei a transfer must carry per unit of a listing's price.
+    pub wei_per_unit: u64,
+    /// How often pending purchases are looked up on chain.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            chain_rpc: None,
+            chain_id: 56,
+            treasury: None,
+            min_confirmations: 3,
+            wei_per_unit: 1,
+            poll_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+impl PaymentsConfig {
+    /// What is wrong with this section, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.chain_rpc.is_some() && self.treasury.is_none() {
+            problems.push("payments.chain_rpc is set: set payments.treasury, the address payments go to".into());
+        }
+        if let Some(t) = self.treasury.as_deref().filter(|t| t.parse::<gata_wallet::Address>().is_err()) {
+            problems.push(format!("payments.treasury {t:?} is not 0x and 40 hex digits"));
+        }
+        if self.min_confirmations == 0 || self.wei_per_unit == 0 || self.poll_interval.is_zero() {
+            problems.push("payments: min_confirmations, wei_per_unit and poll_interval must be above zero".into());
+        }
+        problems
     }
 }
 
@@ -720,6 +775,7 @@ impl GataConfig {
         }
         problems.extend(self.ingest.limits.problems());
         problems.extend(self.auth.problems());
+        problems.extend(self.payments.problems());
         problems.extend(self.rate.problems());
         problems
     }
@@ -857,6 +913,7 @@ mod tests {
             tables: vec![],
             datasets: vec![],
             contributor_id: None,
+            address: None,
         });
         cfg.lake.storage_options.0.insert("AWS_SECRET_ACCESS_KEY".into(), "hunter2".into());
         let shown = format!("{cfg:?}");

@@ -405,6 +405,7 @@ fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
             (None, Some(buyer.as_str()), Some(*price), Some(purchase_id.to_string()))
         }
         MarketAction::PublishListing { listing } => (None, None, Some(listing.price), None),
+        MarketAction::ConfirmPayment { purchase_id, .. } => (None, None, None, Some(purchase_id.to_string())),
         MarketAction::WithdrawListing { .. } => (None, None, None, None),
     };
     Some(MarketEventRow {

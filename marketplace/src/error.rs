@@ -34,6 +34,14 @@ pub enum MarketError {
     /// The log or the lake did not answer in time.
     #[error("marketplace unavailable: {0}")]
     Unavailable(String),
+    /// The chain's JSON-RPC endpoint failed or answered something unusable.
+    #[error("chain {method}: {reason}")]
+    Chain {
+        /// The JSON-RPC method.
+        method: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// Kafka client failure.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
@@ -51,13 +59,15 @@ impl MarketError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. }) => {
+            Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. } | Refusal::UnknownPurchase(_)) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Refused(_) | Self::Empty(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Gone(_) => (StatusCode::GONE, "gone"),
-            Self::Unavailable(_) | Self::Kafka(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             Self::Query(e) => (e.status_and_code().0, "query"),
         }
     }

@@ -12,10 +12,13 @@
 //!   events (read-your-writes), computes splits from the lake and gives buyers their listing
 //!   tables in SQL; [`routes`] serves it over HTTP, [`stream`] as listing streams, and
 //!   [`sharing`] over the Delta Sharing protocol.
+//! - [`payments`] confirms purchases from transfers found on chain; until then they are
+//!   pending and grant nothing.
 
 pub mod error;
 pub mod follower;
 pub mod listing;
+pub mod payments;
 pub mod plain_arrow;
 pub mod routes;
 pub mod service;
@@ -29,4 +32,4 @@ pub use listing::listing_sql;
 pub use routes::router;
 pub use service::Marketplace;
 pub use split::split;
-pub use state::{Grants, Listing, Market, Purchase, Refusal};
+pub use state::{Confirmation, Grants, Listing, Market, Purchase, Refusal};

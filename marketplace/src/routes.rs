@@ -8,8 +8,9 @@
 //! | `POST /v1/marketplace/listings/{id}/withdraw` | its curator |
 //! | `POST /v1/marketplace/grants`, `/revokes` | a contributor, for their own data |
 //! | `GET /v1/marketplace/grants` | a contributor: theirs; operators: all |
-//! | `POST /v1/marketplace/purchases` | buyers |
-//! | `GET /v1/marketplace/purchases` | a buyer: theirs; operators: all |
+//! | `POST /v1/marketplace/purchases` | buyers: a pending purchase, paid by the transfer `payment_ref` names |
+//! | `GET /v1/marketplace/purchases` | a buyer: theirs; operators: all (with payment status and, while pending, why) |
+//! | `POST /v1/marketplace/purchases/{id}/confirm` | operators: confirm a payment by hand (recorded with who confirmed) |
 //! | `GET /v1/marketplace/listings/{id}/preview` | everyone: rows, contributors and quality per kind, three sample rows (granted data only) |
 //! | `GET /market` | the web page for buyers and creators (no data in it; it calls the routes above with the token it is given) |
 //! | `GET /v1/marketplace/listings/{id}/stream` | a buyer who owns it: its rows as they land (NDJSON or SSE), from `?cursor=` / `Last-Event-ID` |
@@ -26,7 +27,7 @@ use axum::{
 };
 use gata_infra::{
     auth::{Principal, Role},
-    contract::{ListingSpec, MarketAction, Violation},
+    contract::{ListingSpec, MarketAction, PaymentMethod, Violation},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,6 +50,7 @@ pub fn router(market: Marketplace) -> Router {
         .route("/v1/marketplace/revokes", post(revoke))
         .route("/v1/marketplace/purchases", get(purchases))
         .route("/v1/marketplace/purchases", post(purchase))
+        .route("/v1/marketplace/purchases/{id}/confirm", post(confirm))
         .with_state(market)
 }
 
@@ -181,8 +183,10 @@ struct PurchaseRequest {
     listing_id: String,
     /// The version to buy (default: the current one).
     version: Option<u32>,
-    /// The payment rail's reference.
+    /// The payment rail's reference: the paying transfer's hash, or an invoice id.
     payment_ref: String,
+    /// The address the buyer pays from; a buyer with a configured address pays from it.
+    payer: Option<String>,
     /// The buyer (named only when auth is off).
     buyer: Option<String>,
     /// A client-chosen purchase id, so a retried request buys once.
@@ -207,6 +211,13 @@ async fn purchase(
             listing_id: req.listing_id.clone(),
             version: req.version.unwrap_or(0),
         })?;
+    let payer = match (p.address, req.payer) {
+        (Some(own), Some(named)) if named.parse::<gata_wallet::Address>().ok() != Some(own) => {
+            return Err(MarketError::Forbidden(format!("{} pays from {own}, not from {named}", p.name)));
+        }
+        (Some(own), _) => Some(own.to_string()),
+        (None, named) => named,
+    };
     let shares = m.split_of(&spec).await?;
     let action = MarketAction::Purchase {
         purchase_id: req.purchase_id.unwrap_or_else(Uuid::now_v7),
@@ -215,6 +226,7 @@ async fn purchase(
         buyer: buyer.clone(),
         price: spec.price,
         payment_ref: req.payment_ref,
+        payer,
         shares,
     };
     let event = m.submit(Marketplace::event(&buyer, action)).await?;
@@ -222,12 +234,57 @@ async fn purchase(
 }
 
 async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
-    let mine: Vec<Value> = m
-        .read(|market| {
-            market.purchases().filter(|x| p.role.operates() || x.buyer == p.name).map(|x| json!(x)).collect()
-        })
+    let mine: Vec<crate::Purchase> = m
+        .read(|market| market.purchases().filter(|x| p.role.operates() || x.buyer == p.name).cloned().collect())
         .await?;
-    Ok(Json(json!({ "purchases": mine })))
+    let shown: Vec<Value> = mine
+        .into_iter()
+        .map(|x| {
+            let problem = (!x.is_paid()).then(|| m.payments().and_then(|v| v.problem(x.purchase_id))).flatten();
+            let mut row = json!(x);
+            row["status"] = json!(if x.is_paid() { "paid" } else { "pending" });
+            if let Some(problem) = problem {
+                row["payment_problem"] = json!(problem);
+            }
+            row
+        })
+        .collect();
+    Ok(Json(json!({ "purchases": shown })))
+}
+
+/// The body of a confirmation by hand.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmRequest {
+    /// What the operator checked (an invoice paid, a bank transfer).
+    note: String,
+}
+
+async fn confirm(
+    State(m): State<Marketplace>,
+    Extension(p): Extension<Principal>,
+    Path(purchase_id): Path<Uuid>,
+    req: std::result::Result<Json<ConfirmRequest>, JsonRejection>,
+) -> Result<Response> {
+    let req = body(req)?;
+    if !p.role.operates() {
+        return Err(MarketError::Forbidden(format!("{} may not confirm payments; operators do", p.name)));
+    }
+    let listing_id = m
+        .read(|market| market.purchase(purchase_id).map(|x| x.listing_id.clone()))
+        .await?
+        .ok_or(crate::Refusal::UnknownPurchase(purchase_id))?;
+    let action = MarketAction::ConfirmPayment {
+        purchase_id,
+        listing_id,
+        method: PaymentMethod::Manual,
+        tx_hash: None,
+        amount_wei: None,
+        block: None,
+        note: Some(req.note),
+    };
+    let event = m.submit(Marketplace::event(&p.name, action)).await?;
+    Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
 /// The query of a stream subscription.

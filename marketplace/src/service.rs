@@ -31,6 +31,7 @@ pub struct Marketplace {
     engine: SqlEngine,
     catalog: Arc<Catalog>,
     limits: gata_infra::contract::Limits,
+    payments: Option<Arc<crate::payments::Payments>>,
 }
 
 impl std::fmt::Debug for Marketplace {
@@ -49,7 +50,23 @@ impl Marketplace {
         catalog: Arc<Catalog>,
         limits: gata_infra::contract::Limits,
     ) -> Self {
-        Self { followed, producer, engine, catalog, limits }
+        Self { followed, producer, engine, catalog, limits, payments: None }
+    }
+
+    /// The same service, confirming purchases from the chain with `payments`.
+    pub fn with_payments(mut self, payments: Arc<crate::payments::Payments>) -> Self {
+        self.payments = Some(payments);
+        self
+    }
+
+    /// The payment verifier, when purchases are confirmed from a chain.
+    pub fn payments(&self) -> Option<&crate::payments::Payments> {
+        self.payments.as_deref()
+    }
+
+    /// The payment verifier, shared, to run it ([`crate::payments::Payments::run`]).
+    pub fn payments_handle(&self) -> Option<Arc<crate::payments::Payments>> {
+        self.payments.clone()
     }
 
     /// The lake's tables.

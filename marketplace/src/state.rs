@@ -4,11 +4,14 @@
 //! that does not exist, at the wrong price, a grant made by someone else than the contributor)
 //! is refused and leaves the state as it was; replaying the same log refuses the same events.
 //! An event id seen before is ignored, so a re-delivered or retried event changes nothing.
+//!
+//! A purchase is pending until a `confirm_payment` event of its own listing confirms it; only
+//! confirmed purchases grant rows and pay shares, in the epoch of their confirmation.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{ListingSpec, MarketAction, MarketEvent, RevenueShare};
+use gata_infra::contract::{ListingSpec, MarketAction, MarketEvent, PaymentMethod, RevenueShare};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -57,6 +60,12 @@ pub enum Refusal {
     /// A purchase id used before for the same listing.
     #[error("purchase {0} exists")]
     DuplicatePurchase(Uuid),
+    /// A confirmation of a purchase the listing does not have.
+    #[error("no purchase {0} of this listing")]
+    UnknownPurchase(Uuid),
+    /// A second confirmation of one purchase (another instance confirmed it first).
+    #[error("purchase {0} is confirmed already")]
+    AlreadyConfirmed(Uuid),
 }
 
 /// A listing with its versions.
@@ -118,10 +127,40 @@ pub struct Purchase {
     pub price: u64,
     /// Payment rail reference.
     pub payment_ref: String,
+    /// The address the buyer pays from, when known.
+    pub payer: Option<String>,
     /// Revenue split.
     pub shares: Vec<RevenueShare>,
     /// When the platform received it.
     pub received_at: DateTime<Utc>,
+    /// Its payment's confirmation; none while pending.
+    pub payment: Option<Confirmation>,
+}
+
+impl Purchase {
+    /// Whether its payment is confirmed (it grants rows and pays shares).
+    pub fn is_paid(&self) -> bool {
+        self.payment.is_some()
+    }
+}
+
+/// How and by whom a purchase's payment was confirmed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Confirmation {
+    /// On chain, or by hand.
+    pub method: PaymentMethod,
+    /// Who confirmed: the payment verifier's service name, or the operator.
+    pub by: String,
+    /// The transfer's hash.
+    pub tx_hash: Option<String>,
+    /// What the transfer paid, wei.
+    pub amount_wei: Option<String>,
+    /// The block holding it.
+    pub block: Option<u64>,
+    /// The operator's note.
+    pub note: Option<String>,
+    /// When the platform received the confirmation: the epoch its shares are paid in.
+    pub confirmed_at: DateTime<Utc>,
 }
 
 /// The marketplace: listings, grants, purchases.
@@ -190,6 +229,15 @@ impl Market {
                     return Err(Refusal::DuplicatePurchase(*purchase_id));
                 }
             }
+            MarketAction::ConfirmPayment { purchase_id, listing_id, .. } => {
+                let purchase = self
+                    .purchases
+                    .get(&(listing_id.clone(), *purchase_id))
+                    .ok_or(Refusal::UnknownPurchase(*purchase_id))?;
+                if purchase.is_paid() {
+                    return Err(Refusal::AlreadyConfirmed(*purchase_id));
+                }
+            }
         }
         Ok(true)
     }
@@ -238,7 +286,20 @@ impl Market {
                     None => *g = Grants::default(),
                 }
             }
-            MarketAction::Purchase { purchase_id, listing_id, version, buyer, price, payment_ref, shares } => {
+            MarketAction::ConfirmPayment { purchase_id, listing_id, method, tx_hash, amount_wei, block, note } => {
+                if let Some(p) = self.purchases.get_mut(&(listing_id.clone(), *purchase_id)) {
+                    p.payment = Some(Confirmation {
+                        method: *method,
+                        by: event.actor.clone(),
+                        tx_hash: tx_hash.clone(),
+                        amount_wei: amount_wei.clone(),
+                        block: *block,
+                        note: note.clone(),
+                        confirmed_at: received_at,
+                    });
+                }
+            }
+            MarketAction::Purchase { purchase_id, listing_id, version, buyer, price, payment_ref, payer, shares } => {
                 self.purchases.insert(
                     (listing_id.clone(), *purchase_id),
                     Purchase {
@@ -248,8 +309,10 @@ impl Market {
                         buyer: buyer.clone(),
                         price: *price,
                         payment_ref: payment_ref.clone(),
+                        payer: payer.clone(),
                         shares: shares.clone(),
                         received_at,
+                        payment: None,
                     },
                 );
             }
@@ -281,11 +344,16 @@ impl Market {
         self.purchases.values()
     }
 
-    /// The latest version of each listing `buyer` purchased: what their SQL, streams and shares
-    /// expose.
+    /// The purchase `purchase_id`, whatever its listing.
+    pub fn purchase(&self, purchase_id: Uuid) -> Option<&Purchase> {
+        self.purchases.values().find(|p| p.purchase_id == purchase_id)
+    }
+
+    /// The latest version of each listing `buyer` purchased and paid for: what their SQL,
+    /// streams and shares expose.
     pub fn entitlements(&self, buyer: &str) -> BTreeMap<String, &ListingSpec> {
         let mut out: BTreeMap<String, &ListingSpec> = BTreeMap::new();
-        for p in self.purchases.values().filter(|p| p.buyer == buyer) {
+        for p in self.purchases.values().filter(|p| p.buyer == buyer && p.is_paid()) {
             let Some(spec) = self.listings.get(&p.listing_id).and_then(|l| l.version(p.version)) else { continue };
             if out.get(&p.listing_id).is_none_or(|s| s.version < spec.version) {
                 out.insert(p.listing_id.clone(), spec);
@@ -354,7 +422,25 @@ mod tests {
                 buyer: buyer.into(),
                 price,
                 payment_ref: format!("ref-{n}"),
+                payer: None,
                 shares: vec![],
+            },
+        )
+    }
+
+    /// An operator's confirmation of the purchase made by event `n`.
+    fn confirm(n: u128, of: u128, id: &str) -> MarketEvent {
+        event(
+            n,
+            "ops",
+            MarketAction::ConfirmPayment {
+                purchase_id: Uuid::from_u128(1000 + of),
+                listing_id: id.into(),
+                method: PaymentMethod::Manual,
+                tx_hash: None,
+                amount_wei: None,
+                block: None,
+                note: Some("paid by invoice".into()),
             },
         )
     }
@@ -400,8 +486,14 @@ mod tests {
         assert!(matches!(m.apply(&purchase(5, "b1", "a", 2, 10), at(1)), Err(Refusal::WrongPrice { price: 20, .. })));
         assert_eq!(m.apply(&purchase(6, "b1", "a", 1, 10), at(1)), Ok(true));
         assert_eq!(m.apply(&purchase(6, "b1", "a", 1, 10), at(1)), Ok(false), "a re-delivered event changes nothing");
+        assert!(m.entitlements("b1").is_empty(), "an unpaid purchase grants nothing");
+        m.apply(&confirm(60, 6, "a"), at(1)).expect("confirmed");
+        assert_eq!(m.apply(&confirm(61, 6, "a"), at(1)), Err(Refusal::AlreadyConfirmed(Uuid::from_u128(1006))));
+        assert_eq!(m.apply(&confirm(62, 6, "b"), at(1)), Err(Refusal::UnknownPurchase(Uuid::from_u128(1006))));
         assert_eq!(m.entitlements("b1").get("a").map(|s| s.version), Some(1));
         m.apply(&purchase(7, "b1", "a", 2, 20), at(2)).expect("upgrade");
+        assert_eq!(m.entitlements("b1").get("a").map(|s| s.version), Some(1), "version 2 is not paid yet");
+        m.apply(&confirm(70, 7, "a"), at(2)).expect("confirmed");
         assert_eq!(m.entitlements("b1").get("a").map(|s| s.version), Some(2));
         assert!(m.entitlements("b2").is_empty());
         let withdraw = event(8, "cur", MarketAction::WithdrawListing { listing_id: "a".into() });

@@ -96,6 +96,11 @@ pub async fn run(mut cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -
         println!("Logs go to {} (--verbose prints them here).", shown(&log));
     }
     audit::short_epochs(&mut cfg);
+    // Purchases are paid on a loopback chain unless a chain is configured.
+    let chain = match cfg.payments.chain_rpc {
+        None => Some(market::DemoChain::start(&mut cfg.payments).await?),
+        Some(_) => None,
+    };
     let token = args.token.clone();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let mut server = tokio::spawn(platform::serve(cfg.clone(), stop.clone(), move |ready| {
@@ -120,7 +125,7 @@ pub async fn run(mut cfg: GataConfig, args: DemoArgs, stop: CancellationToken) -
         .build()
         .context("building the demo's HTTP client")?;
     let api = Api { http, base: format!("http://{}", ready.http), token };
-    let loaded = load(&api, &cfg, &args).await;
+    let loaded = load(&api, &cfg, &args, chain.as_ref()).await;
     if let Err(e) = &loaded {
         eprintln!("demo failed: {e:#}");
     }
@@ -183,7 +188,7 @@ impl Api {
 /// The DVA's scores among `quality_scores`.
 const IMAGE_SCORES: &str = "subject_kind = 'image_text_pair'";
 
-async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs) -> anyhow::Result<()> {
+async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs, chain: Option<&market::DemoChain>) -> anyhow::Result<()> {
     let seed = args.seed.unwrap_or_else(|| chrono::Utc::now().timestamp_micros() as u64);
     let tables = [
         (EventKind::ChatTurn, "chat_turns"),
@@ -255,7 +260,7 @@ async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs) -> anyhow::Result<()
     // `paid_from`: an epoch at or after it holds something to pay, so one will be recorded.
     let paid_from = if api.token.is_none() {
         let before_purchase = chrono::Utc::now();
-        market::marketplace(api, &events).await?;
+        market::marketplace(api, &events, chain.map(|c| (c, cfg.payments.chain_id))).await?;
         before_purchase
     } else {
         since

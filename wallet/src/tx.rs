@@ -218,10 +218,7 @@ mod tests {
             data: Vec::new(),
             chain_id: 1,
         };
-        assert_eq!(
-            hex::encode(tx.signing_hash()),
-            "daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53"
-        );
+        assert_eq!(hex::encode(tx.signing_hash()), "daf5a779ae972f972197303d7b574746c7ef83eadac0f2791ad23db92e4c8e53");
         let account = Account::from_private_key_hex(&"46".repeat(32)).unwrap();
         let raw = tx.sign(&account).unwrap();
         assert_eq!(

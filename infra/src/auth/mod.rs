@@ -95,6 +95,9 @@ pub struct PrincipalConfig {
     /// The contributor id a `contributor` principal acts as.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contributor_id: Option<String>,
+    /// Its wallet address (`0x…`): a buyer's payments must come from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl std::fmt::Debug for PrincipalConfig {
@@ -105,6 +108,7 @@ impl std::fmt::Debug for PrincipalConfig {
             .field("tables", &self.tables)
             .field("datasets", &self.datasets)
             .field("contributor_id", &self.contributor_id)
+            .field("address", &self.address)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +171,9 @@ impl AuthConfig {
             for d in p.datasets.iter().filter(|d| !self.datasets.contains_key(*d)) {
                 problems.push(format!("auth.principals {:?}: no dataset {d:?} in auth.datasets", p.name));
             }
+            if let Some(a) = p.address.as_deref().filter(|a| a.parse::<gata_wallet::Address>().is_err()) {
+                problems.push(format!("auth.principals {:?}: address {a:?} is not 0x and 40 hex digits", p.name));
+            }
             if (p.role == Role::Contributor) != p.contributor_id.is_some() {
                 problems.push(format!(
                     "auth.principals {:?}: a contributor_id is required for role contributor and only for it",
@@ -191,10 +198,9 @@ impl AuthConfig {
                     tables.extend(self.datasets.get(d).into_iter().flatten().cloned());
                 }
                 let grants = if p.role.reads_everything() { Grants::All } else { Grants::Tables(tables) };
-                Some((
-                    hash,
-                    Principal { name: p.name.clone(), role: p.role, grants, contributor_id: p.contributor_id.clone() },
-                ))
+                let address = p.address.as_deref().and_then(|a| a.parse().ok());
+                let contributor_id = p.contributor_id.clone();
+                Some((hash, Principal { name: p.name.clone(), role: p.role, grants, contributor_id, address }))
             })
             .collect();
         let wallets = Arc::new(wallet::WalletSessions::new(&self.wallet, default_domain));
@@ -222,12 +228,14 @@ pub struct Principal {
     pub grants: Grants,
     /// The contributor a `contributor` principal acts as.
     pub contributor_id: Option<String>,
+    /// Its wallet address, when it has one (a signed-in wallet, or configured).
+    pub address: Option<gata_wallet::Address>,
 }
 
 impl Principal {
     /// The caller when no principals are configured (open local mode).
     pub fn local_admin() -> Self {
-        Self { name: "local".into(), role: Role::Admin, grants: Grants::All, contributor_id: None }
+        Self { name: "local".into(), role: Role::Admin, grants: Grants::All, contributor_id: None, address: None }
     }
 
     /// Whether this is open mode's local admin (no principal configured may be named like it).
@@ -330,6 +338,7 @@ mod tests {
                     tables: vec!["events".into()],
                     datasets: vec!["chat".into()],
                     contributor_id: None,
+                    address: None,
                 },
                 PrincipalConfig {
                     name: "ops".into(),
@@ -338,6 +347,7 @@ mod tests {
                     tables: vec![],
                     datasets: vec![],
                     contributor_id: None,
+                    address: None,
                 },
             ],
             ..AuthConfig::default()
@@ -374,6 +384,7 @@ mod tests {
             tables: vec![],
             datasets: vec![],
             contributor_id: None,
+            address: None,
         });
         let problems = cfg.problems().join("\n");
         for expected in ["share one token", "no dataset \"nope\"", "64 hex digits", "contributor_id is required"] {

@@ -320,6 +320,7 @@ impl Principal {
             role: Role::Contributor,
             grants: Grants::Tables(BTreeSet::new()),
             contributor_id: Some(address.to_string()),
+            address: Some(address),
         }
     }
 }

@@ -72,11 +72,57 @@ pub enum MarketAction {
         buyer: String,
         /// Price paid, token base units (the version's price).
         price: u64,
-        /// The payment rail's reference (a transaction hash, an invoice id).
+        /// The payment rail's reference: the hash of the transfer that pays for it (`0x` and 64
+        /// hex digits), or an invoice id an operator confirms by hand.
         payment_ref: String,
+        /// The address the buyer pays from (its transfer must come from it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payer: Option<String>,
         /// The revenue split, one share per contributor, summing to `price`.
         shares: Vec<RevenueShare>,
     },
+    /// A purchase's payment is confirmed: a transfer found on chain by the payment verifier, or
+    /// an operator's word (the actor). Until then a purchase is pending: it grants no rows and
+    /// pays no shares.
+    ConfirmPayment {
+        /// Which purchase.
+        purchase_id: Uuid,
+        /// Its listing (the purchase's partition).
+        listing_id: String,
+        /// How it was confirmed.
+        method: PaymentMethod,
+        /// The transfer's hash (`chain`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx_hash: Option<String>,
+        /// What the transfer paid, wei, in decimal (`chain`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        amount_wei: Option<String>,
+        /// The block holding the transfer (`chain`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block: Option<u64>,
+        /// The operator's note (`manual`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
+}
+
+/// How a payment was confirmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    /// A transfer to the treasury, from the payer, naming the purchase, found on chain with
+    /// enough confirmations.
+    Chain,
+    /// An operator confirmed it by hand.
+    Manual,
+}
+
+/// What a payment transfer's `data` must be: the purchase id's 16 bytes, then the listing id.
+/// A transfer therefore pays for one purchase only.
+pub fn payment_reference(purchase_id: Uuid, listing_id: &str) -> Vec<u8> {
+    let mut out = purchase_id.as_bytes().to_vec();
+    out.extend_from_slice(listing_id.as_bytes());
+    out
 }
 
 /// One contributor's share of a sale.
@@ -143,9 +189,9 @@ impl MarketEvent {
     pub fn listing_id(&self) -> Option<&str> {
         match &self.action {
             MarketAction::PublishListing { listing } => Some(&listing.listing_id),
-            MarketAction::WithdrawListing { listing_id } | MarketAction::Purchase { listing_id, .. } => {
-                Some(listing_id)
-            }
+            MarketAction::WithdrawListing { listing_id }
+            | MarketAction::Purchase { listing_id, .. }
+            | MarketAction::ConfirmPayment { listing_id, .. } => Some(listing_id),
             MarketAction::Grant { listing_id, .. } | MarketAction::Revoke { listing_id, .. } => listing_id.as_deref(),
         }
     }
@@ -167,6 +213,7 @@ impl MarketEvent {
             MarketAction::Grant { .. } => "grant",
             MarketAction::Revoke { .. } => "revoke",
             MarketAction::Purchase { .. } => "purchase",
+            MarketAction::ConfirmPayment { .. } => "confirm_payment",
         }
     }
 
@@ -186,11 +233,31 @@ impl MarketEvent {
                     listing_id_rule(&mut c, "listing_id", l);
                 }
             }
-            MarketAction::Purchase { listing_id, version, buyer, price, payment_ref, shares, .. } => {
+            MarketAction::ConfirmPayment { listing_id, method, tx_hash, amount_wei, note, .. } => {
+                listing_id_rule(&mut c, "listing_id", listing_id);
+                if let Some(h) = tx_hash {
+                    c.require(is_tx_hash(h), "tx_hash", "is 0x and 64 hex digits");
+                }
+                if let Some(a) = amount_wei {
+                    c.require(a.parse::<u128>().is_ok(), "amount_wei", "is a decimal number of wei");
+                }
+                if let Some(n) = note {
+                    c.text("note", n);
+                }
+                c.require(
+                    (*method == PaymentMethod::Chain) == tx_hash.is_some(),
+                    "tx_hash",
+                    "is given for a chain confirmation, and only for it",
+                );
+            }
+            MarketAction::Purchase { listing_id, version, buyer, price, payment_ref, payer, shares, .. } => {
                 listing_id_rule(&mut c, "listing_id", listing_id);
                 c.require(*version >= 1, "version", "starts at 1");
                 c.id("buyer", buyer);
                 c.id("payment_ref", payment_ref);
+                if let Some(p) = payer {
+                    c.require(is_address(p), "payer", "is an address: 0x and 40 hex digits");
+                }
                 let total = shares.iter().try_fold(0u64, |sum, s| sum.checked_add(s.amount));
                 c.require(total == Some(*price), "shares", format!("must sum to the price {price} (sum {total:?})"));
                 for (i, s) in shares.iter().enumerate() {
@@ -225,6 +292,15 @@ impl ListingSpec {
             c.require(from < to, "listing.to", "must be after from");
         }
     }
+}
+
+/// Whether `text` is a transaction hash: `0x` and 64 hex digits.
+pub fn is_tx_hash(text: &str) -> bool {
+    text.strip_prefix("0x").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_address(text: &str) -> bool {
+    text.strip_prefix("0x").is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A listing id names a SQL schema and a Delta Sharing share, so it is kept to a safe alphabet.

@@ -17,7 +17,10 @@ use serde::{Deserialize, Serialize};
 
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{CheckedImage, DecodedImage, ImageFormat, ImagePayload, ImageTextPair, MAX_IMAGE_URL_BYTES};
-pub use market::{ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, RESERVED_LISTING_IDS, RevenueShare};
+pub use market::{
+    ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, PaymentMethod, RESERVED_LISTING_IDS, RevenueShare,
+    is_tx_hash, payment_reference,
+};
 pub use preference::Preference;
 pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,

@@ -12,9 +12,9 @@
 //! recorded twice, and a recomputation (a retry, `gata replay`) yields the same payout ids and
 //! the same root.
 //!
-//! Marketplace sales are paid through the same ledger: the shares of every purchase the
+//! Marketplace sales are paid through the same ledger: the shares of every paid purchase the
 //! marketplace projection accepts ([`recorded_sales`], from the lake's copy of the marketplace
-//! log) are added to the payouts of the epoch the purchase was received in.
+//! log) are added to the payouts of the epoch its payment was confirmed in.
 
 pub mod replay;
 
@@ -160,7 +160,7 @@ pub async fn close_due(
     Ok(closed)
 }
 
-/// Every revenue share of the purchases the marketplace projection accepts, folding the lake's
+/// Every revenue share of the paid purchases the marketplace projection accepts, folding the lake's
 /// copy of the marketplace log (`market_events`) in log order. A purchase is checked only
 /// against its own listing's events (one partition), so the result does not depend on how
 /// partitions interleave.
@@ -177,16 +177,18 @@ pub async fn recorded_sales(lake: &Lake) -> Result<Vec<Sale>> {
         // A refused event leaves the state as it was, on every replay alike.
         let _ = market.apply(&event, at);
     }
+    // Only paid purchases pay shares, in the epoch their payment was confirmed.
     Ok(market
         .purchases()
-        .flat_map(|p| {
-            p.shares.iter().map(|s| Sale {
+        .filter_map(|p| Some((p, p.payment.as_ref()?.confirmed_at)))
+        .flat_map(|(p, paid_at)| {
+            p.shares.iter().map(move |s| Sale {
                 purchase: p.purchase_id,
                 listing: p.listing_id.clone(),
                 account: s.contributor_id.clone(),
                 accepted: s.accepted,
                 amount: s.amount,
-                received_at: p.received_at,
+                received_at: paid_at,
             })
         })
         .collect())

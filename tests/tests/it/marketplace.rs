@@ -3,11 +3,16 @@
 //! and reads it in SQL and with the `delta-sharing` client with only granted rows; a revoke hides a contributor's rows from the next
 //! read; forged and wrong requests are refused with a reason; the state is rebuilt from the log
 //! after a restart, and every event is in the `market_events` table. Sale shares are paid
-//! through the rewards ledger in the purchase's epoch, and `gata replay` recomputes them.
+//! through the rewards ledger in the epoch their payment was confirmed in, and `gata replay`
+//! recomputes them. Payments are real signed transfers on the loopback chain: a purchase grants
+//! nothing until its transfer is confirmed, and one transfer pays for one purchase only.
 
 use std::{collections::BTreeMap, time::Duration};
 
+use gata_infra::contract::payment_reference;
+use gata_marketplace::payments::{emulator::ChainEmulator, rpc::ChainRpc};
 use gata_tests::{Api, Gata, eventually, free_port, principals_env};
+use gata_wallet::{Account, Address, LegacyTx};
 use serde_json::{Value, json};
 
 use crate::{
@@ -22,11 +27,17 @@ const EVE: &str = "tok-eve-market-0123456789";
 const ANN: &str = "tok-ann-market-0123456789";
 const BEN: &str = "tok-ben-market-0123456789";
 
+fn wallet(byte: &str) -> Account {
+    Account::from_private_key_hex(&byte.repeat(32)).unwrap()
+}
+
 fn principals() -> String {
+    let (bob, eve) =
+        (format!(r#",address="{}""#, wallet("b0").address()), format!(r#",address="{}""#, wallet("e0").address()));
     principals_env(&[
         ("root", "admin", ADMIN, ""),
-        ("bob", "buyer", BOB, ""),
-        ("eve", "buyer", EVE, ""),
+        ("bob", "buyer", BOB, &bob),
+        ("eve", "buyer", EVE, &eve),
         ("ann", "contributor", ANN, r#",contributor_id="ann""#),
         ("ben", "contributor", BEN, r#",contributor_id="ben""#),
     ])
@@ -49,6 +60,27 @@ fn purchase_id_of(event: &Value) -> String {
     event["purchase_id"].as_str().unwrap().to_string()
 }
 
+/// Signs and sends a transfer of `value` wei from `from` to `to` with `data`; answers its hash.
+async fn transfer(chain: &ChainEmulator, from: &Account, to: Address, value: u128, data: Vec<u8>) -> String {
+    let rpc = ChainRpc::new(chain.url());
+    let tx = LegacyTx {
+        nonce: rpc.nonce(from.address()).await.unwrap(),
+        gas_price: 1_000_000_000,
+        gas: 60_000,
+        to: Some(to),
+        value,
+        data,
+        chain_id: 56,
+    };
+    rpc.send_raw(&tx.sign(from).unwrap()).await.unwrap()
+}
+
+/// The purchase `id` as its buyer's `GET /v1/marketplace/purchases` shows it.
+async fn purchase_of(api: &Api, id: &str) -> Value {
+    let (_, all) = api.get("/v1/marketplace/purchases").await.unwrap();
+    all["purchases"].as_array().unwrap().iter().find(|p| p["purchase_id"] == id).cloned().unwrap_or_default()
+}
+
 /// Runs the `delta-sharing` client script as `token`; returns what it read.
 pub(crate) fn sharing_client(endpoint: &str, token: &str, dir: &std::path::Path) -> Value {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/delta_sharing_client.py");
@@ -64,11 +96,21 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     let dir = tempfile::tempdir().unwrap();
     let principals = principals();
     let policy = two_second_policy(dir.path());
+    let (bob_wallet, eve_wallet, treasury) = (wallet("b0"), wallet("e0"), wallet("70").address());
+    let chain =
+        ChainEmulator::start(56, &[(bob_wallet.address(), 10u128.pow(20)), (eve_wallet.address(), 10u128.pow(20))])
+            .await
+            .unwrap();
+    let (rpc, treasury_text) = (chain.url().to_string(), treasury.to_string());
     let env = [
         ("GATA__AUTH__PRINCIPALS", principals.as_str()),
         ("GATA__REWARDS__POLICY", policy.as_str()),
         ("GATA__REWARDS__GRACE", "1s"),
         ("GATA__REWARDS__INTERVAL", "300ms"),
+        ("GATA__PAYMENTS__CHAIN_RPC", rpc.as_str()),
+        ("GATA__PAYMENTS__TREASURY", treasury_text.as_str()),
+        ("GATA__PAYMENTS__MIN_CONFIRMATIONS", "2"),
+        ("GATA__PAYMENTS__POLL_INTERVAL", "200ms"),
     ];
     let port = free_port();
     let mut gata = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
@@ -131,9 +173,39 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     )
     .await;
     assert_eq!(s, 404, "{body}");
-    let (s, bought) =
-        post(&bob, "/v1/marketplace/purchases", json!({"listing_id": "garden_chat", "payment_ref": "inv-1"})).await;
+    // Bob pays with a signed transfer naming his purchase; it counts after two confirmations.
+    let bob_purchase = uuid(900);
+    let reference = payment_reference(bob_purchase.parse().unwrap(), "garden_chat");
+    let paid_tx = transfer(&chain, &bob_wallet, treasury, 1_000_000_007, reference).await;
+    let order = json!({"listing_id": "garden_chat", "purchase_id": bob_purchase, "payment_ref": paid_tx});
+    let (s, bought) = post(&bob, "/v1/marketplace/purchases", order).await;
     assert_eq!(s, 201, "{bought}");
+    assert_eq!(bought["payer"], json!(bob_wallet.address().to_string()), "{bought}");
+    let pending = eventually("one confirmation of two", Duration::from_secs(30), || async {
+        let p = purchase_of(&bob, &bob_purchase).await;
+        p["payment_problem"].as_str().is_some_and(|w| w.contains("1 of 2")).then_some(p)
+    })
+    .await;
+    assert_eq!(pending["status"], "pending", "{pending}");
+    assert!(visible(&bob).await.is_none(), "an unconfirmed purchase grants nothing");
+    let (s, body) =
+        post(&bob, &format!("/v1/marketplace/purchases/{bob_purchase}/confirm"), json!({"note": "trust me"})).await;
+    assert_eq!(s, 403, "a buyer does not confirm his own payment: {body}");
+    // Eve presents bob's transfer for her own purchase: it pays for bob's only.
+    let (s, stolen) =
+        post(&eve, "/v1/marketplace/purchases", json!({"listing_id": "garden_chat", "payment_ref": paid_tx})).await;
+    assert_eq!(s, 201, "{stolen}");
+    chain.mine(1);
+    eventually("bob's payment confirmed", Duration::from_secs(30), || async {
+        (purchase_of(&bob, &bob_purchase).await["status"] == "paid").then_some(())
+    })
+    .await;
+    let refused = eventually("eve's purchase refused", Duration::from_secs(30), || async {
+        let p = purchase_of(&eve, &purchase_id_of(&stolen)).await;
+        p["payment_problem"].as_str().is_some_and(|w| w.contains("not from the payer")).then_some(p)
+    })
+    .await;
+    assert_eq!(refused["status"], "pending", "{refused}");
     let shares: BTreeMap<String, (u64, u64)> = bought["shares"]
         .as_array()
         .unwrap()
@@ -247,28 +319,31 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     let (_, mine) = bob.get("/v1/marketplace/purchases").await.unwrap();
     assert_eq!(mine["purchases"].as_array().unwrap().len(), 1, "{mine}");
     let (_, theirs) = eve.get("/v1/marketplace/purchases").await.unwrap();
-    assert_eq!(theirs["purchases"].as_array().unwrap().len(), 0, "{theirs}");
+    assert_eq!(theirs["purchases"].as_array().unwrap().len(), 1, "{theirs}");
+    assert_eq!(theirs["purchases"][0]["status"], "pending", "{theirs}");
     let (_, grants) = ann.get("/v1/marketplace/grants").await.unwrap();
     assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "a contributor sees only their own: {grants}");
 
     // Every event landed in the lake, exactly once.
     eventually("marketplace events in the lake", Duration::from_secs(60), || async {
-        (admin.count("SELECT COUNT(*) AS n FROM market_events").await.ok()? == 5).then_some(())
+        (admin.count("SELECT COUNT(*) AS n FROM market_events").await.ok()? == 7).then_some(())
     })
     .await;
     let actions =
         admin.rows("SELECT action, COUNT(*) AS n FROM market_events GROUP BY action ORDER BY action").await.unwrap();
     assert_eq!(
         actions,
-        json!([{"action": "grant", "n": 2}, {"action": "publish_listing", "n": 1}, {"action": "purchase", "n": 1},
-               {"action": "revoke", "n": 1}])
+        json!([{"action": "confirm_payment", "n": 1}, {"action": "grant", "n": 2}, {"action": "publish_listing", "n": 1},
+               {"action": "purchase", "n": 2}, {"action": "revoke", "n": 1}])
         .as_array()
         .unwrap()
         .clone()
     );
 
-    // The shares are paid through the rewards ledger, in the epoch the purchase was received in.
+    // The shares are paid through the rewards ledger, in the epoch the payment was confirmed in;
+    // eve's unpaid purchase pays nothing.
     let purchase_id = bought["purchase_id"].as_str().unwrap().to_string();
+    let unpaid = purchase_id_of(&stolen);
     for (who, (_, share)) in &shares {
         let paid = eventually(&format!("{who}'s share paid"), Duration::from_secs(60), || async {
             let (_, doc) = admin.get(&format!("/v1/contributors/{who}/rewards")).await.ok()?;
@@ -279,6 +354,8 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
         })
         .await;
         assert_eq!(paid["amount"].as_u64(), Some(*share), "{paid}");
+        let (_, doc) = admin.get(&format!("/v1/contributors/{who}/rewards")).await.unwrap();
+        assert!(!doc.to_string().contains(&unpaid), "an unpaid purchase pays no share: {doc}");
     }
 
     // After a restart the state is rebuilt from the log: the same purchase, the same grants.
@@ -346,6 +423,14 @@ async fn a_listing_stream_resumes_from_its_cursor_without_gaps_or_duplicates() {
     )
     .await;
     assert_eq!(s, 201, "{body}");
+    // No chain is configured: an operator (here open mode's local admin) confirms by hand.
+    let confirm = format!("/v1/marketplace/purchases/{}/confirm", purchase_id_of(&body));
+    let (s, confirmed) = post(&api, &confirm, json!({"note": "invoice 17 paid"})).await;
+    assert_eq!(
+        (s, confirmed["method"].as_str(), confirmed["actor"].as_str()),
+        (201, Some("manual"), Some("local")),
+        "{confirmed}"
+    );
 
     // Subscribe from the beginning, take five rows, hang up.
     let url = format!("{}/v1/marketplace/listings/live_chat/stream?buyer=bob&from=earliest", api.base);

@@ -237,6 +237,11 @@ async fn marketplace_access_becomes_object_policies(
         json!({"action": "purchase", "purchase_id": "0190e5a0-0000-7000-8000-000000000001", "listing_id": "chats",
         "version": 1, "buyer": "acme", "price": 100, "payment_ref": "tx-1", "shares": []}),
     );
+    apply(
+        "ops",
+        json!({"action": "confirm_payment", "purchase_id": "0190e5a0-0000-7000-8000-000000000001",
+        "listing_id": "chats", "method": "manual", "note": "paid"}),
+    );
 
     let owner =
         Account::from_private_key_hex("289c2857d4598e37fb9647507e47a309d6133539bf21a8b9cb6df88fd5232032").unwrap();
