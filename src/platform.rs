@@ -79,7 +79,7 @@ pub async fn bootstrap(cfg: &GataConfig) -> anyhow::Result<(Option<EmbeddedBroke
 pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
     let registry = Registry::new();
     let (_broker, bootstrap) = bootstrap(&cfg).await?;
-    let kafka = KafkaClients::connect(&bootstrap, cfg.kafka.idempotence).await?;
+    let kafka = KafkaClients::connect(&bootstrap, cfg.kafka.idempotence).await?.with_record_mac(cfg.kafka.record_mac());
     kafka
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await
@@ -115,6 +115,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
                 catalog.clone(),
                 cfg.ingest.limits.clone(),
             );
+            let market = market.with_record_mac(cfg.kafka.record_mac());
             let market = match gata_marketplace::payments::Payments::new(&cfg.payments) {
                 Some(payments) => market.with_payments(Arc::new(payments)),
                 None => market,

@@ -235,6 +235,47 @@ pub struct KafkaConfig {
     pub sink_group: String,
     /// Idempotent producers: `auto` (on, except against gata's own tansu broker), `on`, `off`.
     pub idempotence: Idempotence,
+    /// Serve the embedded broker on a non-loopback `embedded_listen` (it has no authentication:
+    /// set `record_secret` too).
+    pub embedded_remote: bool,
+    /// Hex of at least 32 random bytes, the same in every process: records on the topics only
+    /// the platform writes carry its MAC, and records without a valid one are refused
+    /// ([`crate::record_mac`]). Unset: the broker is trusted.
+    pub record_secret: Option<Secret>,
+}
+
+/// A secret setting: read from the configuration, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl KafkaConfig {
+    /// The record MAC of `record_secret`, if set.
+    pub fn record_mac(&self) -> Option<crate::record_mac::RecordMac> {
+        crate::record_mac::RecordMac::from_hex(&self.record_secret.as_ref()?.0)
+    }
+
+    /// What is wrong with this section, one line each.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.brokers.is_none() && !self.embedded_listen.ip().is_loopback() && !self.embedded_remote {
+            problems.push(format!(
+                "kafka.embedded_listen {} is not loopback: the embedded broker has no authentication; \
+                 set kafka.embedded_remote = true (with kafka.record_secret) to serve it on the network",
+                self.embedded_listen
+            ));
+        }
+        if self.record_secret.is_some() && self.record_mac().is_none() {
+            problems.push("kafka.record_secret must be the hex of at least 32 random bytes".into());
+        }
+        problems
+    }
 }
 
 impl Default for KafkaConfig {
@@ -246,6 +287,8 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             sink_group: "gata-lake-sink".into(),
             idempotence: Idempotence::Auto,
+            embedded_remote: false,
+            record_secret: None,
         }
     }
 }
@@ -776,6 +819,7 @@ impl GataConfig {
         problems.extend(self.ingest.limits.problems());
         problems.extend(self.auth.problems());
         problems.extend(self.payments.problems());
+        problems.extend(self.kafka.problems());
         problems.extend(self.rate.problems());
         problems
     }

@@ -49,6 +49,7 @@ pub struct KafkaClients {
     bootstrap: String,
     idempotent: bool,
     processors: SharedProducer,
+    record_mac: Option<crate::record_mac::RecordMac>,
 }
 
 /// One producer for every stream processor of a process (see
@@ -70,7 +71,18 @@ impl KafkaClients {
     /// producers: for a cluster that is known to support them, or a broker that lives exactly as
     /// long as its clients.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into(), idempotent: true, processors: SharedProducer::default() }
+        Self { bootstrap: bootstrap.into(), idempotent: true, processors: SharedProducer::default(), record_mac: None }
+    }
+
+    /// The same clients, signing and checking records of the platform's topics with `mac`.
+    pub fn with_record_mac(mut self, mac: Option<crate::record_mac::RecordMac>) -> Self {
+        self.record_mac = mac;
+        self
+    }
+
+    /// The MAC records of the platform's topics carry, when a secret is configured.
+    pub fn record_mac(&self) -> Option<&crate::record_mac::RecordMac> {
+        self.record_mac.as_ref()
     }
 
     /// Clients for the cluster at `bootstrap`, with idempotence resolved against the cluster:

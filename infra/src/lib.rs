@@ -12,6 +12,7 @@ pub mod contract;
 pub mod error;
 pub mod kafka;
 pub mod rate;
+pub mod record_mac;
 pub mod telemetry;
 pub mod topics;
 pub mod workload;

@@ -76,6 +76,7 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
     let (tx, positions) = watch::channel(Positions::new());
     let state = market.clone();
     let limits = limits.for_replay();
+    let mac = kafka.record_mac().cloned();
     std::thread::Builder::new()
         .name("marketplace".into())
         .spawn(move || {
@@ -91,7 +92,13 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
                 };
                 let received =
                     m.timestamp().to_millis().and_then(DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
+                let forged = gata_infra::record_mac::forged(mac.as_ref(), &m);
                 match MarketEvent::parse(m.payload().unwrap_or_default(), &limits) {
+                    _ if forged.is_some() => tracing::warn!(
+                        offset = m.offset(),
+                        reason = ?forged,
+                        "forged marketplace record skipped (the sink dead-letters it)"
+                    ),
                     Ok(event) => {
                         let applied = state.write().map(|mut s| s.apply(&event, received));
                         if let Ok(Err(refusal)) = applied {

@@ -9,6 +9,7 @@ use chrono::Utc;
 use gata_infra::{
     auth::{Principal, Role},
     contract::{EventKind, ListingSpec, MarketAction, MarketEvent, RevenueShare},
+    record_mac::{MAC_HEADER, RecordMac},
     topics::{MARKETPLACE, SCHEMA_HEADER},
 };
 use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
@@ -32,6 +33,7 @@ pub struct Marketplace {
     catalog: Arc<Catalog>,
     limits: gata_infra::contract::Limits,
     payments: Option<Arc<crate::payments::Payments>>,
+    mac: Option<RecordMac>,
 }
 
 impl std::fmt::Debug for Marketplace {
@@ -50,7 +52,13 @@ impl Marketplace {
         catalog: Arc<Catalog>,
         limits: gata_infra::contract::Limits,
     ) -> Self {
-        Self { followed, producer, engine, catalog, limits, payments: None }
+        Self { followed, producer, engine, catalog, limits, payments: None, mac: None }
+    }
+
+    /// The same service, signing the events it appends with `mac` (`kafka.record_secret`).
+    pub fn with_record_mac(mut self, mac: Option<RecordMac>) -> Self {
+        self.mac = mac;
+        self
     }
 
     /// The same service, confirming purchases from the chain with `payments`.
@@ -106,6 +114,15 @@ impl Marketplace {
             .payload(&payload)
             .timestamp(Utc::now().timestamp_millis())
             .headers(OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) }));
+        let tag = self.mac.as_ref().map(|m| m.tag(MARKETPLACE, Some(event.key().as_bytes()), &payload));
+        let record = match &tag {
+            Some(tag) => record.headers(
+                OwnedHeaders::new()
+                    .insert(Header { key: SCHEMA_HEADER, value: Some(schema) })
+                    .insert(Header { key: MAC_HEADER, value: Some(tag.as_str()) }),
+            ),
+            None => record,
+        };
         let delivery = self.producer.send(record, APPLY_WAIT).await.map_err(|(e, _)| MarketError::Kafka(e))?;
         self.followed.wait_for(delivery.partition, delivery.offset, APPLY_WAIT).await?;
         // Another event applied in between may have made this one not fit after all.

@@ -18,12 +18,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use gata_infra::record_mac::RecordMac;
 use gata_lakehouse::{Offset, TopicPartition};
 use prometheus::IntGaugeVec;
 use rdkafka::{
     ClientConfig, ClientContext, Message, Offset as KafkaOffset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaResult,
+    message::BorrowedMessage,
     statistics::Statistics,
     types::RDKafkaRespErr,
 };
@@ -39,6 +41,9 @@ pub(crate) struct Polled {
     pub offset: Offset,
     pub timestamp_ms: Option<i64>,
     pub payload: Vec<u8>,
+    /// Why the record is not the platform's own, for a record of a platform-only topic whose
+    /// MAC does not check (with `kafka.record_secret` set).
+    pub forged: Option<String>,
 }
 
 /// What the poller tells the processor, in log order.
@@ -78,9 +83,21 @@ struct PollerContext {
     positions: PositionSource,
     committed: CommittedPositions,
     lag: IntGaugeVec,
+    mac: Option<RecordMac>,
 }
 
 impl PollerContext {
+    /// The record `msg` as handed over, its MAC checked when its topic needs one.
+    fn polled(&self, msg: &BorrowedMessage<'_>) -> Polled {
+        Polled {
+            source: TopicPartition::new(msg.topic(), msg.partition()),
+            offset: Offset(msg.offset()),
+            timestamp_ms: msg.timestamp().to_millis(),
+            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            forged: gata_infra::record_mac::forged(self.mac.as_ref(), msg),
+        }
+    }
+
     /// Hands the pending records over; false once the processor has gone.
     fn hand_over(&self) -> bool {
         let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
@@ -189,6 +206,8 @@ pub(crate) struct Subscription {
     pub committed: CommittedPositions,
     /// Lag gauge, by topic and partition.
     pub lag: IntGaugeVec,
+    /// Checks the MACs of records on the platform's own topics, when a secret is configured.
+    pub mac: Option<RecordMac>,
 }
 
 /// Starts the poller thread. It stops when `stop` is cancelled or the processor goes away, and
@@ -198,7 +217,7 @@ pub(crate) fn spawn(
     tx: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let Subscription { name, mut config, topics, positions, committed, lag } = sub;
+    let Subscription { name, mut config, topics, positions, committed, lag, mac } = sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<PollerContext> = config
         .create_with_context(PollerContext {
@@ -207,6 +226,7 @@ pub(crate) fn spawn(
             positions,
             committed: committed.clone(),
             lag,
+            mac,
         })
         .map_err(ProcessorError::kafka("create consumer"))?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -253,12 +273,7 @@ fn poll_loop(
         let wait = if context.has_pending() { Duration::ZERO } else { IDLE_WAIT };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
-            Some(Ok(msg)) => context.push(Polled {
-                source: TopicPartition::new(msg.topic(), msg.partition()),
-                offset: Offset(msg.offset()),
-                timestamp_ms: msg.timestamp().to_millis(),
-                payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            }),
+            Some(Ok(msg)) => context.push(context.polled(&msg)),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka poll error");
                 std::thread::sleep(Duration::from_millis(200));

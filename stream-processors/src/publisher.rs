@@ -9,10 +9,14 @@
 use std::{future::Future, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesOrdered};
-use gata_infra::contract::QualityScore;
+use gata_infra::{
+    contract::QualityScore,
+    record_mac::{MAC_HEADER, RecordMac},
+};
 use gata_lakehouse::{Offset, TopicPartition};
 use rdkafka::{
     error::KafkaError,
+    message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
@@ -24,12 +28,27 @@ const ATTEMPTS: u32 = 5;
 /// How long one attempt may wait for a place in the producer queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A record of `topic`, with its MAC header when there is one.
+fn record<'a>(
+    topic: &'a str,
+    key: &'a String,
+    payload: &'a Vec<u8>,
+    tag: Option<&'a str>,
+) -> FutureRecord<'a, String, Vec<u8>> {
+    let record = FutureRecord::to(topic).key(key).payload(payload);
+    match tag {
+        Some(tag) => record.headers(OwnedHeaders::new().insert(Header { key: MAC_HEADER, value: Some(tag) })),
+        None => record,
+    }
+}
+
 type Delivery = Pin<Box<dyn Future<Output = (TopicPartition, Offset, Result<()>)> + Send>>;
 
 /// Publishes score events on one topic.
 pub(crate) struct Publisher {
     producer: FutureProducer,
     topic: &'static str,
+    mac: Option<RecordMac>,
     in_flight: FuturesOrdered<Delivery>,
     window: usize,
     done: CommittedPositions,
@@ -37,9 +56,16 @@ pub(crate) struct Publisher {
 
 impl Publisher {
     /// A publisher to `topic` keeping at most `window` deliveries in flight, recording in `done`
-    /// the source positions whose scores were acknowledged.
-    pub(crate) fn new(producer: FutureProducer, topic: &'static str, window: usize, done: CommittedPositions) -> Self {
-        Self { producer, topic, in_flight: FuturesOrdered::new(), window: window.max(1), done }
+    /// the source positions whose scores were acknowledged; each record carries its MAC when
+    /// `mac` is given.
+    pub(crate) fn new(
+        producer: FutureProducer,
+        topic: &'static str,
+        mac: Option<RecordMac>,
+        window: usize,
+        done: CommittedPositions,
+    ) -> Self {
+        Self { producer, topic, mac, in_flight: FuturesOrdered::new(), window: window.max(1), done }
     }
 
     /// Hands `score` (of the submission at `source`/`offset`) to the producer at once; waits
@@ -51,8 +77,9 @@ impl Publisher {
         }
         let (key, payload) = (score.contributor_id.clone(), score.to_json());
         let (subject, topic) = (score.subject_event_id, self.topic);
+        let tag = self.mac.as_ref().map(|m| m.tag(topic, Some(key.as_bytes()), &payload));
         let first = loop {
-            match self.producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)) {
+            match self.producer.send_result(record(topic, &key, &payload, tag.as_deref())) {
                 Ok(delivery) => break delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.in_flight.is_empty() => {
                     self.settle_one().await?;
@@ -78,8 +105,8 @@ impl Publisher {
                 tracing::warn!(%subject, attempt, error = %err, "score not acknowledged; retrying");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 attempt += 1;
-                let record = FutureRecord::to(topic).key(&key).payload(&payload);
-                outcome = producer.send(record, QUEUE_TIMEOUT).await.map(|_| ()).map_err(|(err, _)| err);
+                let again = record(topic, &key, &payload, tag.as_deref());
+                outcome = producer.send(again, QUEUE_TIMEOUT).await.map(|_| ()).map_err(|(err, _)| err);
             }
             (source, offset, Ok(()))
         }));

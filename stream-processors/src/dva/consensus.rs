@@ -292,6 +292,7 @@ pub async fn run_consensus(
         positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
         committed: done.clone(),
         lag: metrics.lag.clone(),
+        mac: kafka.record_mac().cloned(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
     tracing::info!(replicas = settings.replicas, tolerance = settings.tolerance, wait = ?settings.wait, "DVA consensus started");
@@ -300,7 +301,7 @@ pub async fn run_consensus(
         tally: Tally::new(settings),
         lake,
         landed: HashMap::new(),
-        publisher: Publisher::new(producer, QUALITY_SCORES, 1000, done),
+        publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), 1000, done),
         metrics,
     };
     let result = async {
@@ -310,8 +311,12 @@ pub async fn run_consensus(
                 input = rx.recv() => match input {
                     None => break,
                     Some(Input::Records(batch)) => {
-                        for Polled { source, offset, payload, .. } in batch {
+                        for Polled { source, offset, payload, forged, .. } in batch {
                             match QualityScore::parse(&payload, &limits) {
+                                // Not the platform's own (the sink dead-letters it): never counted.
+                                _ if forged.is_some() => {
+                                    tracing::warn!(%source, %offset, reason = ?forged, "forged DVA vote; not counted");
+                                }
                                 Ok(vote) if vote.validator.is_some() => {
                                     if let Some(decision) = run.tally.add(vote, source.clone(), offset, Instant::now()) {
                                         run.settle(decision).await?;

@@ -181,6 +181,7 @@ pub async fn run_dva(
         positions,
         committed: done.clone(),
         lag: metrics.lag.clone(),
+        mac: kafka.record_mac().cloned(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
     tracing::info!(model = %clip.card().id, version = %version, engine = clip.engine(), provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), output = ?settings.output, "DVA started");
@@ -193,7 +194,7 @@ pub async fn run_dva(
         seen: HashSet::new(),
         batch: Vec::new(),
         fetcher,
-        publisher: Publisher::new(producer.clone(), topic, 1000, done),
+        publisher: Publisher::new(producer.clone(), topic, kafka.record_mac().cloned(), 1000, done),
         dlq: producer,
         metrics,
     };
@@ -275,7 +276,7 @@ impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
     /// already scored in the lake.
     fn admit(&mut self, polled: Polled) {
-        let Polled { source, offset, timestamp_ms, payload } = polled;
+        let Polled { source, offset, timestamp_ms, payload, .. } = polled;
         let pair = match gata_infra::contract::Event::parse(EventKind::ImageTextPair, &payload, &self.settings.limits) {
             Ok(gata_infra::contract::Event::ImageTextPair(pair)) => pair,
             _ => return self.publisher.skip(source, offset),

@@ -20,6 +20,7 @@ use futures::{StreamExt, TryStreamExt};
 use gata_infra::{
     contract::{Event, EventKind, Limits, QualityScore, Verdict},
     kafka::KafkaClients,
+    record_mac::RecordMac,
     topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
 };
 pub use gata_lakehouse::log::{LogRecord, LogStream};
@@ -170,12 +171,17 @@ impl ReplayReport {
 pub async fn kafka_log(kafka: &KafkaClients, progress: ProgressBar) -> Result<Vec<LogRecord>> {
     let consumer: BaseConsumer =
         kafka.consumer("gata-replay").create().map_err(crate::ProcessorError::kafka("create consumer"))?;
-    tokio::task::spawn_blocking(move || read_to_watermarks(&consumer, &progress))
+    let mac = kafka.record_mac().cloned();
+    tokio::task::spawn_blocking(move || read_to_watermarks(&consumer, mac.as_ref(), &progress))
         .await
         .map_err(|e| crate::ProcessorError::Replay(format!("log reader: {e}")))?
 }
 
-fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result<Vec<LogRecord>> {
+fn read_to_watermarks(
+    consumer: &BaseConsumer,
+    mac: Option<&RecordMac>,
+    progress: &ProgressBar,
+) -> Result<Vec<LogRecord>> {
     const TIMEOUT: Duration = Duration::from_secs(10);
     let mut assignment = TopicPartitionList::new();
     let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
@@ -219,13 +225,17 @@ fn read_to_watermarks(consumer: &BaseConsumer, progress: &ProgressBar) -> Result
             continue;
         }
         progress.inc(1);
-        log.push(LogRecord {
-            kafka_topic: key.0.clone(),
-            kafka_partition: key.1,
-            kafka_offset: m.offset(),
-            received_us: m.timestamp().to_millis().unwrap_or_default() * 1000,
-            payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-        });
+        // What the sink dead-letters (a forged record of a platform topic) the lake never holds.
+        let genuine = gata_infra::record_mac::forged(mac, &m).is_none();
+        if genuine {
+            log.push(LogRecord {
+                kafka_topic: key.0.clone(),
+                kafka_partition: key.1,
+                kafka_offset: m.offset(),
+                received_us: m.timestamp().to_millis().unwrap_or_default() * 1000,
+                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            });
+        }
         if m.offset() + 1 >= high {
             remaining.remove(&key);
         }

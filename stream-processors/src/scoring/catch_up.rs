@@ -116,6 +116,7 @@ mod tests {
             offset: Offset(offset),
             timestamp_ms: Some(ts),
             payload: Vec::new(),
+            forged: None,
         }
     }
 

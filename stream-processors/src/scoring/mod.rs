@@ -95,6 +95,7 @@ pub async fn run_scoring(
         positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
         committed: done.clone(),
         lag: metrics.lag.clone(),
+        mac: kafka.record_mac().cloned(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
     tracing::info!(group = %cfg.group, scorer = SCORER_VERSION, "scoring processor started");
@@ -107,7 +108,7 @@ pub async fn run_scoring(
         landed,
         seen: HashSet::new(),
         parked: Parked::default(),
-        publisher: Publisher::new(producer, QUALITY_SCORES, cfg.publish_window, done),
+        publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), cfg.publish_window, done),
         limits: cfg.limits.for_replay(),
         turn_wait: cfg.turn_wait,
         threads: cfg.threads,

@@ -60,6 +60,7 @@ pub async fn run_sink(
         positions: lake_positions(lake, tokio::runtime::Handle::current()),
         committed,
         lag,
+        mac: kafka.record_mac().cloned(),
     };
     let poller = poller::spawn(subscription, tx, stop.clone())?;
     tracing::info!(group = %cfg.group, "lake sink started");

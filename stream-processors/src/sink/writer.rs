@@ -138,7 +138,7 @@ impl Writer {
     /// cannot be decoded, buffers it otherwise.
     pub(crate) async fn handle(&mut self, polled: Polled) -> Result<()> {
         self.metrics.consumed.inc();
-        let Polled { source, offset, timestamp_ms, payload } = polled;
+        let Polled { source, offset, timestamp_ms, payload, forged } = polled;
         self.buffered_bytes += payload.len();
         let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
         let Some(feed) = Feed::of_topic(&source.topic) else {
@@ -148,7 +148,11 @@ impl Writer {
         if !TableId::fed_by(feed).iter().any(|id| self.tables[id].needs(&source, offset)) {
             return Ok(());
         }
-        match LakeRecord::decode(feed, source.clone(), offset, received_at, payload.clone(), &self.limits) {
+        let decoded = match forged {
+            Some(reason) => Err(vec![gata_infra::contract::Violation::new("", reason)]),
+            None => LakeRecord::decode(feed, source.clone(), offset, received_at, payload.clone(), &self.limits),
+        };
+        match decoded {
             Ok(record) => self.pending.push(record),
             Err(violations) => {
                 let reason =

@@ -13,6 +13,7 @@ mod dva;
 mod dva_consensus;
 mod e2e;
 mod export;
+mod forgery;
 mod fuzz;
 mod identity;
 mod maintenance;
