@@ -9,7 +9,9 @@
 //!    Sessions are checked by their MAC alone, so any instance holding the same secret accepts
 //!    them; a nonce is single-use on the instance that took the sign-in.
 //!
-//! A session is a `contributor` principal whose contributor id is its address (EIP-55).
+//! A session is a `contributor` principal whose contributor id is its address (EIP-55), or, when
+//! the message lists the resource [`BUYER_RESOURCE`], a `buyer` named by its address (its
+//! purchases are paid from it).
 //! Used nonces are remembered until they expire, at most `max_used_nonces` of them; when that
 //! many sign-ins happened within one nonce lifetime, further ones wait (`429`) rather than grow
 //! memory.
@@ -30,6 +32,9 @@ use super::{Grants, Principal, Role};
 
 /// Prefix of a wallet session token.
 pub const SESSION_PREFIX: &str = "gws_";
+
+/// The sign-in resource asking for a buyer session instead of a contributor one.
+pub const BUYER_RESOURCE: &str = "urn:gata:role:buyer";
 
 /// `[auth.wallet]`: who may sign in with a wallet, and for how long.
 #[derive(Clone, Serialize, Deserialize)]
@@ -54,6 +59,8 @@ pub struct WalletConfig {
     pub secret: Option<String>,
     /// Sign-ins remembered (to refuse a nonce's second use) within one nonce lifetime.
     pub max_used_nonces: usize,
+    /// The roles a wallet may sign in as: `contributor` (the default) and `buyer`.
+    pub roles: Vec<Role>,
 }
 
 impl std::fmt::Debug for WalletConfig {
@@ -65,6 +72,7 @@ impl std::fmt::Debug for WalletConfig {
             .field("session_ttl", &self.session_ttl)
             .field("nonce_ttl", &self.nonce_ttl)
             .field("max_used_nonces", &self.max_used_nonces)
+            .field("roles", &self.roles)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +87,7 @@ impl Default for WalletConfig {
             nonce_ttl: Duration::from_secs(300),
             secret: None,
             max_used_nonces: 200_000,
+            roles: vec![Role::Contributor, Role::Buyer],
         }
     }
 }
@@ -94,6 +103,9 @@ impl WalletConfig {
         }
         if self.session_ttl.is_zero() || self.nonce_ttl.is_zero() || self.max_used_nonces == 0 {
             problems.push("auth.wallet: session_ttl, nonce_ttl and max_used_nonces must be above zero".to_string());
+        }
+        if let Some(r) = self.roles.iter().find(|r| !matches!(r, Role::Contributor | Role::Buyer)) {
+            problems.push(format!("auth.wallet.roles: a wallet signs in as contributor or buyer, not {r:?}"));
         }
         problems
     }
@@ -134,8 +146,10 @@ pub struct Nonce {
 pub struct Session {
     /// The bearer token (`Authorization: Bearer gws_…`).
     pub token: String,
-    /// The address signed in: the contributor id it submits as.
+    /// The address signed in: the contributor id it submits as, or the buyer it is.
     pub address: Address,
+    /// `contributor` or `buyer`.
+    pub role: Role,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
 }
@@ -147,6 +161,7 @@ pub struct WalletSessions {
     session_ttl: chrono::Duration,
     nonce_ttl: chrono::Duration,
     enabled: bool,
+    roles: Vec<Role>,
     secret: Vec<u8>,
     used: Mutex<UsedNonces>,
     max_used: usize,
@@ -200,6 +215,7 @@ impl WalletSessions {
             session_ttl: chrono_duration(cfg.session_ttl),
             nonce_ttl: chrono_duration(cfg.nonce_ttl),
             enabled: cfg.enabled,
+            roles: cfg.roles.clone(),
             secret,
             used: Mutex::new(UsedNonces::default()),
             max_used: cfg.max_used_nonces,
@@ -275,6 +291,10 @@ impl WalletSessions {
         if m.not_before.is_some_and(|t| t > now + skew) {
             return Err(refuse("the message is not valid yet (Not Before)"));
         }
+        let role = if m.resources.iter().any(|r| r == BUYER_RESOURCE) { Role::Buyer } else { Role::Contributor };
+        if !self.roles.contains(&role) {
+            return Err(refuse(format!("wallets may not sign in as {} here", role_name(role))));
+        }
         {
             let mut used = self.used.lock().expect("used-nonce set lock");
             used.forget_expired(now);
@@ -289,9 +309,9 @@ impl WalletSessions {
             used.by_expiry.insert((nonce_expiry, m.nonce.clone()));
         }
         let expires_at = m.expiration_time.map_or(now + self.session_ttl, |t| t.min(now + self.session_ttl));
-        let body = format!("{}.{}", m.address, expires_at.timestamp());
+        let body = format!("{}.{}.{}", role_name(role), m.address, expires_at.timestamp());
         let token = format!("{SESSION_PREFIX}{body}.{}", hex::encode(self.mac("session", body.as_bytes())));
-        Ok(Session { token, address: m.address, expires_at })
+        Ok(Session { token, address: m.address, role, expires_at })
     }
 
     /// The principal of a session token (`gws_…`), or why it is refused.
@@ -302,24 +322,35 @@ impl WalletSessions {
         if !constant_time_eq(&mac, &self.mac("session", body.as_bytes())) {
             return Err("the wallet session is not valid (signed in elsewhere, or the server's secret changed)");
         }
-        let (address, expiry) = body.split_once('.').ok_or("malformed wallet session")?;
-        let expiry: i64 = expiry.parse().map_err(|_| "malformed wallet session")?;
+        let malformed = "malformed wallet session";
+        let mut parts = body.split('.');
+        let (Some(role), Some(address), Some(expiry), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(malformed);
+        };
+        let expiry: i64 = expiry.parse().map_err(|_| malformed)?;
         if expiry <= now.timestamp() {
             return Err("the wallet session has expired; sign in again");
         }
-        let address: Address = address.parse().map_err(|_| "malformed wallet session")?;
-        Ok(Principal::wallet(address))
+        let address: Address = address.parse().map_err(|_| malformed)?;
+        let role = [Role::Contributor, Role::Buyer].into_iter().find(|r| role_name(*r) == role).ok_or(malformed)?;
+        Ok(Principal::wallet(address, role))
     }
 }
 
+fn role_name(role: Role) -> &'static str {
+    if role == Role::Buyer { "buyer" } else { "contributor" }
+}
+
 impl Principal {
-    /// A signed-in wallet: a contributor whose id is its address.
-    pub fn wallet(address: Address) -> Principal {
+    /// A signed-in wallet, named by its address: a contributor whose id is the address, or a
+    /// buyer paying from it.
+    pub fn wallet(address: Address, role: Role) -> Principal {
         Principal {
             name: address.to_string(),
-            role: Role::Contributor,
+            role,
             grants: Grants::Tables(BTreeSet::new()),
-            contributor_id: Some(address.to_string()),
+            contributor_id: (role == Role::Contributor).then(|| address.to_string()),
             address: Some(address),
         }
     }
@@ -371,6 +402,30 @@ mod tests {
         assert!(other.principal(&session.token, now).is_err());
         let (message, sig) = signed(&account, "gata.example", &other.nonce(now).expect("nonce").nonce, now);
         assert!(s.sign_in(&message, &sig, now).unwrap_err().to_string().contains("not issued"));
+    }
+
+    #[test]
+    fn a_wallet_signs_in_as_a_buyer_when_it_asks_and_may() {
+        let s = sessions(10);
+        let now = Utc::now();
+        let account = Account::from_private_key_hex(&"09".repeat(32)).expect("key");
+        let (message, _) = signed(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now);
+        let message = format!("{message}\nResources:\n- {BUYER_RESOURCE}");
+        let sig =
+            format!("0x{}", hex::encode(account.sign_digest(&personal_digest(message.as_bytes())).expect("sign")));
+        let session = s.sign_in(&message, &sig, now).expect("sign in");
+        let p = s.principal(&session.token, now).expect("principal");
+        assert_eq!((p.role, p.contributor_id, p.address), (Role::Buyer, None, Some(account.address())));
+        // A session's role is under its MAC.
+        let promoted = session.token.replacen("buyer", "contributor", 1);
+        assert!(s.principal(&promoted, now).is_err());
+        let cfg = WalletConfig { roles: vec![Role::Contributor], ..WalletConfig::default() };
+        let strict = WalletSessions::new(&cfg, "gata.example".into());
+        let (message, _) = signed(&account, "gata.example", &strict.nonce(now).expect("nonce").nonce, now);
+        let message = format!("{message}\nResources:\n- {BUYER_RESOURCE}");
+        let sig =
+            format!("0x{}", hex::encode(account.sign_digest(&personal_digest(message.as_bytes())).expect("sign")));
+        assert!(strict.sign_in(&message, &sig, now).unwrap_err().to_string().contains("may not sign in as buyer"));
     }
 
     #[test]

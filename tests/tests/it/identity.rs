@@ -129,6 +129,17 @@ async fn identities_are_proven_and_every_event_records_who_submitted_it() {
     let (status, _) = open.with_token("gws_0xnotasession.1.00").get("/v1/auth/whoami").await.unwrap();
     assert_eq!(status, 401);
 
+    // A wallet may sign in as a buyer instead: named by its address, it buys, it does not submit.
+    let carol = Account::from_private_key_hex(&"c3".repeat(32)).unwrap();
+    let text = format!("{}\nResources:\n- urn:gata:role:buyer", message(&carol, DOMAIN, &nonce(&open).await, None));
+    let (status, session) = sign_in(&open, &text, &personal_sign(&carol, &text)).await;
+    assert_eq!(status, 200, "{session}");
+    let buyer = open.with_token(session["token"].as_str().unwrap());
+    let (_, me) = buyer.get("/v1/auth/whoami").await.unwrap();
+    assert_eq!((me["role"].as_str(), me["name"].as_str()), (Some("buyer"), Some(carol.address().to_string().as_str())));
+    let carol_id = carol.address().to_string();
+    assert_eq!(buyer.post_ndjson("/v1/chat-turns", &[turn(20, &carol_id, None)]).await.unwrap().0, 403);
+
     // A wallet submits as its address only; a signed event must be signed by that address.
     let (status, body) = wallet.post_ndjson("/v1/chat-turns", &[turn(10, &address, Some(&alice))]).await.unwrap();
     assert_eq!(status, 202, "{body}");
