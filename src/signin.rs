@@ -51,8 +51,8 @@ pub fn whoami_router() -> Router {
     )
 }
 
-fn sessions(auth: &Authenticator) -> Result<&WalletSessions, Response> {
-    auth.wallets().ok_or_else(|| refused(SignInError::Disabled))
+fn sessions(auth: &Authenticator) -> Result<&WalletSessions, SignInError> {
+    auth.wallets().ok_or(SignInError::Disabled)
 }
 
 fn refused(err: SignInError) -> Response {
@@ -68,9 +68,9 @@ fn refused(err: SignInError) -> Response {
 }
 
 async fn nonce(State(auth): State<Arc<Authenticator>>) -> Response {
-    match sessions(&auth).and_then(|s| s.nonce(chrono::Utc::now()).map_err(refused)) {
+    match sessions(&auth).and_then(|s| s.nonce(chrono::Utc::now())) {
         Ok(nonce) => Json(nonce).into_response(),
-        Err(response) => response,
+        Err(err) => refused(err),
     }
 }
 
@@ -79,11 +79,7 @@ async fn sign_in(State(auth): State<Arc<Authenticator>>, body: Result<Json<SignI
         Ok(body) => body,
         Err(rejection) => return error(rejection.status(), "bad_request", &rejection.body_text()),
     };
-    let sessions = match sessions(&auth) {
-        Ok(s) => s,
-        Err(response) => return response,
-    };
-    match sessions.sign_in(&body.message, &body.signature, chrono::Utc::now()) {
+    match sessions(&auth).and_then(|s| s.sign_in(&body.message, &body.signature, chrono::Utc::now())) {
         Ok(session) => {
             tracing::info!(address = %session.address, "wallet signed in");
             Json(session).into_response()
