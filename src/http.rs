@@ -59,6 +59,7 @@ pub fn app(
     ingest: Option<gata_ingest::IngestState>,
     query: Option<gata_query_api::QueryState>,
     market: Option<(gata_marketplace::Marketplace, gata_marketplace::sharing::Sharing)>,
+    validation: Option<crate::validation::Validation>,
     ops: Ops,
 ) -> Router {
     let auth = Arc::new(auth);
@@ -78,6 +79,7 @@ pub fn app(
         .merge(sharing.clone().map(gata_marketplace::sharing::router).unwrap_or_default())
         .merge(metrics_route.with_state(ops.clone()))
         .merge(crate::signin::whoami_router())
+        .merge(validation.map(crate::validation::router).unwrap_or_default())
         .layer(middleware::from_fn_with_state(auth.clone(), authenticate));
     Router::new()
         .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))

@@ -18,6 +18,7 @@ mod platform;
 mod rewards_cmd;
 mod signin;
 mod sql_cmd;
+mod validation;
 
 use std::{net::SocketAddr, path::PathBuf};
 

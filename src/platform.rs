@@ -143,9 +143,21 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
         _ => None,
     };
+    let validation = query.as_ref().filter(|_| cfg.validation.enabled).map(|q| {
+        let (mac, chain_id) = (cfg.kafka.record_mac(), cfg.auth.wallet.chain_id);
+        let engine = q.engine().clone();
+        crate::validation::Validation::new(
+            cfg.validation.clone(),
+            engine,
+            producer.clone(),
+            mac,
+            rates.clone(),
+            chain_id,
+        )
+    });
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments_handle()?, m.clone())));
-    let app = http::app(&cfg.http, auth, ingest, query, market, ops);
+    let app = http::app(&cfg.http, auth, ingest, query, market, validation, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
     let ready = Ready {
@@ -327,6 +339,7 @@ fn consensus_settings(cfg: &GataConfig) -> anyhow::Result<ConsensusSettings> {
         tolerance: cfg.dva.tolerance,
         wait: cfg.dva.consensus_wait,
         threshold: f64::from(threshold),
+        version_thresholds: [(cfg.validation.scorer_version.clone(), cfg.validation.threshold)].into(),
         flag_min_votes: cfg.dva.flag_min_votes,
         flag_share: cfg.dva.flag_share,
     })

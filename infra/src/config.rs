@@ -103,6 +103,8 @@ pub struct GataConfig {
     pub rate: crate::rate::RateConfig,
     /// How marketplace purchases are paid and confirmed.
     pub payments: PaymentsConfig,
+    /// Outside validators: leases, gold pairs, qualification.
+    pub validation: ValidationConfig,
 }
 
 impl Default for GataConfig {
@@ -117,6 +119,7 @@ impl Default for GataConfig {
             query: QueryConfig::default(),
             auth: crate::auth::AuthConfig::default(),
             payments: PaymentsConfig::default(),
+            validation: ValidationConfig::default(),
             maintenance: MaintenanceConfig::default(),
             scoring: ScoringConfig::default(),
             dva: DvaConfig::default(),
@@ -174,6 +177,67 @@ impl PaymentsConfig {
         }
         if self.min_confirmations == 0 || self.wei_per_unit == 0 || self.poll_interval.is_zero() {
             problems.push("payments: min_confirmations, wei_per_unit and poll_interval must be above zero".into());
+        }
+        problems
+    }
+}
+
+/// `[validation]`: validators from outside, over HTTP (with the query role). A signed-in wallet
+/// leases image-text pairs, votes on each with a signature, and its votes reach the DVA
+/// consensus (as scorer version `scorer_version`) once it answered `qualify_after` gold pairs
+/// with at least `min_accuracy` right, and only while it stays there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Whether the routes are served.
+    pub enabled: bool,
+    /// The scorer version of validators' votes (their own ballots in the consensus).
+    pub scorer_version: String,
+    /// How long a lease waits for its vote.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// Open leases in all.
+    pub max_leases: usize,
+    /// Gold pairs answered before votes count.
+    pub qualify_after: u32,
+    /// Share of gold answered right that keeps votes counting.
+    pub min_accuracy: f64,
+    /// Share of a qualified validator's leases that are gold.
+    pub gold_share: f64,
+    /// A vote at or above this accepts the pair.
+    pub threshold: f64,
+}
+
+impl Default for ValidationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            scorer_version: "human@1".into(),
+            lease_ttl: Duration::from_secs(600),
+            max_leases: 100_000,
+            qualify_after: 4,
+            min_accuracy: 0.75,
+            gold_share: 0.1,
+            threshold: 0.0,
+        }
+    }
+}
+
+impl ValidationConfig {
+    /// What is wrong with this section, one line each.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let version_ok = !self.scorer_version.is_empty()
+            && self.scorer_version.len() <= 64
+            && self.scorer_version.bytes().all(|b| b.is_ascii_alphanumeric() || b"@._-/".contains(&b));
+        if !version_ok {
+            problems.push("validation.scorer_version: 1..=64 of letters, digits and @._-/".into());
+        }
+        if !(0.0..=1.0).contains(&self.min_accuracy) || !(0.0..=1.0).contains(&self.gold_share) {
+            problems.push("validation: min_accuracy and gold_share are shares in [0, 1]".into());
+        }
+        if !(-1.0..=1.0).contains(&self.threshold) || self.lease_ttl.is_zero() || self.max_leases == 0 {
+            problems.push("validation: threshold in [-1, 1], lease_ttl and max_leases above zero".into());
         }
         problems
     }
@@ -820,6 +884,7 @@ impl GataConfig {
         problems.extend(self.auth.problems());
         problems.extend(self.payments.problems());
         problems.extend(self.kafka.problems());
+        problems.extend(self.validation.problems());
         problems.extend(self.rate.problems());
         problems
     }

@@ -45,6 +45,8 @@ pub struct RateConfig {
     pub intake_events: Rate,
     /// Events submitted per `contributor_id`, whichever principal sends them.
     pub contributor_events: Rate,
+    /// Validation requests (leases, votes) per validator.
+    pub validation: Rate,
     /// Buckets kept per limit before idle ones are dropped.
     pub max_keys: usize,
 }
@@ -55,6 +57,7 @@ impl Default for RateConfig {
             sql: Rate { per_second: 20.0, burst: 100.0 },
             intake_events: Rate { per_second: 20_000.0, burst: 100_000.0 },
             contributor_events: Rate { per_second: 50.0, burst: 5_000.0 },
+            validation: Rate { per_second: 5.0, burst: 100.0 },
             max_keys: 100_000,
         }
     }
@@ -164,6 +167,8 @@ pub struct RateLimits {
     pub intake: Limiter,
     /// Events per contributor at intake.
     pub contributors: Limiter,
+    /// Validation requests per validator.
+    pub validation: Limiter,
 }
 
 impl RateLimits {
@@ -179,6 +184,7 @@ impl RateLimits {
             sql: limiter("sql", cfg.sql),
             intake: limiter("intake_events", cfg.intake_events),
             contributors: limiter("contributor_events", cfg.contributor_events),
+            validation: limiter("validation", cfg.validation),
         })
     }
 }

@@ -10,6 +10,8 @@ mod image_text_pair;
 mod market;
 mod preference;
 mod provenance;
+
+pub use provenance::vote_digest;
 mod quality_score;
 mod validate;
 

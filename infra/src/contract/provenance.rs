@@ -69,20 +69,11 @@ impl Event {
 
     /// The EIP-712 digest the author signs on chain `chain_id`.
     pub fn signing_digest(&self, chain_id: u64) -> [u8; 32] {
-        let field = |name: &str, ty: &str| Field::new(name, ty);
-        let types = Types::from([
-            (
-                "EIP712Domain".to_string(),
-                vec![field("name", "string"), field("version", "string"), field("chainId", "uint256")],
-            ),
-            ("Submission".to_string(), vec![field("schema", "string"), field("contentHash", "bytes32")]),
-        ]);
-        let domain = json!({ "name": "Gata", "version": "1", "chainId": chain_id });
         let message = json!({
             "schema": self.kind().schema_name(),
             "contentHash": format!("0x{}", hex::encode(keccak256(&self.canonical_bytes()))),
         });
-        eip712::digest(&types, &domain, "Submission", &message).expect("the Submission type fits its message")
+        gata_digest(chain_id, "Submission", &[("schema", "string"), ("contentHash", "bytes32")], &message)
     }
 
     /// Checks the author's signature, when there is one: it must recover, on chain `chain_id`,
@@ -107,6 +98,27 @@ impl Event {
             ))
         }
     }
+}
+
+/// The EIP-712 digest a validator signs for its vote `score` (a decimal in [-1, 1], as sent) on
+/// `pair` under lease `lease`: `Vote(string leaseId,string pairId,string score)` in the domain
+/// `{name: "Gata", version: "1", chainId}`.
+pub fn vote_digest(chain_id: u64, lease: uuid::Uuid, pair: uuid::Uuid, score: &str) -> [u8; 32] {
+    let message = json!({ "leaseId": lease.to_string(), "pairId": pair.to_string(), "score": score });
+    gata_digest(chain_id, "Vote", &[("leaseId", "string"), ("pairId", "string"), ("score", "string")], &message)
+}
+
+/// The EIP-712 digest of `message`, of struct type `primary` with `fields`, in Gata's domain
+/// `{name: "Gata", version: "1", chainId}`.
+fn gata_digest(chain_id: u64, primary: &str, fields: &[(&str, &str)], message: &Value) -> [u8; 32] {
+    let field = |(name, ty): &(&str, &str)| Field::new(*name, *ty);
+    let domain_fields = [("name", "string"), ("version", "string"), ("chainId", "uint256")];
+    let types = Types::from([
+        ("EIP712Domain".to_string(), domain_fields.iter().map(field).collect()),
+        (primary.to_string(), fields.iter().map(field).collect()),
+    ]);
+    let domain = json!({ "name": "Gata", "version": "1", "chainId": chain_id });
+    eip712::digest(&types, &domain, primary, message).expect("Gata's types fit their messages")
 }
 
 /// Writes `value` with object keys sorted and no whitespace.

@@ -50,6 +50,9 @@ pub struct ConsensusSettings {
     pub wait: Duration,
     /// Accept threshold on the median.
     pub threshold: f64,
+    /// Accept thresholds of scorer versions that differ from the model's (outside
+    /// validators' ballots, `validation.scorer_version`).
+    pub version_thresholds: BTreeMap<String, f64>,
     /// Votes a worker casts before it can be flagged.
     pub flag_min_votes: u32,
     /// Share of disagreeing votes that flags a worker.
@@ -195,7 +198,8 @@ impl Tally {
         let nearest =
             counted.iter().min_by(|a, b| (a.vote.score - middle).abs().total_cmp(&(b.vote.score - middle).abs()))?;
         let last = ballot.votes.values().max_by_key(|c| c.offset)?;
-        let verdict = if middle >= self.settings.threshold { Verdict::Accept } else { Verdict::Reject };
+        let threshold = self.settings.version_thresholds.get(&key.0).copied().unwrap_or(self.settings.threshold);
+        let verdict = if middle >= threshold { Verdict::Accept } else { Verdict::Reject };
         let reasons = match verdict {
             Verdict::Accept => Vec::new(),
             Verdict::Reject if !nearest.vote.reasons.is_empty() => nearest.vote.reasons.clone(),
@@ -203,9 +207,8 @@ impl Tally {
                 code: "caption_mismatch".into(),
                 penalty: 1.0,
                 detail: format!(
-                    "median image-caption agreement {middle:.3} of {} votes is below the threshold {:.3}",
+                    "median image-caption agreement {middle:.3} of {} votes is below the threshold {threshold:.3}",
                     counted.len(),
-                    self.settings.threshold
                 ),
             }],
         };
@@ -400,6 +403,7 @@ mod tests {
             tolerance: 0.05,
             wait: Duration::from_secs(10),
             threshold: 0.5,
+            version_thresholds: BTreeMap::new(),
             flag_min_votes: 5,
             flag_share: 0.5,
         }

@@ -16,10 +16,10 @@ use crate::bin;
 const ROOT: &str = "tok-root-identity-0123456789";
 const APP: &str = "tok-gatagpt-identity-0123456789";
 const CAT: &str = "tok-cat-identity-0123456789";
-const DOMAIN: &str = "gata.test";
+pub(crate) const DOMAIN: &str = "gata.test";
 
 /// A sign-in message for `account` with `nonce`, for `domain`, optionally expiring at `expires`.
-fn message(account: &Account, domain: &str, nonce: &str, expires: Option<chrono::DateTime<Utc>>) -> String {
+pub(crate) fn message(account: &Account, domain: &str, nonce: &str, expires: Option<chrono::DateTime<Utc>>) -> String {
     let time = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut m = format!(
         "{domain} wants you to sign in with your Ethereum account:\n{}\n\nContribute to Gata.\n\nURI: https://{domain}/\nVersion: 1\nChain ID: 56\nNonce: {nonce}\nIssued At: {}",
@@ -32,18 +32,18 @@ fn message(account: &Account, domain: &str, nonce: &str, expires: Option<chrono:
     m
 }
 
-fn personal_sign(account: &Account, text: &str) -> String {
+pub(crate) fn personal_sign(account: &Account, text: &str) -> String {
     format!("0x{}", hex::encode(account.sign_digest(&personal_digest(text.as_bytes())).unwrap()))
 }
 
-async fn nonce(api: &Api) -> String {
+pub(crate) async fn nonce(api: &Api) -> String {
     let (status, body) = api.get("/v1/auth/nonce").await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["domain"].as_str(), body["chain_id"].as_u64()), (Some(DOMAIN), Some(56)), "{body}");
     body["nonce"].as_str().unwrap().to_string()
 }
 
-async fn sign_in(api: &Api, message: &str, signature: &str) -> (u16, Value) {
+pub(crate) async fn sign_in(api: &Api, message: &str, signature: &str) -> (u16, Value) {
     let body = json!({ "message": message, "signature": signature }).to_string();
     api.post("/v1/auth/siwe", "application/json", body).await.unwrap()
 }

@@ -24,6 +24,7 @@ mod s3;
 mod scale_out;
 mod scoring;
 mod sql;
+mod validation;
 
 use std::path::Path;
 

@@ -1,0 +1,210 @@
+//! The lease book of outside validators: which pairs each account holds, until when, which of
+//! them are gold (a known answer, invisible to the validator), and how each account did on gold.
+//!
+//! Bounds: at most [`MAX_OPEN_PER_ACCOUNT`] open leases per account and `max_leases` in all;
+//! expired leases are dropped whenever the book is touched. An account is never given a pair it
+//! holds or voted on (the caller also excludes pairs with its votes in the lake).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use super::ValidationError;
+
+/// Open leases one account may hold.
+pub const MAX_OPEN_PER_ACCOUNT: usize = 16;
+
+/// A pair handed to a validator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    /// Its id.
+    pub id: Uuid,
+    /// The validator's address.
+    pub account: String,
+    /// The pair's event id (a fresh one for a gold pair).
+    pub pair: Uuid,
+    /// Until when a vote is taken.
+    pub expires_at: DateTime<Utc>,
+    /// For a gold pair: whether it must be accepted.
+    pub gold: Option<bool>,
+    /// For a real pair: what its vote records about it.
+    pub subject: Option<Subject>,
+}
+
+/// What a vote on a real pair records about the pair.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    /// Whose pair it is.
+    pub contributor_id: String,
+    /// When the contributor says it happened.
+    pub occurred_at: DateTime<Utc>,
+    /// Where the log holds it.
+    pub source: gata_infra::contract::LogPosition,
+}
+
+/// What an account did on gold pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Gold pairs answered.
+    pub answered: u32,
+    /// Answered right.
+    pub correct: u32,
+}
+
+/// How an account qualifies: `after` gold answers, with at least `accuracy` of them right.
+#[derive(Debug, Clone, Copy)]
+pub struct Qualification {
+    /// Gold answers before votes can count.
+    pub after: u32,
+    /// Share of gold answered right that keeps votes counting.
+    pub accuracy: f64,
+}
+
+impl Record {
+    /// Whether this account's votes count.
+    pub fn qualifies(&self, q: Qualification) -> bool {
+        self.answered >= q.after && f64::from(self.correct) >= q.accuracy * f64::from(self.answered)
+    }
+}
+
+/// The open leases and every account's gold record.
+#[derive(Debug, Default)]
+pub struct Book {
+    leases: HashMap<Uuid, Lease>,
+    /// Pairs each account held or voted on (never leased to it again).
+    seen: HashMap<String, HashSet<Uuid>>,
+    records: BTreeMap<String, Record>,
+}
+
+impl Book {
+    fn forget_expired(&mut self, now: DateTime<Utc>) {
+        self.leases.retain(|_, l| l.expires_at > now);
+    }
+
+    /// Open leases of `account`.
+    pub fn open(&mut self, account: &str, now: DateTime<Utc>) -> usize {
+        self.forget_expired(now);
+        self.leases.values().filter(|l| l.account == account).count()
+    }
+
+    /// Whether `account` held or voted on `pair`.
+    pub fn has_seen(&self, account: &str, pair: Uuid) -> bool {
+        self.seen.get(account).is_some_and(|s| s.contains(&pair))
+    }
+
+    /// Leases `pair` to `account` for `ttl`; `gold` is its known answer, if any, `subject` what
+    /// a vote on a real pair records.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lease(
+        &mut self,
+        account: &str,
+        pair: Uuid,
+        gold: Option<bool>,
+        subject: Option<Subject>,
+        ttl: Duration,
+        max_leases: usize,
+        now: DateTime<Utc>,
+    ) -> Result<Lease, ValidationError> {
+        let open = self.open(account, now);
+        if open >= MAX_OPEN_PER_ACCOUNT {
+            return Err(ValidationError::TooManyOpen(open));
+        }
+        if self.leases.len() >= max_leases {
+            return Err(ValidationError::Full);
+        }
+        let lease =
+            Lease { id: Uuid::now_v7(), account: account.to_string(), pair, expires_at: now + ttl, gold, subject };
+        self.leases.insert(lease.id, lease.clone());
+        self.seen.entry(account.to_string()).or_default().insert(pair);
+        Ok(lease)
+    }
+
+    /// The pair under open lease `id` of `account`, without closing it.
+    pub fn leased_pair(&mut self, account: &str, id: Uuid, now: DateTime<Utc>) -> Result<Uuid, ValidationError> {
+        self.forget_expired(now);
+        match self.leases.get(&id) {
+            None => Err(ValidationError::Unknown(id)),
+            Some(l) if l.account != account => Err(ValidationError::NotYours(id)),
+            Some(l) => Ok(l.pair),
+        }
+    }
+
+    /// Gives lease `id` of `account` back unused.
+    pub fn release(&mut self, account: &str, id: Uuid, now: DateTime<Utc>) -> Result<(), ValidationError> {
+        self.take(account, id, now).map(|_| ())
+    }
+
+    /// Closes lease `id` of `account` with a vote `accept`; grades it when it is gold. Answers
+    /// the lease and the account's record after it.
+    pub fn vote(
+        &mut self,
+        account: &str,
+        id: Uuid,
+        accept: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(Lease, Record), ValidationError> {
+        let lease = self.take(account, id, now)?;
+        let record = self.records.entry(account.to_string()).or_default();
+        if let Some(expected) = lease.gold {
+            record.answered += 1;
+            record.correct += u32::from(expected == accept);
+        }
+        Ok((lease, *record))
+    }
+
+    fn take(&mut self, account: &str, id: Uuid, now: DateTime<Utc>) -> Result<Lease, ValidationError> {
+        self.leased_pair(account, id, now)?;
+        self.leases.remove(&id).ok_or(ValidationError::Unknown(id))
+    }
+
+    /// `account`'s gold record.
+    pub fn record(&self, account: &str) -> Record {
+        self.records.get(account).copied().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: Qualification = Qualification { after: 2, accuracy: 0.75 };
+
+    #[test]
+    fn gold_answers_qualify_an_account_and_wrong_ones_unqualify_it() {
+        let (mut book, now, ttl) = (Book::default(), Utc::now(), Duration::minutes(5));
+        for n in 1..=2 {
+            let lease = book.lease("v", Uuid::now_v7(), Some(true), None, ttl, 100, now).expect("lease");
+            let (_, record) = book.vote("v", lease.id, true, now).expect("vote");
+            assert_eq!((record.answered, record.correct), (n, n));
+        }
+        assert!(book.record("v").qualifies(Q));
+        let lease = book.lease("v", Uuid::now_v7(), Some(false), None, ttl, 100, now).expect("lease");
+        book.vote("v", lease.id, true, now).expect("vote");
+        assert!(!book.record("v").qualifies(Q), "2 of 3 right is under 75%");
+        assert!(!book.record("w").qualifies(Q), "an account that answered nothing");
+    }
+
+    #[test]
+    fn leases_are_bounded_owned_and_single_use() {
+        let (mut book, now, ttl) = (Book::default(), Utc::now(), Duration::minutes(5));
+        let pair = Uuid::now_v7();
+        let lease = book.lease("v", pair, None, None, ttl, 100, now).expect("lease");
+        assert!(book.has_seen("v", pair) && !book.has_seen("w", pair));
+        assert_eq!(book.vote("w", lease.id, true, now), Err(ValidationError::NotYours(lease.id)));
+        book.vote("v", lease.id, true, now).expect("vote");
+        assert_eq!(book.vote("v", lease.id, true, now), Err(ValidationError::Unknown(lease.id)), "one vote per lease");
+        for _ in 0..MAX_OPEN_PER_ACCOUNT {
+            book.lease("v", Uuid::now_v7(), None, None, ttl, 100, now).expect("lease");
+        }
+        assert!(matches!(
+            book.lease("v", Uuid::now_v7(), None, None, ttl, 100, now),
+            Err(ValidationError::TooManyOpen(_))
+        ));
+        assert_eq!(book.lease("w", Uuid::now_v7(), None, None, ttl, 16, now), Err(ValidationError::Full));
+        // Expired leases free their places.
+        let later = now + ttl + Duration::seconds(1);
+        assert_eq!(book.open("v", later), 0);
+        assert!(book.lease("w", Uuid::now_v7(), None, None, ttl, 16, later).is_ok());
+    }
+}

@@ -1,0 +1,422 @@
+//! Validators from outside, over HTTP: they never touch Kafka.
+//!
+//! - `POST /v1/validation/leases {count}`: a signed-in wallet leases image-text pairs (each
+//!   with an expiry). Pairs come from the lake: not yet scored by the validators' consensus, not
+//!   voted on by this account, never leased to it before. Gold pairs, generated with a known
+//!   answer and a fresh event id, are mixed in invisibly: every lease until the account
+//!   qualifies, `validation.gold_share` of them after.
+//! - `DELETE /v1/validation/leases/{id}`: gives a lease back.
+//! - `POST /v1/validation/votes {lease_id, score, signature}`: the vote, signed (EIP-712
+//!   `Vote(string leaseId,string pairId,string score)`) by the account. A gold vote grades the
+//!   account; a vote on a real pair is produced to the votes topic (with the record MAC) under
+//!   the account's address as worker id, only while the account is qualified. The answer is the
+//!   same either way, so a validator cannot tell gold from real.
+//! - `GET /v1/validation/me`: the account's gold record and whether its votes count.
+//!
+//! One account holds at most one replica of a pair (it is never leased a pair twice), has at
+//! most [`book::MAX_OPEN_PER_ACCOUNT`] open leases, and is held to the `validation` rate limit.
+//! Gold records live in this process (a restart requalifies every validator).
+
+pub mod book;
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Extension, Json, Router,
+    extract::{Path, State, rejection::JsonRejection},
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{delete, get, post},
+};
+use chrono::{DateTime, Utc};
+use gata_infra::{
+    auth::Principal,
+    config::ValidationConfig,
+    contract::{Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
+    rate::RateLimits,
+    record_mac::{MAC_HEADER, RecordMac},
+    topics::DVA_VOTES,
+    workload::Workload,
+};
+use gata_query_api::sql::SqlEngine;
+use gata_wallet::{Address, parse_signature, recover};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use self::book::{Book, Qualification, Subject};
+use crate::http::error;
+
+/// Gold pairs generated at start: half captioned truthfully, half not.
+const GOLD_PAIRS: usize = 24;
+
+/// One pair with a known answer.
+struct Gold {
+    caption: String,
+    image_base64: String,
+    accept: bool,
+}
+
+/// The validation service.
+#[derive(Clone)]
+pub struct Validation {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    book: Mutex<Book>,
+    engine: SqlEngine,
+    producer: FutureProducer,
+    mac: Option<RecordMac>,
+    rates: Arc<RateLimits>,
+    cfg: ValidationConfig,
+    chain_id: u64,
+    gold: Vec<Gold>,
+}
+
+/// Captions no generated image shows.
+const WRONG_CAPTIONS: [&str; 4] = [
+    "A crowded city street at night in the rain",
+    "Two dogs playing with a ball on a beach",
+    "A bowl of ramen with chopsticks",
+    "cheap pills http://spam.example",
+];
+
+fn gold_pairs() -> Vec<Gold> {
+    let mut workload = Workload::new(0x601d, 4);
+    let mut out = Vec::with_capacity(GOLD_PAIRS);
+    while out.len() < GOLD_PAIRS {
+        let Event::ImageTextPair(pair) = workload.image_pair() else { continue };
+        if !pair.caption.ends_with("background") {
+            continue; // a bot's or spammer's caption: not a truthful one
+        }
+        let Some(image_base64) = pair.image.base64 else { continue };
+        let accept = out.len() % 2 == 0;
+        let caption = if accept { pair.caption } else { WRONG_CAPTIONS[out.len() / 2 % WRONG_CAPTIONS.len()].into() };
+        out.push(Gold { caption, image_base64, accept });
+    }
+    out
+}
+
+impl Validation {
+    /// The service over the lake (`engine`), producing votes with `producer` (and `mac`).
+    pub fn new(
+        cfg: ValidationConfig,
+        engine: SqlEngine,
+        producer: FutureProducer,
+        mac: Option<RecordMac>,
+        rates: Arc<RateLimits>,
+        chain_id: u64,
+    ) -> Validation {
+        let inner = Inner { book: Mutex::default(), engine, producer, mac, rates, cfg, chain_id, gold: gold_pairs() };
+        Validation { inner: Arc::new(inner) }
+    }
+
+    fn qualification(&self) -> Qualification {
+        Qualification { after: self.inner.cfg.qualify_after, accuracy: self.inner.cfg.min_accuracy }
+    }
+}
+
+/// Why a validation request is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    /// The account holds as many open leases as it may.
+    #[error("{0} leases are open already; vote on or release some first")]
+    TooManyOpen(usize),
+    /// The book is full.
+    #[error("too many open leases on this server; retry later")]
+    Full,
+    /// No such lease (never issued, voted on already, released or expired).
+    #[error("no open lease {0}: it expired, was released or was voted on")]
+    Unknown(Uuid),
+    /// Another account's lease.
+    #[error("lease {0} is not yours")]
+    NotYours(Uuid),
+    /// Not a signed-in wallet.
+    #[error("validators sign in with a wallet (POST /v1/auth/siwe)")]
+    NoWallet,
+    /// The account's validation rate limit is spent.
+    #[error("validation requests are rate limited; retry after {0} s")]
+    RateLimited(u64),
+    /// The body does not parse.
+    #[error("{1}")]
+    BadRequest(StatusCode, String),
+    /// The score is out of range.
+    #[error("score is a decimal number in [-1, 1]")]
+    BadScore,
+    /// The signature is malformed or another key's.
+    #[error("{0}")]
+    BadSignature(String),
+    /// The lake could not be read, or the log did not take the vote.
+    #[error("{0}")]
+    Unavailable(&'static str),
+    /// The lease book's lock is poisoned.
+    #[error("the lease book is unavailable")]
+    Internal,
+}
+
+impl IntoResponse for ValidationError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::TooManyOpen(_) | Self::Full => (StatusCode::TOO_MANY_REQUESTS, "lease"),
+            Self::Unknown(_) => (StatusCode::CONFLICT, "lease"),
+            Self::NotYours(_) | Self::NoWallet => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::BadRequest(status, _) => (*status, "bad_request"),
+            Self::BadScore => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        let mut response = error(status, code, &self.to_string());
+        if let Self::RateLimited(after) = self {
+            response.headers_mut().insert(header::RETRY_AFTER, after.into());
+        }
+        response
+    }
+}
+
+type Result<T, E = ValidationError> = std::result::Result<T, E>;
+
+/// The validation routes (behind authentication).
+pub fn router(v: Validation) -> Router {
+    Router::new()
+        .route("/v1/validation/leases", post(lease))
+        .route("/v1/validation/leases/{id}", delete(release))
+        .route("/v1/validation/votes", post(vote))
+        .route("/v1/validation/me", get(me))
+        .with_state(v)
+}
+
+/// The caller's address, after its rate limit.
+fn validator(v: &Validation, p: &Principal) -> Result<Address> {
+    let address = p.address.ok_or(ValidationError::NoWallet)?;
+    v.inner
+        .rates
+        .validation
+        .take(&address.to_string(), 1.0)
+        .map_err(|l| ValidationError::RateLimited(l.retry_after_secs()))?;
+    Ok(address)
+}
+
+/// Runs `f` on the lease book (never across an await).
+fn with_book<T>(v: &Validation, f: impl FnOnce(&mut Book) -> T) -> Result<T> {
+    let mut book = v.inner.book.lock().map_err(|_| ValidationError::Internal)?;
+    Ok(f(&mut book))
+}
+
+fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    b.map(|Json(b)| b).map_err(|r| ValidationError::BadRequest(r.status(), r.body_text()))
+}
+
+/// A real pair to lease, from the lake.
+struct Candidate {
+    pair: Uuid,
+    subject: Subject,
+    view: Value,
+}
+
+/// Pairs not yet decided by the validators' consensus and never voted on by `account`.
+async fn candidates(v: &Validation, account: &Address, limit: usize) -> Result<Vec<Candidate>> {
+    let version = &v.inner.cfg.scorer_version;
+    let sql = format!(
+        "SELECT p.event_id, p.contributor_id, p.caption, p.image_content_type, encode(p.image, 'base64') AS image, \
+         p.image_url, CAST(p.occurred_at AS BIGINT) AS occurred_us, e.topic, e.part, e.off \
+         FROM image_text_pairs p \
+         JOIN (SELECT event_id, MIN(kafka_topic) AS topic, MIN(kafka_partition) AS part, MIN(kafka_offset) AS off \
+               FROM events WHERE event_type = 'image_text_pair' GROUP BY event_id) e ON e.event_id = p.event_id \
+         WHERE p.event_id NOT IN (SELECT subject_event_id FROM quality_scores WHERE scorer_version = '{version}') \
+         AND p.event_id NOT IN (SELECT subject_event_id FROM dva_votes WHERE validator = '{account}') \
+         ORDER BY p.received_at, p.event_id LIMIT {limit}"
+    );
+    let answer = v.inner.engine.run(&Principal::local_admin(), &sql, Vec::new()).await.map_err(|e| {
+        tracing::warn!(error = %e, "finding pairs to lease failed");
+        ValidationError::Unavailable("the lake could not be read; retry")
+    })?;
+    let text = |row: &serde_json::Map<String, Value>, k: &str| row.get(k).and_then(Value::as_str).map(str::to_string);
+    Ok(answer
+        .rows
+        .iter()
+        .filter_map(|row| {
+            let pair: Uuid = text(row, "event_id")?.parse().ok()?;
+            let occurred_at = DateTime::<Utc>::from_timestamp_micros(row.get("occurred_us")?.as_i64()?)?;
+            let source = LogPosition {
+                topic: text(row, "topic")?,
+                partition: i32::try_from(row.get("part")?.as_i64()?).ok()?,
+                offset: row.get("off")?.as_i64()?,
+            };
+            let subject = Subject { contributor_id: text(row, "contributor_id")?, occurred_at, source };
+            let view = json!({
+                "event_id": pair,
+                "caption": text(row, "caption")?,
+                "image": {"content_type": text(row, "image_content_type")?, "base64": text(row, "image"), "url": text(row, "image_url")},
+            });
+            Some(Candidate { pair, subject, view })
+        })
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaseRequest {
+    /// Pairs wanted (1..=16).
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// A random draw in [0, 1) from the operating system's generator.
+fn draw() -> f64 {
+    (Uuid::new_v4().as_u128() % 1_000_000) as f64 / 1_000_000.0
+}
+
+async fn lease(
+    State(v): State<Validation>,
+    Extension(p): Extension<Principal>,
+    req: std::result::Result<Json<LeaseRequest>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let address = validator(&v, &p)?;
+    let count = body(req)?.count.clamp(1, book::MAX_OPEN_PER_ACCOUNT);
+    let account = address.to_string();
+    let qualified = with_book(&v, |b| b.record(&account).qualifies(v.qualification()))?;
+    let real = if qualified { candidates(&v, &address, count * 4).await? } else { Vec::new() };
+    let ttl = chrono::Duration::from_std(v.inner.cfg.lease_ttl).unwrap_or(chrono::Duration::minutes(10));
+    let now = Utc::now();
+    let mut real = real.into_iter();
+    let mut leases = Vec::new();
+    let mut book = v.inner.book.lock().map_err(|_| ValidationError::Internal)?;
+    while leases.len() < count {
+        let gold = !qualified || draw() < v.inner.cfg.gold_share;
+        let next = if gold { None } else { real.find(|c| !book.has_seen(&account, c.pair)) };
+        let (pair, answer, subject, view) = match next {
+            Some(c) => (c.pair, None, Some(c.subject), c.view),
+            None if !gold && !leases.is_empty() => break, // nothing more to vote on now
+            None => {
+                let g = &v.inner.gold[(Uuid::new_v4().as_u128() % v.inner.gold.len() as u128) as usize];
+                let id = Uuid::now_v7();
+                let view = json!({"event_id": id, "caption": g.caption,
+                    "image": {"content_type": "image/png", "base64": g.image_base64, "url": null}});
+                (id, Some(g.accept), None, view)
+            }
+        };
+        match book.lease(&account, pair, answer, subject, ttl, v.inner.cfg.max_leases, now) {
+            Ok(l) => leases.push(json!({"lease_id": l.id, "expires_at": l.expires_at, "pair": view})),
+            Err(e) if leases.is_empty() => return Err(e),
+            Err(_) => break,
+        }
+    }
+    Ok(Json(json!({ "leases": leases })))
+}
+
+async fn release(
+    State(v): State<Validation>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode> {
+    let address = validator(&v, &p)?;
+    with_book(&v, |b| b.release(&address.to_string(), id, Utc::now()))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A signed vote.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VoteRequest {
+    lease_id: Uuid,
+    /// In [-1, 1], as a decimal string exactly as signed.
+    score: String,
+    /// EIP-712 signature of `Vote(string leaseId,string pairId,string score)`.
+    signature: String,
+}
+
+async fn vote(
+    State(v): State<Validation>,
+    Extension(p): Extension<Principal>,
+    req: std::result::Result<Json<VoteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let address = validator(&v, &p)?;
+    let req = body(req)?;
+    let score = req.score.parse::<f64>().ok().filter(|s| (-1.0..=1.0).contains(s)).ok_or(ValidationError::BadScore)?;
+    let account = address.to_string();
+    let pair = with_book(&v, |b| b.leased_pair(&account, req.lease_id, Utc::now()))??;
+    let signer = parse_signature(&req.signature)
+        .and_then(|s| recover(&vote_digest(v.inner.chain_id, req.lease_id, pair, &req.score), &s))
+        .map_err(|e| ValidationError::BadSignature(e.to_string()))?;
+    if signer != address {
+        return Err(ValidationError::BadSignature(format!("the vote is signed by {signer}, not by {address}")));
+    }
+    let accept = score >= v.inner.cfg.threshold;
+    let (lease, record) = with_book(&v, |b| b.vote(&account, req.lease_id, accept, Utc::now()))??;
+    if let Some(subject) = lease.subject.filter(|_| record.qualifies(v.qualification())) {
+        let vote = cast(&v.inner.cfg, &account, lease.pair, subject, score, accept);
+        produce(&v, &vote).await.map_err(|e| {
+            tracing::warn!(error = %e, "a validator's vote was not acknowledged");
+            ValidationError::Unavailable("the vote was not recorded; vote again")
+        })?;
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "lease_id": lease.id, "recorded": true }))))
+}
+
+/// The vote record of `account` on `pair`.
+fn cast(cfg: &ValidationConfig, account: &str, pair: Uuid, subject: Subject, score: f64, accept: bool) -> QualityScore {
+    let reasons = if accept {
+        Vec::new()
+    } else {
+        vec![ScoreReason {
+            code: "caption_mismatch".into(),
+            penalty: 1.0,
+            detail: format!("a validator scored the caption's agreement {score} (threshold {})", cfg.threshold),
+        }]
+    };
+    QualityScore {
+        event_id: QualityScore::vote_id_for(&cfg.scorer_version, account, pair),
+        contributor_id: subject.contributor_id,
+        subject_event_id: pair,
+        subject_kind: EventKind::ImageTextPair,
+        scorer_version: cfg.scorer_version.clone(),
+        score,
+        verdict: if accept { Verdict::Accept } else { Verdict::Reject },
+        sub_scores: SubScores::default(),
+        reasons,
+        language: None,
+        occurred_at: subject.occurred_at,
+        scored_at: Utc::now(),
+        source: subject.source,
+        model: None,
+        timings: None,
+        validator: Some(account.to_string()),
+        consensus: None,
+    }
+}
+
+async fn produce(v: &Validation, vote: &QualityScore) -> Result<(), rdkafka::error::KafkaError> {
+    let (key, payload) = (vote.contributor_id.clone(), vote.to_json());
+    let tag = v.inner.mac.as_ref().map(|m| m.tag(DVA_VOTES, Some(key.as_bytes()), &payload));
+    let mut record = FutureRecord::to(DVA_VOTES).key(&key).payload(&payload);
+    if let Some(tag) = &tag {
+        record = record.headers(OwnedHeaders::new().insert(Header { key: MAC_HEADER, value: Some(tag.as_str()) }));
+    }
+    v.inner.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
+}
+
+async fn me(State(v): State<Validation>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+    let account = validator(&v, &p)?.to_string();
+    let (record, open) = with_book(&v, |b| (b.record(&account), b.open(&account, Utc::now())))?;
+    Ok(Json(json!({
+        "validator": account,
+        "gold_answered": record.answered,
+        "gold_correct": record.correct,
+        "qualified": record.qualifies(v.qualification()),
+        "open_leases": open,
+    })))
+}
