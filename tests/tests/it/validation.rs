@@ -128,10 +128,13 @@ async fn only_qualified_validators_votes_reach_the_consensus() {
     .await;
     let median = |r: &Value| r["score"].as_f64().unwrap_or(f64::NAN);
     assert!(decided.iter().all(|r| r["verdict"] == "accept" && (median(r) - 0.6).abs() < 1e-9), "{decided:?}");
-    let voters = open
-        .rows("SELECT validator, COUNT(*) AS n FROM dva_votes GROUP BY validator ORDER BY validator")
-        .await
-        .unwrap();
+    // Votes land in their own table, committed apart from the scores: wait for all six.
+    let voters = eventually("the six votes in dva_votes", Duration::from_secs(60), || async {
+        let sql = "SELECT validator, COUNT(*) AS n FROM dva_votes GROUP BY validator ORDER BY validator";
+        let rows = open.rows(sql).await.ok()?;
+        (rows.iter().filter_map(|r| r["n"].as_u64()).sum::<u64>() >= 6).then_some(rows)
+    })
+    .await;
     let mut expected = vec![
         json!({"validator": alice.address().to_string(), "n": 3}),
         json!({"validator": bob.address().to_string(), "n": 3}),
