@@ -29,6 +29,9 @@ use crate::http;
 /// How long roles get to finish their work after a stop request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// How long start-up waits for the marketplace state to be rebuilt from its log.
+const MARKET_REBUILD_WAIT: Duration = Duration::from_secs(120);
+
 /// What a started platform tells its operator.
 #[derive(Debug, Clone)]
 pub struct Ready {
@@ -108,6 +111,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         Some(query) => {
             let followed = gata_marketplace::follower::follow(&kafka, cfg.ingest.limits.clone(), stop.child_token())
                 .context("following the marketplace log")?;
+            // Listing views are planned from this state: serve none from a half-rebuilt one (a
+            // grant applied before a revoke in another partition would show revoked rows).
+            followed.caught_up(MARKET_REBUILD_WAIT).await.context("rebuilding the marketplace from its log")?;
             let market = gata_marketplace::Marketplace::new(
                 followed,
                 producer.clone(),

@@ -76,10 +76,14 @@ impl MarketError {
 impl IntoResponse for MarketError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if status.is_server_error() {
+        // A server-side failure's detail (broker, chain endpoint, lake) goes to the log only.
+        let message = if status.is_server_error() {
             tracing::warn!(error = %self, "marketplace request failed");
-        }
-        let mut body = json!({"error": {"code": code, "message": self.to_string()}});
+            "the marketplace could not complete the request; retry".to_string()
+        } else {
+            self.to_string()
+        };
+        let mut body = json!({"error": {"code": code, "message": message}});
         if let Self::Invalid(v) = &self {
             body["error"]["violations"] = json!(v);
         }

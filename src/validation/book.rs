@@ -1,9 +1,11 @@
 //! The lease book of outside validators: which pairs each account holds, until when, which of
 //! them are gold (a known answer, invisible to the validator), and how each account did on gold.
 //!
-//! Bounds: at most [`MAX_OPEN_PER_ACCOUNT`] open leases per account and `max_leases` in all;
-//! expired leases are dropped whenever the book is touched. An account is never given a pair it
-//! holds or voted on (the caller also excludes pairs with its votes in the lake).
+//! Bounds: at most [`MAX_OPEN_PER_ACCOUNT`] open leases per account, `max_leases` in all and
+//! gold records of [`MAX_ACCOUNTS`] accounts; expired leases and votes are dropped whenever the
+//! book is touched. An account is never given a pair it holds, nor one it voted on within a
+//! lease's lifetime (by then its vote is in the lake, where the caller excludes it; a vote that
+//! came twice anyway has the same id and counts once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -14,6 +16,9 @@ use super::ValidationError;
 
 /// Open leases one account may hold.
 pub const MAX_OPEN_PER_ACCOUNT: usize = 16;
+
+/// Accounts whose gold record is kept; past it, new accounts are not leased anything.
+pub const MAX_ACCOUNTS: usize = 1_000_000;
 
 /// A pair handed to a validator.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,14 +77,24 @@ impl Record {
 #[derive(Debug, Default)]
 pub struct Book {
     leases: HashMap<Uuid, Lease>,
-    /// Pairs each account held or voted on (never leased to it again).
-    seen: HashMap<String, HashSet<Uuid>>,
+    /// (account, pair) of every open lease.
+    held: HashSet<(String, Uuid)>,
+    /// (account, pair) voted on, until when it is remembered.
+    voted: HashMap<(String, Uuid), DateTime<Utc>>,
     records: BTreeMap<String, Record>,
 }
 
 impl Book {
     fn forget_expired(&mut self, now: DateTime<Utc>) {
-        self.leases.retain(|_, l| l.expires_at > now);
+        let held = &mut self.held;
+        self.leases.retain(|_, l| {
+            let live = l.expires_at > now;
+            if !live {
+                held.remove(&(l.account.clone(), l.pair));
+            }
+            live
+        });
+        self.voted.retain(|_, until| *until > now);
     }
 
     /// Open leases of `account`.
@@ -88,9 +103,10 @@ impl Book {
         self.leases.values().filter(|l| l.account == account).count()
     }
 
-    /// Whether `account` held or voted on `pair`.
+    /// Whether `account` holds `pair`, or voted on it lately.
     pub fn has_seen(&self, account: &str, pair: Uuid) -> bool {
-        self.seen.get(account).is_some_and(|s| s.contains(&pair))
+        let key = (account.to_string(), pair);
+        self.held.contains(&key) || self.voted.contains_key(&key)
     }
 
     /// Leases `pair` to `account` for `ttl`; `gold` is its known answer, if any, `subject` what
@@ -110,13 +126,15 @@ impl Book {
         if open >= MAX_OPEN_PER_ACCOUNT {
             return Err(ValidationError::TooManyOpen(open));
         }
-        if self.leases.len() >= max_leases {
+        if self.leases.len() >= max_leases
+            || (self.records.len() >= MAX_ACCOUNTS && !self.records.contains_key(account))
+        {
             return Err(ValidationError::Full);
         }
         let lease =
             Lease { id: Uuid::now_v7(), account: account.to_string(), pair, expires_at: now + ttl, gold, subject };
         self.leases.insert(lease.id, lease.clone());
-        self.seen.entry(account.to_string()).or_default().insert(pair);
+        self.held.insert((account.to_string(), pair));
         Ok(lease)
     }
 
@@ -145,6 +163,10 @@ impl Book {
         now: DateTime<Utc>,
     ) -> Result<(Lease, Record), ValidationError> {
         let lease = self.take(account, id, now)?;
+        if lease.gold.is_none() {
+            let ttl = lease.expires_at - now;
+            self.voted.insert((account.to_string(), lease.pair), now + ttl.max(Duration::minutes(1)));
+        }
         let record = self.records.entry(account.to_string()).or_default();
         if let Some(expected) = lease.gold {
             record.answered += 1;
@@ -155,7 +177,9 @@ impl Book {
 
     fn take(&mut self, account: &str, id: Uuid, now: DateTime<Utc>) -> Result<Lease, ValidationError> {
         self.leased_pair(account, id, now)?;
-        self.leases.remove(&id).ok_or(ValidationError::Unknown(id))
+        let lease = self.leases.remove(&id).ok_or(ValidationError::Unknown(id))?;
+        self.held.remove(&(lease.account.clone(), lease.pair));
+        Ok(lease)
     }
 
     /// `account`'s gold record.
@@ -191,9 +215,13 @@ mod tests {
         let pair = Uuid::now_v7();
         let lease = book.lease("v", pair, None, None, ttl, 100, now).expect("lease");
         assert!(book.has_seen("v", pair) && !book.has_seen("w", pair));
+        book.release("v", lease.id, now).expect("release");
+        assert!(!book.has_seen("v", pair), "a released pair may be leased again");
+        let lease = book.lease("v", pair, None, None, ttl, 100, now).expect("lease again");
         assert_eq!(book.vote("w", lease.id, true, now), Err(ValidationError::NotYours(lease.id)));
         book.vote("v", lease.id, true, now).expect("vote");
         assert_eq!(book.vote("v", lease.id, true, now), Err(ValidationError::Unknown(lease.id)), "one vote per lease");
+        assert!(book.has_seen("v", pair), "a pair voted on is not leased again while its vote lands");
         for _ in 0..MAX_OPEN_PER_ACCOUNT {
             book.lease("v", Uuid::now_v7(), None, None, ttl, 100, now).expect("lease");
         }

@@ -2,7 +2,7 @@
 //!
 //! - `POST /v1/validation/leases {count}`: a signed-in wallet leases image-text pairs (each
 //!   with an expiry). Pairs come from the lake: not yet scored by the validators' consensus, not
-//!   voted on by this account, never leased to it before. Gold pairs, generated with a known
+//!   voted on by this account, not held by it. Gold pairs, generated with a known
 //!   answer and a fresh event id, are mixed in invisibly: every lease until the account
 //!   qualifies, `validation.gold_share` of them after.
 //! - `DELETE /v1/validation/leases/{id}`: gives a lease back.
@@ -13,8 +13,9 @@
 //!   same either way, so a validator cannot tell gold from real.
 //! - `GET /v1/validation/me`: the account's gold record and whether its votes count.
 //!
-//! One account holds at most one replica of a pair (it is never leased a pair twice), has at
-//! most [`book::MAX_OPEN_PER_ACCOUNT`] open leases, and is held to the `validation` rate limit.
+//! One account holds at most one replica of a pair (a pair it holds or voted on is not leased
+//! to it; a vote sent twice has one id and counts once), has at most
+//! [`book::MAX_OPEN_PER_ACCOUNT`] open leases, and is held to the `validation` rate limit.
 //! Gold records live in this process (a restart requalifies every validator).
 
 pub mod book;
