@@ -373,8 +373,19 @@ mod tests {
     }
 
     fn signed(account: &Account, domain: &str, nonce: &str, issued: DateTime<Utc>) -> (String, String) {
+        signed_with(account, domain, nonce, issued, "")
+    }
+
+    /// A signed message for `domain` with `tail` (lines such as `Resources:`) at its end.
+    fn signed_with(
+        account: &Account,
+        domain: &str,
+        nonce: &str,
+        issued: DateTime<Utc>,
+        tail: &str,
+    ) -> (String, String) {
         let message = format!(
-            "{domain} wants you to sign in with your Ethereum account:\n{}\n\nSubmit data to Gata.\n\nURI: https://{domain}/\nVersion: 1\nChain ID: 56\nNonce: {nonce}\nIssued At: {}",
+            "{domain} wants you to sign in with your Ethereum account:\n{}\n\nSubmit data to Gata.\n\nURI: https://{domain}/\nVersion: 1\nChain ID: 56\nNonce: {nonce}\nIssued At: {}{tail}",
             account.address(),
             issued.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
@@ -409,10 +420,8 @@ mod tests {
         let s = sessions(10);
         let now = Utc::now();
         let account = Account::from_private_key_hex(&"09".repeat(32)).expect("key");
-        let (message, _) = signed(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now);
-        let message = format!("{message}\nResources:\n- {BUYER_RESOURCE}");
-        let sig =
-            format!("0x{}", hex::encode(account.sign_digest(&personal_digest(message.as_bytes())).expect("sign")));
+        let buyer = format!("\nResources:\n- {BUYER_RESOURCE}");
+        let (message, sig) = signed_with(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now, &buyer);
         let session = s.sign_in(&message, &sig, now).expect("sign in");
         let p = s.principal(&session.token, now).expect("principal");
         assert_eq!((p.role, p.contributor_id, p.address), (Role::Buyer, None, Some(account.address())));
@@ -421,10 +430,8 @@ mod tests {
         assert!(s.principal(&promoted, now).is_err());
         let cfg = WalletConfig { roles: vec![Role::Contributor], ..WalletConfig::default() };
         let strict = WalletSessions::new(&cfg, "gata.example".into());
-        let (message, _) = signed(&account, "gata.example", &strict.nonce(now).expect("nonce").nonce, now);
-        let message = format!("{message}\nResources:\n- {BUYER_RESOURCE}");
-        let sig =
-            format!("0x{}", hex::encode(account.sign_digest(&personal_digest(message.as_bytes())).expect("sign")));
+        let nonce = strict.nonce(now).expect("nonce").nonce;
+        let (message, sig) = signed_with(&account, "gata.example", &nonce, now, &buyer);
         assert!(strict.sign_in(&message, &sig, now).unwrap_err().to_string().contains("may not sign in as buyer"));
     }
 
