@@ -149,18 +149,24 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         }
         _ => None,
     };
-    let validation = query.as_ref().filter(|_| cfg.validation.enabled).map(|q| {
-        let (mac, chain_id) = (cfg.kafka.record_mac(), cfg.auth.wallet.chain_id);
-        let engine = q.engine().clone();
-        crate::validation::Validation::new(
-            cfg.validation.clone(),
-            engine,
-            producer.clone(),
-            mac,
-            rates.clone(),
-            chain_id,
-        )
-    });
+    let validation = query
+        .as_ref()
+        .filter(|_| cfg.validation.enabled)
+        .map(|q| {
+            let (mac, chain_id) = (cfg.kafka.record_mac(), cfg.auth.wallet.chain_id);
+            let (engine, journal) = (q.engine().clone(), cfg.data_dir.join("validation/gold.jsonl"));
+            crate::validation::Validation::new(
+                cfg.validation.clone(),
+                engine,
+                producer.clone(),
+                mac,
+                rates.clone(),
+                chain_id,
+                &journal,
+            )
+            .with_context(|| format!("opening the validators' gold journal {}", journal.display()))
+        })
+        .transpose()?;
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments_handle()?, m.clone())));
     let app = http::app(&cfg.http, auth, ingest, query, market, validation, ops);

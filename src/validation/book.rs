@@ -7,7 +7,11 @@
 //! lease's lifetime (by then its vote is in the lake, where the caller excludes it; a vote that
 //! came twice anyway has the same id and counts once).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    io::{BufRead as _, Write as _},
+    path::Path,
+};
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -82,9 +86,60 @@ pub struct Book {
     /// (account, pair) voted on, until when it is remembered.
     voted: HashMap<(String, Uuid), DateTime<Utc>>,
     records: BTreeMap<String, Record>,
+    /// Where gold answers are appended, so records outlive a restart.
+    journal: Option<std::fs::File>,
+}
+
+/// One line of the journal: gold answers of one account (a delta when appended, the totals
+/// once compacted; reading sums them).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Entry {
+    account: String,
+    answered: u32,
+    correct: u32,
 }
 
 impl Book {
+    /// A book whose gold records are read from the journal at `path` (compacted to one line per
+    /// account) and appended to it from now on.
+    pub fn open_journal(path: &Path) -> std::io::Result<Book> {
+        let mut records: BTreeMap<String, Record> = BTreeMap::new();
+        if let Ok(file) = std::fs::File::open(path) {
+            for line in std::io::BufReader::new(file).lines() {
+                // A line cut short by a crash is the last one; what it held is lost, nothing else.
+                let Ok(e) = serde_json::from_str::<Entry>(&line?) else { continue };
+                if records.len() >= MAX_ACCOUNTS && !records.contains_key(&e.account) {
+                    continue;
+                }
+                let r = records.entry(e.account).or_default();
+                r.answered = r.answered.saturating_add(e.answered);
+                r.correct = r.correct.saturating_add(e.correct);
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let compacted = path.with_extension("compacting");
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&compacted)?);
+        for (account, r) in &records {
+            let entry = Entry { account: account.clone(), answered: r.answered, correct: r.correct };
+            writeln!(out, "{}", serde_json::to_string(&entry)?)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&compacted, path)?;
+        let journal = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Book { records, journal: Some(journal), ..Book::default() })
+    }
+
+    fn remember(&mut self, account: &str, correct: bool) {
+        let Some(journal) = &mut self.journal else { return };
+        let entry = Entry { account: account.to_string(), answered: 1, correct: u32::from(correct) };
+        let line = serde_json::to_string(&entry).map(|l| l + "\n");
+        if let Err(e) = line.map_err(std::io::Error::from).and_then(|l| journal.write_all(l.as_bytes())) {
+            tracing::warn!(error = %e, account, "a gold answer was not journaled; it is lost at the next restart");
+        }
+    }
+
     fn forget_expired(&mut self, now: DateTime<Utc>) {
         let held = &mut self.held;
         self.leases.retain(|_, l| {
@@ -172,7 +227,11 @@ impl Book {
             record.answered += 1;
             record.correct += u32::from(expected == accept);
         }
-        Ok((lease, *record))
+        let record = *record;
+        if let Some(expected) = lease.gold {
+            self.remember(account, expected == accept);
+        }
+        Ok((lease, record))
     }
 
     fn take(&mut self, account: &str, id: Uuid, now: DateTime<Utc>) -> Result<Lease, ValidationError> {
@@ -207,6 +266,24 @@ mod tests {
         book.vote("v", lease.id, true, now).expect("vote");
         assert!(!book.record("v").qualifies(Q), "2 of 3 right is under 75%");
         assert!(!book.record("w").qualifies(Q), "an account that answered nothing");
+    }
+
+    #[test]
+    fn gold_records_outlive_a_restart_through_the_journal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("validation/gold.jsonl");
+        let (now, ttl) = (Utc::now(), Duration::minutes(5));
+        {
+            let mut book = Book::open_journal(&path).expect("journal");
+            for accept in [true, false, true] {
+                let lease = book.lease("v", Uuid::now_v7(), Some(true), None, ttl, 100, now).expect("lease");
+                book.vote("v", lease.id, accept, now).expect("vote");
+            }
+        }
+        std::fs::OpenOptions::new().append(true).open(&path).and_then(|mut f| f.write_all(b"{\"acc")).expect("torn");
+        let book = Book::open_journal(&path).expect("reopen");
+        assert_eq!(book.record("v"), Record { answered: 3, correct: 2 });
+        assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 1, "compacted to one line");
     }
 
     #[test]

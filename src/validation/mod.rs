@@ -16,7 +16,8 @@
 //! One account holds at most one replica of a pair (a pair it holds or voted on is not leased
 //! to it; a vote sent twice has one id and counts once), has at most
 //! [`book::MAX_OPEN_PER_ACCOUNT`] open leases, and is held to the `validation` rate limit.
-//! Gold records live in this process (a restart requalifies every validator).
+//! Gold records are journaled to `<data_dir>/validation/gold.jsonl`, so they outlive a restart
+//! (each instance keeps its own).
 
 pub mod book;
 
@@ -107,7 +108,8 @@ fn gold_pairs() -> Vec<Gold> {
 }
 
 impl Validation {
-    /// The service over the lake (`engine`), producing votes with `producer` (and `mac`).
+    /// The service over the lake (`engine`), producing votes with `producer` (and `mac`), its
+    /// validators' gold records kept in `journal`.
     pub fn new(
         cfg: ValidationConfig,
         engine: SqlEngine,
@@ -115,9 +117,11 @@ impl Validation {
         mac: Option<RecordMac>,
         rates: Arc<RateLimits>,
         chain_id: u64,
-    ) -> Validation {
-        let inner = Inner { book: Mutex::default(), engine, producer, mac, rates, cfg, chain_id, gold: gold_pairs() };
-        Validation { inner: Arc::new(inner) }
+        journal: &std::path::Path,
+    ) -> std::io::Result<Validation> {
+        let book = Mutex::new(Book::open_journal(journal)?);
+        let inner = Inner { book, engine, producer, mac, rates, cfg, chain_id, gold: gold_pairs() };
+        Ok(Validation { inner: Arc::new(inner) })
     }
 
     fn qualification(&self) -> Qualification {

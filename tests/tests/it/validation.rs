@@ -63,7 +63,8 @@ async fn only_qualified_validators_votes_reach_the_consensus() {
         ("GATA__VALIDATION__GOLD_SHARE", "0.0"),
     ];
     let roles = ["--roles", "intake,sink,query,dva"];
-    let gata = Gata::start_with(bin(), dir.path(), gata_tests::free_port(), &roles, &env).await.unwrap();
+    let port = gata_tests::free_port();
+    let gata = Gata::start_with(bin(), dir.path(), port, &roles, &env).await.unwrap();
     let open = gata.client();
     let (_, _, images) = crate::workload(91, 0, 3);
     assert_eq!(open.post_ndjson("/v1/image-text-pairs", &images).await.unwrap().0, 202);
@@ -141,4 +142,12 @@ async fn only_qualified_validators_votes_reach_the_consensus() {
     ];
     expected.sort_by_key(|v| v["validator"].as_str().unwrap().to_string());
     assert_eq!(voters, expected);
+
+    // Gold records outlive a restart (journaled in the data directory): signed in again, alice
+    // is still qualified.
+    drop(gata);
+    let gata = Gata::start_with(bin(), dir.path(), port, &roles, &env).await.unwrap();
+    let (_, alice_again) = validator(&gata.client(), "a7").await;
+    let record = me(&alice_again).await;
+    assert_eq!((record["qualified"].as_bool(), record["gold_answered"].as_u64()), (Some(true), Some(2)), "{record}");
 }
