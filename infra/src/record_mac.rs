@@ -55,6 +55,18 @@ impl RecordMac {
         hex::encode(self.mac(topic, key, payload).finalize().into_bytes())
     }
 
+    /// `headers` with the MAC header of a record of `topic` with `key` and `payload` added.
+    pub fn signed(
+        &self,
+        headers: rdkafka::message::OwnedHeaders,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+    ) -> rdkafka::message::OwnedHeaders {
+        let tag = self.tag(topic, Some(key), payload);
+        headers.insert(rdkafka::message::Header { key: MAC_HEADER, value: Some(tag.as_str()) })
+    }
+
     /// Checks a record's header value (`tag`); why not, if it does not match.
     pub fn check(&self, topic: &str, key: Option<&[u8]>, payload: &[u8], tag: Option<&[u8]>) -> Result<(), String> {
         let tag = tag.ok_or_else(|| format!("no {MAC_HEADER} header: not written by the platform"))?;

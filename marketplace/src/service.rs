@@ -9,7 +9,7 @@ use chrono::Utc;
 use gata_infra::{
     auth::{Principal, Role},
     contract::{EventKind, ListingSpec, MarketAction, MarketEvent, RevenueShare},
-    record_mac::{MAC_HEADER, RecordMac},
+    record_mac::RecordMac,
     topics::{MARKETPLACE, SCHEMA_HEADER},
 };
 use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
@@ -109,20 +109,16 @@ impl Marketplace {
         }
         let payload = event.to_json();
         let schema = "market_event.v1";
+        let headers = OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) });
+        let headers = match &self.mac {
+            Some(mac) => mac.signed(headers, MARKETPLACE, event.key().as_bytes(), &payload),
+            None => headers,
+        };
         let record = FutureRecord::to(MARKETPLACE)
             .key(event.key())
             .payload(&payload)
             .timestamp(Utc::now().timestamp_millis())
-            .headers(OwnedHeaders::new().insert(Header { key: SCHEMA_HEADER, value: Some(schema) }));
-        let tag = self.mac.as_ref().map(|m| m.tag(MARKETPLACE, Some(event.key().as_bytes()), &payload));
-        let record = match &tag {
-            Some(tag) => record.headers(
-                OwnedHeaders::new()
-                    .insert(Header { key: SCHEMA_HEADER, value: Some(schema) })
-                    .insert(Header { key: MAC_HEADER, value: Some(tag.as_str()) }),
-            ),
-            None => record,
-        };
+            .headers(headers);
         let delivery = self.producer.send(record, APPLY_WAIT).await.map_err(|(e, _)| MarketError::Kafka(e))?;
         self.followed.wait_for(delivery.partition, delivery.offset, APPLY_WAIT).await?;
         // Another event applied in between may have made this one not fit after all.

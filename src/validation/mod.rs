@@ -39,14 +39,14 @@ use gata_infra::{
     config::ValidationConfig,
     contract::{Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
     rate::RateLimits,
-    record_mac::{MAC_HEADER, RecordMac},
+    record_mac::RecordMac,
     topics::DVA_VOTES,
     workload::Workload,
 };
 use gata_query_api::sql::SqlEngine;
 use gata_wallet::{Address, parse_signature, recover};
 use rdkafka::{
-    message::{Header, OwnedHeaders},
+    message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord},
 };
 use serde::Deserialize;
@@ -406,10 +406,9 @@ fn cast(cfg: &ValidationConfig, account: &str, pair: Uuid, subject: Subject, sco
 
 async fn produce(v: &Validation, vote: &QualityScore) -> Result<(), rdkafka::error::KafkaError> {
     let (key, payload) = (vote.contributor_id.clone(), vote.to_json());
-    let tag = v.inner.mac.as_ref().map(|m| m.tag(DVA_VOTES, Some(key.as_bytes()), &payload));
     let mut record = FutureRecord::to(DVA_VOTES).key(&key).payload(&payload);
-    if let Some(tag) = &tag {
-        record = record.headers(OwnedHeaders::new().insert(Header { key: MAC_HEADER, value: Some(tag.as_str()) }));
+    if let Some(mac) = &v.inner.mac {
+        record = record.headers(mac.signed(OwnedHeaders::new(), DVA_VOTES, key.as_bytes(), &payload));
     }
     v.inner.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
 }

@@ -9,14 +9,11 @@
 use std::{future::Future, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesOrdered};
-use gata_infra::{
-    contract::QualityScore,
-    record_mac::{MAC_HEADER, RecordMac},
-};
+use gata_infra::{contract::QualityScore, record_mac::RecordMac};
 use gata_lakehouse::{Offset, TopicPartition};
 use rdkafka::{
     error::KafkaError,
-    message::{Header, OwnedHeaders},
+    message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord},
     types::RDKafkaErrorCode,
 };
@@ -28,16 +25,16 @@ const ATTEMPTS: u32 = 5;
 /// How long one attempt may wait for a place in the producer queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A record of `topic`, with its MAC header when there is one.
+/// A record of `topic`, with its headers (the MAC) when there are some.
 fn record<'a>(
     topic: &'a str,
     key: &'a String,
     payload: &'a Vec<u8>,
-    tag: Option<&'a str>,
+    headers: Option<&OwnedHeaders>,
 ) -> FutureRecord<'a, String, Vec<u8>> {
     let record = FutureRecord::to(topic).key(key).payload(payload);
-    match tag {
-        Some(tag) => record.headers(OwnedHeaders::new().insert(Header { key: MAC_HEADER, value: Some(tag) })),
+    match headers {
+        Some(headers) => record.headers(headers.clone()),
         None => record,
     }
 }
@@ -77,9 +74,9 @@ impl Publisher {
         }
         let (key, payload) = (score.contributor_id.clone(), score.to_json());
         let (subject, topic) = (score.subject_event_id, self.topic);
-        let tag = self.mac.as_ref().map(|m| m.tag(topic, Some(key.as_bytes()), &payload));
+        let headers = self.mac.as_ref().map(|m| m.signed(OwnedHeaders::new(), topic, key.as_bytes(), &payload));
         let first = loop {
-            match self.producer.send_result(record(topic, &key, &payload, tag.as_deref())) {
+            match self.producer.send_result(record(topic, &key, &payload, headers.as_ref())) {
                 Ok(delivery) => break delivery,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !self.in_flight.is_empty() => {
                     self.settle_one().await?;
@@ -105,7 +102,7 @@ impl Publisher {
                 tracing::warn!(%subject, attempt, error = %err, "score not acknowledged; retrying");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 attempt += 1;
-                let again = record(topic, &key, &payload, tag.as_deref());
+                let again = record(topic, &key, &payload, headers.as_ref());
                 outcome = producer.send(again, QUEUE_TIMEOUT).await.map(|_| ()).map_err(|(err, _)| err);
             }
             (source, offset, Ok(()))
