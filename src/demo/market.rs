@@ -12,7 +12,7 @@ use gata_infra::{
     contract::{Event, payment_reference},
 };
 use gata_marketplace::payments::{emulator::ChainEmulator, rpc::ChainRpc};
-use gata_wallet::{Account, Address, LegacyTx, keccak256};
+use gata_wallet::{Account, Address, keccak256};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -53,16 +53,8 @@ impl DemoChain {
     /// Pays `price` wei for purchase `purchase_id` of `listing`; answers the transfer's hash.
     async fn pay(&self, chain_id: u64, purchase_id: Uuid, listing: &str, price: u64) -> anyhow::Result<String> {
         let rpc = ChainRpc::new(self.emulator.url());
-        let transfer = LegacyTx {
-            nonce: rpc.nonce(self.buyer.address()).await?,
-            gas_price: 1_000_000_000,
-            gas: 60_000,
-            to: Some(self.treasury),
-            value: u128::from(price),
-            data: payment_reference(purchase_id, listing),
-            chain_id,
-        };
-        let hash = rpc.send_raw(&transfer.sign(&self.buyer)?).await?;
+        let data = payment_reference(purchase_id, listing);
+        let hash = rpc.transfer(&self.buyer, self.treasury, u128::from(price), data, chain_id).await?;
         // One more block: the verifier waits for two confirmations.
         self.emulator.mine(1);
         Ok(hash)

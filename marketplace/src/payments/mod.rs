@@ -180,7 +180,7 @@ impl Payments {
 #[cfg(test)]
 mod tests {
     use chrono::Utc;
-    use gata_wallet::{Account, LegacyTx};
+    use gata_wallet::Account;
 
     use super::*;
 
@@ -216,19 +216,10 @@ mod tests {
         let payments = Payments::new(&cfg).expect("configured");
         let rpc = ChainRpc::new(chain.url());
         let send = |to: Address, value: u128, id: u128| {
-            let rpc = &rpc;
-            let bob = &bob;
+            let (rpc, bob) = (&rpc, &bob);
             async move {
-                let tx = LegacyTx {
-                    nonce: rpc.nonce(bob.address()).await.expect("nonce"),
-                    gas_price: 1,
-                    gas: 21_000,
-                    to: Some(to),
-                    value,
-                    data: payment_reference(Uuid::from_u128(id), "chats"),
-                    chain_id: 56,
-                };
-                rpc.send_raw(&tx.sign(bob).expect("sign")).await.expect("sent")
+                let data = payment_reference(Uuid::from_u128(id), "chats");
+                rpc.transfer(bob, to, value, data, 56).await.expect("sent")
             }
         };
         let waiting = |v: Verdict, what: &str| assert!(matches!(&v, Verdict::Waiting(w) if w.contains(what)), "{v:?}");
@@ -253,16 +244,7 @@ mod tests {
         let elsewhere = send(eve.address(), 100, 3).await;
         refused(payments.verdict(&purchase(3, &bob, &elsewhere, 100)).await.expect("rpc"), "not to the treasury");
         // The chain itself refuses what the payer cannot afford.
-        let tx = LegacyTx {
-            nonce: rpc.nonce(bob.address()).await.expect("nonce"),
-            gas_price: 1,
-            gas: 21_000,
-            to: Some(treasury),
-            value: 10u128.pow(19),
-            data: Vec::new(),
-            chain_id: 56,
-        };
-        let err = rpc.send_raw(&tx.sign(&bob).expect("sign")).await.expect_err("insufficient funds");
+        let err = rpc.transfer(&bob, treasury, 10u128.pow(19), Vec::new(), 56).await.expect_err("insufficient funds");
         assert!(err.to_string().contains("insufficient funds"), "{err}");
     }
 }

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use gata_wallet::Address;
+use gata_wallet::{Account, Address, LegacyTx};
 use serde_json::{Value, json};
 use url::Url;
 
@@ -129,6 +129,23 @@ impl ChainRpc {
         const M: &str = "eth_getTransactionCount";
         let n = quantity(M, &self.call(M, json!([account.to_string(), "latest"])).await?)?;
         u64::try_from(n).map_err(|_| chain_err(M, "out of range"))
+    }
+
+    /// Signs and sends a transfer of `value` wei with `data` from `from` to `to` on chain
+    /// `chain_id`, at the account's next nonce (60 000 gas at 1 gwei, enough for a transfer with
+    /// a payment reference); answers its hash.
+    pub async fn transfer(
+        &self,
+        from: &Account,
+        to: Address,
+        value: u128,
+        data: Vec<u8>,
+        chain_id: u64,
+    ) -> Result<String> {
+        let nonce = self.nonce(from.address()).await?;
+        let tx = LegacyTx { nonce, gas_price: 1_000_000_000, gas: 60_000, to: Some(to), value, data, chain_id };
+        let raw = tx.sign(from).map_err(|e| chain_err("eth_sendRawTransaction", e.to_string()))?;
+        self.send_raw(&raw).await
     }
 
     /// Sends a signed transaction; answers its hash.

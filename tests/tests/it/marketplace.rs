@@ -12,7 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 use gata_infra::contract::payment_reference;
 use gata_marketplace::payments::{emulator::ChainEmulator, rpc::ChainRpc};
 use gata_tests::{Api, Gata, eventually, free_port, principals_env};
-use gata_wallet::{Account, Address, LegacyTx};
+use gata_wallet::{Account, Address};
 use serde_json::{Value, json};
 
 use crate::{
@@ -62,17 +62,7 @@ fn purchase_id_of(event: &Value) -> String {
 
 /// Signs and sends a transfer of `value` wei from `from` to `to` with `data`; answers its hash.
 async fn transfer(chain: &ChainEmulator, from: &Account, to: Address, value: u128, data: Vec<u8>) -> String {
-    let rpc = ChainRpc::new(chain.url());
-    let tx = LegacyTx {
-        nonce: rpc.nonce(from.address()).await.unwrap(),
-        gas_price: 1_000_000_000,
-        gas: 60_000,
-        to: Some(to),
-        value,
-        data,
-        chain_id: 56,
-    };
-    rpc.send_raw(&tx.sign(from).unwrap()).await.unwrap()
+    ChainRpc::new(chain.url()).transfer(from, to, value, data, 56).await.unwrap()
 }
 
 /// The purchase `id` as its buyer's `GET /v1/marketplace/purchases` shows it.
