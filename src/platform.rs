@@ -168,7 +168,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         })
         .transpose()?;
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
-    let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments_handle()?, m.clone())));
+    let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments()?.clone(), m.clone())));
     let app = http::app(&cfg.http, auth, ingest, query, market, validation, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 

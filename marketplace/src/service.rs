@@ -67,14 +67,10 @@ impl Marketplace {
         self
     }
 
-    /// The payment verifier, when purchases are confirmed from a chain.
-    pub fn payments(&self) -> Option<&crate::payments::Payments> {
-        self.payments.as_deref()
-    }
-
-    /// The payment verifier, shared, to run it ([`crate::payments::Payments::run`]).
-    pub fn payments_handle(&self) -> Option<Arc<crate::payments::Payments>> {
-        self.payments.clone()
+    /// The payment verifier, when purchases are confirmed from a chain (shared: the process
+    /// runs it with [`crate::payments::Payments::run`]).
+    pub fn payments(&self) -> Option<&Arc<crate::payments::Payments>> {
+        self.payments.as_ref()
     }
 
     /// The lake's tables.
