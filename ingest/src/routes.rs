@@ -185,7 +185,14 @@ async fn accept(
 /// Pins every event to who may submit it and records that principal in it: a contributor
 /// submits only as itself, a trusted app, an operator or an admin for anyone.
 fn attribute(events: &mut [Event], lines: &[usize], principal: Option<&Principal>) -> Result<()> {
-    let principal = principal.cloned().unwrap_or_else(Principal::local_admin);
+    let local;
+    let principal = match principal {
+        Some(p) => p,
+        None => {
+            local = Principal::local_admin();
+            &local
+        }
+    };
     for (event, line) in events.iter_mut().zip(lines) {
         if !principal.role.submits_for_others() && principal.contributor_id.as_deref() != Some(event.contributor_id()) {
             let own = principal.contributor_id.as_deref().unwrap_or("nobody");
