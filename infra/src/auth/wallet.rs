@@ -296,7 +296,8 @@ impl WalletSessions {
             return Err(refuse(format!("wallets may not sign in as {} here", role_name(role))));
         }
         {
-            let mut used = self.used.lock().expect("used-nonce set lock");
+            // The set stays whole whatever a panicking holder did: only inserts and removals.
+            let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
             used.forget_expired(now);
             if used.set.contains(&m.nonce) {
                 return Err(refuse("the nonce was already used; ask for a new one"));
