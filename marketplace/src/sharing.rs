@@ -41,6 +41,7 @@ use gata_lakehouse::deltalake::{
     parquet::arrow::ArrowWriter,
 };
 use gata_query_api::{View, Views as _, catalog::LakeTable, executor::Cap, sql::SqlEngine};
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -408,13 +409,11 @@ async fn file_body(path: PathBuf, start: u64, len: u64) -> std::io::Result<Body>
     Ok(Body::from_stream(chunks))
 }
 
-/// HMAC-SHA256 (RFC 2104) of `data` under `key` (at most one block, 64 bytes).
+/// HMAC-SHA256 (RFC 2104) of `data` under `key`.
 fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    block[..key.len().min(64)].copy_from_slice(&key[..key.len().min(64)]);
-    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(data).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 /// The signature of a file URL: HMAC-SHA256 of `id/expires`, hex.
@@ -440,8 +439,7 @@ async fn file(
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let expected = sign(&s.key, &id, signed.expires);
-    let same = expected.len() == signed.sig.len()
-        && expected.bytes().zip(signed.sig.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+    let same = gata_infra::auth::constant_time_eq(expected.as_bytes(), signed.sig.as_bytes());
     if !same || signed.expires < now || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(error(
             StatusCode::FORBIDDEN,

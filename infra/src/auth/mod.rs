@@ -276,7 +276,7 @@ impl Authenticator {
         let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found = None;
         for (hash, principal) in &self.principals {
-            if wallet::constant_time_eq(hash, &presented) {
+            if constant_time_eq(hash, &presented) {
                 found = Some(principal);
             }
         }
@@ -297,6 +297,12 @@ impl Authenticator {
         let token = token.ok_or("send Authorization: Bearer <token>")?;
         self.principal(token).cloned().ok_or("the bearer token is not valid")
     }
+}
+
+/// Whether `a` and `b` are equal, in time that depends only on their lengths (for secrets:
+/// tokens, MACs, signatures).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Whether an HTTP `Host` header names this machine's loopback interface (`localhost`,

@@ -28,7 +28,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::{Grants, Principal, Role};
+use super::{Grants, Principal, Role, constant_time_eq};
 
 /// Prefix of a wallet session token.
 pub const SESSION_PREFIX: &str = "gws_";
@@ -355,11 +355,6 @@ impl Principal {
             address: Some(address),
         }
     }
-}
-
-/// Whether `a` and `b` are equal, in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
