@@ -64,6 +64,7 @@ pub fn app(
 ) -> Router {
     let auth = Arc::new(auth);
     let (market, sharing) = market.unzip();
+    let links = market.clone().map(|m| crate::signin::link_router(auth.clone(), m)).unwrap_or_default();
     let ingest = ingest
         .map(|state| gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter)))
         .unwrap_or_default();
@@ -79,6 +80,7 @@ pub fn app(
         .merge(sharing.clone().map(gata_marketplace::sharing::router).unwrap_or_default())
         .merge(metrics_route.with_state(ops.clone()))
         .merge(crate::signin::whoami_router())
+        .merge(links)
         .merge(validation.map(crate::validation::router).unwrap_or_default())
         .layer(middleware::from_fn_with_state(auth.clone(), authenticate));
     Router::new()

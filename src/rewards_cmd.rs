@@ -121,8 +121,12 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
             let proof = Proof::from_json(&text)?;
             match proof.verify(root.as_deref())? {
                 Ok(()) => println!(
-                    "valid: {} is paid {} base units in epoch {} (root {})",
-                    proof.account, proof.amount, proof.epoch.index, proof.root
+                    "valid: {} is paid {} base units in epoch {}{} (root {})",
+                    proof.account,
+                    proof.amount,
+                    proof.epoch.index,
+                    proof.payee.map(|a| format!(" at {a}")).unwrap_or_default(),
+                    proof.root
                 ),
                 Err(why) => {
                     eprintln!("INVALID: {why}");

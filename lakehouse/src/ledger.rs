@@ -94,6 +94,9 @@ struct PayoutRow {
     /// Absent in rows written before the marketplace.
     #[serde(default)]
     sales: Option<Vec<SaleRow>>,
+    /// The address paid (EIP-55); absent for accounts without one.
+    #[serde(default)]
+    payee: Option<String>,
     #[serde(default)]
     day: String,
 }
@@ -165,6 +168,7 @@ pub fn payout_batch(rewards: &EpochRewards) -> Result<RecordBatch> {
                         })
                         .collect::<Result<_>>()?,
                 ),
+                payee: p.payee.map(|a| a.to_string()),
                 day: e.start.format("%Y-%m-%d").to_string(),
             })
         })
@@ -234,9 +238,14 @@ fn epochs_from_rows(rows: Vec<PayoutRow>) -> Result<Vec<EpochRewards>> {
             .collect::<Result<Vec<_>>>()?;
         let amount = unsigned(row.amount)?;
         entry.total += amount;
+        let payee = match &row.payee {
+            Some(a) => Some(a.parse().map_err(|e| rows_err(format!("payee {a:?}: {e}")))?),
+            None => None,
+        };
         entry.payouts.push(Payout {
             event_id: uuid(&row.event_id)?,
             account: row.account,
+            payee,
             lines,
             gross: unsigned(row.gross)?,
             cap_cut: unsigned(row.cap_cut)?,
@@ -449,7 +458,7 @@ impl Lake {
         let sql = format!(
             "SELECT event_id, account, epoch, CAST(epoch_start AS BIGINT) AS epoch_start, \
                CAST(epoch_end AS BIGINT) AS epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
-               validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales FROM rewards {filter}"
+               validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales, payee FROM rewards {filter}"
         );
         epochs_from_rows(Self::rows(&ctx, TableId::Rewards, &sql).await?)
     }
@@ -488,9 +497,13 @@ mod tests {
             amount: 123,
             received_at: epoch.start + chrono::Duration::milliseconds(1500),
         };
-        let rewards = fold_epoch(&policy, epoch, [contribution("ann", 1, 0.4), contribution("bob", 2, 0.1)], [sale])
-            .expect("fold");
+        // bob is paid at an address, which reads back.
+        let payee = |who: &str| (who == "bob").then_some(gata_wallet::Address([7; 20]));
+        let rewards =
+            fold_epoch(&policy, epoch, [contribution("ann", 1, 0.4), contribution("bob", 2, 0.1)], [sale], payee)
+                .expect("fold");
         assert_eq!(rewards.payout("ann").expect("ann").sales.len(), 1);
+        assert!(rewards.payout("bob").expect("bob").payee.is_some());
         let table = lake.open(TableId::Rewards).await.expect("open");
         assert_eq!(lake.last_recorded_epoch(&table, "v1").await.expect("txn"), None);
         let table = lake.record_epoch(table, &rewards).await.expect("record");

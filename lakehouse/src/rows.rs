@@ -398,9 +398,9 @@ struct MarketEventRow<'a> {
 fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
     let Body::Market(e) = &r.body else { return None };
     let (contributor_id, buyer, price, purchase_id) = match &e.action {
-        MarketAction::Grant { contributor_id, .. } | MarketAction::Revoke { contributor_id, .. } => {
-            (Some(contributor_id.as_str()), None, None, None)
-        }
+        MarketAction::Grant { contributor_id, .. }
+        | MarketAction::Revoke { contributor_id, .. }
+        | MarketAction::LinkAddress { contributor_id, .. } => (Some(contributor_id.as_str()), None, None, None),
         MarketAction::Purchase { purchase_id, buyer, price, .. } => {
             (None, Some(buyer.as_str()), Some(*price), Some(purchase_id.to_string()))
         }

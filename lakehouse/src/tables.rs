@@ -372,6 +372,7 @@ fn rewards_schema() -> SchemaRef {
         utf8("epoch_root", false),
         Field::new("lines", DataType::List(Arc::new(Field::new("element", DataType::Struct(line), false))), false),
         Field::new("sales", DataType::List(Arc::new(Field::new("element", DataType::Struct(sale), false))), true),
+        utf8("payee", true),
         utf8("day", false),
     ]))
 }

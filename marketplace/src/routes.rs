@@ -58,8 +58,9 @@ fn body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
     body.map(|Json(b)| b).map_err(|e| MarketError::Invalid(vec![Violation::new("", e.body_text())]))
 }
 
-/// Who acts: the principal itself, or with auth off the one the body names.
-fn acting(principal: &Principal, own: Option<&str>, named: Option<&str>, what: &str) -> Result<String> {
+/// Whose data or account a request acts on: the caller's own contributor id, or (with auth
+/// off) the one the body names; `what` says what was asked, for the refusal.
+pub fn acting(principal: &Principal, own: Option<&str>, named: Option<&str>, what: &str) -> Result<String> {
     match (own, named) {
         (Some(own), Some(named)) if own != named => {
             Err(MarketError::Forbidden(format!("{} acts as {own}, not {named}", principal.name)))

@@ -5,6 +5,9 @@
 //! is refused and leaves the state as it was; replaying the same log refuses the same events.
 //! An event id seen before is ignored, so a re-delivered or retried event changes nothing.
 //!
+//! A link names the address a contributor id is paid at; the proof (the address's signed
+//! message) is checked again on every fold, so a link record nobody signed links nothing.
+//!
 //! A purchase is pending until a `confirm_payment` event of its own listing confirms it; only
 //! confirmed purchases grant rows and pay shares, in the epoch of their confirmation.
 
@@ -66,6 +69,10 @@ pub enum Refusal {
     /// A second confirmation of one purchase (another instance confirmed it first).
     #[error("purchase {0} is confirmed already")]
     AlreadyConfirmed(Uuid),
+    /// A link whose proof does not hold: the message is not signed by the address it links, or
+    /// does not name the contributor.
+    #[error("the link is not proven: {0}")]
+    UnprovenLink(String),
 }
 
 /// A listing with its versions.
@@ -172,8 +179,28 @@ pub struct Market {
     /// listing (one partition of the log), so which purchases stand does not depend on how
     /// partitions interleave.
     purchases: BTreeMap<(String, Uuid), Purchase>,
+    /// By contributor: every address linked, in log order with the time it was received.
+    links: BTreeMap<String, Vec<(DateTime<Utc>, String)>>,
     seen: HashSet<Uuid>,
     refused: u64,
+}
+
+/// Checks a link's proof: `signature` is `message` signed by `address`, and the message links
+/// that address to `contributor_id`.
+fn check_link(contributor_id: &str, address: &str, message: &str, signature: &str) -> Result<(), Refusal> {
+    let bad = |reason: String| Refusal::UnprovenLink(reason);
+    let signature = gata_wallet::parse_signature(signature).map_err(|e| bad(e.to_string()))?;
+    let m = gata_wallet::SignInMessage::verify(message, &signature).map_err(|e| bad(e.to_string()))?;
+    if !m.address.to_string().eq_ignore_ascii_case(address) {
+        return Err(bad(format!("the message is signed by {}, not {address}", m.address)));
+    }
+    if m.linked_contributor() != Some(contributor_id) {
+        return Err(bad(format!(
+            "the message does not list the resource {}",
+            gata_wallet::siwe::link_resource(contributor_id)
+        )));
+    }
+    Ok(())
 }
 
 impl Market {
@@ -228,6 +255,12 @@ impl Market {
                 if self.purchases.contains_key(&(listing_id.clone(), *purchase_id)) {
                     return Err(Refusal::DuplicatePurchase(*purchase_id));
                 }
+            }
+            MarketAction::LinkAddress { contributor_id, address, message, signature } => {
+                if *contributor_id != event.actor {
+                    return Err(not_yours(format!("link an address to {contributor_id}")));
+                }
+                check_link(contributor_id, address, message, signature)?;
             }
             MarketAction::ConfirmPayment { purchase_id, listing_id, .. } => {
                 let purchase = self
@@ -285,6 +318,11 @@ impl Market {
                     }
                     None => *g = Grants::default(),
                 }
+            }
+            MarketAction::LinkAddress { contributor_id, address, .. } => {
+                let checksummed =
+                    address.parse::<gata_wallet::Address>().map_or_else(|_| address.clone(), |a| a.to_string());
+                self.links.entry(contributor_id.clone()).or_default().push((received_at, checksummed));
             }
             MarketAction::ConfirmPayment { purchase_id, listing_id, method, tx_hash, amount_wei, block, note } => {
                 if let Some(p) = self.purchases.get_mut(&(listing_id.clone(), *purchase_id)) {
@@ -360,6 +398,21 @@ impl Market {
             }
         }
         out
+    }
+
+    /// The address `contributor` is paid at for what is paid at `at`: the latest address linked
+    /// before `at`, or the contributor id itself when it is an address.
+    pub fn payee(&self, contributor: &str, at: DateTime<Utc>) -> Option<gata_wallet::Address> {
+        if let Ok(address) = contributor.parse() {
+            return Some(address);
+        }
+        let links = self.links.get(contributor)?;
+        links.iter().rev().find(|(t, _)| *t < at).and_then(|(_, a)| a.parse().ok())
+    }
+
+    /// Every contributor's current payee address.
+    pub fn links(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.links.iter().filter_map(|(c, l)| Some((c.as_str(), l.last()?.1.as_str())))
     }
 
     /// Events refused so far.
@@ -443,6 +496,54 @@ mod tests {
                 note: Some("paid by invoice".into()),
             },
         )
+    }
+
+    /// `who`'s link to `account`'s address, proven by a message linking `names`.
+    fn link(n: u128, who: &str, account: &gata_wallet::Account, names: &str) -> MarketEvent {
+        let message = format!(
+            "gata.example wants you to sign in with your Ethereum account:\n{}\n\nLink.\n\nURI: https://gata.example/\nVersion: 1\nChain ID: 56\nNonce: 0123456789abcdef\nIssued At: 2026-12-01T00:00:00Z\nResources:\n- {}",
+            account.address(),
+            gata_wallet::siwe::link_resource(names)
+        );
+        let sig = account.sign_digest(&gata_wallet::personal_digest(message.as_bytes())).expect("sign");
+        let action = MarketAction::LinkAddress {
+            contributor_id: who.into(),
+            address: account.address().to_string().to_lowercase(),
+            message,
+            signature: format!("0x{}", hex::encode(sig)),
+        };
+        event(n, who, action)
+    }
+
+    #[test]
+    fn a_link_pays_its_contributor_at_the_address_that_signed_it_from_then_on() {
+        let alice = gata_wallet::Account::from_private_key_hex(&"0c".repeat(32)).expect("key");
+        let later = gata_wallet::Account::from_private_key_hex(&"0d".repeat(32)).expect("key");
+        let mut m = Market::default();
+        assert_eq!(m.apply(&link(1, "ctr_alice", &alice, "ctr_alice"), at(10)), Ok(true));
+        assert_eq!(m.payee("ctr_alice", at(10)), None, "not before it was received");
+        assert_eq!(m.payee("ctr_alice", at(11)), Some(alice.address()));
+        // Forgeries: someone else's id, a message linking another id, another address's signature.
+        let mut stolen = link(2, "ctr_alice", &alice, "ctr_alice");
+        stolen.actor = "mallory".into();
+        assert!(matches!(m.apply(&stolen, at(12)), Err(Refusal::NotYours { .. })));
+        assert!(matches!(m.apply(&link(3, "ctr_bob", &alice, "ctr_alice"), at(12)), Err(Refusal::UnprovenLink(_))));
+        let mut swapped = link(4, "ctr_alice", &alice, "ctr_alice");
+        if let MarketAction::LinkAddress { address, .. } = &mut swapped.action {
+            *address = later.address().to_string();
+        }
+        assert!(matches!(m.apply(&swapped, at(12)), Err(Refusal::UnprovenLink(_))));
+        assert_eq!(m.payee("ctr_alice", at(13)), Some(alice.address()));
+        // A later link takes over from when it was received; earlier epochs keep the first.
+        assert_eq!(m.apply(&link(5, "ctr_alice", &later, "ctr_alice"), at(20)), Ok(true));
+        assert_eq!(
+            (m.payee("ctr_alice", at(15)), m.payee("ctr_alice", at(21))),
+            (Some(alice.address()), Some(later.address()))
+        );
+        // An address is its own payee; an unlinked id has none.
+        let own = later.address().to_string();
+        assert_eq!((m.payee(&own, at(0)), m.payee("ctr_bob", at(30))), (Some(later.address()), None));
+        assert_eq!(m.links().collect::<Vec<_>>(), [("ctr_alice", own.as_str())]);
     }
 
     #[test]

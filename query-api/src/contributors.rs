@@ -127,7 +127,7 @@ pub struct ContributorRewards {
     pub contributor_id: String,
     /// Sum of the amounts, in token base units.
     pub total: i64,
-    /// Per epoch: amount, cap and penalty, Merkle leaf and root, the lines (submission, kind,
+    /// Per epoch: amount, cap and penalty, the payee address, Merkle leaf and root, the lines (submission, kind,
     /// score in basis points, verdict, tier, amount) and the sale shares behind it.
     pub epochs: Vec<Map<String, Value>>,
 }
@@ -139,7 +139,7 @@ pub async fn rewards(engine: &SqlEngine, contributor: &str) -> Result<Contributo
         .run(
             &Principal::local_admin(),
             "SELECT epoch, epoch_start, epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
-             validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales \
+             validation, leaf_index, leaf_count, leaf_hash, epoch_root, payee, lines, sales \
              FROM rewards WHERE account = $1 ORDER BY epoch, policy_version",
             vec![ScalarValue::Utf8(Some(contributor.to_string()))],
         )

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use gata_infra::contract::{EventKind, Verdict};
+use gata_wallet::Address;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -121,6 +122,10 @@ pub struct Payout {
     pub event_id: Uuid,
     /// The account (contributor or DVA worker id).
     pub account: String,
+    /// The address it is paid at: the account itself when it is an address, else the address
+    /// linked to it before the epoch ended; none: not payable on chain until linked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<Address>,
     /// Every line, contributions first, by submission id.
     pub lines: Vec<RewardLine>,
     /// Sum of the contribution lines.
@@ -183,14 +188,16 @@ fn preferred(a: &Contribution, b: &Contribution) -> bool {
         > (&b.scorer_version, score_bp(b.score), b.verdict == Verdict::Accept)
 }
 
-/// Folds `contributions` and `sales` into `epoch`'s payouts under `policy`. Contributions and
-/// sales received outside the epoch, and contributions scored by a scorer the policy does not
-/// pay on, are ignored; a sale share listed twice is paid once.
+/// Folds `contributions` and `sales` into `epoch`'s payouts under `policy`, each paid at the
+/// address `payee` gives for its account. Contributions and sales received outside the epoch,
+/// and contributions scored by a scorer the policy does not pay on, are ignored; a sale share
+/// listed twice is paid once.
 pub fn fold_epoch(
     policy: &Policy,
     epoch: Epoch,
     contributions: impl IntoIterator<Item = Contribution>,
     sales: impl IntoIterator<Item = Sale>,
+    payee: impl Fn(&str) -> Option<Address>,
 ) -> Result<EpochRewards> {
     let mut chosen: BTreeMap<Uuid, Contribution> = BTreeMap::new();
     for c in contributions {
@@ -280,10 +287,12 @@ pub fn fold_epoch(
         let amount =
             (capped - penalty).checked_add(validation).and_then(|a| a.checked_add(sold)).ok_or_else(overflow)?;
         total = total.checked_add(amount).ok_or_else(overflow)?;
-        let leaf_hash = merkle::leaf_hash(&leaf_bytes(&epoch, &account, amount));
+        let payee = payee(&account);
+        let leaf_hash = merkle::leaf_hash(&leaf_bytes(&epoch, &account, payee.as_ref(), amount));
         payouts.push(Payout {
             event_id: payout_id(&policy.version, &epoch, &account),
             account,
+            payee,
             lines,
             gross,
             cap_cut: gross - capped,
@@ -305,6 +314,11 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    /// No account has an address.
+    pub(crate) fn no_payee(_: &str) -> Option<Address> {
+        None
+    }
 
     pub(crate) fn epoch() -> Epoch {
         Epoch::parse(Duration::from_secs(86_400), "2026-11-25").expect("epoch")
@@ -345,7 +359,7 @@ pub(crate) mod tests {
     #[test]
     fn amounts_follow_the_policy() {
         let policy = Policy::load("v1").expect("v1");
-        let r = fold_epoch(&policy, epoch(), sample(), []).expect("fold");
+        let r = fold_epoch(&policy, epoch(), sample(), [], no_payee).expect("fold");
         let amount = |who: &str| r.payout(who).expect(who).amount;
         // gold 1.5 + silver 1.0 chat turns, a standard preference 0.25.
         assert_eq!(amount("alice"), 1_500_000_000 + 1_000_000_000 + 250_000_000);
@@ -371,7 +385,7 @@ pub(crate) mod tests {
         let policy = Policy::load("v2").expect("v2");
         let many: Vec<Contribution> =
             (0..30).map(|n| contribution("dave", n, EventKind::ChatTurn, 0.9, Verdict::Accept)).collect();
-        let r = fold_epoch(&policy, epoch(), many, []).expect("fold");
+        let r = fold_epoch(&policy, epoch(), many, [], no_payee).expect("fold");
         let p = r.payout("dave").expect("dave");
         assert_eq!((p.gross, p.amount, p.cap_cut), (45_000_000_000, 20_000_000_000, 25_000_000_000));
     }
@@ -379,7 +393,7 @@ pub(crate) mod tests {
     #[test]
     fn order_duplicates_and_other_epochs_change_nothing() {
         let policy = Policy::load("v1").expect("v1");
-        let base = fold_epoch(&policy, epoch(), sample(), []).expect("fold");
+        let base = fold_epoch(&policy, epoch(), sample(), [], no_payee).expect("fold");
         let mut shuffled = sample();
         shuffled.reverse();
         shuffled.extend(sample());
@@ -389,7 +403,7 @@ pub(crate) mod tests {
         let mut other_scorer = contribution("alice", 98, EventKind::ChatTurn, 0.9, Verdict::Accept);
         other_scorer.scorer_version = "dva/m@1".into();
         shuffled.push(other_scorer);
-        assert_eq!(fold_epoch(&policy, epoch(), shuffled, []).expect("fold"), base);
+        assert_eq!(fold_epoch(&policy, epoch(), shuffled, [], no_payee).expect("fold"), base);
     }
 
     #[test]
@@ -400,7 +414,7 @@ pub(crate) mod tests {
         new.scorer_version = "text-1.1.0".into();
         new.verdict = Verdict::Reject;
         for set in [vec![old.clone(), new.clone()], vec![new, old]] {
-            let r = fold_epoch(&policy, epoch(), set, []).expect("fold");
+            let r = fold_epoch(&policy, epoch(), set, [], no_payee).expect("fold");
             assert_eq!(r.payout("alice").expect("alice").amount, 0);
         }
     }
@@ -419,7 +433,7 @@ pub(crate) mod tests {
         let many: Vec<Contribution> =
             (0..30).map(|n| contribution("dave", n, EventKind::ChatTurn, 0.9, Verdict::Accept)).collect();
         let sales = [sale("dave", 1, 7, 1), sale("dave", 1, 7, 1), sale("erin", 2, 5, 2), sale("erin", 3, 9, 24 * 60)];
-        let r = fold_epoch(&policy, epoch(), many, sales).expect("fold");
+        let r = fold_epoch(&policy, epoch(), many, sales, no_payee).expect("fold");
         let dave = r.payout("dave").expect("dave");
         // Capped contributions, then the sale share on top (once, though listed twice).
         assert_eq!((dave.cap_cut, dave.sales.len(), dave.amount), (25_000_000_000, 1, 20_000_000_007));

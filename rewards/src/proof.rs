@@ -12,9 +12,24 @@
 //! | n | account, UTF-8 |
 //! | 8 | amount in token base units (u64) |
 //!
+//! A payout with a payee address (the account is an address, or a contributor id linked to one)
+//! has a `gata.reward.v2` leaf instead: the same fields, with the payee's 20 bytes between the
+//! account and the amount. That is the leaf a merkle-distributor contract pays: it sends
+//! `amount` to `payee` once the leaf's proof checks against the epoch root. A payout without a
+//! payee keeps the `v1` leaf, so epochs recorded before addresses existed keep their roots.
+//!
+//! | bytes | field (`gata.reward.v2`) |
+//! |---|---|
+//! | 14 | ASCII `gata.reward.v2` |
+//! | 8 + 8 | epoch start and end |
+//! | 2 + n | account length and account |
+//! | 20 | payee address |
+//! | 8 | amount |
+//!
 //! The leaf hash is `SHA-256(0x00 ‖ leaf bytes)`, inner nodes `SHA-256(0x01 ‖ left ‖ right)`
 //! (RFC 6962); leaves are the epoch's accounts in byte order.
 
+use gata_wallet::Address;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -22,20 +37,27 @@ use crate::{
     merkle::{self, Hash},
 };
 
-/// The domain tag that starts every leaf.
+/// The domain tag that starts a leaf without a payee.
 pub const LEAF_TAG: &[u8; 14] = b"gata.reward.v1";
 
-/// The leaf bytes of `account`'s `amount` in `epoch` (see the module docs).
-pub fn leaf_bytes(epoch: &Epoch, account: &str, amount: u64) -> Vec<u8> {
+/// The domain tag that starts a leaf with a payee address.
+pub const PAYEE_LEAF_TAG: &[u8; 14] = b"gata.reward.v2";
+
+/// The leaf bytes of `account`'s `amount` in `epoch`, paid to `payee` when it has one (see the
+/// module docs).
+pub fn leaf_bytes(epoch: &Epoch, account: &str, payee: Option<&Address>, amount: u64) -> Vec<u8> {
     let account = account.as_bytes();
     // Contributor and validator ids are bounded far below 64 KiB by the event contract.
     let len = u16::try_from(account.len()).unwrap_or(u16::MAX);
-    let mut out = Vec::with_capacity(40 + account.len());
-    out.extend_from_slice(LEAF_TAG);
+    let mut out = Vec::with_capacity(60 + account.len());
+    out.extend_from_slice(if payee.is_some() { PAYEE_LEAF_TAG } else { LEAF_TAG });
     out.extend_from_slice(&(epoch.start.timestamp() as u64).to_be_bytes());
     out.extend_from_slice(&(epoch.end.timestamp() as u64).to_be_bytes());
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(&account[..usize::from(len)]);
+    if let Some(payee) = payee {
+        out.extend_from_slice(&payee.0);
+    }
     out.extend_from_slice(&amount.to_be_bytes());
     out
 }
@@ -44,7 +66,7 @@ pub fn leaf_bytes(epoch: &Epoch, account: &str, amount: u64) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proof {
-    /// Always `gata.reward.v1`.
+    /// `gata.reward.v1`, or `gata.reward.v2` for a leaf with a payee.
     pub format: String,
     /// Policy version the amount was computed under.
     pub policy_version: String,
@@ -52,6 +74,9 @@ pub struct Proof {
     pub epoch: Epoch,
     /// The account.
     pub account: String,
+    /// The address it is paid at (`gata.reward.v2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payee: Option<Address>,
     /// Base units paid.
     pub amount: u64,
     /// Position of the leaf.
@@ -99,10 +124,12 @@ impl Proof {
         let payout = rewards.payout(account)?;
         let leaves = rewards.leaves();
         Some(Proof {
-            format: String::from_utf8_lossy(LEAF_TAG).into_owned(),
+            format: String::from_utf8_lossy(if payout.payee.is_some() { PAYEE_LEAF_TAG } else { LEAF_TAG })
+                .into_owned(),
             policy_version: rewards.policy_version.clone(),
             epoch: rewards.epoch,
             account: payout.account.clone(),
+            payee: payout.payee,
             amount: payout.amount,
             leaf_index: payout.leaf_index,
             tree_size: leaves.len() as u64,
@@ -114,13 +141,18 @@ impl Proof {
     /// Reads a proof document (JSON).
     pub fn from_json(text: &str) -> Result<Proof> {
         let proof: Proof = serde_json::from_str(text).map_err(|e| RewardsError::ProofFormat(e.to_string()))?;
-        if proof.format.as_bytes() != LEAF_TAG {
-            return Err(RewardsError::ProofFormat(format!("unknown format {:?}", proof.format)));
+        let expected: &[u8] = if proof.payee.is_some() { PAYEE_LEAF_TAG } else { LEAF_TAG };
+        if proof.format.as_bytes() != expected {
+            return Err(RewardsError::ProofFormat(format!(
+                "format {:?} with{} a payee",
+                proof.format,
+                if proof.payee.is_some() { "" } else { "out" }
+            )));
         }
         Ok(proof)
     }
 
-    /// Checks the proof: its leaf, rebuilt from epoch, account and amount, leads through the path
+    /// Checks the proof: its leaf, rebuilt from epoch, account, payee and amount, leads through the path
     /// to its root, and that root is `trusted` when one is given (the root anchored on chain).
     /// No lake needed.
     pub fn verify(&self, trusted: Option<&str>) -> Result<std::result::Result<(), Rejection>> {
@@ -132,7 +164,7 @@ impl Proof {
         };
         let path = self.path.iter().map(|h| decode(h)).collect::<Result<Vec<_>>>()?;
         let root = decode(&self.root)?;
-        let leaf = merkle::leaf_hash(&leaf_bytes(&self.epoch, &self.account, self.amount));
+        let leaf = merkle::leaf_hash(&leaf_bytes(&self.epoch, &self.account, self.payee.as_ref(), self.amount));
         let computed = merkle::root_from_path(leaf, self.leaf_index, self.tree_size, &path);
         if computed != Some(root) {
             return Ok(Err(Rejection::PathMismatch { computed: computed.map(hex::encode) }));
@@ -159,25 +191,38 @@ mod tests {
         policy::Policy,
     };
 
+    /// Five payouts; `ben` and `dan` are paid at addresses.
     fn rewards() -> EpochRewards {
         let people = ["ann", "ben", "cat", "dan", "eve"];
         let set = people
             .iter()
             .enumerate()
             .map(|(i, who)| contribution(who, i as u128, EventKind::ChatTurn, 0.9, Verdict::Accept));
-        fold_epoch(&Policy::load("v1").expect("v1"), epoch(), set, []).expect("fold")
+        let payee = |who: &str| match who {
+            "ben" => Some(Address([1; 20])),
+            "dan" => Some(Address([2; 20])),
+            _ => None,
+        };
+        fold_epoch(&Policy::load("v1").expect("v1"), epoch(), set, [], payee).expect("fold")
     }
 
     #[test]
     fn leaf_bytes_are_as_documented() {
         let e = epoch();
-        let bytes = leaf_bytes(&e, "ann", 258);
+        let bytes = leaf_bytes(&e, "ann", None, 258);
         assert_eq!(&bytes[..14], b"gata.reward.v1");
         assert_eq!(&bytes[14..22], &(e.start.timestamp() as u64).to_be_bytes());
         assert_eq!(&bytes[22..30], &(e.end.timestamp() as u64).to_be_bytes());
         assert_eq!(&bytes[30..32], &[0, 3]);
         assert_eq!(&bytes[32..35], b"ann");
         assert_eq!(&bytes[35..], &[0, 0, 0, 0, 0, 0, 1, 2]);
+
+        let payee = Address([0xab; 20]);
+        let paid = leaf_bytes(&e, "ann", Some(&payee), 258);
+        assert_eq!(&paid[..14], b"gata.reward.v2");
+        assert_eq!(&paid[14..35], &bytes[14..35]);
+        assert_eq!(&paid[35..55], &[0xab; 20]);
+        assert_eq!(&paid[55..], &[0, 0, 0, 0, 0, 0, 1, 2]);
     }
 
     #[test]
@@ -196,10 +241,23 @@ mod tests {
             let mut other = back.clone();
             other.account = "mallory".into();
             assert!(other.verify(None).expect("verify").is_err());
+            // Paying another address breaks a v2 proof; a v1 proof given a payee is refused.
+            let mut redirected = back.clone();
+            redirected.payee = Some(Address([9; 20]));
+            match p.payee {
+                Some(_) => assert!(redirected.verify(None).expect("verify").is_err()),
+                None => assert!(Proof::from_json(&serde_json::to_string(&redirected).expect("json")).is_err()),
+            }
             let mut moved = back.clone();
             moved.leaf_index = (moved.leaf_index + 1) % moved.tree_size;
             assert!(moved.verify(None).expect("verify").is_err());
         }
+        let formats: Vec<&str> = r
+            .payouts
+            .iter()
+            .map(|p| if Proof::of(&r, &p.account).expect("proof").format.ends_with("v2") { "v2" } else { "v1" })
+            .collect();
+        assert_eq!(formats, ["v1", "v2", "v1", "v2", "v1"]);
         let proof = Proof::of(&r, "ann").expect("proof");
         let elsewhere = hex::encode([7u8; 32]);
         assert!(matches!(proof.verify(Some(&elsewhere)).expect("verify"), Err(Rejection::UntrustedRoot { .. })));

@@ -32,6 +32,15 @@ pub const MAX_MESSAGE_BYTES: usize = 4096;
 
 const PREAMBLE: &str = " wants you to sign in with your Ethereum account:";
 
+/// What starts the resource that turns a sign-in message into a link: the address that signs
+/// `urn:gata:link:<contributor id>` agrees to be that contributor's payee.
+pub const LINK_RESOURCE_PREFIX: &str = "urn:gata:link:";
+
+/// The resource a message lists to link `contributor_id` to the signing address.
+pub fn link_resource(contributor_id: &str) -> String {
+    format!("{LINK_RESOURCE_PREFIX}{contributor_id}")
+}
+
 /// One EIP-4361 message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignInMessage {
@@ -226,6 +235,11 @@ impl SignInMessage {
         } else {
             Err(WalletError::Signature(format!("signed by {signer}, not by the message's {}", message.address)))
         }
+    }
+
+    /// The contributor id this message links its address to, if it lists a link resource.
+    pub fn linked_contributor(&self) -> Option<&str> {
+        self.resources.iter().find_map(|r| r.strip_prefix(LINK_RESOURCE_PREFIX))
     }
 }
 

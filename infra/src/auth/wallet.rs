@@ -23,7 +23,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use gata_wallet::{Address, SignInMessage, parse_signature};
+use gata_wallet::{Address, SignInMessage, parse_signature, siwe::link_resource};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -256,8 +256,9 @@ impl WalletSessions {
         DateTime::from_timestamp(i64::try_from(secs).ok()?, 0)
     }
 
-    /// Checks a signed sign-in message and opens a session for its address.
-    pub fn sign_in(&self, message: &str, signature: &str, now: DateTime<Utc>) -> Result<Session, SignInError> {
+    /// Checks a signed message as a sign-in does (domain, chain, nonce, times, signature) and
+    /// uses its nonce up; answers the message.
+    fn accept(&self, message: &str, signature: &str, now: DateTime<Utc>) -> Result<SignInMessage, SignInError> {
         if !self.enabled {
             return Err(SignInError::Disabled);
         }
@@ -291,28 +292,53 @@ impl WalletSessions {
         if m.not_before.is_some_and(|t| t > now + skew) {
             return Err(refuse("the message is not valid yet (Not Before)"));
         }
+        // The set stays whole whatever a panicking holder did: only inserts and removals.
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        used.forget_expired(now);
+        if used.set.contains(&m.nonce) {
+            return Err(refuse("the nonce was already used; ask for a new one"));
+        }
+        if used.set.len() >= self.max_used {
+            let oldest = used.by_expiry.first().map_or(now, |(t, _)| *t);
+            return Err(SignInError::Busy { retry_after: (oldest - now).num_seconds().max(1) as u64 });
+        }
+        used.set.insert(m.nonce.clone());
+        used.by_expiry.insert((nonce_expiry, m.nonce.clone()));
+        Ok(m)
+    }
+
+    /// Checks a signed sign-in message and opens a session for its address.
+    pub fn sign_in(&self, message: &str, signature: &str, now: DateTime<Utc>) -> Result<Session, SignInError> {
+        let m = self.accept(message, signature, now)?;
+        if m.linked_contributor().is_some() {
+            return Err(refuse("the message links an id to the address; send it to POST /v1/auth/link"));
+        }
         let role = if m.resources.iter().any(|r| r == BUYER_RESOURCE) { Role::Buyer } else { Role::Contributor };
         if !self.roles.contains(&role) {
             return Err(refuse(format!("wallets may not sign in as {} here", role_name(role))));
-        }
-        {
-            // The set stays whole whatever a panicking holder did: only inserts and removals.
-            let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
-            used.forget_expired(now);
-            if used.set.contains(&m.nonce) {
-                return Err(refuse("the nonce was already used; ask for a new one"));
-            }
-            if used.set.len() >= self.max_used {
-                let oldest = used.by_expiry.first().map_or(now, |(t, _)| *t);
-                return Err(SignInError::Busy { retry_after: (oldest - now).num_seconds().max(1) as u64 });
-            }
-            used.set.insert(m.nonce.clone());
-            used.by_expiry.insert((nonce_expiry, m.nonce.clone()));
         }
         let expires_at = m.expiration_time.map_or(now + self.session_ttl, |t| t.min(now + self.session_ttl));
         let body = format!("{}.{}.{}", role_name(role), m.address, expires_at.timestamp());
         let token = format!("{SESSION_PREFIX}{body}.{}", hex::encode(self.mac("session", body.as_bytes())));
         Ok(Session { token, address: m.address, role, expires_at })
+    }
+
+    /// Checks a signed message that links `contributor_id` to its address: a sign-in message
+    /// (checked and its nonce used up as for a sign-in) listing the resource
+    /// `urn:gata:link:<contributor_id>`. Answers the address.
+    pub fn link(
+        &self,
+        contributor_id: &str,
+        message: &str,
+        signature: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Address, SignInError> {
+        let m = self.accept(message, signature, now)?;
+        match m.linked_contributor() {
+            Some(id) if id == contributor_id => Ok(m.address),
+            Some(id) => Err(refuse(format!("the message links {id}, not {contributor_id}"))),
+            None => Err(refuse(format!("the message does not list the resource {}", link_resource(contributor_id)))),
+        }
     }
 
     /// The principal of a session token (`gws_…`), or why it is refused.
@@ -429,6 +455,24 @@ mod tests {
         let nonce = strict.nonce(now).expect("nonce").nonce;
         let (message, sig) = signed_with(&account, "gata.example", &nonce, now, &buyer);
         assert!(strict.sign_in(&message, &sig, now).unwrap_err().to_string().contains("may not sign in as buyer"));
+    }
+
+    #[test]
+    fn a_link_names_its_contributor_uses_its_nonce_and_is_no_sign_in() {
+        let s = sessions(10);
+        let now = Utc::now();
+        let account = Account::from_private_key_hex(&"0b".repeat(32)).expect("key");
+        let link = format!("\nResources:\n- {}", link_resource("ctr_7Hq2mZ"));
+        let (message, sig) = signed_with(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now, &link);
+        assert!(s.link("ctr_other", &message, &sig, now).unwrap_err().to_string().contains("links ctr_7Hq2mZ"));
+        // The refusal above used the nonce up, as any checked message does.
+        let (message, sig) = signed_with(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now, &link);
+        assert!(s.sign_in(&message, &sig, now).unwrap_err().to_string().contains("POST /v1/auth/link"));
+        let (message, sig) = signed_with(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now, &link);
+        assert_eq!(s.link("ctr_7Hq2mZ", &message, &sig, now).expect("link"), account.address());
+        assert!(s.link("ctr_7Hq2mZ", &message, &sig, now).unwrap_err().to_string().contains("already used"));
+        let (plain, sig) = signed(&account, "gata.example", &s.nonce(now).expect("nonce").nonce, now);
+        assert!(s.link("ctr_7Hq2mZ", &plain, &sig, now).unwrap_err().to_string().contains("urn:gata:link:ctr_7Hq2mZ"));
     }
 
     #[test]

@@ -104,6 +104,20 @@ pub enum MarketAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A contributor id (one not itself an address) is linked to a wallet address, which is
+    /// paid the contributor's rewards from then on. The proof travels with the event: a Sign-In
+    /// with Ethereum message the address signed, listing the resource
+    /// `urn:gata:link:<contributor_id>`, so anyone folding the log checks it again.
+    LinkAddress {
+        /// Whose rewards.
+        contributor_id: String,
+        /// The payee (EIP-55).
+        address: String,
+        /// The EIP-4361 message, exactly as signed.
+        message: String,
+        /// Its `personal_sign` signature: `0x` and 130 hex digits.
+        signature: String,
+    },
 }
 
 /// How a payment was confirmed.
@@ -193,14 +207,16 @@ impl MarketEvent {
             | MarketAction::Purchase { listing_id, .. }
             | MarketAction::ConfirmPayment { listing_id, .. } => Some(listing_id),
             MarketAction::Grant { listing_id, .. } | MarketAction::Revoke { listing_id, .. } => listing_id.as_deref(),
+            MarketAction::LinkAddress { .. } => None,
         }
     }
 
-    /// The partition key: the listing, or for listing-wide grants the contributor.
+    /// The partition key: the listing, or for listing-wide grants and links the contributor.
     pub fn key(&self) -> &str {
         match &self.action {
             MarketAction::Grant { contributor_id, listing_id: None }
-            | MarketAction::Revoke { contributor_id, listing_id: None } => contributor_id,
+            | MarketAction::Revoke { contributor_id, listing_id: None }
+            | MarketAction::LinkAddress { contributor_id, .. } => contributor_id,
             _ => self.listing_id().unwrap_or(&self.actor),
         }
     }
@@ -214,6 +230,7 @@ impl MarketEvent {
             MarketAction::Revoke { .. } => "revoke",
             MarketAction::Purchase { .. } => "purchase",
             MarketAction::ConfirmPayment { .. } => "confirm_payment",
+            MarketAction::LinkAddress { .. } => "link_address",
         }
     }
 
@@ -232,6 +249,19 @@ impl MarketEvent {
                 if let Some(l) = listing_id {
                     listing_id_rule(&mut c, "listing_id", l);
                 }
+            }
+            MarketAction::LinkAddress { contributor_id, address, message, signature } => {
+                c.id("contributor_id", contributor_id);
+                c.require(!is_address(contributor_id), "contributor_id", "is an address, which is paid itself");
+                c.require(is_address(address), "address", "is an address: 0x and 40 hex digits");
+                c.require(
+                    message.len() <= gata_wallet::siwe::MAX_MESSAGE_BYTES,
+                    "message",
+                    format!("is at most {} bytes", gata_wallet::siwe::MAX_MESSAGE_BYTES),
+                );
+                let hex_digits =
+                    signature.strip_prefix("0x").map(|h| (h.len(), h.bytes().all(|b| b.is_ascii_hexdigit())));
+                c.require(hex_digits == Some((130, true)), "signature", "is 0x and 130 hex digits");
             }
             MarketAction::ConfirmPayment { listing_id, method, tx_hash, amount_wei, note, .. } => {
                 listing_id_rule(&mut c, "listing_id", listing_id);
@@ -299,7 +329,8 @@ pub fn is_tx_hash(text: &str) -> bool {
     text.strip_prefix("0x").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn is_address(text: &str) -> bool {
+/// Whether `text` is an address: `0x` and 40 hex digits (any case).
+pub fn is_address(text: &str) -> bool {
     text.strip_prefix("0x").is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

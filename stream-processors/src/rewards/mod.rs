@@ -13,8 +13,10 @@
 //! the same root.
 //!
 //! Marketplace sales are paid through the same ledger: the shares of every paid purchase the
-//! marketplace projection accepts ([`recorded_sales`], from the lake's copy of the marketplace
-//! log) are added to the payouts of the epoch its payment was confirmed in.
+//! marketplace projection accepts ([`MarketLedger`], from the lake's copy of the marketplace
+//! log) are added to the payouts of the epoch its payment was confirmed in. The same log names
+//! each payout's payee: an account that is an address, or the address linked (by a message that
+//! address signed) to a contributor id before the epoch ended.
 
 pub mod replay;
 
@@ -26,6 +28,7 @@ use gata_infra::telemetry::register;
 use gata_lakehouse::{Lake, TableId};
 use gata_marketplace::Market;
 use gata_rewards::{Epoch, EpochRewards, Policy, Sale, fold_epoch};
+use gata_wallet::Address;
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +128,8 @@ pub async fn close_due(
     };
     let mut closed = Vec::new();
     let mut epoch = Epoch::at(policy.epoch, next);
-    let sales = if after(&epoch, settings.grace) { recorded_sales(lake).await? } else { Vec::new() };
+    let ledger = if after(&epoch, settings.grace) { MarketLedger::read(lake).await? } else { MarketLedger::default() };
+    let sales = &ledger.sales;
     while after(&epoch, settings.grace) {
         let unscored = lake.unscored(epoch.start, epoch.end).await?;
         if unscored > 0 {
@@ -150,7 +154,7 @@ pub async fn close_due(
                 None => break,
             }
         }
-        let rewards = fold_epoch(policy, epoch, contributions, sales.iter().cloned())?;
+        let rewards = fold_epoch(policy, epoch, contributions, sales.iter().cloned(), ledger.payees(epoch.end))?;
         table = lake.record_epoch(table, &rewards).await?;
         tracing::info!(epoch = %rewards.epoch, payouts = rewards.payouts.len(), total = rewards.total,
             root = %hex::encode(rewards.root), "epoch closed");
@@ -160,36 +164,53 @@ pub async fn close_due(
     Ok(closed)
 }
 
-/// Every revenue share of the paid purchases the marketplace projection accepts, folding the lake's
-/// copy of the marketplace log (`market_events`) in log order. A purchase is checked only
-/// against its own listing's events (one partition), so the result does not depend on how
-/// partitions interleave.
-pub async fn recorded_sales(lake: &Lake) -> Result<Vec<Sale>> {
-    let limits = Limits::default().for_replay();
-    let mut market = Market::default();
-    for record in lake.market_log().await? {
-        let (Ok(event), Some(at)) = (
-            MarketEvent::parse(record.payload.as_bytes(), &limits),
-            DateTime::from_timestamp_micros(record.received_us),
-        ) else {
-            continue;
-        };
-        // A refused event leaves the state as it was, on every replay alike.
-        let _ = market.apply(&event, at);
-    }
-    // Only paid purchases pay shares, in the epoch their payment was confirmed.
-    Ok(market
-        .purchases()
-        .filter_map(|p| Some((p, p.payment.as_ref()?.confirmed_at)))
-        .flat_map(|(p, paid_at)| {
-            p.shares.iter().map(move |s| Sale {
-                purchase: p.purchase_id,
-                listing: p.listing_id.clone(),
-                account: s.contributor_id.clone(),
-                accepted: s.accepted,
-                amount: s.amount,
-                received_at: paid_at,
+/// What the marketplace log decides about payouts, folded from the lake's copy of it
+/// (`market_events`) in log order.
+#[derive(Default)]
+pub struct MarketLedger {
+    /// Every revenue share of the paid purchases the projection accepts, each dated by its
+    /// payment's confirmation (the epoch it is paid in).
+    pub sales: Vec<Sale>,
+    market: Market,
+}
+
+impl MarketLedger {
+    /// Folds the lake's marketplace log. A purchase is checked only against its own listing's
+    /// events (one partition), and a link only against its contributor's, so the result does
+    /// not depend on how partitions interleave.
+    pub async fn read(lake: &Lake) -> Result<MarketLedger> {
+        let limits = Limits::default().for_replay();
+        let mut market = Market::default();
+        for record in lake.market_log().await? {
+            let (Ok(event), Some(at)) = (
+                MarketEvent::parse(record.payload.as_bytes(), &limits),
+                DateTime::from_timestamp_micros(record.received_us),
+            ) else {
+                continue;
+            };
+            // A refused event leaves the state as it was, on every replay alike.
+            let _ = market.apply(&event, at);
+        }
+        // Only paid purchases pay shares, in the epoch their payment was confirmed.
+        let sales = market
+            .purchases()
+            .filter_map(|p| Some((p, p.payment.as_ref()?.confirmed_at)))
+            .flat_map(|(p, paid_at)| {
+                p.shares.iter().map(move |s| Sale {
+                    purchase: p.purchase_id,
+                    listing: p.listing_id.clone(),
+                    account: s.contributor_id.clone(),
+                    accepted: s.accepted,
+                    amount: s.amount,
+                    received_at: paid_at,
+                })
             })
-        })
-        .collect())
+            .collect();
+        Ok(MarketLedger { sales, market })
+    }
+
+    /// Each account's payee for an epoch ending at `end`: links received before then count.
+    pub fn payees(&self, end: DateTime<Utc>) -> impl Fn(&str) -> Option<Address> + '_ {
+        move |account| self.market.payee(account, end)
+    }
 }

@@ -492,13 +492,19 @@ pub async fn replay(
     let all: Vec<Contribution> = replayed.into_iter().chain(dva).collect();
     let recorded_epochs: Vec<EpochRewards> =
         recorded_epochs.into_iter().filter(|e| e.policy_version == options.recorded.version).collect();
-    let sales = super::recorded_sales(lake).await?;
+    let ledger = super::MarketLedger::read(lake).await?;
     let mut replayed_epochs = Vec::new();
     let mut epoch_diffs = Vec::new();
     for recorded in &recorded_epochs {
         let (start, end) = (recorded.epoch.start, recorded.epoch.end);
         let within = all.iter().filter(|c| c.received_at >= start && c.received_at < end).cloned();
-        let mine = fold_epoch(&options.pay, recorded.epoch, within, sales.iter().cloned())?;
+        let mine = fold_epoch(
+            &options.pay,
+            recorded.epoch,
+            within,
+            ledger.sales.iter().cloned(),
+            ledger.payees(recorded.epoch.end),
+        )?;
         epoch_diffs.push(compare_epoch(recorded, &mine));
         replayed_epochs.push(mine);
     }

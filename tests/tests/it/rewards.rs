@@ -15,14 +15,15 @@ use gata_lakehouse::{
     deltalake::datafusion::prelude::{col, lit},
 };
 use gata_tests::{Gata, eventually, free_port};
+use gata_wallet::Account;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{
-    bin,
+    bin, identity,
     scoring::{PROMPTS, at, preference, turn, uuid, wait_for_scores},
 };
 
@@ -56,11 +57,31 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
         ("GATA__REWARDS__POLICY", policy.as_str()),
         ("GATA__REWARDS__GRACE", "1s"),
         ("GATA__REWARDS__INTERVAL", "300ms"),
+        ("GATA__AUTH__WALLET__DOMAIN", identity::DOMAIN),
     ];
     let cli_env: Vec<(&str, String)> = vec![("GATA__REWARDS__POLICY", policy.clone())];
     let port = free_port();
     let mut platform = Gata::start_on(bin(), dir.path(), port, &env).await.unwrap();
     let api = platform.client();
+
+    // person_1 links its id to a wallet, by a message the wallet signed; a message linking
+    // another id, or replayed, links nothing.
+    let wallet = Account::from_private_key_hex(&"2a".repeat(32)).unwrap();
+    let link = |message: &str| {
+        let signature = identity::personal_sign(&wallet, message);
+        json!({"contributor_id": "person_1", "message": message, "signature": signature}).to_string()
+    };
+    let signed_for = |nonce: &str, id: &str| {
+        format!("{}\nResources:\n- urn:gata:link:{id}", identity::message(&wallet, identity::DOMAIN, nonce, None))
+    };
+    let wrong = signed_for(&identity::nonce(&api).await, "person_2");
+    let (status, body) = api.post("/v1/auth/link", "application/json", link(&wrong)).await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    let message = signed_for(&identity::nonce(&api).await, "person_1");
+    let (status, body) = api.post("/v1/auth/link", "application/json", link(&message)).await.unwrap();
+    assert_eq!((status, body["address"].as_str()), (200, Some(wallet.address().to_string().as_str())), "{body}");
+    let (status, body) = api.post("/v1/auth/link", "application/json", link(&message)).await.unwrap();
+    assert_eq!(status, 401, "a link message is used once: {body}");
 
     // Six people ask; four also judge their turn; one account submits an empty-answer turn.
     let turns: Vec<Value> = (0..6)
@@ -113,6 +134,16 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
 
     // A proof printed from the lake verifies with the trusted root and without the lake; an
     // altered amount does not.
+    // person_1 is paid at its wallet, person_0 (never linked) at no address.
+    let payees = "SELECT DISTINCT account, payee FROM rewards WHERE account IN ('person_0', 'person_1') ORDER BY 1";
+    let payees = api.rows(payees).await.unwrap();
+    assert_eq!(
+        payees,
+        [
+            json!({"account": "person_0", "payee": null}),
+            json!({"account": "person_1", "payee": wallet.address().to_string()})
+        ]
+    );
     let row = &api.rows("SELECT epoch, epoch_root FROM rewards WHERE account = 'person_1'").await.unwrap()[0];
     let epoch = row["epoch"].as_i64().unwrap().to_string();
     let (code, proof, err) =
@@ -126,6 +157,7 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
         gata(elsewhere.path(), &[], &["rewards", "verify", proof_file.to_str().unwrap(), "--root", root]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("valid: person_1 is paid"), "{out}");
+    assert!(out.contains(&format!(" at {} ", wallet.address())), "the proof's leaf names the payee: {out}");
     let mut forged: Value = serde_json::from_str(&proof).unwrap();
     forged["amount"] = (forged["amount"].as_u64().unwrap() * 2).into();
     std::fs::write(&proof_file, forged.to_string()).unwrap();

@@ -248,6 +248,7 @@ async fn sql_service_on_a_fixture_lake() {
         ("/v1/chat-turns", M::POST, Some(other_turn), [401, 401, 202, 403, 403, 403]),
         ("/v1/auth/whoami", M::GET, None, [401, 401, 200, 200, 200, 200]),
         ("/v1/auth/nonce", M::GET, None, [200, 200, 200, 200, 200, 200]),
+        ("/v1/auth/link", M::GET, None, [401, 401, 403, 403, 403, 200]),
         ("/v1/contributors/ctr_a/scores", M::GET, None, [401, 401, 200, 403, 403, 200]),
         ("/v1/contributors/ctr_b/scores", M::GET, None, [401, 401, 200, 403, 403, 403]),
         ("/review", M::GET, None, [401, 401, 200, 403, 403, 403]),
