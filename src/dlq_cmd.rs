@@ -67,7 +67,7 @@ async fn replay(cfg: &GataConfig, only: Option<&str>) -> anyhow::Result<()> {
         bail!("replay produces to Kafka: give --brokers (the address `gata serve` printed, or your cluster's)");
     };
     let producer: FutureProducer =
-        KafkaClients::connect(brokers, cfg.kafka.idempotence).await?.producer(Duration::from_secs(30)).create()?;
+        KafkaClients::for_config(brokers, &cfg.kafka).await?.producer(Duration::from_secs(30)).create()?;
     let answer =
         platform::query_once(cfg, "SELECT kafka_topic, kafka_offset, payload FROM dead_letters ORDER BY kafka_offset")
             .await?;

@@ -61,7 +61,7 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
     if slot >= replicas {
         bail!("--slot {slot} is out of range: dva.replicas is {replicas}, so slots are 0 to {}", replicas - 1);
     }
-    let kafka = KafkaClients::connect(&brokers, cfg.kafka.idempotence).await?.with_record_mac(cfg.kafka.record_mac());
+    let kafka = KafkaClients::for_config(&brokers, &cfg.kafka).await?;
     let clip = platform::open_dva_model(&cfg.dva).await?;
     let output = Output::Votes { validator: args.worker_id.clone() };
     let settings = platform::dva_settings(&cfg, cfg.dva.replica_group(slot), output, &clip);

@@ -239,10 +239,7 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
         let (embedded, bootstrap) = crate::platform::bootstrap(&cfg).await.context(
             "starting the embedded broker over the data directory's log for the marketplace (is `gata serve` running? then give --brokers)",
         )?;
-        (
-            embedded,
-            market(&cfg, &KafkaClients::new(bootstrap).with_record_mac(cfg.kafka.record_mac()), &follower).await?,
-        )
+        (embedded, market(&cfg, &KafkaClients::configured(bootstrap, &cfg.kafka), &follower).await?)
     } else {
         (None, None)
     };

@@ -70,7 +70,9 @@ pub async fn bootstrap(cfg: &GataConfig) -> anyhow::Result<(Option<EmbeddedBroke
     Ok(match &cfg.kafka.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
-            let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await?;
+            let broker =
+                EmbeddedBroker::start_with_users(&cfg.data_dir, cfg.kafka.embedded_listen, &cfg.kafka.embedded_users)
+                    .await?;
             let bootstrap = broker.bootstrap();
             (Some(broker), bootstrap)
         }
@@ -82,7 +84,7 @@ pub async fn bootstrap(cfg: &GataConfig) -> anyhow::Result<(Option<EmbeddedBroke
 pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOnce(&Ready)) -> anyhow::Result<()> {
     let registry = Registry::new();
     let (_broker, bootstrap) = bootstrap(&cfg).await?;
-    let kafka = KafkaClients::connect(&bootstrap, cfg.kafka.idempotence).await?.with_record_mac(cfg.kafka.record_mac());
+    let kafka = KafkaClients::for_config(&bootstrap, &cfg.kafka).await?;
     kafka
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await
@@ -402,8 +404,9 @@ fn dva_engine(cfg: &DvaConfig) -> anyhow::Result<Engine> {
 /// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for
 /// deployments where intake, sinks and SQL run as separate processes on one machine.
 pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let broker = EmbeddedBroker::start(&cfg.data_dir, cfg.kafka.embedded_listen).await?;
-    KafkaClients::new(broker.bootstrap())
+    let broker =
+        EmbeddedBroker::start_with_users(&cfg.data_dir, cfg.kafka.embedded_listen, &cfg.kafka.embedded_users).await?;
+    KafkaClients::configured(broker.bootstrap(), &cfg.kafka)
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await?;
     println!("gata broker is serving");

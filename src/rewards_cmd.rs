@@ -250,9 +250,7 @@ async fn kafka_log(cfg: &GataConfig) -> anyhow::Result<Vec<replay::LogRecord>> {
     )?;
     eprintln!("reading the log from the intake topics at {bootstrap}");
     let progress = progress_bar(0, "reading");
-    let log =
-        replay::kafka_log(&KafkaClients::new(bootstrap).with_record_mac(cfg.kafka.record_mac()), progress.clone())
-            .await?;
+    let log = replay::kafka_log(&KafkaClients::configured(bootstrap, &cfg.kafka), progress.clone()).await?;
     progress.finish_and_clear();
     Ok(log)
 }

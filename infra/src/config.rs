@@ -306,6 +306,166 @@ pub struct KafkaConfig {
     /// the platform writes carry its MAC, and records without a valid one are refused
     /// ([`crate::record_mac`]). Unset: the broker is trusted.
     pub record_secret: Option<Secret>,
+    /// How every client authenticates to the cluster and encrypts the connection.
+    pub security: KafkaSecurity,
+    /// SCRAM users of the embedded broker. When set, it serves only clients that authenticate
+    /// as one of them (SASL SCRAM-SHA-256 or -512; PLAIN is refused), and gata's own clients
+    /// use `kafka.security`.
+    pub embedded_users: Vec<ScramUser>,
+}
+
+/// `[kafka.security]`: SASL and TLS settings every Kafka client of gata gets (librdkafka's
+/// `security.protocol`, `sasl.*` and `ssl.*`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaSecurity {
+    /// `plaintext` (default), `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: SecurityProtocol,
+    /// `SCRAM-SHA-512` (default), `SCRAM-SHA-256` or `PLAIN` (only over `sasl_ssl`: it sends
+    /// the password as is).
+    pub sasl_mechanism: SaslMechanism,
+    /// The SASL user.
+    pub username: Option<String>,
+    /// Its password (`GATA__KAFKA__SECURITY__PASSWORD`).
+    pub password: Option<Secret>,
+    /// PEM file of the CAs that sign the brokers' certificates. Unset: the system's.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// PEM client certificate, for clusters that authenticate clients by TLS (mTLS).
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub ssl_key_location: Option<PathBuf>,
+    /// Password of the private key, if it is encrypted.
+    pub ssl_key_password: Option<Secret>,
+    /// Check that a broker's certificate names the host connected to (`true`).
+    pub ssl_endpoint_identification: bool,
+}
+
+impl Default for KafkaSecurity {
+    fn default() -> Self {
+        Self {
+            protocol: SecurityProtocol::Plaintext,
+            sasl_mechanism: SaslMechanism::ScramSha512,
+            username: None,
+            password: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            ssl_key_password: None,
+            ssl_endpoint_identification: true,
+        }
+    }
+}
+
+/// Kafka's `security.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityProtocol {
+    /// Neither authentication nor encryption.
+    Plaintext,
+    /// TLS.
+    Ssl,
+    /// SASL without TLS.
+    SaslPlaintext,
+    /// SASL over TLS.
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// As librdkafka names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plaintext => "plaintext",
+            Self::Ssl => "ssl",
+            Self::SaslPlaintext => "sasl_plaintext",
+            Self::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    /// Whether clients authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(self, Self::SaslPlaintext | Self::SaslSsl)
+    }
+
+    /// Whether the connection is TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, Self::Ssl | Self::SaslSsl)
+    }
+}
+
+/// A SASL mechanism.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    /// The password in clear (acceptable only inside TLS).
+    #[serde(rename = "PLAIN")]
+    Plain,
+    /// Salted challenge-response with SHA-256.
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    /// Salted challenge-response with SHA-512.
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// As Kafka names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+impl KafkaSecurity {
+    /// What is wrong with this section, one line each.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let sasl_set = self.username.is_some() || self.password.is_some();
+        if self.protocol.sasl() && (self.username.is_none() || self.password.is_none()) {
+            problems.push(format!(
+                "kafka.security.protocol = {:?} needs kafka.security.username and password",
+                self.protocol.name()
+            ));
+        }
+        if !self.protocol.sasl() && sasl_set {
+            problems.push(
+                "kafka.security.username/password are set but the protocol has no SASL: \
+                 set kafka.security.protocol = \"sasl_ssl\" (or \"sasl_plaintext\")"
+                    .into(),
+            );
+        }
+        if self.protocol == SecurityProtocol::SaslPlaintext && self.sasl_mechanism == SaslMechanism::Plain {
+            problems.push("kafka.security: PLAIN sends the password in clear; use it with sasl_ssl only".into());
+        }
+        let files = [&self.ssl_ca_location, &self.ssl_certificate_location, &self.ssl_key_location];
+        if !self.protocol.tls() && files.iter().any(|f| f.is_some()) {
+            problems.push("kafka.security.ssl_* files are set but the protocol is not ssl or sasl_ssl".into());
+        }
+        for file in files.into_iter().flatten().filter(|f| !f.is_file()) {
+            problems.push(format!("kafka.security: {} is not a readable file", file.display()));
+        }
+        if self.ssl_certificate_location.is_some() != self.ssl_key_location.is_some() {
+            problems.push("kafka.security: a client certificate needs its key, and a key its certificate".into());
+        }
+        problems
+    }
+}
+
+/// A SCRAM user of the embedded broker.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScramUser {
+    /// The user name.
+    pub name: String,
+    /// Its password; the broker stores only SCRAM's salted keys of it.
+    pub password: Secret,
+}
+
+impl std::fmt::Debug for ScramUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUser").field("name", &self.name).finish_non_exhaustive()
+    }
 }
 
 /// A secret setting: read from the configuration, never shown by `Debug`.
@@ -330,11 +490,25 @@ impl KafkaConfig {
         let mut problems = Vec::new();
         if self.brokers.is_none() && !self.embedded_listen.ip().is_loopback() && !self.embedded_remote {
             problems.push(format!(
-                "kafka.embedded_listen {} is not loopback: the embedded broker has no authentication; \
-                 set kafka.embedded_remote = true (with kafka.record_secret) to serve it on the network",
+                "kafka.embedded_listen {} is not loopback: set kafka.embedded_remote = true (with \
+                 kafka.embedded_users and kafka.record_secret) to serve the embedded broker on the network",
                 self.embedded_listen
             ));
         }
+        if !self.embedded_users.is_empty() && !self.security.protocol.sasl() {
+            problems.push(
+                "kafka.embedded_users makes the embedded broker require SCRAM: set kafka.security \
+                 (protocol = \"sasl_plaintext\", a SCRAM mechanism, one user's name and password) for gata's own clients"
+                    .into(),
+            );
+        }
+        if !self.embedded_users.is_empty() && self.security.sasl_mechanism == SaslMechanism::Plain {
+            problems.push("kafka.security.sasl_mechanism: the embedded broker accepts SCRAM only, not PLAIN".into());
+        }
+        if let Some(u) = self.embedded_users.iter().find(|u| u.name.is_empty() || u.password.0.is_empty()) {
+            problems.push(format!("kafka.embedded_users: user {:?} needs a name and a password", u.name));
+        }
+        problems.extend(self.security.problems());
         if self.record_secret.is_some() && self.record_mac().is_none() {
             problems.push("kafka.record_secret must be the hex of at least 32 random bytes".into());
         }
@@ -353,6 +527,8 @@ impl Default for KafkaConfig {
             idempotence: Idempotence::Auto,
             embedded_remote: false,
             record_secret: None,
+            security: KafkaSecurity::default(),
+            embedded_users: Vec::new(),
         }
     }
 }

@@ -21,7 +21,11 @@ use rdkafka::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{InfraError, Result, broker::EMBEDDED_CLUSTER_ID};
+use crate::{
+    InfraError, Result,
+    broker::EMBEDDED_CLUSTER_ID,
+    config::{KafkaConfig, KafkaSecurity},
+};
 
 /// Whether producers run idempotent (`kafka.idempotence`).
 ///
@@ -50,6 +54,7 @@ pub struct KafkaClients {
     idempotent: bool,
     processors: SharedProducer,
     record_mac: Option<crate::record_mac::RecordMac>,
+    security: KafkaSecurity,
 }
 
 /// One producer for every stream processor of a process (see
@@ -71,7 +76,31 @@ impl KafkaClients {
     /// producers: for a cluster that is known to support them, or a broker that lives exactly as
     /// long as its clients.
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Self { bootstrap: bootstrap.into(), idempotent: true, processors: SharedProducer::default(), record_mac: None }
+        Self {
+            bootstrap: bootstrap.into(),
+            idempotent: true,
+            processors: SharedProducer::default(),
+            record_mac: None,
+            security: KafkaSecurity::default(),
+        }
+    }
+
+    /// The same clients, authenticating and encrypting as `security` says.
+    pub fn with_security(mut self, security: KafkaSecurity) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// Clients for the cluster at `bootstrap` with `cfg`'s security and record MAC, and
+    /// idempotent producers (see [`KafkaClients::new`]).
+    pub fn configured(bootstrap: impl Into<String>, cfg: &KafkaConfig) -> Self {
+        Self::new(bootstrap).with_security(cfg.security.clone()).with_record_mac(cfg.record_mac())
+    }
+
+    /// Clients for the cluster at `bootstrap` as `cfg` configures them: security, record MAC,
+    /// and idempotence resolved against the cluster.
+    pub async fn for_config(bootstrap: impl Into<String>, cfg: &KafkaConfig) -> Result<Self> {
+        Self::configured(bootstrap, cfg).resolve_idempotence(cfg.idempotence).await
     }
 
     /// The same clients, signing and checking records of the platform's topics with `mac`.
@@ -88,7 +117,11 @@ impl KafkaClients {
     /// Clients for the cluster at `bootstrap`, with idempotence resolved against the cluster:
     /// [`Idempotence::Auto`] asks the cluster for its id.
     pub async fn connect(bootstrap: impl Into<String>, idempotence: Idempotence) -> Result<Self> {
-        let mut clients = Self::new(bootstrap);
+        Self::new(bootstrap).resolve_idempotence(idempotence).await
+    }
+
+    async fn resolve_idempotence(self, idempotence: Idempotence) -> Result<Self> {
+        let mut clients = self;
         clients.idempotent = match idempotence {
             Idempotence::On => true,
             Idempotence::Off => false,
@@ -133,6 +166,32 @@ impl KafkaClients {
             .set("broker.address.family", "v4")
             .set("log_level", "4")
             .set("enable.metrics.push", "false");
+        let sec = &self.security;
+        cfg.set("security.protocol", sec.protocol.name());
+        if sec.protocol.sasl() {
+            cfg.set("sasl.mechanism", sec.sasl_mechanism.name())
+                .set("sasl.username", sec.username.as_deref().unwrap_or_default())
+                .set("sasl.password", sec.password.as_ref().map_or("", |p| p.0.as_str()));
+        }
+        if sec.protocol.tls() {
+            // Without a CA file, librdkafka's bundled OpenSSL looks for the system's CAs.
+            cfg.set("ssl.ca.location", "probe");
+            let files = [
+                ("ssl.ca.location", &sec.ssl_ca_location),
+                ("ssl.certificate.location", &sec.ssl_certificate_location),
+                ("ssl.key.location", &sec.ssl_key_location),
+            ];
+            for (key, file) in files.into_iter().filter_map(|(k, f)| Some((k, f.as_ref()?))) {
+                cfg.set(key, file.to_string_lossy());
+            }
+            if let Some(p) = &sec.ssl_key_password {
+                cfg.set("ssl.key.password", &p.0);
+            }
+            cfg.set(
+                "ssl.endpoint.identification.algorithm",
+                if sec.ssl_endpoint_identification { "https" } else { "none" },
+            );
+        }
         cfg
     }
 

@@ -13,6 +13,7 @@ pub mod error;
 pub mod kafka;
 pub mod rate;
 pub mod record_mac;
+pub mod scram;
 pub mod telemetry;
 pub mod topics;
 pub mod workload;

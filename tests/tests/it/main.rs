@@ -16,6 +16,7 @@ mod export;
 mod forgery;
 mod fuzz;
 mod identity;
+mod kafka_auth;
 mod maintenance;
 mod marketplace;
 mod mirror;
