@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
-# deltalake, a Flight SQL test with the ADBC driver, a Delta Sharing test with its Python client, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler and make (librdkafka and SQLite build from
-# bundled sources) and python3; installs the Python packages the tests use when missing.
+# deltalake, a Flight SQL test with the ADBC driver, a Delta Sharing test with its Python client, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler, make
+# and perl (librdkafka, OpenSSL and SQLite build from bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,6 +12,15 @@ if ! command -v cc >/dev/null || ! command -v make >/dev/null; then
     apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
   else
     echo "need gcc and make" >&2; exit 1
+  fi
+fi
+# OpenSSL, built from source for librdkafka's TLS and SCRAM, configures itself with Perl.
+if ! perl -MIPC::Cmd -MFindBin -e1 2>/dev/null; then
+  echo "installing Perl's modules for OpenSSL's build" >&2
+  if command -v apt-get >/dev/null; then
+    apt-get update -qq && apt-get install -y -qq perl >/dev/null
+  else
+    echo "need perl with IPC::Cmd (to build OpenSSL)" >&2; exit 1
   fi
 fi
 # Headless Chromium for the DVA review page's browser test (Debian's package).

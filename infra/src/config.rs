@@ -1133,6 +1133,37 @@ mod tests {
     }
 
     #[test]
+    fn kafka_security_is_checked_whole_and_its_secrets_never_print() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "gata.toml",
+                "[kafka]\nembedded_users = [{ name = \"gata\", password = \"pw-1\" }]\n\
+                 [kafka.security]\nprotocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-256\"\n\
+                 username = \"gata\"\n",
+            )?;
+            jail.set_env("GATA__KAFKA__SECURITY__PASSWORD", "pw-1");
+            let cfg = load(Some(Path::new("gata.toml")), &serde_json::json!({})).expect("valid");
+            assert_eq!(cfg.kafka.security.sasl_mechanism, SaslMechanism::ScramSha256);
+            let shown = format!("{cfg:?}");
+            assert!(!shown.contains("pw-1"), "{shown}");
+            Ok(())
+        });
+        let mut k = KafkaConfig::default();
+        k.security.username = Some("gata".into());
+        k.security.ssl_ca_location = Some(PathBuf::from("/no/such/ca.pem"));
+        k.embedded_users.push(ScramUser { name: "gata".into(), password: Secret(String::new()) });
+        let problems = k.problems().join("\n");
+        for expected in
+            ["needs a name and a password", "require SCRAM", "no SASL", "not ssl or sasl_ssl", "not a readable file"]
+        {
+            assert!(problems.contains(expected), "{expected}: {problems}");
+        }
+        k.security.protocol = SecurityProtocol::SaslPlaintext;
+        k.security.sasl_mechanism = SaslMechanism::Plain;
+        assert!(k.problems().join("\n").contains("PLAIN sends the password in clear"));
+    }
+
+    #[test]
     fn storage_options_take_any_scalar_as_text() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("GATA__LAKE__STORAGE_OPTIONS__AWS_ALLOW_HTTP", "true");
