@@ -26,12 +26,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use gata_contract::Event;
+use gata_contract::topics;
 use gata_infra::{
     broker::EmbeddedBroker,
     config::GataConfig,
-    contract::Event,
     kafka::{Idempotence, KafkaClients},
-    topics,
     workload::Workload,
 };
 use gata_lakehouse::Lake;
@@ -367,7 +367,7 @@ async fn backlog(bin: &Path, data: &Path, events: &[Event]) -> anyhow::Result<(D
 /// Reads `n` records of the intake topics with a new consumer in `group`; returns the time taken.
 fn raw_consume(kafka: &KafkaClients, group: &str, n: usize) -> anyhow::Result<Duration> {
     let consumer: BaseConsumer = kafka.consumer(group).create()?;
-    let names: Vec<&str> = gata_infra::contract::EventKind::ALL.into_iter().map(topics::intake_topic).collect();
+    let names: Vec<&str> = gata_contract::EventKind::ALL.into_iter().map(topics::intake_topic).collect();
     consumer.subscribe(&names)?;
     let started = Instant::now();
     let mut seen = 0;

@@ -9,12 +9,11 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use gata_infra::{
-    config::GataConfig,
-    contract::Event,
-    kafka::KafkaClients,
+use gata_contract::{
+    Event,
     topics::{SCHEMA_HEADER, kind_of_topic},
 };
+use gata_infra::{config::GataConfig, kafka::KafkaClients};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},

@@ -231,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn write_schemas(dir: Option<PathBuf>) -> anyhow::Result<()> {
-    for (name, schema) in gata_infra::contract::schemas() {
+    for (name, schema) in gata_contract::schemas() {
         let text = serde_json::to_string_pretty(&schema)? + "\n";
         match &dir {
             Some(dir) => {

@@ -5,13 +5,13 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
+use gata_contract::topics;
 use gata_dva::{Engine, ModelSource, Provider};
 use gata_infra::{
     broker::EmbeddedBroker,
     config::{DvaConfig, DvaEngine, DvaProvider, GataConfig, Role},
     kafka::KafkaClients,
     rate::RateLimits,
-    topics,
 };
 use gata_lakehouse::Lake;
 use gata_query_api::{Catalog, flight::FlightSql};

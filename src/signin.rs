@@ -79,7 +79,7 @@ async fn link(
         Ok(address) => address,
         Err(err) => return refused(err),
     };
-    let action = gata_infra::contract::MarketAction::LinkAddress {
+    let action = gata_contract::MarketAction::LinkAddress {
         contributor_id: who.clone(),
         address: address.to_string(),
         message: body.message,

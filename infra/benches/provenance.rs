@@ -7,10 +7,8 @@
 
 use std::time::Instant;
 
-use gata_infra::{
-    contract::{Event, EventKind, Limits},
-    workload::Workload,
-};
+use gata_contract::{Event, EventKind, Limits};
+use gata_infra::workload::Workload;
 use gata_wallet::Account;
 
 fn main() {

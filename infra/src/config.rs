@@ -18,7 +18,8 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{InfraError, Result, contract::Limits, kafka::Idempotence};
+use crate::{InfraError, Result, kafka::Idempotence};
+use gata_contract::Limits;
 
 /// A role `gata serve` can run; a process runs any subset, so roles scale independently.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES};
+use gata_contract::topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES};
 
 /// The header holding a record's MAC (hex).
 pub const MAC_HEADER: &str = "gata-mac";

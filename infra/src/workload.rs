@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 use uuid::Uuid;
 
-use crate::contract::{ChatTurn, ClientInfo, Event, ImagePayload, ImageTextPair, ModelResponse, Preference};
+use gata_contract::{ChatTurn, ClientInfo, Event, ImagePayload, ImageTextPair, ModelResponse, Preference};
 
 /// How a generated contributor behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,7 +313,7 @@ fn square_png(side: u32, bg: [u8; 3], fg: [u8; 3]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::Limits;
+    use gata_contract::Limits;
 
     #[test]
     fn same_seed_same_events_and_all_valid() {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use gata_infra::{
-    contract::Event,
+use gata_contract::{
+    Event,
     topics::{SCHEMA_HEADER, intake_topic},
 };
 use rdkafka::{

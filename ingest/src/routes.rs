@@ -11,12 +11,8 @@ use axum::{
     routing::post,
 };
 use futures::StreamExt as _;
-use gata_infra::{
-    auth::Principal,
-    config::IngestConfig,
-    contract::{Event, EventKind, Violation},
-    rate::RateLimits,
-};
+use gata_contract::{Event, EventKind, Violation};
+use gata_infra::{auth::Principal, config::IngestConfig, rate::RateLimits};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Opening the lake's tables and appending to them with exactly-once bookkeeping.
 //!
 //! [`Lake::append`] writes one record batch and, in the same Delta commit, one `txn` action per
-//! topic-partition the batch covers (see [`crate::offsets`]). Delta commits are atomic: either
+//! topic-partition the batch covers (see [`gata_contract::offsets`]). Delta commits are atomic: either
 //! the rows and the new positions are both visible, or neither is. A writer that crashes
 //! mid-commit leaves at most orphaned Parquet files that no commit references (vacuum removes
 //! them). Concurrent writers to one table are serialized by Delta's optimistic concurrency:

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use deltalake::{
     DeltaTable, arrow::record_batch::RecordBatch, datafusion::prelude::SessionContext, kernel::Transaction,
 };
-use gata_infra::contract::{EventKind, Verdict};
+use gata_contract::{EventKind, Verdict};
 use gata_rewards::{Contribution, Epoch, EpochRewards, LineRole, Payout, RewardLine, Sale, Vote};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;

@@ -8,20 +8,18 @@
 //!   offsets they cover, as Delta `txn` actions in the same commit.
 //! - [`ledger`]: the rewards ledger: scored contributions in, payouts of closed epochs out.
 //! - [`log`]: the log as bronze mirrors it, read back in receipt order in bounded memory.
-//! - [`offsets`]: the `txn` app-id scheme and typed offsets.
 
 pub mod error;
 pub mod lake;
 pub mod ledger;
 pub mod log;
 pub mod maintenance;
-pub mod offsets;
 pub mod rows;
 pub mod tables;
 
 pub use deltalake;
 pub use error::{LakeError, Result};
+pub use gata_contract::offsets::{Offset, TopicPartition};
 pub use lake::Lake;
-pub use offsets::{Offset, TopicPartition};
 pub use rows::{DeadLetter, LakeRecord};
 pub use tables::TableId;

@@ -90,11 +90,11 @@ mod tests {
     use std::collections::BTreeMap;
 
     use chrono::{TimeDelta, Utc};
-    use gata_infra::{
-        contract::Limits,
+    use gata_contract::{
+        Limits,
         topics::{Feed, intake_topic},
-        workload::Workload,
     };
+    use gata_infra::workload::Workload;
 
     use super::*;
     use crate::{LakeRecord, Offset, TopicPartition, rows::record_batch};

@@ -6,12 +6,12 @@
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
-use gata_infra::{
-    contract::{
+use gata_contract::{
+    topics::Feed,
+    {
         ChatTurn, CheckedImage, ClientInfo, DecodedImage, Event, Limits, MarketAction, MarketEvent, ModelResponse,
         Preference, QualityScore, ScoreReason, ValidatorVote, Violation,
     },
-    topics::Feed,
 };
 use serde::Serialize;
 
@@ -497,7 +497,8 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use gata_infra::{topics::intake_topic, workload::Workload};
+    use gata_contract::topics::intake_topic;
+    use gata_infra::workload::Workload;
 
     /// Decoded records of a seeded workload, as the sink would see them.
     pub(crate) fn records(turns: usize, images: usize) -> Vec<LakeRecord> {
@@ -538,7 +539,7 @@ pub(crate) mod tests {
 
     #[test]
     fn scores_become_rows_with_their_reasons() {
-        use gata_infra::contract::{EventKind, LogPosition, SubScores, Verdict};
+        use gata_contract::{EventKind, LogPosition, SubScores, Verdict};
         let subject = uuid::Uuid::now_v7();
         let score = QualityScore {
             event_id: QualityScore::id_for("text-1.0.0", subject),
@@ -561,7 +562,7 @@ pub(crate) mod tests {
         };
         let rec = LakeRecord::decode(
             Feed::QualityScores,
-            TopicPartition::new(gata_infra::topics::QUALITY_SCORES, 0),
+            TopicPartition::new(gata_contract::topics::QUALITY_SCORES, 0),
             Offset(0),
             Utc::now(),
             score.to_json(),
@@ -614,7 +615,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_records_are_refused_with_reasons() {
         let err = LakeRecord::decode(
-            Feed::Intake(gata_infra::contract::EventKind::ChatTurn),
+            Feed::Intake(gata_contract::EventKind::ChatTurn),
             TopicPartition::new("t", 0),
             Offset(0),
             Utc::now(),

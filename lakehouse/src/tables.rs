@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use deltalake::arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
-use gata_infra::{contract::EventKind, topics::Feed};
+use gata_contract::{EventKind, topics::Feed};
 
 /// A table of the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -384,7 +384,7 @@ mod tests {
     #[test]
     fn no_listing_can_take_a_lake_tables_name() {
         for t in TableId::ALL {
-            assert!(gata_infra::contract::RESERVED_LISTING_IDS.contains(&t.name()), "{}", t.name());
+            assert!(gata_contract::RESERVED_LISTING_IDS.contains(&t.name()), "{}", t.name());
         }
     }
 

@@ -5,7 +5,7 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use gata_infra::contract::Violation;
+use gata_contract::Violation;
 use serde_json::json;
 
 use crate::Refusal;

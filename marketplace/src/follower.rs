@@ -9,11 +9,11 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use gata_infra::{
-    contract::{Limits, MarketEvent},
-    kafka::KafkaClients,
+use gata_contract::{
     topics::MARKETPLACE,
+    {Limits, MarketEvent},
 };
+use gata_infra::kafka::KafkaClients;
 use rdkafka::{
     Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},

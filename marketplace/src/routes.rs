@@ -25,10 +25,8 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use gata_infra::{
-    auth::{Principal, Role},
-    contract::{ListingSpec, MarketAction, PaymentMethod, Violation},
-};
+use gata_contract::{ListingSpec, MarketAction, PaymentMethod, Violation};
+use gata_infra::auth::{Principal, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;

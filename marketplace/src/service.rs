@@ -6,11 +6,13 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
+use gata_contract::{
+    topics::{MARKETPLACE, SCHEMA_HEADER},
+    {EventKind, ListingSpec, MarketAction, MarketEvent, RevenueShare},
+};
 use gata_infra::{
     auth::{Principal, Role},
-    contract::{EventKind, ListingSpec, MarketAction, MarketEvent, RevenueShare},
     record_mac::RecordMac,
-    topics::{MARKETPLACE, SCHEMA_HEADER},
 };
 use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
 use rdkafka::{
@@ -19,7 +21,9 @@ use rdkafka::{
 };
 use uuid::Uuid;
 
-use crate::{MarketError, Result, follower::Followed, listing::silver_table, listing_sql, split};
+use gata_market::{listing_sql, silver_table, split};
+
+use crate::{MarketError, Result, follower::Followed};
 
 /// How long a write waits for its event to be applied.
 const APPLY_WAIT: Duration = Duration::from_secs(15);
@@ -31,7 +35,7 @@ pub struct Marketplace {
     producer: FutureProducer,
     engine: SqlEngine,
     catalog: Arc<Catalog>,
-    limits: gata_infra::contract::Limits,
+    limits: gata_contract::Limits,
     payments: Option<Arc<crate::payments::Payments>>,
     mac: Option<RecordMac>,
 }
@@ -50,7 +54,7 @@ impl Marketplace {
         producer: FutureProducer,
         engine: SqlEngine,
         catalog: Arc<Catalog>,
-        limits: gata_infra::contract::Limits,
+        limits: gata_contract::Limits,
     ) -> Self {
         Self { followed, producer, engine, catalog, limits, payments: None, mac: None }
     }

@@ -18,12 +18,14 @@ use std::{
 };
 
 use futures::Stream;
-use gata_infra::contract::{EventKind, ListingSpec};
+use gata_contract::{EventKind, ListingSpec};
 use gata_lakehouse::{Lake, TableId, deltalake::datafusion::prelude::SessionContext};
 use gata_query_api::{Catalog, catalog::LakeTable, sql::register};
 use serde_json::{Map, Value};
 
-use crate::{MarketError, Marketplace, Result, listing::silver_table, listing_sql};
+use gata_market::{listing_sql, silver_table};
+
+use crate::{MarketError, Marketplace, Result};
 
 /// How often the scores table is looked at for a new version.
 const POLL: Duration = Duration::from_millis(500);
@@ -47,10 +49,7 @@ impl Cursor {
     /// Parses `V_W_k_id` (or `V`, a step boundary).
     pub fn parse(text: &str) -> Result<Cursor> {
         let bad = || {
-            MarketError::Invalid(vec![gata_infra::contract::Violation::new(
-                "cursor",
-                "is not a cursor this server issued",
-            )])
+            MarketError::Invalid(vec![gata_contract::Violation::new("cursor", "is not a cursor this server issued")])
         };
         let mut parts = text.splitn(4, '_');
         let from: i64 = parts.next().and_then(|p| p.parse().ok()).ok_or_else(bad)?;

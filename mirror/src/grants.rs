@@ -26,7 +26,7 @@ use gata_greenfield::{
     tx::Msg,
 };
 use gata_lakehouse::Lake;
-use gata_marketplace::{Market, listing::silver_table};
+use gata_market::{Market, silver_table};
 use serde::{Deserialize, Serialize};
 
 use crate::{

@@ -7,7 +7,8 @@
 //! (`accept` or `reject`), `kind` (`chat_turn` or `preference`). Each score names the
 //! submission it judges and, for a chat turn, the start of its prompt.
 
-use gata_infra::{auth::Principal, contract::Limits};
+use gata_contract::Limits;
+use gata_infra::auth::Principal;
 use gata_lakehouse::deltalake::datafusion::common::ScalarValue;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{EventKind, Verdict};
+use gata_contract::{EventKind, Verdict};
 use gata_wallet::Address;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use gata_infra::contract::EventKind;
+use gata_contract::EventKind;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 

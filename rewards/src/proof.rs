@@ -180,7 +180,7 @@ impl Proof {
 
 #[cfg(test)]
 mod tests {
-    use gata_infra::contract::{EventKind, Verdict};
+    use gata_contract::{EventKind, Verdict};
 
     use super::*;
     use crate::{

@@ -9,10 +9,8 @@
 
 use std::{io::Write as _, process::Command, time::Instant};
 
-use gata_infra::{
-    contract::{ChatTurn, Event, Preference},
-    workload::Workload,
-};
+use gata_contract::{ChatTurn, Event, Preference};
+use gata_infra::workload::Workload;
 use gata_parallel::{SMALL_ITEMS_PER_THREAD, available_threads, map_fold_ordered, map_ordered};
 use gata_scoring::{Prepared, Score, Scorer, minhash::signature};
 

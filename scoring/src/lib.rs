@@ -18,8 +18,8 @@ pub mod minhash;
 mod scorer;
 pub mod text;
 
-pub use gata_infra::contract::Verdict;
-use gata_infra::contract::{ScoreReason, SubScores as MeasuredSubScores};
+pub use gata_contract::Verdict;
+use gata_contract::{ScoreReason, SubScores as MeasuredSubScores};
 pub use scorer::{PreferenceText, Prepared, SCORER_VERSION, Scorer, ScorerConfig, TurnText};
 use serde::{Deserialize, Serialize};
 

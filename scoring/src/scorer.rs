@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use foldhash::HashMap;
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{ChatTurn, Event, Preference};
+use gata_contract::{ChatTurn, Event, Preference};
 
 use crate::{
     Reason, Score, SubScores, Verdict,
@@ -456,7 +456,7 @@ fn product(reasons: &[Reason]) -> f64 {
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use gata_infra::contract::ModelResponse;
+    use gata_contract::ModelResponse;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use gata_infra::contract::{ChatTurn, Preference};
+use gata_contract::{ChatTurn, Preference};
 use gata_scoring::{Scorer, Verdict};
 use serde::Deserialize;
 

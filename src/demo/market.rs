@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
-use gata_infra::{
-    config::PaymentsConfig,
-    contract::{Event, payment_reference},
-};
+use gata_contract::{Event, payment_reference};
+use gata_infra::config::PaymentsConfig;
 use gata_marketplace::payments::{emulator::ChainEmulator, rpc::ChainRpc};
 use gata_wallet::{Account, Address, keccak256};
 use serde_json::{Value, json};

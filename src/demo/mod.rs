@@ -11,11 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use gata_infra::{
-    config::GataConfig,
-    contract::{Event, EventKind},
-    workload::Workload,
-};
+use gata_contract::{Event, EventKind};
+use gata_infra::{config::GataConfig, workload::Workload};
 use gata_lakehouse::Lake;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;

@@ -49,7 +49,7 @@ pub struct Subject {
     /// When the contributor says it happened.
     pub occurred_at: DateTime<Utc>,
     /// Where the log holds it.
-    pub source: gata_infra::contract::LogPosition,
+    pub source: gata_contract::LogPosition,
 }
 
 /// What an account did on gold pairs.

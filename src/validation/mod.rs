@@ -34,14 +34,12 @@ use axum::{
     routing::{delete, get, post},
 };
 use chrono::{DateTime, Utc};
-use gata_infra::{
-    auth::Principal,
-    config::ValidationConfig,
-    contract::{Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
-    rate::RateLimits,
-    record_mac::RecordMac,
+use gata_contract::{
     topics::DVA_VOTES,
-    workload::Workload,
+    {Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
+};
+use gata_infra::{
+    auth::Principal, config::ValidationConfig, rate::RateLimits, record_mac::RecordMac, workload::Workload,
 };
 use gata_query_api::sql::SqlEngine;
 use gata_wallet::{Address, parse_signature, recover};

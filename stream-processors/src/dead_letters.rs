@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use gata_infra::topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC};
+use gata_contract::topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_OFFSET, DLQ_SOURCE_PARTITION, DLQ_SOURCE_TOPIC};
 pub use gata_lakehouse::DeadLetter;
 use rdkafka::{
     message::{Header, OwnedHeaders},

@@ -9,7 +9,8 @@
 use std::{future::Future, pin::Pin, time::Duration};
 
 use futures::{FutureExt, StreamExt, stream::FuturesOrdered};
-use gata_infra::{contract::QualityScore, record_mac::RecordMac};
+use gata_contract::QualityScore;
+use gata_infra::record_mac::RecordMac;
 use gata_lakehouse::{Offset, TopicPartition};
 use rdkafka::{
     error::KafkaError,

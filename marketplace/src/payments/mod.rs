@@ -20,10 +20,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use gata_infra::{
-    config::PaymentsConfig,
-    contract::{MarketAction, PaymentMethod, is_tx_hash, payment_reference},
-};
+use gata_contract::{MarketAction, PaymentMethod, is_tx_hash, payment_reference};
+use gata_infra::config::PaymentsConfig;
 use gata_wallet::Address;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

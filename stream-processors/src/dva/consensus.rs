@@ -18,11 +18,11 @@ use std::{
 };
 
 use chrono::Utc;
-use gata_infra::{
-    contract::{Consensus, Limits, QualityScore, ScoreReason, ValidatorVote, Verdict},
-    kafka::KafkaClients,
+use gata_contract::{
     topics::{DVA_VOTES, QUALITY_SCORES},
+    {Consensus, Limits, QualityScore, ScoreReason, ValidatorVote, Verdict},
 };
+use gata_infra::kafka::KafkaClients;
 use gata_lakehouse::{Lake, Offset, TopicPartition};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::time::Instant;
@@ -391,7 +391,7 @@ impl Run {
 
 #[cfg(test)]
 mod tests {
-    use gata_infra::contract::{EventKind, LogPosition, ModelRef, SubScores};
+    use gata_contract::{EventKind, LogPosition, ModelRef, SubScores};
 
     use super::*;
 

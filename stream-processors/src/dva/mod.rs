@@ -27,15 +27,15 @@ use std::{
 };
 
 use chrono::Utc;
-use gata_dva::{Clip, cosine};
-use gata_infra::{
-    contract::{
+use gata_contract::{
+    topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
+    {
         DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, ModelRef, QualityScore, ScoreReason,
         SubScores, Timings, Verdict,
     },
-    kafka::KafkaClients,
-    topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
 };
+use gata_dva::{Clip, cosine};
+use gata_infra::kafka::KafkaClients;
 use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
 use gata_parallel::map_ordered;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -277,8 +277,8 @@ impl Dva {
     /// already scored in the lake.
     fn admit(&mut self, polled: Polled) {
         let Polled { source, offset, timestamp_ms, payload, .. } = polled;
-        let pair = match gata_infra::contract::Event::parse(EventKind::ImageTextPair, &payload, &self.settings.limits) {
-            Ok(gata_infra::contract::Event::ImageTextPair(pair)) => pair,
+        let pair = match gata_contract::Event::parse(EventKind::ImageTextPair, &payload, &self.settings.limits) {
+            Ok(gata_contract::Event::ImageTextPair(pair)) => pair,
             _ => return self.publisher.skip(source, offset),
         };
         if self.landed.contains(&pair.event_id) || !self.seen.insert(pair.event_id) {

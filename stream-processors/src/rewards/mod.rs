@@ -23,10 +23,10 @@ pub mod replay;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{Limits, MarketEvent};
+use gata_contract::{Limits, MarketEvent};
 use gata_infra::telemetry::register;
 use gata_lakehouse::{Lake, TableId};
-use gata_marketplace::Market;
+use gata_market::Market;
 use gata_rewards::{Epoch, EpochRewards, Policy, Sale, fold_epoch};
 use gata_wallet::Address;
 use prometheus::{IntCounter, IntGauge, Registry};

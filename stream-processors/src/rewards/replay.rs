@@ -17,12 +17,11 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
-use gata_infra::{
-    contract::{Event, EventKind, Limits, QualityScore, Verdict},
-    kafka::KafkaClients,
-    record_mac::RecordMac,
+use gata_contract::{
     topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
+    {Event, EventKind, Limits, QualityScore, Verdict},
 };
+use gata_infra::{kafka::KafkaClients, record_mac::RecordMac};
 pub use gata_lakehouse::log::{LogRecord, LogStream};
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
 use gata_parallel::{available_threads, map_fold_ordered};

@@ -27,11 +27,11 @@ use std::{
 };
 
 use chrono::Utc;
-use gata_infra::{
-    contract::{Event, EventKind, Limits, LogPosition, QualityScore, Violation},
-    kafka::KafkaClients,
+use gata_contract::{
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
+    {Event, EventKind, Limits, LogPosition, QualityScore, Violation},
 };
+use gata_infra::kafka::KafkaClients;
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_parallel::{SMALL_ITEMS_PER_THREAD, map_ordered};
 use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};

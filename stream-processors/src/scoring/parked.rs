@@ -10,7 +10,7 @@ use std::{
     time::Instant,
 };
 
-use gata_infra::contract::Preference;
+use gata_contract::Preference;
 use gata_lakehouse::{Offset, TopicPartition};
 
 /// A preference and where it was read.

@@ -15,7 +15,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use gata_infra::{config::LakeConfig, contract::Limits, kafka::KafkaClients, topics::Feed};
+use gata_contract::{Limits, topics::Feed};
+use gata_infra::{config::LakeConfig, kafka::KafkaClients};
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;

@@ -17,7 +17,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use gata_infra::{contract::Limits, topics::Feed};
+use gata_contract::{Limits, topics::Feed};
 use gata_lakehouse::{
     DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
     deltalake::DeltaTable,
@@ -149,7 +149,7 @@ impl Writer {
             return Ok(());
         }
         let decoded = match forged {
-            Some(reason) => Err(vec![gata_infra::contract::Violation::new("", reason)]),
+            Some(reason) => Err(vec![gata_contract::Violation::new("", reason)]),
             None => LakeRecord::decode(feed, source.clone(), offset, received_at, payload.clone(), &self.limits),
         };
         match decoded {

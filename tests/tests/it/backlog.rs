@@ -6,11 +6,11 @@
 
 use std::time::Duration;
 
-use gata_infra::{
-    contract::EventKind,
-    kafka::{Idempotence, KafkaClients},
+use gata_contract::{
+    EventKind,
     topics::{SCHEMA_HEADER, intake_topic},
 };
+use gata_infra::kafka::{Idempotence, KafkaClients};
 use gata_tests::{Gata, eventually, example, free_port};
 use rdkafka::{
     consumer::{Consumer, StreamConsumer},

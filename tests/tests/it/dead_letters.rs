@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use gata_infra::{
-    kafka::KafkaClients,
-    topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_TOPIC},
-};
+use gata_contract::topics::{DEAD_LETTERS, DLQ_REASON, DLQ_SOURCE_TOPIC};
+use gata_infra::kafka::KafkaClients;
 use gata_tests::{Gata, eventually, example};
 use rdkafka::{
     Message,

@@ -9,10 +9,8 @@
 use std::{path::PathBuf, time::Duration};
 
 use base64::Engine as _;
-use gata_infra::{
-    kafka::KafkaClients,
-    topics::{DEAD_LETTERS, DLQ_REASON},
-};
+use gata_contract::topics::{DEAD_LETTERS, DLQ_REASON};
+use gata_infra::kafka::KafkaClients;
 use gata_tests::{Gata, eventually, free_port};
 use rdkafka::{
     Message,

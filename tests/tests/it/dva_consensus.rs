@@ -11,11 +11,11 @@ use std::{
 
 use base64::Engine as _;
 use chrono::Utc;
-use gata_infra::{
-    contract::{EventKind, ImageTextPair, LogPosition, QualityScore, SubScores, Verdict},
-    kafka::KafkaClients,
+use gata_contract::{
     topics::{DVA_VOTES, intake_topic},
+    {EventKind, ImageTextPair, LogPosition, QualityScore, SubScores, Verdict},
 };
+use gata_infra::kafka::KafkaClients;
 use gata_tests::{Gata, eventually, free_port};
 use rdkafka::{
     Message,

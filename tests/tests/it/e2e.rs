@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use gata_infra::{contract::EventKind, topics};
+use gata_contract::EventKind;
+use gata_contract::topics;
 use gata_lakehouse::{Lake, TableId, TopicPartition};
 use gata_tests::{Gata, eventually, example};
 use serde_json::Value;
@@ -114,7 +115,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
             .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
             .collect();
         // Four partitions per topic the sink reads: the intake topics and the scores topic.
-        (lags.len() == 4 * gata_infra::topics::Feed::ALL.len() && lags.iter().all(|l| *l == 0.0)).then_some(())
+        (lags.len() == 4 * gata_contract::topics::Feed::ALL.len() && lags.iter().all(|l| *l == 0.0)).then_some(())
     })
     .await;
     // The Grafana dashboard only charts metrics the service really exports.

@@ -6,10 +6,10 @@
 
 use std::{process::Command, time::Duration};
 
+use gata_contract::topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES};
 use gata_infra::{
     kafka::KafkaClients,
     record_mac::{MAC_HEADER, RecordMac},
-    topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES},
 };
 use gata_tests::{Gata, eventually};
 use rdkafka::{

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use gata_infra::contract::{Event, EventKind, Limits};
+use gata_contract::{Event, EventKind, Limits};
 use gata_ingest::{Framing, split_events};
 use gata_marketplace::sharing::byte_range;
 use gata_query_api::sql::check_read_only;

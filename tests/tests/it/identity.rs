@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{SecondsFormat, Utc};
-use gata_infra::contract::{Event, EventKind, Limits};
+use gata_contract::{Event, EventKind, Limits};
 use gata_tests::{Api, Gata, eventually, example, principals_env};
 use gata_wallet::{Account, personal_digest};
 use serde_json::{Value, json};

@@ -6,10 +6,10 @@
 
 use std::{path::Path, time::Duration};
 
+use gata_contract::topics::MARKETPLACE;
 use gata_infra::{
     config::{KafkaSecurity, SaslMechanism, Secret, SecurityProtocol},
     kafka::KafkaClients,
-    topics::MARKETPLACE,
 };
 use gata_tests::{Gata, eventually, free_port};
 use rdkafka::producer::{BaseProducer, Producer};

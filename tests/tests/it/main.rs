@@ -2,6 +2,7 @@
 //! End-to-end suite: real `gata serve` processes (embedded Kafka-protocol broker, Delta tables
 //! on a temp dir, HTTP on loopback), driven through the public API.
 
+mod architecture;
 mod attack;
 mod backlog;
 mod bad_input;
@@ -29,7 +30,8 @@ mod validation;
 
 use std::path::Path;
 
-use gata_infra::{contract::Event, workload::Workload};
+use gata_contract::Event;
+use gata_infra::workload::Workload;
 use serde_json::Value;
 
 /// The `gata` binary under test.

@@ -9,7 +9,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use gata_infra::contract::payment_reference;
+use gata_contract::payment_reference;
 use gata_marketplace::payments::{emulator::ChainEmulator, rpc::ChainRpc};
 use gata_tests::{Api, Gata, eventually, free_port, principals_env};
 use gata_wallet::{Account, Address};

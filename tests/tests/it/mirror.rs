@@ -11,8 +11,8 @@ use std::{
 };
 
 use deltalake::DeltaTableBuilder;
+use gata_contract::MarketAction;
 use gata_greenfield::{Account, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
-use gata_infra::contract::MarketAction;
 use gata_lakehouse::{Lake, TableId, deltalake};
 use gata_marketplace::{Market, Marketplace};
 use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target, verify};

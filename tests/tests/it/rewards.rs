@@ -5,11 +5,11 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use gata_infra::{
-    contract::EventKind,
-    kafka::KafkaClients,
+use gata_contract::{
+    EventKind,
     topics::{SCHEMA_HEADER, intake_topic},
 };
+use gata_infra::kafka::KafkaClients;
 use gata_lakehouse::{
     Lake, TableId,
     deltalake::datafusion::prelude::{col, lit},

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::QualityScore;
+use gata_contract::QualityScore;
 use gata_tests::{Api, Gata, eventually, free_port};
 use serde_json::{Value, json};
 

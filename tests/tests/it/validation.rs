@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use gata_infra::contract::vote_digest;
+use gata_contract::vote_digest;
 use gata_tests::{Api, Gata, eventually};
 use gata_wallet::Account;
 use serde_json::{Value, json};

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use gata_infra::contract::{EventKind, ListingSpec};
+use gata_contract::{EventKind, ListingSpec};
 
 /// Quotes a string as a SQL literal.
 fn literal(s: &str) -> String {

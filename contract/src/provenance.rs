@@ -157,7 +157,7 @@ mod tests {
     use gata_wallet::Account;
 
     use super::*;
-    use crate::contract::{EventKind, Limits};
+    use crate::{EventKind, Limits};
 
     fn signed_turn(account: &Account, chain_id: u64) -> Event {
         let json = format!(

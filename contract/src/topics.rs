@@ -3,18 +3,18 @@
 //! Every intake topic is keyed by contributor id, so one contributor's events stay in order
 //! within one partition (what rewards and spam detection need).
 
-use crate::contract::EventKind;
+use crate::EventKind;
 
-/// Scores topic: one [`QualityScore`](crate::contract::QualityScore) per scored submission
+/// Scores topic: one [`QualityScore`](crate::QualityScore) per scored submission
 /// and scorer version, keyed by contributor id.
 pub const QUALITY_SCORES: &str = "gata.quality_scores.v1";
 
-/// DVA votes topic: one [`QualityScore`](crate::contract::QualityScore) with a `validator` per
+/// DVA votes topic: one [`QualityScore`](crate::QualityScore) with a `validator` per
 /// image-text pair and DVA worker, when several workers score each pair (`dva.replicas` > 1);
 /// keyed by the pair's contributor id, so every vote on a pair lands in one partition.
 pub const DVA_VOTES: &str = "gata.dva_votes.v1";
 
-/// Marketplace topic: one [`MarketEvent`](crate::contract::MarketEvent) per listing, grant,
+/// Marketplace topic: one [`MarketEvent`](crate::MarketEvent) per listing, grant,
 /// revoke or purchase, keyed by listing id (listing-wide grants by contributor id).
 pub const MARKETPLACE: &str = "gata.marketplace.v1";
 

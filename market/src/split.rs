@@ -1,6 +1,6 @@
 //! Splitting a sale's price among contributors.
 
-use gata_infra::contract::RevenueShare;
+use gata_contract::RevenueShare;
 
 /// Splits `price` among `accepted` (contributor, accepted rows) in proportion to the rows,
 /// in integer base units, summing to `price` exactly: each gets the floor of their exact share,

@@ -1,5 +1,7 @@
-//! The v1 event contract: one Rust type per submission kind, its JSON Schema (generated from
-//! the type and checked into `schemas/`), and validation with precise, located reasons.
+//! The v1 event contract, with no I/O: one Rust type per submission kind, its JSON Schema
+//! (generated from the type and checked into `schemas/`), validation with precise, located
+//! reasons, the topics events travel on ([`topics`]) and Kafka positions as the lake records
+//! them ([`offsets`]). Every other crate speaks this contract; it depends on none of them.
 //!
 //! Events are immutable facts. `event_id` is chosen by the client (a UUID, v7 recommended) so a
 //! retried request is recognised downstream; when absent, intake assigns a UUIDv7. The time the
@@ -8,8 +10,10 @@
 mod chat_turn;
 mod image_text_pair;
 mod market;
+pub mod offsets;
 mod preference;
 mod provenance;
+pub mod topics;
 
 pub use provenance::vote_digest;
 mod quality_score;

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
-use gata_infra::contract::{ListingSpec, MarketAction, MarketEvent, PaymentMethod, RevenueShare};
+use gata_contract::{ListingSpec, MarketAction, MarketEvent, PaymentMethod, RevenueShare};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -423,7 +423,7 @@ impl Market {
 
 #[cfg(test)]
 mod tests {
-    use gata_infra::contract::EventKind;
+    use gata_contract::EventKind;
 
     use super::*;
 
