@@ -84,7 +84,7 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
         }
         RewardsOp::Epochs => {
             println!("{:>8}  {:<25}  {:<6}  {:>8}  {:>20}  root", "epoch", "start", "policy", "payouts", "total");
-            for e in lake(&cfg)?.recorded_rewards(None).await? {
+            for e in gata_ledger::recorded_rewards(&lake(&cfg)?, None).await? {
                 println!(
                     "{:>8}  {:<25}  {:<6}  {:>8}  {:>20}  {}",
                     e.epoch.index,
@@ -101,7 +101,7 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
             let epoch = Epoch::parse(policy.epoch, &epoch).with_context(|| {
                 format!("--epoch {epoch:?}: an epoch index, a date (2026-11-25) or an RFC 3339 time")
             })?;
-            let recorded = lake(&cfg)?.recorded_rewards(Some(epoch.index)).await?;
+            let recorded = gata_ledger::recorded_rewards(&lake(&cfg)?, Some(epoch.index)).await?;
             let Some(rewards) = recorded.iter().find(|e| e.policy_version == policy.version).or(recorded.first())
             else {
                 bail!("epoch {epoch} is not closed (no payouts recorded)");

@@ -6,14 +6,15 @@
 //! - [`rows`]: turning decoded Kafka records into Arrow record batches for a table.
 //! - [`lake`]: opening/creating the tables and appending batches together with the Kafka
 //!   offsets they cover, as Delta `txn` actions in the same commit.
-//! - [`ledger`]: the rewards ledger: scored contributions in, payouts of closed epochs out.
+//! - [`queries`]: a DataFusion session over chosen tables, rows read back as Rust values,
+//!   receipt times and the marketplace log, for the processors.
 //! - [`log`]: the log as bronze mirrors it, read back in receipt order in bounded memory.
 
 pub mod error;
 pub mod lake;
-pub mod ledger;
 pub mod log;
 pub mod maintenance;
+pub mod queries;
 pub mod rows;
 pub mod tables;
 

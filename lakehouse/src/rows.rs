@@ -169,7 +169,7 @@ pub fn dead_letter_batch(letters: &[&DeadLetter]) -> Result<RecordBatch> {
 }
 
 /// Serializes `rows` into a batch of `table`'s schema.
-pub(crate) fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch> {
+pub fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch> {
     let wrap = |source| LakeError::Rows { table: table.name(), source };
     let mut decoder = arrow_json::ReaderBuilder::new(table.schema())
         .with_batch_size(rows.len().max(1))

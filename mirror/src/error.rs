@@ -12,6 +12,9 @@ pub enum MirrorError {
     /// Reading the lake failed.
     #[error(transparent)]
     Lake(Box<gata_lakehouse::LakeError>),
+    /// Reading the rewards ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] gata_ledger::LedgerError),
     /// A Delta operation on `what` failed.
     #[error("{what}: {source}")]
     Delta {

@@ -216,7 +216,7 @@ impl Mirror {
         if self.existing(TableId::Rewards).await?.is_none() {
             return Ok(Vec::new());
         }
-        let epochs = self.lake.recorded_rewards(None).await.map_err(|e| MirrorError::Lake(Box::new(e)))?;
+        let epochs = gata_ledger::recorded_rewards(&self.lake, None).await?;
         Ok(epochs
             .into_iter()
             .map(|e| EpochRoot { epoch: e.epoch.index, policy_version: e.policy_version, root: hex::encode(e.root) })

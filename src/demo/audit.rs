@@ -109,8 +109,7 @@ async fn closed_epochs(
     let patience = due + cfg.rewards.max_wait + Duration::from_secs(30);
     let deadline = Instant::now() + patience;
     loop {
-        let recorded: Vec<EpochRewards> = lake
-            .recorded_rewards(None)
+        let recorded: Vec<EpochRewards> = gata_ledger::recorded_rewards(lake, None)
             .await?
             .into_iter()
             .filter(|e| e.policy_version == policy.version && e.epoch.end > since)

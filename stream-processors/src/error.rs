@@ -22,6 +22,10 @@ pub enum ProcessorError {
     #[error(transparent)]
     Lake(Box<LakeError>),
 
+    /// The rewards ledger could not be read or recorded.
+    #[error(transparent)]
+    Ledger(#[from] gata_ledger::LedgerError),
+
     /// The dead-letter topic did not acknowledge a record; the batch is not committed, so the
     /// records are read again after a restart.
     #[error("dead-letter topic did not take the record from {source_topic}/{partition}@{offset}: {reason}")]

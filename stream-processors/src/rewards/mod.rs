@@ -116,7 +116,7 @@ pub async fn close_due(
 ) -> Result<Vec<(EpochRewards, u64)>> {
     let policy = &settings.policy;
     let mut table = lake.open(TableId::Rewards).await?;
-    let next = match lake.last_recorded_epoch(&table, &policy.version).await? {
+    let next = match gata_ledger::last_recorded_epoch(lake, &table, &policy.version).await? {
         Some(last) => last + 1,
         None => match lake.first_scored_receipt().await? {
             Some(first) => Epoch::of(policy.epoch, first).index,
@@ -140,7 +140,7 @@ pub async fn close_due(
             tracing::warn!(epoch = %epoch, unscored, max_wait = ?settings.max_wait,
                 "closing an epoch with unscored submissions; they are not paid (see gata replay)");
         }
-        let contributions = lake.contributions(Some((epoch.start, epoch.end))).await?;
+        let contributions = gata_ledger::contributions(lake, Some((epoch.start, epoch.end))).await?;
         let sold = |t: &DateTime<Utc>| *t >= epoch.start && *t < epoch.end;
         if unscored == 0 && contributions.is_empty() && !sales.iter().any(|s| sold(&s.received_at)) {
             // Nothing to pay: go straight to the epoch of the next receipt, so a gap of idle
@@ -155,7 +155,7 @@ pub async fn close_due(
             }
         }
         let rewards = fold_epoch(policy, epoch, contributions, sales.iter().cloned(), ledger.payees(epoch.end))?;
-        table = lake.record_epoch(table, &rewards).await?;
+        table = gata_ledger::record_epoch(lake, table, &rewards).await?;
         tracing::info!(epoch = %rewards.epoch, payouts = rewards.payouts.len(), total = rewards.total,
             root = %hex::encode(rewards.root), "epoch closed");
         closed.push((rewards, unscored));

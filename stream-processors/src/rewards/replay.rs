@@ -458,8 +458,8 @@ pub async fn replay(
     if let (Some(out), Some(scores)) = (&options.out, scores) {
         write_scores(out, &scores).await?;
     }
-    let recorded_all = lake.contributions(None).await?;
-    let recorded_epochs = lake.recorded_rewards(None).await?;
+    let recorded_all = gata_ledger::contributions(lake, None).await?;
+    let recorded_epochs = gata_ledger::recorded_rewards(lake, None).await?;
 
     // Scores: the text scorer's, submission by submission.
     let (score_diffs, scores_compared) = {
@@ -561,7 +561,7 @@ async fn write_scores(out: &Lake, scores: &[QualityScore]) -> Result<()> {
 async fn write_epochs(out: &Lake, epochs: &[EpochRewards]) -> Result<()> {
     let mut table = out.open(TableId::Rewards).await?;
     for e in epochs {
-        table = out.record_epoch(table, e).await?;
+        table = gata_ledger::record_epoch(out, table, e).await?;
     }
     Ok(())
 }

@@ -174,7 +174,10 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
     assert!(out.contains("same root") && !out.contains("DIFFERS"), "{out}");
     let scratch = Lake::new(&format!("file://{}", dir.path().join("scratch").display()), &Default::default()).unwrap();
     let lake = Lake::new(&format!("file://{}", dir.path().join("lake").display()), &Default::default()).unwrap();
-    assert_eq!(scratch.recorded_rewards(None).await.unwrap(), lake.recorded_rewards(None).await.unwrap());
+    assert_eq!(
+        gata_ledger::recorded_rewards(&scratch, None).await.unwrap(),
+        gata_ledger::recorded_rewards(&lake, None).await.unwrap()
+    );
 
     // A what-if under policy v2 reports what would change and exits 1.
     let (code, out, _) = gata(dir.path(), &cli_env, &["replay", "--policy", "v2", "--projection", "rewards"]);
@@ -196,8 +199,7 @@ async fn payouts_are_recorded_once_proven_and_replayed() {
         .unwrap();
     let (code, out, err) = gata(dir.path(), &cli_env, &["replay"]);
     assert_eq!(code, 1, "{out}{err}");
-    let paid_epoch = lake
-        .recorded_rewards(None)
+    let paid_epoch = gata_ledger::recorded_rewards(&lake, None)
         .await
         .unwrap()
         .into_iter()

@@ -2,19 +2,21 @@
 //! time the platform received each submission) and where its payouts are recorded
 //! (`gold/rewards`, one commit per closed epoch carrying a `txn` action
 //! `rewards:<policy version>` = epoch index, so an epoch is recorded once whatever retries).
+//! The lake knows the tables; this crate knows what rewards are.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use deltalake::{
-    DeltaTable, arrow::record_batch::RecordBatch, datafusion::prelude::SessionContext, kernel::Transaction,
-};
+use deltalake::{DeltaTable, arrow::record_batch::RecordBatch, kernel::Transaction};
 use gata_contract::{EventKind, Verdict};
+use gata_lakehouse::{Lake, TableId, queries::SUBMISSIONS, rows::serialize};
 use gata_rewards::{Contribution, Epoch, EpochRewards, LineRole, Payout, RewardLine, Sale, Vote};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{Lake, LakeError, Result, TableId};
+mod error;
+
+pub use error::{LedgerError, Result};
 
 /// The `txn` application id under which epochs of policy `version` are recorded.
 pub fn rewards_app_id(version: &str) -> String {
@@ -31,15 +33,6 @@ struct LineRow {
     verdict: Verdict,
     tier: String,
     amount: i64,
-}
-
-/// One marketplace event as the lake holds it.
-#[derive(Debug, Clone, Deserialize)]
-pub struct MarketRecord {
-    /// When the platform received it, microseconds.
-    pub received_us: i64,
-    /// The event's JSON.
-    pub payload: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,8 +94,8 @@ struct PayoutRow {
     day: String,
 }
 
-fn rows_err(reason: impl std::fmt::Display) -> LakeError {
-    LakeError::Decode { table: TableId::Rewards.name(), reason: reason.to_string() }
+fn rows_err(reason: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Row { table: TableId::Rewards.name(), reason: reason.to_string() }
 }
 
 /// Amounts are `u64` in the fold and Int64 in Delta; the fold's totals stay far below 2^63.
@@ -173,7 +166,7 @@ pub fn payout_batch(rewards: &EpochRewards) -> Result<RecordBatch> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    crate::rows::serialize(TableId::Rewards, &rows)
+    Ok(serialize(TableId::Rewards, &rows)?)
 }
 
 fn hash(text: &str) -> Result<gata_rewards::merkle::Hash> {
@@ -293,175 +286,74 @@ struct ContributionRow {
     votes: Option<Vec<VoteRow>>,
 }
 
-/// Every submission's event id and receipt time, from the three silver submission tables.
-const SUBMISSIONS: &str = "SELECT event_id, received_at FROM chat_turns \
-     UNION ALL SELECT event_id, received_at FROM preferences \
-     UNION ALL SELECT event_id, received_at FROM image_text_pairs";
-
-impl Lake {
-    /// A DataFusion session with `tables` registered under their names, at their latest versions.
-    pub async fn session(&self, tables: &[TableId]) -> Result<SessionContext> {
-        let ctx = SessionContext::new();
-        self.register(&ctx, tables).await?;
-        Ok(ctx)
-    }
-
-    /// Registers `tables` with `ctx`, each under its name.
-    pub(crate) async fn register(&self, ctx: &SessionContext, tables: &[TableId]) -> Result<()> {
-        for id in tables {
-            let table = self.open(*id).await?;
-            let scan_err = |source| LakeError::Scan { table: id.name(), source };
-            let provider = table.table_provider().await.map_err(scan_err)?;
-            ctx.register_table(id.name(), provider).map_err(scan_err)?;
-        }
-        Ok(())
-    }
-
-    /// Runs `sql` on `ctx` and reads every row as a `R` (through Arrow's JSON writer); `table`
-    /// names the table in errors.
-    pub async fn rows<R: DeserializeOwned>(ctx: &SessionContext, table: TableId, sql: &str) -> Result<Vec<R>> {
-        let scan_err = |source| LakeError::Scan { table: table.name(), source };
-        let batches = ctx.sql(sql).await.map_err(scan_err)?.collect().await.map_err(scan_err)?;
-        let mut writer = arrow_json::ArrayWriter::new(Vec::new());
-        let refs: Vec<&RecordBatch> = batches.iter().collect();
-        writer.write_batches(&refs).map_err(|source| LakeError::Rows { table: table.name(), source })?;
-        writer.finish().map_err(|source| LakeError::Rows { table: table.name(), source })?;
-        let json = writer.into_inner();
-        if json.is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_slice(&json).map_err(|e| LakeError::Decode { table: table.name(), reason: e.to_string() })
-    }
-
-    /// Every scored submission received in `[from, to)` (all when `None`), with its receipt time
-    /// (from the submission's silver table) and the codes of its score's reasons.
-    pub async fn contributions(&self, range: Option<(DateTime<Utc>, DateTime<Utc>)>) -> Result<Vec<Contribution>> {
-        use TableId::*;
-        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let window = match range {
-            Some((from, to)) => format!(
-                "WHERE sub.received_at >= TIMESTAMP '{}' AND sub.received_at < TIMESTAMP '{}'",
-                from.to_rfc3339(),
-                to.to_rfc3339()
-            ),
-            None => String::new(),
-        };
-        let sql = format!(
-            "WITH sub AS ({SUBMISSIONS}) \
-             SELECT s.contributor_id AS contributor, s.subject_event_id AS subject, s.subject_kind AS kind, \
-               s.scorer_version, s.score, s.verdict, s.reasons, \
-               CAST(sub.received_at AS BIGINT) AS received_us, s.consensus_votes AS votes \
-             FROM quality_scores s JOIN sub ON s.subject_event_id = sub.event_id {window}"
-        );
-        let rows: Vec<ContributionRow> = Self::rows(&ctx, QualityScores, &sql).await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Contribution {
-                    contributor: r.contributor,
-                    subject: Uuid::parse_str(&r.subject)
-                        .map_err(|e| LakeError::Decode { table: QualityScores.name(), reason: e.to_string() })?,
-                    kind: r.kind,
-                    scorer_version: r.scorer_version,
-                    score: r.score,
-                    verdict: r.verdict,
-                    reason_codes: r.reasons.into_iter().map(|x| x.code).collect(),
-                    received_at: DateTime::from_timestamp_micros(r.received_us).ok_or_else(|| LakeError::Decode {
-                        table: QualityScores.name(),
-                        reason: format!("bad received_at {}", r.received_us),
-                    })?,
-                    votes: r
-                        .votes
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|v| Vote { validator: v.validator, agrees: v.agrees })
-                        .collect(),
-                })
-            })
-            .collect()
-    }
-
-    /// When the first scored submission was received, if any was.
-    pub async fn first_scored_receipt(&self) -> Result<Option<DateTime<Utc>>> {
-        self.earliest_receipt(&format!(
-            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM quality_scores s \
-             JOIN ({SUBMISSIONS}) sub ON s.subject_event_id = sub.event_id"
-        ))
-        .await
-    }
-
-    /// When the first submission (scored or not) received at or after `from` was received.
-    pub async fn first_receipt(&self, from: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        self.earliest_receipt(&format!(
-            "SELECT CAST(MIN(sub.received_at) AS BIGINT) AS first FROM ({SUBMISSIONS}) sub \
-             WHERE sub.received_at >= TIMESTAMP '{}'",
-            from.to_rfc3339()
-        ))
-        .await
-    }
-
-    /// The receipt time `sql` answers as `first` (microseconds), over the submission tables
-    /// and the scores.
-    async fn earliest_receipt(&self, sql: &str) -> Result<Option<DateTime<Utc>>> {
-        #[derive(Deserialize)]
-        struct First {
-            first: Option<i64>,
-        }
-        use TableId::*;
-        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let rows: Vec<First> = Self::rows(&ctx, QualityScores, sql).await?;
-        Ok(rows.first().and_then(|r| r.first).and_then(DateTime::from_timestamp_micros))
-    }
-
-    /// How many submissions received in `[from, to)` have no score yet.
-    pub async fn unscored(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<u64> {
-        #[derive(Deserialize)]
-        struct Count {
-            n: i64,
-        }
-        use TableId::*;
-        let ctx = self.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
-        let sql = format!(
-            "SELECT COUNT(*) AS n FROM ({SUBMISSIONS}) sub \
-             WHERE sub.received_at >= TIMESTAMP '{}' AND sub.received_at < TIMESTAMP '{}' \
-               AND sub.event_id NOT IN (SELECT subject_event_id FROM quality_scores)",
+/// Every scored submission received in `[from, to)` (all when `None`), with its receipt time
+/// (from the submission's silver table) and the codes of its score's reasons.
+pub async fn contributions(lake: &Lake, range: Option<(DateTime<Utc>, DateTime<Utc>)>) -> Result<Vec<Contribution>> {
+    use TableId::*;
+    let ctx = lake.session(&[QualityScores, ChatTurns, Preferences, ImageTextPairs]).await?;
+    let window = match range {
+        Some((from, to)) => format!(
+            "WHERE sub.received_at >= TIMESTAMP '{}' AND sub.received_at < TIMESTAMP '{}'",
             from.to_rfc3339(),
             to.to_rfc3339()
-        );
-        let rows: Vec<Count> = Self::rows(&ctx, QualityScores, &sql).await?;
-        Ok(rows.first().map_or(0, |r| r.n.max(0) as u64))
-    }
+        ),
+        None => String::new(),
+    };
+    let sql = format!(
+        "WITH sub AS ({SUBMISSIONS}) \
+         SELECT s.contributor_id AS contributor, s.subject_event_id AS subject, s.subject_kind AS kind, \
+           s.scorer_version, s.score, s.verdict, s.reasons, \
+           CAST(sub.received_at AS BIGINT) AS received_us, s.consensus_votes AS votes \
+         FROM quality_scores s JOIN sub ON s.subject_event_id = sub.event_id {window}"
+    );
+    let rows: Vec<ContributionRow> = Lake::rows(&ctx, QualityScores, &sql).await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Contribution {
+                contributor: r.contributor,
+                subject: Uuid::parse_str(&r.subject)
+                    .map_err(|e| LedgerError::Row { table: QualityScores.name(), reason: e.to_string() })?,
+                kind: r.kind,
+                scorer_version: r.scorer_version,
+                score: r.score,
+                verdict: r.verdict,
+                reason_codes: r.reasons.into_iter().map(|x| x.code).collect(),
+                received_at: DateTime::from_timestamp_micros(r.received_us).ok_or_else(|| LedgerError::Row {
+                    table: QualityScores.name(),
+                    reason: format!("bad received_at {}", r.received_us),
+                })?,
+                votes: r
+                    .votes
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|v| Vote { validator: v.validator, agrees: v.agrees })
+                    .collect(),
+            })
+        })
+        .collect()
+}
 
-    /// Every marketplace event in the lake, in log order within each partition (partition,
-    /// then offset), with its receipt time.
-    pub async fn market_log(&self) -> Result<Vec<MarketRecord>> {
-        let ctx = self.session(&[TableId::MarketEvents]).await?;
-        let sql = "SELECT CAST(received_at AS BIGINT) AS received_us, payload FROM market_events \
-                   ORDER BY kafka_partition, kafka_offset";
-        Self::rows(&ctx, TableId::MarketEvents, sql).await
-    }
+/// The last epoch recorded under policy `version` (epochs are recorded in order).
+pub async fn last_recorded_epoch(lake: &Lake, table: &DeltaTable, version: &str) -> Result<Option<i64>> {
+    Ok(lake.transaction_version(table, TableId::Rewards, &rewards_app_id(version)).await?)
+}
 
-    /// The last epoch recorded under policy `version` (epochs are recorded in order).
-    pub async fn last_recorded_epoch(&self, table: &DeltaTable, version: &str) -> Result<Option<i64>> {
-        self.transaction_version(table, TableId::Rewards, &rewards_app_id(version)).await
-    }
+/// Records one closed epoch's payouts, with its `txn` marker, in one commit.
+pub async fn record_epoch(lake: &Lake, table: DeltaTable, rewards: &EpochRewards) -> Result<DeltaTable> {
+    let txn = Transaction::new(rewards_app_id(&rewards.policy_version), rewards.epoch.index);
+    Ok(lake.append_with(table, TableId::Rewards, payout_batch(rewards)?, vec![txn]).await?)
+}
 
-    /// Records one closed epoch's payouts, with its `txn` marker, in one commit.
-    pub async fn record_epoch(&self, table: DeltaTable, rewards: &EpochRewards) -> Result<DeltaTable> {
-        let txn = Transaction::new(rewards_app_id(&rewards.policy_version), rewards.epoch.index);
-        self.append_with(table, TableId::Rewards, payout_batch(rewards)?, vec![txn]).await
-    }
-
-    /// Recorded epochs (all, or the one with index `epoch`), every payout with its lines.
-    pub async fn recorded_rewards(&self, epoch: Option<i64>) -> Result<Vec<EpochRewards>> {
-        let ctx = self.session(&[TableId::Rewards]).await?;
-        let filter = epoch.map(|e| format!("WHERE epoch = {e}")).unwrap_or_default();
-        let sql = format!(
-            "SELECT event_id, account, epoch, CAST(epoch_start AS BIGINT) AS epoch_start, \
-               CAST(epoch_end AS BIGINT) AS epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
-               validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales, payee FROM rewards {filter}"
-        );
-        epochs_from_rows(Self::rows(&ctx, TableId::Rewards, &sql).await?)
-    }
+/// Recorded epochs (all, or the one with index `epoch`), every payout with its lines.
+pub async fn recorded_rewards(lake: &Lake, epoch: Option<i64>) -> Result<Vec<EpochRewards>> {
+    let ctx = lake.session(&[TableId::Rewards]).await?;
+    let filter = epoch.map(|e| format!("WHERE epoch = {e}")).unwrap_or_default();
+    let sql = format!(
+        "SELECT event_id, account, epoch, CAST(epoch_start AS BIGINT) AS epoch_start, \
+           CAST(epoch_end AS BIGINT) AS epoch_end, policy_version, amount, gross, cap_cut, flagged, penalty, \
+           validation, leaf_index, leaf_count, leaf_hash, epoch_root, lines, sales, payee FROM rewards {filter}"
+    );
+    epochs_from_rows(Lake::rows(&ctx, TableId::Rewards, &sql).await?)
 }
 
 #[cfg(test)]
@@ -505,11 +397,11 @@ mod tests {
         assert_eq!(rewards.payout("ann").expect("ann").sales.len(), 1);
         assert!(rewards.payout("bob").expect("bob").payee.is_some());
         let table = lake.open(TableId::Rewards).await.expect("open");
-        assert_eq!(lake.last_recorded_epoch(&table, "v1").await.expect("txn"), None);
-        let table = lake.record_epoch(table, &rewards).await.expect("record");
-        assert_eq!(lake.last_recorded_epoch(&table, "v1").await.expect("txn"), Some(epoch.index));
-        assert_eq!(lake.last_recorded_epoch(&table, "v2").await.expect("txn"), None);
-        assert_eq!(lake.recorded_rewards(None).await.expect("read"), vec![rewards.clone()]);
-        assert_eq!(lake.recorded_rewards(Some(epoch.index + 1)).await.expect("read"), vec![]);
+        assert_eq!(last_recorded_epoch(&lake, &table, "v1").await.expect("txn"), None);
+        let table = record_epoch(&lake, table, &rewards).await.expect("record");
+        assert_eq!(last_recorded_epoch(&lake, &table, "v1").await.expect("txn"), Some(epoch.index));
+        assert_eq!(last_recorded_epoch(&lake, &table, "v2").await.expect("txn"), None);
+        assert_eq!(recorded_rewards(&lake, None).await.expect("read"), vec![rewards.clone()]);
+        assert_eq!(recorded_rewards(&lake, Some(epoch.index + 1)).await.expect("read"), vec![]);
     }
 }
