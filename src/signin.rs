@@ -98,7 +98,7 @@ async fn linked(State((_, market)): LinkState, Extension(p): Extension<Principal
     let Some(who) = p.contributor_id.clone() else {
         return error(StatusCode::FORBIDDEN, "forbidden", &format!("{} is not a contributor", p.name));
     };
-    match market.read(|m| m.payee(&who, chrono::Utc::now() + chrono::Duration::seconds(1))).await {
+    match market.read(|m| m.payee(&who, chrono::DateTime::<chrono::Utc>::MAX_UTC)).await {
         Ok(address) => Json(json!({ "contributor_id": who, "address": address })).into_response(),
         Err(e) => e.into_response(),
     }

@@ -259,9 +259,7 @@ impl MarketEvent {
                     "message",
                     format!("is at most {} bytes", gata_wallet::siwe::MAX_MESSAGE_BYTES),
                 );
-                let hex_digits =
-                    signature.strip_prefix("0x").map(|h| (h.len(), h.bytes().all(|b| b.is_ascii_hexdigit())));
-                c.require(hex_digits == Some((130, true)), "signature", "is 0x and 130 hex digits");
+                c.require(is_0x_hex(signature, 130), "signature", "is 0x and 130 hex digits");
             }
             MarketAction::ConfirmPayment { listing_id, method, tx_hash, amount_wei, note, .. } => {
                 listing_id_rule(&mut c, "listing_id", listing_id);
@@ -324,14 +322,19 @@ impl ListingSpec {
     }
 }
 
+/// Whether `text` is `0x` and `digits` hex digits (any case).
+fn is_0x_hex(text: &str, digits: usize) -> bool {
+    text.strip_prefix("0x").is_some_and(|h| h.len() == digits && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `text` is a transaction hash: `0x` and 64 hex digits.
 pub fn is_tx_hash(text: &str) -> bool {
-    text.strip_prefix("0x").is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    is_0x_hex(text, 64)
 }
 
 /// Whether `text` is an address: `0x` and 40 hex digits (any case).
 pub fn is_address(text: &str) -> bool {
-    text.strip_prefix("0x").is_some_and(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    is_0x_hex(text, 40)
 }
 
 /// A listing id names a SQL schema and a Delta Sharing share, so it is kept to a safe alphabet.

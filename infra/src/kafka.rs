@@ -120,13 +120,12 @@ impl KafkaClients {
         Self::new(bootstrap).resolve_idempotence(idempotence).await
     }
 
-    async fn resolve_idempotence(self, idempotence: Idempotence) -> Result<Self> {
-        let mut clients = self;
-        clients.idempotent = match idempotence {
+    async fn resolve_idempotence(mut self, idempotence: Idempotence) -> Result<Self> {
+        self.idempotent = match idempotence {
             Idempotence::On => true,
             Idempotence::Off => false,
             Idempotence::Auto => {
-                let cluster_id = clients.cluster_id().await?;
+                let cluster_id = self.cluster_id().await?;
                 let tansu = cluster_id == EMBEDDED_CLUSTER_ID;
                 if tansu {
                     tracing::info!(
@@ -138,7 +137,7 @@ impl KafkaClients {
                 !tansu
             }
         };
-        Ok(clients)
+        Ok(self)
     }
 
     async fn cluster_id(&self) -> Result<String> {

@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use gata_contract::{ListingSpec, MarketAction, MarketEvent, PaymentMethod, RevenueShare};
+use gata_wallet::Address;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -180,7 +181,7 @@ pub struct Market {
     /// partitions interleave.
     purchases: BTreeMap<(String, Uuid), Purchase>,
     /// By contributor: every address linked, in log order with the time it was received.
-    links: BTreeMap<String, Vec<(DateTime<Utc>, String)>>,
+    links: BTreeMap<String, Vec<(DateTime<Utc>, Address)>>,
     seen: HashSet<Uuid>,
     refused: u64,
 }
@@ -191,7 +192,7 @@ fn check_link(contributor_id: &str, address: &str, message: &str, signature: &st
     let bad = |reason: String| Refusal::UnprovenLink(reason);
     let signature = gata_wallet::parse_signature(signature).map_err(|e| bad(e.to_string()))?;
     let m = gata_wallet::SignInMessage::verify(message, &signature).map_err(|e| bad(e.to_string()))?;
-    if !m.address.to_string().eq_ignore_ascii_case(address) {
+    if address.parse::<Address>().ok() != Some(m.address) {
         return Err(bad(format!("the message is signed by {}, not {address}", m.address)));
     }
     if m.linked_contributor() != Some(contributor_id) {
@@ -320,9 +321,10 @@ impl Market {
                 }
             }
             MarketAction::LinkAddress { contributor_id, address, .. } => {
-                let checksummed =
-                    address.parse::<gata_wallet::Address>().map_or_else(|_| address.clone(), |a| a.to_string());
-                self.links.entry(contributor_id.clone()).or_default().push((received_at, checksummed));
+                // `check` proved the address parses: the message's signer is it.
+                if let Ok(address) = address.parse() {
+                    self.links.entry(contributor_id.clone()).or_default().push((received_at, address));
+                }
             }
             MarketAction::ConfirmPayment { purchase_id, listing_id, method, tx_hash, amount_wei, block, note } => {
                 if let Some(p) = self.purchases.get_mut(&(listing_id.clone(), *purchase_id)) {
@@ -401,18 +403,14 @@ impl Market {
     }
 
     /// The address `contributor` is paid at for what is paid at `at`: the latest address linked
-    /// before `at`, or the contributor id itself when it is an address.
-    pub fn payee(&self, contributor: &str, at: DateTime<Utc>) -> Option<gata_wallet::Address> {
+    /// before `at` (`DateTime::<Utc>::MAX_UTC`: the latest of all), or the contributor id itself
+    /// when it is an address.
+    pub fn payee(&self, contributor: &str, at: DateTime<Utc>) -> Option<Address> {
         if let Ok(address) = contributor.parse() {
             return Some(address);
         }
         let links = self.links.get(contributor)?;
-        links.iter().rev().find(|(t, _)| *t < at).and_then(|(_, a)| a.parse().ok())
-    }
-
-    /// Every contributor's current payee address.
-    pub fn links(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.links.iter().filter_map(|(c, l)| Some((c.as_str(), l.last()?.1.as_str())))
+        links.iter().rev().find(|(t, _)| *t < at).map(|(_, a)| *a)
     }
 
     /// Events refused so far.
@@ -543,7 +541,7 @@ mod tests {
         // An address is its own payee; an unlinked id has none.
         let own = later.address().to_string();
         assert_eq!((m.payee(&own, at(0)), m.payee("ctr_bob", at(30))), (Some(later.address()), None));
-        assert_eq!(m.links().collect::<Vec<_>>(), [("ctr_alice", own.as_str())]);
+        assert_eq!(m.payee("ctr_alice", DateTime::<Utc>::MAX_UTC), Some(later.address()));
     }
 
     #[test]
