@@ -2,7 +2,8 @@
 //! page (each request authenticated to a principal when `auth.principals` are configured),
 //! `/healthz`, `/readyz`, `/metrics` and `/openapi.json`, with a concurrency limit that holds
 //! a streamed response's slot until its body is sent, a request timeout and a time limit on
-//! streamed bodies. Unknown routes answer a JSON 404.
+//! streamed bodies. Every request gets an id (`x-request-id`); every error has the one body
+//! of `gata_api`. Unknown routes answer a JSON 404.
 
 use std::{
     future::Future,
@@ -21,6 +22,7 @@ use axum::{
     routing::get,
 };
 use bytes::Bytes;
+use gata_api::Problem;
 use gata_infra::{
     auth::{Authenticator, Principal},
     config::HttpConfig,
@@ -100,6 +102,7 @@ pub fn app(
             Slots { permits: Arc::new(Semaphore::new(cfg.max_concurrency)), stream_timeout: cfg.stream_timeout },
             hold_slot,
         ))
+        .layer(middleware::from_fn(gata_api::request_id::assign))
 }
 
 /// Answers 408 with a JSON reason when a request (its body read included) takes longer than
@@ -110,7 +113,7 @@ async fn time_limit(State(limit): State<Duration>, req: Request, next: Next) -> 
         Err(_) => error(
             StatusCode::REQUEST_TIMEOUT,
             "request_timeout",
-            &format!("the request took longer than http.request_timeout ({})", humantime::format_duration(limit)),
+            format!("the request took longer than http.request_timeout ({})", humantime::format_duration(limit)),
         ),
     }
 }
@@ -164,9 +167,9 @@ impl http_body::Body for SlotBody {
     }
 }
 
-/// A JSON error answer: `{"error":{"code","message"}}`.
-pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+/// The shared JSON error answer (`gata_api`) with `status`, `code` and `message`.
+pub fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> Response {
+    Problem::new(status, code, message).into_response()
 }
 
 /// Resolves the caller to a principal (`Authorization: Bearer <token>`) and hands it to the
@@ -178,7 +181,7 @@ async fn authenticate(State(auth): State<Arc<Authenticator>>, mut req: Request, 
         let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
         if let Some(host) = host.filter(|h| !gata_infra::auth::is_loopback_host(h)) {
             let why = format!("open mode (no principals configured) answers loopback host names only, not {host:?}");
-            return error(StatusCode::FORBIDDEN, "host_not_allowed", &why);
+            return error(StatusCode::FORBIDDEN, "host_not_allowed", why);
         }
     }
     let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -229,7 +232,7 @@ async fn readyz(State(ops): State<Ops>) -> Response {
     drop(last);
     match readiness {
         Ok(()) => Json(json!({ "status": "ready" })).into_response(),
-        Err((code, why)) => error(StatusCode::SERVICE_UNAVAILABLE, code, &why),
+        Err((code, why)) => error(StatusCode::SERVICE_UNAVAILABLE, code, why),
     }
 }
 

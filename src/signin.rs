@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use axum::{
     Extension, Json, Router,
-    extract::{DefaultBodyLimit, State, rejection::JsonRejection},
-    http::{StatusCode, header},
+    extract::{DefaultBodyLimit, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use gata_api::{JsonBody, Problem};
 use gata_infra::auth::{
     Authenticator, Principal,
     wallet::{SignInError, WalletSessions},
@@ -64,12 +65,8 @@ type LinkState = State<(Arc<Authenticator>, Marketplace)>;
 async fn link(
     State((auth, market)): LinkState,
     Extension(p): Extension<Principal>,
-    body: Result<Json<Link>, JsonRejection>,
+    JsonBody(body): JsonBody<Link>,
 ) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), "bad_request", &rejection.body_text()),
-    };
     let who = match acting(&p, p.contributor_id.as_deref(), body.contributor_id.as_deref(), "link an address to an id")
     {
         Ok(who) => who,
@@ -96,7 +93,7 @@ async fn link(
 
 async fn linked(State((_, market)): LinkState, Extension(p): Extension<Principal>) -> Response {
     let Some(who) = p.contributor_id.clone() else {
-        return error(StatusCode::FORBIDDEN, "forbidden", &format!("{} is not a contributor", p.name));
+        return error(StatusCode::FORBIDDEN, "forbidden", format!("{} is not a contributor", p.name));
     };
     match market.read(|m| m.payee(&who, chrono::DateTime::<chrono::Utc>::MAX_UTC)).await {
         Ok(address) => Json(json!({ "contributor_id": who, "address": address })).into_response(),
@@ -127,15 +124,14 @@ fn sessions(auth: &Authenticator) -> Result<&WalletSessions, SignInError> {
 }
 
 fn refused(err: SignInError) -> Response {
-    match err {
-        SignInError::Disabled => error(StatusCode::FORBIDDEN, "wallet_sign_in_disabled", &err.to_string()),
-        SignInError::Refused(_) => error(StatusCode::UNAUTHORIZED, "sign_in_refused", &err.to_string()),
+    let problem = match err {
+        SignInError::Disabled => Problem::new(StatusCode::FORBIDDEN, "wallet_sign_in_disabled", err.to_string()),
+        SignInError::Refused(_) => Problem::new(StatusCode::UNAUTHORIZED, "sign_in_refused", err.to_string()),
         SignInError::Busy { retry_after } => {
-            let mut response = error(StatusCode::TOO_MANY_REQUESTS, "sign_in_busy", &err.to_string());
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after.into());
-            response
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "sign_in_busy", err.to_string()).retry_after(retry_after)
         }
-    }
+    };
+    problem.into_response()
 }
 
 async fn nonce(State(auth): State<Arc<Authenticator>>) -> Response {
@@ -145,11 +141,7 @@ async fn nonce(State(auth): State<Arc<Authenticator>>) -> Response {
     }
 }
 
-async fn sign_in(State(auth): State<Arc<Authenticator>>, body: Result<Json<SignIn>, JsonRejection>) -> Response {
-    let Json(body) = match body {
-        Ok(body) => body,
-        Err(rejection) => return error(rejection.status(), "bad_request", &rejection.body_text()),
-    };
+async fn sign_in(State(auth): State<Arc<Authenticator>>, JsonBody(body): JsonBody<SignIn>) -> Response {
     match sessions(&auth).and_then(|s| s.sign_in(&body.message, &body.signature, chrono::Utc::now())) {
         Ok(session) => {
             tracing::info!(address = %session.address, "wallet signed in");

@@ -1,10 +1,10 @@
-//! Intake errors and their HTTP answers: `{"error":{"code","message","details"?}}`.
+//! Intake errors and their HTTP answers (the shared body of `gata_api`).
 
 use axum::{
-    Json,
-    http::{StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
+use gata_api::ApiError;
 use serde::Serialize;
 use serde_json::json;
 
@@ -121,45 +121,57 @@ fn invalid_events(problems: &[LineProblem]) -> usize {
     lines.len()
 }
 
-impl IngestError {
-    /// HTTP status and stable error code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+impl ApiError for IngestError {
+    fn status(&self) -> StatusCode {
         match self {
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            Self::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
-            Self::BadEncoding { .. } => (StatusCode::BAD_REQUEST, "bad_encoding"),
-            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-            Self::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
-            Self::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
-            Self::Invalid { malformed: true, .. } => (StatusCode::BAD_REQUEST, "malformed_json"),
-            Self::Invalid { too_large: true, .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
-            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
-            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::BadEncoding { .. } | Self::Empty | Self::Invalid { malformed: true, .. } => StatusCode::BAD_REQUEST,
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } | Self::Invalid { too_large: true, .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::BadEncoding { .. } => "bad_encoding",
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::TooManyEvents { .. } => "too_many_events",
+            Self::Empty => "empty_body",
+            Self::Invalid { malformed: true, .. } => "malformed_json",
+            Self::Invalid { too_large: true, .. } => "too_large",
+            Self::Invalid { .. } => "invalid_event",
+            Self::Unavailable { .. } => "log_unavailable",
+            Self::Forbidden { .. } => "forbidden",
+            Self::Internal(_) => "internal_error",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Invalid { problems, .. } => Some(json!(problems)),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let mut error = json!({ "code": code, "message": self.to_string() });
-        if let Self::Invalid { problems, .. } = &self {
-            error["details"] = json!(problems);
-        }
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "intake unavailable");
-        }
-        let mut resp = (status, Json(json!({ "error": error }))).into_response();
-        let retry_after = match self {
-            Self::RateLimited { retry_after, .. } => Some(retry_after),
-            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
-        };
-        if let Some(secs) = retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-        }
-        resp
+        gata_api::respond(&self)
     }
 }

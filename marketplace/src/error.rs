@@ -1,10 +1,10 @@
 //! Errors of the marketplace service, with their HTTP answers.
 
 use axum::{
-    Json,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use gata_api::ApiError;
 use gata_contract::Violation;
 use serde_json::json;
 
@@ -55,38 +55,47 @@ impl MarketError {
     pub fn kafka(e: rdkafka::error::KafkaError) -> Self {
         Self::Kafka(e)
     }
+}
 
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
+impl ApiError for MarketError {
+    fn status(&self) -> StatusCode {
         match self {
-            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. } | Refusal::UnknownPurchase(_)) => {
-                (StatusCode::NOT_FOUND, "not_found")
+                StatusCode::NOT_FOUND
             }
-            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::Refused(_) | Self::Empty(_) => (StatusCode::CONFLICT, "conflict"),
-            Self::Gone(_) => (StatusCode::GONE, "gone"),
-            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Refused(_) | Self::Empty(_) => StatusCode::CONFLICT,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Query(e) => e.status(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "invalid",
+            Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. } | Refusal::UnknownPurchase(_)) => {
+                "not_found"
             }
-            Self::Query(e) => (e.status_and_code().0, "query"),
+            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => "forbidden",
+            Self::Refused(_) | Self::Empty(_) => "conflict",
+            Self::Gone(_) => "gone",
+            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => "unavailable",
+            Self::Query(e) => e.code(),
+        }
+    }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Invalid(violations) => Some(json!(violations)),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for MarketError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        // A server-side failure's detail (broker, chain endpoint, lake) goes to the log only.
-        let message = if status.is_server_error() {
-            tracing::warn!(error = %self, "marketplace request failed");
-            "the marketplace could not complete the request; retry".to_string()
-        } else {
-            self.to_string()
-        };
-        let mut body = json!({"error": {"code": code, "message": message}});
-        if let Self::Invalid(v) = &self {
-            body["error"]["violations"] = json!(v);
-        }
-        (status, Json(body)).into_response()
+        gata_api::respond(&self)
     }
 }

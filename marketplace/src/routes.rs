@@ -20,11 +20,12 @@
 use axum::{
     Extension, Json, Router,
     body::{Body, Bytes},
-    extract::{Path, State, rejection::JsonRejection},
+    extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use gata_api::JsonBody;
 use gata_contract::{ListingSpec, MarketAction, PaymentMethod, Violation};
 use gata_infra::auth::{Principal, Role};
 use serde::Deserialize;
@@ -50,10 +51,6 @@ pub fn router(market: Marketplace) -> Router {
         .route("/v1/marketplace/purchases", post(purchase))
         .route("/v1/marketplace/purchases/{id}/confirm", post(confirm))
         .with_state(market)
-}
-
-fn body<T>(body: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    body.map(|Json(b)| b).map_err(|e| MarketError::Invalid(vec![Violation::new("", e.body_text())]))
 }
 
 /// Whose data or account a request acts on: the caller's own contributor id, or (with auth
@@ -93,7 +90,7 @@ async fn listings(State(m): State<Marketplace>) -> Result<Json<Value>> {
 async fn publish(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    spec: std::result::Result<Json<ListingSpec>, JsonRejection>,
+    JsonBody(spec): JsonBody<ListingSpec>,
 ) -> Result<Response> {
     if !p.role.operates() {
         return Err(MarketError::Forbidden(format!(
@@ -101,7 +98,7 @@ async fn publish(
             p.name
         )));
     }
-    let event = m.submit(Marketplace::event(&p.name, MarketAction::PublishListing { listing: body(spec)? })).await?;
+    let event = m.submit(Marketplace::event(&p.name, MarketAction::PublishListing { listing: spec })).await?;
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
@@ -150,17 +147,17 @@ async fn grant_or_revoke(m: &Marketplace, p: &Principal, req: GrantRequest, gran
 async fn grant(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    req: std::result::Result<Json<GrantRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<GrantRequest>,
 ) -> Result<Json<Value>> {
-    grant_or_revoke(&m, &p, body(req)?, true).await
+    grant_or_revoke(&m, &p, req, true).await
 }
 
 async fn revoke(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    req: std::result::Result<Json<GrantRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<GrantRequest>,
 ) -> Result<Json<Value>> {
-    grant_or_revoke(&m, &p, body(req)?, false).await
+    grant_or_revoke(&m, &p, req, false).await
 }
 
 async fn grants(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
@@ -195,9 +192,8 @@ struct PurchaseRequest {
 async fn purchase(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    req: std::result::Result<Json<PurchaseRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<PurchaseRequest>,
 ) -> Result<Response> {
-    let req = body(req)?;
     let own = (p.role == Role::Buyer).then_some(p.name.as_str());
     let buyer = acting(&p, own, req.buyer.as_deref(), "buy listings")?;
     let spec = m
@@ -263,9 +259,8 @@ async fn confirm(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
     Path(purchase_id): Path<Uuid>,
-    req: std::result::Result<Json<ConfirmRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> Result<Response> {
-    let req = body(req)?;
     if !p.role.operates() {
         return Err(MarketError::Forbidden(format!("{} may not confirm payments; operators do", p.name)));
     }

@@ -26,15 +26,13 @@ use std::{
 use axum::{
     Extension, Json, Router,
     body::Body,
-    extract::{
-        Path, Query, State,
-        rejection::{JsonRejection, QueryRejection},
-    },
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use futures::StreamExt as _;
+use gata_api::JsonBody;
 use gata_infra::auth::Principal;
 use gata_lakehouse::deltalake::{
     kernel::{StructType, engine::arrow_conversion::TryFromArrow as _},
@@ -81,7 +79,9 @@ impl Sharing {
     }
 }
 
-/// A protocol error, answered as `{"errorCode", "message"}`.
+/// A protocol error, answered as `{"errorCode", "message"}`: the Delta Sharing protocol's
+/// error body, which its clients parse, rather than gata's own (`gata_api`). Server-side
+/// causes are hidden the same way (`gata_api::public_message`).
 #[derive(Debug)]
 pub struct ShareError {
     status: StatusCode,
@@ -104,8 +104,8 @@ fn not_found(what: &str) -> ShareError {
 }
 
 fn internal(e: impl std::fmt::Display) -> ShareError {
-    tracing::warn!(error = %e, "delta sharing request failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", e.to_string())
+    let status = StatusCode::INTERNAL_SERVER_ERROR;
+    error(status, "INTERNAL_ERROR", gata_api::public_message(status, &e))
 }
 
 type Answer = Result<Response, ShareError>;
@@ -268,10 +268,10 @@ async fn query(
     Extension(p): Extension<Principal>,
     Path((share, schema, table)): Path<(String, String, String)>,
     headers: HeaderMap,
-    body: Result<Json<QueryRequest>, JsonRejection>,
+    body: Result<JsonBody<QueryRequest>, gata_api::Problem>,
 ) -> Answer {
     // The body is optional (hints only); a missing or empty one means a plain query.
-    let req = body.map(|Json(b)| b).unwrap_or_default();
+    let req = body.map(|JsonBody(b)| b).unwrap_or_default();
     let view = resolve(&s, &p, &share, &schema, &table)?;
     let sql = select_all(&view);
     let (tables, version) = latest(&s).await?;

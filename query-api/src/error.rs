@@ -1,12 +1,11 @@
-//! Query errors and their HTTP answers: `{"error":{"code","message"}}`.
+//! Query errors and their HTTP answers (the shared body of `gata_api`).
 
 use axum::{
-    Json,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use gata_api::ApiError;
 use gata_lakehouse::deltalake::datafusion::error::DataFusionError;
-use serde_json::json;
 
 /// Result with [`QueryError`] as the default error.
 pub type Result<T, E = QueryError> = std::result::Result<T, E>;
@@ -49,10 +48,6 @@ pub enum QueryError {
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
     Io(String),
-
-    /// The request was not authorized.
-    #[error("{0}")]
-    Unauthorized(&'static str),
 
     /// The principal may not do this.
     #[error("{0}")]
@@ -121,44 +116,52 @@ impl From<DataFusionError> for QueryError {
     }
 }
 
-impl QueryError {
-    /// HTTP status and stable error code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+impl ApiError for QueryError {
+    fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            Self::NotAllowed(_) => (StatusCode::BAD_REQUEST, "not_allowed"),
-            Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
-            Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
-            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
-            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            Self::BadRequest(_) | Self::NotAllowed(_) | Self::Plan(_) | Self::TimeTravel(_) => StatusCode::BAD_REQUEST,
+            Self::ResourcesExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) | Self::Table { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
             }
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::TimeTravel(_) => (StatusCode::BAD_REQUEST, "time_travel"),
-            Self::Table { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
-            Self::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
-            Self::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
-            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            Self::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Cancelled(_) => StatusCode::CONFLICT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest(_) => "bad_request",
+            Self::NotAllowed(_) => "not_allowed",
+            Self::Plan(_) => "plan_error",
+            Self::ResourcesExhausted(_) => "resources_exhausted",
+            Self::Timeout(_) => "timeout",
+            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) | Self::Table { .. } => "internal",
+            Self::Forbidden(_) => "forbidden",
+            Self::TimeTravel(_) => "time_travel",
+            Self::NotAcceptable(_) => "not_acceptable",
+            Self::TooLarge(_) => "result_too_large",
+            Self::Cancelled(_) => "cancelled",
+            Self::NotFound(_) => "not_found",
+            Self::RateLimited { .. } => "rate_limited",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
         }
     }
 }
 
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let message = if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %self, "query failed");
-            "internal error; see the server log".to_string()
-        } else {
-            self.to_string()
-        };
-        let mut resp = (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response();
-        if let Self::RateLimited { retry_after, .. } = self {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, retry_after.into());
-        }
-        resp
+        gata_api::respond(&self)
     }
 }

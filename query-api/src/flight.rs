@@ -143,9 +143,8 @@ impl FlightSql {
 
 /// A query error as a gRPC status.
 fn status(e: QueryError) -> Status {
-    let (http, _) = e.status_and_code();
     let message = e.to_string();
-    match http.as_u16() {
+    match gata_api::ApiError::status(&e).as_u16() {
         400 => Status::invalid_argument(message),
         401 => Status::unauthenticated(message),
         403 => Status::permission_denied(message),

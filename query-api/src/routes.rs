@@ -6,14 +6,12 @@ use std::sync::Arc;
 use axum::{
     Extension, Json, Router,
     body::Body,
-    extract::{
-        Path, Query, State,
-        rejection::{JsonRejection, QueryRejection},
-    },
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
+use gata_api::JsonBody;
 use gata_infra::{auth::Principal, config::QueryConfig};
 use gata_lakehouse::deltalake::datafusion::common::ScalarValue;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
@@ -135,11 +133,10 @@ async fn sql(
     State(state): State<QueryState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
-    body: Result<Json<SqlRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<SqlRequest>,
 ) -> Result<Response> {
     require(principal.role.queries(), "this principal may not run SQL")?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))?;
-    let Json(req) = body.map_err(|e| QueryError::BadRequest(format!("{e}; send {{\"sql\": \"SELECT ...\"}}")))?;
     let params = req.params.iter().map(param).collect::<Result<Vec<_>>>()?;
     let timer = std::time::Instant::now();
     let engine = match req.timeout_ms {

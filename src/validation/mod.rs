@@ -28,12 +28,13 @@ use std::{
 
 use axum::{
     Extension, Json, Router,
-    extract::{Path, State, rejection::JsonRejection},
-    http::{StatusCode, header},
+    extract::{Path, State},
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
 use chrono::{DateTime, Utc};
+use gata_api::{ApiError, JsonBody};
 use gata_contract::{
     topics::DVA_VOTES,
     {Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
@@ -52,7 +53,6 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use self::book::{Book, Qualification, Subject};
-use crate::http::error;
 
 /// Gold pairs generated at start: half captioned truthfully, half not.
 const GOLD_PAIRS: usize = 24;
@@ -148,9 +148,6 @@ pub enum ValidationError {
     /// The account's validation rate limit is spent.
     #[error("validation requests are rate limited; retry after {0} s")]
     RateLimited(u64),
-    /// The body does not parse.
-    #[error("{1}")]
-    BadRequest(StatusCode, String),
     /// The score is out of range.
     #[error("score is a decimal number in [-1, 1]")]
     BadScore,
@@ -165,24 +162,42 @@ pub enum ValidationError {
     Internal,
 }
 
+impl ApiError for ValidationError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::TooManyOpen(_) | Self::Full | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unknown(_) => StatusCode::CONFLICT,
+            Self::NotYours(_) | Self::NoWallet => StatusCode::FORBIDDEN,
+            Self::BadScore => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::TooManyOpen(_) | Self::Full | Self::Unknown(_) => "lease",
+            Self::NotYours(_) | Self::NoWallet => "forbidden",
+            Self::RateLimited(_) => "rate_limited",
+            Self::BadScore => "invalid",
+            Self::BadSignature(_) => "bad_signature",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited(after) => Some(*after),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ValidationError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self {
-            Self::TooManyOpen(_) | Self::Full => (StatusCode::TOO_MANY_REQUESTS, "lease"),
-            Self::Unknown(_) => (StatusCode::CONFLICT, "lease"),
-            Self::NotYours(_) | Self::NoWallet => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::BadRequest(status, _) => (*status, "bad_request"),
-            Self::BadScore => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
-            Self::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
-        };
-        let mut response = error(status, code, &self.to_string());
-        if let Self::RateLimited(after) = self {
-            response.headers_mut().insert(header::RETRY_AFTER, after.into());
-        }
-        response
+        gata_api::respond(&self)
     }
 }
 
@@ -213,10 +228,6 @@ fn validator(v: &Validation, p: &Principal) -> Result<Address> {
 fn with_book<T>(v: &Validation, f: impl FnOnce(&mut Book) -> T) -> Result<T> {
     let mut book = v.inner.book.lock().map_err(|_| ValidationError::Internal)?;
     Ok(f(&mut book))
-}
-
-fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    b.map(|Json(b)| b).map_err(|r| ValidationError::BadRequest(r.status(), r.body_text()))
 }
 
 /// A real pair to lease, from the lake.
@@ -286,10 +297,10 @@ fn draw() -> f64 {
 async fn lease(
     State(v): State<Validation>,
     Extension(p): Extension<Principal>,
-    req: std::result::Result<Json<LeaseRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<LeaseRequest>,
 ) -> Result<Json<Value>> {
     let address = validator(&v, &p)?;
-    let count = body(req)?.count.clamp(1, book::MAX_OPEN_PER_ACCOUNT);
+    let count = req.count.clamp(1, book::MAX_OPEN_PER_ACCOUNT);
     let account = address.to_string();
     let qualified = with_book(&v, |b| b.record(&account).qualifies(v.qualification()))?;
     let real = if qualified { candidates(&v, &address, count * 4).await? } else { Vec::new() };
@@ -345,10 +356,9 @@ struct VoteRequest {
 async fn vote(
     State(v): State<Validation>,
     Extension(p): Extension<Principal>,
-    req: std::result::Result<Json<VoteRequest>, JsonRejection>,
+    JsonBody(req): JsonBody<VoteRequest>,
 ) -> Result<(StatusCode, Json<Value>)> {
     let address = validator(&v, &p)?;
-    let req = body(req)?;
     let score = req.score.parse::<f64>().ok().filter(|s| (-1.0..=1.0).contains(s)).ok_or(ValidationError::BadScore)?;
     let account = address.to_string();
     let pair = with_book(&v, |b| b.leased_pair(&account, req.lease_id, Utc::now()))??;

@@ -14,6 +14,7 @@ async fn refused(api: &Api, route: &str, content_type: &str, body: impl Into<req
     assert!((400..500).contains(&status), "{route}: expected 4xx, got {status}: {answer}");
     let error = answer["error"].clone();
     assert!(error["code"].is_string() && error["message"].is_string(), "{route}: error shape {answer}");
+    assert!(error["request_id"].is_string(), "{route}: every answer names its request: {answer}");
     (status, error)
 }
 
@@ -124,8 +125,13 @@ async fn every_route_refuses_bad_input_with_a_located_reason() {
     }
     let (s, e) = refused(&api, "/v1/sql", JSON, json!({ "sql": "SELECT * FROM nope" }).to_string()).await;
     assert_eq!((s, e["code"].as_str()), (400, Some("plan_error")));
+    // Bodies go through the one JSON extractor every route shares.
     let (s, e) = refused(&api, "/v1/sql", JSON, r#"{"query": 1}"#).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("bad_request")));
+    assert_eq!((s, e["code"].as_str()), (422, Some("invalid_body")), "{e}");
+    let (s, e) = refused(&api, "/v1/sql", JSON, r#"{"sql": "#).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("malformed_json")), "{e}");
+    let (s, e) = refused(&api, "/v1/marketplace/listings", JSON, "not json").await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("malformed_json")), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -137,7 +137,7 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     .await;
     assert_eq!(s, 422, "{body}");
     let fields: Vec<&str> =
-        body["error"]["violations"].as_array().unwrap().iter().map(|v| v["field"].as_str().unwrap()).collect();
+        body["error"]["details"].as_array().unwrap().iter().map(|v| v["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["listing.listing_id", "listing.kinds"], "{body}");
     let (s, body) = post(&admin, "/v1/marketplace/listings", listing.clone()).await;
     assert_eq!(s, 201, "{body}");
