@@ -35,7 +35,7 @@ use gata_infra::{
     workload::Workload,
 };
 use gata_lakehouse::Lake;
-use gata_stream_processors::{SinkConfig, run_sink};
+use gata_stream_processors::{Context, run_sink};
 use rdkafka::{
     Message,
     consumer::{BaseConsumer, Consumer},
@@ -117,9 +117,15 @@ async fn stages(
     let registry = prometheus::Registry::new();
     let stop = CancellationToken::new();
     let cfg = GataConfig::default();
-    let sink_cfg = SinkConfig { lake: cfg.lake.clone(), limits: cfg.ingest.limits.clone(), group: "bench-sink".into() };
+    let ctx = Context {
+        group: "bench-sink".into(),
+        kafka: kafka.clone(),
+        limits: cfg.ingest.limits.clone(),
+        registry: registry.clone(),
+        stop: stop.clone(),
+    };
     let started = Instant::now();
-    let sink = run_sink(sink_cfg, kafka.clone(), lake, &registry, stop.clone());
+    let sink = run_sink(ctx, cfg.lake.clone(), lake);
     let landed = async {
         while bronze_rows(&registry) < events.len() {
             tokio::time::sleep(Duration::from_millis(20)).await;

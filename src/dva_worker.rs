@@ -13,7 +13,7 @@ use gata_stream_processors::dva::{Output, run_dva};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Flags, http, platform};
+use crate::{Flags, http, resolve};
 
 /// `gata dva-worker` arguments.
 #[derive(Debug, Args)]
@@ -63,10 +63,10 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
         bail!("--slot {slot} is out of range: dva.replicas is {replicas}, so slots are 0 to {}", replicas - 1);
     }
     let kafka = KafkaClients::for_config(&brokers, &cfg.kafka).await?;
-    let clip = platform::open_dva_model(&cfg.dva).await?;
+    let clip = resolve::dva_model(&cfg.dva).await?;
     let output = Output::Votes { validator: args.worker_id.clone() };
-    let settings = platform::dva_settings(&cfg, cfg.dva.replica_group(slot), output, &clip);
     let registry = Registry::new();
+    let ctx = resolve::context(&cfg, cfg.dva.replica_group(slot), &kafka, &registry, &stop);
     if let Some(addr) = args.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let connections = crate::listener::ConnectionMetrics::register(&registry)?;
@@ -81,7 +81,7 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
         tokio::spawn(async move { crate::listener::serve(listener, app, &http, connections, stop).await });
     }
     println!("gata dva-worker {} is voting in slot {slot} of {replicas} (Kafka {brokers})", args.worker_id);
-    run_dva(settings, clip, kafka, None, &registry, stop).await.context("DVA worker")
+    run_dva(ctx, cfg.dva.clone(), output, clip, None).await.context("DVA worker")
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::{num::NonZeroU64, time::Duration};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use gata_infra::config::GataConfig;
-use gata_lakehouse::{Lake, TableId};
+use gata_lakehouse::TableId;
 
 /// `gata lake` options.
 #[derive(Debug, Clone, Args)]
@@ -41,7 +41,7 @@ enum Op {
 }
 
 pub async fn run(cfg: GataConfig, args: LakeArgs) -> anyhow::Result<()> {
-    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
+    let lake = crate::resolve::lake(&cfg)?;
     let tables: Vec<TableId> = match &args.table {
         Some(name) => vec![TableId::ALL.into_iter().find(|t| t.name() == name).with_context(|| {
             let names: Vec<&str> = TableId::ALL.iter().map(|t| t.name()).collect();

@@ -13,10 +13,13 @@ use std::{
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use gata_greenfield::{Account, Address, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
-use gata_infra::{config::GataConfig, kafka::KafkaClients};
+use gata_infra::{
+    config::{GataConfig, MirrorConfig, ObjectVisibility},
+    kafka::KafkaClients,
+};
 use gata_lakehouse::Lake;
 use gata_marketplace::{Market, follower::follow};
-use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target};
+use gata_mirror::{GrantReport, GrantSync, Mirror, Target};
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
@@ -26,14 +29,14 @@ pub struct TargetArgs {
     /// `file:///abs/dir`, `s3://bucket/prefix` (with the lake's storage options and `AWS_*`
     /// variables) or `greenfield://bucket/prefix` (`mirror.target`).
     #[arg(long)]
-    target: Option<String>,
+    target: Option<Url>,
     /// The storage provider of a Greenfield target (`mirror.greenfield.sp_endpoint`).
     #[arg(long)]
-    sp_endpoint: Option<String>,
+    sp_endpoint: Option<Url>,
     /// The chain's REST gateway, to sync marketplace access as object policies
     /// (`mirror.greenfield.chain_endpoint`).
     #[arg(long)]
-    chain_endpoint: Option<String>,
+    chain_endpoint: Option<Url>,
     /// The chain id (`mirror.greenfield.chain_id`).
     #[arg(long)]
     chain_id: Option<String>,
@@ -69,10 +72,9 @@ impl TargetArgs {
         }
         if let Some(v) = self.visibility {
             gf.visibility = match v {
-                VisibilityArg::Private => "private",
-                VisibilityArg::PublicRead => "public_read",
-            }
-            .into();
+                VisibilityArg::Private => ObjectVisibility::Private,
+                VisibilityArg::PublicRead => ObjectVisibility::PublicRead,
+            };
         }
         if let Some(r) = self.retries {
             gf.retries = r;
@@ -111,6 +113,7 @@ pub struct GreenfieldArgs {
 }
 
 #[derive(Debug, Clone, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once per command; its URLs are typed")]
 enum GreenfieldOp {
     /// Re-hashes every object the lake records as mirrored to the target, and every submission
     /// record's rows; exits 1 on any difference.
@@ -143,27 +146,20 @@ fn account() -> anyhow::Result<Account> {
 
 /// The configured target.
 fn target(cfg: &GataConfig) -> anyhow::Result<Target> {
-    let url: Url = cfg
-        .mirror
-        .target
-        .as_deref()
-        .context("no mirror target: set mirror.target or give --target")?
-        .parse()
-        .context("mirror.target")?;
+    let url = cfg.mirror.target.clone().context("no mirror target: set mirror.target or give --target")?;
     if url.scheme() != "greenfield" {
         return Ok(Target::store(url, &cfg.lake.storage_options.0)?);
     }
     let gf = &cfg.mirror.greenfield;
     let config = SpConfig {
-        endpoint: gf.sp_endpoint.parse().context("mirror.greenfield.sp_endpoint")?,
+        endpoint: gf.sp_endpoint.clone(),
         retries: gf.retries,
         backoff: Duration::from_millis(200),
         timeout: Duration::from_secs(120),
     };
-    let visibility = match gf.visibility.as_str() {
-        "private" => Visibility::Private,
-        "public_read" => Visibility::PublicRead,
-        other => bail!("mirror.greenfield.visibility is private or public_read, not {other:?}"),
+    let visibility = match gf.visibility {
+        ObjectVisibility::Private => Visibility::Private,
+        ObjectVisibility::PublicRead => Visibility::PublicRead,
     };
     Ok(Target::greenfield(url, SpClient::new(config, account()?)?, visibility)?)
 }
@@ -172,7 +168,7 @@ fn target(cfg: &GataConfig) -> anyhow::Result<Target> {
 /// with a chain endpoint.
 fn uses_chain(cfg: &GataConfig) -> bool {
     cfg.mirror.greenfield.chain_endpoint.is_some()
-        && cfg.mirror.target.as_deref().is_some_and(|t| t.starts_with("greenfield://"))
+        && cfg.mirror.target.as_ref().is_some_and(|t| t.scheme() == "greenfield")
 }
 
 /// The mirror `cfg` describes; with a chain endpoint, it also tags what it sends on chain and
@@ -184,16 +180,10 @@ pub async fn build(
     registry: &prometheus::Registry,
     market: Option<Arc<RwLock<Market>>>,
 ) -> anyhow::Result<Mirror> {
-    let settings = MirrorSettings {
-        rate_limit_bytes_per_second: cfg.mirror.rate_limit_bytes_per_second,
-        versions_per_pass: cfg.mirror.versions_per_pass,
-        interval: cfg.mirror.interval,
-    };
-    let mirror = Mirror::new(lake.clone(), target(cfg)?, settings, registry).await?;
+    let mirror = Mirror::new(lake.clone(), target(cfg)?, cfg.mirror.clone(), registry).await?;
     let (Some(market), true) = (market, uses_chain(cfg)) else { return Ok(mirror) };
     let gf = &cfg.mirror.greenfield;
-    let endpoint =
-        gf.chain_endpoint.as_deref().unwrap_or_default().parse().context("mirror.greenfield.chain_endpoint")?;
+    let endpoint = gf.chain_endpoint.clone().context("mirror.greenfield.chain_endpoint")?;
     let chain = ChainClient::new(ChainConfig::new(endpoint, gf.chain_id.clone()), account()?)?;
     let mut buyers = BTreeMap::new();
     for (buyer, address) in &gf.buyers {
@@ -216,10 +206,6 @@ pub async fn market(
         follow(kafka, cfg.ingest.limits.clone(), stop.child_token()).context("following the marketplace log")?;
     followed.caught_up(Duration::from_secs(120)).await.context("reading the marketplace log")?;
     Ok(Some(followed.market))
-}
-
-fn lake(cfg: &GataConfig) -> anyhow::Result<Lake> {
-    Ok(Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?)
 }
 
 /// Runs `gata mirror`.
@@ -246,7 +232,7 @@ pub async fn mirror(mut cfg: GataConfig, args: MirrorArgs, stop: CancellationTok
     // Declared after the embedded broker, so dropped before it: the follower stops first.
     let _stop_follower = follower.drop_guard();
     let registry = prometheus::Registry::new();
-    let mut mirror = build(&cfg, lake(&cfg)?, &registry, market).await?;
+    let mut mirror = build(&cfg, crate::resolve::lake(&cfg)?, &registry, market).await?;
     if !args.once {
         mirror.run(stop).await;
         return Ok(());
@@ -280,13 +266,9 @@ pub async fn greenfield(cfg: GataConfig, args: GreenfieldArgs, stop: Cancellatio
             target_args.apply(&mut cfg);
             let target = target(&cfg)?;
             let mut mirror = Mirror::new(
-                lake(&cfg)?,
+                crate::resolve::lake(&cfg)?,
                 target.clone(),
-                MirrorSettings {
-                    rate_limit_bytes_per_second: 0,
-                    versions_per_pass: 1,
-                    interval: Duration::from_secs(1),
-                },
+                MirrorConfig { rate_limit_bytes_per_second: 0, versions_per_pass: 1, ..cfg.mirror.clone() },
                 &prometheus::Registry::new(),
             )
             .await?;

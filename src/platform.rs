@@ -6,25 +6,20 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use gata_contract::topics;
-use gata_dva::{Engine, ModelSource, Provider};
 use gata_infra::{
     broker::EmbeddedBroker,
-    config::{DvaConfig, DvaEngine, DvaProvider, GataConfig, Role},
+    config::{GataConfig, Role},
     kafka::KafkaClients,
     rate::RateLimits,
 };
-use gata_lakehouse::Lake;
 use gata_query_api::{Catalog, flight::FlightSql};
-use gata_stream_processors::{
-    SinkConfig,
-    dva::{DvaSettings, Output, consensus::ConsensusSettings, fetch::FetchSettings},
-};
+use gata_stream_processors::dva::{Output, consensus::run_consensus, run_dva};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::http;
+use crate::{http, resolve};
 
 /// How long roles get to finish their work after a stop request.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -89,8 +84,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await
         .with_context(|| format!("creating topics on {bootstrap}"))?;
-    let lake_uri = cfg.lake_uri()?;
-    let lake = Lake::new(&lake_uri, &cfg.lake.storage_options.0)?;
+    let lake = resolve::lake(&cfg)?;
 
     let producer: FutureProducer =
         kafka.producer(cfg.ingest.produce_timeout).create().context("creating the intake producer")?;
@@ -178,7 +172,7 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         http: listener.local_addr()?,
         bootstrap: bootstrap.clone(),
         embedded: cfg.kafka.brokers.is_none(),
-        lake: lake_uri,
+        lake: cfg.lake_uri()?.to_string(),
         flight: flight.as_ref().map(|(l, _)| l.local_addr()).transpose()?,
     };
 
@@ -190,70 +184,40 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             Ok(())
         });
     }
+    let context = |group: &str| resolve::context(&cfg, resolve::consumer_group(&cfg, group), &kafka, &registry, &stop);
     if cfg.runs(Role::Sink) {
-        let sink_cfg = SinkConfig {
-            lake: cfg.lake.clone(),
-            limits: cfg.ingest.limits.clone(),
-            group: consumer_group(&cfg, &cfg.kafka.sink_group),
-        };
-        let (sink_stop, sink_registry, sink_lake, kafka) =
-            (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
-        tasks.spawn(async move {
-            gata_stream_processors::run_sink(sink_cfg, kafka, sink_lake, &sink_registry, sink_stop)
-                .await
-                .context("lake sink")
-        });
+        let sink = gata_stream_processors::run_sink(context(&cfg.kafka.sink_group), cfg.lake.clone(), lake.clone());
+        tasks.spawn(async move { sink.await.context("lake sink") });
     }
     if cfg.runs(Role::Scoring) {
-        let scoring_cfg = gata_stream_processors::ScoringConfig {
-            group: consumer_group(&cfg, &cfg.scoring.group),
-            limits: cfg.ingest.limits.clone(),
-            scorer: gata_scoring::ScorerConfig::default(),
-            turn_wait: cfg.scoring.turn_wait,
-            reorder_window: cfg.scoring.reorder_window,
-            queue_records: cfg.scoring.queue_records,
-            publish_window: cfg.scoring.publish_window,
-            threads: scoring_threads(&cfg),
-        };
-        let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
-        tasks.spawn(async move {
-            gata_stream_processors::run_scoring(scoring_cfg, kafka, lake, &registry, stop).await.context("scoring")
-        });
+        let scoring =
+            gata_stream_processors::run_scoring(context(&cfg.scoring.group), resolve::scoring(&cfg), lake.clone());
+        tasks.spawn(async move { scoring.await.context("scoring") });
     }
     if cfg.runs(Role::Dva) && cfg.dva.replicas > 1 {
-        let settings = consensus_settings(&cfg)?;
-        let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
-        tasks.spawn(async move {
-            gata_stream_processors::dva::consensus::run_consensus(settings, kafka, lake, &registry, stop)
-                .await
-                .context("DVA consensus")
-        });
+        let (ctx, thresholds) = (context(&cfg.dva.consensus_group), resolve::consensus_thresholds(&cfg)?);
+        let consensus = run_consensus(ctx, cfg.dva.clone(), thresholds, lake.clone());
+        tasks.spawn(async move { consensus.await.context("DVA consensus") });
     } else if cfg.runs(Role::Dva) {
-        match open_dva_model(&cfg.dva).await {
+        match resolve::dva_model(&cfg.dva).await {
             Ok(clip) => {
-                let settings = dva_settings(&cfg, consumer_group(&cfg, &cfg.dva.group), Output::Scores, &clip);
-                let (stop, registry, lake, kafka) = (stop.child_token(), registry.clone(), lake.clone(), kafka.clone());
-                tasks.spawn(async move {
-                    gata_stream_processors::dva::run_dva(settings, clip, kafka, Some(lake), &registry, stop)
-                        .await
-                        .context("DVA")
-                });
+                let dva = run_dva(context(&cfg.dva.group), cfg.dva.clone(), Output::Scores, clip, Some(lake.clone()));
+                tasks.spawn(async move { dva.await.context("DVA") });
             }
             // Image-text pairs stay in the log and are scored once the DVA can start.
             Err(e) => tracing::error!(error = %format!("{e:#}"), "DVA disabled: its model cannot run here"),
         }
     }
     if cfg.runs(Role::Rewards) {
-        let settings = gata_stream_processors::RewardsSettings {
-            policy: gata_rewards::Policy::load(&cfg.rewards.policy).context("rewards.policy")?,
-            grace: cfg.rewards.grace,
-            max_wait: cfg.rewards.max_wait,
-            interval: cfg.rewards.interval,
-        };
-        let (stop, registry, lake) = (stop.child_token(), registry.clone(), lake.clone());
-        tasks.spawn(async move {
-            gata_stream_processors::run_rewards(settings, lake, &registry, stop).await.context("rewards")
-        });
+        let policy = resolve::policy(&cfg.rewards.policy).context("rewards.policy")?;
+        let rewards = gata_stream_processors::run_rewards(
+            cfg.rewards.clone(),
+            policy,
+            lake.clone(),
+            registry.clone(),
+            stop.child_token(),
+        );
+        tasks.spawn(async move { rewards.await.context("rewards") });
     }
     if cfg.runs(Role::Mirror) {
         // Built before serving, so a misconfigured mirror stops the start with its reason.
@@ -300,107 +264,6 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     first_error.map_or(Ok(()), Err)
 }
 
-/// A processor's consumer group. With an external cluster: the configured group, shared by
-/// every instance. With the embedded broker, each process incarnation joins a fresh group
-/// (`<group>-<start time>`): the embedded broker's coordinator (tansu 0.6) can leave a restarted
-/// member without partitions while the membership of a SIGKILLed predecessor lingers. That
-/// costs nothing in correctness: in embedded mode each processor is its group's only member by
-/// construction, and it resumes from what the lake records, never from Kafka's committed
-/// offsets.
-fn consumer_group(cfg: &GataConfig, group: &str) -> String {
-    match cfg.kafka.brokers {
-        Some(_) => group.to_string(),
-        None => format!("{group}-{:x}", chrono::Utc::now().timestamp_millis()),
-    }
-}
-
-/// How the DVA processor runs, as configured, with `clip`.
-pub fn dva_settings(cfg: &GataConfig, group: String, output: Output, clip: &gata_dva::Clip) -> DvaSettings {
-    DvaSettings {
-        group,
-        limits: cfg.ingest.limits.clone(),
-        threshold: cfg.dva.threshold.unwrap_or(clip.card().threshold),
-        batch_size: cfg.dva.batch_size,
-        batch_wait: cfg.dva.batch_wait,
-        max_pixels: cfg.dva.max_pixels,
-        threads: cfg.dva.threads,
-        fetch: FetchSettings {
-            timeout: cfg.dva.fetch_timeout,
-            connect_timeout: cfg.dva.fetch_connect_timeout,
-            retries: cfg.dva.fetch_retries,
-            allow_private: cfg.dva.allow_private_urls,
-            max_bytes: cfg.ingest.limits.max_image_bytes,
-        },
-        output,
-    }
-}
-
-/// How the consensus combines DVA workers' votes; the threshold is the configured one or the
-/// model card's.
-fn consensus_settings(cfg: &GataConfig) -> anyhow::Result<ConsensusSettings> {
-    let threshold = match cfg.dva.threshold {
-        Some(t) => t,
-        None => {
-            gata_dva::ModelCard::read(&ModelSource::from_config(cfg.dva.model_dir.clone()))
-                .context("the consensus threshold comes from the model card")?
-                .threshold
-        }
-    };
-    Ok(ConsensusSettings {
-        group: consumer_group(cfg, &cfg.dva.consensus_group),
-        limits: cfg.ingest.limits.clone(),
-        replicas: cfg.dva.replicas,
-        tolerance: cfg.dva.tolerance,
-        wait: cfg.dva.consensus_wait,
-        threshold: f64::from(threshold),
-        version_thresholds: [(cfg.validation.scorer_version.clone(), cfg.validation.threshold)].into(),
-        flag_min_votes: cfg.dva.flag_min_votes,
-        flag_share: cfg.dva.flag_share,
-    })
-}
-
-/// Opens the DVA's model (the configured directory, or the shipped one) on the configured
-/// engine.
-pub async fn open_dva_model(cfg: &DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
-    let cfg = cfg.clone();
-    tokio::task::spawn_blocking(move || {
-        let source = ModelSource::from_config(cfg.model_dir.clone());
-        let clip = gata_dva::Clip::open(dva_engine(&cfg)?, &source, cfg.threads)
-            .with_context(|| format!("opening the model in {source}"))?;
-        tracing::info!(engine = clip.engine(), provider = clip.provider(), model = %clip.card().id, source = %source, "DVA model loaded");
-        Ok(Arc::new(clip))
-    })
-    .await?
-}
-
-/// ONNX Runtime when it loads (`auto`, `onnxruntime`); tract when asked for, or under `auto`
-/// when ONNX Runtime is missing, which is logged: never a silent fallback.
-fn dva_engine(cfg: &DvaConfig) -> anyhow::Result<Engine> {
-    let provider = match cfg.provider {
-        DvaProvider::Cpu => Provider::Cpu,
-        DvaProvider::Cuda => Provider::Cuda,
-    };
-    let runtime = || -> gata_dva::Result<Engine> {
-        let lib = match &cfg.onnxruntime {
-            Some(path) => path.clone(),
-            None => gata_dva::discover_runtime()?,
-        };
-        Ok(Engine::OnnxRuntime { env: gata_dva::load_runtime(&lib)?, provider })
-    };
-    let tract = |why: &str| {
-        if provider == Provider::Cuda {
-            tracing::warn!("dva.provider = \"cuda\" needs ONNX Runtime; tract runs on the CPU");
-        }
-        tracing::warn!(reason = why, "the DVA scores with tract, the pure-Rust engine built into gata (CPU)");
-        Engine::Tract
-    };
-    Ok(match cfg.engine {
-        DvaEngine::Onnxruntime => runtime().context("dva.engine = \"onnxruntime\"")?,
-        DvaEngine::Tract => tract("dva.engine = \"tract\""),
-        DvaEngine::Auto => runtime().unwrap_or_else(|e| tract(&e.to_string())),
-    })
-}
-
 /// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for
 /// deployments where intake, sinks and SQL run as separate processes on one machine.
 pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<()> {
@@ -422,8 +285,7 @@ pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<
 
 /// A query engine over the configured lake, for commands that run without a server.
 pub async fn lake_engine(cfg: &GataConfig) -> anyhow::Result<gata_query_api::sql::SqlEngine> {
-    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
-    let catalog = Arc::new(Catalog::open(lake, cfg.query.discover_interval).await?);
+    let catalog = Arc::new(Catalog::open(resolve::lake(cfg)?, cfg.query.discover_interval).await?);
     Ok(gata_query_api::sql::SqlEngine::new(catalog, cfg.query.clone())?)
 }
 
@@ -438,15 +300,4 @@ pub async fn query_once(cfg: &GataConfig, sql: &str) -> anyhow::Result<gata_quer
 fn signing_key() -> [u8; 32] {
     let digest = gata_infra::auth::token_hash(&gata_infra::auth::new_token());
     hex::decode(digest).ok().and_then(|bytes| bytes.try_into().ok()).unwrap_or_default()
-}
-
-/// Threads that assess the scorer's batches: `scoring.threads`, or when 0, every core if the
-/// scorer has its process to itself and one otherwise (beside intake or the sink, a burst on
-/// every core delays their requests for no gain in what the machine gets through).
-fn scoring_threads(cfg: &GataConfig) -> usize {
-    match cfg.scoring.threads {
-        0 if cfg.roles.iter().all(|r| *r == Role::Scoring) => gata_parallel::available_threads(),
-        0 => 1,
-        n => n,
-    }
 }

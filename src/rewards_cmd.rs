@@ -7,7 +7,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use gata_infra::{config::GataConfig, kafka::KafkaClients};
 use gata_lakehouse::{Lake, log::DEFAULT_SORT_MEMORY};
-use gata_rewards::{Epoch, Policy, Proof};
+use gata_rewards::{Epoch, Proof};
 use gata_stream_processors::rewards::replay::{self, ReplayOptions, ReplayReport};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -55,10 +55,6 @@ enum RewardsOp {
     },
 }
 
-fn lake(cfg: &GataConfig) -> anyhow::Result<Lake> {
-    Ok(Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?)
-}
-
 /// Runs `gata rewards`.
 pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
     match args.op {
@@ -84,7 +80,7 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
         }
         RewardsOp::Epochs => {
             println!("{:>8}  {:<25}  {:<6}  {:>8}  {:>20}  root", "epoch", "start", "policy", "payouts", "total");
-            for e in gata_ledger::recorded_rewards(&lake(&cfg)?, None).await? {
+            for e in gata_ledger::recorded_rewards(&crate::resolve::lake(&cfg)?, None).await? {
                 println!(
                     "{:>8}  {:<25}  {:<6}  {:>8}  {:>20}  {}",
                     e.epoch.index,
@@ -97,11 +93,11 @@ pub async fn run(cfg: GataConfig, args: RewardsArgs) -> anyhow::Result<()> {
             }
         }
         RewardsOp::Proof { epoch, contributor } => {
-            let policy = Policy::load(&cfg.rewards.policy)?;
+            let policy = crate::resolve::policy(&cfg.rewards.policy)?;
             let epoch = Epoch::parse(policy.epoch, &epoch).with_context(|| {
                 format!("--epoch {epoch:?}: an epoch index, a date (2026-11-25) or an RFC 3339 time")
             })?;
-            let recorded = gata_ledger::recorded_rewards(&lake(&cfg)?, Some(epoch.index)).await?;
+            let recorded = gata_ledger::recorded_rewards(&crate::resolve::lake(&cfg)?, Some(epoch.index)).await?;
             let Some(rewards) = recorded.iter().find(|e| e.policy_version == policy.version).or(recorded.first())
             else {
                 bail!("epoch {epoch} is not closed (no payouts recorded)");
@@ -193,7 +189,7 @@ pub struct ReplayArgs {
 
 /// Runs `gata replay`: exits 0 when the replay matches the record, 1 when it found differences.
 pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
-    let lake = lake(&cfg)?;
+    let lake = crate::resolve::lake(&cfg)?;
     let out = match &args.out {
         Some(dir) => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -202,9 +198,9 @@ pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let recorded = Policy::load(&cfg.rewards.policy).context("rewards.policy")?;
+    let recorded = crate::resolve::policy(&cfg.rewards.policy).context("rewards.policy")?;
     let pay = match args.policy.as_deref() {
-        Some(name) => Policy::load(name)?,
+        Some(name) => crate::resolve::policy(name)?,
         None => recorded.clone(),
     };
     let (records, log) = match args.from {

@@ -17,6 +17,7 @@ pub mod topics;
 
 pub use provenance::vote_digest;
 mod quality_score;
+mod record;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,7 @@ pub use preference::Preference;
 pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,
 };
+pub use record::LogRecord;
 pub use validate::{Limits, Violation};
 
 /// The kinds of submission the platform accepts.

@@ -9,7 +9,7 @@
 
 use std::{path::PathBuf, process::Command, time::Instant};
 
-use gata_dva::{Clip, Engine, ModelSource, Provider, cosine, decode, discover_runtime, load_runtime};
+use gata_dva::{Clip, Engine, ModelSource, Provider, cosine, decode, load_runtime};
 use gata_parallel::map_ordered;
 
 const BATCHES: [usize; 3] = [1, 8, 32];
@@ -23,7 +23,9 @@ fn main() {
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = root.join("models/tiny-clip");
-    let env = load_runtime(&discover_runtime().expect("ONNX Runtime (pip install onnxruntime)")).expect("runtime");
+    let env =
+        load_runtime(&gata_infra::host::onnxruntime_library(None).expect("ONNX Runtime (pip install onnxruntime)"))
+            .expect("runtime");
     let clip =
         Clip::open(Engine::OnnxRuntime { env, provider: Provider::Cpu }, &ModelSource::Dir(dir.clone()), THREADS)
             .expect("model");

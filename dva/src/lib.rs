@@ -14,7 +14,7 @@ mod tract;
 pub use engine::{Engine, Provider};
 pub use error::{DvaError, Result};
 pub use model::{Clip, ModelCard, cosine};
-pub use onnxruntime::{discover_runtime, load_runtime};
+pub use onnxruntime::load_runtime;
 pub use preprocess::{Preprocessing, Rgb, decode};
 pub use source::ModelSource;
 pub use tokenizer::Tokenizer;

@@ -1,11 +1,7 @@
-//! ONNX Runtime: found and loaded at run time from its shared library, sessions on the CPU or
-//! CUDA execution provider.
+//! ONNX Runtime: loaded at run time from the shared library the caller names, sessions on the
+//! CPU or CUDA execution provider.
 
-use std::{
-    borrow::Cow,
-    path::{Path, PathBuf},
-    sync::OnceLock,
-};
+use std::{borrow::Cow, path::Path, sync::OnceLock};
 
 use ort::{
     environment::Environment,
@@ -29,32 +25,6 @@ pub fn load_runtime(lib: &Path) -> Result<&'static Environment> {
         builder.with_name("gata-dva").build().map_err(|e| format!("ONNX Runtime environment: {e}"))
     });
     env.as_ref().map_err(|e| DvaError::Runtime(e.clone()))
-}
-
-/// Finds the ONNX Runtime library: `ORT_DYLIB_PATH`, else the one the `onnxruntime` Python
-/// package installs (`pip install onnxruntime`).
-pub fn discover_runtime() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Ok(PathBuf::from(path));
-    }
-    let probe = std::process::Command::new("python3")
-        .args(["-c", "import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi'))"])
-        .output();
-    let dir = match probe {
-        Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
-        _ => {
-            return Err(DvaError::Runtime(
-                "ONNX Runtime not found: set dva.onnxruntime (or ORT_DYLIB_PATH) to libonnxruntime.so, or `pip install onnxruntime`".into(),
-            ));
-        }
-    };
-    let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| DvaError::Runtime(format!("{}: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
-        .collect();
-    libs.sort();
-    libs.pop().ok_or_else(|| DvaError::Runtime(format!("no libonnxruntime.so in {}", dir.display())))
 }
 
 /// Creates a session for the graph `bytes` on `provider`, falling back to the CPU with a log

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use gata_dva::{Clip, Engine, ModelSource, Provider, cosine, decode, discover_runtime, load_runtime};
+use gata_dva::{Clip, Engine, ModelSource, Provider, cosine, decode, load_runtime};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -91,7 +91,7 @@ fn tract_scores_the_shipped_model_without_onnx_runtime() {
 
 #[test]
 fn both_engines_give_the_same_scores() {
-    let env = load_runtime(&discover_runtime().unwrap()).unwrap();
+    let env = load_runtime(&gata_infra::host::onnxruntime_library(None).unwrap()).unwrap();
     let ort = Clip::open(Engine::OnnxRuntime { env, provider: Provider::Cpu }, &ModelSource::Dir(dir()), 2).unwrap();
     assert_eq!((ort.engine(), ort.provider()), ("onnxruntime", "CPUExecutionProvider"));
     let tract = Clip::open(Engine::Tract, &ModelSource::Shipped, 1).unwrap();

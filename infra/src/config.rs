@@ -565,7 +565,7 @@ impl Default for IngestConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct LakeConfig {
     /// Lake root as a URL (`file:///…`, `s3://…`). Unset: `<data_dir>/lake`.
-    pub uri: Option<String>,
+    pub uri: Option<url::Url>,
     /// Flush buffered records once this many are waiting (`5000`).
     pub flush_max_records: usize,
     /// Flush once the buffered records hold this many bytes of payload (`64 MiB`), so large
@@ -926,7 +926,7 @@ impl Default for RewardsConfig {
 pub struct MirrorConfig {
     /// `file:///abs/dir`, `s3://bucket/prefix` (with the lake's storage options) or
     /// `greenfield://bucket/prefix`; the role needs one.
-    pub target: Option<String>,
+    pub target: Option<url::Url>,
     /// Time between passes (`10s`).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
@@ -951,18 +951,29 @@ impl Default for MirrorConfig {
     }
 }
 
+/// Who may read the objects the mirror creates on Greenfield.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectVisibility {
+    /// The owner, and those an object policy grants (the marketplace's buyers).
+    #[default]
+    Private,
+    /// Anyone.
+    PublicRead,
+}
+
 /// How the mirror reaches Greenfield.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GreenfieldConfig {
     /// The storage provider's endpoint.
-    pub sp_endpoint: String,
-    /// `private` or `public_read`: visibility of the objects created.
-    pub visibility: String,
+    pub sp_endpoint: url::Url,
+    /// Who may read the objects created (`private`).
+    pub visibility: ObjectVisibility,
     /// Attempts after the first for a failed provider request.
     pub retries: u32,
     /// The chain's REST gateway, for permission transactions (none: no permissions synced).
-    pub chain_endpoint: Option<String>,
+    pub chain_endpoint: Option<url::Url>,
     /// The chain id (`greenfield_5600-1` testnet, `greenfield_1017-1` mainnet).
     pub chain_id: String,
     /// Buyer principal name → Greenfield account (`0x…`): who gets object policies for what
@@ -973,8 +984,8 @@ pub struct GreenfieldConfig {
 impl Default for GreenfieldConfig {
     fn default() -> Self {
         Self {
-            sp_endpoint: "http://127.0.0.1:9033".into(),
-            visibility: "private".into(),
+            sp_endpoint: url::Url::parse("http://127.0.0.1:9033").expect("a valid URL"),
+            visibility: ObjectVisibility::Private,
             retries: 4,
             chain_endpoint: None,
             chain_id: "greenfield_9000-121".into(),
@@ -990,12 +1001,14 @@ impl GataConfig {
     }
 
     /// The lake root: the configured URL or `<data_dir>/lake` as an absolute `file://` URL.
-    pub fn lake_uri(&self) -> Result<String> {
+    pub fn lake_uri(&self) -> Result<url::Url> {
         match &self.lake.uri {
             Some(uri) => Ok(uri.clone()),
             None => {
                 let dir = absolute(&self.data_dir.join("lake"))?;
-                Ok(format!("file://{}", dir.display()))
+                url::Url::from_file_path(&dir).map_err(|()| InfraError::InvalidConfig {
+                    problems: vec![format!("{}: cannot be a lake URL", dir.display())],
+                })
             }
         }
     }
@@ -1054,9 +1067,6 @@ impl GataConfig {
             !self.http.header_read_timeout.is_zero() && !self.http.stream_timeout.is_zero(),
             "http.header_read_timeout and http.stream_timeout must be positive",
         );
-        if let Some(uri) = &self.lake.uri {
-            check(url::Url::parse(uri).is_ok(), "lake.uri must be a URL such as file:///data/lake or s3://bucket/lake");
-        }
         problems.extend(self.ingest.limits.problems());
         problems.extend(self.auth.problems());
         problems.extend(self.payments.problems());
@@ -1205,7 +1215,7 @@ mod tests {
             let cfg = load(Some(&path), &serde_json::json!({})).expect("valid with the secret's principal");
             assert!(cfg.auth.authenticator("localhost".into()).principal("a-long-token").is_some());
             assert_eq!((cfg.kafka.partitions, cfg.kafka.replication_factor), (12, 3));
-            assert_eq!(cfg.lake.uri.as_deref(), Some("s3://gata-lake/lake"));
+            assert_eq!(cfg.lake.uri.as_ref().map(url::Url::as_str), Some("s3://gata-lake/lake"));
             Ok(())
         });
     }

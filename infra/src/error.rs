@@ -29,6 +29,15 @@ pub enum InfraError {
         source: std::io::Error,
     },
 
+    /// No ONNX Runtime library was configured or found on the host.
+    #[error(
+        "ONNX Runtime not found ({reason}): set dva.onnxruntime (or ORT_DYLIB_PATH) to libonnxruntime.so, or `pip install onnxruntime`"
+    )]
+    OnnxRuntimeNotFound {
+        /// Why the search failed.
+        reason: String,
+    },
+
     /// The embedded broker failed to start or stopped.
     #[error("embedded broker: {message}")]
     Broker {

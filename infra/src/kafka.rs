@@ -27,6 +27,18 @@ use crate::{
     config::{KafkaConfig, KafkaSecurity},
 };
 
+/// The log record `msg` is (its value empty when it has none). A record without a timestamp
+/// (never one of gata's producers') is dated now.
+pub fn log_record<M: rdkafka::Message>(msg: &M) -> gata_contract::LogRecord {
+    let received_at = msg.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis);
+    gata_contract::LogRecord {
+        source: gata_contract::offsets::TopicPartition::new(msg.topic(), msg.partition()),
+        offset: gata_contract::offsets::Offset(msg.offset()),
+        received_at: received_at.unwrap_or_else(chrono::Utc::now),
+        payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+    }
+}
+
 /// Whether producers run idempotent (`kafka.idempotence`).
 ///
 /// librdkafka's idempotent producer bumps its producer epoch on its own after a request timed

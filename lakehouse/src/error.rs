@@ -87,3 +87,54 @@ pub enum LakeError {
         reason: String,
     },
 }
+
+impl LakeError {
+    /// Whether trying again can succeed: the object store or the file system failed, or a
+    /// concurrent writer won a version race. Bad rows, a schema that does not fit, an unusable
+    /// location or a refused operation fail the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Open { source, .. } | Self::Commit { source, .. } | Self::Read { source, .. } => {
+                delta_is_transient(source)
+            }
+            Self::Scan { source, .. } => matches!(
+                source.find_root(),
+                deltalake::datafusion::error::DataFusionError::ObjectStore(_)
+                    | deltalake::datafusion::error::DataFusionError::IoError(_)
+                    | deltalake::datafusion::error::DataFusionError::ResourcesExhausted(_)
+            ),
+            Self::Location { .. } | Self::RetentionTooShort { .. } | Self::Rows { .. } | Self::Decode { .. } => false,
+        }
+    }
+}
+
+/// Whether a Delta error is one of storage or of a race with another writer.
+fn delta_is_transient(err: &DeltaTableError) -> bool {
+    matches!(
+        err,
+        DeltaTableError::ObjectStore { .. }
+            | DeltaTableError::Io { .. }
+            | DeltaTableError::Transaction { .. }
+            | DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::VersionMismatch(..)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_failures_and_races_are_retried_and_bugs_are_not() {
+        let store = DeltaTableError::ObjectStore {
+            source: deltalake::ObjectStoreError::Generic { store: "s3", source: "connection reset".into() },
+        };
+        assert!(LakeError::Commit { table: "events", source: store }.is_retryable());
+        let race = DeltaTableError::VersionAlreadyExists(7);
+        assert!(LakeError::Commit { table: "events", source: race }.is_retryable());
+        let schema = DeltaTableError::Generic("schema mismatch".into());
+        assert!(!LakeError::Commit { table: "events", source: schema }.is_retryable());
+        let rows = deltalake::arrow::error::ArrowError::SchemaError("no column x".into());
+        assert!(!LakeError::Rows { table: "events", source: rows }.is_retryable());
+    }
+}

@@ -297,7 +297,7 @@ mod tests {
         let recs = records(6, 2);
         let refs: Vec<_> = recs.iter().filter(|r| r.silver() == TableId::ChatTurns).collect();
         let batch = record_batch(TableId::ChatTurns, &refs).expect("rows");
-        let tp = refs[0].source.clone();
+        let tp = refs[0].record.source.clone();
         let positions = BTreeMap::from([(tp.clone(), Offset(41))]);
         let table = lake.open(TableId::ChatTurns).await.expect("open");
         let table = lake.append(table, TableId::ChatTurns, batch, &positions).await.expect("append");

@@ -10,6 +10,7 @@
 //!   receipt times and the marketplace log, for the processors.
 //! - [`log`]: the log as bronze mirrors it, read back in receipt order in bounded memory.
 
+pub mod decoded;
 pub mod error;
 pub mod lake;
 pub mod log;
@@ -18,9 +19,9 @@ pub mod queries;
 pub mod rows;
 pub mod tables;
 
+pub use decoded::{Body, DeadLetter, LakeRecord};
 pub use deltalake;
 pub use error::{LakeError, Result};
 pub use gata_contract::offsets::{Offset, TopicPartition};
 pub use lake::Lake;
-pub use rows::{DeadLetter, LakeRecord};
 pub use tables::TableId;

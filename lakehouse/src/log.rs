@@ -2,6 +2,7 @@
 //! stream of record batches whose sort holds a bounded amount of memory and spills sorted runs
 //! to temporary files beyond it, so a log of any size is read in the same memory.
 
+use chrono::DateTime;
 use deltalake::{
     arrow::{
         array::{AsArray, RecordBatch},
@@ -14,24 +15,9 @@ use deltalake::{
     },
 };
 use futures::{StreamExt, TryStreamExt, stream::BoxStream};
-use serde::Deserialize;
+use gata_contract::LogRecord;
 
-use crate::{Lake, LakeError, Result, TableId};
-
-/// One record of the log (from Kafka, or as bronze holds it).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct LogRecord {
-    /// Intake topic.
-    pub kafka_topic: String,
-    /// Partition.
-    pub kafka_partition: i32,
-    /// Offset.
-    pub kafka_offset: i64,
-    /// Record timestamp (receipt), microseconds.
-    pub received_us: i64,
-    /// The raw event.
-    pub payload: String,
-}
+use crate::{Lake, LakeError, Offset, Result, TableId, TopicPartition};
 
 /// Bronze records in receipt order (then topic, partition, offset), batch by batch.
 pub type LogStream = BoxStream<'static, Result<Vec<LogRecord>>>;
@@ -76,11 +62,11 @@ fn log_records(batch: &RecordBatch) -> Result<Vec<LogRecord>> {
     let (offsets, received) = (offsets.as_primitive::<Int64Type>(), received.as_primitive::<Int64Type>());
     Ok((0..batch.num_rows())
         .map(|i| LogRecord {
-            kafka_topic: topics.value(i).to_string(),
-            kafka_partition: partitions.value(i),
-            kafka_offset: offsets.value(i),
-            received_us: received.value(i),
-            payload: payloads.value(i).to_string(),
+            source: TopicPartition::new(topics.value(i), partitions.value(i)),
+            offset: Offset(offsets.value(i)),
+            // Microseconds a Delta timestamp column holds are always in chrono's range.
+            received_at: DateTime::from_timestamp_micros(received.value(i)).unwrap_or_default(),
+            payload: payloads.value(i).as_bytes().to_vec(),
         })
         .collect())
 }
@@ -97,7 +83,7 @@ mod tests {
     use gata_infra::workload::Workload;
 
     use super::*;
-    use crate::{LakeRecord, Offset, TopicPartition, rows::record_batch};
+    use crate::{LakeRecord, rows::record_batch};
 
     #[tokio::test]
     async fn a_log_larger_than_the_sort_memory_comes_back_whole_in_receipt_order() {
@@ -113,11 +99,12 @@ mod tests {
                 let at = start + TimeDelta::milliseconds((i as i64 * 7_919) % 50_000);
                 let source = TopicPartition::new(intake_topic(e.kind()), (i % 3) as i32);
                 let offset = Offset((i / 3) as i64);
-                LakeRecord::decode(Feed::Intake(e.kind()), source, offset, at, e.to_json(), &Limits::default())
+                let record = LogRecord { source, offset, received_at: at, payload: e.to_json() };
+                LakeRecord::decode(Feed::Intake(e.kind()), record, &Limits::default())
                     .expect("workload events are valid")
             })
             .collect();
-        let bytes: usize = records.iter().map(|r| r.payload.len()).sum();
+        let bytes: usize = records.iter().map(|r| r.record.payload.len()).sum();
         let mut table = lake.open(TableId::Events).await.expect("open");
         for chunk in records.chunks(20_000) {
             let refs: Vec<&LakeRecord> = chunk.iter().collect();
@@ -130,16 +117,11 @@ mod tests {
         let (count, stream) = lake.receipt_ordered_log(sort_memory).await.expect("ordered log");
         let read: Vec<LogRecord> = stream.try_collect::<Vec<_>>().await.expect("read").into_iter().flatten().collect();
         assert_eq!((count as usize, read.len()), (records.len(), records.len()));
-        let key = |r: &LogRecord| (r.received_us, r.kafka_topic.clone(), r.kafka_partition, r.kafka_offset);
-        assert!(read.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "receipt order");
-        let mut want: Vec<(String, i32, i64, String)> = records
-            .iter()
-            .map(|r| {
-                (r.source.topic.clone(), r.source.partition, r.offset.0, String::from_utf8_lossy(&r.payload).into())
-            })
-            .collect();
-        let mut got: Vec<(String, i32, i64, String)> =
-            read.into_iter().map(|r| (r.kafka_topic, r.kafka_partition, r.kafka_offset, r.payload)).collect();
+        assert!(read.windows(2).all(|w| w[0].replay_order() <= w[1].replay_order()), "receipt order");
+        let mut want: Vec<(TopicPartition, Offset, Vec<u8>)> =
+            records.iter().map(|r| (r.record.source.clone(), r.record.offset, r.record.payload.clone())).collect();
+        let mut got: Vec<(TopicPartition, Offset, Vec<u8>)> =
+            read.into_iter().map(|r| (r.source, r.offset, r.payload)).collect();
         want.sort();
         got.sort();
         assert!(want == got, "every record once, payload intact");

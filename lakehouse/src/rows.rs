@@ -1,4 +1,4 @@
-//! Decoded Kafka records, and how they become Arrow rows of each table.
+//! How decoded records ([`crate::decoded`]) become Arrow rows of each table.
 //!
 //! Rows are serialized straight from the contract types through `arrow-json`'s serde decoder,
 //! so the Rust type and the Arrow schema cannot drift apart silently: a mismatch is an error
@@ -6,138 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
-use gata_contract::{
-    topics::Feed,
-    {
-        ChatTurn, CheckedImage, ClientInfo, DecodedImage, Event, Limits, MarketAction, MarketEvent, ModelResponse,
-        Preference, QualityScore, ScoreReason, ValidatorVote, Violation,
-    },
-};
+use gata_contract::{ChatTurn, ClientInfo, Event, MarketAction, ModelResponse, Preference, ScoreReason, ValidatorVote};
 use serde::Serialize;
 
-use crate::{LakeError, Offset, Result, TableId, TopicPartition};
-
-/// What a decoded record holds.
-#[derive(Debug, Clone)]
-pub enum Body {
-    /// A submission from an intake topic.
-    Submission {
-        /// The event.
-        event: Event,
-        /// The checked image of an image-text pair sent inline (a URL's is fetched by the DVA).
-        image: Option<DecodedImage>,
-    },
-    /// A score from the scores topic.
-    Score(QualityScore),
-    /// A DVA worker's vote from the votes topic.
-    Vote(QualityScore),
-    /// A marketplace event.
-    Market(MarketEvent),
-}
-
-/// One record of a feed, decoded and validated, with where it came from.
-#[derive(Debug, Clone)]
-pub struct LakeRecord {
-    /// Topic-partition it was read from.
-    pub source: TopicPartition,
-    /// Its offset there.
-    pub offset: Offset,
-    /// When the broker received it (the record timestamp).
-    pub received_at: DateTime<Utc>,
-    /// The raw JSON value as the log holds it.
-    pub payload: Vec<u8>,
-    /// The decoded value.
-    pub body: Body,
-}
-
-impl LakeRecord {
-    /// Decodes and validates a record of `feed`; the violations say why it cannot land.
-    /// Timestamps are not re-checked against the clock: the log is replayed long after intake.
-    pub fn decode(
-        feed: Feed,
-        source: TopicPartition,
-        offset: Offset,
-        received_at: DateTime<Utc>,
-        payload: Vec<u8>,
-        limits: &Limits,
-    ) -> Result<LakeRecord, Vec<Violation>> {
-        let replay_limits = limits.for_replay();
-        let body = match feed {
-            Feed::Intake(kind) => {
-                let event = Event::parse(kind, &payload, &replay_limits)?;
-                let image = match &event {
-                    Event::ImageTextPair(pair) => match pair.image.check(&replay_limits).map_err(|v| vec![v])? {
-                        CheckedImage::Inline(image) => Some(image),
-                        CheckedImage::Url(_) => None,
-                    },
-                    _ => None,
-                };
-                Body::Submission { event, image }
-            }
-            Feed::QualityScores => {
-                let score = QualityScore::parse(&payload, &replay_limits)?;
-                if score.validator.is_some() {
-                    return Err(vec![Violation::new("validator", "a vote belongs on the DVA votes topic")]);
-                }
-                Body::Score(score)
-            }
-            Feed::DvaVotes => {
-                let vote = QualityScore::parse(&payload, &replay_limits)?;
-                if vote.validator.is_none() {
-                    return Err(vec![Violation::new("validator", "a vote must name its validator")]);
-                }
-                Body::Vote(vote)
-            }
-            Feed::Market => Body::Market(MarketEvent::parse(&payload, &replay_limits)?),
-        };
-        Ok(LakeRecord { source, offset, received_at, payload, body })
-    }
-
-    /// The id silver tables deduplicate on.
-    pub fn event_id(&self) -> uuid::Uuid {
-        match &self.body {
-            Body::Submission { event, .. } => event.event_id(),
-            Body::Score(score) | Body::Vote(score) => score.event_id,
-            Body::Market(event) => event.event_id,
-        }
-    }
-
-    /// The silver table this record lands in.
-    pub fn silver(&self) -> TableId {
-        match &self.body {
-            Body::Submission { event, .. } => TableId::silver(event.kind()),
-            Body::Score(_) => TableId::QualityScores,
-            Body::Vote(_) => TableId::DvaVotes,
-            Body::Market(_) => TableId::MarketEvents,
-        }
-    }
-
-    fn event(&self) -> Option<&Event> {
-        match &self.body {
-            Body::Submission { event, .. } => Some(event),
-            Body::Score(_) | Body::Vote(_) | Body::Market(_) => None,
-        }
-    }
-
-    fn day(&self) -> String {
-        self.received_at.format("%Y-%m-%d").to_string()
-    }
-}
-
-/// An intake record that cannot land, and why.
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    /// Where it was read.
-    pub source: TopicPartition,
-    /// Its offset.
-    pub offset: Offset,
-    /// When the broker received it.
-    pub received_at: DateTime<Utc>,
-    /// The raw value.
-    pub payload: Vec<u8>,
-    /// Every reason, joined.
-    pub reason: String,
-}
+use crate::{Body, DeadLetter, LakeError, LakeRecord, Result, TableId};
 
 #[derive(Serialize)]
 struct DeadLetterRow<'a> {
@@ -156,13 +28,13 @@ pub fn dead_letter_batch(letters: &[&DeadLetter]) -> Result<RecordBatch> {
     let rows: Vec<DeadLetterRow<'_>> = letters
         .iter()
         .map(|d| DeadLetterRow {
-            kafka_topic: &d.source.topic,
-            kafka_partition: d.source.partition,
-            kafka_offset: d.offset.0,
-            received_at: micros(d.received_at),
+            kafka_topic: &d.record.source.topic,
+            kafka_partition: d.record.source.partition,
+            kafka_offset: d.record.offset.0,
+            received_at: micros(d.record.received_at),
             reason: &d.reason,
-            payload: hex::encode(&d.payload),
-            day: d.received_at.format("%Y-%m-%d").to_string(),
+            payload: hex::encode(&d.record.payload),
+            day: d.record.received_at.format("%Y-%m-%d").to_string(),
         })
         .collect();
     serialize(TableId::DeadLetters, &rows)
@@ -277,11 +149,11 @@ fn event_row(r: &LakeRecord) -> Option<EventRow<'_>> {
         event_id: event.event_id().to_string(),
         contributor_id: event.contributor_id(),
         occurred_at: micros(event.occurred_at()),
-        received_at: micros(r.received_at),
-        kafka_topic: &r.source.topic,
-        kafka_partition: r.source.partition,
-        kafka_offset: r.offset.0,
-        payload: String::from_utf8_lossy(&r.payload),
+        received_at: micros(r.record.received_at),
+        kafka_topic: &r.record.source.topic,
+        kafka_partition: r.record.source.partition,
+        kafka_offset: r.record.offset.0,
+        payload: String::from_utf8_lossy(&r.record.payload),
         event_type: event.kind().name(),
         submitted_by: event.submitted_by(),
         day: r.day(),
@@ -310,7 +182,7 @@ fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
         session_id: session_id.as_deref(),
         turn_id,
         occurred_at: micros(*occurred_at),
-        received_at: micros(r.received_at),
+        received_at: micros(r.record.received_at),
         prompt,
         responses,
         client: client.as_ref(),
@@ -342,7 +214,7 @@ fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
         session_id: session_id.as_deref(),
         turn_id,
         occurred_at: micros(*occurred_at),
-        received_at: micros(r.received_at),
+        received_at: micros(r.record.received_at),
         chosen_response_id: chosen_response_id.as_deref(),
         rejected_response_ids,
         all_bad: *all_bad,
@@ -360,7 +232,7 @@ fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
         event_id: p.event_id.to_string(),
         contributor_id: &p.contributor_id,
         occurred_at: micros(p.occurred_at),
-        received_at: micros(r.received_at),
+        received_at: micros(r.record.received_at),
         caption: &p.caption,
         image_content_type: &p.image.content_type,
         image_sha256: image.as_ref().map(|i| i.sha256.as_str()),
@@ -418,10 +290,10 @@ fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
         price,
         purchase_id,
         occurred_at: micros(e.occurred_at),
-        received_at: micros(r.received_at),
-        kafka_partition: r.source.partition,
-        kafka_offset: r.offset.0,
-        payload: String::from_utf8_lossy(&r.payload),
+        received_at: micros(r.record.received_at),
+        kafka_partition: r.record.source.partition,
+        kafka_offset: r.record.offset.0,
+        payload: String::from_utf8_lossy(&r.record.payload),
         day: r.day(),
     })
 }
@@ -476,7 +348,7 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
         reasons: &s.reasons,
         language: s.language.as_deref(),
         occurred_at: micros(s.occurred_at),
-        received_at: micros(r.received_at),
+        received_at: micros(r.record.received_at),
         scored_at: micros(s.scored_at),
         source_topic: &s.source.topic,
         source_partition: s.source.partition,
@@ -496,7 +368,10 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use gata_contract::{Limits, LogRecord, QualityScore, topics::Feed};
+
     use super::*;
+    use crate::{Offset, TopicPartition};
     use gata_contract::topics::intake_topic;
     use gata_infra::workload::Workload;
 
@@ -508,15 +383,13 @@ pub(crate) mod tests {
             .enumerate()
             .map(|(i, e)| {
                 let kind = e.kind();
-                LakeRecord::decode(
-                    Feed::Intake(kind),
-                    TopicPartition::new(intake_topic(kind), 0),
-                    Offset(i as i64),
-                    Utc::now(),
-                    e.to_json(),
-                    &Limits::default(),
-                )
-                .expect("workload events are valid")
+                let record = LogRecord {
+                    source: TopicPartition::new(intake_topic(kind), 0),
+                    offset: Offset(i as i64),
+                    received_at: Utc::now(),
+                    payload: e.to_json(),
+                };
+                LakeRecord::decode(Feed::Intake(kind), record, &Limits::default()).expect("workload events are valid")
             })
             .collect()
     }
@@ -560,15 +433,13 @@ pub(crate) mod tests {
             validator: None,
             consensus: None,
         };
-        let rec = LakeRecord::decode(
-            Feed::QualityScores,
-            TopicPartition::new(gata_contract::topics::QUALITY_SCORES, 0),
-            Offset(0),
-            Utc::now(),
-            score.to_json(),
-            &Limits::default(),
-        )
-        .expect("valid score");
+        let record = LogRecord {
+            source: TopicPartition::new(gata_contract::topics::QUALITY_SCORES, 0),
+            offset: Offset(0),
+            received_at: Utc::now(),
+            payload: score.to_json(),
+        };
+        let rec = LakeRecord::decode(Feed::QualityScores, record, &Limits::default()).expect("valid score");
         assert_eq!(rec.silver(), TableId::QualityScores);
         let batch = record_batch(TableId::QualityScores, &[&rec]).expect("rows");
         assert_eq!((batch.num_rows(), batch.schema()), (1, TableId::QualityScores.schema()));
@@ -586,7 +457,8 @@ pub(crate) mod tests {
         let vote = QualityScore { event_id: vote.expected_id(), ..vote };
         let decode = |feed: Feed, s: &QualityScore| {
             let tp = TopicPartition::new(feed.topic(), 0);
-            LakeRecord::decode(feed, tp, Offset(1), Utc::now(), s.to_json(), &Limits::default())
+            let record = LogRecord { source: tp, offset: Offset(1), received_at: Utc::now(), payload: s.to_json() };
+            LakeRecord::decode(feed, record, &Limits::default())
         };
         let refused = decode(Feed::QualityScores, &vote).expect_err("a vote on the scores topic");
         assert_eq!(refused[0].field, "validator");
@@ -598,13 +470,13 @@ pub(crate) mod tests {
 
     #[test]
     fn dead_letters_keep_their_raw_bytes_and_reason() {
-        let letter = DeadLetter {
+        let record = LogRecord {
             source: TopicPartition::new("gata.chat_turns.v1", 2),
             offset: Offset(7),
             received_at: Utc::now(),
             payload: vec![0xff, b'{'],
-            reason: "malformed JSON".into(),
         };
+        let letter = DeadLetter { record, reason: "malformed JSON".into() };
         let batch = dead_letter_batch(&[&letter]).expect("rows");
         assert_eq!(batch.num_rows(), 1);
         let payload = batch.column_by_name("payload").expect("payload column");
@@ -614,15 +486,8 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_records_are_refused_with_reasons() {
-        let err = LakeRecord::decode(
-            Feed::Intake(gata_contract::EventKind::ChatTurn),
-            TopicPartition::new("t", 0),
-            Offset(0),
-            Utc::now(),
-            b"{\"x\":1}".to_vec(),
-            &Limits::default(),
-        )
-        .expect_err("not a turn");
+        let err = Body::decode(Feed::Intake(gata_contract::EventKind::ChatTurn), b"{\"x\":1}", &Limits::default())
+            .expect_err("not a turn");
         assert!(!err.is_empty());
     }
 }

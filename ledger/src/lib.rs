@@ -368,7 +368,7 @@ mod tests {
     async fn a_recorded_epoch_reads_back_equal_and_is_marked_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = Lake::new(&format!("file://{}", dir.path().display()), &Default::default()).expect("lake");
-        let policy = Policy::load("v1").expect("v1");
+        let policy = Policy::builtin("v1").expect("v1");
         let epoch = Epoch::parse(Duration::from_secs(86_400), "2026-11-25").expect("epoch");
         let contribution = |who: &str, n: u128, score: f64| Contribution {
             contributor: who.into(),

@@ -16,6 +16,6 @@ pub mod verify;
 
 pub use error::{MirrorError, Result};
 pub use grants::{GrantReport, GrantSync};
-pub use mirror::{Mirror, MirrorSettings, PassReport};
+pub use mirror::{Mirror, PassReport};
 pub use target::Target;
 pub use verify::{VerifyReport, verify};

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use deltalake::logstore::ObjectStoreRef;
+use gata_infra::config::MirrorConfig;
 use gata_lakehouse::{Lake, TableId};
 use percent_encoding::percent_decode_str;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
@@ -26,17 +27,6 @@ use crate::{
     records::{SUBMISSION_TABLES, SubmissionRecord, add_scores, submissions_in},
     target::{Presence, Target},
 };
-
-/// How the mirror paces itself.
-#[derive(Debug, Clone)]
-pub struct MirrorSettings {
-    /// Bytes per second sent to the target (0: unlimited).
-    pub rate_limit_bytes_per_second: u64,
-    /// Table versions mirrored per table and pass (each pass commits its progress once).
-    pub versions_per_pass: i64,
-    /// Time between passes when running as a role.
-    pub interval: std::time::Duration,
-}
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -109,7 +99,8 @@ pub struct Mirror {
     target: Target,
     progress: Progress,
     rate: RateLimit,
-    settings: MirrorSettings,
+    /// Pacing: `interval`, `versions_per_pass`, `rate_limit_bytes_per_second` (`[mirror]`).
+    cfg: MirrorConfig,
     metrics: Metrics,
     grants: Option<GrantSync>,
     /// Tags mirrored objects on chain (Greenfield targets).
@@ -123,7 +114,7 @@ pub struct Mirror {
 
 impl Mirror {
     /// A mirror of `lake` to `target`, resuming from the progress the lake records.
-    pub async fn new(lake: Lake, target: Target, settings: MirrorSettings, registry: &Registry) -> Result<Mirror> {
+    pub async fn new(lake: Lake, target: Target, cfg: MirrorConfig, registry: &Registry) -> Result<Mirror> {
         let source = lake
             .builder(lake.root())
             .and_then(|b| b.build_storage())
@@ -131,13 +122,13 @@ impl Mirror {
             .object_store(None);
         let progress = Progress::open(&lake).await?;
         Ok(Mirror {
-            rate: RateLimit::new(settings.rate_limit_bytes_per_second),
+            rate: RateLimit::new(cfg.rate_limit_bytes_per_second),
             metrics: Metrics::new(registry)?,
             lake,
             source,
             target,
             progress,
-            settings,
+            cfg,
             grants: None,
             chain: None,
             tags: Vec::new(),
@@ -183,7 +174,7 @@ impl Mirror {
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(self.settings.interval) => {}
+                _ = tokio::time::sleep(self.cfg.interval) => {}
             }
         }
     }
@@ -263,7 +254,7 @@ impl Mirror {
         if first > latest {
             return Ok(());
         }
-        let last = latest.min(first + self.settings.versions_per_pass.max(1) - 1);
+        let last = latest.min(first + self.cfg.versions_per_pass.max(1) - 1);
         report.behind |= last < latest;
         let mut entries = Vec::new();
         self.tags.clear();

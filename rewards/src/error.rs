@@ -20,17 +20,6 @@ pub enum RewardsError {
         /// The rule it breaks.
         reason: String,
     },
-    /// Neither a built-in policy name nor a readable file.
-    #[error("reward policy {name}: not a built-in policy ({builtin}) and not a readable file: {source}")]
-    PolicyNotFound {
-        /// What was asked for.
-        name: String,
-        /// The built-in names.
-        builtin: String,
-        /// Why the file could not be read.
-        #[source]
-        source: std::io::Error,
-    },
     /// A proof document that cannot be read.
     #[error("payout proof: {0}")]
     ProofFormat(String),

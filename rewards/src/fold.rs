@@ -358,7 +358,7 @@ pub(crate) mod tests {
 
     #[test]
     fn amounts_follow_the_policy() {
-        let policy = Policy::load("v1").expect("v1");
+        let policy = Policy::builtin("v1").expect("v1");
         let r = fold_epoch(&policy, epoch(), sample(), [], no_payee).expect("fold");
         let amount = |who: &str| r.payout(who).expect(who).amount;
         // gold 1.5 + silver 1.0 chat turns, a standard preference 0.25.
@@ -382,7 +382,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_cap_limits_contribution_rewards_per_epoch() {
-        let policy = Policy::load("v2").expect("v2");
+        let policy = Policy::builtin("v2").expect("v2");
         let many: Vec<Contribution> =
             (0..30).map(|n| contribution("dave", n, EventKind::ChatTurn, 0.9, Verdict::Accept)).collect();
         let r = fold_epoch(&policy, epoch(), many, [], no_payee).expect("fold");
@@ -392,7 +392,7 @@ pub(crate) mod tests {
 
     #[test]
     fn order_duplicates_and_other_epochs_change_nothing() {
-        let policy = Policy::load("v1").expect("v1");
+        let policy = Policy::builtin("v1").expect("v1");
         let base = fold_epoch(&policy, epoch(), sample(), [], no_payee).expect("fold");
         let mut shuffled = sample();
         shuffled.reverse();
@@ -408,7 +408,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_later_scorer_version_is_paid_on() {
-        let policy = Policy::load("v1").expect("v1");
+        let policy = Policy::builtin("v1").expect("v1");
         let old = contribution("alice", 1, EventKind::ChatTurn, 0.9, Verdict::Accept);
         let mut new = old.clone();
         new.scorer_version = "text-1.1.0".into();
@@ -421,7 +421,7 @@ pub(crate) mod tests {
 
     #[test]
     fn sale_shares_are_paid_on_top_once_in_their_epoch() {
-        let policy = Policy::load("v2").expect("v2");
+        let policy = Policy::builtin("v2").expect("v2");
         let sale = |account: &str, purchase: u128, amount: u64, minutes: i64| Sale {
             purchase: Uuid::from_u128(purchase),
             listing: "l".into(),

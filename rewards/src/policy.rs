@@ -4,7 +4,7 @@
 //! and score thresholds basis points of the score. Built-in policies are compiled in, so
 //! `--policy v2` means the same bytes wherever the binary runs; any other value is a file path.
 
-use std::{collections::BTreeMap, path::Path, time::Duration};
+use std::{collections::BTreeMap, time::Duration};
 
 use gata_contract::EventKind;
 use serde::Deserialize;
@@ -89,17 +89,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The built-in policy `name`, or the policy file at `name`.
-    pub fn load(name: &str) -> Result<Policy> {
-        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name) {
-            return Policy::parse(name, text);
-        }
-        let text = std::fs::read_to_string(Path::new(name)).map_err(|source| RewardsError::PolicyNotFound {
-            name: name.to_string(),
-            builtin: BUILTIN.map(|(n, _)| n).join(", "),
-            source,
-        })?;
-        Policy::parse(name, &text)
+    /// The built-in policy `name` (`v1`, `v2`, `demo`); `None` for any other name (a policy
+    /// file is the caller's to read, then [`Policy::parse`]).
+    pub fn builtin(name: &str) -> Option<Policy> {
+        let (name, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+        Some(Policy::parse(name, text).expect("the built-in policies parse (tested)"))
+    }
+
+    /// The names of the built-in policies.
+    pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+        BUILTIN.iter().map(|(n, _)| *n)
     }
 
     /// Parses and checks a policy's TOML text; `source_name` names it in errors.
@@ -173,15 +172,15 @@ mod tests {
 
     #[test]
     fn builtin_policies_load_and_differ() {
-        let v1 = Policy::load("v1").expect("v1");
-        let v2 = Policy::load("v2").expect("v2");
+        let v1 = Policy::builtin("v1").expect("v1");
+        let v2 = Policy::builtin("v2").expect("v2");
         assert_eq!(v1.version, "v1");
         assert_eq!(v1.epoch, Duration::from_secs(86_400));
         assert_eq!(v1.kind(EventKind::ChatTurn).tier(8_500).name, "gold");
         assert_eq!(v1.kind(EventKind::ChatTurn).tier(-10_000).name, "bronze");
         assert_ne!(v1.sha256, v2.sha256);
         assert!(v2.cap_per_epoch < v1.cap_per_epoch);
-        let demo = Policy::load("demo").expect("demo");
+        let demo = Policy::builtin("demo").expect("demo");
         assert_eq!((demo.version.as_str(), demo.epoch), ("demo", Duration::from_secs(20)));
         assert_eq!(demo.kind(EventKind::ChatTurn).tier(8_500), v1.kind(EventKind::ChatTurn).tier(8_500));
     }
@@ -206,7 +205,7 @@ mod tests {
             let err = Policy::parse("t", &text).expect_err(expected).to_string();
             assert!(err.contains(expected), "{err}");
         }
-        assert!(Policy::load("/nonexistent/v9.toml").expect_err("missing").to_string().contains("v1, v2"));
+        assert!(Policy::builtin("/nonexistent/v9.toml").is_none());
     }
 
     #[test]

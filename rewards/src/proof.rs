@@ -203,7 +203,7 @@ mod tests {
             "dan" => Some(Address([2; 20])),
             _ => None,
         };
-        fold_epoch(&Policy::load("v1").expect("v1"), epoch(), set, [], payee).expect("fold")
+        fold_epoch(&Policy::builtin("v1").expect("v1"), epoch(), set, [], payee).expect("fold")
     }
 
     #[test]

@@ -40,7 +40,7 @@ pub async fn audit(
     since: DateTime<Utc>,
     paid_from: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let policy = Policy::load(&cfg.rewards.policy).context("rewards.policy")?;
+    let policy = crate::resolve::policy(&cfg.rewards.policy).context("rewards.policy")?;
     let last = Epoch::of(policy.epoch, paid_from);
     let epochs = closed_epochs(cfg, lake, &policy, since, last).await?;
     println!(

@@ -13,7 +13,6 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use gata_contract::{Event, EventKind};
 use gata_infra::{config::GataConfig, workload::Workload};
-use gata_lakehouse::Lake;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -262,7 +261,7 @@ async fn load(api: &Api, cfg: &GataConfig, args: &DemoArgs, chain: Option<&marke
     } else {
         since
     };
-    let lake = Lake::new(&cfg.lake_uri()?, &cfg.lake.storage_options.0)?;
+    let lake = crate::resolve::lake(cfg)?;
     audit::audit(cfg, &lake, since, paid_from).await?;
     try_it(api, cfg)
 }

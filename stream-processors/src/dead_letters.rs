@@ -20,19 +20,19 @@ use crate::{ProcessorError, Result};
 
 /// Sends dead letters and waits for the broker's acknowledgement.
 pub async fn send(producer: &FutureProducer, letter: &DeadLetter) -> Result<()> {
-    let partition = letter.source.partition.to_string();
-    let offset = letter.offset.to_string();
+    let partition = letter.record.source.partition.to_string();
+    let offset = letter.record.offset.to_string();
     let headers = OwnedHeaders::new()
-        .insert(Header { key: DLQ_SOURCE_TOPIC, value: Some(letter.source.topic.as_str()) })
+        .insert(Header { key: DLQ_SOURCE_TOPIC, value: Some(letter.record.source.topic.as_str()) })
         .insert(Header { key: DLQ_SOURCE_PARTITION, value: Some(partition.as_str()) })
         .insert(Header { key: DLQ_SOURCE_OFFSET, value: Some(offset.as_str()) })
         .insert(Header { key: DLQ_REASON, value: Some(letter.reason.as_str()) });
-    let key = format!("{}/{}", letter.source, letter.offset);
-    let record = FutureRecord::to(DEAD_LETTERS).key(&key).payload(&letter.payload).headers(headers);
+    let key = format!("{}/{}", letter.record.source, letter.record.offset);
+    let record = FutureRecord::to(DEAD_LETTERS).key(&key).payload(&letter.record.payload).headers(headers);
     producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(err, _)| ProcessorError::DeadLetter {
-        source_topic: letter.source.topic.clone(),
-        partition: letter.source.partition,
-        offset: letter.offset.0,
+        source_topic: letter.record.source.topic.clone(),
+        partition: letter.record.source.partition,
+        offset: letter.record.offset.0,
         reason: err.to_string(),
     })
 }

@@ -89,6 +89,23 @@ impl From<LakeError> for ProcessorError {
 }
 
 impl ProcessorError {
+    /// Whether trying again can succeed: the lake's storage or a version race
+    /// ([`LakeError::is_retryable`]), or the broker not taking a record. Anything else (bad
+    /// rows, a refused fold, a failed model) fails the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Lake(e) => e.is_retryable(),
+            Self::Kafka { .. } | Self::DeadLetter { .. } | Self::Publish { .. } => true,
+            Self::Ledger(_)
+            | Self::Dva(_)
+            | Self::FlushRetriesExhausted { .. }
+            | Self::Poller(_)
+            | Self::Replay(_)
+            | Self::Rewards(_)
+            | Self::Infra(_) => false,
+        }
+    }
+
     /// Wraps a Kafka client error with what was being attempted.
     pub fn kafka(context: &'static str) -> impl FnOnce(rdkafka::error::KafkaError) -> Self {
         move |source| Self::Kafka { context, source }

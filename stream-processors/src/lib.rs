@@ -3,6 +3,7 @@
 //! dead-letter topic, the scoring processor, which scores every chat turn and preference, the
 //! DVA, and the rewards processor with `gata replay`'s projections.
 
+mod context;
 pub mod dead_letters;
 pub mod dva;
 pub mod error;
@@ -12,8 +13,10 @@ mod publisher;
 pub mod rewards;
 pub mod scoring;
 pub mod sink;
+mod skeleton;
 
+pub use context::Context;
 pub use error::{ProcessorError, Result};
-pub use rewards::{RewardsSettings, run_rewards};
-pub use scoring::{ScoringConfig, run_scoring};
-pub use sink::{SinkConfig, run_sink};
+pub use rewards::run_rewards;
+pub use scoring::run_scoring;
+pub use sink::run_sink;

@@ -18,11 +18,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use gata_contract::LogRecord;
 use gata_infra::record_mac::RecordMac;
 use gata_lakehouse::{Offset, TopicPartition};
 use prometheus::IntGaugeVec;
 use rdkafka::{
-    ClientConfig, ClientContext, Message, Offset as KafkaOffset, TopicPartitionList,
+    ClientConfig, ClientContext, Offset as KafkaOffset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaResult,
     message::BorrowedMessage,
@@ -34,16 +35,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ProcessorError, Result};
 
-/// A record as polled.
+/// A record as polled, with what its MAC says.
 #[derive(Debug)]
 pub(crate) struct Polled {
-    pub source: TopicPartition,
-    pub offset: Offset,
-    pub timestamp_ms: Option<i64>,
-    pub payload: Vec<u8>,
+    pub record: LogRecord,
     /// Why the record is not the platform's own, for a record of a platform-only topic whose
     /// MAC does not check (with `kafka.record_secret` set).
     pub forged: Option<String>,
+}
+
+#[cfg(test)]
+impl Polled {
+    /// An empty genuine record of `topic`/`partition` at `offset`, received at `ms`.
+    pub fn at(topic: &str, partition: i32, offset: i64, ms: i64) -> Polled {
+        let received_at = chrono::DateTime::from_timestamp_millis(ms).expect("a test timestamp");
+        let record = LogRecord {
+            source: TopicPartition::new(topic, partition),
+            offset: Offset(offset),
+            received_at,
+            payload: Vec::new(),
+        };
+        Polled { record, forged: None }
+    }
 }
 
 /// What the poller tells the processor, in log order.
@@ -90,10 +103,7 @@ impl PollerContext {
     /// The record `msg` as handed over, its MAC checked when its topic needs one.
     fn polled(&self, msg: &BorrowedMessage<'_>) -> Polled {
         Polled {
-            source: TopicPartition::new(msg.topic(), msg.partition()),
-            offset: Offset(msg.offset()),
-            timestamp_ms: msg.timestamp().to_millis(),
-            payload: msg.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            record: gata_infra::kafka::log_record(msg),
             forged: gata_infra::record_mac::forged(self.mac.as_ref(), msg),
         }
     }
@@ -208,6 +218,12 @@ pub(crate) struct Subscription {
     pub lag: IntGaugeVec,
     /// Checks the MACs of records on the platform's own topics, when a secret is configured.
     pub mac: Option<RecordMac>,
+}
+
+/// Positions that start every assigned partition from its beginning (processors that rebuild
+/// their state from the log).
+pub(crate) fn from_the_beginning() -> PositionSource {
+    Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect()))
 }
 
 /// Starts the poller thread. It stops when `stop` is cancelled or the processor goes away, and

@@ -20,49 +20,35 @@ use std::{
 use chrono::Utc;
 use gata_contract::{
     topics::{DVA_VOTES, QUALITY_SCORES},
-    {Consensus, Limits, QualityScore, ScoreReason, ValidatorVote, Verdict},
+    {Consensus, Limits, LogRecord, QualityScore, ScoreReason, ValidatorVote, Verdict},
 };
-use gata_infra::kafka::KafkaClients;
+use gata_infra::config::DvaConfig;
 use gata_lakehouse::{Lake, Offset, TopicPartition};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    Result,
-    poller::{self, Input, Polled, Subscription},
+    Context, Result,
+    poller::{self, Polled, Subscription},
     publisher::Publisher,
+    skeleton::{self, Handler},
 };
 
-/// How votes are combined.
-#[derive(Debug, Clone)]
-pub struct ConsensusSettings {
-    /// Consumer group.
-    pub group: String,
-    /// Event limits.
-    pub limits: Limits,
-    /// Votes asked for per pair.
-    pub replicas: u32,
-    /// Largest distance from the median that still agrees.
-    pub tolerance: f64,
-    /// How long a ballot with a majority but not every vote waits for the rest.
-    pub wait: Duration,
-    /// Accept threshold on the median.
-    pub threshold: f64,
-    /// Accept thresholds of scorer versions that differ from the model's (outside
-    /// validators' ballots, `validation.scorer_version`).
-    pub version_thresholds: BTreeMap<String, f64>,
-    /// Votes a worker casts before it can be flagged.
-    pub flag_min_votes: u32,
-    /// Share of disagreeing votes that flags a worker.
-    pub flag_share: f64,
+/// Accept thresholds on the median: the model's (`dva.threshold`, else its card's), and
+/// those of scorer versions that differ from the model's (validators' ballots under
+/// `validation.scorer_version`).
+#[derive(Debug, Clone, Default)]
+pub struct Thresholds {
+    /// The model's.
+    pub model: f64,
+    /// By scorer version.
+    pub versions: BTreeMap<String, f64>,
 }
 
-impl ConsensusSettings {
-    /// Votes needed before the wait can decide a ballot: a majority of the replicas.
-    fn quorum(&self) -> usize {
-        self.replicas as usize / 2 + 1
+impl Thresholds {
+    fn of(&self, version: &str) -> f64 {
+        self.versions.get(version).copied().unwrap_or(self.model)
     }
 }
 
@@ -99,7 +85,9 @@ fn median(scores: &mut [f64]) -> f64 {
 
 /// The pure part: ballots in, decisions out.
 pub struct Tally {
-    settings: ConsensusSettings,
+    /// `replicas`, `tolerance`, `consensus_wait` and the flagging rule (`[dva]`).
+    cfg: DvaConfig,
+    thresholds: Thresholds,
     ballots: HashMap<(String, Uuid), Ballot>,
     decided: HashSet<(String, Uuid)>,
     validators: BTreeMap<String, ValidatorRecord>,
@@ -118,9 +106,14 @@ pub struct Decision {
 }
 
 impl Tally {
-    /// An empty tally.
-    pub fn new(settings: ConsensusSettings) -> Self {
-        Self { settings, ballots: HashMap::new(), decided: HashSet::new(), validators: BTreeMap::new() }
+    /// An empty tally under `cfg`'s rules and `thresholds`.
+    pub fn new(cfg: DvaConfig, thresholds: Thresholds) -> Self {
+        Self { cfg, thresholds, ballots: HashMap::new(), decided: HashSet::new(), validators: BTreeMap::new() }
+    }
+
+    /// Votes needed before the wait can decide a ballot: a majority of the replicas.
+    fn quorum(&self) -> usize {
+        self.cfg.replicas as usize / 2 + 1
     }
 
     /// What is known of each worker.
@@ -149,7 +142,7 @@ impl Tally {
         }
         let ballot = self.ballots.entry(key.clone()).or_insert_with(|| Ballot { opened: now, votes: BTreeMap::new() });
         ballot.votes.entry(validator).or_insert(Cast { vote, source, offset });
-        (ballot.votes.len() >= self.settings.replicas as usize).then(|| self.decide(&key)).flatten()
+        (ballot.votes.len() >= self.cfg.replicas as usize).then(|| self.decide(&key)).flatten()
     }
 
     /// Decides every ballot that waited `wait` and has a majority.
@@ -157,9 +150,7 @@ impl Tally {
         let due: Vec<(String, Uuid)> = self
             .ballots
             .iter()
-            .filter(|(_, b)| {
-                now.duration_since(b.opened) >= self.settings.wait && b.votes.len() >= self.settings.quorum()
-            })
+            .filter(|(_, b)| now.duration_since(b.opened) >= self.cfg.consensus_wait && b.votes.len() >= self.quorum())
             .map(|(k, _)| k.clone())
             .collect();
         due.iter().filter_map(|k| self.decide(k)).collect()
@@ -174,7 +165,7 @@ impl Tally {
         };
         let mut scores: Vec<f64> = counted.iter().map(|c| c.vote.score).collect();
         let middle = median(&mut scores);
-        let tolerance = self.settings.tolerance;
+        let tolerance = self.cfg.tolerance;
         let agrees = |c: &Cast| (c.vote.score - middle).abs() <= tolerance;
         let agreement = counted.iter().filter(|c| agrees(c)).count() as f64 / counted.len() as f64;
         let mut newly_flagged = Vec::new();
@@ -187,7 +178,7 @@ impl Tally {
                 record.votes += 1;
                 record.deviations += u32::from(!agrees);
                 let share = f64::from(record.deviations) / f64::from(record.votes);
-                if !record.flagged && record.votes >= self.settings.flag_min_votes && share > self.settings.flag_share {
+                if !record.flagged && record.votes >= self.cfg.flag_min_votes && share > self.cfg.flag_share {
                     record.flagged = true;
                     newly_flagged.push(validator.clone());
                 }
@@ -198,7 +189,7 @@ impl Tally {
         let nearest =
             counted.iter().min_by(|a, b| (a.vote.score - middle).abs().total_cmp(&(b.vote.score - middle).abs()))?;
         let last = ballot.votes.values().max_by_key(|c| c.offset)?;
-        let threshold = self.settings.version_thresholds.get(&key.0).copied().unwrap_or(self.settings.threshold);
+        let threshold = self.thresholds.of(&key.0);
         let verdict = if middle >= threshold { Verdict::Accept } else { Verdict::Reject };
         let reasons = match verdict {
             Verdict::Accept => Vec::new(),
@@ -220,7 +211,7 @@ impl Tally {
             reasons,
             scored_at: Utc::now(),
             validator: None,
-            consensus: Some(Consensus { replicas: self.settings.replicas, tolerance, agreement, votes }),
+            consensus: Some(Consensus { replicas: self.cfg.replicas, tolerance, agreement, votes }),
             ..template.clone()
         };
         Some(Decision { score, source: last.source.clone(), offset: last.offset, newly_flagged })
@@ -276,80 +267,81 @@ impl Metrics {
     }
 }
 
-/// Runs the consensus until `stop` is cancelled or a failure it cannot retry.
-pub async fn run_consensus(
-    settings: ConsensusSettings,
-    kafka: KafkaClients,
-    lake: Lake,
-    registry: &Registry,
-    stop: CancellationToken,
-) -> Result<()> {
-    let metrics = Metrics::register(registry)?;
+/// Runs the consensus as `cfg` says until `ctx.stop` is cancelled or a failure it cannot retry.
+pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds, lake: Lake) -> Result<()> {
+    let Context { group, kafka, limits, registry, stop } = ctx;
+    let metrics = Metrics::register(&registry)?;
     let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = poller::channel(1024);
     let subscription = Subscription {
         name: "gata-dva-consensus-poller",
-        config: kafka.consumer(&settings.group),
+        config: kafka.consumer(&group),
         topics: vec![DVA_VOTES.to_string()],
-        positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        positions: poller::from_the_beginning(),
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
     };
-    let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(replicas = settings.replicas, tolerance = settings.tolerance, wait = ?settings.wait, "DVA consensus started");
-    let limits = settings.limits.clone();
-    let mut run = Run {
-        tally: Tally::new(settings),
+    tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
+    let run = Run {
+        tally: Tally::new(cfg, thresholds),
         lake,
         landed: HashMap::new(),
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), 1000, done),
         metrics,
+        limits,
+        next_tick: Instant::now(),
     };
-    let result = async {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tokio::select! {
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Records(batch)) => {
-                        for Polled { source, offset, payload, forged, .. } in batch {
-                            match QualityScore::parse(&payload, &limits) {
-                                // Not the platform's own (the sink dead-letters it): never counted.
-                                _ if forged.is_some() => {
-                                    tracing::warn!(%source, %offset, reason = ?forged, "forged DVA vote; not counted");
-                                }
-                                Ok(vote) if vote.validator.is_some() => {
-                                    if let Some(decision) = run.tally.add(vote, source.clone(), offset, Instant::now()) {
-                                        run.settle(decision).await?;
-                                    }
-                                }
-                                // The sink dead-letters what cannot be read; nothing to count here.
-                                _ => tracing::debug!(%source, %offset, "not a DVA vote; skipped"),
-                            }
-                            run.publisher.skip(source, offset);
-                        }
-                    }
-                    Some(Input::Assigned(_)) => {}
-                    Some(Input::Revoked(_, ack)) => {
-                        let drained = run.publisher.drain().await;
-                        let _ = ack.send(());
-                        drained?;
-                    }
-                },
-                _ = tick.tick() => {
-                    for decision in run.tally.expire(Instant::now()) {
-                        run.settle(decision).await?;
+    skeleton::run("DVA consensus", subscription, 1024, stop, run).await
+}
+
+/// How often ballots past their wait are decided.
+const TICK: Duration = Duration::from_secs(1);
+
+impl Handler for Run {
+    async fn records(&mut self, batch: Vec<Polled>) -> Result<()> {
+        for Polled { record: LogRecord { source, offset, payload, .. }, forged } in batch {
+            match QualityScore::parse(&payload, &self.limits) {
+                // Not the platform's own (the sink dead-letters it): never counted.
+                _ if forged.is_some() => {
+                    tracing::warn!(%source, %offset, reason = ?forged, "forged DVA vote; not counted");
+                }
+                Ok(vote) if vote.validator.is_some() => {
+                    if let Some(decision) = self.tally.add(vote, source.clone(), offset, Instant::now()) {
+                        self.settle(decision).await?;
                     }
                 }
+                // The sink dead-letters what cannot be read; nothing to count here.
+                _ => tracing::debug!(%source, %offset, "not a DVA vote; skipped"),
             }
-            run.metrics.pending.set(run.tally.pending() as i64);
+            self.publisher.skip(source, offset);
         }
-        run.publisher.drain().await
+        Ok(())
     }
-    .await;
-    poller::stop_and_join(poller, rx, &stop, result, "DVA consensus").await
+
+    async fn revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
+        self.publisher.drain().await
+    }
+
+    fn wake_at(&self) -> Option<Instant> {
+        Some(self.next_tick)
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.next_tick = Instant::now() + TICK;
+        for decision in self.tally.expire(Instant::now()) {
+            self.settle(decision).await?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.publisher.drain().await
+    }
+
+    fn observe(&self) {
+        self.metrics.pending.set(self.tally.pending() as i64);
+    }
 }
 
 struct Run {
@@ -359,6 +351,9 @@ struct Run {
     landed: HashMap<String, HashSet<Uuid>>,
     publisher: Publisher,
     metrics: Metrics,
+    limits: Limits,
+    /// When ballots past their wait are next looked at.
+    next_tick: Instant,
 }
 
 impl Run {
@@ -395,18 +390,19 @@ mod tests {
 
     use super::*;
 
-    fn settings() -> ConsensusSettings {
-        ConsensusSettings {
-            group: "g".into(),
-            limits: Limits::default(),
+    fn settings() -> DvaConfig {
+        DvaConfig {
             replicas: 3,
             tolerance: 0.05,
-            wait: Duration::from_secs(10),
-            threshold: 0.5,
-            version_thresholds: BTreeMap::new(),
+            consensus_wait: Duration::from_secs(10),
             flag_min_votes: 5,
             flag_share: 0.5,
+            ..DvaConfig::default()
         }
+    }
+
+    fn thresholds() -> Thresholds {
+        Thresholds { model: 0.5, versions: BTreeMap::new() }
     }
 
     fn vote(validator: &str, subject: Uuid, score: f64) -> QualityScore {
@@ -438,7 +434,7 @@ mod tests {
 
     #[test]
     fn the_median_of_k_votes_decides_and_the_outlier_disagrees() {
-        let mut tally = Tally::new(settings());
+        let mut tally = Tally::new(settings(), thresholds());
         let (pair, now) = (Uuid::now_v7(), Instant::now());
         assert!(cast(&mut tally, vote("a", pair, 0.61), now).is_none());
         assert!(cast(&mut tally, vote("a", pair, 0.99), now).is_none(), "a second vote by a is ignored");
@@ -456,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_majority_decides_after_the_wait_and_a_minority_keeps_waiting() {
-        let mut tally = Tally::new(settings());
+        let mut tally = Tally::new(settings(), thresholds());
         let (two, one, now) = (Uuid::now_v7(), Uuid::now_v7(), Instant::now());
         cast(&mut tally, vote("a", two, 0.2), now);
         cast(&mut tally, vote("b", two, 0.3), now);
@@ -472,7 +468,7 @@ mod tests {
 
     #[test]
     fn a_worker_returning_random_numbers_is_flagged_and_stops_counting() {
-        let mut tally = Tally::new(settings());
+        let mut tally = Tally::new(settings(), thresholds());
         let now = Instant::now();
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut flagged_at = None;

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use gata_infra::config::DvaConfig;
 use reqwest::{
     StatusCode,
     dns::{Addrs, Name, Resolve, Resolving},
@@ -16,21 +17,6 @@ use reqwest::{
 use url::{Host, Url};
 
 use crate::{ProcessorError, Result};
-
-/// How images are fetched.
-#[derive(Debug, Clone)]
-pub struct FetchSettings {
-    /// Longest one attempt may take, body included.
-    pub timeout: Duration,
-    /// Longest connecting may take.
-    pub connect_timeout: Duration,
-    /// Attempts after the first, for timeouts, refused connections, 5xx and 429.
-    pub retries: u32,
-    /// Whether URLs may point at loopback, private and link-local addresses.
-    pub allow_private: bool,
-    /// Largest image accepted, in bytes.
-    pub max_bytes: usize,
-}
 
 /// Why an image could not be fetched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,16 +40,22 @@ impl FetchFailure {
 /// An HTTP client for image URLs.
 pub struct Fetcher {
     client: reqwest::Client,
-    settings: FetchSettings,
+    /// Whether URLs may point at loopback, private and link-local addresses.
+    allow_private: bool,
+    /// Attempts after the first, for timeouts, refused connections, 5xx and 429.
+    retries: u32,
+    /// Largest image accepted, in bytes.
+    max_bytes: usize,
 }
 
 /// Most redirects followed.
 const MAX_REDIRECTS: usize = 5;
 
 impl Fetcher {
-    /// A client with `settings`.
-    pub fn new(settings: FetchSettings) -> Result<Self> {
-        let allow_private = settings.allow_private;
+    /// A client as `cfg` says (`dva.fetch_*`, `dva.allow_private_urls`) for images of at most
+    /// `max_bytes`.
+    pub fn new(cfg: &DvaConfig, max_bytes: usize) -> Result<Self> {
+        let allow_private = cfg.allow_private_urls;
         let redirects = redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
@@ -75,20 +67,20 @@ impl Fetcher {
         });
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("gata-dva/", env!("CARGO_PKG_VERSION")))
-            .timeout(settings.timeout)
-            .connect_timeout(settings.connect_timeout)
+            .timeout(cfg.fetch_timeout)
+            .connect_timeout(cfg.fetch_connect_timeout)
             .redirect(redirects)
             .no_proxy();
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
         let client = builder.build().map_err(|e| ProcessorError::Dva(format!("cannot build the image client: {e}")))?;
-        Ok(Self { client, settings })
+        Ok(Self { client, allow_private, retries: cfg.fetch_retries, max_bytes })
     }
 
     /// The image file at `url`, or why it cannot be had.
     pub async fn fetch(&self, url: &Url) -> std::result::Result<Vec<u8>, FetchFailure> {
-        if let Some(why) = refused_host(url, self.settings.allow_private) {
+        if let Some(why) = refused_host(url, self.allow_private) {
             return Err(FetchFailure::unreachable(why));
         }
         let mut attempt = 0;
@@ -96,7 +88,7 @@ impl Fetcher {
             match self.once(url).await {
                 Ok(bytes) => return Ok(bytes),
                 Err(Attempt::Final(failure)) => return Err(failure),
-                Err(Attempt::Transient(reason)) if attempt >= self.settings.retries => {
+                Err(Attempt::Transient(reason)) if attempt >= self.retries => {
                     let tries = attempt + 1;
                     return Err(FetchFailure::unreachable(format!("{reason} ({tries} attempts)")));
                 }
@@ -110,7 +102,7 @@ impl Fetcher {
     }
 
     async fn once(&self, url: &Url) -> std::result::Result<Vec<u8>, Attempt> {
-        let max = self.settings.max_bytes;
+        let max = self.max_bytes;
         let mut response = self.client.get(url.clone()).send().await.map_err(|e| classify(&e))?;
         let status = response.status();
         if !status.is_success() {

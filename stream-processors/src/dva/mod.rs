@@ -30,48 +30,25 @@ use chrono::Utc;
 use gata_contract::{
     topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
     {
-        DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, ModelRef, QualityScore, ScoreReason,
-        SubScores, Timings, Verdict,
+        DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, LogRecord, ModelRef, QualityScore,
+        ScoreReason, SubScores, Timings, Verdict,
     },
 };
 use gata_dva::{Clip, cosine};
-use gata_infra::kafka::KafkaClients;
-use gata_lakehouse::{DeadLetter, Lake, Offset, TopicPartition};
+use gata_infra::config::DvaConfig;
+use gata_lakehouse::{DeadLetter, Lake, TopicPartition};
 use gata_parallel::map_ordered;
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rdkafka::producer::FutureProducer;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use self::fetch::{FetchFailure, FetchSettings, Fetcher};
+use self::fetch::{FetchFailure, Fetcher};
 use crate::{
-    ProcessorError, Result, dead_letters,
-    poller::{self, Input, Polled, PositionSource, Subscription},
+    Context, ProcessorError, Result, dead_letters,
+    poller::{self, Polled, PositionSource, Subscription},
     publisher::Publisher,
+    skeleton::{self, Handler},
 };
-
-/// What the DVA processor needs to know.
-#[derive(Debug, Clone)]
-pub struct DvaSettings {
-    /// Consumer group.
-    pub group: String,
-    /// Event limits (the same as intake's).
-    pub limits: Limits,
-    /// Accept threshold on the cosine score.
-    pub threshold: f32,
-    /// Pairs per encoder call.
-    pub batch_size: usize,
-    /// Longest a pair waits for its batch.
-    pub batch_wait: Duration,
-    /// Images with more pixels are refused before decoding.
-    pub max_pixels: u64,
-    /// Threads that decode and resize a batch's images (as many as the encoders run on).
-    pub threads: usize,
-    /// How images sent by URL are fetched.
-    pub fetch: FetchSettings,
-    /// Scores or votes.
-    pub output: Output,
-}
 
 /// What the processor publishes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,57 +116,48 @@ impl Metrics {
 /// One pair waiting for its batch.
 struct Pending {
     pair: ImageTextPair,
-    source: TopicPartition,
-    offset: Offset,
-    received_at: chrono::DateTime<Utc>,
-    payload: Vec<u8>,
+    record: LogRecord,
 }
 
-/// Runs the DVA processor with `clip` until `stop` is cancelled or a failure it cannot retry.
-/// With `lake`, it skips pairs already scored there and reads every partition from the
-/// beginning; without, it resumes from its group's committed offsets.
-pub async fn run_dva(
-    settings: DvaSettings,
-    clip: Arc<Clip>,
-    kafka: KafkaClients,
-    lake: Option<Lake>,
-    registry: &Registry,
-    stop: CancellationToken,
-) -> Result<()> {
-    let metrics = Metrics::register(registry)?;
+/// Runs the DVA processor with `clip`, as `cfg` says, publishing `output`, until `ctx.stop` is
+/// cancelled or a failure it cannot retry. Its accept threshold is `dva.threshold`, else the
+/// model card's. With `lake`, it skips pairs already scored there and reads every partition
+/// from the beginning; without, it resumes from its group's committed offsets.
+pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, clip: Arc<Clip>, lake: Option<Lake>) -> Result<()> {
+    let Context { group, kafka, limits, registry, stop } = ctx;
+    let metrics = Metrics::register(&registry)?;
     metrics.engine.with_label_values(&[clip.engine(), clip.provider(), clip.card().id.as_str()]).set(1);
     let version = scorer_version(&clip);
     let (landed, positions): (HashSet<Uuid>, PositionSource) = match &lake {
-        Some(lake) => (
-            lake.scored_subjects(&version).await?,
-            Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
-        ),
+        Some(lake) => (lake.scored_subjects(&version).await?, poller::from_the_beginning()),
         None => (HashSet::new(), Arc::new(|_: &[TopicPartition]| Ok(BTreeMap::new()))),
     };
-    let fetcher = Fetcher::new(settings.fetch.clone())?;
-    let topic = match settings.output {
+    let fetcher = Fetcher::new(&cfg, limits.max_image_bytes)?;
+    let topic = match output {
         Output::Scores => QUALITY_SCORES,
         Output::Votes { .. } => DVA_VOTES,
     };
     let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = poller::channel(settings.batch_size * 8);
     let subscription = Subscription {
         name: "gata-dva-poller",
-        config: kafka.consumer(&settings.group),
+        config: kafka.consumer(&group),
         topics: vec![intake_topic(EventKind::ImageTextPair).to_string()],
         positions,
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
     };
-    let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(model = %clip.card().id, version = %version, engine = clip.engine(), provider = clip.provider(), threshold = settings.threshold, landed = landed.len(), output = ?settings.output, "DVA started");
-
-    let mut dva = Dva {
+    let threshold = cfg.threshold.unwrap_or(clip.card().threshold);
+    tracing::info!(model = %clip.card().id, version = %version, engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");
+    let queue = cfg.batch_size * 8;
+    let dva = Dva {
         clip,
         version,
-        settings,
+        cfg,
+        limits,
+        threshold,
+        output,
         landed,
         seen: HashSet::new(),
         batch: Vec::new(),
@@ -198,48 +166,48 @@ pub async fn run_dva(
         dlq: producer,
         metrics,
     };
-    let result = async {
-        loop {
-            let deadline = dva.batch.first().map(|_| tokio::time::Instant::now() + dva.settings.batch_wait);
-            tokio::select! {
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Records(batch)) => {
-                        for polled in batch {
-                            dva.admit(polled);
-                            if dva.batch.len() >= dva.settings.batch_size {
-                                dva.score_batch().await?;
-                            }
-                        }
-                    }
-                    Some(Input::Assigned(_)) => {}
-                    Some(Input::Revoked(_, ack)) => {
-                        let finished = async { dva.score_batch().await?; dva.publisher.drain().await }.await;
-                        let _ = ack.send(());
-                        finished?;
-                    }
-                },
-                _ = sleep_until(deadline) => dva.score_batch().await?,
-            }
-        }
-        dva.score_batch().await?;
-        dva.publisher.drain().await
-    }
-    .await;
-    poller::stop_and_join(poller, rx, &stop, result, "DVA").await
+    skeleton::run("DVA", subscription, queue, stop, dva).await
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+impl Handler for Dva {
+    async fn records(&mut self, batch: Vec<Polled>) -> Result<()> {
+        for polled in batch {
+            self.admit(polled);
+            if self.batch.len() >= self.cfg.batch_size {
+                self.score_batch().await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn revoked(&mut self, _tps: &[TopicPartition]) -> Result<()> {
+        self.finish().await
+    }
+
+    /// A partial batch is scored once no pair has joined it for `batch_wait`.
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.batch.first().map(|_| tokio::time::Instant::now() + self.cfg.batch_wait)
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.score_batch().await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.score_batch().await?;
+        self.publisher.drain().await
     }
 }
 
 struct Dva {
     clip: Arc<Clip>,
     version: String,
-    settings: DvaSettings,
+    /// Batching, threads and image bounds (`[dva]`).
+    cfg: DvaConfig,
+    limits: Limits,
+    /// Accept threshold on the cosine score.
+    threshold: f32,
+    output: Output,
     landed: HashSet<Uuid>,
     seen: HashSet<Uuid>,
     batch: Vec<Pending>,
@@ -276,16 +244,15 @@ impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
     /// already scored in the lake.
     fn admit(&mut self, polled: Polled) {
-        let Polled { source, offset, timestamp_ms, payload, .. } = polled;
-        let pair = match gata_contract::Event::parse(EventKind::ImageTextPair, &payload, &self.settings.limits) {
+        let record = polled.record;
+        let pair = match gata_contract::Event::parse(EventKind::ImageTextPair, &record.payload, &self.limits) {
             Ok(gata_contract::Event::ImageTextPair(pair)) => pair,
-            _ => return self.publisher.skip(source, offset),
+            _ => return self.publisher.skip(record.source, record.offset),
         };
         if self.landed.contains(&pair.event_id) || !self.seen.insert(pair.event_id) {
-            return self.publisher.skip(source, offset);
+            return self.publisher.skip(record.source, record.offset);
         }
-        let received_at = timestamp_ms.and_then(chrono::DateTime::from_timestamp_millis).unwrap_or_else(Utc::now);
-        self.batch.push(Pending { pair, source, offset, received_at, payload });
+        self.batch.push(Pending { pair, record });
     }
 
     /// Decodes, preprocesses and scores the batch, publishing one score per pair.
@@ -295,11 +262,11 @@ impl Dva {
         }
         let batch = std::mem::take(&mut self.batch);
         let started = Instant::now();
-        let (clip, limits, max_pixels) = (self.clip.clone(), self.settings.limits.clone(), self.settings.max_pixels);
+        let (clip, limits, max_pixels) = (self.clip.clone(), self.limits.clone(), self.cfg.max_pixels);
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
         let fetcher = &self.fetcher;
         let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &p.pair.image))).await;
-        let threads = self.settings.threads;
+        let threads = self.cfg.threads;
         let work = tokio::task::spawn_blocking(move || -> gata_dva::Result<(Vec<Outcome>, Timings)> {
             let checked: Vec<_> = raws.into_iter().map(|raw| raw?.check(&limits)).collect();
             // Each image decoded and resized on its own, on as many threads as the encoders use.
@@ -352,7 +319,7 @@ impl Dva {
                 }
             };
             self.metrics.scored.with_label_values(&[published.verdict.name()]).inc();
-            self.publisher.publish(&published, pending.source.clone(), pending.offset).await?;
+            self.publisher.publish(&published, pending.record.source.clone(), pending.record.offset).await?;
         }
         Ok(())
     }
@@ -365,7 +332,7 @@ impl Dva {
         timings: Option<Timings>,
     ) -> QualityScore {
         let score = f64::from(score).clamp(-1.0, 1.0);
-        let threshold = f64::from(self.settings.threshold);
+        let threshold = f64::from(self.threshold);
         let verdict = if reasons.is_empty() && score >= threshold { Verdict::Accept } else { Verdict::Reject };
         if reasons.is_empty() && verdict == Verdict::Reject {
             reasons.push(ScoreReason {
@@ -374,7 +341,7 @@ impl Dva {
                 detail: format!("image-caption agreement {score:.3} is below the threshold {threshold:.3}"),
             });
         }
-        let validator = match &self.settings.output {
+        let validator = match &self.output {
             Output::Scores => None,
             Output::Votes { validator } => Some(validator.clone()),
         };
@@ -391,7 +358,11 @@ impl Dva {
             language: None,
             occurred_at: p.pair.occurred_at,
             scored_at: Utc::now(),
-            source: LogPosition { topic: p.source.topic.clone(), partition: p.source.partition, offset: p.offset.0 },
+            source: LogPosition {
+                topic: p.record.source.topic.clone(),
+                partition: p.record.source.partition,
+                offset: p.record.offset.0,
+            },
             model: Some(ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() }),
             timings,
             validator,
@@ -425,13 +396,7 @@ async fn raw(fetcher: &Fetcher, payload: &ImagePayload) -> std::result::Result<R
 
 /// Sends the pair's record to the dead-letter topic with `reason`.
 async fn dead_letter(dlq: &FutureProducer, p: &Pending, code: &str, reason: &str) -> Result<()> {
-    tracing::warn!(source = %p.source, offset = %p.offset, code, %reason, "DVA cannot use the image; dead-lettering");
-    let letter = DeadLetter {
-        source: p.source.clone(),
-        offset: p.offset,
-        received_at: p.received_at,
-        payload: p.payload.clone(),
-        reason: format!("dva: {code}: {reason}"),
-    };
+    tracing::warn!(source = %p.record.source, offset = %p.record.offset, code, %reason, "DVA cannot use the image; dead-lettering");
+    let letter = DeadLetter { record: p.record.clone(), reason: format!("dva: {code}: {reason}") };
     dead_letters::send(dlq, &letter).await
 }

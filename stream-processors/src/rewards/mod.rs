@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use gata_contract::{Limits, MarketEvent};
+use gata_infra::config::RewardsConfig;
 use gata_infra::telemetry::register;
 use gata_lakehouse::{Lake, TableId};
 use gata_market::Market;
@@ -33,19 +34,6 @@ use prometheus::{IntCounter, IntGauge, Registry};
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
-
-/// What the rewards processor runs with.
-#[derive(Debug, Clone)]
-pub struct RewardsSettings {
-    /// The policy (its epoch length decides the epochs).
-    pub policy: Policy,
-    /// How long after its end an epoch is closed.
-    pub grace: Duration,
-    /// How long after its end an epoch waits at most for its unscored submissions.
-    pub max_wait: Duration,
-    /// How often to look for epochs to close.
-    pub interval: Duration,
-}
 
 struct Metrics {
     epochs: IntCounter,
@@ -79,21 +67,23 @@ impl Metrics {
     }
 }
 
-/// Runs the rewards processor until `stop` is cancelled. A failed pass (the lake unreachable)
-/// is logged and tried again at the next interval.
+/// Runs the rewards processor, closing epochs under `policy` as `cfg` (`[rewards]`) says, until
+/// `stop` is cancelled. A failed pass (the lake unreachable) is logged and tried again at the
+/// next interval.
 pub async fn run_rewards(
-    settings: RewardsSettings,
+    cfg: RewardsConfig,
+    policy: Policy,
     lake: Lake,
-    registry: &Registry,
+    registry: Registry,
     stop: CancellationToken,
 ) -> Result<()> {
-    let metrics = Metrics::register(registry)?;
-    tracing::info!(policy = %settings.policy.version, epoch = ?settings.policy.epoch, grace = ?settings.grace, "rewards processor started");
-    let mut tick = tokio::time::interval(settings.interval);
+    let metrics = Metrics::register(&registry)?;
+    tracing::info!(policy = %policy.version, epoch = ?policy.epoch, grace = ?cfg.grace, "rewards processor started");
+    let mut tick = tokio::time::interval(cfg.interval);
     loop {
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            _ = tick.tick() => match close_due(&lake, &settings, Utc::now()).await {
+            _ = tick.tick() => match close_due(&lake, &cfg, &policy, Utc::now()).await {
                 Ok(closed) => for (r, unscored) in closed {
                     metrics.unscored.inc_by(unscored);
                     metrics.epochs.inc();
@@ -107,14 +97,14 @@ pub async fn run_rewards(
     }
 }
 
-/// Closes, in order, every epoch that is due at `now` (see the module docs) and not recorded
-/// yet; returns what it recorded, each with the number of submissions left unscored.
+/// Closes, in order, every epoch of `policy` that is due at `now` (see the module docs) and not
+/// recorded yet; returns what it recorded, each with the number of submissions left unscored.
 pub async fn close_due(
     lake: &Lake,
-    settings: &RewardsSettings,
+    cfg: &RewardsConfig,
+    policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Vec<(EpochRewards, u64)>> {
-    let policy = &settings.policy;
     let mut table = lake.open(TableId::Rewards).await?;
     let next = match gata_ledger::last_recorded_epoch(lake, &table, &policy.version).await? {
         Some(last) => last + 1,
@@ -128,16 +118,16 @@ pub async fn close_due(
     };
     let mut closed = Vec::new();
     let mut epoch = Epoch::at(policy.epoch, next);
-    let ledger = if after(&epoch, settings.grace) { MarketLedger::read(lake).await? } else { MarketLedger::default() };
+    let ledger = if after(&epoch, cfg.grace) { MarketLedger::read(lake).await? } else { MarketLedger::default() };
     let sales = &ledger.sales;
-    while after(&epoch, settings.grace) {
+    while after(&epoch, cfg.grace) {
         let unscored = lake.unscored(epoch.start, epoch.end).await?;
         if unscored > 0 {
-            if !after(&epoch, settings.max_wait) {
+            if !after(&epoch, cfg.max_wait) {
                 tracing::debug!(epoch = %epoch, unscored, "epoch waits for its scores");
                 break;
             }
-            tracing::warn!(epoch = %epoch, unscored, max_wait = ?settings.max_wait,
+            tracing::warn!(epoch = %epoch, unscored, max_wait = ?cfg.max_wait,
                 "closing an epoch with unscored submissions; they are not paid (see gata replay)");
         }
         let contributions = gata_ledger::contributions(lake, Some((epoch.start, epoch.end))).await?;

@@ -17,12 +17,13 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+pub use gata_contract::LogRecord;
 use gata_contract::{
     topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
     {Event, EventKind, Limits, QualityScore, Verdict},
 };
 use gata_infra::{kafka::KafkaClients, record_mac::RecordMac};
-pub use gata_lakehouse::log::{LogRecord, LogStream};
+pub use gata_lakehouse::log::LogStream;
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
 use gata_parallel::{available_threads, map_fold_ordered};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
@@ -227,26 +228,13 @@ fn read_to_watermarks(
         // What the sink dead-letters (a forged record of a platform topic) the lake never holds.
         let genuine = gata_infra::record_mac::forged(mac, &m).is_none();
         if genuine {
-            log.push(LogRecord {
-                kafka_topic: key.0.clone(),
-                kafka_partition: key.1,
-                kafka_offset: m.offset(),
-                received_us: m.timestamp().to_millis().unwrap_or_default() * 1000,
-                payload: String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-            });
+            log.push(gata_infra::kafka::log_record(&m));
         }
         if m.offset() + 1 >= high {
             remaining.remove(&key);
         }
     }
-    log.sort_by(|a, b| {
-        (a.received_us, &a.kafka_topic, a.kafka_partition, a.kafka_offset).cmp(&(
-            b.received_us,
-            &b.kafka_topic,
-            b.kafka_partition,
-            b.kafka_offset,
-        ))
-    });
+    log.sort_by(|a, b| a.replay_order().cmp(&b.replay_order()));
     Ok(log)
 }
 
@@ -316,7 +304,7 @@ impl Rescore {
     fn feed(&mut self, records: &[LogRecord], progress: &ProgressBar) {
         let limits = &self.limits;
         let decode = |r: &LogRecord| {
-            let event = Event::parse(kind_of_topic(&r.kafka_topic)?, r.payload.as_bytes(), limits).ok()?;
+            let event = Event::parse(kind_of_topic(&r.source.topic)?, &r.payload, limits).ok()?;
             let prepared = Prepared::of(&event);
             Some((event, prepared))
         };
@@ -326,13 +314,11 @@ impl Rescore {
             // Bronze holds only records that decoded when they landed; one that no longer does
             // (a tampered row) is left out here and shows up as a missing score.
             let Some((event, prepared)) = decoded else { return };
-            let Some(at) = DateTime::from_timestamp_micros(r.received_us) else { return };
             if scored.received.contains_key(&event.event_id()) {
                 return;
             }
-            scored.received.insert(event.event_id(), at);
-            let tp = TopicPartition { topic: r.kafka_topic.clone(), partition: r.kafka_partition };
-            let off = Offset(r.kafka_offset);
+            scored.received.insert(event.event_id(), r.received_at);
+            let (tp, off) = (r.source.clone(), r.offset);
             match &event {
                 Event::ChatTurn(turn) => {
                     let turn_id = turn.turn_id.clone();
@@ -547,7 +533,9 @@ async fn write_scores(out: &Lake, scores: &[QualityScore]) -> Result<()> {
     let mut records = Vec::with_capacity(scores.len());
     for (i, s) in scores.iter().enumerate() {
         let json = serde_json::to_vec(s).map_err(|e| crate::ProcessorError::Replay(e.to_string()))?;
-        let record = LakeRecord::decode(Feed::QualityScores, tp.clone(), Offset(i as i64), s.scored_at, json, &limits)
+        let logged =
+            LogRecord { source: tp.clone(), offset: Offset(i as i64), received_at: s.scored_at, payload: json };
+        let record = LakeRecord::decode(Feed::QualityScores, logged, &limits)
             .map_err(|v| crate::ProcessorError::Replay(format!("replayed score {}: {v:?}", s.event_id)))?;
         records.push(record);
     }

@@ -45,7 +45,7 @@ impl CatchUp {
     /// Partitions were revoked: forget their targets and what was held of them.
     pub(crate) fn revoked(&mut self, tps: &[TopicPartition]) -> Vec<Polled> {
         self.targets.retain(|tp, _| !tps.contains(tp));
-        self.held.retain(|p| !tps.contains(&p.source));
+        self.held.retain(|p| !tps.contains(&p.record.source));
         self.open_if_done()
     }
 
@@ -54,11 +54,11 @@ impl CatchUp {
         if self.targets.is_empty() {
             return vec![polled];
         }
-        match self.targets.get(&polled.source).copied() {
-            Some(target) if polled.offset <= target => {
+        match self.targets.get(&polled.record.source).copied() {
+            Some(target) if polled.record.offset <= target => {
                 self.last_history = Some(now);
-                if polled.offset == target {
-                    self.targets.remove(&polled.source);
+                if polled.record.offset == target {
+                    self.targets.remove(&polled.record.source);
                 }
                 let mut out = vec![polled];
                 out.extend(self.open_if_done());
@@ -66,7 +66,7 @@ impl CatchUp {
             }
             Some(_) => {
                 // Past a target it never met (the record at the target is gone).
-                self.targets.remove(&polled.source);
+                self.targets.remove(&polled.record.source);
                 self.held.push(polled);
                 self.open_if_done()
             }
@@ -101,7 +101,7 @@ impl CatchUp {
             return Vec::new();
         }
         let mut held = std::mem::take(&mut self.held);
-        held.sort_by(|a, b| (a.timestamp_ms, &a.source, a.offset).cmp(&(b.timestamp_ms, &b.source, b.offset)));
+        held.sort_by(|a, b| a.record.replay_order().cmp(&b.record.replay_order()));
         held
     }
 }
@@ -111,17 +111,11 @@ mod tests {
     use super::*;
 
     fn rec(topic: &str, partition: i32, offset: i64, ts: i64) -> Polled {
-        Polled {
-            source: TopicPartition::new(topic, partition),
-            offset: Offset(offset),
-            timestamp_ms: Some(ts),
-            payload: Vec::new(),
-            forged: None,
-        }
+        Polled::at(topic, partition, offset, ts)
     }
 
     fn offsets(out: &[Polled]) -> Vec<(i32, i64)> {
-        out.iter().map(|p| (p.source.partition, p.offset.0)).collect()
+        out.iter().map(|p| (p.record.source.partition, p.record.offset.0)).collect()
     }
 
     #[test]

@@ -31,117 +31,65 @@ use gata_contract::{
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
     {Event, EventKind, Limits, LogPosition, QualityScore, Violation},
 };
-use gata_infra::kafka::KafkaClients;
+use gata_infra::config::ScoringConfig;
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_parallel::{SMALL_ITEMS_PER_THREAD, map_ordered};
 use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
-use prometheus::Registry;
-use tokio::time::MissedTickBehavior;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    Result,
+    Context, Result,
     metrics::ScoringMetrics,
-    poller::{self, Input, Polled, Subscription},
+    poller::{self, Polled, Subscription},
     publisher::Publisher,
+    skeleton::{self, Handler},
 };
 use catch_up::CatchUp;
 use parked::{Parked, Waiting};
 use reorder::Reorder;
 
-/// What the scoring processor needs to know.
-#[derive(Debug, Clone)]
-pub struct ScoringConfig {
-    /// Consumer group.
-    pub group: String,
-    /// Event limits (the same as intake's).
-    pub limits: Limits,
-    /// The scorer's thresholds.
-    pub scorer: ScorerConfig,
-    /// How long a preference read before its turn waits for it.
-    pub turn_wait: Duration,
-    /// How long each record is held so that one received earlier but polled later overtakes it.
-    pub reorder_window: Duration,
-    /// Records queued between the poller and the scorer.
-    pub queue_records: usize,
-    /// Score events in flight to the broker at most.
-    pub publish_window: usize,
-    /// Threads that decode and assess a batch of submissions before they are scored in order.
-    pub threads: usize,
-}
-
 /// The kinds this processor scores (image-text pairs are the DVA's).
 pub const SCORED_KINDS: [EventKind; 2] = [EventKind::ChatTurn, EventKind::Preference];
 
-/// Runs the scoring processor until `stop` is cancelled or a failure it cannot retry.
-pub async fn run_scoring(
-    cfg: ScoringConfig,
-    kafka: KafkaClients,
-    lake: Lake,
-    registry: &Registry,
-    stop: CancellationToken,
-) -> Result<()> {
-    let metrics = ScoringMetrics::register(registry)?;
+/// Runs the scoring processor as `cfg` says until `ctx.stop` is cancelled or a failure it
+/// cannot retry. `cfg.threads` is taken as given (at least one); the caller resolves `0`.
+pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result<()> {
+    let Context { group, kafka, limits, registry, stop } = ctx;
+    let metrics = ScoringMetrics::register(&registry)?;
     let landed = lake.scored_subjects(SCORER_VERSION).await?;
     tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
     let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
-    let (tx, mut rx) = poller::channel(cfg.queue_records);
     let subscription = Subscription {
         name: "gata-scoring-poller",
-        config: kafka.consumer(&cfg.group),
+        config: kafka.consumer(&group),
         topics: SCORED_KINDS.into_iter().map(|k| intake_topic(k).to_string()).collect(),
-        positions: Arc::new(|tps: &[TopicPartition]| Ok(tps.iter().map(|tp| (tp.clone(), None)).collect())),
+        positions: poller::from_the_beginning(),
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
     };
-    let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(group = %cfg.group, scorer = SCORER_VERSION, "scoring processor started");
-
-    let mut processor = Processor {
+    tracing::info!(%group, scorer = SCORER_VERSION, "scoring processor joining its group");
+    let processor = Processor {
         lake,
         catch_up: CatchUp::default(),
         reorder: Reorder::new(cfg.reorder_window),
-        scorer: Scorer::new(cfg.scorer.clone()),
+        scorer: Scorer::new(ScorerConfig::default()),
         landed,
         seen: HashSet::new(),
         parked: Parked::default(),
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), cfg.publish_window, done),
-        limits: cfg.limits.for_replay(),
+        limits: limits.for_replay(),
         turn_wait: cfg.turn_wait,
-        threads: cfg.threads,
+        threads: cfg.threads.max(1),
         metrics,
+        next_tick: tokio::time::Instant::now(),
     };
-    // Ticks only while something is held or in flight: an idle processor is not woken.
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let result = async {
-        loop {
-            tokio::select! {
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Records(batch)) => {
-                        for polled in batch {
-                            processor.admit(polled).await?;
-                        }
-                    }
-                    Some(Input::Assigned(tps)) => processor.assigned(tps).await?,
-                    Some(Input::Revoked(tps, ack)) => {
-                        let finished = processor.revoked(&tps).await;
-                        let _ = ack.send(());
-                        finished?;
-                    }
-                },
-                _ = tick.tick(), if processor.holds_anything() => processor.tick().await?,
-            }
-        }
-        processor.publisher.drain().await
-    }
-    .await;
-    poller::stop_and_join(poller, rx, &stop, result, "scoring processor").await
+    skeleton::run("scoring processor", subscription, cfg.queue_records, stop, processor).await
 }
+
+/// How often held records, parked preferences and scores in flight are looked at.
+const TICK: Duration = Duration::from_millis(100);
 
 struct Processor {
     lake: Lake,
@@ -159,6 +107,39 @@ struct Processor {
     turn_wait: Duration,
     threads: usize,
     metrics: ScoringMetrics,
+    /// When the next tick is due (ticks run only while something is held or in flight: an
+    /// idle processor is not woken).
+    next_tick: tokio::time::Instant,
+}
+
+impl Handler for Processor {
+    async fn records(&mut self, batch: Vec<Polled>) -> Result<()> {
+        for polled in batch {
+            self.admit(polled).await?;
+        }
+        Ok(())
+    }
+
+    async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        self.assigned(tps).await
+    }
+
+    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        self.revoked(tps).await
+    }
+
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.holds_anything().then_some(self.next_tick)
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.next_tick = tokio::time::Instant::now() + TICK;
+        self.tick().await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.publisher.drain().await
+    }
 }
 
 impl Processor {
@@ -202,7 +183,7 @@ impl Processor {
         let limits = &self.limits;
         let decoded = map_ordered(&due, self.threads, SMALL_ITEMS_PER_THREAD, |polled| Decoded::of(polled, limits));
         for (polled, decoded) in due.into_iter().zip(decoded) {
-            self.take(polled.source, polled.offset, decoded).await?;
+            self.take(polled.record.source, polled.record.offset, decoded).await?;
         }
         self.metrics.held.set((self.catch_up.held() + self.reorder.len()) as i64);
         Ok(())
@@ -311,10 +292,10 @@ enum Decoded {
 
 impl Decoded {
     fn of(polled: &Polled, limits: &Limits) -> Self {
-        let Some(kind) = kind_of_topic(&polled.source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
+        let Some(kind) = kind_of_topic(&polled.record.source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
             return Self::NotScored;
         };
-        match Event::parse(kind, &polled.payload, limits) {
+        match Event::parse(kind, &polled.record.payload, limits) {
             Ok(event) => {
                 let prepared = Prepared::of(&event);
                 Self::Submission(event, prepared)

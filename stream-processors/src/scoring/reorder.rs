@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use chrono::{DateTime, Utc};
 use gata_lakehouse::{Offset, TopicPartition};
 
 use crate::poller::Polled;
@@ -26,7 +27,7 @@ pub(crate) struct Reorder {
 
 #[derive(Debug)]
 struct Held {
-    key: (i64, TopicPartition, Offset),
+    key: (DateTime<Utc>, TopicPartition, Offset),
     polled_at: Instant,
     record: Polled,
 }
@@ -56,7 +57,8 @@ impl Reorder {
 
     /// Holds `record`, polled at `now`.
     pub(crate) fn push(&mut self, record: Polled, now: Instant) {
-        let key = (record.timestamp_ms.unwrap_or(i64::MAX), record.source.clone(), record.offset);
+        let (at, source, offset) = record.record.replay_order();
+        let key = (at, source.clone(), offset);
         self.heap.push(Reverse(Held { key, polled_at: now, record }));
     }
 
@@ -74,7 +76,7 @@ impl Reorder {
 
     /// Drops what is held of `tps` (their next owner reads them again).
     pub(crate) fn revoked(&mut self, tps: &[TopicPartition]) {
-        self.heap.retain(|Reverse(h)| !tps.contains(&h.record.source));
+        self.heap.retain(|Reverse(h)| !tps.contains(&h.record.record.source));
     }
 
     /// Records held.
@@ -88,13 +90,7 @@ mod tests {
     use super::*;
 
     fn rec(partition: i32, offset: i64, ts: i64) -> Polled {
-        Polled {
-            source: TopicPartition::new("t", partition),
-            offset: Offset(offset),
-            timestamp_ms: Some(ts),
-            payload: Vec::new(),
-            forged: None,
-        }
+        Polled::at("t", partition, offset, ts)
     }
 
     #[test]
@@ -108,7 +104,10 @@ mod tests {
         buf.push(rec(0, 7, 1_000), t0 + Duration::from_millis(200));
         assert!(buf.due(t0 + window).is_empty(), "the earlier one is not due yet and goes first");
         let out = buf.due(t0 + Duration::from_millis(700));
-        assert_eq!(out.iter().map(|p| (p.source.partition, p.offset.0)).collect::<Vec<_>>(), [(0, 7), (1, 0)]);
+        assert_eq!(
+            out.iter().map(|p| (p.record.source.partition, p.record.offset.0)).collect::<Vec<_>>(),
+            [(0, 7), (1, 0)]
+        );
         assert_eq!(buf.len(), 0);
 
         buf.push(rec(2, 1, 5), t0);

@@ -15,92 +15,76 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use gata_contract::{Limits, topics::Feed};
-use gata_infra::{config::LakeConfig, kafka::KafkaClients};
+use gata_contract::topics::Feed;
+use gata_infra::config::LakeConfig;
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
-use prometheus::Registry;
-use tokio_util::sync::CancellationToken;
 
-use crate::poller::{self, Input, PositionSource, Subscription};
-use crate::{ProcessorError, Result, metrics::SinkMetrics};
+use crate::poller::{Polled, PositionSource, Subscription};
+use crate::skeleton::{self, Handler};
+use crate::{Context, ProcessorError, Result, metrics::SinkMetrics};
 use writer::{Flush, Writer};
 
-/// What the sink needs to know.
-#[derive(Debug, Clone)]
-pub struct SinkConfig {
-    /// Flush policy and queue size.
-    pub lake: LakeConfig,
-    /// Event limits (the same as intake's).
-    pub limits: Limits,
-    /// Consumer group.
-    pub group: String,
-}
-
-/// Runs the sink until `stop` is cancelled (then commits what it holds and leaves the group)
+/// Runs the sink, flushing as `cfg` (`[lake]`) says, until `ctx.stop` is cancelled (then commits
+/// what it holds and leaves the group)
 /// or a failure it cannot retry.
-pub async fn run_sink(
-    cfg: SinkConfig,
-    kafka: KafkaClients,
-    lake: Lake,
-    registry: &Registry,
-    stop: CancellationToken,
-) -> Result<()> {
-    let metrics = SinkMetrics::register(registry)?;
+pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
+    let Context { group, kafka, limits, registry, stop } = ctx;
+    let metrics = SinkMetrics::register(&registry)?;
     let dlq = kafka.processor_producer()?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
     let lag = metrics.lag.clone();
-    let mut writer =
-        Writer::open(lake.clone(), cfg.limits.clone(), cfg.lake.checkpoint_interval, dlq, committed.clone(), metrics)
-            .await?;
+    let writer = Writer::open(lake.clone(), limits, cfg.checkpoint_interval, dlq, committed.clone(), metrics).await?;
 
-    let (tx, mut rx) = poller::channel(cfg.lake.queue_records);
     let subscription = Subscription {
         name: "gata-sink-poller",
-        config: kafka.consumer(&cfg.group),
+        config: kafka.consumer(&group),
         topics: Feed::ALL.into_iter().map(|f| f.topic().to_string()).collect(),
         positions: lake_positions(lake, tokio::runtime::Handle::current()),
         committed,
         lag,
         mac: kafka.record_mac().cloned(),
     };
-    let poller = poller::spawn(subscription, tx, stop.clone())?;
-    tracing::info!(group = %cfg.group, "lake sink started");
-
-    let result = async {
-        loop {
-            let deadline = writer.flush_deadline(cfg.lake.flush_interval);
-            tokio::select! {
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Records(batch)) => {
-                        for polled in batch {
-                            writer.handle(polled).await?;
-                            let (records, bytes) = writer.pending();
-                            if records >= cfg.lake.flush_max_records || bytes >= cfg.lake.flush_max_bytes {
-                                writer.flush(Flush::Routine).await?;
-                            }
-                        }
-                    }
-                    Some(Input::Assigned(tps)) => writer.assigned(tps).await?,
-                    Some(Input::Revoked(tps, ack)) => {
-                        let flushed = writer.revoked(&tps).await;
-                        let _ = ack.send(());
-                        flushed?;
-                    }
-                },
-                _ = sleep_until(deadline) => writer.flush(Flush::Routine).await?,
-            }
-        }
-        writer.flush(Flush::Everything).await
-    }
-    .await;
-    poller::stop_and_join(poller, rx, &stop, result, "lake sink").await
+    tracing::info!(%group, "lake sink joining its group");
+    let queue = cfg.queue_records;
+    skeleton::run("lake sink", subscription, queue, stop, Sink { writer, cfg }).await
 }
 
-async fn sleep_until(deadline: Option<std::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
+/// The sink as its skeleton runs it: the writer, flushed as `[lake]` says.
+struct Sink {
+    writer: Writer,
+    cfg: LakeConfig,
+}
+
+impl Handler for Sink {
+    async fn records(&mut self, batch: Vec<Polled>) -> Result<()> {
+        for polled in batch {
+            self.writer.handle(polled).await?;
+            let (records, bytes) = self.writer.pending();
+            if records >= self.cfg.flush_max_records || bytes >= self.cfg.flush_max_bytes {
+                self.writer.flush(Flush::Routine).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        self.writer.assigned(tps).await
+    }
+
+    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        self.writer.revoked(tps).await
+    }
+
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.writer.flush_deadline(self.cfg.flush_interval).map(tokio::time::Instant::from_std)
+    }
+
+    async fn tick(&mut self) -> Result<()> {
+        self.writer.flush(Flush::Routine).await
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.writer.flush(Flush::Everything).await
     }
 }
 

@@ -16,10 +16,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::{DateTime, Utc};
 use gata_contract::{Limits, topics::Feed};
 use gata_lakehouse::{
-    DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
+    Body, DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
     deltalake::DeltaTable,
     rows::{dead_letter_batch, record_batch},
 };
@@ -138,26 +137,25 @@ impl Writer {
     /// cannot be decoded, buffers it otherwise.
     pub(crate) async fn handle(&mut self, polled: Polled) -> Result<()> {
         self.metrics.consumed.inc();
-        let Polled { source, offset, timestamp_ms, payload, forged } = polled;
-        self.buffered_bytes += payload.len();
-        let received_at = timestamp_ms.and_then(DateTime::<Utc>::from_timestamp_millis).unwrap_or_else(Utc::now);
-        let Some(feed) = Feed::of_topic(&source.topic) else {
-            let letter = DeadLetter { source, offset, received_at, payload, reason: "not a topic of the lake".into() };
-            return self.dead_letter(letter).await;
+        let Polled { record, forged } = polled;
+        self.buffered_bytes += record.payload.len();
+        let Some(feed) = Feed::of_topic(&record.source.topic) else {
+            return self.dead_letter(DeadLetter { record, reason: "not a topic of the lake".into() }).await;
         };
+        let (source, offset) = (record.source.clone(), record.offset);
         if !TableId::fed_by(feed).iter().any(|id| self.tables[id].needs(&source, offset)) {
             return Ok(());
         }
         let decoded = match forged {
             Some(reason) => Err(vec![gata_contract::Violation::new("", reason)]),
-            None => LakeRecord::decode(feed, source.clone(), offset, received_at, payload.clone(), &self.limits),
+            None => Body::decode(feed, &record.payload, &self.limits),
         };
         match decoded {
-            Ok(record) => self.pending.push(record),
+            Ok(body) => self.pending.push(LakeRecord { record, body }),
             Err(violations) => {
                 let reason =
                     violations.iter().map(|v| format!("{}: {}", v.field, v.reason)).collect::<Vec<_>>().join("; ");
-                self.dead_letter(DeadLetter { source: source.clone(), offset, received_at, payload, reason }).await?;
+                self.dead_letter(DeadLetter { record, reason }).await?;
             }
         }
         self.pending_to.insert(source, offset);
@@ -169,20 +167,22 @@ impl Writer {
 
     /// Sends `letter` to the dead-letter topic (acknowledged) and buffers it for the table.
     async fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
-        tracing::warn!(source = %letter.source, offset = %letter.offset, reason = %letter.reason, "dead-lettering record");
+        tracing::warn!(source = %letter.record.source, offset = %letter.record.offset, reason = %letter.reason, "dead-lettering record");
         dead_letters::send(&self.dlq, &letter).await?;
         self.metrics.dead_letters.inc();
         self.pending_dead.push(letter);
         Ok(())
     }
 
-    /// Commits everything buffered, retrying with back-off; gives up after
-    /// [`MAX_FLUSH_ATTEMPTS`] consecutive failures.
+    /// Commits everything buffered, retrying with back-off what can succeed on a retry
+    /// ([`ProcessorError::is_retryable`]); gives up after [`MAX_FLUSH_ATTEMPTS`] consecutive
+    /// failures, and at once on one that cannot.
     pub(crate) async fn flush(&mut self, flush: Flush) -> Result<()> {
         let mut attempt = 0;
         loop {
             match self.try_flush(flush).await {
                 Ok(()) => return Ok(()),
+                Err(err) if !err.is_retryable() => return Err(err),
                 Err(err) => {
                     attempt += 1;
                     self.metrics.flush_failures.inc();
@@ -242,14 +242,18 @@ impl Writer {
             let letters: Vec<&DeadLetter> = self
                 .pending_dead
                 .iter()
-                .filter(|d| id.is_fed_by_topic(&d.source.topic) && state.needs(&d.source, d.offset))
+                .filter(|d| {
+                    id.is_fed_by_topic(&d.record.source.topic) && state.needs(&d.record.source, d.record.offset)
+                })
                 .collect();
             dead_letter_batch(&letters)?
         } else {
             let rows: Vec<&LakeRecord> = self
                 .pending
                 .iter()
-                .filter(|r| id.is_fed_by_topic(&r.source.topic) && state.needs(&r.source, r.offset))
+                .filter(|r| {
+                    id.is_fed_by_topic(&r.record.source.topic) && state.needs(&r.record.source, r.record.offset)
+                })
                 .filter(|r| {
                     if !id.is_deduplicated() {
                         return true;
@@ -304,8 +308,8 @@ impl Writer {
         for state in self.tables.values_mut() {
             state.deferred.retain(|tp, _| !tps.contains(tp));
         }
-        self.pending.retain(|r| !tps.contains(&r.source));
-        self.pending_dead.retain(|d| !tps.contains(&d.source));
+        self.pending.retain(|r| !tps.contains(&r.record.source));
+        self.pending_dead.retain(|d| !tps.contains(&d.record.source));
         if self.pending_to.is_empty() {
             self.buffered = 0;
             self.buffered_bytes = 0;

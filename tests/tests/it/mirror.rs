@@ -13,9 +13,10 @@ use std::{
 use deltalake::DeltaTableBuilder;
 use gata_contract::MarketAction;
 use gata_greenfield::{Account, ChainClient, ChainConfig, Emulator, SpClient, SpConfig, Visibility};
+use gata_infra::config::MirrorConfig;
 use gata_lakehouse::{Lake, TableId, deltalake};
 use gata_marketplace::{Market, Marketplace};
-use gata_mirror::{GrantReport, GrantSync, Mirror, MirrorSettings, Target, verify};
+use gata_mirror::{GrantReport, GrantSync, Mirror, Target, verify};
 use gata_tests::Gata;
 use serde_json::{Value, json};
 use url::Url;
@@ -25,8 +26,13 @@ use crate::{
     scoring::{PROMPTS, at, preference, turn, uuid, wait_for_scores},
 };
 
-fn settings(versions_per_pass: i64) -> MirrorSettings {
-    MirrorSettings { rate_limit_bytes_per_second: 0, versions_per_pass, interval: Duration::from_secs(1) }
+fn settings(versions_per_pass: i64) -> MirrorConfig {
+    MirrorConfig {
+        rate_limit_bytes_per_second: 0,
+        versions_per_pass,
+        interval: Duration::from_secs(1),
+        ..MirrorConfig::default()
+    }
 }
 
 async fn rows(table_url: &Url) -> usize {
