@@ -45,6 +45,12 @@ pub enum MarketError {
     /// Kafka client failure.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The lake could not be read.
+    #[error(transparent)]
+    Lake(Box<gata_lakehouse::LakeError>),
+    /// The thread that follows the marketplace log could not be started.
+    #[error("cannot start the marketplace log follower: {0}")]
+    Follower(#[source] std::io::Error),
     /// Counting a listing's rows failed.
     #[error(transparent)]
     Query(#[from] gata_query_api::QueryError),
@@ -67,7 +73,9 @@ impl ApiError for MarketError {
             Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Refused(_) | Self::Empty(_) => StatusCode::CONFLICT,
             Self::Gone(_) => StatusCode::GONE,
-            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } | Self::Lake(_) | Self::Follower(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Query(e) => e.status(),
         }
     }
@@ -81,7 +89,9 @@ impl ApiError for MarketError {
             Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => "forbidden",
             Self::Refused(_) | Self::Empty(_) => "conflict",
             Self::Gone(_) => "gone",
-            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } => "unavailable",
+            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } | Self::Lake(_) | Self::Follower(_) => {
+                "unavailable"
+            }
             Self::Query(e) => e.code(),
         }
     }

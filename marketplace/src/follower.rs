@@ -116,6 +116,6 @@ pub fn follow(kafka: &KafkaClients, limits: Limits, stop: CancellationToken) -> 
                 });
             }
         })
-        .map_err(|e| MarketError::Unavailable(e.to_string()))?;
+        .map_err(MarketError::Follower)?;
     Ok(Followed { market, positions, start_ends })
 }

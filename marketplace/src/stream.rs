@@ -273,7 +273,7 @@ fn query_err(e: gata_lakehouse::deltalake::datafusion::error::DataFusionError) -
 
 /// The rows of `sql` as JSON objects.
 async fn json_rows(ctx: &SessionContext, sql: &str) -> Result<Vec<Map<String, Value>>> {
-    Lake::rows(ctx, TableId::QualityScores, sql).await.map_err(|e| MarketError::Unavailable(e.to_string()))
+    Lake::rows(ctx, TableId::QualityScores, sql).await.map_err(|e| MarketError::Lake(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -45,9 +45,17 @@ pub enum QueryError {
     #[error("starting the query service: {0}")]
     Startup(String),
 
+    /// Encoding the answer failed.
+    #[error("encoding the answer: {0}")]
+    Encode(#[source] gata_lakehouse::deltalake::arrow::error::ArrowError),
+
     /// Writing the output failed.
     #[error("writing the output failed: {0}")]
-    Io(String),
+    Io(#[source] std::io::Error),
+
+    /// The Flight SQL server stopped with an error.
+    #[error("Flight SQL server: {0}")]
+    Flight(#[source] tonic::transport::Error),
 
     /// The principal may not do this.
     #[error("{0}")]
@@ -122,9 +130,13 @@ impl ApiError for QueryError {
             Self::BadRequest(_) | Self::NotAllowed(_) | Self::Plan(_) | Self::TimeTravel(_) => StatusCode::BAD_REQUEST,
             Self::ResourcesExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) | Self::Table { .. } => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            Self::Engine(_)
+            | Self::Lake(_)
+            | Self::Encode(_)
+            | Self::Io(_)
+            | Self::Flight(_)
+            | Self::Startup(_)
+            | Self::Table { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             Self::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -141,7 +153,13 @@ impl ApiError for QueryError {
             Self::Plan(_) => "plan_error",
             Self::ResourcesExhausted(_) => "resources_exhausted",
             Self::Timeout(_) => "timeout",
-            Self::Engine(_) | Self::Lake(_) | Self::Io(_) | Self::Startup(_) | Self::Table { .. } => "internal",
+            Self::Engine(_)
+            | Self::Lake(_)
+            | Self::Encode(_)
+            | Self::Io(_)
+            | Self::Flight(_)
+            | Self::Startup(_)
+            | Self::Table { .. } => "internal",
             Self::Forbidden(_) => "forbidden",
             Self::TimeTravel(_) => "time_travel",
             Self::NotAcceptable(_) => "not_acceptable",

@@ -116,19 +116,18 @@ pub async fn export(
     let sql = format!("SELECT * FROM ({}) ORDER BY occurred_at, event_id", spec.selection());
     let mut stream = ctx.sql(&sql).await?.execute_stream().await?;
     let mut stats = ExportStats::default();
-    let io = |e: std::io::Error| QueryError::Io(e.to_string());
     while let Some(batch) = stream.next().await {
         for row in rows(&[batch?]).map_err(|e| QueryError::Engine(Box::new(e.into())))? {
             stats.preferences += 1;
             for record in records(spec.format, &row, &spec.scorer_version) {
-                serde_json::to_writer(&mut *out, &record).map_err(|e| QueryError::Io(e.to_string()))?;
-                out.write_all(b"\n").map_err(io)?;
+                serde_json::to_writer(&mut *out, &record).map_err(|e| QueryError::Io(e.into()))?;
+                out.write_all(b"\n").map_err(QueryError::Io)?;
                 stats.records += 1;
             }
         }
         progress(stats.preferences);
     }
-    out.flush().map_err(io)?;
+    out.flush().map_err(QueryError::Io)?;
     Ok(stats)
 }
 

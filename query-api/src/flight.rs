@@ -88,7 +88,7 @@ impl FlightSql {
                 stop.cancelled_owned(),
             )
             .await
-            .map_err(|e| QueryError::Io(format!("Flight SQL server: {e}")))
+            .map_err(QueryError::Flight)
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {

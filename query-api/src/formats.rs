@@ -212,10 +212,6 @@ fn encoder(format: Format, schema: SchemaRef) -> Result<Box<dyn Encoder>, ArrowE
     })
 }
 
-fn encode_err(e: ArrowError) -> QueryError {
-    QueryError::Io(format!("encoding the answer: {e}"))
-}
-
 /// An answer being encoded.
 struct Body {
     input: Option<QueryStream>,
@@ -233,11 +229,11 @@ impl Body {
         let input = self.input.as_mut()?;
         let query = input.id().to_string();
         let chunk = match input.next().await {
-            Some(Ok(batch)) => self.encoder.batch(&batch).map_err(encode_err),
+            Some(Ok(batch)) => self.encoder.batch(&batch).map_err(QueryError::Encode),
             Some(Err(e)) => Err(e),
             None => {
                 self.input = None;
-                self.encoder.end().map_err(encode_err)
+                self.encoder.end().map_err(QueryError::Encode)
             }
         };
         let chunk = chunk.and_then(|chunk| {
@@ -261,8 +257,8 @@ pub async fn encode(
     format: Format,
     max_bytes: u64,
 ) -> Result<impl Stream<Item = Result<Bytes>> + Send> {
-    let mut encoder = encoder(format, stream.schema()).map_err(encode_err)?;
-    let head = Some(encoder.begin().map_err(encode_err)?);
+    let mut encoder = encoder(format, stream.schema()).map_err(QueryError::Encode)?;
+    let head = Some(encoder.begin().map_err(QueryError::Encode)?);
     let mut body = Body { input: Some(stream), encoder, head, budget: ByteBudget::new(max_bytes) };
     let mut first = Vec::new();
     while body.input.is_some() && first.len() < 2 {

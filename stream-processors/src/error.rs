@@ -53,7 +53,11 @@ pub enum ProcessorError {
 
     /// The DVA's model failed on a batch.
     #[error("DVA inference failed: {0}")]
-    Dva(String),
+    Dva(#[from] gata_dva::DvaError),
+
+    /// The HTTP client that fetches images by URL could not be built.
+    #[error("cannot build the image client: {0}")]
+    ImageClient(#[source] reqwest::Error),
 
     /// Commits kept failing; the sink stops rather than fall further behind silently.
     #[error("giving up after {attempts} failed flushes; last error: {last}")]
@@ -98,6 +102,7 @@ impl ProcessorError {
             Self::Kafka { .. } | Self::DeadLetter { .. } | Self::Publish { .. } => true,
             Self::Ledger(_)
             | Self::Dva(_)
+            | Self::ImageClient(_)
             | Self::FlushRetriesExhausted { .. }
             | Self::Poller(_)
             | Self::Replay(_)

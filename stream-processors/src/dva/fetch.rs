@@ -74,7 +74,7 @@ impl Fetcher {
         if !allow_private {
             builder = builder.dns_resolver(Arc::new(PublicOnly));
         }
-        let client = builder.build().map_err(|e| ProcessorError::Dva(format!("cannot build the image client: {e}")))?;
+        let client = builder.build().map_err(ProcessorError::ImageClient)?;
         Ok(Self { client, allow_private, retries: cfg.fetch_retries, max_bytes })
     }
 

@@ -19,6 +19,7 @@
 
 pub mod consensus;
 pub mod fetch;
+mod images;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -30,8 +31,8 @@ use chrono::Utc;
 use gata_contract::{
     topics::{DVA_VOTES, QUALITY_SCORES, intake_topic},
     {
-        DecodedImage, EventKind, ImagePayload, ImageTextPair, Limits, LogPosition, LogRecord, ModelRef, QualityScore,
-        ScoreReason, SubScores, Timings, Verdict,
+        EventKind, ImageTextPair, Limits, LogPosition, LogRecord, ModelRef, QualityScore, ScoreReason, SubScores,
+        Timings, Verdict,
     },
 };
 use gata_dva::{Clip, cosine};
@@ -42,7 +43,10 @@ use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Reg
 use rdkafka::producer::FutureProducer;
 use uuid::Uuid;
 
-use self::fetch::{FetchFailure, Fetcher};
+use self::{
+    fetch::{FetchFailure, Fetcher},
+    images::{decode, raw},
+};
 use crate::{
     Context, ProcessorError, Result, dead_letters,
     poller::{self, Polled, PositionSource, Subscription},
@@ -220,26 +224,6 @@ struct Dva {
 /// A pair's score, or why its image could not be used.
 type Outcome = std::result::Result<f32, FetchFailure>;
 
-/// An image as it reaches the decoder: inline, or the bytes fetched from its URL.
-enum Raw {
-    Inline(ImagePayload),
-    Fetched { bytes: Vec<u8>, content_type: String },
-}
-
-impl Raw {
-    /// The checked image file (same limits and type check as intake's).
-    fn check(self, limits: &Limits) -> std::result::Result<DecodedImage, FetchFailure> {
-        let checked = match self {
-            Raw::Inline(payload) => payload.decode(limits),
-            Raw::Fetched { bytes, content_type } => DecodedImage::check(bytes, &content_type, "image.url", limits),
-        };
-        checked.map_err(|v| FetchFailure {
-            code: if v.too_large { "image_too_large" } else { "undecodable_image" },
-            reason: format!("{}: {}", v.field, v.reason),
-        })
-    }
-}
-
 impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
     /// already scored in the lake.
@@ -304,10 +288,8 @@ impl Dva {
                 Timings { decode_ms: ms(decoding), preprocess_ms: ms(resizing), inference_ms: ms(inferring.elapsed()) };
             Ok((outcomes, timings))
         });
-        let (outcomes, timings) = work
-            .await
-            .map_err(|e| ProcessorError::Poller(format!("DVA worker task failed: {e}")))?
-            .map_err(|e| ProcessorError::Dva(e.to_string()))?;
+        let (outcomes, timings) =
+            work.await.map_err(|e| ProcessorError::Poller(format!("DVA worker task failed: {e}")))??;
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
             let published = match outcome {
@@ -370,28 +352,6 @@ impl Dva {
         };
         QualityScore { event_id: score.expected_id(), ..score }
     }
-}
-
-/// The pixels of a checked image file, refused when `clip` would have to resize more than
-/// `max_pixels` of them.
-fn decode(image: &DecodedImage, max_pixels: u64, clip: &Clip) -> std::result::Result<gata_dva::Rgb, FetchFailure> {
-    let rgb = gata_dva::decode(&image.bytes, max_pixels)
-        .map_err(|e| FetchFailure { code: "undecodable_image", reason: e.to_string() })?;
-    clip.preprocessing()
-        .check(rgb.width, rgb.height, max_pixels)
-        .map_err(|e| FetchFailure { code: "image_too_large", reason: e.to_string() })?;
-    Ok(rgb)
-}
-
-/// The image of `payload` as the decoder needs it: inline bytes as they are, a URL's fetched.
-/// Inline bytes are decoded once, off the runtime, by [`Raw::check`]; the pair's form (URL
-/// included) was already checked when it was admitted.
-async fn raw(fetcher: &Fetcher, payload: &ImagePayload) -> std::result::Result<Raw, FetchFailure> {
-    let Some(url) = &payload.url else { return Ok(Raw::Inline(payload.clone())) };
-    let unreachable = |reason: String| FetchFailure { code: "image_unreachable", reason: format!("{url}: {reason}") };
-    let parsed = url::Url::parse(url).map_err(|e| unreachable(e.to_string()))?;
-    let bytes = fetcher.fetch(&parsed).await.map_err(|f| FetchFailure { code: f.code, ..unreachable(f.reason) })?;
-    Ok(Raw::Fetched { bytes, content_type: payload.content_type.clone() })
 }
 
 /// Sends the pair's record to the dead-letter topic with `reason`.

@@ -9,7 +9,6 @@
 
 use std::{collections::BTreeMap, ops::ControlFlow, sync::Arc, time::Instant};
 
-use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::StreamExt as _;
 use gata_infra::{auth::Principal, config::QueryConfig, rate::RateLimits};
 use gata_lakehouse::deltalake::{
@@ -24,18 +23,18 @@ use gata_lakehouse::deltalake::{
         execution::{context::SQLOptions, runtime_env::RuntimeEnvBuilder},
         logical_expr::LogicalPlan,
         prelude::{SessionConfig, SessionContext},
-        sql::{
-            parser::{DFParser, Statement as DfStatement},
-            sqlparser::ast::{
-                Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, Statement, TableFactor, Value,
-                VisitMut, VisitorMut,
-            },
-        },
     },
     kernel::engine::arrow_conversion::TryIntoArrow as _,
 };
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
+
+mod read_only;
+mod time_travel;
+
+pub use read_only::check_read_only;
+use read_only::parse_read_only;
+use time_travel::{AsOf, TimeTravel, visit_statement};
 
 use crate::{
     Catalog, QueryError, Result, Views,
@@ -102,105 +101,6 @@ pub struct SqlEngine {
     executor: Arc<Executor>,
     views: Option<Arc<dyn Views>>,
     rates: Option<Arc<RateLimits>>,
-}
-
-/// Refuses anything but one read-only statement: a query (`SELECT`, `WITH`, `VALUES`),
-/// `EXPLAIN [ANALYZE]` of one, `DESCRIBE` or `SHOW TABLES`/`SHOW COLUMNS`.
-pub fn check_read_only(sql: &str) -> Result<()> {
-    parse_read_only(sql).map(drop)
-}
-
-fn parse_read_only(sql: &str) -> Result<DfStatement> {
-    let mut statements = DFParser::parse_sql(sql)?;
-    if statements.len() != 1 {
-        return Err(QueryError::NotAllowed(format!("send exactly one statement (got {})", statements.len())));
-    }
-    let statement = statements.pop_front().ok_or_else(|| QueryError::NotAllowed("send one statement".into()))?;
-    read_only(&statement)?;
-    Ok(statement)
-}
-
-fn read_only(statement: &DfStatement) -> Result<()> {
-    match statement {
-        DfStatement::Statement(s) => match **s {
-            Statement::Query(_)
-            | Statement::ExplainTable { .. }
-            | Statement::ShowTables { .. }
-            | Statement::ShowColumns { .. } => Ok(()),
-            Statement::Explain { ref statement, .. } => read_only(&DfStatement::Statement(statement.clone())),
-            _ => {
-                let text = s.to_string();
-                let verb = text.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-                Err(QueryError::NotAllowed(format!("{verb} … is not a query")))
-            }
-        },
-        DfStatement::Explain(e) => read_only(&e.statement),
-        DfStatement::CreateExternalTable(_) => {
-            Err(QueryError::NotAllowed("CREATE EXTERNAL TABLE reads outside the lake".into()))
-        }
-        DfStatement::CopyTo(_) => Err(QueryError::NotAllowed("COPY writes outside the lake".into())),
-        other => Err(QueryError::NotAllowed(format!("{other} is not a query"))),
-    }
-}
-
-/// A point in a table's history.
-#[derive(Debug, Clone, PartialEq)]
-enum AsOf {
-    Version(u64),
-    Time(DateTime<Utc>),
-}
-
-impl AsOf {
-    fn parse(table: &str, args: &[FunctionArg]) -> Result<AsOf> {
-        let bad = || {
-            QueryError::TimeTravel(format!(
-                "{table}(...) takes one version number or one timestamp string, \
-                 e.g. {table}(3) or {table}('2026-11-25T10:00:00Z')"
-            ))
-        };
-        let [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v)))] = args else { return Err(bad()) };
-        match &v.value {
-            Value::Number(n, _) => n.parse().map(AsOf::Version).map_err(|_| bad()),
-            Value::SingleQuotedString(s) => DateTime::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&Utc))
-                .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").map(|t| t.and_utc()))
-                .map(AsOf::Time)
-                .map_err(|_| bad()),
-            _ => Err(bad()),
-        }
-    }
-}
-
-/// Replaces `table(<as of>)` by a quoted name for that snapshot and records what to register.
-struct TimeTravel<'a> {
-    tables: &'a BTreeMap<String, LakeTable>,
-    wanted: Vec<(&'a LakeTable, String, AsOf)>,
-}
-
-impl VisitorMut for TimeTravel<'_> {
-    type Break = QueryError;
-
-    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<QueryError> {
-        let TableFactor::Table { name, args, .. } = factor else { return ControlFlow::Continue(()) };
-        let (Some(call), [ObjectNamePart::Identifier(ident)]) = (args.as_ref(), name.0.as_slice()) else {
-            return ControlFlow::Continue(());
-        };
-        let table = if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() };
-        let Some(entry) = self.tables.get(&table) else { return ControlFlow::Continue(()) };
-        match AsOf::parse(&table, &call.args) {
-            Ok(as_of) => {
-                let alias = match &as_of {
-                    AsOf::Version(v) => format!("{table}@v{v}"),
-                    AsOf::Time(t) => format!("{table}@{}", t.to_rfc3339()),
-                };
-                *name = ObjectName(vec![ObjectNamePart::Identifier(Ident::with_quote('"', alias.clone()))]);
-                *args = None;
-                self.wanted.push((entry, alias, as_of));
-                ControlFlow::Continue(())
-            }
-            Err(e) => ControlFlow::Break(e),
-        }
-    }
 }
 
 fn columns(schema: &Schema) -> Vec<Column> {
@@ -464,50 +364,9 @@ pub async fn register(ctx: &SessionContext, name: &str, table: &DeltaTable) -> R
     Ok(())
 }
 
-/// Walks the SQL statement inside `statement` (through `EXPLAIN`) with `visitor`.
-fn visit_statement<B>(statement: &mut DfStatement, visitor: &mut impl VisitorMut<Break = B>) -> ControlFlow<B> {
-    match statement {
-        DfStatement::Statement(s) => s.visit(visitor),
-        DfStatement::Explain(e) => visit_statement(&mut e.statement, visitor),
-        _ => ControlFlow::Continue(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_single_read_only_queries_pass() {
-        for ok in [
-            "SELECT 1",
-            "WITH a AS (SELECT 1) SELECT * FROM a",
-            "EXPLAIN SELECT 1",
-            "select count(*) from chat_turns",
-            "SHOW TABLES",
-            "DESCRIBE chat_turns",
-            "SELECT * FROM chat_turns(3)",
-            "EXPLAIN ANALYZE SELECT 1",
-        ] {
-            check_read_only(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-        for bad in [
-            "DROP TABLE chat_turns",
-            "INSERT INTO chat_turns VALUES (1)",
-            "DELETE FROM chat_turns",
-            "UPDATE chat_turns SET prompt = 'x'",
-            "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc'",
-            "COPY (SELECT 1) TO '/tmp/x.parquet'",
-            "SET datafusion.execution.batch_size = 1",
-            "SELECT 1; SELECT 2",
-            "CREATE TABLE t AS SELECT 1",
-            "CREATE VIEW v AS SELECT 1",
-            "EXPLAIN COPY (SELECT 1) TO '/tmp/x.csv'",
-        ] {
-            assert!(matches!(check_read_only(bad), Err(QueryError::NotAllowed(_))), "{bad} passed");
-        }
-        assert!(matches!(check_read_only("SELEC 1"), Err(QueryError::Plan(_))));
-    }
 
     #[test]
     fn datafusion_settings_apply_and_unknown_ones_are_refused() {
@@ -522,31 +381,6 @@ mod tests {
             cfg.datafusion.0.insert(key.into(), value.into());
             let err = session_config(&cfg).expect_err(key).to_string();
             assert!(err.contains("query.datafusion") && err.contains(key), "{err}");
-        }
-    }
-
-    #[test]
-    fn time_travel_arguments() {
-        let args = |sql: &str| -> Vec<FunctionArg> {
-            let DfStatement::Statement(s) = parse_read_only(sql).expect("parses") else { panic!("{sql}") };
-            let Statement::Query(q) = *s else { panic!("{sql}") };
-            let gata_lakehouse::deltalake::datafusion::sql::sqlparser::ast::SetExpr::Select(select) = *q.body else {
-                panic!("{sql}")
-            };
-            let TableFactor::Table { args: Some(a), .. } = &select.from[0].relation else { panic!("{sql}") };
-            a.args.clone()
-        };
-        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t(7)")).expect("version"), AsOf::Version(7));
-        let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").expect("time").with_timezone(&Utc);
-        assert_eq!(
-            AsOf::parse("t", &args("SELECT * FROM t('2026-11-25T10:00:00Z')")).expect("rfc3339"),
-            AsOf::Time(at)
-        );
-        assert_eq!(AsOf::parse("t", &args("SELECT * FROM t('2026-11-25 10:00:00')")).expect("naive"), AsOf::Time(at));
-        for bad in
-            ["SELECT * FROM t(-1)", "SELECT * FROM t('yesterday')", "SELECT * FROM t(1, 2)", "SELECT * FROM t(x)"]
-        {
-            assert!(matches!(AsOf::parse("t", &args(bad)), Err(QueryError::TimeTravel(_))), "{bad}");
         }
     }
 }

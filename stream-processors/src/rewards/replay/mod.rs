@@ -10,34 +10,30 @@
 //! for every recorded epoch — under the recorded policy (an audit) or another (`--policy`, a
 //! what-if). Every difference is named down to epoch, account and submission.
 
-use std::{
-    collections::{BTreeMap, BTreeSet, HashMap},
-    time::{Duration, Instant},
-};
+mod rescore;
+mod source;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 pub use gata_contract::LogRecord;
 use gata_contract::{
-    topics::{Feed, QUALITY_SCORES, intake_topic, kind_of_topic},
-    {Event, EventKind, Limits, QualityScore, Verdict},
+    topics::{Feed, QUALITY_SCORES},
+    {EventKind, Limits, QualityScore, Verdict},
 };
-use gata_infra::{kafka::KafkaClients, record_mac::RecordMac};
 pub use gata_lakehouse::log::LogStream;
 use gata_lakehouse::{Lake, LakeRecord, Offset, TableId, TopicPartition, rows::record_batch};
-use gata_parallel::{available_threads, map_fold_ordered};
 use gata_rewards::{Contribution, EpochRewards, Policy, fold_epoch, policy::score_bp};
-use gata_scoring::{Prepared, SCORER_VERSION, Scorer, ScorerConfig};
+use gata_scoring::SCORER_VERSION;
 use indicatif::ProgressBar;
-use rdkafka::{
-    Offset as KafkaOffset, TopicPartitionList,
-    consumer::{BaseConsumer, Consumer},
-    message::Message,
-};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::{Result, scoring::publication};
+use rescore::{Rescore, Rescored};
+pub use source::{in_memory, kafka_log};
+
+use crate::Result;
 
 /// What to replay.
 #[derive(Debug, Clone)]
@@ -161,203 +157,6 @@ impl ReplayReport {
         self.scores.is_empty()
             && self.stats.is_empty()
             && self.epochs.iter().all(|e| e.recorded_root == e.replayed_root)
-    }
-}
-
-/// Reads every record of the intake topics, from the earliest offset to the high watermark each
-/// partition had when the read began, in receipt order (as [`Lake::receipt_ordered_log`]).
-/// Unlike bronze, the log also holds the records that were dead-lettered; they do not decode
-/// and are skipped. The records are sorted in memory: the bronze table is the bounded path.
-pub async fn kafka_log(kafka: &KafkaClients, progress: ProgressBar) -> Result<Vec<LogRecord>> {
-    let consumer: BaseConsumer =
-        kafka.consumer("gata-replay").create().map_err(crate::ProcessorError::kafka("create consumer"))?;
-    let mac = kafka.record_mac().cloned();
-    tokio::task::spawn_blocking(move || read_to_watermarks(&consumer, mac.as_ref(), &progress))
-        .await
-        .map_err(|e| crate::ProcessorError::Replay(format!("log reader: {e}")))?
-}
-
-fn read_to_watermarks(
-    consumer: &BaseConsumer,
-    mac: Option<&RecordMac>,
-    progress: &ProgressBar,
-) -> Result<Vec<LogRecord>> {
-    const TIMEOUT: Duration = Duration::from_secs(10);
-    let mut assignment = TopicPartitionList::new();
-    let mut remaining: HashMap<(String, i32), i64> = HashMap::new();
-    for kind in EventKind::ALL {
-        let topic = intake_topic(kind);
-        let metadata = consumer
-            .fetch_metadata(Some(topic), TIMEOUT)
-            .map_err(crate::ProcessorError::kafka("read the intake topics' metadata"))?;
-        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
-            let (low, high) = consumer
-                .fetch_watermarks(topic, partition.id(), TIMEOUT)
-                .map_err(crate::ProcessorError::kafka("read a partition's watermarks"))?;
-            if high > low {
-                assignment
-                    .add_partition_offset(topic, partition.id(), KafkaOffset::Beginning)
-                    .map_err(crate::ProcessorError::kafka("assign a partition"))?;
-                remaining.insert((topic.to_string(), partition.id()), high);
-                progress.inc_length((high - low) as u64);
-            }
-        }
-    }
-    consumer.assign(&assignment).map_err(crate::ProcessorError::kafka("assign the intake partitions"))?;
-    let mut log = Vec::new();
-    let mut quiet = Instant::now();
-    while !remaining.is_empty() {
-        let Some(polled) = consumer.poll(Duration::from_millis(200)) else {
-            if quiet.elapsed() > TIMEOUT {
-                return Err(crate::ProcessorError::Replay(format!(
-                    "the broker sent nothing for {TIMEOUT:?} with {} partitions not read to their end",
-                    remaining.len()
-                )));
-            }
-            continue;
-        };
-        let m = polled.map_err(crate::ProcessorError::kafka("read the log"))?;
-        quiet = Instant::now();
-        let key = (m.topic().to_string(), m.partition());
-        let Some(&high) = remaining.get(&key) else { continue };
-        if m.offset() >= high {
-            remaining.remove(&key);
-            continue;
-        }
-        progress.inc(1);
-        // What the sink dead-letters (a forged record of a platform topic) the lake never holds.
-        let genuine = gata_infra::record_mac::forged(mac, &m).is_none();
-        if genuine {
-            log.push(gata_infra::kafka::log_record(&m));
-        }
-        if m.offset() + 1 >= high {
-            remaining.remove(&key);
-        }
-    }
-    log.sort_by(|a, b| a.replay_order().cmp(&b.replay_order()));
-    Ok(log)
-}
-
-/// Records already in memory (in receipt order) as a [`LogStream`], with their count.
-pub fn in_memory(log: Vec<LogRecord>) -> (u64, LogStream) {
-    let count = log.len() as u64;
-    let mut records = log.into_iter();
-    let chunks = std::iter::from_fn(move || {
-        let chunk: Vec<LogRecord> = records.by_ref().take(8192).collect();
-        (!chunk.is_empty()).then_some(Ok(chunk))
-    });
-    (count, futures::stream::iter(chunks).boxed())
-}
-
-/// Re-scores the text submissions of the log, fed in its order, with this build's scorer. Each
-/// fed chunk's records are decoded and their texts assessed on every core while the scorer folds
-/// the ones before them in order ([`map_fold_ordered`]). What it keeps is the scorer's state and,
-/// per submission, its receipt time and its score as the rewards fold reads it (the whole score
-/// event only when asked to); never the log.
-struct Rescore {
-    limits: Limits,
-    threads: usize,
-    scorer: Scorer,
-    /// Preferences read before their turn, by turn.
-    parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>>,
-    scored: Rescored,
-}
-
-/// What [`Rescore`] produced.
-#[derive(Debug, Default)]
-struct Rescored {
-    /// Each submission's receipt time (its first copy's).
-    received: HashMap<Uuid, DateTime<Utc>>,
-    /// Each score, as the rewards fold reads it.
-    contributions: Vec<Contribution>,
-    /// Each score event, when kept.
-    scores: Option<Vec<QualityScore>>,
-}
-
-impl Rescored {
-    /// Scores `event` with `scorer` (none for a kind it does not judge) and adds the score.
-    fn score(&mut self, scorer: &mut Scorer, event: &Event, prepared: Prepared, tp: &TopicPartition, offset: Offset) {
-        let Some(score) = scorer.score_event(event, prepared) else { return };
-        let published = publication(event, &score, tp, offset);
-        if let Some(at) = self.received.get(&published.subject_event_id) {
-            self.contributions.push(contribution(&published, *at));
-        }
-        if let Some(scores) = &mut self.scores {
-            scores.push(published);
-        }
-    }
-}
-
-impl Rescore {
-    /// A scorer at the start of the log; `keep_scores` keeps every score event as well.
-    fn new(keep_scores: bool) -> Self {
-        Self {
-            limits: Limits::default().for_replay(),
-            threads: available_threads(),
-            scorer: Scorer::new(ScorerConfig::default()),
-            parked: HashMap::new(),
-            scored: Rescored { scores: keep_scores.then(Vec::new), ..Rescored::default() },
-        }
-    }
-
-    /// Scores the submissions of `records`, the next records of the log.
-    fn feed(&mut self, records: &[LogRecord], progress: &ProgressBar) {
-        let limits = &self.limits;
-        let decode = |r: &LogRecord| {
-            let event = Event::parse(kind_of_topic(&r.source.topic)?, &r.payload, limits).ok()?;
-            let prepared = Prepared::of(&event);
-            Some((event, prepared))
-        };
-        let Self { scorer, parked, scored, .. } = self;
-        map_fold_ordered(records, self.threads, decode, |r, decoded| {
-            progress.inc(1);
-            // Bronze holds only records that decoded when they landed; one that no longer does
-            // (a tampered row) is left out here and shows up as a missing score.
-            let Some((event, prepared)) = decoded else { return };
-            if scored.received.contains_key(&event.event_id()) {
-                return;
-            }
-            scored.received.insert(event.event_id(), r.received_at);
-            let (tp, off) = (r.source.clone(), r.offset);
-            match &event {
-                Event::ChatTurn(turn) => {
-                    let turn_id = turn.turn_id.clone();
-                    scored.score(scorer, &event, prepared, &tp, off);
-                    for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
-                        scored.score(scorer, &pref, Prepared::Nothing, &tp, off);
-                    }
-                }
-                Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
-                    parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
-                }
-                _ => scored.score(scorer, &event, prepared, &tp, off),
-            }
-        });
-    }
-
-    /// The scores, once the whole log was fed (preferences whose turn never came are scored
-    /// last, in receipt order).
-    fn finish(mut self) -> Rescored {
-        let mut left: Vec<_> = std::mem::take(&mut self.parked).into_values().flatten().collect();
-        left.sort_by_key(|(e, tp, off)| (self.scored.received.get(&e.event_id()).copied(), tp.clone(), *off));
-        for (pref, tp, off) in left {
-            self.scored.score(&mut self.scorer, &pref, Prepared::Nothing, &tp, off);
-        }
-        self.scored
-    }
-}
-
-fn contribution(s: &QualityScore, received_at: DateTime<Utc>) -> Contribution {
-    Contribution {
-        contributor: s.contributor_id.clone(),
-        subject: s.subject_event_id,
-        kind: s.subject_kind,
-        scorer_version: s.scorer_version.clone(),
-        score: s.score,
-        verdict: s.verdict,
-        reason_codes: s.reasons.iter().map(|r| r.code.clone()).collect(),
-        received_at,
-        votes: Vec::new(),
     }
 }
 
