@@ -53,7 +53,7 @@ pub enum MarketError {
     Follower(#[source] std::io::Error),
     /// Counting a listing's rows failed.
     #[error(transparent)]
-    Query(#[from] gata_query_api::QueryError),
+    Query(#[from] gata_sql::QueryError),
 }
 
 impl MarketError {

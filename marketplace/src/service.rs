@@ -14,7 +14,7 @@ use gata_infra::{
     auth::{Principal, Role},
     record_mac::RecordMac,
 };
-use gata_query_api::{Catalog, View, Views, sql::SqlEngine};
+use gata_sql::{Catalog, SqlEngine, View, Views};
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord},

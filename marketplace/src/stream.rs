@@ -20,7 +20,7 @@ use std::{
 use futures::Stream;
 use gata_contract::{EventKind, ListingSpec};
 use gata_lakehouse::{Lake, TableId, deltalake::datafusion::prelude::SessionContext};
-use gata_query_api::{Catalog, catalog::LakeTable, sql::register};
+use gata_sql::{Catalog, catalog::LakeTable, engine::register};
 use serde_json::{Map, Value};
 
 use gata_market::{listing_sql, silver_table};

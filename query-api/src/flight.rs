@@ -88,7 +88,7 @@ impl FlightSql {
                 stop.cancelled_owned(),
             )
             .await
-            .map_err(QueryError::Flight)
+            .map_err(|e| QueryError::Flight(Box::new(e)))
     }
 
     fn principal<T>(&self, request: &Request<T>) -> Result<Principal, Status> {

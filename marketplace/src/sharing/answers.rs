@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use futures::StreamExt as _;
 use gata_infra::auth::Principal;
 use gata_lakehouse::deltalake::parquet::arrow::ArrowWriter;
-use gata_query_api::{View, catalog::LakeTable, executor::Cap};
+use gata_sql::{View, catalog::LakeTable, executor::Cap};
 use sha2::{Digest, Sha256};
 
 use super::{CACHE_TTL, ShareError, Sharing, WRITER_STRIPES, error, internal, select_all};

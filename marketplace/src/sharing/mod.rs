@@ -33,7 +33,7 @@ use axum::{
 use gata_api::JsonBody;
 use gata_infra::auth::Principal;
 use gata_lakehouse::deltalake::kernel::{StructType, engine::arrow_conversion::TryFromArrow as _};
-use gata_query_api::{View, Views as _, catalog::LakeTable, sql::SqlEngine};
+use gata_sql::{SqlEngine, View, Views as _, catalog::LakeTable};
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -55,7 +55,7 @@ pub enum QueryError {
 
     /// The Flight SQL server stopped with an error.
     #[error("Flight SQL server: {0}")]
-    Flight(#[source] tonic::transport::Error),
+    Flight(#[source] Box<dyn std::error::Error + Send + Sync>),
 
     /// The principal may not do this.
     #[error("{0}")]

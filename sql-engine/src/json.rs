@@ -4,7 +4,7 @@ use gata_lakehouse::deltalake::arrow::{error::ArrowError, record_batch::RecordBa
 use serde_json::{Map, Value};
 
 /// Rows as JSON objects keyed by column name (nulls included, binary as hex).
-pub(crate) fn rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ArrowError> {
+pub fn rows(batches: &[RecordBatch]) -> Result<Vec<Map<String, Value>>, ArrowError> {
     let mut writer = arrow_json::WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, arrow_json::writer::JsonArray>(Vec::new());

@@ -157,7 +157,7 @@ impl SqlEngine {
 
     /// A fresh session holding the tables `principal` may read, at their latest versions,
     /// with the memory limit.
-    pub(crate) async fn session(&self, principal: &Principal) -> Result<SessionContext> {
+    pub async fn session(&self, principal: &Principal) -> Result<SessionContext> {
         let latest = self.catalog.latest().await?;
         let ctx = self.session_over(&readable(&latest, principal)).await?;
         self.register_views(&ctx, principal, &latest).await?;

@@ -90,7 +90,7 @@ mod tests {
     use gata_lakehouse::deltalake::datafusion::sql::sqlparser::ast::Statement;
 
     use super::*;
-    use crate::sql::read_only::parse_read_only;
+    use crate::engine::read_only::parse_read_only;
 
     #[test]
     fn time_travel_arguments() {
