@@ -12,10 +12,17 @@ use crate::request_id;
 /// An error a route answers with. Each crate's error enum implements it; [`respond`] writes
 /// the answer.
 pub trait ApiError: std::fmt::Display {
+    /// The HTTP status and a stable, machine-readable code (`invalid_event`, `rate_limited`,
+    /// …): one `match` over the error's variants.
+    fn status_and_code(&self) -> (StatusCode, &'static str);
     /// The HTTP status.
-    fn status(&self) -> StatusCode;
-    /// A stable, machine-readable code (`invalid_event`, `rate_limited`, …).
-    fn code(&self) -> &'static str;
+    fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+    /// The stable code.
+    fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
     /// Structured detail for the caller, such as one entry per invalid field. Never sent
     /// with a 5xx.
     fn details(&self) -> Option<Value> {
@@ -95,11 +102,8 @@ impl std::fmt::Display for Problem {
 }
 
 impl ApiError for Problem {
-    fn status(&self) -> StatusCode {
-        self.status
-    }
-    fn code(&self) -> &'static str {
-        self.code
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        (self.status, self.code)
     }
     fn retry_after(&self) -> Option<u64> {
         self.retry_after

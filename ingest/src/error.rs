@@ -122,36 +122,21 @@ fn invalid_events(problems: &[LineProblem]) -> usize {
 }
 
 impl ApiError for IngestError {
-    fn status(&self) -> StatusCode {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BadEncoding { .. } | Self::Empty | Self::Invalid { malformed: true, .. } => StatusCode::BAD_REQUEST,
-            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } | Self::Invalid { too_large: true, .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::UnsupportedEncoding(_) => "unsupported_encoding",
-            Self::BadEncoding { .. } => "bad_encoding",
-            Self::BodyTooLarge { .. } => "body_too_large",
-            Self::TooManyEvents { .. } => "too_many_events",
-            Self::Empty => "empty_body",
-            Self::Invalid { malformed: true, .. } => "malformed_json",
-            Self::Invalid { too_large: true, .. } => "too_large",
-            Self::Invalid { .. } => "invalid_event",
-            Self::Unavailable { .. } => "log_unavailable",
-            Self::Forbidden { .. } => "forbidden",
-            Self::Internal(_) => "internal_error",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding"),
+            Self::BadEncoding { .. } => (StatusCode::BAD_REQUEST, "bad_encoding"),
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
+            Self::Empty => (StatusCode::BAD_REQUEST, "empty_body"),
+            Self::Invalid { malformed: true, .. } => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::Invalid { too_large: true, .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_event"),
+            Self::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "log_unavailable"),
+            Self::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 

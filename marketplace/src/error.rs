@@ -64,35 +64,19 @@ impl MarketError {
 }
 
 impl ApiError for MarketError {
-    fn status(&self) -> StatusCode {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. } | Refusal::UnknownPurchase(_)) => {
-                StatusCode::NOT_FOUND
+                (StatusCode::NOT_FOUND, "not_found")
             }
-            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Refused(_) | Self::Empty(_) => StatusCode::CONFLICT,
-            Self::Gone(_) => StatusCode::GONE,
+            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Refused(_) | Self::Empty(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Gone(_) => (StatusCode::GONE, "gone"),
             Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } | Self::Lake(_) | Self::Follower(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
-            Self::Query(e) => e.status(),
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::Invalid(_) => "invalid",
-            Self::Refused(Refusal::UnknownListing(_) | Refusal::NotOnSale { .. } | Refusal::UnknownPurchase(_)) => {
-                "not_found"
-            }
-            Self::Refused(Refusal::NotYours { .. }) | Self::Forbidden(_) => "forbidden",
-            Self::Refused(_) | Self::Empty(_) => "conflict",
-            Self::Gone(_) => "gone",
-            Self::Unavailable(_) | Self::Kafka(_) | Self::Chain { .. } | Self::Lake(_) | Self::Follower(_) => {
-                "unavailable"
-            }
-            Self::Query(e) => e.code(),
+            Self::Query(e) => e.status_and_code(),
         }
     }
 

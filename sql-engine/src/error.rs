@@ -125,48 +125,27 @@ impl From<DataFusionError> for QueryError {
 }
 
 impl ApiError for QueryError {
-    fn status(&self) -> StatusCode {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::BadRequest(_) | Self::NotAllowed(_) | Self::Plan(_) | Self::TimeTravel(_) => StatusCode::BAD_REQUEST,
-            Self::ResourcesExhausted(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotAllowed(_) => (StatusCode::BAD_REQUEST, "not_allowed"),
+            Self::Plan(_) => (StatusCode::BAD_REQUEST, "plan_error"),
+            Self::TimeTravel(_) => (StatusCode::BAD_REQUEST, "time_travel"),
+            Self::ResourcesExhausted(_) => (StatusCode::SERVICE_UNAVAILABLE, "resources_exhausted"),
+            Self::Timeout(_) => (StatusCode::REQUEST_TIMEOUT, "timeout"),
             Self::Engine(_)
             | Self::Lake(_)
             | Self::Encode(_)
             | Self::Io(_)
             | Self::Flight(_)
             | Self::Startup(_)
-            | Self::Table { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            Self::TooLarge(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Cancelled(_) => StatusCode::CONFLICT,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::BadRequest(_) => "bad_request",
-            Self::NotAllowed(_) => "not_allowed",
-            Self::Plan(_) => "plan_error",
-            Self::ResourcesExhausted(_) => "resources_exhausted",
-            Self::Timeout(_) => "timeout",
-            Self::Engine(_)
-            | Self::Lake(_)
-            | Self::Encode(_)
-            | Self::Io(_)
-            | Self::Flight(_)
-            | Self::Startup(_)
-            | Self::Table { .. } => "internal",
-            Self::Forbidden(_) => "forbidden",
-            Self::TimeTravel(_) => "time_travel",
-            Self::NotAcceptable(_) => "not_acceptable",
-            Self::TooLarge(_) => "result_too_large",
-            Self::Cancelled(_) => "cancelled",
-            Self::NotFound(_) => "not_found",
-            Self::RateLimited { .. } => "rate_limited",
+            | Self::Table { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
+            Self::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "result_too_large"),
+            Self::Cancelled(_) => (StatusCode::CONFLICT, "cancelled"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
         }
     }
 

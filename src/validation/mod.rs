@@ -163,27 +163,16 @@ pub enum ValidationError {
 }
 
 impl ApiError for ValidationError {
-    fn status(&self) -> StatusCode {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            Self::TooManyOpen(_) | Self::Full | Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unknown(_) => StatusCode::CONFLICT,
-            Self::NotYours(_) | Self::NoWallet => StatusCode::FORBIDDEN,
-            Self::BadScore => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            Self::TooManyOpen(_) | Self::Full | Self::Unknown(_) => "lease",
-            Self::NotYours(_) | Self::NoWallet => "forbidden",
-            Self::RateLimited(_) => "rate_limited",
-            Self::BadScore => "invalid",
-            Self::BadSignature(_) => "bad_signature",
-            Self::Unavailable(_) => "unavailable",
-            Self::Internal => "internal_error",
+            Self::TooManyOpen(_) | Self::Full => (StatusCode::TOO_MANY_REQUESTS, "lease"),
+            Self::Unknown(_) => (StatusCode::CONFLICT, "lease"),
+            Self::NotYours(_) | Self::NoWallet => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::BadScore => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
         }
     }
 
