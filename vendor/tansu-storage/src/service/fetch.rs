@@ -13,7 +13,12 @@
 // limitations under the License.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    collections::HashSet,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{
+        LazyLock, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -132,6 +137,45 @@ pub(crate) static PRODUCED_BYTES: AtomicU64 = AtomicU64::new(0);
 /// `max_wait`, waiting for a produce. Well inside a client's request timeout (librdkafka's is
 /// `socket.timeout.ms`, 60 s, past `max_wait`).
 const IDLE_HOLD: Duration = Duration::from_secs(5);
+
+/// Patched for gata (see PATCHES.md): the fetches (their partitions and offsets) whose last
+/// answer was empty. Only a fetch that asks again for exactly such a set is held past its
+/// `max_wait`: a consumer idling. A fetch for a set not seen empty (a consumer that has just
+/// started, or been given other partitions) is answered at `max_wait`, so that its next fetch,
+/// for the partitions it now has, is not kept waiting behind a hold.
+static EMPTY_FETCHES: LazyLock<Mutex<HashSet<u64>>> = LazyLock::new(Mutex::default);
+
+/// The most empty fetches remembered; past it they are forgotten all at once (each consumer's
+/// next empty fetch is then answered at `max_wait`, and remembered again).
+const EMPTY_FETCHES_MAX: usize = 4096;
+
+/// The identity of a fetch: its topics, partitions and offsets.
+fn fetch_key(topics: &[FetchTopic]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    for topic in topics {
+        topic.topic.hash(&mut hasher);
+        topic.topic_id.hash(&mut hasher);
+        for partition in topic.partitions.iter().flatten() {
+            partition.partition.hash(&mut hasher);
+            partition.fetch_offset.hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
+/// Whether the fetch `key` came back empty last time (then it may be held); remembers that it
+/// is empty now.
+fn empty_again(key: u64) -> bool {
+    let mut empty = EMPTY_FETCHES.lock().unwrap_or_else(PoisonError::into_inner);
+    if empty.contains(&key) {
+        return true;
+    }
+    if empty.len() >= EMPTY_FETCHES_MAX {
+        empty.clear();
+    }
+    _ = empty.insert(key);
+    false
+}
 
 /// What was produced while a fetch waited.
 enum Produced {
@@ -417,13 +461,18 @@ impl FetchService {
                 }
 
                 // Patched for gata (see PATCHES.md): max_wait is up and nothing arrived since the
-                // last pass. With nothing to return, the fetch is held until something is
-                // produced (then it reads once more and answers) or the hold ends: a record
-                // still waits at most max_wait (less, once it is over), and an idle consumer
-                // sends one fetch per hold instead of one per max_wait. A fetch that asked not
-                // to wait is answered at once.
+                // last pass. With nothing to return, a fetch that came back empty last time is
+                // held until something is produced (then it reads once more and answers) or the
+                // hold ends: a record still waits at most max_wait (less, once it is over), and
+                // an idle consumer sends one fetch per hold instead of one per max_wait. A fetch
+                // that asked not to wait, or for a set of partitions not seen empty, is answered
+                // at once.
                 let held_until = start + max_wait.max(IDLE_HOLD);
-                if bytes > 0 || max_wait.is_zero() || Instant::now() >= held_until {
+                if bytes > 0
+                    || max_wait.is_zero()
+                    || Instant::now() >= held_until
+                    || !empty_again(fetch_key(topics))
+                {
                     break;
                 }
                 match produced_since(produced_before, 1, held_until).await {
