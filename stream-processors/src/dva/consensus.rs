@@ -328,8 +328,9 @@ impl Handler for Run {
     }
 
     async fn tick(&mut self) -> Result<()> {
-        self.next_tick = Instant::now() + TICK;
-        for decision in self.tally.expire(Instant::now()) {
+        let now = Instant::now();
+        self.next_tick = now + TICK;
+        for decision in self.tally.expire(now) {
             self.settle(decision).await?;
         }
         Ok(())

@@ -120,29 +120,6 @@ impl Handler for Processor {
         Ok(())
     }
 
-    async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
-        self.assigned(tps).await
-    }
-
-    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
-        self.revoked(tps).await
-    }
-
-    fn wake_at(&self) -> Option<tokio::time::Instant> {
-        self.holds_anything().then_some(self.next_tick)
-    }
-
-    async fn tick(&mut self) -> Result<()> {
-        self.next_tick = tokio::time::Instant::now() + TICK;
-        self.tick().await
-    }
-
-    async fn finish(&mut self) -> Result<()> {
-        self.publisher.drain().await
-    }
-}
-
-impl Processor {
     /// New partitions: replay each from the start, up to what the bronze table holds first.
     async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
         let bronze = self.lake.open(TableId::Events).await?;
@@ -152,6 +129,44 @@ impl Processor {
         Ok(())
     }
 
+    /// Scores what waits on `tps` (their next owner would not know it was taken in here) and
+    /// waits until every score is acknowledged.
+    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
+        let now = Instant::now();
+        self.reorder.revoked(tps);
+        for polled in self.catch_up.revoked(tps) {
+            self.reorder.push(polled, now);
+        }
+        for waiting in self.parked.release_partitions(tps) {
+            self.score_waiting(waiting).await?;
+        }
+        self.metrics.parked.set(self.parked.len() as i64);
+        self.publisher.drain().await
+    }
+
+    fn wake_at(&self) -> Option<tokio::time::Instant> {
+        self.holds_anything().then_some(self.next_tick)
+    }
+
+    /// Moves on what is held: catch-up records past their wait, records past the reordering
+    /// window, parked preferences whose turn never came, scores acknowledged.
+    async fn tick(&mut self) -> Result<()> {
+        let now = Instant::now();
+        self.next_tick = tokio::time::Instant::from_std(now) + TICK;
+        for polled in self.catch_up.expire(now) {
+            self.reorder.push(polled, now);
+        }
+        self.release_due(now).await?;
+        self.release_expired().await?;
+        self.publisher.settle_ready()
+    }
+
+    async fn finish(&mut self) -> Result<()> {
+        self.publisher.drain().await
+    }
+}
+
+impl Processor {
     async fn admit(&mut self, polled: Polled) -> Result<()> {
         let now = Instant::now();
         for polled in self.catch_up.admit(polled, now) {
@@ -161,19 +176,9 @@ impl Processor {
     }
 
     /// Whether records wait in the catch-up or reordering buffers, preferences are parked, or
-    /// scores are in flight: what [`Self::tick`] moves on.
+    /// scores are in flight: what [`Handler::tick`] moves on.
     fn holds_anything(&self) -> bool {
         self.catch_up.held() + self.reorder.len() + self.parked.len() > 0 || !self.publisher.is_idle()
-    }
-
-    async fn tick(&mut self) -> Result<()> {
-        let now = Instant::now();
-        for polled in self.catch_up.expire(now) {
-            self.reorder.push(polled, now);
-        }
-        self.release_due(now).await?;
-        self.release_expired().await?;
-        self.publisher.settle_ready()
     }
 
     /// Scores the records whose reordering window has passed: decoded and assessed on
@@ -233,21 +238,6 @@ impl Processor {
         }
         self.metrics.parked.set(self.parked.len() as i64);
         Ok(())
-    }
-
-    /// Scores what waits on `tps` (their next owner would not know it was taken in here) and
-    /// waits until every score is acknowledged.
-    async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
-        let now = Instant::now();
-        self.reorder.revoked(tps);
-        for polled in self.catch_up.revoked(tps) {
-            self.reorder.push(polled, now);
-        }
-        for waiting in self.parked.release_partitions(tps) {
-            self.score_waiting(waiting).await?;
-        }
-        self.metrics.parked.set(self.parked.len() as i64);
-        self.publisher.drain().await
     }
 
     async fn score_waiting(&mut self, waiting: Waiting) -> Result<()> {
