@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests of each crate, the end-to-end suite (real embedded Kafka-protocol
 # broker, real Delta tables on disk, real HTTP on loopback) and an interop check with Python
-# deltalake, a Flight SQL test with the ADBC driver, a Delta Sharing test with its Python client, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler, make
+# deltalake, a Flight SQL test with the ADBC driver, schemathesis against the API description, a Delta Sharing test with its Python client, and a browser test of the review page in headless Chromium. Needs the Rust toolchain, a C compiler, make
 # and perl (librdkafka, OpenSSL and SQLite build from bundled sources) and python3; installs the Python packages the tests use when missing.
 # Benchmarks are compiled, not run.
 set -euo pipefail
@@ -43,6 +43,9 @@ python3 -c 'import onnxruntime, ftfy, regex, numpy, PIL' 2>/dev/null ||
 # Delta Sharing interop: the reference Python client reads the marketplace's shares.
 python3 -c 'import delta_sharing' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check delta-sharing
+# The API description against the server: schemathesis runs every check on every operation.
+python3 -c 'import schemathesis.cli, sys; from importlib.metadata import version; sys.exit(version("schemathesis") != "4.32.5")' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
 # Arrow Flight SQL interop: the ADBC Flight SQL driver, as BI tools and notebooks use it.
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check adbc-driver-flightsql adbc-driver-manager pyarrow

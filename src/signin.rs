@@ -9,21 +9,25 @@
 
 use std::sync::Arc;
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     extract::{DefaultBodyLimit, State},
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use gata_api::{JsonBody, Problem};
+use gata_api::{JsonBody, Problem, openapi::refusals};
 use gata_infra::auth::{
     Authenticator, Principal,
     wallet::{SignInError, WalletSessions},
 };
 use gata_marketplace::{Marketplace, routes::acting};
+use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::http::error;
 
@@ -31,7 +35,7 @@ use crate::http::error;
 const MAX_SIGN_IN_BYTES: usize = 16 * 1024;
 
 /// A signed sign-in message.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SignIn {
     /// The EIP-4361 message, exactly as the wallet signed it.
@@ -41,7 +45,7 @@ struct SignIn {
 }
 
 /// A signed link message.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct Link {
     /// Whose id (the caller's own; named only when auth is off).
@@ -53,10 +57,37 @@ struct Link {
 }
 
 /// The authenticated routes that link a contributor id to an address and show the link.
-pub fn link_router(auth: Arc<Authenticator>, market: Marketplace) -> Router {
-    Router::new()
-        .route("/v1/auth/link", post(link).layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES)))
-        .route("/v1/auth/link", get(linked))
+pub fn link_router(auth: Arc<Authenticator>, market: Marketplace) -> ApiRouter {
+    ApiRouter::new()
+        .api_route(
+            "/v1/auth/link",
+            post_with(link, |op| {
+                let op = op
+                    .id("link_address")
+                    .tag("auth")
+                    .summary("Link the caller's contributor id to a wallet address, which is paid its rewards")
+                    .description(
+                        "For contributor ids that are not addresses (configured principals). The address signs \
+                         an EIP-4361 message with a nonce from /v1/auth/nonce, checked as a sign-in is (domain, \
+                         chain id, nonce used once, times, signature), that lists the resource \
+                         urn:gata:link:<contributor_id>. The link and its proof go into the marketplace log; \
+                         epochs ending after it is received pay the contributor at the address. With auth off, \
+                         contributor_id names whose id. 401 sign_in_refused says why a message is refused; 403 \
+                         when the caller acts for someone else; 422 when the id is itself an address.",
+                    )
+                    .response::<200, Json<Value>>();
+                refusals(op, &[401, 403, 409, 429, 503])
+            })
+            .layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES))
+            .get_with(linked, |op| {
+                let op = op
+                    .id("linked_address")
+                    .tag("auth")
+                    .summary("The address the caller's contributor id is paid at now, if any")
+                    .response::<200, Json<Value>>();
+                refusals(op, &[403, 503])
+            }),
+        )
         .with_state((auth, market))
 }
 
@@ -102,21 +133,68 @@ async fn linked(State((_, market)): LinkState, Extension(p): Extension<Principal
 }
 
 /// The unauthenticated routes that start a wallet session.
-pub fn router(auth: Arc<Authenticator>) -> Router {
-    Router::new()
-        .route("/v1/auth/nonce", get(nonce))
-        .route("/v1/auth/siwe", post(sign_in).layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES)))
+pub fn router(auth: Arc<Authenticator>) -> ApiRouter {
+    ApiRouter::new()
+        .api_route(
+            "/v1/auth/nonce",
+            get_with(nonce, |op| {
+                let op = op
+                    .id("wallet_nonce")
+                    .tag("auth")
+                    .summary("A nonce for a Sign-In with Ethereum (EIP-4361) message")
+                    .description(
+                        "Single use, valid for auth.wallet.nonce_ttl. The message must name the domain and chain \
+                         id returned here.",
+                    )
+                    .response::<200, Json<Value>>();
+                refusals(op, &[403, 429])
+            }),
+        )
+        .api_route(
+            "/v1/auth/siwe",
+            post_with(sign_in, |op| {
+                let op = op
+                    .id("wallet_sign_in")
+                    .tag("auth")
+                    .summary("Sign in with a wallet: a signed EIP-4361 message for a bearer session")
+                    .description(
+                        "The server checks the domain, chain id, nonce (issued here, unexpired, unused), issue, \
+                         expiry and not-before times, and the personal_sign signature. The session \
+                         (Authorization: Bearer gws_...) is a contributor whose contributor_id is the address, \
+                         for auth.wallet.session_ttl or until the message's expiry. 401 sign_in_refused says why; \
+                         429 sign_in_busy when too many sign-ins happened within one nonce lifetime.",
+                    )
+                    .response::<200, Json<Value>>();
+                refusals(op, &[401, 403, 429])
+            })
+            .layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES)),
+        )
         .with_state(auth)
 }
 
 /// Who the caller is (behind authentication).
-pub fn whoami_router() -> Router {
-    Router::new().route(
+pub fn whoami_router() -> ApiRouter {
+    ApiRouter::new().api_route(
         "/v1/auth/whoami",
-        get(|Extension(p): Extension<Principal>| async move {
-            Json(json!({ "name": p.name, "role": p.role, "contributor_id": p.contributor_id }))
-        }),
+        get_with(
+            |Extension(p): Extension<Principal>| async move {
+                Json(WhoAmI { name: p.name, role: p.role, contributor_id: p.contributor_id })
+            },
+            |op| op.id("whoami").tag("auth").summary("The principal the bearer token stands for"),
+        ),
     )
+}
+
+/// Who the caller is.
+#[derive(serde::Serialize, JsonSchema)]
+struct WhoAmI {
+    /// The principal's name.
+    name: String,
+    /// Its role.
+    #[schemars(with = "String")]
+    role: gata_infra::auth::Role,
+    /// The contributor it submits as, if any.
+    contributor_id: Option<String>,
 }
 
 fn sessions(auth: &Authenticator) -> Result<&WalletSessions, SignInError> {

@@ -5,9 +5,12 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::request_id;
+use crate::{
+    openapi::{ErrorBody, ErrorDetail},
+    request_id,
+};
 
 /// An error a route answers with. Each crate's error enum implements it; [`respond`] writes
 /// the answer.
@@ -38,16 +41,15 @@ pub trait ApiError: std::fmt::Display {
 /// status and `Retry-After`.
 pub fn respond(err: &dyn ApiError) -> Response {
     let status = err.status();
-    let mut body = json!({ "code": err.code(), "message": public_message(status, err) });
-    if let Some(id) = request_id::current() {
-        body["request_id"] = json!(&*id);
-    }
-    if !status.is_server_error()
-        && let Some(details) = err.details()
-    {
-        body["details"] = details;
-    }
-    let mut response = (status, Json(json!({ "error": body }))).into_response();
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: err.code().to_string(),
+            message: public_message(status, err),
+            details: if status.is_server_error() { None } else { err.details() },
+            request_id: request_id::current().map(|id| id.to_string()),
+        },
+    };
+    let mut response = (status, Json(body)).into_response();
     let retry_after = err.retry_after().or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
     if let Some(secs) = retry_after {
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -1,17 +1,19 @@
 //! The one JSON body extractor.
 
 use axum::{
-    extract::{FromRequest, Request, rejection::JsonRejection},
-    http::StatusCode,
+    extract::{FromRequest, FromRequestParts, Path, Request, rejection::JsonRejection},
+    http::{StatusCode, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::Problem;
 
 /// A JSON request body of type `T`. A body that is not JSON, not sent as JSON, too large, or
 /// not a `T` is answered with the shared error body:
 /// `malformed_json` (400), `unsupported_media_type` (415), `body_too_large` (413) or
-/// `invalid_body` (422, naming the field).
+/// `invalid_body` (422, naming the field). As in JSON Schema, a number with a zero fraction
+/// (`1.0`) is an integer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonBody<T>(pub T);
 
@@ -19,9 +21,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(rejected(&rejection)),
+        let mut value = match axum::Json::<Value>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(rejected(&rejection)),
+        };
+        integral_numbers(&mut value);
+        serde_path_to_error::deserialize(value).map(Self).map_err(|e| {
+            let message = format!("Failed to deserialize the JSON body into the target type: {e}");
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
+        })
+    }
+}
+
+/// The largest integer a double holds exactly (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// Writes every number with a zero fraction that a double holds exactly as an integer.
+fn integral_numbers(value: &mut Value) {
+    match value {
+        Value::Number(n) => {
+            if let Some(f) = n.as_f64().filter(|f| n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT) {
+                *n = if f < 0.0 { (f as i64).into() } else { (f as u64).into() };
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+/// Path segments of type `T`. Segments that are not a `T` are answered with the shared error
+/// body: `invalid_path` (400).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(Problem::new(rejection.status(), "invalid_path", rejection.body_text())),
         }
     }
 }
@@ -47,9 +87,12 @@ mod tests {
     use super::*;
 
     #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
     struct Sql {
         #[expect(dead_code, reason = "only parsed")]
         sql: String,
+        #[expect(dead_code, reason = "only parsed")]
+        rows: Option<u32>,
     }
 
     async fn post_body(content_type: &str, body: &'static str) -> (StatusCode, Value) {
@@ -72,6 +115,12 @@ mod tests {
             ("application/json", "{\"sql\": 1}", StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
             (
                 "application/json",
+                "{\"sql\": \"SELECT 1\", \"rows\": 2.5}",
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+            ),
+            (
+                "application/json",
                 "{\"sql\": \"SELECT 1 FROM a_table_with_a_name_long_enough_to_pass_the_limit\"}",
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
@@ -84,5 +133,7 @@ mod tests {
             assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
         }
         assert_eq!(post_body("application/json", "{\"sql\": \"SELECT 1\"}").await.0, StatusCode::OK);
+        // JSON Schema counts 1.0 as an integer, and so does the extractor.
+        assert_eq!(post_body("application/json", "{\"sql\": \"SELECT 1\", \"rows\": 2.0}").await.0, StatusCode::OK);
     }
 }

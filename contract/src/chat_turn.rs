@@ -12,6 +12,7 @@ use super::validate::{Checker, Limits, Violation};
 /// One prompt answered by several models in parallel (multi-model chat).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::fresh_event_id)]
 pub struct ChatTurn {
     /// Client-chosen id (UUIDv7 recommended); assigned by intake when absent.
     #[serde(default = "Uuid::now_v7")]

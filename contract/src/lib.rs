@@ -25,15 +25,15 @@ use serde::{Deserialize, Serialize};
 pub use chat_turn::{ChatTurn, ClientInfo, ModelResponse};
 pub use image_text_pair::{CheckedImage, DecodedImage, ImageFormat, ImagePayload, ImageTextPair, MAX_IMAGE_URL_BYTES};
 pub use market::{
-    ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, PaymentMethod, RESERVED_LISTING_IDS, RevenueShare,
-    is_tx_hash, payment_reference,
+    LISTING_ID_PATTERN, ListingSpec, MAX_LISTING_ID_BYTES, MarketAction, MarketEvent, PaymentMethod,
+    RESERVED_LISTING_IDS, RevenueShare, is_tx_hash, payment_reference,
 };
 pub use preference::Preference;
 pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,
 };
 pub use record::LogRecord;
-pub use validate::{Limits, Violation};
+pub use validate::{ID_PATTERN, Limits, Violation};
 
 /// The kinds of submission the platform accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
@@ -72,12 +72,15 @@ impl EventKind {
             EventKind::Preference => schemars::schema_for!(Preference),
             EventKind::ImageTextPair => schemars::schema_for!(ImageTextPair),
         };
-        let mut value = schema.to_value();
-        // The default of `event_id` is "a fresh UUIDv7", not a constant: keep it out of the schema.
-        if let Some(event_id) = value.pointer_mut("/properties/event_id").and_then(|v| v.as_object_mut()) {
-            event_id.remove("default");
-        }
-        value
+        schema.to_value()
+    }
+}
+
+/// The default of `event_id` is "a fresh UUIDv7", not a constant: the schema of a submission
+/// states none (the derive would write one drawn when the schema is made).
+fn fresh_event_id(schema: &mut schemars::Schema) {
+    if let Some(event_id) = schema.pointer_mut("/properties/event_id").and_then(|v| v.as_object_mut()) {
+        event_id.remove("default");
     }
 }
 

@@ -14,6 +14,8 @@ use super::{
 
 /// Longest listing id, in bytes.
 pub const MAX_LISTING_ID_BYTES: usize = 48;
+/// A listing id as a regular expression (the description's `pattern`); reserved names aside.
+pub const LISTING_ID_PATTERN: &str = "^[a-z][a-z0-9_]{0,47}$";
 
 /// One marketplace event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -155,6 +157,7 @@ pub struct RevenueShare {
 #[serde(deny_unknown_fields)]
 pub struct ListingSpec {
     /// Stable id: lowercase letters, digits and `_`, starting with a letter (`basil_chat`).
+    #[schemars(regex(pattern = LISTING_ID_PATTERN))]
     pub listing_id: String,
     /// Version, from 1; each publish of an existing listing is the next version.
     pub version: u32,

@@ -11,6 +11,7 @@ use super::validate::{Checker, Limits, Violation};
 /// and a reason.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = crate::fresh_event_id)]
 pub struct Preference {
     /// Client-chosen id (UUIDv7 recommended); assigned by intake when absent.
     #[serde(default = "Uuid::now_v7")]

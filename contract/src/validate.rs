@@ -65,6 +65,10 @@ impl Default for Limits {
     }
 }
 
+/// An identifier under the default limits, as a regular expression (the API description's
+/// `pattern`): 1 to 128 bytes of printable ASCII without spaces.
+pub const ID_PATTERN: &str = r"^[!-~]{1,128}$";
+
 impl Limits {
     /// Checks an identifier (contributor, worker, license…): non-empty, at most
     /// `max_id_bytes`, printable ASCII without spaces.

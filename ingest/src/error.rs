@@ -155,6 +155,10 @@ impl ApiError for IngestError {
     }
 }
 
+impl aide::OperationOutput for IngestError {
+    type Inner = gata_api::openapi::ErrorBody;
+}
+
 impl IntoResponse for IngestError {
     fn into_response(self) -> Response {
         gata_api::respond(&self)

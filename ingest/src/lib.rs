@@ -14,4 +14,5 @@ mod routes;
 mod turns;
 
 pub use error::{IngestError, Result};
+pub use produce::{Receipt, Receipts};
 pub use routes::{Framing, IngestState, router, split_events};

@@ -17,11 +17,23 @@ use serde::Serialize;
 use crate::IngestError;
 
 /// Where the log put one event.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Receipt {
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Receipt {
+    /// The event's id.
     pub event_id: String,
+    /// The partition of its intake topic.
     pub partition: i32,
+    /// Its offset in that partition.
     pub offset: i64,
+}
+
+/// The answer to an accepted submission: one receipt per event, in the order sent.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct Receipts {
+    /// How many events were accepted.
+    pub accepted: usize,
+    /// Where each landed.
+    pub events: Vec<Receipt>,
 }
 
 /// Sends every event (keyed by contributor) and waits until all are acknowledged or

@@ -3,21 +3,34 @@
 
 use std::{collections::HashMap, sync::Arc, time::Instant};
 
+use aide::{
+    axum::{
+        ApiRouter,
+        routing::{ApiMethodRouter, post_with},
+    },
+    openapi::{MediaType, RequestBody, SchemaObject},
+    transform::TransformOperation,
+};
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     body::Body,
     extract::State,
     http::{HeaderMap, StatusCode, header},
-    routing::post,
 };
 use futures::StreamExt as _;
-use gata_contract::{Event, EventKind, Violation};
+use gata_api::openapi::refusals;
+use gata_contract::{ChatTurn, Event, EventKind, ImageTextPair, Preference, Violation};
 use gata_infra::{auth::Principal, config::IngestConfig, rate::RateLimits};
 use prometheus::Registry;
 use rdkafka::producer::FutureProducer;
-use serde_json::{Value, json};
 
-use crate::{IngestError, Result, error::LineProblem, metrics::IngestMetrics, produce::produce_all, turns::TurnIndex};
+use crate::{
+    IngestError, Result,
+    error::LineProblem,
+    metrics::IngestMetrics,
+    produce::{Receipts, produce_all},
+    turns::TurnIndex,
+};
 
 /// What a signed event costs in the rate limits, in events: checking its signature takes about
 /// 60 times the CPU of parsing and validating it (the `provenance` benchmark).
@@ -81,12 +94,64 @@ impl IngestState {
 }
 
 /// The intake routes, to be merged into the service's router.
-pub fn router(state: IngestState) -> Router {
-    Router::new()
-        .route("/v1/chat-turns", post(|s, p, h, b| accept(EventKind::ChatTurn, s, p, h, b)))
-        .route("/v1/preferences", post(|s, p, h, b| accept(EventKind::Preference, s, p, h, b)))
-        .route("/v1/image-text-pairs", post(|s, p, h, b| accept(EventKind::ImageTextPair, s, p, h, b)))
+pub fn router(state: IngestState) -> ApiRouter {
+    ApiRouter::new()
+        .api_route("/v1/chat-turns", intake::<ChatTurn>(EventKind::ChatTurn))
+        .api_route("/v1/preferences", intake::<Preference>(EventKind::Preference))
+        .api_route("/v1/image-text-pairs", intake::<ImageTextPair>(EventKind::ImageTextPair))
         .with_state(state)
+}
+
+/// The route taking events of `kind`, whose type is `T`.
+fn intake<T: schemars::JsonSchema>(kind: EventKind) -> ApiMethodRouter<IngestState> {
+    post_with(
+        move |s: State<IngestState>, p: Option<Extension<Principal>>, h: HeaderMap, b: Body| accept(kind, s, p, h, b),
+        move |op| described::<T>(op, kind),
+    )
+}
+
+/// The description of the route taking events of kind `T`: one JSON event or NDJSON, each
+/// event of `T`'s schema; 202 with receipts.
+fn described<T: schemars::JsonSchema>(mut op: TransformOperation<'_>, kind: EventKind) -> TransformOperation<'_> {
+    let name = kind.name();
+    aide::generate::in_context(|ctx| {
+        let json_schema = ctx.schema.subschema_for::<T>();
+        let media = |schema| MediaType { schema: Some(schema), ..Default::default() };
+        let event = SchemaObject { json_schema, example: None, external_docs: None };
+        let lines = SchemaObject {
+            json_schema: schemars::json_schema!({ "type": "string", "description": "One event per line." }),
+            example: None,
+            external_docs: None,
+        };
+        op.inner_mut().request_body = Some(aide::openapi::ReferenceOr::Item(RequestBody {
+            description: None,
+            content: [
+                ("application/json".to_string(), media(event)),
+                ("application/x-ndjson".to_string(), media(lines)),
+            ]
+            .into_iter()
+            .collect(),
+            required: true,
+            extensions: Default::default(),
+        }));
+    });
+    let op = op
+        .id(&format!("submit_{name}s"))
+        .tag("intake")
+        .summary(&format!("Submit {name} events: one JSON event, or NDJSON (one event per line)"))
+        .description(
+            "Every line is checked before anything is produced; one bad event refuses the batch with the line \
+             and field named. Roles: contributor (as its own contributor_id only: another is a 403 forbidden), \
+             app (a trusted application, for any contributor), operator, admin. Intake records the submitting \
+             principal in each event (submitted_by; a client that sends it gets a 422). An event may carry its \
+             author's EIP-712 signature over its canonical bytes; contributor_id must then be the signer's \
+             address, and a signature that does not recover to it is a 422. The body may be compressed with \
+             Content-Encoding gzip or zstd: it is read up to ingest.max_body_bytes as sent and again \
+             decompressed (413 past either); a broken stream is a 400 bad_encoding, another coding a 415 \
+             unsupported_encoding.",
+        )
+        .response_with::<202, Json<Receipts>, _>(|r| r.description("Accepted: in the log, one receipt per event"));
+    refusals(op, &[400, 403, 413, 415, 422, 429, 503])
 }
 
 /// How the body is framed.
@@ -130,7 +195,7 @@ async fn accept(
     principal: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<Receipts>)> {
     let started = Instant::now();
     let framing = framing(&headers)?;
     let encoding = Encoding::of(&headers)?;
@@ -175,7 +240,7 @@ async fn accept(
     }
     state.metrics.events.with_label_values(&[kind.name(), "accepted"]).inc_by(events.len() as u64);
     state.metrics.ack_seconds.with_label_values(&[kind.name()]).observe(started.elapsed().as_secs_f64());
-    Ok((StatusCode::ACCEPTED, Json(json!({ "accepted": receipts.len(), "events": receipts }))))
+    Ok((StatusCode::ACCEPTED, Json(Receipts { accepted: receipts.len(), events: receipts })))
 }
 
 /// Pins every event to who may submit it and records that principal in it: a contributor

@@ -88,6 +88,10 @@ impl ApiError for MarketError {
     }
 }
 
+impl aide::OperationOutput for MarketError {
+    type Inner = gata_api::openapi::ErrorBody;
+}
+
 impl IntoResponse for MarketError {
     fn into_response(self) -> Response {
         gata_api::respond(&self)

@@ -17,18 +17,22 @@
 //!
 //! With auth off (loopback, no principals) the local admin acts for whoever the body names.
 
+use aide::axum::{
+    ApiRouter,
+    routing::{get_with, post_with},
+};
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::State,
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use gata_api::JsonBody;
-use gata_contract::{ListingSpec, MarketAction, PaymentMethod, Violation};
+use gata_api::{JsonBody, PathParams, openapi::refusals};
+use gata_contract::{ID_PATTERN, LISTING_ID_PATTERN, ListingSpec, MarketAction, MarketEvent, PaymentMethod, Violation};
 use gata_infra::auth::{Principal, Role};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -37,19 +41,143 @@ use futures::StreamExt as _;
 use crate::{MarketError, Marketplace, Result, stream::Event as StreamEvent};
 
 /// The marketplace routes.
-pub fn router(market: Marketplace) -> Router {
-    Router::new()
-        .route("/v1/marketplace/listings", get(listings))
-        .route("/v1/marketplace/listings", post(publish))
-        .route("/v1/marketplace/listings/{id}/withdraw", post(withdraw))
-        .route("/v1/marketplace/listings/{id}/stream", get(stream))
-        .route("/v1/marketplace/listings/{id}/preview", get(preview))
-        .route("/v1/marketplace/grants", get(grants))
-        .route("/v1/marketplace/grants", post(grant))
-        .route("/v1/marketplace/revokes", post(revoke))
-        .route("/v1/marketplace/purchases", get(purchases))
-        .route("/v1/marketplace/purchases", post(purchase))
-        .route("/v1/marketplace/purchases/{id}/confirm", post(confirm))
+pub fn router(market: Marketplace) -> ApiRouter {
+    let tag = "marketplace";
+    ApiRouter::new()
+        .api_route(
+            "/v1/marketplace/listings",
+            get_with(listings, |op| {
+                refusals(
+                    op.id("market_listings").tag(tag).summary(
+                        "Every listing (current version), its curator, whether withdrawn, and how many \
+                         contributors grant access to it",
+                    ),
+                    &[503],
+                )
+            })
+            .post_with(publish, |op| {
+                refusals(
+                    op.id("market_publish")
+                        .tag(tag)
+                        .summary("Publish a listing, or the next version of one (operators and admins: curators)")
+                        .response::<201, Json<MarketEvent>>(),
+                    &[403, 409, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/listings/{id}/withdraw",
+            post_with(withdraw, |op| {
+                refusals(
+                    op.id("market_withdraw")
+                        .tag(tag)
+                        .summary("Take a listing off sale (its curator); buyers keep what they bought"),
+                    &[403, 404, 409, 422, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/listings/{id}/stream",
+            get_with(stream, |op| {
+                refusals(
+                    op.id("market_stream").tag(tag).summary(
+                        "A purchased listing's rows as they land (a buyer who owns it), resumable: NDJSON lines \
+                         {cursor, kind, row} (idle lines {cursor, idle} every 15 s), or Server-Sent Events (id = \
+                         cursor, event = kind) with Accept: text/event-stream. Resume after a disconnect with \
+                         ?cursor= or Last-Event-ID: no gaps, no duplicates. Rows of contributors who revoke stop \
+                         at once.",
+                    ),
+                    &[403, 410, 422, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/listings/{id}/preview",
+            get_with(preview, |op| {
+                refusals(
+                    op.id("market_preview").tag(tag).summary(
+                        "What a browser sees before buying: per kind, rows, contributors and quality (mean, min, \
+                         max) now, and three best-scored sample rows with an excerpt (granted data only)",
+                    ),
+                    &[404, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/grants",
+            get_with(grants, |op| {
+                refusals(
+                    op.id("market_grants").tag(tag).summary("Grants: a contributor's own; operators see all"),
+                    &[503],
+                )
+            })
+            .post_with(grant, |op| {
+                refusals(
+                    op.id("market_grant")
+                        .tag(tag)
+                        .summary("A contributor lets buyers of one listing (or of all) see their data"),
+                    &[403, 404, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/revokes",
+            post_with(revoke, |op| {
+                refusals(
+                    op.id("market_revoke")
+                        .tag(tag)
+                        .summary("A contributor withdraws a grant (one listing, or all): effective for the next read"),
+                    &[403, 404, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/purchases",
+            get_with(purchases, |op| {
+                refusals(
+                    op.id("market_purchases")
+                        .tag(tag)
+                        .summary("Purchases: a buyer's own; operators see all (with each revenue split)")
+                        .description(
+                            "Each purchase has status paid or pending and, while pending with a chain configured, \
+                             payment_problem: why the verifier has not confirmed it yet.",
+                        ),
+                    &[503],
+                )
+            })
+            .post_with(purchase, |op| {
+                refusals(
+                    op.id("market_purchase")
+                        .tag(tag)
+                        .summary(
+                            "A buyer purchases a listing version; it stays pending, granting nothing, until its \
+                             payment is confirmed",
+                        )
+                        .description(
+                            "With payments.chain_rpc set, the payment verifier confirms the purchase once the \
+                             transfer payment_ref names (0x and 64 hex digits) goes to payments.treasury, from the \
+                             payer, with data = the purchase id's 16 bytes followed by the listing id, carries at \
+                             least the price times payments.wei_per_unit, and has payments.min_confirmations. \
+                             Choose purchase_id before paying, since the transfer names it. Otherwise an operator \
+                             confirms by hand. Only paid purchases grant rows and pay shares.",
+                        )
+                        .response::<201, Json<MarketEvent>>(),
+                    &[403, 404, 409, 503],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/marketplace/purchases/{id}/confirm",
+            post_with(confirm, |op| {
+                refusals(
+                    op.id("market_confirm_payment")
+                        .tag(tag)
+                        .summary("An operator confirms a purchase's payment by hand; recorded with who confirmed")
+                        .response::<201, Json<MarketEvent>>(),
+                    &[403, 404, 409, 503],
+                )
+            }),
+        )
         .with_state(market)
 }
 
@@ -66,25 +194,45 @@ pub fn acting(principal: &Principal, own: Option<&str>, named: Option<&str>, wha
     }
 }
 
-async fn listings(State(m): State<Marketplace>) -> Result<Json<Value>> {
+/// `GET /v1/marketplace/listings`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Listings {
+    /// Every listing, withdrawn ones included.
+    listings: Vec<ListingEntry>,
+}
+
+/// One listing as the catalogue shows it.
+#[derive(Debug, Serialize, JsonSchema)]
+struct ListingEntry {
+    /// Its current version.
+    listing: ListingSpec,
+    /// Who publishes it.
+    curator: String,
+    /// Whether it is off sale.
+    withdrawn: bool,
+    /// When the current version was published.
+    published_at: chrono::DateTime<chrono::Utc>,
+    /// How many contributors grant its buyers their data.
+    granting_contributors: usize,
+}
+
+async fn listings(State(m): State<Marketplace>) -> Result<Json<Listings>> {
     let listings = m
         .read(|market| {
             market
                 .listings()
                 .iter()
-                .map(|(id, l)| {
-                    json!({
-                        "listing": l.current(),
-                        "curator": l.curator,
-                        "withdrawn": l.withdrawn,
-                        "published_at": l.published_at,
-                        "granting_contributors": market.granted(id).len(),
-                    })
+                .map(|(id, l)| ListingEntry {
+                    listing: l.current().clone(),
+                    curator: l.curator.clone(),
+                    withdrawn: l.withdrawn,
+                    published_at: l.published_at,
+                    granting_contributors: market.granted(id).len(),
                 })
                 .collect::<Vec<_>>()
         })
         .await?;
-    Ok(Json(json!({ "listings": listings })))
+    Ok(Json(Listings { listings }))
 }
 
 async fn publish(
@@ -105,13 +253,16 @@ async fn publish(
 async fn withdraw(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    Path(listing_id): Path<String>,
-) -> Result<Json<Value>> {
+    PathParams(ListingPath { id: listing_id }): PathParams<ListingPath>,
+) -> Result<Json<MarketEvent>> {
     let event = m.submit(Marketplace::event(&p.name, MarketAction::WithdrawListing { listing_id })).await?;
-    Ok(Json(json!(event)))
+    Ok(Json(event))
 }
 
-async fn preview(State(m): State<Marketplace>, Path(listing_id): Path<String>) -> Result<Json<Value>> {
+async fn preview(
+    State(m): State<Marketplace>,
+    PathParams(ListingPath { id: listing_id }): PathParams<ListingPath>,
+) -> Result<Json<Value>> {
     let spec = m
         .read(|market| market.listings().get(&listing_id).map(|l| l.current().clone()))
         .await?
@@ -120,35 +271,48 @@ async fn preview(State(m): State<Marketplace>, Path(listing_id): Path<String>) -
 }
 
 /// The web page (public: it holds no data, and calls the API with the token it is given).
-pub fn page_router() -> Router {
-    Router::new().route("/market", get(|| async { axum::response::Html(include_str!("market.html")) }))
+pub fn page_router() -> ApiRouter {
+    ApiRouter::new().api_route(
+        "/market",
+        get_with(
+            || async { axum::response::Html(include_str!("market.html")) },
+            |op| {
+                op.id("market_page").tag("marketplace").summary(
+                    "The marketplace web page for buyers and creators (public: it holds no data and calls the \
+                     API with the bearer token given in its form or as #token=)",
+                )
+            },
+        ),
+    )
 }
 
 /// The body of a grant or revoke.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct GrantRequest {
     /// Whose data (the caller's own; named only when auth is off).
+    #[schemars(regex(pattern = ID_PATTERN))]
     contributor_id: Option<String>,
     /// Which listing; absent: every listing.
+    #[schemars(regex(pattern = LISTING_ID_PATTERN))]
     listing_id: Option<String>,
 }
 
-async fn grant_or_revoke(m: &Marketplace, p: &Principal, req: GrantRequest, grant: bool) -> Result<Json<Value>> {
+async fn grant_or_revoke(m: &Marketplace, p: &Principal, req: GrantRequest, grant: bool) -> Result<Json<MarketEvent>> {
     let who = acting(p, p.contributor_id.as_deref(), req.contributor_id.as_deref(), "grant access to data")?;
     let action = if grant {
         MarketAction::Grant { contributor_id: who.clone(), listing_id: req.listing_id }
     } else {
         MarketAction::Revoke { contributor_id: who.clone(), listing_id: req.listing_id }
     };
-    Ok(Json(json!(m.submit(Marketplace::event(&who, action)).await?)))
+    Ok(Json(m.submit(Marketplace::event(&who, action)).await?))
 }
 
 async fn grant(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<GrantRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MarketEvent>> {
     grant_or_revoke(&m, &p, req, true).await
 }
 
@@ -156,34 +320,61 @@ async fn revoke(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<GrantRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<MarketEvent>> {
     grant_or_revoke(&m, &p, req, false).await
 }
 
-async fn grants(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+/// `GET /v1/marketplace/grants`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct GrantList {
+    /// The caller's own grants; an operator sees everyone's.
+    grants: Vec<GrantEntry>,
+}
+
+/// What one contributor grants.
+#[derive(Debug, Serialize, JsonSchema)]
+struct GrantEntry {
+    /// Whose data.
+    contributor_id: String,
+    /// Granted to every listing.
+    everyone: bool,
+    /// Granted to these listings.
+    listings: std::collections::BTreeSet<String>,
+    /// Revoked for these listings (overrides `everyone`).
+    revoked: std::collections::BTreeSet<String>,
+}
+
+async fn grants(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<GrantList>> {
     let all = m.read(|market| market.grants().clone()).await?;
-    let visible: Vec<Value> = all
+    let grants = all
         .into_iter()
         .filter(|(c, _)| p.role.operates() || p.contributor_id.as_deref() == Some(c.as_str()))
-        .map(
-            |(c, g)| json!({"contributor_id": c, "everyone": g.everyone, "listings": g.listings, "revoked": g.revoked}),
-        )
+        .map(|(contributor_id, g)| GrantEntry {
+            contributor_id,
+            everyone: g.everyone,
+            listings: g.listings,
+            revoked: g.revoked,
+        })
         .collect();
-    Ok(Json(json!({ "grants": visible })))
+    Ok(Json(GrantList { grants }))
 }
 
 /// The body of a purchase.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PurchaseRequest {
+    /// The listing bought.
+    #[schemars(regex(pattern = LISTING_ID_PATTERN))]
     listing_id: String,
     /// The version to buy (default: the current one).
+    #[schemars(range(min = 1, max = u32::MAX))]
     version: Option<u32>,
     /// The payment rail's reference: the paying transfer's hash, or an invoice id.
     payment_ref: String,
     /// The address the buyer pays from; a buyer with a configured address pays from it.
     payer: Option<String>,
     /// The buyer (named only when auth is off).
+    #[schemars(regex(pattern = ID_PATTERN))]
     buyer: Option<String>,
     /// A client-chosen purchase id, so a retried request buys once.
     purchase_id: Option<Uuid>,
@@ -247,8 +438,23 @@ async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Princip
     Ok(Json(json!({ "purchases": shown })))
 }
 
+/// The `{id}` of a listing route.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct ListingPath {
+    /// The listing id.
+    #[schemars(regex(pattern = LISTING_ID_PATTERN))]
+    id: String,
+}
+
+/// The `{id}` of a purchase route.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct PurchasePath {
+    /// The purchase id.
+    id: Uuid,
+}
+
 /// The body of a confirmation by hand.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfirmRequest {
     /// What the operator checked (an invoice paid, a bank transfer).
@@ -258,7 +464,7 @@ struct ConfirmRequest {
 async fn confirm(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    Path(purchase_id): Path<Uuid>,
+    PathParams(PurchasePath { id: purchase_id }): PathParams<PurchasePath>,
     JsonBody(req): JsonBody<ConfirmRequest>,
 ) -> Result<Response> {
     if !p.role.operates() {
@@ -282,7 +488,7 @@ async fn confirm(
 }
 
 /// The query of a stream subscription.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StreamQuery {
     /// Resume after this cursor (from a delivered row, or an idle line).
@@ -296,7 +502,7 @@ struct StreamQuery {
 async fn stream(
     State(m): State<Marketplace>,
     Extension(p): Extension<Principal>,
-    Path(listing_id): Path<String>,
+    PathParams(ListingPath { id: listing_id }): PathParams<ListingPath>,
     query: std::result::Result<axum::extract::Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {

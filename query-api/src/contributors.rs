@@ -17,25 +17,31 @@ use crate::{QueryError, Result, sql::SqlEngine};
 
 /// Most scores one page returns.
 pub const MAX_LIMIT: usize = 500;
+/// Most scores a page may skip.
+pub const MAX_OFFSET: usize = 1_000_000;
 /// Characters of a prompt shown beside its score.
 const EXCERPT_CHARS: usize = 160;
 
 /// The query parameters of the contributor view.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScoresQuery {
     /// Page size.
+    #[schemars(range(min = 1, max = MAX_LIMIT))]
     pub limit: Option<usize>,
     /// Scores to skip.
+    #[schemars(range(max = MAX_OFFSET))]
     pub offset: Option<usize>,
     /// Only this verdict.
+    #[schemars(extend("enum" = ["accept", "reject"]))]
     pub verdict: Option<String>,
     /// Only this submission kind.
+    #[schemars(extend("enum" = ["chat_turn", "preference", "image_text_pair"]))]
     pub kind: Option<String>,
 }
 
 /// A contributor's page of scores.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ContributorScores {
     /// Whose.
     pub contributor_id: String,
@@ -74,6 +80,9 @@ pub async fn scores(engine: &SqlEngine, contributor: &str, query: &ScoresQuery) 
         return Err(QueryError::BadRequest(format!("limit={limit}; expected 1 to {MAX_LIMIT}")));
     }
     let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(QueryError::BadRequest(format!("offset={offset}; expected at most {MAX_OFFSET}")));
+    }
     // Values travel as parameters ($1 …), never inside the SQL text.
     let mut params = vec![ScalarValue::Utf8(Some(contributor.to_string()))];
     let mut filter = "s.contributor_id = $1".to_string();
@@ -122,7 +131,7 @@ pub async fn scores(engine: &SqlEngine, contributor: &str, query: &ScoresQuery) 
 }
 
 /// A contributor's payouts, one per closed epoch, oldest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ContributorRewards {
     /// Whose (a contributor or a DVA worker id).
     pub contributor_id: String,

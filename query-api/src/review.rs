@@ -25,20 +25,27 @@ use crate::{QueryError, Result, sql::SqlEngine};
 
 /// Most pairs on one page.
 pub const MAX_PER_PAGE: usize = 100;
+/// The last page that may be asked for.
+pub const MAX_PAGE: usize = 100_000;
 
 /// The review page's query parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewQuery {
     /// Page number, from 1.
+    #[schemars(range(min = 1, max = MAX_PAGE))]
     pub page: Option<usize>,
     /// Pairs per page.
+    #[schemars(range(min = 1, max = MAX_PER_PAGE))]
     pub per_page: Option<usize>,
     /// Lowest score shown.
+    #[schemars(range(min = -1.0, max = 1.0))]
     pub min: Option<f64>,
-    /// Highest score shown.
+    /// Highest score shown (below `min`, the page is empty).
+    #[schemars(range(min = -1.0, max = 1.0))]
     pub max: Option<f64>,
     /// Only this verdict (empty: both).
+    #[schemars(extend("enum" = ["", "accept", "reject"]))]
     pub verdict: Option<String>,
 }
 
@@ -57,14 +64,14 @@ impl Filter {
         let bad = |m: String| Err(QueryError::BadRequest(m));
         let (page, per_page) = (q.page.unwrap_or(1), q.per_page.unwrap_or(24));
         let (min, max) = (q.min.unwrap_or(-1.0), q.max.unwrap_or(1.0));
-        if page == 0 {
-            return bad("page starts at 1".into());
+        if !(1..=MAX_PAGE).contains(&page) {
+            return bad(format!("page={page}; expected 1 to {MAX_PAGE}"));
         }
         if !(1..=MAX_PER_PAGE).contains(&per_page) {
             return bad(format!("per_page={per_page}; expected 1 to {MAX_PER_PAGE}"));
         }
-        if !(-1.0..=1.0).contains(&min) || !(-1.0..=1.0).contains(&max) || min > max {
-            return bad(format!("min={min}, max={max}; expected -1 <= min <= max <= 1"));
+        if !(-1.0..=1.0).contains(&min) || !(-1.0..=1.0).contains(&max) {
+            return bad(format!("min={min}, max={max}; expected both within [-1, 1]"));
         }
         let verdict = match q.verdict.as_deref() {
             None | Some("") => None,

@@ -3,20 +3,33 @@
 
 use std::sync::Arc;
 
+use aide::{
+    axum::{
+        ApiRouter,
+        routing::{delete_with, get_with, post_with},
+    },
+    transform::TransformOperation,
+};
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     body::Body,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Query, State, rejection::QueryRejection},
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
 };
-use gata_api::JsonBody;
+use gata_api::{
+    JsonBody, PathParams,
+    openapi::{IdPath, refusals},
+};
 use gata_infra::{auth::Principal, config::QueryConfig};
 use gata_lakehouse::deltalake::datafusion::common::ScalarValue;
+use gata_sql::{
+    engine::{QueryAnswer, TableInfo},
+    executor::Running,
+};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     Catalog, QueryError, Result,
@@ -79,50 +92,177 @@ impl QueryState {
     }
 }
 
+/// The longest time limit a query may ask for, in milliseconds (a day; `query.timeout` still
+/// caps it).
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
 /// The body of `POST /v1/sql`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SqlRequest {
+    /// One read-only statement.
+    #[schemars(length(min = 1))]
     sql: String,
     /// Values for `$1`, `$2`, … placeholders.
     #[serde(default)]
-    params: Vec<Value>,
+    params: Vec<Param>,
     /// A shorter time limit than `query.timeout` for this query, in milliseconds.
+    #[schemars(range(min = 1, max = MAX_TIMEOUT_MS))]
     timeout_ms: Option<u64>,
 }
 
-/// A JSON value as a SQL parameter.
-fn param(value: &Value) -> Result<ScalarValue> {
-    Ok(match value {
-        Value::Null => ScalarValue::Null,
-        Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => ScalarValue::Int64(Some(i)),
-            None => ScalarValue::Float64(n.as_f64()),
-        },
-        Value::String(s) => ScalarValue::Utf8(Some(s.clone())),
-        other => {
-            return Err(QueryError::BadRequest(format!(
-                "params take strings, numbers, booleans and null, not {other}"
-            )));
+/// A SQL parameter: a string, a number, a boolean or null.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum Param {
+    Null(()),
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Param {
+    fn scalar(self) -> ScalarValue {
+        match self {
+            Self::Null(()) => ScalarValue::Null,
+            Self::Bool(b) => ScalarValue::Boolean(Some(b)),
+            Self::Int(i) => ScalarValue::Int64(Some(i)),
+            Self::Float(f) => ScalarValue::Float64(Some(f)),
+            Self::Text(s) => ScalarValue::Utf8(Some(s)),
         }
-    })
+    }
+}
+
+/// `GET /v1/tables`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Tables {
+    /// The tables the caller may read.
+    tables: Vec<TableInfo>,
+}
+
+/// `GET /v1/queries`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Queries {
+    /// The queries running now.
+    queries: Vec<Running>,
+}
+
+/// `DELETE /v1/queries/{id}`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Cancelled {
+    /// The query cancelled.
+    cancelled: String,
+}
+
+/// The `{id}` of a contributor route: printable ASCII without spaces, as the contract's
+/// `max_id_bytes` (128 by default) allows.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct ContributorPath {
+    /// The contributor id.
+    #[schemars(regex(pattern = gata_contract::ID_PATTERN))]
+    id: String,
+}
+
+/// The `{id}` of `GET /review/images/{id}`: an image-text pair's event id.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct PairPath {
+    #[schemars(with = "uuid::Uuid")]
+    id: String,
 }
 
 /// `POST /v1/sql`, `GET /v1/tables`, `GET /v1/queries`, `DELETE /v1/queries/{id}`,
 /// `GET /v1/contributors/{id}/scores`, `GET /v1/contributors/{id}/rewards` and the DVA review page (`GET /review`,
 /// `GET /review/images/{id}`).
-pub fn router(state: QueryState) -> Router {
-    Router::new()
-        .route("/v1/sql", post(sql))
-        .route("/v1/tables", get(tables))
-        .route("/v1/queries", get(queries))
-        .route("/v1/queries/{id}", axum::routing::delete(cancel))
-        .route("/v1/contributors/{id}/scores", get(contributor_scores))
-        .route("/v1/contributors/{id}/rewards", get(contributor_rewards))
-        .route("/review", get(review_page))
-        .route("/review/images/{id}", get(review_image))
+pub fn router(state: QueryState) -> ApiRouter {
+    ApiRouter::new()
+        .api_route("/v1/sql", post_with(sql, sql_docs))
+        .api_route(
+            "/v1/tables",
+            get_with(tables, |op| {
+                op.id("tables")
+                    .tag("sql")
+                    .summary("The tables the caller may read: names, schemas, versions, row counts")
+            }),
+        )
+        .api_route(
+            "/v1/queries",
+            get_with(queries, |op| {
+                refusals(op.id("running_queries").tag("sql").summary("The queries running now (operators)"), &[403])
+            }),
+        )
+        .api_route(
+            "/v1/queries/{id}",
+            delete_with(cancel, |op| {
+                refusals(op.id("cancel_query").tag("sql").summary("Cancel a running query (operators)"), &[403, 404])
+            }),
+        )
+        .api_route(
+            "/v1/contributors/{id}/scores",
+            get_with(contributor_scores, |op| {
+                refusals(
+                    op.id("contributor_scores").tag("contributors").summary(
+                        "A contributor's scores with reasons, newest first (operators, or the contributor itself)",
+                    ),
+                    &[400, 403],
+                )
+            }),
+        )
+        .api_route(
+            "/v1/contributors/{id}/rewards",
+            get_with(contributor_rewards, |op| {
+                refusals(
+                    op.id("contributor_rewards").tag("contributors").summary(
+                        "A contributor's (or DVA worker's) payouts per closed epoch, with the scored submissions \
+                         behind each amount (operators, or the contributor itself)",
+                    ),
+                    &[400, 403],
+                )
+            }),
+        )
+        .api_route(
+            "/review",
+            get_with(review_page, |op| {
+                refusals(
+                    op.id("review_page")
+                        .tag("review")
+                        .summary("The DVA review page: image-text pairs with their scores (HTML)"),
+                    &[400, 403],
+                )
+            }),
+        )
+        .api_route(
+            "/review/images/{id}",
+            get_with(review_image, |op| {
+                refusals(
+                    op.id("review_image")
+                        .tag("review")
+                        .summary("The image of one pair: its bytes, or a redirect to its URL")
+                        .response_with::<200, Vec<u8>, _>(|r| r.description("The image bytes"))
+                        .response_with::<303, (), _>(|r| r.description("The image is stored by URL: go there")),
+                    &[400, 403, 404],
+                )
+            }),
+        )
         .with_state(state)
+}
+
+fn sql_docs(op: TransformOperation<'_>) -> TransformOperation<'_> {
+    let op = op
+        .id("sql")
+        .tag("sql")
+        .summary("Run one read-only SQL statement")
+        .description(
+            "SELECT / WITH / VALUES / EXPLAIN / DESCRIBE / SHOW TABLES over the tables the caller is granted. \
+             `table(N)` reads a table at Delta version N, `table('2026-11-25T10:00:00Z')` as of a time. The \
+             Accept header picks the format (application/json, application/x-ndjson, text/csv, \
+             application/vnd.apache.arrow.stream, application/vnd.apache.parquet); every format but JSON is \
+             streamed, with its id in the gata-query-id header. A streamed answer that fails or passes \
+             query.max_result_bytes / query.max_stream_rows is cut off without its end, so the client sees a \
+             broken transfer.",
+        )
+        .response_with::<200, Json<QueryAnswer>, _>(|r| r.description("The answer (JSON; other formats by Accept)"));
+    refusals(op, &[400, 403, 406, 409, 429, 503])
 }
 
 fn require(allowed: bool, why: &'static str) -> Result<()> {
@@ -137,9 +277,12 @@ async fn sql(
 ) -> Result<Response> {
     require(principal.role.queries(), "this principal may not run SQL")?;
     let format = Format::negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))?;
-    let params = req.params.iter().map(param).collect::<Result<Vec<_>>>()?;
+    let params = req.params.into_iter().map(Param::scalar).collect();
     let timer = std::time::Instant::now();
     let engine = match req.timeout_ms {
+        Some(ms) if !(1..=MAX_TIMEOUT_MS).contains(&ms) => {
+            return Err(QueryError::BadRequest(format!("timeout_ms={ms}; expected 1 to {MAX_TIMEOUT_MS}")));
+        }
         Some(ms) => state.engine.with_timeout(std::time::Duration::from_millis(ms)),
         None => state.engine.clone(),
     };
@@ -175,23 +318,23 @@ async fn answer(
     Ok(response)
 }
 
-async fn tables(State(state): State<QueryState>, Extension(principal): Extension<Principal>) -> Result<Json<Value>> {
-    Ok(Json(json!({ "tables": state.engine.tables(&principal).await? })))
+async fn tables(State(state): State<QueryState>, Extension(principal): Extension<Principal>) -> Result<Json<Tables>> {
+    Ok(Json(Tables { tables: state.engine.tables(&principal).await? }))
 }
 
-async fn queries(State(state): State<QueryState>, Extension(principal): Extension<Principal>) -> Result<Json<Value>> {
+async fn queries(State(state): State<QueryState>, Extension(principal): Extension<Principal>) -> Result<Json<Queries>> {
     require(principal.role.operates(), "only operators see the running queries")?;
-    Ok(Json(json!({ "queries": state.engine.running() })))
+    Ok(Json(Queries { queries: state.engine.running() }))
 }
 
 async fn cancel(
     State(state): State<QueryState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
+    PathParams(IdPath { id }): PathParams<IdPath>,
+) -> Result<Json<Cancelled>> {
     require(principal.role.operates(), "only operators cancel queries")?;
     if state.engine.cancel(&id) {
-        Ok(Json(json!({ "cancelled": id })))
+        Ok(Json(Cancelled { cancelled: id }))
     } else {
         Err(QueryError::NotFound(format!("no running query {id}")))
     }
@@ -200,7 +343,7 @@ async fn cancel(
 async fn contributor_scores(
     State(state): State<QueryState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    PathParams(ContributorPath { id }): PathParams<ContributorPath>,
     query: Result<Query<ScoresQuery>, QueryRejection>,
 ) -> Result<Json<ContributorScores>> {
     require(
@@ -214,7 +357,7 @@ async fn contributor_scores(
 async fn contributor_rewards(
     State(state): State<QueryState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    PathParams(ContributorPath { id }): PathParams<ContributorPath>,
 ) -> Result<Json<ContributorRewards>> {
     require(
         principal.role.operates() || principal.contributor_id.as_deref() == Some(id.as_str()),
@@ -244,7 +387,7 @@ async fn review_page(
 async fn review_image(
     State(state): State<QueryState>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    PathParams(PairPath { id }): PathParams<PairPath>,
 ) -> Result<Response> {
     may_review(&principal)?;
     review::image(&state.engine, &principal, &id).await

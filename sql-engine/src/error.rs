@@ -157,6 +157,10 @@ impl ApiError for QueryError {
     }
 }
 
+impl aide::OperationOutput for QueryError {
+    type Inner = gata_api::openapi::ErrorBody;
+}
+
 impl IntoResponse for QueryError {
     fn into_response(self) -> Response {
         gata_api::respond(&self)

@@ -65,7 +65,7 @@ impl ByteBudget {
 }
 
 /// A query in flight, as `GET /v1/queries` lists it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Running {
     /// Id, for `DELETE /v1/queries/{id}`.
     pub id: String,
@@ -78,6 +78,7 @@ pub struct Running {
     /// Rows delivered so far.
     pub rows: u64,
     #[serde(skip)]
+    #[schemars(skip)]
     cancel: CancellationToken,
 }
 

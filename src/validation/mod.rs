@@ -26,15 +26,18 @@ use std::{
     time::Duration,
 };
 
+use aide::axum::{
+    ApiRouter,
+    routing::{delete_with, get_with, post_with},
+};
 use axum::{
-    Extension, Json, Router,
-    extract::{Path, State},
+    Extension, Json,
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
-    routing::{delete, get, post},
 };
 use chrono::{DateTime, Utc};
-use gata_api::{ApiError, JsonBody};
+use gata_api::{ApiError, JsonBody, PathParams, openapi::refusals};
 use gata_contract::{
     topics::DVA_VOTES,
     {Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
@@ -151,6 +154,9 @@ pub enum ValidationError {
     /// The score is out of range.
     #[error("score is a decimal number in [-1, 1]")]
     BadScore,
+    /// A lease asks for too few or too many pairs.
+    #[error("count={0}; a lease takes 1 to {max} pairs", max = book::MAX_OPEN_PER_ACCOUNT)]
+    BadCount(usize),
     /// The signature is malformed or another key's.
     #[error("{0}")]
     BadSignature(String),
@@ -169,7 +175,7 @@ impl ApiError for ValidationError {
             Self::Unknown(_) => (StatusCode::CONFLICT, "lease"),
             Self::NotYours(_) | Self::NoWallet => (StatusCode::FORBIDDEN, "forbidden"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::BadScore => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            Self::BadScore | Self::BadCount(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
             Self::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad_signature"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
@@ -184,6 +190,10 @@ impl ApiError for ValidationError {
     }
 }
 
+impl aide::OperationOutput for ValidationError {
+    type Inner = gata_api::openapi::ErrorBody;
+}
+
 impl IntoResponse for ValidationError {
     fn into_response(self) -> Response {
         gata_api::respond(&self)
@@ -193,12 +203,55 @@ impl IntoResponse for ValidationError {
 type Result<T, E = ValidationError> = std::result::Result<T, E>;
 
 /// The validation routes (behind authentication).
-pub fn router(v: Validation) -> Router {
-    Router::new()
-        .route("/v1/validation/leases", post(lease))
-        .route("/v1/validation/leases/{id}", delete(release))
-        .route("/v1/validation/votes", post(vote))
-        .route("/v1/validation/me", get(me))
+pub fn router(v: Validation) -> ApiRouter {
+    let tag = "validation";
+    ApiRouter::new()
+        .api_route(
+            "/v1/validation/leases",
+            post_with(lease, |op| {
+                let op = op
+                    .id("validation_lease")
+                    .tag(tag)
+                    .summary("A signed-in wallet leases image-text pairs to vote on")
+                    .description(
+                        "Pairs not yet decided by the validators' consensus and never leased to this account; gold \
+                     pairs with known answers are mixed in invisibly (every lease until the account qualifies, \
+                     validation.gold_share after). At most 16 open leases per account; each expires after \
+                     validation.lease_ttl.",
+                    );
+                refusals(op, &[403, 429, 503])
+            }),
+        )
+        .api_route(
+            "/v1/validation/leases/{id}",
+            delete_with(release, |op| {
+                refusals(op.id("validation_release").tag(tag).summary("Gives a lease back unused"), &[403, 409, 429])
+            }),
+        )
+        .api_route(
+            "/v1/validation/votes",
+            post_with(vote, |op| {
+                let op = op.id("validation_vote").tag(tag).summary("A signed vote on a leased pair").description(
+                    "score is a decimal in [-1, 1] as a string; signature is the account's EIP-712 signature of \
+                     Vote(string leaseId,string pairId,string score) in the domain {name: Gata, version: 1, \
+                     chainId: auth.wallet.chain_id}. The answer is the same for gold and real pairs; a real \
+                     pair's vote reaches the DVA consensus (scorer version validation.scorer_version) only while \
+                     the account is qualified.",
+                );
+                refusals(op.response::<202, Json<Value>>(), &[401, 403, 409, 429, 503])
+            }),
+        )
+        .api_route(
+            "/v1/validation/me",
+            get_with(me, |op| {
+                refusals(
+                    op.id("validation_me")
+                        .tag(tag)
+                        .summary("The validator's gold record, whether its votes count, and its open leases"),
+                    &[403, 429],
+                )
+            }),
+        )
         .with_state(v)
 }
 
@@ -266,11 +319,12 @@ async fn candidates(v: &Validation, account: &Address, limit: usize) -> Result<V
         .collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct LeaseRequest {
     /// Pairs wanted (1..=16).
     #[serde(default = "one")]
+    #[schemars(range(min = 1, max = book::MAX_OPEN_PER_ACCOUNT))]
     count: usize,
 }
 
@@ -288,8 +342,11 @@ async fn lease(
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<LeaseRequest>,
 ) -> Result<Json<Value>> {
+    let count = req.count;
+    if !(1..=book::MAX_OPEN_PER_ACCOUNT).contains(&count) {
+        return Err(ValidationError::BadCount(count));
+    }
     let address = validator(&v, &p)?;
-    let count = req.count.clamp(1, book::MAX_OPEN_PER_ACCOUNT);
     let account = address.to_string();
     let qualified = with_book(&v, |b| b.record(&account).qualifies(v.qualification()))?;
     let real = if qualified { candidates(&v, &address, count * 4).await? } else { Vec::new() };
@@ -324,17 +381,25 @@ async fn lease(
 async fn release(
     State(v): State<Validation>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<Uuid>,
+    PathParams(LeasePath { id }): PathParams<LeasePath>,
 ) -> Result<StatusCode> {
     let address = validator(&v, &p)?;
     with_book(&v, |b| b.release(&address.to_string(), id, Utc::now()))??;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The `{id}` of a lease.
+#[derive(Deserialize, schemars::JsonSchema)]
+struct LeasePath {
+    /// The lease id.
+    id: Uuid,
+}
+
 /// A signed vote.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct VoteRequest {
+    /// The lease voted on.
     lease_id: Uuid,
     /// In [-1, 1], as a decimal string exactly as signed.
     score: String,

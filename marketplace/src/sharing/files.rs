@@ -6,23 +6,43 @@ use std::{
     time::{SystemTime, UNIX_EPOCH},
 };
 
+use aide::axum::{ApiRouter, routing::get_with};
 use axum::{
-    Router,
     body::Body,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::IntoResponse,
-    routing::get,
+};
+use gata_api::{
+    PathParams,
+    openapi::{IdPath, refusals_in},
 };
 use hmac::{Hmac, Mac};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::Sha256;
 
-use super::{Answer, Sharing, error, not_found};
+use super::{Answer, ShareErrorBody, Sharing, error, not_found};
 
 /// The pre-signed file route (no bearer token: the signature is the credential).
-pub fn router(sharing: Sharing) -> Router {
-    Router::new().route("/delta-sharing/files/{id}", get(file)).with_state(sharing)
+pub fn router(sharing: Sharing) -> ApiRouter {
+    ApiRouter::new()
+        .api_route(
+            "/delta-sharing/files/{id}",
+            get_with(file, |op| {
+                let op = op
+                    .id("sharing_file")
+                    .tag("delta-sharing")
+                    .summary(
+                        "A pre-signed Parquet file (no bearer token: expires and sig in the query are the \
+                         credential); supports Range requests",
+                    )
+                    .response_with::<200, Vec<u8>, _>(|r| r.description("The file"))
+                    .response_with::<206, Vec<u8>, _>(|r| r.description("The range asked for"));
+                refusals_in::<ShareErrorBody>(op, &[403, 404])
+            }),
+        )
+        .with_state(sharing)
 }
 
 /// Bytes read from disk per chunk of a served file.
@@ -58,15 +78,17 @@ pub(super) fn sign(key: &[u8; 32], id: &str, expires: u64) -> String {
 }
 
 /// The query of a pre-signed URL.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct Signed {
+    /// When the URL expires, in seconds since the epoch.
     expires: u64,
+    /// Its signature.
     sig: String,
 }
 
 async fn file(
     State(s): State<Sharing>,
-    Path(id): Path<String>,
+    PathParams(IdPath { id }): PathParams<IdPath>,
     signed: Result<Query<Signed>, QueryRejection>,
     headers: HeaderMap,
 ) -> Answer {

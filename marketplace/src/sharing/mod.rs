@@ -23,18 +23,25 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use aide::{
+    axum::{
+        ApiRouter,
+        routing::{get_with, post_with},
+    },
+    transform::TransformOperation,
+};
 use axum::{
-    Extension, Json, Router,
+    Extension, Json,
     extract::{Path, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::get,
 };
-use gata_api::JsonBody;
+use gata_api::{JsonBody, openapi::refusals_in};
 use gata_infra::auth::Principal;
 use gata_lakehouse::deltalake::kernel::{StructType, engine::arrow_conversion::TryFromArrow as _};
 use gata_sql::{SqlEngine, View, Views as _, catalog::LakeTable};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Marketplace;
@@ -86,10 +93,65 @@ pub struct ShareError {
     message: String,
 }
 
+/// The Delta Sharing protocol's error body.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareErrorBody {
+    /// A code such as `RESOURCE_DOES_NOT_EXIST`.
+    error_code: String,
+    /// Why.
+    message: String,
+}
+
 impl IntoResponse for ShareError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"errorCode": self.code, "message": self.message}))).into_response()
+        (self.status, Json(ShareErrorBody { error_code: self.code.to_string(), message: self.message })).into_response()
     }
+}
+
+impl aide::OperationOutput for ShareError {
+    type Inner = ShareErrorBody;
+}
+
+/// A share's path segments.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct SharePath {
+    /// The share (a listing id).
+    share: String,
+}
+
+/// A schema's path segments.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct SchemaPath {
+    /// The share.
+    share: String,
+    /// The schema (`default`).
+    schema: String,
+}
+
+/// A table's path segments.
+#[derive(Debug, Deserialize, JsonSchema)]
+struct TablePath {
+    /// The share.
+    share: String,
+    /// The schema (`default`).
+    schema: String,
+    /// The table (a kind of the listing).
+    table: String,
+}
+
+/// Documents a Delta Sharing route: `summary`, an answer of `content_type`, and a 404 for
+/// what the caller may not see.
+fn documented<'t>(op: TransformOperation<'t>, id: &str, summary: &str, content_type: &str) -> TransformOperation<'t> {
+    let mut op = op.id(id).tag("delta-sharing").summary(summary);
+    let answer = aide::openapi::Response {
+        description: "The answer".to_string(),
+        content: [(content_type.to_string(), Default::default())].into_iter().collect(),
+        ..Default::default()
+    };
+    let responses = op.inner_mut().responses.get_or_insert_with(Default::default);
+    responses.responses.insert(aide::openapi::StatusCode::Code(200), aide::openapi::ReferenceOr::Item(answer));
+    refusals_in::<ShareErrorBody>(op, &[404])
 }
 
 fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ShareError {
@@ -108,16 +170,75 @@ fn internal(e: impl std::fmt::Display) -> ShareError {
 type Answer = Result<Response, ShareError>;
 
 /// The routes that need the caller (behind the bearer-token layer).
-pub fn router(sharing: Sharing) -> Router {
-    Router::new()
-        .route("/delta-sharing/shares", get(shares))
-        .route("/delta-sharing/shares/{share}", get(share))
-        .route("/delta-sharing/shares/{share}/schemas", get(schemas))
-        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables", get(tables))
-        .route("/delta-sharing/shares/{share}/all-tables", get(all_tables))
-        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/version", get(version))
-        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/metadata", get(metadata))
-        .route("/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}/query", axum::routing::post(query))
+pub fn router(sharing: Sharing) -> ApiRouter {
+    const JSON: &str = "application/json";
+    const NDJSON: &str = "application/x-ndjson";
+    const TABLE: &str = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}";
+    ApiRouter::new()
+        .api_route(
+            "/delta-sharing/shares",
+            get_with(shares, |op| {
+                documented(op, "sharing_shares", "Delta Sharing: the shares (listings) the caller may read", JSON)
+            }),
+        )
+        .api_route(
+            "/delta-sharing/shares/{share}",
+            get_with(share, |op| documented(op, "sharing_share", "Delta Sharing: one share", JSON)),
+        )
+        .api_route(
+            "/delta-sharing/shares/{share}/schemas",
+            get_with(schemas, |op| {
+                documented(op, "sharing_schemas", "Delta Sharing: a share's schemas (one: default)", JSON)
+            }),
+        )
+        .api_route(
+            "/delta-sharing/shares/{share}/schemas/{schema}/tables",
+            get_with(tables, |op| {
+                documented(op, "sharing_tables", "Delta Sharing: a schema's tables (one per kind of the listing)", JSON)
+            }),
+        )
+        .api_route(
+            "/delta-sharing/shares/{share}/all-tables",
+            get_with(all_tables, |op| {
+                documented(op, "sharing_all_tables", "Delta Sharing: every table of a share", JSON)
+            }),
+        )
+        .api_route(
+            &format!("{TABLE}/version"),
+            get_with(version, |op| {
+                let summary = "Delta Sharing: the table version (the version of quality_scores) in the \
+                               delta-table-version header";
+                let mut op = documented(op, "sharing_version", summary, JSON);
+                if let Some(aide::openapi::ReferenceOr::Item(ok)) = op
+                    .inner_mut()
+                    .responses
+                    .as_mut()
+                    .and_then(|r| r.responses.get_mut(&aide::openapi::StatusCode::Code(200)))
+                {
+                    ok.content.clear();
+                }
+                op
+            }),
+        )
+        .api_route(
+            &format!("{TABLE}/metadata"),
+            get_with(metadata, |op| {
+                documented(op, "sharing_metadata", "Delta Sharing: protocol and metaData lines", NDJSON)
+            }),
+        )
+        .api_route(
+            &format!("{TABLE}/query"),
+            post_with(query, |op| {
+                let summary = "Delta Sharing: protocol, metaData and one file line with a pre-signed URL to the \
+                               listing table as the caller may read it now (parquet format). The body (hints) is \
+                               optional.";
+                let mut op = refusals_in::<ShareErrorBody>(documented(op, "sharing_query", summary, NDJSON), &[400]);
+                if let Some(aide::openapi::ReferenceOr::Item(body)) = op.inner_mut().request_body.as_mut() {
+                    body.required = false;
+                }
+                op
+            }),
+        )
         .with_state(sharing)
 }
 
@@ -138,7 +259,11 @@ async fn shares(State(s): State<Sharing>, Extension(p): Extension<Principal>) ->
     Json(json!({ "items": items })).into_response()
 }
 
-async fn share(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+async fn share(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path(SharePath { share: name }): Path<SharePath>,
+) -> Answer {
     if owns(&s, &p, &name) {
         Ok(Json(json!({"share": {"name": name, "id": name}})).into_response())
     } else {
@@ -146,7 +271,11 @@ async fn share(State(s): State<Sharing>, Extension(p): Extension<Principal>, Pat
     }
 }
 
-async fn schemas(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+async fn schemas(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path(SharePath { share: name }): Path<SharePath>,
+) -> Answer {
     if owns(&s, &p, &name) {
         Ok(Json(json!({"items": [{"name": SCHEMA, "share": name}]})).into_response())
     } else {
@@ -168,7 +297,7 @@ fn table_items(s: &Sharing, p: &Principal, name: &str) -> Option<Value> {
 async fn tables(
     State(s): State<Sharing>,
     Extension(p): Extension<Principal>,
-    Path((name, schema)): Path<(String, String)>,
+    Path(SchemaPath { share: name, schema }): Path<SchemaPath>,
 ) -> Answer {
     match table_items(&s, &p, &name) {
         Some(items) if schema == SCHEMA => Ok(Json(items).into_response()),
@@ -176,7 +305,11 @@ async fn tables(
     }
 }
 
-async fn all_tables(State(s): State<Sharing>, Extension(p): Extension<Principal>, Path(name): Path<String>) -> Answer {
+async fn all_tables(
+    State(s): State<Sharing>,
+    Extension(p): Extension<Principal>,
+    Path(SharePath { share: name }): Path<SharePath>,
+) -> Answer {
     table_items(&s, &p, &name)
         .map(|items| Json(items).into_response())
         .ok_or_else(|| not_found(&format!("share {name}")))
@@ -214,7 +347,7 @@ fn with_version(mut resp: Response, version: i64) -> Response {
 async fn version(
     State(s): State<Sharing>,
     Extension(p): Extension<Principal>,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    Path(TablePath { share, schema, table }): Path<TablePath>,
 ) -> Answer {
     resolve(&s, &p, &share, &schema, &table)?;
     Ok(with_version(StatusCode::OK.into_response(), latest(&s).await?.1))
@@ -238,7 +371,7 @@ fn ndjson(body: String, version: i64) -> Response {
 async fn metadata(
     State(s): State<Sharing>,
     Extension(p): Extension<Principal>,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    Path(TablePath { share, schema, table }): Path<TablePath>,
 ) -> Answer {
     let sql = select_all(&resolve(&s, &p, &share, &schema, &table)?);
     let version = latest(&s).await?.1;
@@ -246,11 +379,14 @@ async fn metadata(
 }
 
 /// The body of a table query (hints are optional and may be ignored by a server).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 struct QueryRequest {
+    /// The table version asked for: only the current one is served.
     version: Option<i64>,
+    /// A time to read the table as of: not served (listing tables are shared as they are now).
     timestamp: Option<String>,
+    /// Hints (`predicateHints`, `limitHint`, …), which may be ignored.
     #[serde(flatten)]
     _hints: serde_json::Map<String, Value>,
 }
@@ -258,7 +394,7 @@ struct QueryRequest {
 async fn query(
     State(s): State<Sharing>,
     Extension(p): Extension<Principal>,
-    Path((share, schema, table)): Path<(String, String, String)>,
+    Path(TablePath { share, schema, table }): Path<TablePath>,
     headers: HeaderMap,
     body: Result<JsonBody<QueryRequest>, gata_api::Problem>,
 ) -> Answer {

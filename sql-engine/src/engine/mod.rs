@@ -44,7 +44,7 @@ use crate::{
 };
 
 /// A column of an answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Column {
     /// Name.
     pub name: String,
@@ -54,7 +54,7 @@ pub struct Column {
 }
 
 /// The answer to one query in JSON. Rows come first so the data leads.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct QueryAnswer {
     /// Rows as objects keyed by column name.
     pub rows: Vec<Map<String, Json>>,
@@ -69,7 +69,7 @@ pub struct QueryAnswer {
 }
 
 /// A table as listed by `GET /v1/tables`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableInfo {
     /// SQL name.
     pub name: String,
@@ -89,6 +89,7 @@ pub struct TableInfo {
     pub columns: Vec<Column>,
     /// The Arrow schema (for Flight SQL's table listing).
     #[serde(skip)]
+    #[schemars(skip)]
     pub schema: Schema,
 }
 
@@ -241,7 +242,8 @@ impl SqlEngine {
             .with_allow_dml(false)
             .with_allow_statements(false)
             .verify_plan(&plan)?;
-        let plan = if params.is_empty() { plan } else { plan.with_param_values(params)? };
+        // Binding checks the placeholders too: a `$1` with no value is the caller's error (400).
+        let plan = plan.with_param_values(params)?;
         Ok((ctx, plan))
     }
 

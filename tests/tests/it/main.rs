@@ -2,6 +2,7 @@
 //! End-to-end suite: real `gata serve` processes (embedded Kafka-protocol broker, Delta tables
 //! on a temp dir, HTTP on loopback), driven through the public API.
 
+mod api_contract;
 mod architecture;
 mod attack;
 mod backlog;
