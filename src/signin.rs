@@ -27,7 +27,6 @@ use gata_infra::auth::{
 use gata_marketplace::{Marketplace, routes::acting};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use crate::http::error;
 
@@ -75,7 +74,7 @@ pub fn link_router(auth: Arc<Authenticator>, market: Marketplace) -> ApiRouter {
                          contributor_id names whose id. 401 sign_in_refused says why a message is refused; 403 \
                          when the caller acts for someone else; 422 when the id is itself an address.",
                     )
-                    .response::<200, Json<Value>>();
+                    .response::<200, Json<Payee>>();
                 refusals(op, &[401, 403, 409, 429, 503])
             })
             .layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES))
@@ -84,7 +83,7 @@ pub fn link_router(auth: Arc<Authenticator>, market: Marketplace) -> ApiRouter {
                     .id("linked_address")
                     .tag("auth")
                     .summary("The address the caller's contributor id is paid at now, if any")
-                    .response::<200, Json<Value>>();
+                    .response::<200, Json<Payee>>();
                 refusals(op, &[403, 503])
             }),
         )
@@ -116,10 +115,23 @@ async fn link(
     match market.submit(Marketplace::event(&who, action)).await {
         Ok(event) => {
             tracing::info!(contributor = %who, %address, "contributor linked to an address");
-            Json(json!({ "contributor_id": who, "address": address, "event_id": event.event_id })).into_response()
+            Json(Payee { contributor_id: who, address: Some(address), event_id: Some(event.event_id) }).into_response()
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// The address a contributor id is paid at.
+#[derive(serde::Serialize, JsonSchema)]
+struct Payee {
+    /// Whose id.
+    contributor_id: String,
+    /// The address its rewards go to; none while it has none.
+    #[schemars(with = "Option<String>")]
+    address: Option<gata_wallet::Address>,
+    /// The marketplace event recording a new link.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<uuid::Uuid>,
 }
 
 async fn linked(State((_, market)): LinkState, Extension(p): Extension<Principal>) -> Response {
@@ -127,7 +139,7 @@ async fn linked(State((_, market)): LinkState, Extension(p): Extension<Principal
         return error(StatusCode::FORBIDDEN, "forbidden", format!("{} is not a contributor", p.name));
     };
     match market.read(|m| m.payee(&who, chrono::DateTime::<chrono::Utc>::MAX_UTC)).await {
-        Ok(address) => Json(json!({ "contributor_id": who, "address": address })).into_response(),
+        Ok(address) => Json(Payee { contributor_id: who, address, event_id: None }).into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -146,7 +158,7 @@ pub fn router(auth: Arc<Authenticator>) -> ApiRouter {
                         "Single use, valid for auth.wallet.nonce_ttl. The message must name the domain and chain \
                          id returned here.",
                     )
-                    .response::<200, Json<Value>>();
+                    .response::<200, Json<gata_infra::auth::wallet::Nonce>>();
                 refusals(op, &[403, 429])
             }),
         )
@@ -164,7 +176,7 @@ pub fn router(auth: Arc<Authenticator>) -> ApiRouter {
                          for auth.wallet.session_ttl or until the message's expiry. 401 sign_in_refused says why; \
                          429 sign_in_busy when too many sign-ins happened within one nonce lifetime.",
                     )
-                    .response::<200, Json<Value>>();
+                    .response::<200, Json<gata_infra::auth::wallet::Session>>();
                 refusals(op, &[401, 403, 429])
             })
             .layer(DefaultBodyLimit::max(MAX_SIGN_IN_BYTES)),
@@ -191,7 +203,6 @@ struct WhoAmI {
     /// The principal's name.
     name: String,
     /// Its role.
-    #[schemars(with = "String")]
     role: gata_infra::auth::Role,
     /// The contributor it submits as, if any.
     contributor_id: Option<String>,

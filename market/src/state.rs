@@ -121,7 +121,7 @@ impl Grants {
 }
 
 /// A recorded purchase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Purchase {
     /// Its id.
     pub purchase_id: Uuid,
@@ -153,7 +153,7 @@ impl Purchase {
 }
 
 /// How and by whom a purchase's payment was confirmed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Confirmation {
     /// On chain, or by hand.
     pub method: PaymentMethod,

@@ -419,23 +419,49 @@ async fn purchase(
     Ok((StatusCode::CREATED, Json(event)).into_response())
 }
 
-async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+/// `GET /v1/marketplace/purchases`.
+#[derive(Debug, Serialize, JsonSchema)]
+struct Purchases {
+    /// The caller's purchases; an operator sees everyone's.
+    purchases: Vec<PurchaseEntry>,
+}
+
+/// A purchase with where its payment stands.
+#[derive(Debug, Serialize, JsonSchema)]
+struct PurchaseEntry {
+    #[serde(flatten)]
+    purchase: crate::Purchase,
+    /// `paid` or `pending`.
+    status: PaymentStatus,
+    /// While pending with a chain configured: why the verifier has not confirmed it yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payment_problem: Option<String>,
+}
+
+/// Whether a purchase's payment is confirmed.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum PaymentStatus {
+    /// Confirmed: it grants rows and pays shares.
+    Paid,
+    /// Not yet.
+    Pending,
+}
+
+async fn purchases(State(m): State<Marketplace>, Extension(p): Extension<Principal>) -> Result<Json<Purchases>> {
     let mine: Vec<crate::Purchase> = m
         .read(|market| market.purchases().filter(|x| p.role.operates() || x.buyer == p.name).cloned().collect())
         .await?;
-    let shown: Vec<Value> = mine
+    let purchases = mine
         .into_iter()
         .map(|x| {
-            let problem = (!x.is_paid()).then(|| m.payments().and_then(|v| v.problem(x.purchase_id))).flatten();
-            let mut row = json!(x);
-            row["status"] = json!(if x.is_paid() { "paid" } else { "pending" });
-            if let Some(problem) = problem {
-                row["payment_problem"] = json!(problem);
-            }
-            row
+            let paid = x.is_paid();
+            let payment_problem = (!paid).then(|| m.payments().and_then(|v| v.problem(x.purchase_id))).flatten();
+            let status = if paid { PaymentStatus::Paid } else { PaymentStatus::Pending };
+            PurchaseEntry { purchase: x, status, payment_problem }
         })
         .collect();
-    Ok(Json(json!({ "purchases": shown })))
+    Ok(Json(Purchases { purchases }))
 }
 
 /// The `{id}` of a listing route.

@@ -51,7 +51,7 @@ use rdkafka::{
     message::OwnedHeaders,
     producer::{FutureProducer, FutureRecord},
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -238,7 +238,7 @@ pub fn router(v: Validation) -> ApiRouter {
                      pair's vote reaches the DVA consensus (scorer version validation.scorer_version) only while \
                      the account is qualified.",
                 );
-                refusals(op.response::<202, Json<Value>>(), &[401, 403, 409, 429, 503])
+                refusals(op.response::<202, Json<VoteReceipt>>(), &[401, 403, 409, 429, 503])
             }),
         )
         .api_route(
@@ -341,7 +341,7 @@ async fn lease(
     State(v): State<Validation>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<LeaseRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Leases>> {
     let count = req.count;
     if !(1..=book::MAX_OPEN_PER_ACCOUNT).contains(&count) {
         return Err(ValidationError::BadCount(count));
@@ -370,12 +370,12 @@ async fn lease(
             }
         };
         match book.lease(&account, pair, answer, subject, ttl, v.inner.cfg.max_leases, now) {
-            Ok(l) => leases.push(json!({"lease_id": l.id, "expires_at": l.expires_at, "pair": view})),
+            Ok(l) => leases.push(Offer { lease_id: l.id, expires_at: l.expires_at, pair: view }),
             Err(e) if leases.is_empty() => return Err(e),
             Err(_) => break,
         }
     }
-    Ok(Json(json!({ "leases": leases })))
+    Ok(Json(Leases { leases }))
 }
 
 async fn release(
@@ -386,6 +386,33 @@ async fn release(
     let address = validator(&v, &p)?;
     with_book(&v, |b| b.release(&address.to_string(), id, Utc::now()))??;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Pairs leased to vote on (`POST /v1/validation/leases`).
+#[derive(Serialize, schemars::JsonSchema)]
+struct Leases {
+    /// One per pair.
+    leases: Vec<Offer>,
+}
+
+/// One leased pair.
+#[derive(Serialize, schemars::JsonSchema)]
+struct Offer {
+    /// The lease, for the vote.
+    lease_id: Uuid,
+    /// Until when a vote is taken.
+    expires_at: DateTime<Utc>,
+    /// The pair: `event_id`, `caption` and `image` (`content_type`, `base64` or `url`).
+    pair: Value,
+}
+
+/// The answer to a vote: the same for gold and real pairs.
+#[derive(Serialize, schemars::JsonSchema)]
+struct VoteReceipt {
+    /// The lease voted on.
+    lease_id: Uuid,
+    /// Always true: the vote is taken.
+    recorded: bool,
 }
 
 /// The `{id}` of a lease.
@@ -411,7 +438,7 @@ async fn vote(
     State(v): State<Validation>,
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<VoteRequest>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<VoteReceipt>)> {
     let address = validator(&v, &p)?;
     let score = req.score.parse::<f64>().ok().filter(|s| (-1.0..=1.0).contains(s)).ok_or(ValidationError::BadScore)?;
     let account = address.to_string();
@@ -431,7 +458,7 @@ async fn vote(
             ValidationError::Unavailable("the vote was not recorded; vote again")
         })?;
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({ "lease_id": lease.id, "recorded": true }))))
+    Ok((StatusCode::ACCEPTED, Json(VoteReceipt { lease_id: lease.id, recorded: true })))
 }
 
 /// The vote record of `account` on `pair`.
@@ -475,14 +502,29 @@ async fn produce(v: &Validation, vote: &QualityScore) -> Result<(), rdkafka::err
     v.inner.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
 }
 
-async fn me(State(v): State<Validation>, Extension(p): Extension<Principal>) -> Result<Json<Value>> {
+/// A validator's standing (`GET /v1/validation/me`).
+#[derive(Serialize, schemars::JsonSchema)]
+struct Standing {
+    /// The validator's address.
+    validator: String,
+    /// Gold pairs answered.
+    gold_answered: u32,
+    /// Gold pairs answered right.
+    gold_correct: u32,
+    /// Whether its votes on real pairs count.
+    qualified: bool,
+    /// Leases it holds now.
+    open_leases: usize,
+}
+
+async fn me(State(v): State<Validation>, Extension(p): Extension<Principal>) -> Result<Json<Standing>> {
     let account = validator(&v, &p)?.to_string();
     let (record, open) = with_book(&v, |b| (b.record(&account), b.open(&account, Utc::now())))?;
-    Ok(Json(json!({
-        "validator": account,
-        "gold_answered": record.answered,
-        "gold_correct": record.correct,
-        "qualified": record.qualifies(v.qualification()),
-        "open_leases": open,
-    })))
+    Ok(Json(Standing {
+        qualified: record.qualifies(v.qualification()),
+        validator: account,
+        gold_answered: record.answered,
+        gold_correct: record.correct,
+        open_leases: open,
+    }))
 }

@@ -129,7 +129,7 @@ pub enum SignInError {
 }
 
 /// A fresh nonce to put into a sign-in message.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Nonce {
     /// The value for the message's `Nonce:` line.
     pub nonce: String,
@@ -142,11 +142,12 @@ pub struct Nonce {
 }
 
 /// A signed-in wallet's bearer session.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Session {
     /// The bearer token (`Authorization: Bearer gws_…`).
     pub token: String,
     /// The address signed in: the contributor id it submits as, or the buyer it is.
+    #[schemars(with = "String")]
     pub address: Address,
     /// `contributor` or `buyer`.
     pub role: Role,
