@@ -10,6 +10,7 @@ use aide::{
     operation::OperationInput,
     transform::{TransformOperation, TransformPathItem},
 };
+use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -66,22 +67,16 @@ fn meaning(status: u16) -> &'static str {
     }
 }
 
+/// `application/json` with `T`'s schema.
+pub fn json_content<T: JsonSchema>(ctx: &mut GenContext) -> IndexMap<String, MediaType> {
+    let json_schema = ctx.schema.subschema_for::<T>();
+    let schema = SchemaObject { json_schema, example: None, external_docs: None };
+    [("application/json".to_string(), MediaType { schema: Some(schema), ..Default::default() })].into_iter().collect()
+}
+
 /// An error response with body `B`.
 fn error_response<B: JsonSchema>(ctx: &mut GenContext, status: u16) -> Response {
-    let json_schema = ctx.schema.subschema_for::<B>();
-    Response {
-        description: meaning(status).to_string(),
-        content: [(
-            "application/json".to_string(),
-            MediaType {
-                schema: Some(SchemaObject { json_schema, example: None, external_docs: None }),
-                ..Default::default()
-            },
-        )]
-        .into_iter()
-        .collect(),
-        ..Default::default()
-    }
+    Response { description: meaning(status).to_string(), content: json_content::<B>(ctx), ..Default::default() }
 }
 
 /// Adds `statuses` to an operation's responses, each with error body `B`.
@@ -111,25 +106,10 @@ pub fn refusals_in<'t, B: JsonSchema>(mut op: TransformOperation<'t>, statuses: 
 
 impl<T: JsonSchema> OperationInput for JsonBody<T> {
     fn operation_input(ctx: &mut GenContext, operation: &mut Operation) {
-        let json_schema = ctx.schema.subschema_for::<T>();
-        aide::operation::set_body(
-            ctx,
-            operation,
-            aide::openapi::RequestBody {
-                description: None,
-                content: [(
-                    "application/json".to_string(),
-                    MediaType {
-                        schema: Some(SchemaObject { json_schema, example: None, external_docs: None }),
-                        ..Default::default()
-                    },
-                )]
-                .into_iter()
-                .collect(),
-                required: true,
-                extensions: Default::default(),
-            },
-        );
+        let content = json_content::<T>(ctx);
+        let body =
+            aide::openapi::RequestBody { description: None, content, required: true, extensions: Default::default() };
+        aide::operation::set_body(ctx, operation, body);
     }
 
     fn inferred_early_responses(ctx: &mut GenContext, _: &mut Operation) -> Vec<(Option<StatusCode>, Response)> {

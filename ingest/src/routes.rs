@@ -115,25 +115,15 @@ fn intake<T: schemars::JsonSchema>(kind: EventKind) -> ApiMethodRouter<IngestSta
 fn described<T: schemars::JsonSchema>(mut op: TransformOperation<'_>, kind: EventKind) -> TransformOperation<'_> {
     let name = kind.name();
     aide::generate::in_context(|ctx| {
-        let json_schema = ctx.schema.subschema_for::<T>();
-        let media = |schema| MediaType { schema: Some(schema), ..Default::default() };
-        let event = SchemaObject { json_schema, example: None, external_docs: None };
+        let mut content = gata_api::openapi::json_content::<T>(ctx);
         let lines = SchemaObject {
             json_schema: schemars::json_schema!({ "type": "string", "description": "One event per line." }),
             example: None,
             external_docs: None,
         };
-        op.inner_mut().request_body = Some(aide::openapi::ReferenceOr::Item(RequestBody {
-            description: None,
-            content: [
-                ("application/json".to_string(), media(event)),
-                ("application/x-ndjson".to_string(), media(lines)),
-            ]
-            .into_iter()
-            .collect(),
-            required: true,
-            extensions: Default::default(),
-        }));
+        content.insert("application/x-ndjson".to_string(), MediaType { schema: Some(lines), ..Default::default() });
+        let body = RequestBody { description: None, content, required: true, extensions: Default::default() };
+        op.inner_mut().request_body = Some(aide::openapi::ReferenceOr::Item(body));
     });
     let op = op
         .id(&format!("submit_{name}s"))

@@ -17,7 +17,9 @@ const ADMIN: &str = "tok-admin-0123456789";
 
 /// Runs schemathesis against `base` with `headers`, from a scratch directory (it keeps a cache
 /// there) and without an example database, so one run does not replay another's; its report
-/// when it finds something.
+/// when it finds something. One worker: Hypothesis parses lambdas' source with `ast`, which
+/// CPython 3.11 does not allow on two threads at once ("AST constructor recursion depth
+/// mismatch").
 fn schemathesis(base: &str, headers: &[String]) -> Result<(), String> {
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
     let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -27,7 +29,7 @@ fn schemathesis(base: &str, headers: &[String]) -> Result<(), String> {
         .arg(config)
         .arg("run")
         .arg(format!("{base}/openapi.json"))
-        .args(["--checks", "all", "--seed", "1", "--generation-database", "none", "--workers", "2", "--no-color"]);
+        .args(["--checks", "all", "--seed", "1", "--generation-database", "none", "--workers", "1", "--no-color"]);
     for header in headers {
         cmd.args(["--header", header]);
     }
