@@ -136,14 +136,11 @@ pub fn app(
 /// `router` with `/openapi.json` serving `api`, a JSON 404 for unknown routes, and the server's
 /// own layers: the request time limit, the request slots and request ids.
 fn finish(router: Router, api: &OpenApi, cfg: &HttpConfig) -> Router {
-    let description: Arc<str> = serde_json::to_string_pretty(api).unwrap_or_default().into();
+    let description = Bytes::from(serde_json::to_string_pretty(api).unwrap_or_default());
     router
         .route(
             "/openapi.json",
-            get(move || {
-                let description = description.clone();
-                async move { ([(header::CONTENT_TYPE, "application/json")], description.to_string()) }
-            }),
+            get(move || std::future::ready(([(header::CONTENT_TYPE, "application/json")], description.clone()))),
         )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no_route", "no such route; see /openapi.json") })
         .layer(middleware::from_fn_with_state(cfg.request_timeout, time_limit))

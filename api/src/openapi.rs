@@ -153,9 +153,7 @@ pub fn secured(item: TransformPathItem<'_>) -> TransformPathItem<'_> {
 pub fn refuse_everywhere(api: &mut OpenApi, statuses: &[u16]) {
     for (_, item) in api.paths.iter_mut().flat_map(|p| p.paths.iter_mut()) {
         if let ReferenceOr::Item(item) = item {
-            for (_, op) in aide::util::iter_operations_mut(item) {
-                add_refusals::<ErrorBody>(op, statuses);
-            }
+            let _ = path_refusals(TransformPathItem::new(item), statuses);
         }
     }
 }

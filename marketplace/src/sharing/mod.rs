@@ -140,13 +140,18 @@ struct TablePath {
     table: String,
 }
 
-/// Documents a Delta Sharing route: `summary`, an answer of `content_type`, and a 404 for
-/// what the caller may not see.
-fn documented<'t>(op: TransformOperation<'t>, id: &str, summary: &str, content_type: &str) -> TransformOperation<'t> {
+/// Documents a Delta Sharing route: `summary`, an answer of `content_type` (none: headers
+/// only), and a 404 for what the caller may not see.
+fn documented<'t>(
+    op: TransformOperation<'t>,
+    id: &str,
+    summary: &str,
+    content_type: Option<&str>,
+) -> TransformOperation<'t> {
     let mut op = op.id(id).tag("delta-sharing").summary(summary);
     let answer = aide::openapi::Response {
         description: "The answer".to_string(),
-        content: [(content_type.to_string(), Default::default())].into_iter().collect(),
+        content: content_type.map(|c| (c.to_string(), Default::default())).into_iter().collect(),
         ..Default::default()
     };
     let responses = op.inner_mut().responses.get_or_insert_with(Default::default);
@@ -171,8 +176,8 @@ type Answer = Result<Response, ShareError>;
 
 /// The routes that need the caller (behind the bearer-token layer).
 pub fn router(sharing: Sharing) -> ApiRouter {
-    const JSON: &str = "application/json";
-    const NDJSON: &str = "application/x-ndjson";
+    const JSON: Option<&str> = Some("application/json");
+    const NDJSON: Option<&str> = Some("application/x-ndjson");
     const TABLE: &str = "/delta-sharing/shares/{share}/schemas/{schema}/tables/{table}";
     ApiRouter::new()
         .api_route(
@@ -208,16 +213,7 @@ pub fn router(sharing: Sharing) -> ApiRouter {
             get_with(version, |op| {
                 let summary = "Delta Sharing: the table version (the version of quality_scores) in the \
                                delta-table-version header";
-                let mut op = documented(op, "sharing_version", summary, JSON);
-                if let Some(aide::openapi::ReferenceOr::Item(ok)) = op
-                    .inner_mut()
-                    .responses
-                    .as_mut()
-                    .and_then(|r| r.responses.get_mut(&aide::openapi::StatusCode::Code(200)))
-                {
-                    ok.content.clear();
-                }
-                op
+                documented(op, "sharing_version", summary, None)
             }),
         )
         .api_route(
