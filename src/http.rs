@@ -58,7 +58,7 @@ const READINESS_TTL: Duration = Duration::from_secs(1);
 
 /// What the description says of the API as a whole.
 const ABOUT: &str = "Intake of crowd-sourced AI training data, SQL over the Delta Lake, the contributor view, \
-    the marketplace (with Delta Sharing), wallet sign-in, validation and the DVA review page. With \
+    the marketplace (with Delta Sharing), wallet sign-in, validation, the DVA review page and reviewers' labels. With \
     auth.principals configured, every route marked with the bearer scheme needs \
     `Authorization: Bearer <token>`; roles and grants decide the rest. Without principals (open mode, loopback \
     only) no route needs a token. Arrow Flight SQL is served on its own port (query.flight_addr), outside this \
@@ -73,6 +73,7 @@ pub fn app(
     query: Option<gata_query_api::QueryState>,
     market: Option<(gata_marketplace::Marketplace, gata_marketplace::sharing::Sharing)>,
     validation: Option<crate::validation::Validation>,
+    labelling: Option<crate::labelling::Labelling>,
     ops: Ops,
 ) -> Router {
     let secured = auth.enabled();
@@ -99,6 +100,7 @@ pub fn app(
         .merge(crate::signin::whoami_router())
         .merge(links)
         .merge(validation.map(crate::validation::router).unwrap_or_default())
+        .merge(labelling.clone().map(crate::labelling::router).unwrap_or_default())
         // Open mode answers loopback host names only (a 403 otherwise) and needs no token.
         .with_path_items(if secured { gata_api::openapi::secured } else { loopback_only })
         .layer(middleware::from_fn_with_state(auth.clone(), authenticate));
@@ -127,7 +129,8 @@ pub fn app(
         // Pre-signed Delta Sharing file URLs carry their own credential; the marketplace page
         // holds no data (it calls the API with the token a visitor gives it).
         .merge(sharing.map(gata_marketplace::sharing::files_router).unwrap_or_default())
-        .merge(gata_marketplace::routes::page_router());
+        .merge(gata_marketplace::routes::page_router())
+        .merge(labelling.map(|_| crate::labelling::page_router()).unwrap_or_default());
     let mut api = OpenApi::default();
     let router = router.finish_api_with(&mut api, |t| describe(t, secured));
     finish(router, &api, cfg)

@@ -14,6 +14,7 @@ mod dlq_cmd;
 mod dva_worker;
 mod export_cmd;
 mod http;
+mod labelling;
 mod lake_cmd;
 mod listener;
 mod mirror_cmd;

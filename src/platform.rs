@@ -163,9 +163,13 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             .with_context(|| format!("opening the validators' gold journal {}", journal.display()))
         })
         .transpose()?;
+    let labelling = query.as_ref().map(|q| {
+        let (engine, limits) = (q.engine().clone(), cfg.ingest.limits.clone());
+        crate::labelling::Labelling::new(engine, producer.clone(), cfg.kafka.record_mac(), rates.clone(), limits)
+    });
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments()?.clone(), m.clone())));
-    let app = http::app(&cfg.http, auth, ingest, query, market, validation, ops);
+    let app = http::app(&cfg.http, auth, ingest, query, market, validation, labelling, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
     let ready = Ready {

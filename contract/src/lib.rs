@@ -18,6 +18,7 @@ pub mod topics;
 pub use provenance::vote_digest;
 mod quality_score;
 mod record;
+mod review_label;
 mod validate;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub use quality_score::{
     Consensus, LogPosition, ModelRef, QualityScore, ScoreReason, SubScores, Timings, ValidatorVote, Verdict,
 };
 pub use record::LogRecord;
+pub use review_label::{MAX_LABEL_REASON_BYTES, ReviewLabel, ReviewQueue};
 pub use validate::{ID_PATTERN, Limits, Violation};
 
 /// The kinds of submission the platform accepts.
@@ -90,6 +92,7 @@ pub fn schemas() -> Vec<(String, serde_json::Value)> {
     let mut out: Vec<_> = EventKind::ALL.into_iter().map(|k| (k.schema_name(), k.json_schema())).collect();
     out.push(("quality_score.v1".to_string(), schemars::schema_for!(QualityScore).to_value()));
     out.push(("market_event.v1".to_string(), schemars::schema_for!(MarketEvent).to_value()));
+    out.push(("review_label.v1".to_string(), schemars::schema_for!(ReviewLabel).to_value()));
     out
 }
 

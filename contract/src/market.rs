@@ -345,7 +345,7 @@ pub fn is_address(text: &str) -> bool {
 /// it must not shadow the SQL engine's own schemas (`public`, `information_schema`, …) or the
 /// name of a lake table (the lakehouse's tests keep this list complete). A refused id is refused
 /// on replay too, so an old listing that took one no longer shadows anything.
-pub const RESERVED_LISTING_IDS: [&str; 14] = [
+pub const RESERVED_LISTING_IDS: [&str; 15] = [
     "public",
     "information_schema",
     "pg_catalog",
@@ -360,6 +360,7 @@ pub const RESERVED_LISTING_IDS: [&str; 14] = [
     "dead_letters",
     "rewards",
     "market_events",
+    "review_labels",
 ];
 
 fn listing_id_rule(c: &mut Checker<'_>, field: &str, id: &str) {

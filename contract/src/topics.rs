@@ -18,6 +18,10 @@ pub const DVA_VOTES: &str = "gata.dva_votes.v1";
 /// revoke or purchase, keyed by listing id (listing-wide grants by contributor id).
 pub const MARKETPLACE: &str = "gata.marketplace.v1";
 
+/// Review labels topic: one [`ReviewLabel`](crate::ReviewLabel) per reviewer's judgement of an
+/// image-text pair, keyed by the pair's event id, so every label of a pair stays in order.
+pub const REVIEW_LABELS: &str = "gata.review_labels.v1";
+
 /// Dead-letter topic: records that could not be decoded or validated, with the reason in headers.
 pub const DEAD_LETTERS: &str = "gata.dlq.v1";
 
@@ -57,17 +61,20 @@ pub enum Feed {
     DvaVotes,
     /// Marketplace events.
     Market,
+    /// Reviewers' labels of image-text pairs.
+    ReviewLabels,
 }
 
 impl Feed {
-    /// Every feed: the intake topics, then the scores, votes and marketplace events.
-    pub const ALL: [Feed; 6] = [
+    /// Every feed: the intake topics, then the scores, votes, marketplace events and labels.
+    pub const ALL: [Feed; 7] = [
         Feed::Intake(EventKind::ChatTurn),
         Feed::Intake(EventKind::Preference),
         Feed::Intake(EventKind::ImageTextPair),
         Feed::QualityScores,
         Feed::DvaVotes,
         Feed::Market,
+        Feed::ReviewLabels,
     ];
 
     /// Its topic.
@@ -77,6 +84,7 @@ impl Feed {
             Feed::QualityScores => QUALITY_SCORES,
             Feed::DvaVotes => DVA_VOTES,
             Feed::Market => MARKETPLACE,
+            Feed::ReviewLabels => REVIEW_LABELS,
         }
     }
 

@@ -47,6 +47,8 @@ pub struct RateConfig {
     pub contributor_events: Rate,
     /// Validation requests (leases, votes) per validator.
     pub validation: Rate,
+    /// Review labels and queue requests per reviewer.
+    pub labels: Rate,
     /// Buckets kept per limit before idle ones are dropped.
     pub max_keys: usize,
 }
@@ -58,6 +60,7 @@ impl Default for RateConfig {
             intake_events: Rate { per_second: 20_000.0, burst: 100_000.0 },
             contributor_events: Rate { per_second: 50.0, burst: 5_000.0 },
             validation: Rate { per_second: 5.0, burst: 100.0 },
+            labels: Rate { per_second: 5.0, burst: 100.0 },
             max_keys: 100_000,
         }
     }
@@ -66,14 +69,18 @@ impl Default for RateConfig {
 impl RateConfig {
     /// What is wrong with the configuration, one line each.
     pub fn problems(&self) -> Vec<String> {
-        [("sql", self.sql), ("intake_events", self.intake_events), ("contributor_events", self.contributor_events)]
-            .into_iter()
-            .filter(|(_, r)| {
-                !(r.per_second >= 0.0 && r.per_second.is_finite() && r.burst >= 1.0 && r.burst.is_finite())
-            })
-            .map(|(name, _)| format!("rate.{name}: per_second must be >= 0 and burst >= 1"))
-            .chain((self.max_keys == 0).then(|| "rate.max_keys must be at least 1".to_string()))
-            .collect()
+        [
+            ("sql", self.sql),
+            ("intake_events", self.intake_events),
+            ("contributor_events", self.contributor_events),
+            ("validation", self.validation),
+            ("labels", self.labels),
+        ]
+        .into_iter()
+        .filter(|(_, r)| !(r.per_second >= 0.0 && r.per_second.is_finite() && r.burst >= 1.0 && r.burst.is_finite()))
+        .map(|(name, _)| format!("rate.{name}: per_second must be >= 0 and burst >= 1"))
+        .chain((self.max_keys == 0).then(|| "rate.max_keys must be at least 1".to_string()))
+        .collect()
     }
 }
 
@@ -169,6 +176,8 @@ pub struct RateLimits {
     pub contributors: Limiter,
     /// Validation requests per validator.
     pub validation: Limiter,
+    /// Review labels and queue requests per reviewer.
+    pub labels: Limiter,
 }
 
 impl RateLimits {
@@ -185,6 +194,7 @@ impl RateLimits {
             intake: limiter("intake_events", cfg.intake_events),
             contributors: limiter("contributor_events", cfg.contributor_events),
             validation: limiter("validation", cfg.validation),
+            labels: limiter("labels", cfg.labels),
         })
     }
 }

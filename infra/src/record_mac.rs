@@ -1,5 +1,5 @@
 //! Kafka is not a trust boundary: records on the topics only the platform writes (quality
-//! scores, DVA votes, the marketplace) carry an HMAC-SHA256 of their topic, key and payload
+//! scores, DVA votes, the marketplace, review labels) carry an HMAC-SHA256 of their topic, key and payload
 //! (`gata-mac` header), made with `kafka.record_secret`. Consumers given the same secret refuse
 //! records without a valid one (the sink dead-letters them, the other consumers skip them), so a
 //! client that can write to the broker cannot forge a score, a vote, a grant or a payment
@@ -10,14 +10,14 @@ use std::sync::Arc;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use gata_contract::topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES};
+use gata_contract::topics::{DVA_VOTES, MARKETPLACE, QUALITY_SCORES, REVIEW_LABELS};
 
 /// The header holding a record's MAC (hex).
 pub const MAC_HEADER: &str = "gata-mac";
 
 /// Whether only the platform writes `topic`, so its records must carry a MAC.
 pub fn is_platform_topic(topic: &str) -> bool {
-    [QUALITY_SCORES, DVA_VOTES, MARKETPLACE].contains(&topic)
+    [QUALITY_SCORES, DVA_VOTES, MARKETPLACE, REVIEW_LABELS].contains(&topic)
 }
 
 /// Makes and checks record MACs with the platform's secret.

@@ -2,7 +2,7 @@
 
 use gata_contract::{
     topics::Feed,
-    {CheckedImage, DecodedImage, Event, Limits, LogRecord, MarketEvent, QualityScore, Violation},
+    {CheckedImage, DecodedImage, Event, Limits, LogRecord, MarketEvent, QualityScore, ReviewLabel, Violation},
 };
 
 use crate::TableId;
@@ -23,6 +23,8 @@ pub enum Body {
     Vote(QualityScore),
     /// A marketplace event.
     Market(MarketEvent),
+    /// A reviewer's label.
+    Label(ReviewLabel),
 }
 
 /// One record of a feed, decoded and validated.
@@ -67,6 +69,7 @@ impl Body {
                 Body::Vote(vote)
             }
             Feed::Market => Body::Market(MarketEvent::parse(payload, &replay_limits)?),
+            Feed::ReviewLabels => Body::Label(ReviewLabel::parse(payload, &replay_limits)?),
         })
     }
 }
@@ -84,6 +87,7 @@ impl LakeRecord {
             Body::Submission { event, .. } => event.event_id(),
             Body::Score(score) | Body::Vote(score) => score.event_id,
             Body::Market(event) => event.event_id,
+            Body::Label(label) => label.event_id,
         }
     }
 
@@ -94,13 +98,14 @@ impl LakeRecord {
             Body::Score(_) => TableId::QualityScores,
             Body::Vote(_) => TableId::DvaVotes,
             Body::Market(_) => TableId::MarketEvents,
+            Body::Label(_) => TableId::ReviewLabels,
         }
     }
 
     pub(crate) fn event(&self) -> Option<&Event> {
         match &self.body {
             Body::Submission { event, .. } => Some(event),
-            Body::Score(_) | Body::Vote(_) | Body::Market(_) => None,
+            Body::Score(_) | Body::Vote(_) | Body::Market(_) | Body::Label(_) => None,
         }
     }
 

@@ -139,6 +139,7 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
             &records.iter().filter(|r| r.silver() == table).filter_map(|r| score_row(r)).collect::<Vec<_>>(),
         ),
         TableId::MarketEvents => serialize(table, &records.iter().filter_map(|r| market_row(r)).collect::<Vec<_>>()),
+        TableId::ReviewLabels => serialize(table, &records.iter().filter_map(|r| label_row(r)).collect::<Vec<_>>()),
         TableId::DeadLetters | TableId::Rewards => Ok(RecordBatch::new_empty(table.schema())),
     }
 }
@@ -245,6 +246,40 @@ fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
         image_url: p.image.url.as_deref(),
         submitted_by: p.submitted_by.as_deref(),
         signature: p.signature.as_deref(),
+        day: r.day(),
+    })
+}
+
+#[derive(Serialize)]
+struct ReviewLabelRow<'a> {
+    event_id: String,
+    subject_event_id: String,
+    contributor_id: &'a str,
+    reviewer: &'a str,
+    decision: &'static str,
+    reason: Option<&'a str>,
+    queue: &'static str,
+    labelled_at: i64,
+    received_at: i64,
+    kafka_partition: i32,
+    kafka_offset: i64,
+    day: String,
+}
+
+fn label_row(r: &LakeRecord) -> Option<ReviewLabelRow<'_>> {
+    let Body::Label(l) = &r.body else { return None };
+    Some(ReviewLabelRow {
+        event_id: l.event_id.to_string(),
+        subject_event_id: l.subject_event_id.to_string(),
+        contributor_id: &l.contributor_id,
+        reviewer: &l.reviewer,
+        decision: l.decision.name(),
+        reason: l.reason.as_deref(),
+        queue: l.queue.name(),
+        labelled_at: micros(l.labelled_at),
+        received_at: micros(r.record.received_at),
+        kafka_partition: r.record.source.partition,
+        kafka_offset: r.record.offset.0,
         day: r.day(),
     })
 }

@@ -10,6 +10,8 @@
 //!   one scorer version), from the scores topic; partitioned by `day`.
 //! - `market_events` (`marketplace/events`): one row per distinct marketplace event, from the
 //!   marketplace topic; partitioned by `day`.
+//! - `review_labels` (`silver/review_labels`): one row per distinct reviewer's label of an
+//!   image-text pair, from the review labels topic; partitioned by `day`.
 
 use std::sync::Arc;
 
@@ -37,6 +39,8 @@ pub enum TableId {
     Rewards,
     /// Marketplace: one row per distinct marketplace event (listing, grant, revoke, purchase).
     MarketEvents,
+    /// Silver: one row per distinct reviewer's label of an image-text pair.
+    ReviewLabels,
 }
 
 fn ts() -> DataType {
@@ -49,7 +53,7 @@ fn utf8(name: &str, nullable: bool) -> Field {
 
 impl TableId {
     /// Every table, bronze first.
-    pub const ALL: [TableId; 9] = [
+    pub const ALL: [TableId; 10] = [
         TableId::Events,
         TableId::ChatTurns,
         TableId::Preferences,
@@ -59,6 +63,7 @@ impl TableId {
         TableId::DeadLetters,
         TableId::Rewards,
         TableId::MarketEvents,
+        TableId::ReviewLabels,
     ];
 
     /// The SQL name.
@@ -73,6 +78,7 @@ impl TableId {
             TableId::DeadLetters => "dead_letters",
             TableId::Rewards => "rewards",
             TableId::MarketEvents => "market_events",
+            TableId::ReviewLabels => "review_labels",
         }
     }
 
@@ -88,6 +94,7 @@ impl TableId {
             TableId::DeadLetters => "bronze/dead_letters",
             TableId::Rewards => "gold/rewards",
             TableId::MarketEvents => "marketplace/events",
+            TableId::ReviewLabels => "silver/review_labels",
         }
     }
 
@@ -108,6 +115,7 @@ impl TableId {
             Feed::QualityScores => vec![TableId::QualityScores, TableId::DeadLetters],
             Feed::DvaVotes => vec![TableId::DvaVotes, TableId::DeadLetters],
             Feed::Market => vec![TableId::MarketEvents, TableId::DeadLetters],
+            Feed::ReviewLabels => vec![TableId::ReviewLabels, TableId::DeadLetters],
         }
     }
 
@@ -168,6 +176,9 @@ impl TableId {
             }
             TableId::MarketEvents => {
                 "marketplace: one row per listing published or withdrawn, grant, revoke and purchase (with its revenue split), raw JSON included"
+            }
+            TableId::ReviewLabels => {
+                "silver: one row per reviewer's label (accept or reject, with a reason) of an image-text pair, from the review page"
             }
         }
     }
@@ -276,6 +287,19 @@ impl TableId {
                 Field::new("kafka_partition", DataType::Int32, false),
                 Field::new("kafka_offset", DataType::Int64, false),
                 utf8("payload", false),
+            ],
+            TableId::ReviewLabels => vec![
+                utf8("event_id", false),
+                utf8("subject_event_id", false),
+                utf8("contributor_id", false),
+                utf8("reviewer", false),
+                utf8("decision", false),
+                utf8("reason", true),
+                utf8("queue", false),
+                Field::new("labelled_at", ts(), false),
+                Field::new("received_at", ts(), false),
+                Field::new("kafka_partition", DataType::Int32, false),
+                Field::new("kafka_offset", DataType::Int64, false),
             ],
             TableId::QualityScores | TableId::DvaVotes => {
                 let reason = Fields::from(vec![

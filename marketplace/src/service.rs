@@ -200,7 +200,7 @@ impl Views for Marketplace {
         let specs: Vec<ListingSpec> = match principal.role {
             Role::Buyer => market.entitlements(&principal.name).into_values().cloned().collect(),
             Role::Admin | Role::Operator => market.listings().values().map(|l| l.current().clone()).collect(),
-            Role::Analyst | Role::Contributor | Role::App => Vec::new(),
+            Role::Analyst | Role::Contributor | Role::App | Role::Reviewer => Vec::new(),
         };
         specs
             .iter()

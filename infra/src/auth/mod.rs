@@ -47,7 +47,13 @@ pub enum Role {
     Contributor,
     /// A trusted application that submits for its signed-in users; runs no SQL.
     App,
+    /// Labels image-text pairs on the review page; reads the tables behind it
+    /// ([`REVIEW_TABLES`]) and whatever else it is granted.
+    Reviewer,
 }
+
+/// The tables a reviewer reads without a grant: the pairs, their scores and votes, the labels.
+pub const REVIEW_TABLES: [&str; 4] = ["image_text_pairs", "quality_scores", "dva_votes", "review_labels"];
 
 impl Role {
     /// Reads every table whatever its grants.
@@ -73,6 +79,11 @@ impl Role {
     /// May see the platform's operation: metrics, every contributor's scores, running queries.
     pub fn operates(self) -> bool {
         self.reads_everything()
+    }
+
+    /// May label image-text pairs (accept or reject) on the review page.
+    pub fn labels(self) -> bool {
+        matches!(self, Role::Admin | Role::Operator | Role::Reviewer)
     }
 }
 
@@ -132,7 +143,7 @@ impl Default for AuthConfig {
             principals: Vec::new(),
             datasets: BTreeMap::from([
                 ("chat".to_string(), set(&["chat_turns", "preferences", "quality_scores"])),
-                ("images".to_string(), set(&["image_text_pairs", "quality_scores", "dva_votes"])),
+                ("images".to_string(), set(&["image_text_pairs", "quality_scores", "dva_votes", "review_labels"])),
                 ("operations".to_string(), set(&["events", "dead_letters", "rewards", "market_events"])),
             ]),
             wallet: wallet::WalletConfig::default(),
@@ -196,6 +207,9 @@ impl AuthConfig {
                 let mut tables: BTreeSet<String> = p.tables.iter().cloned().collect();
                 for d in &p.datasets {
                     tables.extend(self.datasets.get(d).into_iter().flatten().cloned());
+                }
+                if p.role == Role::Reviewer {
+                    tables.extend(REVIEW_TABLES.map(String::from));
                 }
                 let grants = if p.role.reads_everything() { Grants::All } else { Grants::Tables(tables) };
                 let address = p.address.as_deref().and_then(|a| a.parse().ok());

@@ -74,6 +74,7 @@ async fn the_server_does_what_its_description_says() {
             "/market",
             "/openapi.json",
             "/readyz",
+            "/review/label",
             "/v1/auth/nonce",
             "/v1/auth/siwe"
         ],

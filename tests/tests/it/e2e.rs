@@ -98,6 +98,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
             "market_events",
             "preferences",
             "quality_scores",
+            "review_labels",
             "rewards"
         ]
     );
