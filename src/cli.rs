@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use gata_infra::config;
 use serde::Serialize;
 
-use crate::{demo, dlq_cmd, dva_worker, export_cmd, lake_cmd, mirror_cmd, rewards_cmd, sql_cmd};
+use crate::{demo, dlq_cmd, dva_cmd, dva_worker, export_cmd, lake_cmd, mirror_cmd, rewards_cmd, sql_cmd};
 
 /// The Gata data layer: intake → Kafka → Delta Lake → SQL.
 #[derive(Debug, Parser)]
@@ -34,6 +34,8 @@ pub enum Cmd {
     Token,
     /// Score image-text pairs as one of a cluster's independent DVA workers (votes for the consensus).
     DvaWorker(dva_worker::WorkerArgs),
+    /// The DVA's filter trained from reviewers' labels: `gata dva train`.
+    Dva(dva_cmd::DvaArgs),
     /// Accepted preference data for training: TRL DPO, Chatbot Arena battles or JSONL.
     Export(export_cmd::ExportArgs),
     /// Dead letters: list them, or replay those that are valid now.

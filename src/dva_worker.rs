@@ -81,7 +81,8 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
         tokio::spawn(async move { crate::listener::serve(listener, app, &http, connections, stop).await });
     }
     println!("gata dva-worker {} is voting in slot {slot} of {replicas} (Kafka {brokers})", args.worker_id);
-    run_dva(ctx, cfg.dva.clone(), output, clip, None).await.context("DVA worker")
+    let models = gata_stream_processors::dva::Models { clip, head: None };
+    run_dva(ctx, cfg.dva.clone(), output, models, None).await.context("DVA worker")
 }
 
 #[cfg(test)]

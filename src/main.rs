@@ -11,6 +11,7 @@
 mod cli;
 mod demo;
 mod dlq_cmd;
+mod dva_cmd;
 mod dva_worker;
 mod export_cmd;
 mod http;
@@ -80,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::DvaWorker(args) => dva_worker::run(load(args.flags())?, args, shutdown_signal()).await,
+        Cmd::Dva(args) => dva_cmd::run(load(&args.flags)?, args).await,
         Cmd::Export(args) => export_cmd::run(load(&args.flags)?, args).await,
         Cmd::Dlq(args) => dlq_cmd::run(load(&args.flags)?, args).await,
         Cmd::Lake(args) => lake_cmd::run(load(&args.flags)?, args).await,

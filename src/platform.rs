@@ -203,9 +203,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         let consensus = run_consensus(ctx, cfg.dva.clone(), thresholds, lake.clone());
         tasks.spawn(async move { consensus.await.context("DVA consensus") });
     } else if cfg.runs(Role::Dva) {
-        match resolve::dva_model(&cfg.dva).await {
-            Ok(clip) => {
-                let dva = run_dva(context(&cfg.dva.group), cfg.dva.clone(), Output::Scores, clip, Some(lake.clone()));
+        match resolve::dva_models(&cfg.dva).await {
+            Ok(models) => {
+                let dva = run_dva(context(&cfg.dva.group), cfg.dva.clone(), Output::Scores, models, Some(lake.clone()));
                 tasks.spawn(async move { dva.await.context("DVA") });
             }
             // Image-text pairs stay in the log and are scored once the DVA can start.

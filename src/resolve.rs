@@ -77,6 +77,21 @@ pub async fn dva_model(cfg: &DvaConfig) -> anyhow::Result<Arc<gata_dva::Clip>> {
     .await?
 }
 
+/// Opens the DVA's model and, when `dva.head` names one, the head trained on it.
+pub async fn dva_models(cfg: &DvaConfig) -> anyhow::Result<gata_stream_processors::dva::Models> {
+    let clip = dva_model(cfg).await?;
+    let Some(dir) = cfg.head.clone() else { return Ok(gata_stream_processors::dva::Models { clip, head: None }) };
+    let (cfg, base) = (cfg.clone(), clip.clone());
+    let head = tokio::task::spawn_blocking(move || {
+        let head = gata_dva::Head::open(dva_engine(&cfg)?, &dir, &base)
+            .with_context(|| format!("opening the DVA head in {} (dva.head)", dir.display()))?;
+        tracing::info!(head = %head.card().id, sha256 = %head.card().sha256, threshold = head.card().threshold, "DVA head loaded");
+        anyhow::Ok(Arc::new(head))
+    })
+    .await??;
+    Ok(gata_stream_processors::dva::Models { clip, head: Some(head) })
+}
+
 /// ONNX Runtime when it loads (`auto`, `onnxruntime`); tract when asked for, or under `auto`
 /// when ONNX Runtime is missing, which is logged: never a silent fallback.
 fn dva_engine(cfg: &DvaConfig) -> anyhow::Result<Engine> {

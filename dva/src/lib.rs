@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod head;
 pub mod model;
 pub mod onnxruntime;
 pub mod preprocess;
@@ -13,6 +14,7 @@ mod tract;
 
 pub use engine::{Engine, Provider};
 pub use error::{DvaError, Result};
+pub use head::{Head, HeadCard};
 pub use model::{Clip, ModelCard, cosine};
 pub use onnxruntime::load_runtime;
 pub use preprocess::{Preprocessing, Rgb, decode};

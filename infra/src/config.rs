@@ -796,6 +796,9 @@ pub struct DvaConfig {
     pub provider: DvaProvider,
     /// Accept threshold on the score in [-1, 1]. Unset: the model card's.
     pub threshold: Option<f32>,
+    /// A head trained from reviewers' labels on this model (`gata dva train --out DIR`): its
+    /// accept probability is published as a second scorer version. Unset: none.
+    pub head: Option<PathBuf>,
     /// Pairs scored per encoder call (`16`).
     pub batch_size: usize,
     /// Longest a pair waits for its batch to fill (`20ms`).
@@ -869,6 +872,7 @@ impl Default for DvaConfig {
             onnxruntime: None,
             provider: DvaProvider::Cpu,
             threshold: None,
+            head: None,
             batch_size: 16,
             batch_wait: Duration::from_millis(20),
             max_pixels: 40_000_000,

@@ -12,6 +12,11 @@
 //! used gets a reject score whose reason says why (`undecodable_image`, `image_too_large`,
 //! `image_unreachable`) and goes to the dead-letter topic with that reason.
 //!
+//! With a head trained from reviewers' labels (`dva.head`, written by `gata dva train`), each
+//! pair also gets the head's accept probability, in [0, 1], as a score of its own scorer
+//! version ([`head_version`]), accepted from the head's calibrated threshold up; restarting
+//! with a new head rescores older pairs, since the lake says which pairs its version lacks.
+//!
 //! Stateless per pair. With the lake at hand, the processor reads from the beginning on every
 //! assignment and skips pairs whose score of this version is already there; a worker without
 //! one resumes from its group's committed offsets (a vote cast twice lands once: its id is a
@@ -35,7 +40,7 @@ use gata_contract::{
         Timings, Verdict,
     },
 };
-use gata_dva::{Clip, cosine};
+use gata_dva::{Clip, Head, cosine};
 use gata_infra::config::DvaConfig;
 use gata_lakehouse::{DeadLetter, Lake, TopicPartition};
 use gata_parallel::map_ordered;
@@ -69,6 +74,11 @@ pub enum Output {
 /// The scorer version of `clip`'s scores.
 pub fn scorer_version(clip: &Clip) -> String {
     format!("dva/{}@{}", clip.card().id, &clip.fingerprint()[..12])
+}
+
+/// The scorer version of `head`'s scores over `clip`.
+pub fn head_version(clip: &Clip, head: &Head) -> String {
+    format!("{}+head@{}", scorer_version(clip), &head.card().sha256[..12])
 }
 
 struct Metrics {
@@ -123,17 +133,35 @@ struct Pending {
     record: LogRecord,
 }
 
-/// Runs the DVA processor with `clip`, as `cfg` says, publishing `output`, until `ctx.stop` is
-/// cancelled or a failure it cannot retry. Its accept threshold is `dva.threshold`, else the
-/// model card's. With `lake`, it skips pairs already scored there and reads every partition
-/// from the beginning; without, it resumes from its group's committed offsets.
-pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, clip: Arc<Clip>, lake: Option<Lake>) -> Result<()> {
+/// The models a DVA scores with: the base CLIP model, and a head trained on it, if any.
+pub struct Models {
+    /// The base model (its cosine is the score).
+    pub clip: Arc<Clip>,
+    /// A head from `gata dva train` (its probability is a second score).
+    pub head: Option<Arc<Head>>,
+}
+
+/// Runs the DVA processor with `models`, as `cfg` says, publishing `output`, until `ctx.stop`
+/// is cancelled or a failure it cannot retry. Its accept threshold is `dva.threshold`, else the
+/// model card's; the head's is its card's. With `lake`, it skips pairs already scored there (by
+/// every version it publishes) and reads every partition from the beginning; without, it
+/// resumes from its group's committed offsets. Votes are the base model's only.
+pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, models: Models, lake: Option<Lake>) -> Result<()> {
     let Context { group, kafka, limits, registry, stop } = ctx;
+    let Models { clip, head } = models;
+    let head = head.filter(|_| output == Output::Scores).map(|h| (head_version(&clip, &h), h));
     let metrics = Metrics::register(&registry)?;
     metrics.engine.with_label_values(&[clip.engine(), clip.provider(), clip.card().id.as_str()]).set(1);
     let version = scorer_version(&clip);
     let (landed, positions): (HashSet<Uuid>, PositionSource) = match &lake {
-        Some(lake) => (lake.scored_subjects(&version).await?, poller::from_the_beginning()),
+        Some(lake) => {
+            let mut landed = lake.scored_subjects(&version).await?;
+            if let Some((head_version, _)) = &head {
+                let by_head = lake.scored_subjects(head_version).await?;
+                landed.retain(|id| by_head.contains(id));
+            }
+            (landed, poller::from_the_beginning())
+        }
         None => (HashSet::new(), Arc::new(|_: &[TopicPartition]| Ok(BTreeMap::new()))),
     };
     let fetcher = Fetcher::new(&cfg, limits.max_image_bytes)?;
@@ -153,10 +181,11 @@ pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, clip: Arc<Cli
         mac: kafka.record_mac().cloned(),
     };
     let threshold = cfg.threshold.unwrap_or(clip.card().threshold);
-    tracing::info!(model = %clip.card().id, version = %version, engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");
+    tracing::info!(model = %clip.card().id, version = %version, head = ?head.as_ref().map(|(v, _)| v), engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");
     let queue = cfg.batch_size * 8;
     let dva = Dva {
         clip,
+        head,
         version,
         cfg,
         limits,
@@ -205,6 +234,8 @@ impl Handler for Dva {
 
 struct Dva {
     clip: Arc<Clip>,
+    /// The head and its scorer version.
+    head: Option<(String, Arc<Head>)>,
     version: String,
     /// Batching, threads and image bounds (`[dva]`).
     cfg: DvaConfig,
@@ -221,8 +252,8 @@ struct Dva {
     metrics: Metrics,
 }
 
-/// A pair's score, or why its image could not be used.
-type Outcome = std::result::Result<f32, FetchFailure>;
+/// A pair's cosine and head probability, or why its image could not be used.
+type Outcome = std::result::Result<(f32, Option<f32>), FetchFailure>;
 
 impl Dva {
     /// Queues a pair unless it is undecodable (the sink dead-letters those), a repeat, or
@@ -247,6 +278,7 @@ impl Dva {
         let batch = std::mem::take(&mut self.batch);
         let started = Instant::now();
         let (clip, limits, max_pixels) = (self.clip.clone(), self.limits.clone(), self.cfg.max_pixels);
+        let head = self.head.as_ref().map(|(_, h)| h.clone());
         let captions: Vec<String> = batch.iter().map(|p| p.pair.caption.clone()).collect();
         let fetcher = &self.fetcher;
         let raws = futures::future::join_all(batch.iter().map(|p| raw(fetcher, &p.pair.image))).await;
@@ -270,7 +302,7 @@ impl Dva {
                     Ok(tensor) => {
                         tensors.push(tensor);
                         texts.push(caption.as_str());
-                        outcomes.push(Ok(0.0));
+                        outcomes.push(Ok((0.0, None)));
                     }
                     Err(reason) => outcomes.push(Err(reason)),
                 }
@@ -278,7 +310,11 @@ impl Dva {
             let inferring = Instant::now();
             let image_embeds = clip.embed_images(&tensors)?;
             let text_embeds = clip.embed_texts(&texts)?;
-            let scores = image_embeds.iter().zip(&text_embeds).map(|(i, t)| cosine(i, t));
+            let probabilities = match &head {
+                Some(head) => head.probabilities(&image_embeds, &text_embeds)?.into_iter().map(Some).collect(),
+                None => vec![None; image_embeds.len()],
+            };
+            let scores = image_embeds.iter().zip(&text_embeds).map(|(i, t)| cosine(i, t)).zip(probabilities);
             for (slot, score) in outcomes.iter_mut().filter_map(|o| o.as_mut().ok()).zip(scores) {
                 *slot = score;
             }
@@ -292,16 +328,26 @@ impl Dva {
             work.await.map_err(|e| ProcessorError::Poller(format!("DVA worker task failed: {e}")))??;
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
-            let published = match outcome {
-                Ok(cos) => self.score_event(&pending, cos, Vec::new(), Some(timings)),
+            let (base, by_head) = match outcome {
+                Ok((cos, probability)) => (
+                    self.score_event(&pending, Judge::Base(cos), Vec::new(), Some(timings)),
+                    probability.map(|p| self.score_event(&pending, Judge::Head(p), Vec::new(), Some(timings))),
+                ),
                 Err(FetchFailure { code, reason }) => {
                     dead_letter(&self.dlq, &pending, code, &reason).await?;
                     let why = ScoreReason { code: code.into(), penalty: 1.0, detail: reason };
-                    self.score_event(&pending, -1.0, vec![why], None)
+                    let by_head = self
+                        .head
+                        .as_ref()
+                        .map(|_| self.score_event(&pending, Judge::Head(0.0), vec![why.clone()], None));
+                    (self.score_event(&pending, Judge::Base(-1.0), vec![why], None), by_head)
                 }
             };
-            self.metrics.scored.with_label_values(&[published.verdict.name()]).inc();
-            self.publisher.publish(&published, pending.record.source.clone(), pending.record.offset).await?;
+            self.metrics.scored.with_label_values(&[base.verdict.name()]).inc();
+            // The head's first: the source offset counts as done once the last one is acknowledged.
+            for published in by_head.iter().chain([&base]) {
+                self.publisher.publish(published, pending.record.source.clone(), pending.record.offset).await?;
+            }
         }
         Ok(())
     }
@@ -309,18 +355,32 @@ impl Dva {
     fn score_event(
         &self,
         p: &Pending,
-        score: f32,
+        judge: Judge,
         mut reasons: Vec<ScoreReason>,
         timings: Option<Timings>,
     ) -> QualityScore {
-        let score = f64::from(score).clamp(-1.0, 1.0);
-        let threshold = f64::from(self.threshold);
+        let (version, model, score, threshold, what) = match (judge, &self.head) {
+            (Judge::Head(p), Some((version, head))) => (
+                version.clone(),
+                ModelRef { id: head.card().id.clone(), sha256: head.card().sha256.clone() },
+                f64::from(p).clamp(0.0, 1.0),
+                head.card().threshold,
+                "the trained head's accept probability",
+            ),
+            (Judge::Base(cos) | Judge::Head(cos), _) => (
+                self.version.clone(),
+                ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() },
+                f64::from(cos).clamp(-1.0, 1.0),
+                f64::from(self.threshold),
+                "image-caption agreement",
+            ),
+        };
         let verdict = if reasons.is_empty() && score >= threshold { Verdict::Accept } else { Verdict::Reject };
         if reasons.is_empty() && verdict == Verdict::Reject {
             reasons.push(ScoreReason {
                 code: "caption_mismatch".into(),
                 penalty: 1.0,
-                detail: format!("image-caption agreement {score:.3} is below the threshold {threshold:.3}"),
+                detail: format!("{what} {score:.3} is below the threshold {threshold:.3}"),
             });
         }
         let validator = match &self.output {
@@ -332,7 +392,7 @@ impl Dva {
             contributor_id: p.pair.contributor_id.clone(),
             subject_event_id: p.pair.event_id,
             subject_kind: EventKind::ImageTextPair,
-            scorer_version: self.version.clone(),
+            scorer_version: version,
             score,
             verdict,
             sub_scores: SubScores::default(),
@@ -345,13 +405,22 @@ impl Dva {
                 partition: p.record.source.partition,
                 offset: p.record.offset.0,
             },
-            model: Some(ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() }),
+            model: Some(model),
             timings,
             validator,
             consensus: None,
         };
         QualityScore { event_id: score.expected_id(), ..score }
     }
+}
+
+/// Which model judges a pair, and its figure.
+#[derive(Debug, Clone, Copy)]
+enum Judge {
+    /// The base model's cosine, in [-1, 1].
+    Base(f32),
+    /// The head's accept probability, in [0, 1].
+    Head(f32),
 }
 
 /// Sends the pair's record to the dead-letter topic with `reason`.

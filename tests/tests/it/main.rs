@@ -14,6 +14,7 @@ mod dead_letters;
 mod demo;
 mod dva;
 mod dva_consensus;
+mod dva_head;
 mod e2e;
 mod export;
 mod forgery;
