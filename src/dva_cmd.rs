@@ -79,7 +79,7 @@ pub async fn run(cfg: GataConfig, args: DvaArgs) -> anyhow::Result<()> {
     let DvaCmd::Train(train) = args.cmd;
     if !(0.0..=1.0).contains(&train.target_precision)
         || !(0.0..=1.0).contains(&train.at_recall)
-        || train.l2.iter().any(|l| !(*l > 0.0))
+        || train.l2.iter().any(|l| l.is_nan() || *l <= 0.0)
     {
         bail!("--target-precision and --at-recall are shares in [0, 1], --l2 is above 0");
     }

@@ -169,7 +169,8 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     });
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments()?.clone(), m.clone())));
-    let app = http::app(&cfg.http, auth, ingest, query, market, validation, labelling, ops);
+    let services = http::Services { ingest, query, market, validation, labelling };
+    let app = http::app(&cfg.http, auth, services, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
     let ready = Ready {

@@ -217,7 +217,7 @@ fn render(f: &Filter, rows: &[Map<String, Value>], total: u64, more: bool) -> St
 <meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>
 <body>
 <h1>DVA review</h1>
-<p class="summary">{total} scored pairs match · page {page}</p>
+<p class="summary">{total} scored pairs match · page {page} · <a href="/review/label">label pairs by keyboard</a></p>
 <form method="get" action="/review">
 <label>score from <input name="min" type="number" step="0.01" min="-1" max="1" value="{min}"></label>
 <label>to <input name="max" type="number" step="0.01" min="-1" max="1" value="{max}"></label>

@@ -83,9 +83,10 @@ pub fn fit(x: &[Vec<f64>], y: &[bool], l2: f64, steps: usize, mut progress: impl
                 }
             }
         }
-        for i in 0..=d {
-            for j in 0..i {
-                hessian[i][j] = hessian[j][i];
+        for i in 1..=d {
+            let (above, rest) = hessian.split_at_mut(i);
+            for (j, row) in above.iter().enumerate() {
+                rest[0][j] = row[i];
             }
         }
         for i in 1..d {
