@@ -10,6 +10,7 @@
 //! - [`payments`] confirms purchases from transfers found on chain; until then they are
 //!   pending and grant nothing.
 
+pub mod consistency;
 pub mod error;
 pub mod follower;
 pub mod payments;

@@ -47,6 +47,11 @@ impl std::fmt::Debug for Marketplace {
 }
 
 impl Marketplace {
+    /// The followed state (what [`crate::consistency::layer`] waits on).
+    pub fn followed(&self) -> &Followed {
+        &self.followed
+    }
+
     /// A service over the followed state, producing with `producer`, counting rows with
     /// `engine`, streaming from `catalog`'s tables.
     pub fn new(
@@ -120,6 +125,7 @@ impl Marketplace {
             .timestamp(Utc::now().timestamp_millis())
             .headers(headers);
         let delivery = self.producer.send(record, APPLY_WAIT).await.map_err(|(e, _)| MarketError::Kafka(e))?;
+        crate::consistency::wrote(delivery.partition, delivery.offset);
         self.followed.wait_for(delivery.partition, delivery.offset, APPLY_WAIT).await?;
         // Another event applied in between may have made this one not fit after all.
         match self.read(|m| m.check(&event)).await? {

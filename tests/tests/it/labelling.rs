@@ -93,9 +93,9 @@ async fn reviewers_label_by_keyboard_and_labels_land_once() {
     // Rita labels on the page, by keyboard: accept, reject, skip, accept.
     let profile = tempfile::tempdir().unwrap();
     let mut page = Browser::open(profile.path(), &format!("{}/review/label#token={RITA}", gata.base));
-    page.wait_for("!document.getElementById('pair').hidden", Duration::from_secs(30));
     let mut shown = Vec::new();
     for (key, labelled, skipped) in [('a', 1, 0), ('r', 2, 0), ('s', 2, 1), ('a', 3, 1)] {
+        page.wait_for("document.getElementById('pair').dataset.ready === 'true'", Duration::from_secs(30));
         shown.push(page.eval("document.getElementById('caption').textContent"));
         page.press(key);
         page.wait_for(
@@ -103,7 +103,7 @@ async fn reviewers_label_by_keyboard_and_labels_land_once() {
             Duration::from_secs(30),
         );
     }
-    assert!(page.eval("document.getElementById('image').src.startsWith('blob:')") == json!(true), "image loaded");
+    page.wait_for("document.getElementById('image').src.startsWith('blob:')", Duration::from_secs(30));
     drop(page);
 
     let landed = eventually("rita's three labels in the lake", Duration::from_secs(60), || async {
