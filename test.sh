@@ -46,6 +46,9 @@ python3 -c 'import delta_sharing' 2>/dev/null ||
 # The API description against the server: schemathesis runs every check on every operation.
 python3 -c 'import schemathesis.cli, sys; from importlib.metadata import version; sys.exit(version("schemathesis") != "4.32.5")' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check 'schemathesis==4.32.5'
+# Distributed SQL: Sail (Spark Connect on DataFusion) reads the lake; pyspark-client talks to it.
+python3 -c 'import sys; from importlib.metadata import version; sys.exit(version("pysail") != "0.7.2" or version("pyspark-client") != "4.1.1")' 2>/dev/null ||
+  python3 -m pip install --quiet --disable-pip-version-check 'pysail==0.7.2' 'pyspark-client==4.1.1'
 # Arrow Flight SQL interop: the ADBC Flight SQL driver, as BI tools and notebooks use it.
 python3 -c 'import adbc_driver_flightsql.dbapi, pyarrow' 2>/dev/null ||
   python3 -m pip install --quiet --disable-pip-version-check adbc-driver-flightsql adbc-driver-manager pyarrow

@@ -28,6 +28,7 @@ mod marketplace;
 mod mirror;
 mod rewards;
 mod s3;
+mod sail;
 mod scale_out;
 mod scoring;
 mod sql;
