@@ -48,7 +48,7 @@ impl Ready {
         let kind = if self.embedded { "embedded, log under the data dir" } else { "external" };
         println!("gata is serving");
         println!(
-            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /review, /metrics)",
+            "  HTTP   http://{}   (POST /v1/chat-turns, /v1/preferences, /v1/image-text-pairs, /v1/sql; GET /v1/tables, /v1/contributors/{{id}}/scores, /review, /review/label, /metrics)",
             self.http
         );
         if let Some(flight) = self.flight {

@@ -310,6 +310,7 @@ fn try_it(api: &Api, cfg: &GataConfig) -> anyhow::Result<()> {
     );
     println!("  curl -s {base}/metrics | grep gata_dva");
     println!("  open {base}/review   (the DVA review page: images, captions, scores)");
+    println!("  open {base}/review/label   (label pairs by keyboard: a accept, r reject, s skip)");
     if api.token.is_none() {
         println!("  open {base}/market   (the marketplace page: listings, samples, purchases, grants)");
         println!("  curl -sN '{base}/v1/marketplace/listings/{DEMO_LISTING}/stream?buyer={DEMO_BUYER}&from=earliest'");
@@ -319,5 +320,8 @@ fn try_it(api: &Api, cfg: &GataConfig) -> anyhow::Result<()> {
     println!("  GATA__REWARDS__POLICY=demo cargo run -- rewards epochs --data-dir {data_dir}");
     println!("  cargo run -- rewards verify {data_dir}/proof-*.json");
     println!("  GATA__REWARDS__POLICY=demo cargo run -- replay --data-dir {data_dir}   (with the demo stopped)");
+    println!(
+        "  cargo run -- dva train --set models/tiny-clip/labelled --out {data_dir}/dva-head   (the DVA's head, from labels)"
+    );
     Ok(())
 }
