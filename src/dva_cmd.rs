@@ -7,7 +7,10 @@
 //! model, then [`gata_dva::head::train`] splits contributors, fits, calibrates and measures,
 //! streaming a line per step. The head directory it writes is what `dva.head` names.
 
-use std::path::{Path, PathBuf};
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
@@ -19,7 +22,7 @@ use gata_dva::{
     },
 };
 use gata_infra::config::GataConfig;
-use gata_lakehouse::TableId;
+use gata_lakehouse::{Lake, TableId, deltalake::datafusion::prelude::SessionContext};
 use serde::Deserialize;
 
 use crate::{Flags, resolve};
@@ -65,14 +68,25 @@ struct TrainArgs {
     at_recall: f64,
 }
 
-/// One labelled pair before embedding.
+/// One labelled pair before its image is read.
+#[derive(Clone)]
 struct Labelled {
     key: String,
     contributor: String,
     caption: String,
-    image: Vec<u8>,
     accept: bool,
 }
+
+/// Where the labelled pairs and their images come from.
+enum Source {
+    /// A labelled set on disk: its images directory, each pair's file name by key.
+    Set { images: PathBuf, files: HashMap<String, String> },
+    /// The lake's review labels; images read from `image_text_pairs` a chunk at a time.
+    Lake(SessionContext),
+}
+
+/// Pairs embedded per step: only this many images are in memory at once.
+const CHUNK: usize = 64;
 
 /// Runs `gata dva …`.
 pub async fn run(cfg: GataConfig, args: DvaArgs) -> anyhow::Result<()> {
@@ -83,15 +97,27 @@ pub async fn run(cfg: GataConfig, args: DvaArgs) -> anyhow::Result<()> {
     {
         bail!("--target-precision and --at-recall are shares in [0, 1], --l2 is above 0");
     }
-    let (pairs, source) = match &train.set {
-        Some(dir) => (from_set(dir)?, format!("set:{}", dir.file_name().unwrap_or_default().to_string_lossy())),
-        None => (from_lake(&cfg).await?, "lake".to_string()),
+    let (pairs, source, name) = match &train.set {
+        Some(dir) => {
+            let (pairs, source) = from_set(dir)?;
+            (pairs, source, format!("set:{}", dir.file_name().unwrap_or_default().to_string_lossy()))
+        }
+        None => {
+            let (pairs, source) = from_lake(&cfg).await?;
+            (pairs, source, "lake".to_string())
+        }
     };
-    println!("{} labelled pairs from {source}", pairs.len());
+    println!("{} labelled pairs from {name}", pairs.len());
     let clip = resolve::dva_model(&cfg.dva).await?;
     let max_pixels = cfg.dva.max_pixels;
-    let examples = tokio::task::spawn_blocking(move || embed(&clip, pairs, max_pixels).map(|e| (clip, e))).await??;
-    let (clip, examples) = examples;
+    let mut examples = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(CHUNK) {
+        let images = source.images(chunk).await?;
+        let (clip, chunk) = (clip.clone(), chunk.iter().map(Labelled::clone).collect::<Vec<_>>());
+        examples.extend(tokio::task::spawn_blocking(move || embed(&clip, chunk, images, max_pixels)).await??);
+        println!("embedded {} pairs", examples.len());
+    }
+    let source = name;
     let settings = Settings {
         source,
         seed: train.seed,
@@ -124,29 +150,28 @@ struct SetRow {
     accept: bool,
 }
 
-fn from_set(dir: &Path) -> anyhow::Result<Vec<Labelled>> {
+fn from_set(dir: &Path) -> anyhow::Result<(Vec<Labelled>, Source)> {
     let path = dir.join("labels.json");
     let rows: Vec<SetRow> =
         serde_json::from_slice(&std::fs::read(&path).with_context(|| format!("{}", path.display()))?)
             .with_context(|| format!("{} is not a list of labelled pairs", path.display()))?;
-    rows.into_iter()
-        .map(|r| {
-            let image_path = dir.join("images").join(&r.image);
-            let image = std::fs::read(&image_path).with_context(|| format!("{}", image_path.display()))?;
-            Ok(Labelled { key: r.key, contributor: r.contributor_id, caption: r.caption, image, accept: r.accept })
-        })
-        .collect()
+    let files = rows.iter().map(|r| (r.key.clone(), r.image.clone())).collect();
+    let pairs = rows
+        .into_iter()
+        .map(|r| Labelled { key: r.key, contributor: r.contributor_id, caption: r.caption, accept: r.accept })
+        .collect();
+    Ok((pairs, Source::Set { images: dir.join("images"), files }))
 }
 
-/// Each pair's majority among its reviewers' newest labels (ties left out), with its caption
-/// and inline image.
+/// Each pair's majority among its reviewers' newest labels (ties left out), with its caption;
+/// pairs sent by URL (no image in the lake) are left out.
 const LAKE_LABELS_SQL: &str = "WITH newest AS (
   SELECT subject_event_id, decision FROM (SELECT subject_event_id, reviewer, decision, ROW_NUMBER() OVER
     (PARTITION BY subject_event_id, reviewer ORDER BY labelled_at DESC, kafka_offset DESC) AS n FROM review_labels)
   WHERE n = 1),
 votes AS (SELECT subject_event_id, SUM(CASE WHEN decision = 'accept' THEN 1 ELSE 0 END) AS accepts, COUNT(*) AS labels
   FROM newest GROUP BY subject_event_id)
-SELECT p.event_id, p.contributor_id, p.caption, encode(p.image, 'hex') AS image_hex, v.accepts * 2 > v.labels AS accept
+SELECT p.event_id, p.contributor_id, p.caption, v.accepts * 2 > v.labels AS accept
 FROM votes v JOIN image_text_pairs p ON p.event_id = v.subject_event_id
 WHERE v.accepts * 2 <> v.labels AND p.image IS NOT NULL ORDER BY p.event_id";
 
@@ -155,52 +180,87 @@ struct LakeRow {
     event_id: String,
     contributor_id: String,
     caption: String,
-    image_hex: String,
     accept: bool,
 }
 
-async fn from_lake(cfg: &GataConfig) -> anyhow::Result<Vec<Labelled>> {
-    let lake = resolve::lake(cfg)?;
-    let ctx = lake.session(&[TableId::ReviewLabels, TableId::ImageTextPairs]).await?;
-    let rows: Vec<LakeRow> = gata_lakehouse::Lake::rows(&ctx, TableId::ReviewLabels, LAKE_LABELS_SQL).await?;
-    rows.into_iter()
-        .map(|r| {
-            let image = hex::decode(&r.image_hex).with_context(|| format!("pair {}: image bytes", r.event_id))?;
-            Ok(Labelled { key: r.event_id, contributor: r.contributor_id, caption: r.caption, image, accept: r.accept })
-        })
-        .collect()
+#[derive(Deserialize)]
+struct ImageRow {
+    event_id: String,
+    image_hex: String,
 }
 
-/// Embeds every pair with `clip`, 32 at a time; pairs whose image cannot be decoded are left
-/// out, with a line saying so.
-fn embed(clip: &Clip, pairs: Vec<Labelled>, max_pixels: u64) -> anyhow::Result<Vec<Example>> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(32) {
-        let mut kept = Vec::new();
-        let mut tensors = Vec::new();
-        for pair in chunk {
-            match gata_dva::decode(&pair.image, max_pixels) {
-                Ok(rgb) => {
-                    tensors.push(clip.preprocessing().tensor(&rgb));
-                    kept.push(pair);
-                }
-                Err(e) => println!("left out {}: {e}", pair.key),
+async fn from_lake(cfg: &GataConfig) -> anyhow::Result<(Vec<Labelled>, Source)> {
+    let lake = resolve::lake(cfg)?;
+    let ctx = lake.session(&[TableId::ReviewLabels, TableId::ImageTextPairs]).await?;
+    let rows: Vec<LakeRow> = Lake::rows(&ctx, TableId::ReviewLabels, LAKE_LABELS_SQL).await?;
+    let pairs = rows
+        .into_iter()
+        .map(|r| Labelled { key: r.event_id, contributor: r.contributor_id, caption: r.caption, accept: r.accept })
+        .collect();
+    Ok((pairs, Source::Lake(ctx)))
+}
+
+impl Source {
+    /// The image bytes of `pairs`, in their order.
+    async fn images(&self, pairs: &[Labelled]) -> anyhow::Result<Vec<Vec<u8>>> {
+        match self {
+            Source::Set { images, files } => pairs
+                .iter()
+                .map(|p| {
+                    let path = images.join(&files[&p.key]);
+                    std::fs::read(&path).with_context(|| format!("{}", path.display()))
+                })
+                .collect(),
+            Source::Lake(ctx) => {
+                // Keys are event ids the lake returned (UUIDs): safe to inline.
+                let ids: Vec<String> = pairs.iter().map(|p| format!("'{}'", p.key.replace('\'', ""))).collect();
+                let sql = format!(
+                    "SELECT event_id, encode(image, 'hex') AS image_hex FROM image_text_pairs WHERE event_id IN ({})",
+                    ids.join(",")
+                );
+                let rows: Vec<ImageRow> = Lake::rows(ctx, TableId::ImageTextPairs, &sql).await?;
+                let mut by_id: HashMap<String, String> = rows.into_iter().map(|r| (r.event_id, r.image_hex)).collect();
+                pairs
+                    .iter()
+                    .map(|p| {
+                        let hex =
+                            by_id.remove(&p.key).with_context(|| format!("pair {}: no image in the lake", p.key))?;
+                        hex::decode(hex).with_context(|| format!("pair {}: image bytes", p.key))
+                    })
+                    .collect()
             }
         }
-        let captions: Vec<&str> = kept.iter().map(|p| p.caption.as_str()).collect();
-        let images = clip.embed_images(&tensors)?;
-        let texts = clip.embed_texts(&captions)?;
-        for ((pair, image), text) in kept.into_iter().zip(images).zip(texts) {
-            out.push(Example {
-                key: pair.key.clone(),
-                contributor: pair.contributor.clone(),
-                accept: pair.accept,
-                content: Example::content_of(&pair.caption, &pair.image),
-                image,
-                text,
-            });
-        }
-        println!("embedded {} pairs", out.len());
     }
-    Ok(out)
+}
+
+/// Embeds `pairs` (with their `images`, in order) with `clip`; pairs whose image cannot be
+/// decoded are left out, with a line saying so.
+fn embed(clip: &Clip, pairs: Vec<Labelled>, images: Vec<Vec<u8>>, max_pixels: u64) -> anyhow::Result<Vec<Example>> {
+    let mut kept = Vec::new();
+    let mut tensors = Vec::new();
+    for (pair, image) in pairs.into_iter().zip(images) {
+        match gata_dva::decode(&image, max_pixels) {
+            Ok(rgb) => {
+                tensors.push(clip.preprocessing().tensor(&rgb));
+                kept.push((pair, image));
+            }
+            Err(e) => println!("left out {}: {e}", pair.key),
+        }
+    }
+    let captions: Vec<&str> = kept.iter().map(|(p, _)| p.caption.as_str()).collect();
+    let image_embeds = clip.embed_images(&tensors)?;
+    let text_embeds = clip.embed_texts(&captions)?;
+    Ok(kept
+        .iter()
+        .zip(image_embeds)
+        .zip(text_embeds)
+        .map(|(((pair, bytes), image), text)| Example {
+            key: pair.key.clone(),
+            contributor: pair.contributor.clone(),
+            accept: pair.accept,
+            content: Example::content_of(&pair.caption, bytes),
+            image,
+            text,
+        })
+        .collect())
 }
