@@ -165,13 +165,7 @@ fn from_set(dir: &Path) -> anyhow::Result<(Vec<Labelled>, Source)> {
 
 /// Each pair's majority among its reviewers' newest labels (ties left out), with its caption;
 /// pairs sent by URL (no image in the lake) are left out.
-const LAKE_LABELS_SQL: &str = "WITH newest AS (
-  SELECT subject_event_id, decision FROM (SELECT subject_event_id, reviewer, decision, ROW_NUMBER() OVER
-    (PARTITION BY subject_event_id, reviewer ORDER BY labelled_at DESC, kafka_offset DESC) AS n FROM review_labels)
-  WHERE n = 1),
-votes AS (SELECT subject_event_id, SUM(CASE WHEN decision = 'accept' THEN 1 ELSE 0 END) AS accepts, COUNT(*) AS labels
-  FROM newest GROUP BY subject_event_id)
-SELECT p.event_id, p.contributor_id, p.caption, v.accepts * 2 > v.labels AS accept
+const MAJORITY: &str = "SELECT p.event_id, p.contributor_id, p.caption, v.accepts * 2 > v.labels AS accept
 FROM votes v JOIN image_text_pairs p ON p.event_id = v.subject_event_id
 WHERE v.accepts * 2 <> v.labels AND p.image IS NOT NULL ORDER BY p.event_id";
 
@@ -192,7 +186,8 @@ struct ImageRow {
 async fn from_lake(cfg: &GataConfig) -> anyhow::Result<(Vec<Labelled>, Source)> {
     let lake = resolve::lake(cfg)?;
     let ctx = lake.session(&[TableId::ReviewLabels, TableId::ImageTextPairs]).await?;
-    let rows: Vec<LakeRow> = Lake::rows(&ctx, TableId::ReviewLabels, LAKE_LABELS_SQL).await?;
+    let sql = format!("{}\n{MAJORITY}", crate::labelling::LABEL_VOTES);
+    let rows: Vec<LakeRow> = Lake::rows(&ctx, TableId::ReviewLabels, &sql).await?;
     let pairs = rows
         .into_iter()
         .map(|r| Labelled { key: r.event_id, contributor: r.contributor_id, caption: r.caption, accept: r.accept })

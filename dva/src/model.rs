@@ -125,12 +125,7 @@ impl Clip {
     pub fn open(engine: Engine, source: &ModelSource, threads: usize) -> Result<Clip> {
         let card = ModelCard::read(source)?;
         let load = |file: &str, expected: &str| -> Result<(Encoder, &'static str)> {
-            let bytes = source.read(file)?;
-            let actual = hex::encode(Sha256::digest(&bytes));
-            if actual != expected {
-                return Err(DvaError::Model(format!("{file}: SHA-256 {actual} is not the card's {expected}")));
-            }
-            Encoder::load(engine, file, &bytes, threads)
+            Encoder::load(engine, file, &source.read_checked(file, expected)?, threads)
         };
         let (image, provider) = load(&card.image.file, &card.image.sha256)?;
         let (text, _) = load(&card.text.file, &card.text.sha256)?;

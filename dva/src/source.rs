@@ -4,6 +4,8 @@
 
 use std::{borrow::Cow, path::PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::{DvaError, Result};
 
 /// The shipped model's files, by the names its card uses.
@@ -42,6 +44,18 @@ impl ModelSource {
                 .map(|(_, bytes)| Cow::Borrowed(*bytes))
                 .ok_or_else(|| DvaError::Model(format!("the shipped model has no file {file:?}"))),
         }
+    }
+}
+
+impl ModelSource {
+    /// The bytes of `file`, checked against the SHA-256 (hex) a card gives for it.
+    pub fn read_checked(&self, file: &str, sha256: &str) -> Result<Cow<'static, [u8]>> {
+        let bytes = self.read(file)?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != sha256 {
+            return Err(DvaError::Model(format!("{file}: SHA-256 {actual} is not the card's {sha256}")));
+        }
+        Ok(bytes)
     }
 }
 

@@ -77,6 +77,23 @@ impl RecordMac {
     }
 }
 
+/// Produces `payload` keyed by `key` to `topic`, with its MAC header when `mac` is given, and
+/// waits for the acknowledgement (at most `queue_timeout` for room in the producer's queue).
+pub async fn send_signed(
+    producer: &rdkafka::producer::FutureProducer,
+    mac: Option<&RecordMac>,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    queue_timeout: std::time::Duration,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let mut record = rdkafka::producer::FutureRecord::to(topic).key(key).payload(payload);
+    if let Some(mac) = mac {
+        record = record.headers(mac.signed(rdkafka::message::OwnedHeaders::new(), topic, key.as_bytes(), payload));
+    }
+    producer.send(record, queue_timeout).await.map(|_| ()).map_err(|(e, _)| e)
+}
+
 /// Why `msg` is not the platform's own: its topic needs a MAC (and a secret is configured) and
 /// it lacks a valid one. None for every other record.
 pub fn forged(mac: Option<&RecordMac>, msg: &impl rdkafka::Message) -> Option<String> {

@@ -34,13 +34,14 @@ use axum::{
 use chrono::Utc;
 use gata_api::{ApiError, JsonBody, openapi::refusals};
 use gata_contract::{Limits, ReviewLabel, ReviewQueue, Verdict, Violation, topics::REVIEW_LABELS};
-use gata_infra::{auth::Principal, rate::RateLimits, record_mac::RecordMac};
+use gata_infra::{
+    auth::Principal,
+    rate::RateLimits,
+    record_mac::{RecordMac, send_signed},
+};
 use gata_lakehouse::deltalake::datafusion::common::ScalarValue;
 use gata_query_api::sql::SqlEngine;
-use rdkafka::{
-    message::OwnedHeaders,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -428,26 +429,26 @@ async fn label(
 }
 
 async fn produce(l: &Labelling, label: &ReviewLabel) -> Result<(), rdkafka::error::KafkaError> {
-    let (key, payload) = (label.subject_event_id.to_string(), label.to_json());
-    let mut record = FutureRecord::to(REVIEW_LABELS).key(&key).payload(&payload);
-    if let Some(mac) = &l.inner.mac {
-        record = record.headers(mac.signed(OwnedHeaders::new(), REVIEW_LABELS, key.as_bytes(), &payload));
-    }
-    l.inner.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
+    let (producer, mac, key) = (&l.inner.producer, l.inner.mac.as_ref(), label.subject_event_id.to_string());
+    send_signed(producer, mac, REVIEW_LABELS, &key, &label.to_json(), Duration::from_secs(10)).await
 }
 
-/// Each reviewer's newest label of each pair, tallied: how many pairs got each (accepts, labels).
-const TALLY_SQL: &str = "WITH newest AS (SELECT subject_event_id, reviewer, decision FROM (
+/// The common table `votes(subject_event_id, accepts, labels)`: each labelled pair with its
+/// reviewers' newest labels, one per reviewer, and how many of them accept. Agreement and
+/// training (`gata dva train`) both start from it.
+pub const LABEL_VOTES: &str = "WITH newest AS (SELECT subject_event_id, reviewer, decision FROM (
   SELECT subject_event_id, reviewer, decision, ROW_NUMBER() OVER (PARTITION BY subject_event_id, reviewer
     ORDER BY labelled_at DESC, kafka_offset DESC) AS n FROM review_labels) WHERE n = 1),
-per AS (SELECT subject_event_id, SUM(CASE WHEN decision = 'accept' THEN 1 ELSE 0 END) AS accepts, COUNT(*) AS labels
-  FROM newest GROUP BY subject_event_id)
-SELECT accepts, labels, COUNT(*) AS pairs, (SELECT COUNT(DISTINCT reviewer) FROM review_labels) AS reviewers
-FROM per GROUP BY accepts, labels";
+votes AS (SELECT subject_event_id, SUM(CASE WHEN decision = 'accept' THEN 1 ELSE 0 END) AS accepts, COUNT(*) AS labels
+  FROM newest GROUP BY subject_event_id)";
+
+/// The votes tallied: how many pairs got each (accepts, labels).
+const TALLY: &str = "SELECT accepts, labels, COUNT(*) AS pairs, \
+  (SELECT COUNT(DISTINCT reviewer) FROM review_labels) AS reviewers FROM votes GROUP BY accepts, labels";
 
 async fn agreement_of(State(l): State<Labelling>, Extension(p): Extension<Principal>) -> Result<Json<Agreement>> {
     reviewer(&l, &p)?;
-    let found = rows(&l, TALLY_SQL, Vec::new()).await?;
+    let found = rows(&l, &format!("{LABEL_VOTES}\n{TALLY}"), Vec::new()).await?;
     let count = |row: &Map<String, Value>, key: &str| row.get(key).and_then(Value::as_u64).unwrap_or(0);
     let tallies: Vec<Tally> = found
         .iter()

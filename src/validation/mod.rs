@@ -43,14 +43,15 @@ use gata_contract::{
     {Event, EventKind, LogPosition, QualityScore, ScoreReason, SubScores, Verdict, vote_digest},
 };
 use gata_infra::{
-    auth::Principal, config::ValidationConfig, rate::RateLimits, record_mac::RecordMac, workload::Workload,
+    auth::Principal,
+    config::ValidationConfig,
+    rate::RateLimits,
+    record_mac::{RecordMac, send_signed},
+    workload::Workload,
 };
 use gata_query_api::sql::SqlEngine;
 use gata_wallet::{Address, parse_signature, recover};
-use rdkafka::{
-    message::OwnedHeaders,
-    producer::{FutureProducer, FutureRecord},
-};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -494,12 +495,8 @@ fn cast(cfg: &ValidationConfig, account: &str, pair: Uuid, subject: Subject, sco
 }
 
 async fn produce(v: &Validation, vote: &QualityScore) -> Result<(), rdkafka::error::KafkaError> {
-    let (key, payload) = (vote.contributor_id.clone(), vote.to_json());
-    let mut record = FutureRecord::to(DVA_VOTES).key(&key).payload(&payload);
-    if let Some(mac) = &v.inner.mac {
-        record = record.headers(mac.signed(OwnedHeaders::new(), DVA_VOTES, key.as_bytes(), &payload));
-    }
-    v.inner.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
+    let (producer, mac) = (&v.inner.producer, v.inner.mac.as_ref());
+    send_signed(producer, mac, DVA_VOTES, &vote.contributor_id, &vote.to_json(), Duration::from_secs(10)).await
 }
 
 /// A validator's standing (`GET /v1/validation/me`).

@@ -13,10 +13,9 @@ pub mod onnx;
 pub mod train;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::{
-    Clip, DvaError, Engine, Result,
+    Clip, DvaError, Engine, ModelSource, Result,
     engine::{Encoder, Input},
 };
 
@@ -124,27 +123,19 @@ impl Head {
     /// Opens the head in `dir` on `engine`, checking that it was trained on `clip` and that
     /// its graph is the one its card hashes.
     pub fn open(engine: Engine, dir: &std::path::Path, clip: &Clip) -> Result<Head> {
-        let read = |file: &str| {
-            let path = dir.join(file);
-            std::fs::read(&path).map_err(|e| DvaError::Model(format!("{}: {e}", path.display())))
-        };
-        let card: HeadCard = serde_json::from_slice(&read("head.json")?)
-            .map_err(|e| DvaError::Model(format!("{}/head.json: {e}", dir.display())))?;
+        let source = ModelSource::Dir(dir.to_path_buf());
+        let card: HeadCard = serde_json::from_slice(&source.read("head.json")?)
+            .map_err(|e| DvaError::Model(format!("{source}/head.json: {e}")))?;
         if card.base.fingerprint != clip.fingerprint() || card.embedding_dim != clip.card().embedding_dim {
             return Err(DvaError::Model(format!(
-                "the head in {} was trained on {} ({}), not on the model opened ({}, {})",
-                dir.display(),
+                "the head in {source} was trained on {} ({}), not on the model opened ({}, {})",
                 card.base.id,
                 card.base.fingerprint,
                 clip.card().id,
                 clip.fingerprint()
             )));
         }
-        let bytes = read(&card.file)?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if actual != card.sha256 {
-            return Err(DvaError::Model(format!("{}: SHA-256 {actual} is not the card's {}", card.file, card.sha256)));
-        }
+        let bytes = source.read_checked(&card.file, &card.sha256)?;
         let (graph, _) = Encoder::load(engine, &card.file, &bytes, 1)?;
         Ok(Head { card, graph })
     }

@@ -331,15 +331,13 @@ impl Dva {
             let (base, by_head) = match outcome {
                 Ok((cos, probability)) => (
                     self.score_event(&pending, Judge::Base(cos), Vec::new(), Some(timings)),
-                    probability.map(|p| self.score_event(&pending, Judge::Head(p), Vec::new(), Some(timings))),
+                    self.head_judge(probability).map(|j| self.score_event(&pending, j, Vec::new(), Some(timings))),
                 ),
                 Err(FetchFailure { code, reason }) => {
                     dead_letter(&self.dlq, &pending, code, &reason).await?;
                     let why = ScoreReason { code: code.into(), penalty: 1.0, detail: reason };
-                    let by_head = self
-                        .head
-                        .as_ref()
-                        .map(|_| self.score_event(&pending, Judge::Head(0.0), vec![why.clone()], None));
+                    let by_head =
+                        self.head_judge(Some(0.0)).map(|j| self.score_event(&pending, j, vec![why.clone()], None));
                     (self.score_event(&pending, Judge::Base(-1.0), vec![why], None), by_head)
                 }
             };
@@ -352,22 +350,28 @@ impl Dva {
         Ok(())
     }
 
+    /// The head's judgement of `probability`, when there is a head and a probability.
+    fn head_judge(&self, probability: Option<f32>) -> Option<Judge<'_>> {
+        let (version, head) = self.head.as_ref()?;
+        Some(Judge::Head { version, head, probability: probability? })
+    }
+
     fn score_event(
         &self,
         p: &Pending,
-        judge: Judge,
+        judge: Judge<'_>,
         mut reasons: Vec<ScoreReason>,
         timings: Option<Timings>,
     ) -> QualityScore {
-        let (version, model, score, threshold, what) = match (judge, &self.head) {
-            (Judge::Head(p), Some((version, head))) => (
-                version.clone(),
+        let (version, model, score, threshold, what) = match judge {
+            Judge::Head { version, head, probability } => (
+                version.to_string(),
                 ModelRef { id: head.card().id.clone(), sha256: head.card().sha256.clone() },
-                f64::from(p).clamp(0.0, 1.0),
+                f64::from(probability).clamp(0.0, 1.0),
                 head.card().threshold,
                 "the trained head's accept probability",
             ),
-            (Judge::Base(cos) | Judge::Head(cos), _) => (
+            Judge::Base(cos) => (
                 self.version.clone(),
                 ModelRef { id: self.clip.card().id.clone(), sha256: self.clip.fingerprint().to_string() },
                 f64::from(cos).clamp(-1.0, 1.0),
@@ -416,11 +420,18 @@ impl Dva {
 
 /// Which model judges a pair, and its figure.
 #[derive(Debug, Clone, Copy)]
-enum Judge {
+enum Judge<'a> {
     /// The base model's cosine, in [-1, 1].
     Base(f32),
-    /// The head's accept probability, in [0, 1].
-    Head(f32),
+    /// A head's accept probability, in [0, 1], under its scorer version.
+    Head {
+        /// The head's scorer version.
+        version: &'a str,
+        /// The head.
+        head: &'a Head,
+        /// Its probability.
+        probability: f32,
+    },
 }
 
 /// Sends the pair's record to the dead-letter topic with `reason`.

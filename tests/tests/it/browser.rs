@@ -1,6 +1,7 @@
-//! A real headless Chromium driven over the DevTools protocol on a pipe
-//! (`--remote-debugging-pipe`: commands on fd 3, answers and events on fd 4, each message JSON
-//! ended by a NUL byte), so a test can press keys in a page and read what it shows.
+//! Debian's headless Chromium (`apt-get install chromium`; ./test.sh installs it): run once on a
+//! page ([`chromium`]: its DOM or a screenshot), or driven over the DevTools protocol on a pipe
+//! ([`Browser`]; `--remote-debugging-pipe`: commands on fd 3, answers and events on fd 4, each
+//! message JSON ended by a NUL byte), so a test can press keys in a page and read what it shows.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -10,6 +11,30 @@ use std::{
 };
 
 use serde_json::{Value, json};
+
+/// The flags every run takes: headless, no sandbox or GPU, nothing fetched in the background.
+const FLAGS: [&str; 7] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
+/// Runs Chromium once with `args` (its profile under `profile`); returns what it printed.
+pub(crate) fn chromium(profile: &Path, args: &[&str]) -> String {
+    let out = Command::new("chromium")
+        .args(FLAGS)
+        .args(["--disable-quic", "--hide-scrollbars", "--virtual-time-budget=5000"])
+        .arg(format!("--user-data-dir={}", profile.join("chromium").display()))
+        .args(args)
+        .output()
+        .expect("chromium is installed (./test.sh installs Debian's chromium)");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
 
 /// A Chromium process with one page, attached.
 pub(crate) struct Browser {
@@ -27,17 +52,8 @@ impl Browser {
     pub(crate) fn open(profile: &Path, url: &str) -> Browser {
         let mut child = Command::new("sh")
             .args(["-c", r#"exec chromium "$@" 3<&0 4>&1 </dev/null >/dev/null"#, "sh"])
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--remote-debugging-pipe",
-                "about:blank",
-            ])
+            .args(FLAGS)
+            .args(["--remote-debugging-pipe", "about:blank"])
             .arg(format!("--user-data-dir={}", profile.join("chromium-cdp").display()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -19,7 +19,7 @@ use rdkafka::{
 };
 use serde_json::{Value, json};
 
-use crate::{bin, scoring::uuid};
+use crate::{bin, browser::chromium, scoring::uuid};
 
 pub(crate) fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/tiny-clip")
@@ -303,28 +303,4 @@ fn read_png(path: &std::path::Path) -> (u32, Vec<[u8; 3]>) {
     let channels = info.color_type.samples();
     let pixels = buf[..info.buffer_size()].chunks(channels).map(|p| [p[0], p[1], p[2]]).collect();
     (info.width, pixels)
-}
-
-/// Runs Debian's headless Chromium (`apt-get install chromium`; ./test.sh installs it) with
-/// `args`; returns what it printed.
-pub(crate) fn chromium(profile: &std::path::Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--virtual-time-budget=5000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.join("chromium").display()))
-        .args(args)
-        .output()
-        .expect("chromium is installed (./test.sh installs Debian's chromium)");
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

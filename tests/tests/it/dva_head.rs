@@ -20,6 +20,15 @@ fn train(args: &[&str], out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("head.json")).unwrap()).unwrap()
 }
 
+/// Labelled pairs a head's card counts, over its three splits.
+fn labels_used(card: &Value) -> u64 {
+    let t = &card["training"];
+    ["train", "calibration", "test"]
+        .iter()
+        .map(|s| t[s]["accept"].as_u64().unwrap() + t[s]["reject"].as_u64().unwrap())
+        .sum()
+}
+
 fn file_sha256(path: &Path) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(std::fs::read(path).unwrap()))
@@ -37,13 +46,8 @@ fn training_on_the_shipped_set_is_reproducible() {
     assert_eq!(first, second, "same labels, same seed: the same card");
     assert_eq!(file_sha256(&a.join("head.onnx")), file_sha256(&b.join("head.onnx")));
     assert_eq!(first["sha256"].as_str().unwrap(), file_sha256(&a.join("head.onnx")), "the card hashes its graph");
-    let t = &first["training"];
-    let pairs: u64 = ["train", "calibration", "test"]
-        .iter()
-        .map(|s| t[s]["accept"].as_u64().unwrap() + t[s]["reject"].as_u64().unwrap())
-        .sum();
-    assert_eq!(pairs, 1440, "{t}");
-    assert_eq!(t["source"], "set:labelled");
+    assert_eq!(labels_used(&first), 1440, "{first}");
+    assert_eq!(first["training"]["source"], "set:labelled");
     for m in ["base_measures", "head_measures"] {
         assert!(first[m]["auc"].as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)), "{first}");
     }
@@ -117,12 +121,7 @@ async fn a_head_trained_from_lake_labels_scores_beside_the_base_model() {
     .await
     .unwrap();
     assert_eq!(card["training"]["source"], "lake");
-    let t = &card["training"];
-    let trained: u64 = ["train", "calibration", "test"]
-        .iter()
-        .map(|s| t[s]["accept"].as_u64().unwrap() + t[s]["reject"].as_u64().unwrap())
-        .sum();
-    assert_eq!(trained, pairs.len() as u64, "every labelled pair, once: {t}");
+    assert_eq!(labels_used(&card), pairs.len() as u64, "every labelled pair, once: {card}");
 
     // Restarted with the head: every pair, older ones too, gets the head's score.
     gata.terminate(Duration::from_secs(30)).await.unwrap();

@@ -256,8 +256,9 @@ async fn listings_grants_purchases_and_revokes_hold_on_sql_and_sharing() {
     // The web page, in headless Chromium: bob sees the listing with its statistics and sample
     // rows, and his purchase; ann sees her grant.
     let total: u64 = seen.values().sum();
-    let page =
-        |token: &str| crate::dva::chromium(dir.path(), &["--dump-dom", &format!("{}/market#token={token}", open.base)]);
+    let page = |token: &str| {
+        crate::browser::chromium(dir.path(), &["--dump-dom", &format!("{}/market#token={token}", open.base)])
+    };
     let dom = page(BOB);
     assert!(dom.contains("Everyday questions") && dom.contains("(garden_chat v1)"), "{dom}");
     assert!(dom.contains(&format!("chat_turns: {total} rows from 2 contributors")), "{dom}");
