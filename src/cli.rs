@@ -86,6 +86,19 @@ pub struct Flags {
     #[arg(long, global = true)]
     #[serde(skip)]
     kafka_listen: Option<SocketAddr>,
+    /// This scoring process's share, `I/N`: shard I (from 0) of N scoring processes (default
+    /// 0/1). Each reads the whole log and judges the partitions whose number modulo N is I.
+    #[arg(long, global = true, value_parser = parse_shard)]
+    #[serde(skip)]
+    scoring_shard: Option<(u32, u32)>,
+}
+
+/// `I/N` with I < N.
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("{text:?} is not I/N with 0 <= I < N, e.g. 0/3");
+    let (i, n) = text.split_once('/').ok_or_else(bad)?;
+    let (i, n) = (i.trim().parse::<u32>().map_err(|_| bad())?, n.trim().parse::<u32>().map_err(|_| bad())?);
+    if i < n { Ok((i, n)) } else { Err(bad()) }
 }
 
 impl Flags {
@@ -103,6 +116,9 @@ impl Flags {
         }
         if let Some(lake) = &self.lake {
             v["lake"] = serde_json::json!({ "uri": lake });
+        }
+        if let Some((shard, shards)) = self.scoring_shard {
+            v["scoring"] = serde_json::json!({ "shard": shard, "shards": shards });
         }
         v
     }

@@ -762,6 +762,13 @@ pub struct ScoringConfig {
     /// folds them in order (`0`: one per core when the process runs only the scoring role,
     /// else one). Scores are the same whatever the count.
     pub threads: usize,
+    /// How many scoring processes share the work (`1`). Each reads every partition and
+    /// remembers every submission, so cross-account signals see everything, but judges and
+    /// publishes only the submissions of its own partitions.
+    pub shards: u32,
+    /// Which of the [`shards`](Self::shards) this process is (`0`): it judges the partitions
+    /// whose number modulo `shards` is `shard`.
+    pub shard: u32,
 }
 
 impl Default for ScoringConfig {
@@ -773,6 +780,8 @@ impl Default for ScoringConfig {
             queue_records: 10_000,
             publish_window: 1000,
             threads: 0,
+            shards: 1,
+            shard: 0,
         }
     }
 }
@@ -1050,6 +1059,8 @@ impl GataConfig {
         check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
         check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
         check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
+        check(self.scoring.shards > 0, "scoring.shards must be positive");
+        check(self.scoring.shard < self.scoring.shards, "scoring.shard must be below scoring.shards");
         check(self.dva.batch_size > 0 && self.dva.threads > 0, "dva.batch_size and dva.threads must be positive");
         check(self.dva.threshold.is_none_or(|t| (-1.0..=1.0).contains(&t)), "dva.threshold must be in [-1, 1]");
         check((1..=15).contains(&self.dva.replicas), "dva.replicas must be 1 to 15");

@@ -134,6 +134,27 @@ impl TurnText {
     }
 }
 
+impl TurnText {
+    /// What the scorer must remember of `turn` without judging its texts: its prompt's
+    /// signature, fingerprint and topic, and its answers' word counts. Folding this instead of
+    /// [`TurnText::of`] leaves the scorer in the same state (the realism rules only shape this
+    /// turn's own score), so a shard can fold the submissions other shards judge for a
+    /// fraction of the cost; the [`Score`] it returns is not a judgement and must be dropped.
+    pub fn remembered(turn: &ChatTurn) -> Self {
+        let words = words(&turn.prompt);
+        Self {
+            prompt: TextReport::unjudged(words.len()),
+            worst_answer: 1.0,
+            answer_codes: Vec::new(),
+            words: words.len(),
+            sig: signature_of_words(&words),
+            fingerprint: hash_words(&words),
+            topic: Topic::of_words(&words),
+            answer_words: turn.responses.iter().map(|r| r.text.split_whitespace().count()).sum(),
+        }
+    }
+}
+
 /// What a preference's written reason says: see [`TurnText`].
 #[derive(Debug, Clone)]
 pub struct PreferenceText {
@@ -165,6 +186,17 @@ impl Prepared {
         match event {
             Event::ChatTurn(turn) => Self::Turn(Box::new(TurnText::of(turn))),
             Event::Preference(pref) => Self::Preference(PreferenceText::of(pref)),
+            Event::ImageTextPair(_) => Self::Nothing,
+        }
+    }
+
+    /// Only what the scorer must remember of `event` ([`TurnText::remembered`]; a preference's
+    /// reason is not read): for a submission another shard judges. The score [`Scorer`] returns
+    /// for it is not a judgement and must be dropped.
+    pub fn remembered(event: &Event) -> Self {
+        match event {
+            Event::ChatTurn(turn) => Self::Turn(Box::new(TurnText::remembered(turn))),
+            Event::Preference(_) => Self::Preference(PreferenceText { reason: None }),
             Event::ImageTextPair(_) => Self::Nothing,
         }
     }

@@ -2,12 +2,14 @@
 //! `eval/make_quality_eval.py`): precision and recall of the reject verdict, on the tuning split
 //! and on the held-out contributors, and the reject rate per category (tuning split only: rules
 //! and thresholds are adjusted looking at the tuning split, never at the held-out one). Prints the table the
-//! README quotes; fails if the held-out figures fall below the floors.
+//! README quotes; fails if the held-out figures fall below the floors. Also checks that shards
+//! which judge only their own contributors, remembering everyone else's submissions, give the
+//! one scorer's scores exactly.
 
 use std::collections::BTreeMap;
 
-use gata_contract::{ChatTurn, Preference};
-use gata_scoring::{Scorer, Verdict};
+use gata_contract::{ChatTurn, Event, Preference};
+use gata_scoring::{Prepared, Scorer, Verdict};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -46,8 +48,7 @@ impl Counts {
 
 #[test]
 fn reject_verdicts_on_the_evaluation_set() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../eval/quality_eval.jsonl");
-    let text = std::fs::read_to_string(path).expect("eval/quality_eval.jsonl (python3 eval/make_quality_eval.py)");
+    let text = evaluation_set();
     let mut scorer = Scorer::default();
     let mut splits: BTreeMap<String, Counts> = BTreeMap::new();
     let mut categories: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
@@ -89,4 +90,49 @@ fn reject_verdicts_on_the_evaluation_set() {
     let holdout = &splits["holdout"];
     assert!(holdout.precision() >= 0.9, "held-out precision {:.3}", holdout.precision());
     assert!(holdout.recall() >= 0.8, "held-out recall {:.3}", holdout.recall());
+}
+
+fn evaluation_set() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../eval/quality_eval.jsonl");
+    std::fs::read_to_string(path).expect("eval/quality_eval.jsonl (python3 eval/make_quality_eval.py)")
+}
+
+/// Three shards fold every submission of the evaluation set in the same order, each judging
+/// only its own contributors' (as the scoring processor's shards own partitions, which are
+/// chosen by contributor) and only remembering the rest ([`Prepared::remembered`]). Together
+/// their scores are the single scorer's, bit for bit, copies across shards included.
+#[test]
+fn shards_that_remember_the_others_submissions_judge_their_own_as_one_scorer_does() {
+    let events: Vec<Event> = evaluation_set()
+        .lines()
+        .map(|line| {
+            let row: Row = serde_json::from_str(line).expect("eval row");
+            match row.kind.as_str() {
+                "chat_turn" => Event::ChatTurn(serde_json::from_value(row.event).expect("turn")),
+                _ => Event::Preference(serde_json::from_value(row.event).expect("preference")),
+            }
+        })
+        .collect();
+    let mut one = Scorer::default();
+    let reference: Vec<String> =
+        events.iter().map(|e| format!("{:?}", one.score_event(e, Prepared::of(e)).expect("a score"))).collect();
+    let shards = 3;
+    let shard_of = |e: &Event| e.contributor_id().bytes().fold(0usize, |h, b| h * 31 + usize::from(b)) % shards;
+    let mut judged = 0;
+    let mut cross_account = 0;
+    for shard in 0..shards {
+        let mut scorer = Scorer::default();
+        for (event, expected) in events.iter().zip(&reference) {
+            let own = shard_of(event) == shard;
+            let prepared = if own { Prepared::of(event) } else { Prepared::remembered(event) };
+            let score = format!("{:?}", scorer.score_event(event, prepared).expect("a score"));
+            if own {
+                assert_eq!(&score, expected, "shard {shard}, submission {}", event.event_id());
+                judged += 1;
+                cross_account += usize::from(score.contains("copied_across_accounts"));
+            }
+        }
+    }
+    assert_eq!(judged, events.len());
+    assert!(cross_account > 20, "only {cross_account} copies across accounts: the check proves little");
 }

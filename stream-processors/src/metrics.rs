@@ -88,6 +88,8 @@ pub(crate) struct ScoringMetrics {
     pub scored: IntCounterVec,
     /// Submissions re-read to rebuild state (their score is in the lake already).
     pub rebuilt: IntCounter,
+    /// Submissions another shard judges, folded into this shard's state only.
+    pub remembered: IntCounter,
     /// Records not scored, by reason (`undecodable`, `already_scored`, `not_scored_here`).
     pub skipped: IntCounterVec,
     /// Preferences waiting for their turn.
@@ -117,6 +119,13 @@ impl ScoringMetrics {
                 IntCounter::new(
                     "gata_scoring_rebuilt_total",
                     "Submissions re-read to rebuild the scorer's state (already scored in the lake)",
+                )?,
+            )?,
+            remembered: register(
+                registry,
+                IntCounter::new(
+                    "gata_scoring_remembered_total",
+                    "Submissions another shard judges, folded into this shard's state only",
                 )?,
             )?,
             skipped: register(

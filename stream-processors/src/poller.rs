@@ -159,30 +159,36 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
+impl PollerContext {
+    /// Takes `tpl`, each partition positioned where the processor says, and tells the
+    /// processor.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let tps = partitions(tpl);
+        match (self.positions)(&tps) {
+            Ok(next) => {
+                for (tp, off) in &next {
+                    let at = off.map_or(KafkaOffset::Beginning, |o| KafkaOffset::Offset(o.0));
+                    if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, at) {
+                        tracing::error!(%tp, error = %e, "cannot position partition");
+                    }
+                }
+                tracing::info!(?next, "partitions assigned; resuming from the processor's positions");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read resume positions; resuming from committed offsets, duplicates are filtered downstream")
+            }
+        }
+        if let Err(e) = consumer.assign(tpl) {
+            tracing::error!(error = %e, "assign failed");
+        }
+        let _ = self.send(Input::Assigned(tps));
+    }
+}
+
 impl ConsumerContext for PollerContext {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let tps = partitions(tpl);
-                match (self.positions)(&tps) {
-                    Ok(next) => {
-                        for (tp, off) in &next {
-                            let at = off.map_or(KafkaOffset::Beginning, |o| KafkaOffset::Offset(o.0));
-                            if let Err(e) = tpl.set_partition_offset(&tp.topic, tp.partition, at) {
-                                tracing::error!(%tp, error = %e, "cannot position partition");
-                            }
-                        }
-                        tracing::info!(?next, "partitions assigned; resuming from the processor's positions");
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot read resume positions; resuming from committed offsets, duplicates are filtered downstream")
-                    }
-                }
-                if let Err(e) = consumer.assign(tpl) {
-                    tracing::error!(error = %e, "assign failed");
-                }
-                let _ = self.send(Input::Assigned(tps));
-            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.assign(consumer, tpl),
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let tps = partitions(tpl);
                 tracing::info!(?tps, "partitions revoked");
@@ -218,6 +224,18 @@ pub(crate) struct Subscription {
     pub lag: IntGaugeVec,
     /// Checks the MACs of records on the platform's own topics, when a secret is configured.
     pub mac: Option<RecordMac>,
+    /// Which partitions this member reads.
+    pub membership: Membership,
+}
+
+/// Which partitions of its topics a poller reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Membership {
+    /// Those its consumer group assigns it: the members split the partitions.
+    Group,
+    /// Every partition, always, whoever else reads them (a processor whose state must see the
+    /// whole log). Its group only receives progress reports.
+    EveryPartition,
 }
 
 /// Positions that start every assigned partition from its beginning (processors that rebuild
@@ -233,7 +251,7 @@ pub(crate) fn spawn(
     tx: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let Subscription { name, mut config, topics, positions, committed, lag, mac } = sub;
+    let Subscription { name, mut config, topics, positions, committed, lag, mac, membership } = sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<PollerContext> = config
         .create_with_context(PollerContext {
@@ -245,12 +263,51 @@ pub(crate) fn spawn(
             mac,
         })
         .map_err(ProcessorError::kafka("create consumer"))?;
-    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topic_refs).map_err(ProcessorError::kafka("subscribe"))?;
+    if membership == Membership::Group {
+        let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topic_refs).map_err(ProcessorError::kafka("subscribe"))?;
+    }
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(move || poll_loop(consumer, &topics, tx, committed, stop))
+        .spawn(move || {
+            if membership == Membership::EveryPartition && !assign_every_partition(&consumer, &topics, &stop) {
+                return Ok(());
+            }
+            poll_loop(consumer, &topics, membership, tx, committed, stop)
+        })
         .map_err(|e| ProcessorError::Poller(e.to_string()))
+}
+
+/// How long a metadata request for the topics' partitions may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Assigns every partition of `topics`, waiting until each topic has partitions (a topic is
+/// created by the first intake or broker start); false if stopped first.
+fn assign_every_partition(consumer: &BaseConsumer<PollerContext>, topics: &[String], stop: &CancellationToken) -> bool {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        loop {
+            if stop.is_cancelled() {
+                return false;
+            }
+            let found = consumer
+                .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+                .map(|m| m.topics().iter().filter(|t| t.name() == topic).map(|t| t.partitions().len()).sum::<usize>());
+            match found {
+                Ok(n) if n > 0 => {
+                    for partition in 0..n {
+                        tpl.add_partition(topic, i32::try_from(partition).unwrap_or(i32::MAX));
+                    }
+                    break;
+                }
+                Ok(_) => tracing::info!(%topic, "waiting for the topic's partitions"),
+                Err(e) => tracing::warn!(%topic, error = %e, "cannot read the topic's partitions; retrying"),
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    consumer.context().assign(consumer, &mut tpl);
+    true
 }
 
 /// Stops and joins the poller thread once the processor's loop has ended with `result` (which
@@ -276,6 +333,7 @@ pub(crate) async fn stop_and_join(
 fn poll_loop(
     consumer: BaseConsumer<PollerContext>,
     topics: &[String],
+    membership: Membership,
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
     stop: CancellationToken,
@@ -303,7 +361,9 @@ fn poll_loop(
         // more than the record.
         if housekeeping.elapsed() >= HOUSEKEEPING_INTERVAL {
             report_committed(&consumer, &committed, &mut reported);
-            rejoin_if_idle(&consumer, topics, &mut idle_since);
+            if membership == Membership::Group {
+                rejoin_if_idle(&consumer, topics, &mut idle_since);
+            }
             housekeeping = Instant::now();
         }
     }

@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::{
     Context, Result,
-    poller::{self, Polled, Subscription},
+    poller::{self, Membership, Polled, Subscription},
     publisher::Publisher,
     skeleton::{self, Handler},
 };
@@ -281,6 +281,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
+        membership: Membership::Group,
     };
     tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
     let run = Run {

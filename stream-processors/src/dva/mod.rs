@@ -54,7 +54,7 @@ use self::{
 };
 use crate::{
     Context, ProcessorError, Result, dead_letters,
-    poller::{self, Polled, PositionSource, Subscription},
+    poller::{self, Membership, Polled, PositionSource, Subscription},
     publisher::Publisher,
     skeleton::{self, Handler},
 };
@@ -179,6 +179,7 @@ pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, models: Model
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
+        membership: Membership::Group,
     };
     let threshold = cfg.threshold.unwrap_or(clip.card().threshold);
     tracing::info!(model = %clip.card().id, version = %version, head = ?head.as_ref().map(|(v, _)| v), engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");

@@ -11,10 +11,15 @@
 //! deterministic event id, and the sink keeps one), and a new scorer version re-scores all of
 //! history on its first start.
 //!
-//! Originality across accounts needs one scorer to see every submission: run one scoring
-//! instance per cluster. A second member of the group takes over half the partitions (each
-//! contributor's submissions stay on one partition, so per-contributor signals remain right;
-//! copies across accounts are then only caught within each member's half).
+//! Scaling out without losing what only the whole log shows (copies across accounts, Sybil
+//! clusters): the work is split into [`shards`](ScoringConfig::shards). Every shard reads every
+//! partition and folds every submission into its scorer, in the same order (history merged by
+//! receipt key, see [`catch_up`]), but runs the realism rules on, judges and publishes only the
+//! submissions of its own partitions (number modulo `shards`); the others' are only
+//! remembered ([`Prepared::remembered`]), which leaves the scorer in the same state. So each
+//! shard's verdicts are the ones a single processor would give. A contributor's turns and
+//! preferences share a partition number (the key is the contributor), so one shard judges all
+//! of a contributor's submissions.
 
 mod catch_up;
 mod parked;
@@ -40,7 +45,7 @@ use uuid::Uuid;
 use crate::{
     Context, Result,
     metrics::ScoringMetrics,
-    poller::{self, Polled, Subscription},
+    poller::{self, Membership, Polled, Subscription},
     publisher::Publisher,
     skeleton::{self, Handler},
 };
@@ -55,6 +60,10 @@ pub const SCORED_KINDS: [EventKind; 2] = [EventKind::ChatTurn, EventKind::Prefer
 /// cannot retry. `cfg.threads` is taken as given (at least one); the caller resolves `0`.
 pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result<()> {
     let Context { group, kafka, limits, registry, stop } = ctx;
+    let shard = Shard { index: cfg.shard, count: cfg.shards.max(1) };
+    // Shards read every partition with no group membership; the group only takes their
+    // progress reports, one group per shard.
+    let group = if shard.count > 1 { format!("{group}-{}-of-{}", shard.index, shard.count) } else { group };
     let metrics = ScoringMetrics::register(&registry)?;
     let landed = lake.scored_subjects(SCORER_VERSION).await?;
     tracing::info!(scorer = SCORER_VERSION, landed = landed.len(), "scores already in the lake");
@@ -68,8 +77,9 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         committed: done.clone(),
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
+        membership: Membership::EveryPartition,
     };
-    tracing::info!(%group, scorer = SCORER_VERSION, "scoring processor joining its group");
+    tracing::info!(%group, scorer = SCORER_VERSION, shard = shard.index, shards = shard.count, "scoring processor reading every partition");
     let processor = Processor {
         lake,
         catch_up: CatchUp::default(),
@@ -82,6 +92,7 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         limits: limits.for_replay(),
         turn_wait: cfg.turn_wait,
         threads: cfg.threads.max(1),
+        shard,
         metrics,
         next_tick: tokio::time::Instant::now(),
     };
@@ -90,6 +101,20 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
 
 /// How often held records, parked preferences and scores in flight are looked at.
 const TICK: Duration = Duration::from_millis(100);
+
+/// Which submissions this process judges: those of the partitions whose number modulo `count`
+/// is `index`.
+#[derive(Debug, Clone, Copy)]
+struct Shard {
+    index: u32,
+    count: u32,
+}
+
+impl Shard {
+    fn owns(self, source: &TopicPartition) -> bool {
+        u32::try_from(source.partition).is_ok_and(|p| p % self.count == self.index)
+    }
+}
 
 struct Processor {
     lake: Lake,
@@ -106,6 +131,7 @@ struct Processor {
     limits: Limits,
     turn_wait: Duration,
     threads: usize,
+    shard: Shard,
     metrics: ScoringMetrics,
     /// When the next tick is due (ticks run only while something is held or in flight: an
     /// idle processor is not woken).
@@ -185,8 +211,10 @@ impl Processor {
     /// [`threads`](ScoringConfig::threads) threads, then folded into the scorer in order.
     async fn release_due(&mut self, now: Instant) -> Result<()> {
         let due = self.reorder.due(now);
-        let limits = &self.limits;
-        let decoded = map_ordered(&due, self.threads, SMALL_ITEMS_PER_THREAD, |polled| Decoded::of(polled, limits));
+        let (limits, shard) = (&self.limits, self.shard);
+        let decoded = map_ordered(&due, self.threads, SMALL_ITEMS_PER_THREAD, |polled| {
+            Decoded::of(polled, limits, shard.owns(&polled.record.source))
+        });
         for (polled, decoded) in due.into_iter().zip(decoded) {
             self.take(polled.record.source, polled.record.offset, decoded).await?;
         }
@@ -246,8 +274,8 @@ impl Processor {
         self.score(Event::Preference(preference), Prepared::Nothing, source, offset).await
     }
 
-    /// Scores `event` (state is updated either way) and publishes the score unless the lake
-    /// has it already.
+    /// Scores `event` (state is updated either way) and publishes the score unless another
+    /// shard judges it or the lake has it already.
     async fn score(&mut self, event: Event, prepared: Prepared, source: TopicPartition, offset: Offset) -> Result<()> {
         let started = Instant::now();
         let Some(score) = self.scorer.score_event(&event, prepared) else {
@@ -255,6 +283,12 @@ impl Processor {
             self.publisher.skip(source, offset);
             return Ok(());
         };
+        if !self.shard.owns(&source) {
+            // Only remembered: the score is not a judgement (its texts were not assessed).
+            self.metrics.remembered.inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
+        }
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
         if self.landed.contains(&event.event_id()) {
             self.metrics.rebuilt.inc();
@@ -281,13 +315,15 @@ enum Decoded {
 }
 
 impl Decoded {
-    fn of(polled: &Polled, limits: &Limits) -> Self {
+    /// Decodes `polled`; assesses its texts when `judged` here, else takes only what the
+    /// scorer remembers.
+    fn of(polled: &Polled, limits: &Limits, judged: bool) -> Self {
         let Some(kind) = kind_of_topic(&polled.record.source.topic).filter(|k| SCORED_KINDS.contains(k)) else {
             return Self::NotScored;
         };
         match Event::parse(kind, &polled.record.payload, limits) {
             Ok(event) => {
-                let prepared = Prepared::of(&event);
+                let prepared = if judged { Prepared::of(&event) } else { Prepared::remembered(&event) };
                 Self::Submission(event, prepared)
             }
             Err(violations) => Self::Undecodable(violations),

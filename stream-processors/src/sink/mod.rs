@@ -19,7 +19,7 @@ use gata_contract::topics::Feed;
 use gata_infra::config::LakeConfig;
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 
-use crate::poller::{Polled, PositionSource, Subscription};
+use crate::poller::{Membership, Polled, PositionSource, Subscription};
 use crate::skeleton::{self, Handler};
 use crate::{Context, ProcessorError, Result, metrics::SinkMetrics};
 use writer::{Flush, Writer};
@@ -43,6 +43,7 @@ pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
         committed,
         lag,
         mac: kafka.record_mac().cloned(),
+        membership: Membership::Group,
     };
     tracing::info!(%group, "lake sink joining its group");
     let queue = cfg.queue_records;

@@ -31,6 +31,7 @@ mod s3;
 mod sail;
 mod scale_out;
 mod scoring;
+mod scoring_shards;
 mod sql;
 mod validation;
 
