@@ -110,6 +110,22 @@ fn main() {
             sequential / overlapped,
             identical(&pipelined)
         );
+        let mut scorer = Scorer::default();
+        let (remembering, ()) = timed(|| events.iter().for_each(|e| scorer.remember(e, Prepared::remembered(e))));
+        println!(
+            "| every submission only remembered (what each shard spends on the others' share), one core, {name} | {count} | {:.0} | {:.1} µs each: the shards' ceiling |",
+            n / remembering,
+            remembering * 1e6 / n
+        );
+        for shards in [2, 3, 4] {
+            let (slowest, judged) = sharded(events, shards);
+            println!(
+                "| {shards} shards, one core each, each folding every submission and judging its share (the slowest shard's pace), {name} | {count} | {:.0} | {:.2}x, {} |",
+                n / slowest,
+                sequential / slowest,
+                identical(&judged)
+            );
+        }
     }
     println!("\nTarget (issue 23): 50 000 submissions per second per core.");
 }
@@ -149,6 +165,29 @@ fn pipelined(events: &[Event], threads: usize) -> Vec<Score> {
     let mut scores = Vec::with_capacity(events.len());
     map_fold_ordered(events, threads, Prepared::of, |e, p| scores.extend(scorer.score_event(e, p)));
     scores
+}
+
+/// The seconds of the slowest of `shards` shards, each on one core folding every submission but
+/// judging only its contributors' (the others only remembered: [`Scorer::remember`]), and
+/// the shards' judgements in log order.
+fn sharded(events: &[Event], shards: usize) -> (f64, Vec<Score>) {
+    let shard_of = |e: &Event| e.contributor_id().bytes().fold(0usize, |h, b| h * 31 + usize::from(b)) % shards;
+    let mut judged: Vec<Option<Score>> = vec![None; events.len()];
+    let mut slowest: f64 = 0.0;
+    for shard in 0..shards {
+        let mut scorer = Scorer::default();
+        let (seconds, ()) = timed(|| {
+            for (i, event) in events.iter().enumerate() {
+                if shard_of(event) == shard {
+                    judged[i] = scorer.score_event(event, Prepared::of(event));
+                } else {
+                    scorer.remember(event, Prepared::remembered(event));
+                }
+            }
+        });
+        slowest = slowest.max(seconds);
+    }
+    (slowest, judged.into_iter().flatten().collect())
 }
 
 /// Documents per second of datatrove's signature step, run by `bench/datatrove_minhash.py`.

@@ -20,7 +20,7 @@ pub mod text;
 
 pub use gata_contract::Verdict;
 use gata_contract::{ScoreReason, SubScores as MeasuredSubScores};
-pub use scorer::{PreferenceText, Prepared, SCORER_VERSION, Scorer, ScorerConfig, TurnText};
+pub use scorer::{PreferenceText, Prepared, Remembered, SCORER_VERSION, Scorer, ScorerConfig, TurnText};
 use serde::{Deserialize, Serialize};
 
 /// One rule that fired, in machine-readable form.

@@ -134,22 +134,23 @@ impl TurnText {
     }
 }
 
-impl TurnText {
-    /// What the scorer must remember of `turn` without judging its texts: its prompt's
-    /// signature, fingerprint and topic, and its answers' word counts. Folding this instead of
-    /// [`TurnText::of`] leaves the scorer in the same state (the realism rules only shape this
-    /// turn's own score), so a shard can fold the submissions other shards judge for a
-    /// fraction of the cost; the [`Score`] it returns is not a judgement and must be dropped.
-    pub fn remembered(turn: &ChatTurn) -> Self {
+/// What a shard keeps of a chat turn another shard judges ([`Scorer::remember`]): its prompt's
+/// signature and fingerprint, for copies across accounts, and its answers' length, for the
+/// preferences that judge it.
+#[derive(Debug, Clone)]
+pub struct Remembered {
+    sig: Option<Signature>,
+    fingerprint: u64,
+    answer_words: usize,
+}
+
+impl Remembered {
+    /// What a shard keeps of `turn`; its texts are not judged.
+    pub fn of(turn: &ChatTurn) -> Self {
         let words = words(&turn.prompt);
         Self {
-            prompt: TextReport::unjudged(words.len()),
-            worst_answer: 1.0,
-            answer_codes: Vec::new(),
-            words: words.len(),
             sig: signature_of_words(&words),
             fingerprint: hash_words(&words),
-            topic: Topic::of_words(&words),
             answer_words: turn.responses.iter().map(|r| r.text.split_whitespace().count()).sum(),
         }
     }
@@ -175,6 +176,8 @@ pub enum Prepared {
     Turn(Box<TurnText>),
     /// A preference's.
     Preference(PreferenceText),
+    /// What a shard keeps of a chat turn another shard judges, for [`Scorer::remember`].
+    Remembered(Box<Remembered>),
     /// Nothing assessed: an image-text pair (not this scorer's), or a submission whose texts
     /// [`Scorer::score_event`] is to assess itself.
     Nothing,
@@ -190,14 +193,12 @@ impl Prepared {
         }
     }
 
-    /// Only what the scorer must remember of `event` ([`TurnText::remembered`]; a preference's
-    /// reason is not read): for a submission another shard judges. The score [`Scorer`] returns
-    /// for it is not a judgement and must be dropped.
+    /// What a shard keeps of `event` when another shard judges it ([`Remembered`]; nothing of
+    /// a preference), for [`Scorer::remember`].
     pub fn remembered(event: &Event) -> Self {
         match event {
-            Event::ChatTurn(turn) => Self::Turn(Box::new(TurnText::remembered(turn))),
-            Event::Preference(_) => Self::Preference(PreferenceText { reason: None }),
-            Event::ImageTextPair(_) => Self::Nothing,
+            Event::ChatTurn(turn) => Self::Remembered(Box::new(Remembered::of(turn))),
+            Event::Preference(_) | Event::ImageTextPair(_) => Self::Nothing,
         }
     }
 }
@@ -227,6 +228,25 @@ impl Scorer {
             (Event::Preference(pref), _) => self.score_preference(pref),
             (Event::ImageTextPair(_), _) => return None,
         })
+    }
+
+    /// Takes in a submission that another shard judges, `prepared` by [`Prepared::remembered`]
+    /// (else computed here), judging nothing. Shards split the work by contributor, so a shard
+    /// keeps of others' submissions only what its own contributors' verdicts depend on: every
+    /// prompt, for copies across accounts and Sybil clusters, and every turn, for the
+    /// preferences that judge it. Its own contributors' verdicts are then the ones a single
+    /// scorer fed every submission in the same order gives.
+    pub fn remember(&mut self, event: &Event, prepared: Prepared) {
+        let Event::ChatTurn(turn) = event else { return };
+        let Remembered { sig, fingerprint, answer_words } = match prepared {
+            Prepared::Remembered(kept) => *kept,
+            _ => Remembered::of(turn),
+        };
+        let who = self.contributor_index(&turn.contributor_id);
+        if let Some(sig) = sig {
+            self.remember_copyable(who, sig, fingerprint);
+        }
+        self.remember_turn(turn, answer_words);
     }
 
     /// Scores a chat turn whose texts were assessed by [`TurnText::of`], and remembers it.
@@ -448,16 +468,21 @@ impl Scorer {
 
     fn remember_prompt(&mut self, who: u32, sig: Option<Signature>, fingerprint: u64, topic: Topic) {
         let Some(sig) = sig else { return };
+        self.remember_copyable(who, sig, fingerprint);
+        let recent = &mut self.state[who as usize].prompts;
+        recent.push_back((sig, topic));
+        if recent.len() > self.cfg.window {
+            recent.pop_front();
+        }
+    }
+
+    /// Indexes a prompt of `who` for the copies that may follow it, from any account.
+    fn remember_copyable(&mut self, who: u32, sig: Signature, fingerprint: u64) {
         self.prompts.insert(who, sig);
         let owners = self.exact.entry(fingerprint).or_default();
         // Bounded like the LSH buckets: a flood of one prompt costs constant work per copy.
         if owners.len() < MAX_BUCKET && !owners.contains(&who) {
             owners.push(who);
-        }
-        let recent = &mut self.state[who as usize].prompts;
-        recent.push_back((sig, topic));
-        if recent.len() > self.cfg.window {
-            recent.pop_front();
         }
     }
 

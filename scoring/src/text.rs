@@ -27,14 +27,6 @@ pub struct TextReport {
     pub words: usize,
 }
 
-impl TextReport {
-    /// The report of a text whose rules were not run ([`crate::TurnText::remembered`]): no
-    /// reason, no language, full realism.
-    pub(crate) fn unjudged(words: usize) -> Self {
-        Self { realism: 1.0, language: None, reasons: Vec::new(), words }
-    }
-}
-
 /// Texts longer than this many characters are suspicious for a chat prompt.
 const MAX_CHARS: usize = 20_000;
 

@@ -99,7 +99,7 @@ fn evaluation_set() -> String {
 
 /// Three shards fold every submission of the evaluation set in the same order, each judging
 /// only its own contributors' (as the scoring processor's shards own partitions, which are
-/// chosen by contributor) and only remembering the rest ([`Prepared::remembered`]). Together
+/// chosen by contributor) and only remembering the rest ([`Scorer::remember`]). Together
 /// their scores are the single scorer's, bit for bit, copies across shards included.
 #[test]
 fn shards_that_remember_the_others_submissions_judge_their_own_as_one_scorer_does() {
@@ -123,14 +123,14 @@ fn shards_that_remember_the_others_submissions_judge_their_own_as_one_scorer_doe
     for shard in 0..shards {
         let mut scorer = Scorer::default();
         for (event, expected) in events.iter().zip(&reference) {
-            let own = shard_of(event) == shard;
-            let prepared = if own { Prepared::of(event) } else { Prepared::remembered(event) };
-            let score = format!("{:?}", scorer.score_event(event, prepared).expect("a score"));
-            if own {
-                assert_eq!(&score, expected, "shard {shard}, submission {}", event.event_id());
-                judged += 1;
-                cross_account += usize::from(score.contains("copied_across_accounts"));
+            if shard_of(event) != shard {
+                scorer.remember(event, Prepared::remembered(event));
+                continue;
             }
+            let score = format!("{:?}", scorer.score_event(event, Prepared::of(event)).expect("a score"));
+            assert_eq!(&score, expected, "shard {shard}, submission {}", event.event_id());
+            judged += 1;
+            cross_account += usize::from(score.contains("copied_across_accounts"));
         }
     }
     assert_eq!(judged, events.len());

@@ -73,6 +73,10 @@ pub enum ProcessorError {
     #[error("kafka poller thread failed: {0}")]
     Poller(String),
 
+    /// Scoring shards cannot split the log as configured.
+    #[error("scoring shards: {0}")]
+    Shards(String),
+
     /// A replay cannot run as asked.
     #[error("replay: {0}")]
     Replay(String),
@@ -105,6 +109,7 @@ impl ProcessorError {
             | Self::ImageClient(_)
             | Self::FlushRetriesExhausted { .. }
             | Self::Poller(_)
+            | Self::Shards(_)
             | Self::Replay(_)
             | Self::Rewards(_)
             | Self::Infra(_) => false,

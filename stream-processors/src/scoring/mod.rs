@@ -14,12 +14,12 @@
 //! Scaling out without losing what only the whole log shows (copies across accounts, Sybil
 //! clusters): the work is split into [`shards`](ScoringConfig::shards). Every shard reads every
 //! partition and folds every submission into its scorer, in the same order (history merged by
-//! receipt key, see [`catch_up`]), but runs the realism rules on, judges and publishes only the
-//! submissions of its own partitions (number modulo `shards`); the others' are only
-//! remembered ([`Prepared::remembered`]), which leaves the scorer in the same state. So each
-//! shard's verdicts are the ones a single processor would give. A contributor's turns and
-//! preferences share a partition number (the key is the contributor), so one shard judges all
-//! of a contributor's submissions.
+//! receipt key, see [`catch_up`]), but judges and publishes only the submissions of its own
+//! partitions (number modulo `shards`). A contributor's turns and preferences share a partition
+//! number (the key is the contributor), so a shard judges whole contributors; of everyone
+//! else's submissions it keeps only what its own contributors' verdicts depend on
+//! ([`Scorer::remember`]: every prompt's signature, every turn's facts). So each shard's
+//! verdicts are the ones a single processor would give.
 
 mod catch_up;
 mod parked;
@@ -43,7 +43,7 @@ use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
 use uuid::Uuid;
 
 use crate::{
-    Context, Result,
+    Context, ProcessorError, Result,
     metrics::ScoringMetrics,
     poller::{self, Membership, Polled, Subscription},
     publisher::Publisher,
@@ -114,6 +114,23 @@ impl Shard {
     fn owns(self, source: &TopicPartition) -> bool {
         u32::try_from(source.partition).is_ok_and(|p| p % self.count == self.index)
     }
+
+    /// Refuses partitions that cannot be split by contributor: shards judge whole
+    /// contributors only if a contributor's turns and preferences share a partition number, so
+    /// both topics need as many partitions.
+    fn check(self, tps: &[TopicPartition]) -> Result<()> {
+        let mut counts = BTreeMap::<&str, usize>::new();
+        for tp in tps {
+            *counts.entry(tp.topic.as_str()).or_default() += 1;
+        }
+        let distinct: HashSet<usize> = counts.values().copied().collect();
+        if self.count > 1 && distinct.len() > 1 {
+            return Err(ProcessorError::Shards(format!(
+                "the scored topics have different partition counts ({counts:?}): a contributor's turns and preferences would be judged by different shards"
+            )));
+        }
+        Ok(())
+    }
 }
 
 struct Processor {
@@ -148,6 +165,7 @@ impl Handler for Processor {
 
     /// New partitions: replay each from the start, up to what the bronze table holds first.
     async fn assigned(&mut self, tps: Vec<TopicPartition>) -> Result<()> {
+        self.shard.check(&tps)?;
         let bronze = self.lake.open(TableId::Events).await?;
         let targets = self.lake.positions(&bronze, TableId::Events, tps.clone()).await?;
         tracing::info!(?tps, ?targets, "rebuilding scorer state from the start of these partitions");
@@ -251,7 +269,7 @@ impl Processor {
                     self.score_waiting(waiting).await?;
                 }
             }
-            Event::Preference(pref) if !self.scorer.knows_turn(&pref.turn_id) => {
+            Event::Preference(pref) if self.shard.owns(&source) && !self.scorer.knows_turn(&pref.turn_id) => {
                 self.parked.park(pref, source, offset, Instant::now() + self.turn_wait);
             }
             other => self.score(other, prepared, source, offset).await?,
@@ -277,18 +295,18 @@ impl Processor {
     /// Scores `event` (state is updated either way) and publishes the score unless another
     /// shard judges it or the lake has it already.
     async fn score(&mut self, event: Event, prepared: Prepared, source: TopicPartition, offset: Offset) -> Result<()> {
+        if !self.shard.owns(&source) {
+            self.scorer.remember(&event, prepared);
+            self.metrics.remembered.inc();
+            self.publisher.skip(source, offset);
+            return Ok(());
+        }
         let started = Instant::now();
         let Some(score) = self.scorer.score_event(&event, prepared) else {
             self.metrics.skipped.with_label_values(&["not_scored_here"]).inc();
             self.publisher.skip(source, offset);
             return Ok(());
         };
-        if !self.shard.owns(&source) {
-            // Only remembered: the score is not a judgement (its texts were not assessed).
-            self.metrics.remembered.inc();
-            self.publisher.skip(source, offset);
-            return Ok(());
-        }
         self.metrics.seconds.observe(started.elapsed().as_secs_f64());
         if self.landed.contains(&event.event_id()) {
             self.metrics.rebuilt.inc();
