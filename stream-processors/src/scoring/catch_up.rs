@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn history_leaves_in_one_order_however_its_partitions_interleave() {
         let now = Instant::now();
-        let partition = |p: i32| (0..5).map(move |o| rec("t", p, o, 1000 + i64::from(o) * 10 + i64::from(p)));
+        let partition = |p: i32| (0..5).map(move |o| rec("t", p, o, 1000 + o * 10 + i64::from(p)));
         let released = |arrivals: Vec<Polled>| {
             let mut gate = CatchUp::default();
             gate.assigned((0..3).map(|p| (TopicPartition::new("t", p), Offset(4))).collect(), now);
