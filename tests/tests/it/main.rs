@@ -9,6 +9,7 @@ mod backlog;
 mod bad_input;
 mod broker_restart;
 mod browser;
+mod cluster;
 mod consistency;
 mod crash;
 mod dead_letters;
