@@ -211,7 +211,13 @@ pub async fn replay(cfg: GataConfig, args: ReplayArgs) -> anyhow::Result<()> {
         Source::Kafka => replay::in_memory(kafka_log(&cfg).await?),
     };
     let progress = progress_bar(records, "re-scoring");
-    let options = ReplayOptions { recorded, pay, scorer_version: args.scorer_version.clone(), out };
+    let options = ReplayOptions {
+        recorded,
+        pay,
+        scorer_version: args.scorer_version.clone(),
+        out,
+        turn_wait: cfg.scoring.turn_wait,
+    };
     let report = replay::replay(&lake, log, &options, &progress).await?;
     progress.finish_and_clear();
     if args.json {

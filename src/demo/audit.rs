@@ -87,7 +87,7 @@ pub async fn audit(
     println!("{flagged} accounts flagged as bots or Sybil clusters forfeit their contribution rewards in this epoch.");
     let top = payouts.first().context("the busiest epoch has payouts")?;
     prove(cfg, busiest, &top.account)?;
-    replay_all(lake, &policy).await
+    replay_all(lake, &policy, cfg.scoring.turn_wait).await
 }
 
 /// Waits until epoch `last` (or a later one) is recorded, and returns the recorded epochs of
@@ -147,10 +147,11 @@ fn prove(cfg: &GataConfig, epoch: &EpochRewards, account: &str) -> anyhow::Resul
 }
 
 /// Rebuilds every projection from the bronze log under the recorded policy and compares.
-async fn replay_all(lake: &Lake, policy: &Policy) -> anyhow::Result<()> {
+async fn replay_all(lake: &Lake, policy: &Policy, turn_wait: Duration) -> anyhow::Result<()> {
     let bar = spinner("replaying the log from the bronze table".into());
     let (_, log) = lake.receipt_ordered_log(DEFAULT_SORT_MEMORY).await?;
-    let options = ReplayOptions { recorded: policy.clone(), pay: policy.clone(), scorer_version: None, out: None };
+    let options =
+        ReplayOptions { recorded: policy.clone(), pay: policy.clone(), scorer_version: None, out: None, turn_wait };
     let report = replay::replay(lake, log, &options, &ProgressBar::hidden()).await?;
     bar.finish_and_clear();
     let same = report.epochs.iter().filter(|e| e.recorded_root == e.replayed_root).count();

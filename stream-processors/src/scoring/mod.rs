@@ -22,7 +22,7 @@
 //! verdicts are the ones a single processor would give.
 
 mod catch_up;
-mod parked;
+pub(crate) mod parked;
 mod reorder;
 
 use std::{
@@ -31,7 +31,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use gata_contract::{
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
     {Event, EventKind, Limits, LogPosition, QualityScore, Violation},
@@ -90,7 +90,9 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         parked: Parked::default(),
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), cfg.publish_window, done),
         limits: limits.for_replay(),
-        turn_wait: cfg.turn_wait,
+        turn_wait: chrono::Duration::from_std(cfg.turn_wait).unwrap_or(chrono::TimeDelta::MAX),
+        idle_after: cfg.reorder_window + IDLE_SLACK,
+        last_taken: Instant::now(),
         threads: cfg.threads.max(1),
         shard,
         metrics,
@@ -101,6 +103,10 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
 
 /// How often held records, parked preferences and scores in flight are looked at.
 const TICK: Duration = Duration::from_millis(100);
+
+/// Added to `reorder_window`: how long the fold must have taken no record before parked
+/// preferences may leave by the wall clock (their turn never came and nothing else arrives).
+const IDLE_SLACK: Duration = Duration::from_secs(1);
 
 /// Which submissions this process judges: those of the partitions whose number modulo `count`
 /// is `index`.
@@ -146,7 +152,12 @@ struct Processor {
     parked: Parked,
     publisher: Publisher,
     limits: Limits,
-    turn_wait: Duration,
+    /// How long, in receipt time, a preference waits for its turn.
+    turn_wait: chrono::Duration,
+    /// How long without a record before a parked preference may leave by the wall clock.
+    idle_after: Duration,
+    /// When the fold last took a record.
+    last_taken: Instant,
     threads: usize,
     shard: Shard,
     metrics: ScoringMetrics,
@@ -234,13 +245,19 @@ impl Processor {
             Decoded::of(polled, limits, shard.owns(&polled.record.source))
         });
         for (polled, decoded) in due.into_iter().zip(decoded) {
-            self.take(polled.record.source, polled.record.offset, decoded).await?;
+            self.take(polled.record.source, polled.record.offset, polled.record.received_at, decoded).await?;
         }
         self.metrics.held.set((self.catch_up.held() + self.reorder.len()) as i64);
         Ok(())
     }
 
-    async fn take(&mut self, source: TopicPartition, offset: Offset, decoded: Decoded) -> Result<()> {
+    async fn take(
+        &mut self,
+        source: TopicPartition,
+        offset: Offset,
+        received_at: DateTime<Utc>,
+        decoded: Decoded,
+    ) -> Result<()> {
         let (event, prepared) = match decoded {
             Decoded::Submission(event, prepared) => (event, prepared),
             Decoded::NotScored => {
@@ -256,6 +273,11 @@ impl Processor {
                 return Ok(());
             }
         };
+        self.last_taken = Instant::now();
+        // Preferences whose wait for their turn ended before this submission was received.
+        for waiting in self.parked.release_expired(received_at) {
+            self.score_waiting(waiting).await?;
+        }
         if !self.seen.insert(event.event_id()) {
             self.metrics.skipped.with_label_values(&["already_scored"]).inc();
             self.publisher.skip(source, offset);
@@ -270,7 +292,8 @@ impl Processor {
                 }
             }
             Event::Preference(pref) if self.shard.owns(&source) && !self.scorer.knows_turn(&pref.turn_id) => {
-                self.parked.park(pref, source, offset, Instant::now() + self.turn_wait);
+                let deadline = received_at.checked_add_signed(self.turn_wait).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                self.parked.park(pref, source, offset, deadline);
             }
             other => self.score(other, prepared, source, offset).await?,
         }
@@ -278,8 +301,15 @@ impl Processor {
         Ok(())
     }
 
+    /// Once no record has come for a while, scores the parked preferences whose deadline is
+    /// that long past by the wall clock: their turn never came, and no later submission will
+    /// end their wait.
     async fn release_expired(&mut self) -> Result<()> {
-        for waiting in self.parked.release_expired(Instant::now()) {
+        if self.last_taken.elapsed() < self.idle_after {
+            return Ok(());
+        }
+        let idle = chrono::Duration::from_std(self.idle_after).unwrap_or(chrono::TimeDelta::MAX);
+        for waiting in self.parked.release_expired(Utc::now() - idle) {
             self.score_waiting(waiting).await?;
         }
         self.metrics.parked.set(self.parked.len() as i64);

@@ -3,13 +3,15 @@
 //! Turns and preferences travel on different topics, so a preference can be read before its
 //! turn even though the contributor sent the turn first. Judging it then would cost it the
 //! `unknown_turn` penalty and skip the reading-time check, so it waits — until its turn is
-//! scored or a deadline passes, when it is scored without the turn.
+//! scored or a deadline passes, when it is scored without the turn. The deadline is in receipt
+//! time (intake's stamp plus `scoring.turn_wait`) and passes when the fold reaches a submission
+//! received at or after it, so where a preference is judged depends on the log alone: the
+//! scoring processor's shards, a restarted processor and `gata replay` all judge it at the same
+//! point.
 
-use std::{
-    collections::{BTreeMap, HashMap},
-    time::Instant,
-};
+use std::collections::{BTreeMap, HashMap};
 
+use chrono::{DateTime, Utc};
 use gata_contract::Preference;
 use gata_lakehouse::{Offset, TopicPartition};
 
@@ -19,7 +21,7 @@ pub(crate) struct Waiting {
     pub preference: Preference,
     pub source: TopicPartition,
     pub offset: Offset,
-    deadline: Instant,
+    deadline: DateTime<Utc>,
 }
 
 /// Preferences by the turn they wait for.
@@ -27,13 +29,19 @@ pub(crate) struct Waiting {
 pub(crate) struct Parked {
     by_turn: HashMap<String, Vec<Waiting>>,
     /// Deadline → turn ids, to release expired preferences without a scan.
-    deadlines: BTreeMap<Instant, Vec<String>>,
+    deadlines: BTreeMap<DateTime<Utc>, Vec<String>>,
     len: usize,
 }
 
 impl Parked {
     /// Parks `preference` until its turn arrives or `deadline` passes.
-    pub(crate) fn park(&mut self, preference: Preference, source: TopicPartition, offset: Offset, deadline: Instant) {
+    pub(crate) fn park(
+        &mut self,
+        preference: Preference,
+        source: TopicPartition,
+        offset: Offset,
+        deadline: DateTime<Utc>,
+    ) {
         self.deadlines.entry(deadline).or_default().push(preference.turn_id.clone());
         self.by_turn.entry(preference.turn_id.clone()).or_default().push(Waiting {
             preference,
@@ -51,9 +59,13 @@ impl Parked {
         released
     }
 
-    /// The preferences whose deadline is at or before `now`, in deadline order.
-    pub(crate) fn release_expired(&mut self, now: Instant) -> Vec<Waiting> {
-        let later = self.deadlines.split_off(&(now + std::time::Duration::from_nanos(1)));
+    /// The preferences whose deadline is at or before `now`, in deadline order (then in the
+    /// order they were parked).
+    pub(crate) fn release_expired(&mut self, now: DateTime<Utc>) -> Vec<Waiting> {
+        let later = match now.checked_add_signed(chrono::Duration::nanoseconds(1)) {
+            Some(after) => self.deadlines.split_off(&after),
+            None => BTreeMap::new(),
+        };
         let expired = std::mem::replace(&mut self.deadlines, later);
         let mut out = Vec::new();
         for (deadline, turns) in expired {
@@ -94,7 +106,7 @@ impl Parked {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use chrono::Duration;
 
     use super::*;
 
@@ -108,25 +120,27 @@ mod tests {
 
     #[test]
     fn preferences_leave_with_their_turn_or_their_deadline() {
-        let t0 = Instant::now();
+        let t0 = DateTime::from_timestamp_millis(1_800_000_000_000).expect("a time");
         let tp = TopicPartition::new("p", 0);
         let mut parked = Parked::default();
-        parked.park(pref("t1"), tp.clone(), Offset(1), t0 + Duration::from_secs(5));
-        parked.park(pref("t2"), tp.clone(), Offset(2), t0 + Duration::from_secs(1));
-        parked.park(pref("t1"), TopicPartition::new("p", 1), Offset(3), t0 + Duration::from_secs(2));
+        parked.park(pref("t1"), tp.clone(), Offset(1), t0 + Duration::seconds(5));
+        parked.park(pref("t2"), tp.clone(), Offset(2), t0 + Duration::seconds(1));
+        parked.park(pref("t1"), TopicPartition::new("p", 1), Offset(3), t0 + Duration::seconds(2));
         assert_eq!(parked.len(), 3);
 
         assert!(parked.release_expired(t0).is_empty());
-        let expired = parked.release_expired(t0 + Duration::from_secs(1));
+        let expired = parked.release_expired(t0 + Duration::seconds(1));
         assert_eq!(expired.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(2)]);
 
         let revoked = parked.release_partitions(&[TopicPartition::new("p", 1)]);
         assert_eq!(revoked.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(3)]);
-        assert!(parked.release_expired(t0 + Duration::from_secs(3)).is_empty(), "offset 3 already left");
+        assert!(parked.release_expired(t0 + Duration::seconds(3)).is_empty(), "offset 3 already left");
 
         let with_turn = parked.release_turn("t1");
         assert_eq!(with_turn.iter().map(|w| w.offset).collect::<Vec<_>>(), [Offset(1)]);
         assert_eq!(parked.len(), 0);
-        assert!(parked.release_expired(t0 + Duration::from_secs(10)).is_empty());
+        assert!(parked.release_expired(t0 + Duration::seconds(10)).is_empty());
+        parked.park(pref("t3"), tp, Offset(4), t0);
+        assert_eq!(parked.release_expired(DateTime::<Utc>::MAX_UTC).len(), 1, "the end of time releases all");
     }
 }

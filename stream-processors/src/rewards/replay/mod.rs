@@ -46,6 +46,9 @@ pub struct ReplayOptions {
     pub scorer_version: Option<String>,
     /// Where the replayed projections are written (a scratch lake), if anywhere.
     pub out: Option<Lake>,
+    /// How long a preference waits for its turn, in receipt time (the scoring processor's
+    /// `scoring.turn_wait`).
+    pub turn_wait: std::time::Duration,
 }
 
 /// A score that differs between the record and the replay.
@@ -234,7 +237,7 @@ pub async fn replay(
             "this build scores text as {SCORER_VERSION}; it cannot re-score as {version}"
         )));
     }
-    let (mut rescore, mut records) = (Rescore::new(options.out.is_some()), 0);
+    let (mut rescore, mut records) = (Rescore::new(options.turn_wait, options.out.is_some()), 0);
     while let Some(chunk) = log.try_next().await? {
         rescore.feed(&chunk, progress);
         records += chunk.len();

@@ -11,7 +11,10 @@ use gata_scoring::{Prepared, Scorer, ScorerConfig};
 use indicatif::ProgressBar;
 use uuid::Uuid;
 
-use crate::scoring::publication;
+use crate::scoring::{
+    parked::{Parked, Waiting},
+    publication,
+};
 
 /// Re-scores the text submissions of the log, fed in its order, with this build's scorer. Each
 /// fed chunk's records are decoded and their texts assessed on every core while the scorer folds
@@ -22,8 +25,10 @@ pub(super) struct Rescore {
     limits: Limits,
     threads: usize,
     scorer: Scorer,
-    /// Preferences read before their turn, by turn.
-    parked: HashMap<String, Vec<(Event, TopicPartition, Offset)>>,
+    /// How long, in receipt time, a preference waits for its turn (`scoring.turn_wait`).
+    turn_wait: chrono::Duration,
+    /// Preferences read before their turn.
+    parked: Parked,
     scored: Rescored,
 }
 
@@ -39,6 +44,12 @@ pub(super) struct Rescored {
 }
 
 impl Rescored {
+    /// Scores a parked preference (its reason text assessed now, as the processor does).
+    fn score_waiting(&mut self, scorer: &mut Scorer, waiting: Waiting) {
+        let Waiting { preference, source, offset, .. } = waiting;
+        self.score(scorer, &Event::Preference(preference), Prepared::Nothing, &source, offset);
+    }
+
     /// Scores `event` with `scorer` (none for a kind it does not judge) and adds the score.
     fn score(&mut self, scorer: &mut Scorer, event: &Event, prepared: Prepared, tp: &TopicPartition, offset: Offset) {
         let Some(score) = scorer.score_event(event, prepared) else { return };
@@ -53,13 +64,15 @@ impl Rescored {
 }
 
 impl Rescore {
-    /// A scorer at the start of the log; `keep_scores` keeps every score event as well.
-    pub(super) fn new(keep_scores: bool) -> Self {
+    /// A scorer at the start of the log, with the scoring processor's `turn_wait`;
+    /// `keep_scores` keeps every score event as well.
+    pub(super) fn new(turn_wait: std::time::Duration, keep_scores: bool) -> Self {
         Self {
             limits: Limits::default().for_replay(),
             threads: available_threads(),
             scorer: Scorer::new(ScorerConfig::default()),
-            parked: HashMap::new(),
+            turn_wait: chrono::Duration::from_std(turn_wait).unwrap_or(chrono::TimeDelta::MAX),
+            parked: Parked::default(),
             scored: Rescored { scores: keep_scores.then(Vec::new), ..Rescored::default() },
         }
     }
@@ -72,12 +85,17 @@ impl Rescore {
             let prepared = Prepared::of(&event);
             Some((event, prepared))
         };
-        let Self { scorer, parked, scored, .. } = self;
+        let Self { scorer, parked, scored, turn_wait, .. } = self;
         map_fold_ordered(records, self.threads, decode, |r, decoded| {
             progress.inc(1);
             // Bronze holds only records that decoded when they landed; one that no longer does
             // (a tampered row) is left out here and shows up as a missing score.
             let Some((event, prepared)) = decoded else { return };
+            // As the scoring processor does: a preference's wait for its turn ends once a
+            // submission received after its deadline comes.
+            for waiting in parked.release_expired(r.received_at) {
+                scored.score_waiting(scorer, waiting);
+            }
             if scored.received.contains_key(&event.event_id()) {
                 return;
             }
@@ -87,12 +105,13 @@ impl Rescore {
                 Event::ChatTurn(turn) => {
                     let turn_id = turn.turn_id.clone();
                     scored.score(scorer, &event, prepared, &tp, off);
-                    for (pref, tp, off) in parked.remove(&turn_id).unwrap_or_default() {
-                        scored.score(scorer, &pref, Prepared::Nothing, &tp, off);
+                    for waiting in parked.release_turn(&turn_id) {
+                        scored.score_waiting(scorer, waiting);
                     }
                 }
                 Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
-                    parked.entry(pref.turn_id.clone()).or_default().push((event, tp, off));
+                    let deadline = r.received_at.checked_add_signed(*turn_wait).unwrap_or(DateTime::<Utc>::MAX_UTC);
+                    parked.park(pref.clone(), tp, off, deadline);
                 }
                 _ => scored.score(scorer, &event, prepared, &tp, off),
             }
@@ -100,12 +119,10 @@ impl Rescore {
     }
 
     /// The scores, once the whole log was fed (preferences whose turn never came are scored
-    /// last, in receipt order).
+    /// last, in deadline order, as the scoring processor scores them once nothing more comes).
     pub(super) fn finish(mut self) -> Rescored {
-        let mut left: Vec<_> = std::mem::take(&mut self.parked).into_values().flatten().collect();
-        left.sort_by_key(|(e, tp, off)| (self.scored.received.get(&e.event_id()).copied(), tp.clone(), *off));
-        for (pref, tp, off) in left {
-            self.scored.score(&mut self.scorer, &pref, Prepared::Nothing, &tp, off);
+        for waiting in self.parked.release_expired(DateTime::<Utc>::MAX_UTC) {
+            self.scored.score_waiting(&mut self.scorer, waiting);
         }
         self.scored
     }
