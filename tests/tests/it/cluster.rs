@@ -50,8 +50,6 @@ async fn submit(nodes: Vec<Api>, batches: Vec<(&'static str, Vec<Value>)>, acked
 #[tokio::test(flavor = "multi_thread")]
 async fn three_nodes_of_every_role_survive_sigkills_and_match_a_single_process_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let dir = Box::leak(Box::new(dir));
-    eprintln!("DEBUGDIR {}", dir.path().display());
     let broker = Broker::start(bin(), &dir.path().join("broker")).await.unwrap();
     let lake = format!("file://{}", dir.path().join("lake").display());
     let policy = two_second_policy(dir.path());
