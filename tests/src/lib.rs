@@ -308,6 +308,13 @@ pub fn metric(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
+/// The values of every labelled series of metric `name` (`name{…}`) in a Prometheus text
+/// exposition, in the order exported.
+pub fn labelled_metrics(metrics: &str, name: &str) -> Vec<f64> {
+    let prefix = format!("{name}{{");
+    metrics.lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit(' ').next()?.parse().ok()).collect()
+}
+
 /// A standalone `gata broker` process on a free port, killed on drop.
 #[derive(Debug)]
 pub struct Broker {

@@ -87,10 +87,9 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         scorer: Scorer::new(ScorerConfig::default()),
         landed,
         seen: HashSet::new(),
-        parked: Parked::default(),
+        parked: Parked::new(cfg.turn_wait),
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), cfg.publish_window, done),
         limits: limits.for_replay(),
-        turn_wait: chrono::Duration::from_std(cfg.turn_wait).unwrap_or(chrono::TimeDelta::MAX),
         idle_after: cfg.reorder_window + IDLE_SLACK,
         last_taken: Instant::now(),
         threads: cfg.threads.max(1),
@@ -152,8 +151,6 @@ struct Processor {
     parked: Parked,
     publisher: Publisher,
     limits: Limits,
-    /// How long, in receipt time, a preference waits for its turn.
-    turn_wait: chrono::Duration,
     /// How long without a record before a parked preference may leave by the wall clock.
     idle_after: Duration,
     /// When the fold last took a record.
@@ -292,8 +289,7 @@ impl Processor {
                 }
             }
             Event::Preference(pref) if self.shard.owns(&source) && !self.scorer.knows_turn(&pref.turn_id) => {
-                let deadline = received_at.checked_add_signed(self.turn_wait).unwrap_or(DateTime::<Utc>::MAX_UTC);
-                self.parked.park(pref, source, offset, deadline);
+                self.parked.park(pref, source, offset, received_at);
             }
             other => self.score(other, prepared, source, offset).await?,
         }

@@ -25,8 +25,10 @@ pub(crate) struct Waiting {
 }
 
 /// Preferences by the turn they wait for.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Parked {
+    /// How long, in receipt time, a preference waits (`scoring.turn_wait`).
+    wait: chrono::Duration,
     by_turn: HashMap<String, Vec<Waiting>>,
     /// Deadline → turn ids, to release expired preferences without a scan.
     deadlines: BTreeMap<DateTime<Utc>, Vec<String>>,
@@ -34,14 +36,21 @@ pub(crate) struct Parked {
 }
 
 impl Parked {
-    /// Parks `preference` until its turn arrives or `deadline` passes.
+    /// Nothing parked yet; each preference will wait `wait` of receipt time.
+    pub(crate) fn new(wait: std::time::Duration) -> Self {
+        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::MAX);
+        Self { wait, by_turn: HashMap::new(), deadlines: BTreeMap::new(), len: 0 }
+    }
+
+    /// Parks `preference`, received at `received_at`, until its turn arrives or its wait ends.
     pub(crate) fn park(
         &mut self,
         preference: Preference,
         source: TopicPartition,
         offset: Offset,
-        deadline: DateTime<Utc>,
+        received_at: DateTime<Utc>,
     ) {
+        let deadline = received_at.checked_add_signed(self.wait).unwrap_or(DateTime::<Utc>::MAX_UTC);
         self.deadlines.entry(deadline).or_default().push(preference.turn_id.clone());
         self.by_turn.entry(preference.turn_id.clone()).or_default().push(Waiting {
             preference,
@@ -122,7 +131,7 @@ mod tests {
     fn preferences_leave_with_their_turn_or_their_deadline() {
         let t0 = DateTime::from_timestamp_millis(1_800_000_000_000).expect("a time");
         let tp = TopicPartition::new("p", 0);
-        let mut parked = Parked::default();
+        let mut parked = Parked::new(std::time::Duration::ZERO);
         parked.park(pref("t1"), tp.clone(), Offset(1), t0 + Duration::seconds(5));
         parked.park(pref("t2"), tp.clone(), Offset(2), t0 + Duration::seconds(1));
         parked.park(pref("t1"), TopicPartition::new("p", 1), Offset(3), t0 + Duration::seconds(2));
@@ -142,5 +151,10 @@ mod tests {
         assert!(parked.release_expired(t0 + Duration::seconds(10)).is_empty());
         parked.park(pref("t3"), tp, Offset(4), t0);
         assert_eq!(parked.release_expired(DateTime::<Utc>::MAX_UTC).len(), 1, "the end of time releases all");
+
+        let mut waiting = Parked::new(std::time::Duration::from_secs(5));
+        waiting.park(pref("t4"), TopicPartition::new("p", 2), Offset(5), t0);
+        assert!(waiting.release_expired(t0 + Duration::milliseconds(4_999)).is_empty());
+        assert_eq!(waiting.release_expired(t0 + Duration::seconds(5)).len(), 1, "waits 5 s of receipt time");
     }
 }

@@ -110,11 +110,7 @@ async fn submissions_land_once_in_the_lake_and_answer_sql() {
     // Everything is in the lake, so the lag the sink reports per partition drops to zero.
     eventually("zero lag on every partition", Duration::from_secs(30), || async {
         let metrics = reqwest::get(format!("{}/metrics", gata.base)).await.ok()?.text().await.ok()?;
-        let lags: Vec<f64> = metrics
-            .lines()
-            .filter(|l| l.starts_with("gata_sink_lag_records{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect();
+        let lags = gata_tests::labelled_metrics(&metrics, "gata_sink_lag_records");
         // Four partitions per topic the sink reads: the intake topics and the scores topic.
         (lags.len() == 4 * gata_contract::topics::Feed::ALL.len() && lags.iter().all(|l| *l == 0.0)).then_some(())
     })

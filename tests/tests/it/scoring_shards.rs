@@ -83,11 +83,7 @@ async fn score_with(dir: &Path, shards: &[&str], n: u64) -> BTreeMap<String, (St
     let scores = verdicts(&front.client(), n).await;
     for scorer in &scorers {
         let metrics = reqwest::get(format!("{}/metrics", scorer.base)).await.unwrap().text().await.unwrap();
-        let judged: f64 = metrics
-            .lines()
-            .filter(|l| l.starts_with("gata_scoring_scored_total{"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
+        let judged: f64 = gata_tests::labelled_metrics(&metrics, "gata_scoring_scored_total").iter().sum();
         let remembered = gata_tests::metric(&metrics, "gata_scoring_remembered_total").unwrap_or(0.0);
         println!("scoring process: judged {judged}, remembered {remembered}");
         assert!(judged > 0.0, "every process judges a share");

@@ -25,9 +25,7 @@ pub(super) struct Rescore {
     limits: Limits,
     threads: usize,
     scorer: Scorer,
-    /// How long, in receipt time, a preference waits for its turn (`scoring.turn_wait`).
-    turn_wait: chrono::Duration,
-    /// Preferences read before their turn.
+    /// Preferences read before their turn, each waiting `scoring.turn_wait` of receipt time.
     parked: Parked,
     scored: Rescored,
 }
@@ -71,8 +69,7 @@ impl Rescore {
             limits: Limits::default().for_replay(),
             threads: available_threads(),
             scorer: Scorer::new(ScorerConfig::default()),
-            turn_wait: chrono::Duration::from_std(turn_wait).unwrap_or(chrono::TimeDelta::MAX),
-            parked: Parked::default(),
+            parked: Parked::new(turn_wait),
             scored: Rescored { scores: keep_scores.then(Vec::new), ..Rescored::default() },
         }
     }
@@ -85,7 +82,7 @@ impl Rescore {
             let prepared = Prepared::of(&event);
             Some((event, prepared))
         };
-        let Self { scorer, parked, scored, turn_wait, .. } = self;
+        let Self { scorer, parked, scored, .. } = self;
         map_fold_ordered(records, self.threads, decode, |r, decoded| {
             progress.inc(1);
             // Bronze holds only records that decoded when they landed; one that no longer does
@@ -110,8 +107,7 @@ impl Rescore {
                     }
                 }
                 Event::Preference(pref) if !scorer.knows_turn(&pref.turn_id) => {
-                    let deadline = r.received_at.checked_add_signed(*turn_wait).unwrap_or(DateTime::<Utc>::MAX_UTC);
-                    parked.park(pref.clone(), tp, off, deadline);
+                    parked.park(pref.clone(), tp, off, r.received_at);
                 }
                 _ => scored.score(scorer, &event, prepared, &tp, off),
             }
