@@ -65,6 +65,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod json;
+mod view_filters;
 pub mod views;
 
 pub use catalog::Catalog;

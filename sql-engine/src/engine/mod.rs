@@ -20,7 +20,7 @@ use gata_lakehouse::deltalake::{
     datafusion::{
         catalog::MemorySchemaProvider,
         common::{ScalarValue, TableReference},
-        execution::{context::SQLOptions, runtime_env::RuntimeEnvBuilder},
+        execution::{SessionStateBuilder, context::SQLOptions, runtime_env::RuntimeEnvBuilder},
         logical_expr::LogicalPlan,
         prelude::{SessionConfig, SessionContext},
     },
@@ -194,7 +194,13 @@ impl SqlEngine {
     /// A fresh session holding `tables`, with the memory limit.
     async fn session_over(&self, tables: &BTreeMap<String, LakeTable>) -> Result<SessionContext> {
         let runtime = RuntimeEnvBuilder::new().with_memory_limit(self.cfg.memory_limit_bytes, 1.0).build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(self.session_config.clone(), runtime);
+        let state = SessionStateBuilder::new()
+            .with_config(self.session_config.clone())
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(crate::view_filters::ViewFilters))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         crate::capped::register(&ctx, self.cfg.max_function_bytes);
         crate::date_trunc::register(&ctx);
         for (name, entry) in tables {
