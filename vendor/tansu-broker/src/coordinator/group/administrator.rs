@@ -2254,12 +2254,61 @@ where
             .await
         {
             Ok(body) => (self, body),
-            Err(error) => {
-                debug!(?error);
-                todo!()
-            }
+            // Patched for gata: upstream panics here (todo!()) when the storage fails.
+            Err(error) => (self, offset_fetch_failed(error, topics, groups)),
         }
     }
+}
+
+/// Patched for gata: the answer to an OffsetFetch whose offsets the storage could not read,
+/// instead of upstream's panic. COORDINATOR_NOT_AVAILABLE is retriable: the client finds the
+/// coordinator again and asks once more, as it does while a coordinator moves.
+fn offset_fetch_failed(
+    error: Error,
+    topics: Option<&[OffsetFetchRequestTopic]>,
+    groups: Option<&[OffsetFetchRequestGroup]>,
+) -> Body {
+    error!(?error, "offset fetch failed");
+    let code = ErrorCode::CoordinatorNotAvailable.into();
+    // Versions before 2 have no top-level error: each partition asked for carries it.
+    let topics = topics.map(|topics| {
+        topics
+            .iter()
+            .map(|topic| {
+                OffsetFetchResponseTopic::default().name(topic.name.clone()).partitions(Some(
+                    topic
+                        .partition_indexes
+                        .iter()
+                        .flatten()
+                        .map(|partition| {
+                            OffsetFetchResponsePartition::default()
+                                .partition_index(*partition)
+                                .committed_offset(-1)
+                                .committed_leader_epoch(Some(-1))
+                                .metadata(Some("".into()))
+                                .error_code(code)
+                        })
+                        .collect(),
+                ))
+            })
+            .collect()
+    });
+    OffsetFetchResponse::default()
+        .throttle_time_ms(Some(0))
+        .topics(topics)
+        .error_code(Some(code))
+        .groups(groups.map(|groups| {
+            groups
+                .iter()
+                .map(|group| {
+                    OffsetFetchResponseGroup::default()
+                        .group_id(group.group_id.clone())
+                        .topics(Some(vec![]))
+                        .error_code(code)
+                })
+                .collect()
+        }))
+        .into()
 }
 
 #[async_trait::async_trait]
@@ -2863,10 +2912,8 @@ where
             .await
         {
             Ok(body) => (self, body),
-            Err(error) => {
-                debug!(?error);
-                todo!()
-            }
+            // Patched for gata: upstream panics here (todo!()) when the storage fails.
+            Err(error) => (self, offset_fetch_failed(error, topics, groups)),
         }
     }
 }
