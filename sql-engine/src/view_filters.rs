@@ -112,8 +112,11 @@ fn cheap(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> bool {
             && e.data_type(schema)
                 .is_ok_and(|t| !matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View))
     };
-    if expr.is::<ColumnTest>() || expr.is::<EagerAnd>() {
+    if expr.is::<ColumnTest>() {
         return true;
+    }
+    if let Some(and) = expr.downcast_ref::<EagerAnd>() {
+        return cheap(&and.left, schema) && cheap(&and.right, schema);
     }
     if let Some(e) = expr.downcast_ref::<IsNullExpr>() {
         return e.arg().is::<Column>();
@@ -609,5 +612,21 @@ mod tests {
             let got = frame.collect().await.unwrap();
             assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{sql}");
         }
+    }
+
+    #[test]
+    fn an_and_is_cheap_only_when_both_sides_are() {
+        let (schema, _) = table();
+        let column = |name: &str, index| Arc::new(Column::new(name, index)) as Arc<dyn PhysicalExpr>;
+        let literal = |v: ScalarValue| Arc::new(Literal::new(v)) as Arc<dyn PhysicalExpr>;
+        let small = Arc::new(BinaryExpr::new(column("n", 1), Operator::Lt, literal(ScalarValue::Int64(Some(3)))));
+        let costly: Arc<dyn PhysicalExpr> =
+            Arc::new(LikeExpr::new(false, true, column("s", 0), literal(ScalarValue::from("GPT%"))));
+        let cheap_and: Arc<dyn PhysicalExpr> = Arc::new(EagerAnd { left: small.clone(), right: small.clone() });
+        let costly_and: Arc<dyn PhysicalExpr> = Arc::new(EagerAnd { left: costly.clone(), right: small.clone() });
+        assert!(cheap(&(small as Arc<dyn PhysicalExpr>), &schema));
+        assert!(cheap(&cheap_and, &schema));
+        assert!(!cheap(&costly, &schema));
+        assert!(!cheap(&costly_and, &schema), "an ILIKE on the left makes the AND costly");
     }
 }
