@@ -312,10 +312,9 @@ impl ColumnTest {
         let test = match (input.data_type(schema).ok()?, value) {
             (DataType::Float64, ScalarValue::Float64(Some(x))) => Test::Float(order, float_key(*x)),
             (DataType::Int64, ScalarValue::Int64(Some(x))) => Test::Int(order, *x),
-            (
-                DataType::Utf8View,
-                ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)),
-            ) if order == Order::Equal => Test::Equals(s.as_bytes().to_vec()),
+            (DataType::Utf8View, value) if order == Order::Equal => {
+                Test::Equals(value.try_as_str().flatten()?.as_bytes().to_vec())
+            }
             _ => return None,
         };
         Some(ColumnTest { input: Arc::clone(input), literal: Arc::clone(literal), test, negated })
@@ -327,10 +326,7 @@ impl ColumnTest {
         if like.case_insensitive() || !like.expr().is::<Column>() || !utf8_view {
             return None;
         }
-        let pattern = match like.pattern().downcast_ref::<Literal>()?.value() {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s,
-            _ => return None,
-        };
+        let pattern = like.pattern().downcast_ref::<Literal>()?.value().try_as_str().flatten()?;
         let prefix = pattern.strip_suffix('%')?;
         let plain = !prefix.is_empty() && !prefix.contains(['%', '_', '\\']);
         plain.then(|| ColumnTest {
@@ -395,7 +391,7 @@ impl PhysicalExpr for ColumnTest {
 
     fn fmt_sql(&self, f: &mut Formatter<'_>) -> fmt::Result {
         self.input.fmt_sql(f)?;
-        write!(f, " {} ", if self.test.sql(self.negated) == "!=" { "<>" } else { self.test.sql(self.negated) })?;
+        write!(f, " {} ", self.test.sql(self.negated))?;
         self.literal.fmt_sql(f)
     }
 }
