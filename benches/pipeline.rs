@@ -210,13 +210,20 @@ async fn mixed(
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
     let singles: Vec<Vec<u8>> = turns.iter().take(5000).map(|e| e.to_json()).collect();
     let mut loads = Vec::new();
-    for (name, roles) in [("intake only", Some("intake")), ("all default roles", None)] {
+    // The consumers at the listener's own priority (`background.nice` 0) as well as at the
+    // default, side by side.
+    let runs: [(&str, Option<&str>, &[(&str, &str)]); 3] = [
+        ("intake only", Some("intake"), &[]),
+        ("all default roles, background nice 0", None, &[("GATA__BACKGROUND__NICE", "0")]),
+        ("all default roles", None, &[]),
+    ];
+    for (run, (name, roles, env)) in runs.into_iter().enumerate() {
         for (shape, bodies, in_flight) in
             [("NDJSON x500, 16 in flight", &batches, 16), ("single events, 64 clients", &singles, 64)]
         {
-            let data = dir.path().join(format!("mixed-{}-{in_flight}", roles.unwrap_or("all")));
+            let data = dir.path().join(format!("mixed-{run}-{in_flight}"));
             let args: Vec<&str> = roles.map(|r| vec!["--roles", r]).unwrap_or_default();
-            let server = gata_tests::Gata::start_with(bin, &data, gata_tests::free_port(), &args, &[]).await?;
+            let server = gata_tests::Gata::start_with(bin, &data, gata_tests::free_port(), &args, env).await?;
             let cpu_before = cpu_time(server.pid())?;
             let mut load = http_load(&server.base, bodies, in_flight).await?;
             load.server_cpu = cpu_time(server.pid())? - cpu_before;

@@ -8,6 +8,7 @@
 //! bearer token; `gata export` writes accepted preference data for training; `gata schema`
 //! prints or writes the event JSON Schemas. The subcommands are in [`cli`].
 
+mod background;
 mod cli;
 mod demo;
 mod dlq_cmd;

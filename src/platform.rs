@@ -182,6 +182,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    // The roles that consume the log run niced on a runtime of their own (see `background`).
+    let background = crate::background::Background::start(&cfg.background)?;
+    let bg = background.handle();
     if let Some((payments, market)) = verifier {
         let stop = stop.child_token();
         tasks.spawn(async move {
@@ -192,26 +195,31 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     let context = |group: &str| resolve::context(&cfg, resolve::consumer_group(&cfg, group), &kafka, &registry, &stop);
     if cfg.runs(Role::Sink) {
         let sink = gata_stream_processors::run_sink(context(&cfg.kafka.sink_group), cfg.lake.clone(), lake.clone());
-        tasks.spawn(async move { sink.await.context("lake sink") });
+        tasks.spawn_on(async move { sink.await.context("lake sink") }, bg);
     }
     if cfg.runs(Role::Scoring) {
         let scoring =
             gata_stream_processors::run_scoring(context(&cfg.scoring.group), resolve::scoring(&cfg), lake.clone());
-        tasks.spawn(async move { scoring.await.context("scoring") });
+        tasks.spawn_on(async move { scoring.await.context("scoring") }, bg);
     }
     if cfg.runs(Role::Dva) && cfg.dva.replicas > 1 {
         let (ctx, thresholds) = (context(&cfg.dva.consensus_group), resolve::consensus_thresholds(&cfg)?);
         let consensus = run_consensus(ctx, cfg.dva.clone(), thresholds, lake.clone());
-        tasks.spawn(async move { consensus.await.context("DVA consensus") });
+        tasks.spawn_on(async move { consensus.await.context("DVA consensus") }, bg);
     } else if cfg.runs(Role::Dva) {
-        match resolve::dva_models(&cfg.dva).await {
-            Ok(models) => {
-                let dva = run_dva(context(&cfg.dva.group), cfg.dva.clone(), Output::Scores, models, Some(lake.clone()));
-                tasks.spawn(async move { dva.await.context("DVA") });
+        // The model loads on the background runtime too, so ONNX Runtime's threads are niced.
+        let (ctx, dva, lake) = (context(&cfg.dva.group), cfg.dva.clone(), lake.clone());
+        let scorer = async move {
+            match resolve::dva_models(&dva).await {
+                Ok(models) => run_dva(ctx, dva, Output::Scores, models, Some(lake)).await.context("DVA"),
+                // Image-text pairs stay in the log and are scored once the DVA can start.
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "DVA disabled: its model cannot run here");
+                    Ok(())
+                }
             }
-            // Image-text pairs stay in the log and are scored once the DVA can start.
-            Err(e) => tracing::error!(error = %format!("{e:#}"), "DVA disabled: its model cannot run here"),
-        }
+        };
+        tasks.spawn_on(scorer, bg);
     }
     if cfg.runs(Role::Rewards) {
         let policy = resolve::policy(&cfg.rewards.policy).context("rewards.policy")?;
@@ -222,23 +230,25 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             registry.clone(),
             stop.child_token(),
         );
-        tasks.spawn(async move { rewards.await.context("rewards") });
+        tasks.spawn_on(async move { rewards.await.context("rewards") }, bg);
     }
     if cfg.runs(Role::Mirror) {
         // Built before serving, so a misconfigured mirror stops the start with its reason.
         let market = crate::mirror_cmd::market(&cfg, &kafka, &stop).await?;
         let mirror = crate::mirror_cmd::build(&cfg, lake.clone(), &registry, market).await.context("mirror")?;
         let stop = stop.child_token();
-        tasks.spawn(async move {
-            mirror.run(stop).await;
-            Ok(())
-        });
+        tasks.spawn_on(
+            async move {
+                mirror.run(stop).await;
+                Ok(())
+            },
+            bg,
+        );
     }
     if cfg.runs(Role::Maintenance) && cfg.maintenance.enabled {
         let (lake, maintenance, stop) = (lake.clone(), cfg.maintenance.clone(), stop.child_token());
-        tasks.spawn(async move {
-            gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop).await.context("table maintenance")
-        });
+        let maintain = gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop);
+        tasks.spawn_on(async move { maintain.await.context("table maintenance") }, bg);
     }
     if let Some((listener, service)) = flight {
         let flight_stop = stop.child_token();

@@ -106,6 +106,8 @@ pub struct GataConfig {
     pub payments: PaymentsConfig,
     /// Outside validators: leases, gold pairs, qualification.
     pub validation: ValidationConfig,
+    /// Where the roles that consume the log run, and at what CPU priority.
+    pub background: BackgroundConfig,
 }
 
 impl Default for GataConfig {
@@ -127,7 +129,28 @@ impl Default for GataConfig {
             rewards: RewardsConfig::default(),
             mirror: MirrorConfig::default(),
             rate: crate::rate::RateConfig::default(),
+            background: BackgroundConfig::default(),
         }
+    }
+}
+
+/// `[background]`: the runtime of the roles that consume the log (sink, scoring, DVA, rewards,
+/// maintenance, mirror), apart from the one serving HTTP. Its threads, and every thread they
+/// start (librdkafka's, the pollers', ONNX Runtime's), run at a lower CPU priority, so in a
+/// burst the requests waiting on an answer keep the cores and the consumers catch up after it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackgroundConfig {
+    /// The nice value of those threads, 0 (as the listener) to 19 (`10`: under contention they
+    /// get about a tenth of a core the listener's threads want).
+    pub nice: i32,
+    /// Worker threads of that runtime (`0`: one per core).
+    pub threads: usize,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        Self { nice: 10, threads: 0 }
     }
 }
 
@@ -1056,6 +1079,7 @@ impl GataConfig {
             "query.max_rows, query.max_stream_rows and query.max_result_bytes must be positive",
         );
         check(self.query.executor_threads > 0, "query.executor_threads must be positive");
+        check((0..=19).contains(&self.background.nice), "background.nice must be 0 to 19");
         check(!self.scoring.group.is_empty(), "scoring.group must not be empty");
         check(self.scoring.queue_records > 0, "scoring.queue_records must be positive");
         check(self.scoring.publish_window > 0, "scoring.publish_window must be positive");
