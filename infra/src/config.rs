@@ -336,6 +336,9 @@ pub struct KafkaConfig {
     /// as one of them (SASL SCRAM-SHA-256 or -512; PLAIN is refused), and gata's own clients
     /// use `kafka.security`.
     pub embedded_users: Vec<ScramUser>,
+    /// What each consumer reads ahead of its processor, in KiB (librdkafka's
+    /// `queued.max.messages.kbytes`; `65536`).
+    pub consumer_prefetch_kbytes: u32,
 }
 
 /// `[kafka.security]`: SASL and TLS settings every Kafka client of gata gets (librdkafka's
@@ -553,6 +556,7 @@ impl Default for KafkaConfig {
             record_secret: None,
             security: KafkaSecurity::default(),
             embedded_users: Vec::new(),
+            consumer_prefetch_kbytes: crate::kafka::DEFAULT_PREFETCH_KBYTES,
         }
     }
 }
@@ -1061,6 +1065,10 @@ impl GataConfig {
         check(self.kafka.partitions > 0, "kafka.partitions must be at least 1");
         check(self.kafka.replication_factor > 0, "kafka.replication_factor must be at least 1");
         check(!self.kafka.sink_group.is_empty(), "kafka.sink_group must not be empty");
+        check(
+            (1..=2_097_151).contains(&self.kafka.consumer_prefetch_kbytes),
+            "kafka.consumer_prefetch_kbytes must be 1 to 2097151",
+        );
         check(self.ingest.max_body_bytes > 0, "ingest.max_body_bytes must be positive");
         check(self.ingest.max_batch_events > 0, "ingest.max_batch_events must be positive");
         check(self.lake.flush_max_records > 0, "lake.flush_max_records must be positive");

@@ -67,6 +67,7 @@ pub struct KafkaClients {
     processors: SharedProducer,
     record_mac: Option<crate::record_mac::RecordMac>,
     security: KafkaSecurity,
+    prefetch_kbytes: u32,
 }
 
 /// One producer for every stream processor of a process (see
@@ -79,6 +80,9 @@ impl std::fmt::Debug for SharedProducer {
         f.debug_struct("SharedProducer").field("created", &self.0.get().is_some()).finish()
     }
 }
+
+/// What a consumer reads ahead of its processor by default, in KiB: librdkafka's own default.
+pub const DEFAULT_PREFETCH_KBYTES: u32 = 64 << 10;
 
 /// How long the stream processors' producer tries to deliver a record.
 const PROCESSOR_DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -94,6 +98,7 @@ impl KafkaClients {
             processors: SharedProducer::default(),
             record_mac: None,
             security: KafkaSecurity::default(),
+            prefetch_kbytes: DEFAULT_PREFETCH_KBYTES,
         }
     }
 
@@ -106,7 +111,9 @@ impl KafkaClients {
     /// Clients for the cluster at `bootstrap` with `cfg`'s security and record MAC, and
     /// idempotent producers (see [`KafkaClients::new`]).
     pub fn configured(bootstrap: impl Into<String>, cfg: &KafkaConfig) -> Self {
-        Self::new(bootstrap).with_security(cfg.security.clone()).with_record_mac(cfg.record_mac())
+        let mut clients = Self::new(bootstrap).with_security(cfg.security.clone()).with_record_mac(cfg.record_mac());
+        clients.prefetch_kbytes = cfg.consumer_prefetch_kbytes;
+        clients
     }
 
     /// Clients for the cluster at `bootstrap` as `cfg` configures them: security, record MAC,
@@ -251,7 +258,8 @@ impl KafkaClients {
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .set("fetch.min.bytes", Self::FETCH_MIN_BYTES.to_string())
-            .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string());
+            .set("fetch.wait.max.ms", Self::FETCH_MAX_WAIT.as_millis().to_string())
+            .set("queued.max.messages.kbytes", self.prefetch_kbytes.to_string());
         cfg
     }
 
