@@ -2,65 +2,27 @@
 //! maintenance, mirror) run on a Tokio runtime of their own whose threads have a lower CPU
 //! priority (`background.nice`) than the listener's.
 //!
-//! On a machine that is CPU-bound as a whole, every role competing on equal terms made a burst
-//! of intake wait behind the consumers landing the previous burst: intake beside every role ran
-//! at 0.31–0.96x of intake alone. With the consumers niced, a request waiting on an answer gets
-//! the cores first, and the consumers take what is left and catch up when the burst ends; the
-//! log holds what they have not read yet. Linux keeps a nice value per thread and a new thread
-//! inherits its creator's, so the threads these roles start (librdkafka's, the pollers',
-//! ONNX Runtime's, the scorer's) run niced too.
+//! A request waiting on an answer gets the cores first; the consumers take what is left and
+//! catch up when a burst ends, and the log holds what they have not read yet. Linux keeps a nice
+//! value per thread and a new thread inherits its creator's, so the threads these roles start
+//! (librdkafka's, the pollers', ONNX Runtime's, the scorer's) run niced too. Measured with the
+//! embedded broker (docs/scaling.md, sixth round): a burst's p99 ack falls, its throughput does
+//! not move, since what intake then waits behind is the broker's own work for the consumers,
+//! at the listeners' priority.
 
 use anyhow::Context as _;
-use gata_infra::config::BackgroundConfig;
-use tokio::sync::oneshot;
+use gata_infra::{config::BackgroundConfig, runtime::DedicatedRuntime};
 
-/// A running background runtime; dropping it stops the runtime (its tasks are dropped).
-#[derive(Debug)]
-pub struct Background {
-    handle: tokio::runtime::Handle,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl Background {
-    /// Starts the runtime on a thread of its own.
-    pub fn start(cfg: &BackgroundConfig) -> anyhow::Result<Self> {
-        let threads = match cfg.threads {
-            0 => std::thread::available_parallelism().map_or(2, usize::from),
-            n => n,
-        };
-        let nice = cfg.nice;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("gata-background")
-            .on_thread_start(move || lower_priority(nice))
-            .enable_all()
-            .build()
-            .context("starting the background runtime")?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("gata-background-runtime".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
-            .context("starting the background runtime's thread")?;
-        Ok(Self { handle, stop: Some(stop) })
-    }
-
-    /// Where background roles are spawned.
-    pub fn handle(&self) -> &tokio::runtime::Handle {
-        &self.handle
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
+/// Starts the background runtime on a thread of its own; dropping it stops the runtime.
+pub fn start(cfg: &BackgroundConfig) -> anyhow::Result<DedicatedRuntime> {
+    let threads = match cfg.threads {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+    let nice = cfg.nice;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.worker_threads(threads).thread_name("gata-background").on_thread_start(move || lower_priority(nice));
+    DedicatedRuntime::start(builder, "gata-background-runtime").context("starting the background runtime")
 }
 
 /// Raises the calling thread's nice value to `nice` (never lowers it: that needs privileges).
@@ -86,7 +48,7 @@ mod tests {
     fn background_threads_and_the_threads_they_start_run_niced_and_no_other() {
         let before = nice_here();
         let nice = (before + 5).min(19);
-        let background = Background::start(&BackgroundConfig { nice, threads: 1 }).expect("runtime");
+        let background = start(&BackgroundConfig { nice, threads: 1 }).expect("runtime");
         let handle = background.handle();
         let seen = handle.block_on(handle.spawn(async {
             let worker = nice_here();
@@ -96,7 +58,7 @@ mod tests {
         }));
         assert_eq!(seen.expect("task"), (nice, nice, nice));
         assert_eq!(nice_here(), before, "the calling thread keeps its priority");
-        let unchanged = Background::start(&BackgroundConfig { nice: 0, threads: 1 }).expect("runtime");
+        let unchanged = start(&BackgroundConfig { nice: 0, threads: 1 }).expect("runtime");
         let handle = unchanged.handle();
         assert_eq!(handle.block_on(handle.spawn(async { nice_here() })).expect("task"), before);
     }

@@ -11,6 +11,7 @@ pub mod host;
 pub mod kafka;
 pub mod rate;
 pub mod record_mac;
+pub mod runtime;
 pub mod scram;
 pub mod telemetry;
 pub mod workload;

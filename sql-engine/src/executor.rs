@@ -17,6 +17,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt as _};
+use gata_infra::runtime::DedicatedRuntime;
 use gata_lakehouse::deltalake::{
     arrow::{datatypes::SchemaRef, record_batch::RecordBatch},
     datafusion::execution::SendableRecordBatchStream,
@@ -87,30 +88,17 @@ type Registry = Arc<Mutex<BTreeMap<String, Running>>>;
 /// The query runtime and its running queries.
 #[derive(Debug)]
 pub struct Executor {
-    handle: tokio::runtime::Handle,
+    runtime: DedicatedRuntime,
     running: Registry,
     ends: IntCounterVec,
-    stop: Option<oneshot::Sender<()>>,
 }
 
 impl Executor {
     /// Starts a runtime of `threads` worker threads on a thread of its own.
     pub fn new(threads: usize) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("gata-query")
-            .enable_all()
-            .build()
-            .map_err(|e| QueryError::Startup(format!("the query runtime: {e}")))?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new()
-            .name("gata-query-runtime".into())
-            .spawn(move || {
-                runtime.block_on(async {
-                    let _ = stopped.await;
-                });
-            })
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads.max(1)).thread_name("gata-query");
+        let runtime = DedicatedRuntime::start(builder, "gata-query-runtime")
             .map_err(|e| QueryError::Startup(format!("the query runtime: {e}")))?;
         let ends = IntCounterVec::new(
             Opts::new(
@@ -123,7 +111,7 @@ impl Executor {
         for end in End::ALL {
             ends.with_label_values(&[end.label()]);
         }
-        Ok(Self { handle, running: Registry::default(), ends, stop: Some(stop) })
+        Ok(Self { runtime, running: Registry::default(), ends })
     }
 
     /// How queries ended (`gata_query_ends_total{how}`), for a metrics registry.
@@ -172,17 +160,9 @@ impl Executor {
             timeout,
             batches,
         };
-        self.handle.spawn(task.run(start, cap, schema_tx));
+        self.runtime.handle().spawn(task.run(start, cap, schema_tx));
         let schema = schema_rx.await.map_err(|_| QueryError::Cancelled(id.clone()))??;
         Ok(QueryStream { id, schema, rx })
-    }
-}
-
-impl Drop for Executor {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
     }
 }
 
