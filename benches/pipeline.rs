@@ -200,6 +200,10 @@ async fn backlog_rows(
     Ok(())
 }
 
+/// A server of the mixed load: its name, its `--roles` (every default role when none), its
+/// environment.
+type MixedRun = (&'static str, Option<&'static str>, &'static [(&'static str, &'static str)]);
+
 /// Mixed load: intake while every other role runs, against intake alone.
 async fn mixed(
     bin: &Path,
@@ -212,7 +216,7 @@ async fn mixed(
     let mut loads = Vec::new();
     // The consumers at the listener's own priority (`background.nice` 0) as well as at the
     // default, side by side.
-    let runs: [(&str, Option<&str>, &[(&str, &str)]); 3] = [
+    let runs: [MixedRun; 3] = [
         ("intake only", Some("intake"), &[]),
         ("all default roles, background nice 0", None, &[("GATA__BACKGROUND__NICE", "0")]),
         ("all default roles", None, &[]),
