@@ -214,12 +214,12 @@ async fn mixed(
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
     let singles: Vec<Vec<u8>> = turns.iter().take(5000).map(|e| e.to_json()).collect();
     let mut loads = Vec::new();
-    // The consumers at the listener's own priority (`background.nice` 0) as well as at the
-    // default, side by side.
+    // The consumers at the listener's own priority (`background.nice` 0, the default) and
+    // niced, side by side.
     let runs: [MixedRun; 3] = [
         ("intake only", Some("intake"), &[]),
-        ("all default roles, background nice 0", None, &[("GATA__BACKGROUND__NICE", "0")]),
-        ("all default roles", None, &[]),
+        ("all default roles, background nice 0", None, &[]),
+        ("all default roles, background nice 10", None, &[("GATA__BACKGROUND__NICE", "10")]),
     ];
     for (run, (name, roles, env)) in runs.into_iter().enumerate() {
         for (shape, bodies, in_flight) in

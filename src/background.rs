@@ -1,6 +1,6 @@
 //! The background runtime: the roles that consume the log (sink, scoring, DVA, rewards,
 //! maintenance, mirror) run on a Tokio runtime of their own whose threads have a lower CPU
-//! priority (`background.nice`) than the listener's.
+//! priority (`background.nice`, 0 by default: equal) than the listener's.
 //!
 //! A request waiting on an answer gets the cores first; the consumers take what is left and
 //! catch up when a burst ends, and the log holds what they have not read yet. Linux keeps a nice

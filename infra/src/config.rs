@@ -135,23 +135,17 @@ impl Default for GataConfig {
 }
 
 /// `[background]`: the runtime of the roles that consume the log (sink, scoring, DVA, rewards,
-/// maintenance, mirror), apart from the one serving HTTP. Its threads, and every thread they
-/// start (librdkafka's, the pollers', ONNX Runtime's), run at a lower CPU priority, so in a
-/// burst the requests waiting on an answer keep the cores and the consumers catch up after it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// maintenance, mirror), apart from the one serving HTTP. With `nice` set, its threads and every
+/// thread they start (librdkafka's, the pollers', ONNX Runtime's) run at a lower CPU priority, so
+/// in a burst the requests waiting on an answer keep the cores and the consumers catch up after.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackgroundConfig {
-    /// The nice value of those threads, 0 (as the listener) to 19 (`10`: under contention they
-    /// get about a tenth of a core the listener's threads want).
+    /// The nice value of those threads, 0 (as the listener; the default) to 19 (at 10, under
+    /// contention they get about a tenth of a core the listener's threads want).
     pub nice: i32,
     /// Worker threads of that runtime (`0`: one per core).
     pub threads: usize,
-}
-
-impl Default for BackgroundConfig {
-    fn default() -> Self {
-        Self { nice: 10, threads: 0 }
-    }
 }
 
 /// `[payments]`: how a purchase's payment is confirmed. With a chain endpoint, the marketplace
