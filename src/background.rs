@@ -1,14 +1,14 @@
 //! The background runtime: the roles that consume the log (sink, scoring, DVA, rewards,
-//! maintenance, mirror) run on a Tokio runtime of their own whose threads have a lower CPU
-//! priority (`background.nice`, 0 by default: equal) than the listener's.
+//! maintenance, mirror) run on a Tokio runtime of their own, whose threads can be given a lower
+//! CPU priority than the listeners' (`background.nice`; 0, equal, by default).
 //!
-//! A request waiting on an answer gets the cores first; the consumers take what is left and
-//! catch up when a burst ends, and the log holds what they have not read yet. Linux keeps a nice
-//! value per thread and a new thread inherits its creator's, so the threads these roles start
-//! (librdkafka's, the pollers', ONNX Runtime's, the scorer's) run niced too. Measured with the
-//! embedded broker (docs/scaling.md, sixth round): a burst's p99 ack falls, its throughput does
-//! not move, since what intake then waits behind is the broker's own work for the consumers,
-//! at the listeners' priority.
+//! Niced, a request waiting on an answer gets the cores first; the consumers take what is left
+//! and catch up when a burst ends, and the log holds what they have not read yet. Linux keeps a
+//! nice value per thread and a new thread inherits its creator's, so the threads these roles
+//! start (librdkafka's, the pollers', ONNX Runtime's, the scorer's) run niced too. Measured with
+//! the embedded broker (docs/scaling.md, sixth round): a burst's p99 ack falls, its throughput
+//! does not move, since what intake then waits behind is the broker's own work for the
+//! consumers, at the listeners' priority.
 
 use anyhow::Context as _;
 use gata_infra::{config::BackgroundConfig, runtime::DedicatedRuntime};

@@ -182,7 +182,8 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
-    // The roles that consume the log run niced on a runtime of their own (see `background`).
+    // The roles that consume the log run on a runtime of their own, niced when
+    // `background.nice` says so (see `background`).
     let background = crate::background::start(&cfg.background)?;
     let bg = background.handle();
     if let Some((payments, market)) = verifier {
