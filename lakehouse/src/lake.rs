@@ -5,7 +5,10 @@
 //! the rows and the new positions are both visible, or neither is. A writer that crashes
 //! mid-commit leaves at most orphaned Parquet files that no commit references (vacuum removes
 //! them). Concurrent writers to one table are serialized by Delta's optimistic concurrency:
-//! appends do not conflict with each other and are retried by delta-rs on a version race.
+//! appends for different partitions do not conflict and are retried by delta-rs on a version
+//! race; two for one partition carry the same `txn` application id, and the later one is
+//! refused. A writer learns what others committed with [`Lake::catch_up`] and
+//! [`Lake::event_ids_since`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -13,7 +16,7 @@ pub use deltalake::kernel::Transaction;
 use deltalake::{
     DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty,
     arrow::{array::AsArray, compute::cast, datatypes::DataType, record_batch::RecordBatch},
-    datafusion::prelude::SessionContext,
+    datafusion::prelude::{ParquetReadOptions, SessionContext},
     kernel::{StructField, StructType, engine::arrow_conversion::TryIntoKernel as _, transaction::CommitProperties},
     operations::create::CreateBuilder,
     protocol::SaveMode,
@@ -240,6 +243,46 @@ impl Lake {
         self.uuids(table, id, "SELECT event_id FROM t").await
     }
 
+    /// Brings `table` to its latest version; whether it moved (another writer committed).
+    pub async fn catch_up(&self, table: &mut DeltaTable, id: TableId) -> Result<bool> {
+        let before = table.version();
+        table.update_incremental(None).await.map_err(|source| LakeError::Read { table: id.name(), source })?;
+        Ok(table.version() != before)
+    }
+
+    /// The `event_id`s of the rows that the commits after version `after` (none: every commit)
+    /// of `table`, up to its version, added. Only data changes count: a compaction rewrites rows already there. When a
+    /// commit's log entry is gone (cleaned up after a checkpoint), every id in the table.
+    pub async fn event_ids_since(
+        &self,
+        table: &DeltaTable,
+        id: TableId,
+        after: Option<u64>,
+    ) -> Result<HashSet<uuid::Uuid>> {
+        let read_err = |source| LakeError::Read { table: id.name(), source };
+        let (Some(latest), first) = (table.version(), after.map_or(0, |v| v + 1)) else {
+            return Ok(HashSet::new());
+        };
+        let mut added = Vec::new();
+        for version in first..=latest {
+            let Some(entry) = table.log_store().read_commit_entry(version).await.map_err(read_err)? else {
+                return self.event_ids(table, id).await;
+            };
+            added.extend(data_files_added(&entry).map_err(|reason| LakeError::Decode { table: id.name(), reason })?);
+        }
+        if added.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let scan_err = |source| LakeError::Scan { table: id.name(), source };
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).map_err(read_err)?;
+        let root = table.log_store().root_url().as_str().trim_end_matches('/').to_string();
+        let files: Vec<String> = added.iter().map(|path| format!("{root}/{path}")).collect();
+        let frame = ctx.read_parquet(files, ParquetReadOptions::default()).await.map_err(scan_err)?;
+        let batches = frame.select_columns(&["event_id"]).map_err(scan_err)?.collect().await.map_err(scan_err)?;
+        uuid_column(batches, id)
+    }
+
     /// The submissions `scorer_version` has scores for in the `quality_scores` table.
     pub async fn scored_subjects(&self, scorer_version: &str) -> Result<HashSet<uuid::Uuid>> {
         let id = TableId::QualityScores;
@@ -257,20 +300,44 @@ impl Lake {
         let provider = table.table_provider().await.map_err(scan_err)?;
         ctx.register_table("t", provider).map_err(scan_err)?;
         let batches = ctx.sql(sql).await.map_err(scan_err)?.collect().await.map_err(scan_err)?;
-        let mut values = HashSet::new();
-        for batch in batches {
-            let col = cast(batch.column(0), &DataType::Utf8)
-                .map_err(|source| LakeError::Rows { table: id.name(), source })?;
-            let col = col.as_string::<i32>();
-            values.extend(col.iter().flatten().filter_map(|v| uuid::Uuid::parse_str(v).ok()));
-        }
-        Ok(values)
+        uuid_column(batches, id)
     }
+}
+
+/// The UUIDs in the first column of `batches` (read from `id`).
+fn uuid_column(batches: Vec<RecordBatch>, id: TableId) -> Result<HashSet<uuid::Uuid>> {
+    let mut values = HashSet::new();
+    for batch in batches {
+        let col =
+            cast(batch.column(0), &DataType::Utf8).map_err(|source| LakeError::Rows { table: id.name(), source })?;
+        let col = col.as_string::<i32>();
+        values.extend(col.iter().flatten().filter_map(|v| uuid::Uuid::parse_str(v).ok()));
+    }
+    Ok(values)
+}
+
+/// The paths (relative to the table, URL-encoded) of the files one commit entry (newline-
+/// delimited JSON actions) adds with new data.
+fn data_files_added(entry: &[u8]) -> std::result::Result<Vec<String>, String> {
+    let mut paths = Vec::new();
+    for line in entry.split(|b| *b == b'\n').filter(|l| !l.iter().all(u8::is_ascii_whitespace)) {
+        let action: serde_json::Value = serde_json::from_slice(line).map_err(|e| format!("commit entry: {e}"))?;
+        let Some(add) = action.get("add") else { continue };
+        if add.get("dataChange").and_then(serde_json::Value::as_bool) == Some(false) {
+            continue;
+        }
+        match add.get("path").and_then(serde_json::Value::as_str) {
+            Some(path) => paths.push(path.to_string()),
+            None => return Err("an add action without a path".into()),
+        }
+    }
+    Ok(paths)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::LakeRecord;
     use crate::rows::{record_batch, tests::records};
 
     fn lake(dir: &tempfile::TempDir) -> Lake {
@@ -312,6 +379,44 @@ mod tests {
         let ids = lake.event_ids(&reopened, TableId::ChatTurns).await.expect("ids");
         let expected: HashSet<uuid::Uuid> = refs.iter().map(|r| r.event_id()).collect();
         assert_eq!(ids, expected);
+    }
+
+    #[tokio::test]
+    async fn a_stale_handle_catches_up_and_learns_the_ids_the_later_commits_added() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = lake(&dir);
+        let id = TableId::ChatTurns;
+        let recs = records(30, 0);
+        let turns: Vec<_> = recs.iter().filter(|r| r.silver() == id).collect();
+        let thirds: Vec<&[&LakeRecord]> = turns.chunks(turns.len().div_ceil(3)).collect();
+        let ids = |rows: &[&LakeRecord]| rows.iter().map(|r| r.event_id()).collect::<HashSet<_>>();
+        let tp = thirds[0][0].record.source.clone();
+        let append = |table, rows, at| {
+            let (lake, batch) = (&lake, record_batch(id, rows).expect("rows"));
+            let positions = BTreeMap::from([(tp.clone(), Offset(at))]);
+            async move { lake.append(table, id, batch, &positions).await }
+        };
+        let stale = append(lake.open(id).await.expect("open"), thirds[0], 10).await.expect("first");
+        assert_eq!(stale.version(), Some(1));
+        // Another writer: a second batch, a compaction (rewrites, adds no data), a third batch.
+        append(lake.open(id).await.expect("open"), thirds[1], 20).await.expect("second");
+        let target = std::num::NonZeroU64::new(1 << 30).expect("non-zero");
+        let compacted = lake.optimize(id, target, &[]).await.expect("optimize");
+        assert!(compacted.files_added > 0, "{compacted:?}");
+        append(lake.open(id).await.expect("open"), thirds[2], 30).await.expect("third");
+
+        let mut caught_up = stale.clone();
+        assert!(lake.catch_up(&mut caught_up, id).await.expect("catch up"));
+        assert_eq!(caught_up.version(), Some(4));
+        assert!(!lake.catch_up(&mut caught_up, id).await.expect("again"), "nothing newer");
+        assert_eq!(lake.positions(&caught_up, id, [tp.clone()]).await.expect("positions")[&tp], Offset(30));
+        let later: HashSet<_> = ids(thirds[1]).union(&ids(thirds[2])).copied().collect();
+        assert_eq!(lake.event_ids_since(&caught_up, id, Some(1)).await.expect("since 1"), later);
+        assert_eq!(lake.event_ids_since(&caught_up, id, Some(3)).await.expect("since 3"), ids(thirds[2]));
+        assert!(lake.event_ids_since(&caught_up, id, Some(4)).await.expect("since 4").is_empty());
+        let all = lake.event_ids_since(&caught_up, id, None).await.expect("since none");
+        assert_eq!(all, ids(&turns));
+        assert_eq!(all, lake.event_ids(&caught_up, id).await.expect("all"));
     }
 
     #[tokio::test]

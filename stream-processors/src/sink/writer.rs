@@ -65,6 +65,38 @@ impl TableState {
     fn needs(&self, tp: &TopicPartition, offset: Offset) -> bool {
         self.positions.get(tp).is_none_or(|p| offset > *p)
     }
+
+    /// The last buffered offset of each partition feeding `id` that the table does not have yet.
+    fn fresh(&self, id: TableId, pending_to: &BTreeMap<TopicPartition, Offset>) -> BTreeMap<TopicPartition, Offset> {
+        pending_to
+            .iter()
+            .filter(|(tp, off)| id.is_fed_by_topic(&tp.topic) && self.needs(tp, **off))
+            .map(|(tp, off)| (tp.clone(), *off))
+            .collect()
+    }
+
+    /// Takes in what other writers committed to the table after version `after` (the table is
+    /// already at a later one): their positions for `partitions` and, for a silver table, their
+    /// event ids. A writer that held these partitions before, and does not know yet that it lost
+    /// them, may have committed rows this one is about to write again; without this, they would
+    /// land twice.
+    async fn absorb(
+        &mut self,
+        lake: &Lake,
+        id: TableId,
+        partitions: impl Iterator<Item = &TopicPartition>,
+        after: Option<u64>,
+    ) -> Result<()> {
+        let fed: BTreeSet<TopicPartition> = partitions.filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
+        for (tp, theirs) in lake.positions(&self.table, id, fed).await? {
+            let ours = self.positions.entry(tp).or_insert(theirs);
+            *ours = (*ours).max(theirs);
+        }
+        if id.is_deduplicated() {
+            self.seen.extend(lake.event_ids_since(&self.table, id, after).await?);
+        }
+        Ok(())
+    }
 }
 
 pub(crate) struct Writer {
@@ -227,12 +259,14 @@ impl Writer {
     /// [`DEFERRED_EMPTY_COMMITS`] times in a row.
     async fn commit_table(&mut self, id: TableId, flush: Flush) -> Result<()> {
         let state = self.tables.get_mut(&id).expect("every table is opened");
-        let fresh: BTreeMap<TopicPartition, Offset> = self
-            .pending_to
-            .iter()
-            .filter(|(tp, off)| id.is_fed_by_topic(&tp.topic) && state.needs(tp, **off))
-            .map(|(tp, off)| (tp.clone(), *off))
-            .collect();
+        if state.fresh(id, &self.pending_to).is_empty() && (flush == Flush::Routine || state.deferred.is_empty()) {
+            return Ok(());
+        }
+        let before = state.table.version();
+        if self.lake.catch_up(&mut state.table, id).await? {
+            state.absorb(&self.lake, id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
+        }
+        let fresh = state.fresh(id, &self.pending_to);
         if fresh.is_empty() && (flush == Flush::Routine || state.deferred.is_empty()) {
             return Ok(());
         }
@@ -275,8 +309,10 @@ impl Writer {
         let mut positions = std::mem::take(&mut state.deferred);
         positions.extend(fresh);
         state.deferred_flushes = 0;
+        let before = state.table.version();
         let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
         tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
+        let others_committed = table.version() != before.map(|v| v + 1);
         if table.version().is_some_and(|v| v % self.checkpoint_interval == 0)
             && let Err(e) = self.lake.checkpoint(&table, id).await
         {
@@ -285,6 +321,9 @@ impl Writer {
         state.table = table;
         state.positions.extend(positions);
         state.seen.extend(batch_ids);
+        if others_committed {
+            state.absorb(&self.lake, id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
+        }
         self.metrics.duplicates.inc_by(duplicates as u64);
         self.metrics.rows.with_label_values(&[id.name()]).inc_by(n as u64);
         self.metrics.commits.with_label_values(&[id.name()]).inc();
@@ -334,5 +373,80 @@ impl Writer {
             state.table = table;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use gata_contract::{EventKind, topics::intake_topic};
+    use gata_infra::workload::Workload;
+    use gata_lakehouse::deltalake::{
+        arrow::{array::AsArray, datatypes::Int64Type},
+        datafusion::prelude::SessionContext,
+    };
+
+    use super::*;
+
+    async fn writer(lake: &Lake) -> Writer {
+        // Never reached: no record here is dead-lettered.
+        let dlq = rdkafka::ClientConfig::new().set("bootstrap.servers", "127.0.0.1:9").create().expect("producer");
+        let metrics = SinkMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        let committed = Arc::new(Mutex::new(BTreeMap::new()));
+        Writer::open(lake.clone(), Limits::default(), 100, dlq, committed, metrics).await.expect("writer")
+    }
+
+    async fn rows(lake: &Lake, id: TableId) -> i64 {
+        let table = lake.open(id).await.expect("open");
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).expect("session");
+        ctx.register_table("t", table.table_provider().await.expect("provider")).expect("register");
+        let batches = ctx.sql("SELECT COUNT(*) FROM t").await.expect("plan").collect().await.expect("count");
+        batches[0].column(0).as_primitive::<Int64Type>().value(0)
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_took_over_partitions_does_not_write_again_what_the_old_owner_committed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::new(&format!("file://{}", dir.path().display()), &BTreeMap::new()).expect("lake");
+        let turns: Vec<Vec<u8>> = Workload::new(5, 10)
+            .events(6, 0)
+            .into_iter()
+            .filter(|e| e.kind() == EventKind::ChatTurn)
+            .map(|e| e.to_json())
+            .collect();
+        let topic = intake_topic(EventKind::ChatTurn);
+        let polled = |partition, offset: usize, payload: &Vec<u8>| {
+            let mut p = Polled::at(topic, partition, offset as i64, 1_700_000_000_000);
+            p.record.payload = payload.clone();
+            p
+        };
+        let (p, q) = (TopicPartition::new(topic, 0), TopicPartition::new(topic, 1));
+        let (mut old, mut new) = (writer(&lake).await, writer(&lake).await);
+        old.assigned(vec![p.clone()]).await.expect("old owner");
+        new.assigned(vec![p.clone(), q.clone()]).await.expect("new owner");
+
+        // The old owner, not yet aware that it lost `p`, commits turns 0..5 of it.
+        for (offset, turn) in turns[..5].iter().enumerate() {
+            old.handle(polled(0, offset, turn)).await.expect("old handles");
+        }
+        old.flush(Flush::Routine).await.expect("old commits");
+        // The new owner commits a turn of `q`: its table handle moves past the old owner's commit.
+        new.handle(polled(1, 0, &turns[5])).await.expect("new handles q");
+        new.flush(Flush::Routine).await.expect("new commits q");
+        // It then reads `p` from the start, and a copy of turn 2 published again after them.
+        for (offset, turn) in turns[..5].iter().chain([&turns[2]]).enumerate() {
+            new.handle(polled(0, offset, turn)).await.expect("new handles p");
+        }
+        new.flush(Flush::Routine).await.expect("new commits p");
+
+        // Bronze keeps every record of the log once (the copy is a record of its own); silver
+        // every event once.
+        assert_eq!(rows(&lake, TableId::Events).await, 7);
+        assert_eq!(rows(&lake, TableId::ChatTurns).await, 6);
+        let table = lake.open(TableId::Events).await.expect("open");
+        let positions = lake.positions(&table, TableId::Events, [p.clone(), q.clone()]).await.expect("positions");
+        assert_eq!(positions, BTreeMap::from([(p, Offset(5)), (q, Offset(0))]));
     }
 }
