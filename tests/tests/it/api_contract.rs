@@ -35,10 +35,19 @@ fn schemathesis(base: &str, headers: &[String]) -> Result<(), String> {
     }
     let out = cmd.output().map_err(|e| format!("schemathesis did not start (pip install schemathesis): {e}"))?;
     if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        return Ok(());
     }
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    println!("schemathesis report:\n{report}");
+    Err(failures(&report))
+}
+
+/// The failures section of a schemathesis report (what CI's excerpt of a test's output must
+/// keep), at most 4,000 characters; the whole report goes to the test's output.
+fn failures(report: &str) -> String {
+    let start = report.find("FAILURES").or_else(|| report.find("ERRORS")).unwrap_or(0);
+    let end = report[start..].find("SUMMARY").map_or(report.len(), |i| start + i);
+    report[start..end].chars().take(4000).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
