@@ -11,7 +11,13 @@
 //! consumers, at the listeners' priority.
 
 use anyhow::Context as _;
-use gata_infra::{config::BackgroundConfig, runtime::DedicatedRuntime};
+use gata_infra::{
+    config::{BackgroundConfig, Role},
+    runtime::DedicatedRuntime,
+};
+
+/// The roles that run on the background runtime.
+pub const ROLES: [Role; 6] = [Role::Sink, Role::Scoring, Role::Dva, Role::Rewards, Role::Mirror, Role::Maintenance];
 
 /// Starts the background runtime on a thread of its own; dropping it stops the runtime.
 pub fn start(cfg: &BackgroundConfig) -> anyhow::Result<DedicatedRuntime> {

@@ -11,6 +11,7 @@ use gata_infra::{
     config::{GataConfig, Role},
     kafka::KafkaClients,
     rate::RateLimits,
+    runtime::DedicatedRuntime,
 };
 use gata_query_api::{Catalog, flight::FlightSql};
 use gata_stream_processors::dva::{Output, consensus::run_consensus, run_dva};
@@ -183,9 +184,14 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     // The roles that consume the log run on a runtime of their own, niced when
-    // `background.nice` says so (see `background`).
-    let background = crate::background::start(&cfg.background)?;
-    let bg = background.handle();
+    // `background.nice` says so (see `background`); a process running none of them has none.
+    let background = crate::background::ROLES
+        .iter()
+        .any(|role| cfg.runs(*role))
+        .then(|| crate::background::start(&cfg.background))
+        .transpose()?;
+    let current = tokio::runtime::Handle::current();
+    let bg = background.as_ref().map_or(&current, DedicatedRuntime::handle);
     if let Some((payments, market)) = verifier {
         let stop = stop.child_token();
         tasks.spawn(async move {

@@ -111,9 +111,17 @@ impl KafkaClients {
     /// Clients for the cluster at `bootstrap` with `cfg`'s security and record MAC, and
     /// idempotent producers (see [`KafkaClients::new`]).
     pub fn configured(bootstrap: impl Into<String>, cfg: &KafkaConfig) -> Self {
-        let mut clients = Self::new(bootstrap).with_security(cfg.security.clone()).with_record_mac(cfg.record_mac());
-        clients.prefetch_kbytes = cfg.consumer_prefetch_kbytes;
-        clients
+        Self::new(bootstrap)
+            .with_security(cfg.security.clone())
+            .with_record_mac(cfg.record_mac())
+            .with_prefetch_kbytes(cfg.consumer_prefetch_kbytes)
+    }
+
+    /// The same clients, with each consumer reading ahead of its processor at most `kbytes`
+    /// (librdkafka's `queued.max.messages.kbytes`).
+    pub fn with_prefetch_kbytes(mut self, kbytes: u32) -> Self {
+        self.prefetch_kbytes = kbytes;
+        self
     }
 
     /// Clients for the cluster at `bootstrap` as `cfg` configures them: security, record MAC,
