@@ -587,7 +587,8 @@ impl Default for IngestConfig {
 pub struct LakeConfig {
     /// Lake root as a URL (`file:///…`, `s3://…`). Unset: `<data_dir>/lake`.
     pub uri: Option<url::Url>,
-    /// Flush buffered records once this many are waiting (`5000`).
+    /// Flush buffered records once this many are waiting (`20000`). Each commit costs tens of
+    /// milliseconds whatever its size, so a backlog drains in large commits (docs/scaling.md).
     pub flush_max_records: usize,
     /// Flush once the buffered records hold this many bytes of payload (`64 MiB`), so large
     /// events make large files without holding too much in memory.
@@ -657,7 +658,7 @@ impl Default for LakeConfig {
     fn default() -> Self {
         Self {
             uri: None,
-            flush_max_records: 5000,
+            flush_max_records: 20_000,
             flush_max_bytes: 64 << 20,
             flush_interval: Duration::from_millis(500),
             queue_records: 10_000,
