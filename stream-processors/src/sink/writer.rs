@@ -66,6 +66,12 @@ impl TableState {
         self.positions.get(tp).is_none_or(|p| offset > *p)
     }
 
+    /// Whether a flush of kind `flush` has something to commit to this table (`id`): buffered
+    /// records it does not have yet or, when everything is flushed, deferred positions.
+    fn has_work(&self, id: TableId, pending_to: &BTreeMap<TopicPartition, Offset>, flush: Flush) -> bool {
+        !self.fresh(id, pending_to).is_empty() || (flush == Flush::Everything && !self.deferred.is_empty())
+    }
+
     /// The last buffered offset of each partition feeding `id` that the table does not have yet.
     fn fresh(&self, id: TableId, pending_to: &BTreeMap<TopicPartition, Offset>) -> BTreeMap<TopicPartition, Offset> {
         pending_to
@@ -259,17 +265,17 @@ impl Writer {
     /// [`DEFERRED_EMPTY_COMMITS`] times in a row.
     async fn commit_table(&mut self, id: TableId, flush: Flush) -> Result<()> {
         let state = self.tables.get_mut(&id).expect("every table is opened");
-        if state.fresh(id, &self.pending_to).is_empty() && (flush == Flush::Routine || state.deferred.is_empty()) {
+        if !state.has_work(id, &self.pending_to, flush) {
             return Ok(());
         }
         let before = state.table.version();
         if self.lake.catch_up(&mut state.table, id).await? {
             state.absorb(&self.lake, id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
+            if !state.has_work(id, &self.pending_to, flush) {
+                return Ok(());
+            }
         }
         let fresh = state.fresh(id, &self.pending_to);
-        if fresh.is_empty() && (flush == Flush::Routine || state.deferred.is_empty()) {
-            return Ok(());
-        }
         let mut batch_ids = HashSet::new();
         let mut duplicates = 0;
         let batch = if id == TableId::DeadLetters {
@@ -357,20 +363,13 @@ impl Writer {
         flushed
     }
 
-    /// Re-reads every table's latest version, positions and (when it changed) event ids.
+    /// Brings every table to its latest version and takes in what other writers committed:
+    /// positions of the partitions held (or buffered), event ids of the newer commits.
     async fn refresh(&mut self) -> Result<()> {
-        let tps: Vec<TopicPartition> = self.assigned.iter().chain(self.pending_to.keys()).cloned().collect();
         for (id, state) in self.tables.iter_mut() {
             let before = state.table.version();
-            // `open` reads the table at its latest version.
-            let table = self.lake.open(*id).await?;
-            let relevant: Vec<TopicPartition> =
-                tps.iter().filter(|tp| id.is_fed_by_topic(&tp.topic)).cloned().collect();
-            state.positions = self.lake.positions(&table, *id, relevant).await?;
-            if id.is_deduplicated() && table.version() != before {
-                state.seen = self.lake.event_ids(&table, *id).await?;
-            }
-            state.table = table;
+            self.lake.catch_up(&mut state.table, *id).await?;
+            state.absorb(&self.lake, *id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
         }
         Ok(())
     }
