@@ -264,8 +264,8 @@ fn print_report(r: &ReplayReport, projection: Projection) {
         println!("\nscores ({}): {} compared, {} differ", r.scorer_version, r.scores_compared, r.scores.len());
         for d in &r.scores {
             println!(
-                "  event {} (contributor {}): recorded {:?} replayed {:?}",
-                d.subject, d.contributor, d.recorded, d.replayed
+                "  event {} (contributor {}): recorded {:?} {:?} replayed {:?} {:?}",
+                d.subject, d.contributor, d.recorded, d.reasons.0, d.replayed, d.reasons.1
             );
         }
     }

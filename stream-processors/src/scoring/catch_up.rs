@@ -99,6 +99,11 @@ impl CatchUp {
         self.release()
     }
 
+    /// Whether some partition's history has not all arrived.
+    pub(crate) fn replaying(&self) -> bool {
+        !self.targets.is_empty()
+    }
+
     /// Records held back.
     pub(crate) fn held(&self) -> usize {
         self.held.len() + self.history.values().map(VecDeque::len).sum::<usize>()
@@ -162,7 +167,9 @@ mod tests {
         assert_eq!(gate.held(), 4);
         // Partition 1's history arrives last, one record earlier than partition 0's, one later.
         assert_eq!(offsets(&gate.admit(rec("t", 1, 0, 5), now)), [(1, 0)]);
+        assert!(gate.replaying(), "partition 1's history is not all read");
         assert_eq!(offsets(&gate.admit(rec("t", 1, 1, 12), now)), [(0, 0), (0, 1), (1, 1), (2, 0), (0, 2)]);
+        assert!(!gate.replaying());
         assert_eq!(offsets(&gate.admit(rec("t", 1, 2, 100), now)), [(1, 2)]);
         assert_eq!(gate.held(), 0);
     }

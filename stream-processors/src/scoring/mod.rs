@@ -227,6 +227,17 @@ impl Processor {
         self.release_due(now).await
     }
 
+    /// Whether the fold has taken no record for `idle_after` and none waits to be taken: no
+    /// history still to merge and nothing in the reordering window. Only then may the wall
+    /// clock end a preference's wait. A merge of history stalls whenever one partition's next
+    /// record is late (a restart on a busy machine), and judging parked preferences then would
+    /// judge them without turns that the log holds within their wait, unlike every replay.
+    fn idle(&self) -> bool {
+        self.last_taken.elapsed() >= self.idle_after
+            && !self.catch_up.replaying()
+            && self.catch_up.held() + self.reorder.len() == 0
+    }
+
     /// Whether records wait in the catch-up or reordering buffers, preferences are parked, or
     /// scores are in flight: what [`Handler::tick`] moves on.
     fn holds_anything(&self) -> bool {
@@ -297,11 +308,10 @@ impl Processor {
         Ok(())
     }
 
-    /// Once no record has come for a while, scores the parked preferences whose deadline is
-    /// that long past by the wall clock: their turn never came, and no later submission will
-    /// end their wait.
+    /// Once the fold is idle, scores the parked preferences whose deadline is that long past by
+    /// the wall clock: their turn never came, and no later submission will end their wait.
     async fn release_expired(&mut self) -> Result<()> {
-        if self.last_taken.elapsed() < self.idle_after {
+        if !self.idle() {
             return Ok(());
         }
         let idle = chrono::Duration::from_std(self.idle_after).unwrap_or(chrono::TimeDelta::MAX);

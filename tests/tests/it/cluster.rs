@@ -162,7 +162,14 @@ async fn three_nodes_of_every_role_survive_sigkills_and_match_a_single_process_r
         "cluster: {NODES} nodes, kills at {:?}, {submissions} submissions, {epochs} epochs, {payouts} payouts, shards remembered {remembered:?}\n{out}",
         kills.lock().unwrap()
     );
-    assert_eq!(code, 0, "{out}{err}");
+    // What differs comes first, in few lines, so that CI's excerpt of a failure shows it.
+    let differences: Vec<&str> = out
+        .lines()
+        .filter(|l| {
+            l.contains("DIFFERS") || l.starts_with("  event") || l.starts_with("  contributor") || l.starts_with("    ")
+        })
+        .collect();
+    assert_eq!(code, 0, "the replay differs from the record:\n{}\n{err}", differences.join("\n"));
     let text = turns.len() + prefs.len();
     assert!(out.contains(&format!("{text} compared, 0 differ")), "{out}");
     assert!(!out.contains("DIFFERS"), "{out}");

@@ -62,6 +62,8 @@ pub struct ScoreDiff {
     pub recorded: Option<(String, i64, Verdict)>,
     /// `(contributor, score bp, verdict)` replayed.
     pub replayed: Option<(String, i64, Verdict)>,
+    /// The reason codes recorded, and those replayed: what tells why the two differ.
+    pub reasons: (Vec<String>, Vec<String>),
 }
 
 /// One submission's line that differs in an account's payout.
@@ -259,11 +261,13 @@ pub async fn replay(
             .into_iter()
             .filter_map(|s| {
                 let (a, b) = (recorded_text.get(s).map(|c| key(c)), replayed_text.get(s).map(|c| key(c)));
+                let codes = |c: Option<&&Contribution>| c.map(|c| c.reason_codes.clone()).unwrap_or_default();
                 (a != b).then(|| ScoreDiff {
                     subject: *s,
                     contributor: a.as_ref().or(b.as_ref()).map(|k| k.0.clone()).unwrap_or_default(),
                     recorded: a,
                     replayed: b,
+                    reasons: (codes(recorded_text.get(s)), codes(replayed_text.get(s))),
                 })
             })
             .collect();
