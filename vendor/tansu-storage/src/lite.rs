@@ -1093,14 +1093,15 @@ impl Delegate {
         deflated: &deflated::Batch,
         connection: &PoolConnection,
     ) -> Result<()> {
-        let mut rows = connection
-            .query(
+        // Patched for gata (see PATCHES.md): `query_opt` reuses the prepared statement.
+        if let Some(row) = connection
+            .query_opt(
                 "producer_epoch_current_for_producer.sql",
                 (self.cluster.as_str(), deflated.producer_id),
             )
-            .await?;
-
-        if let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
+            .await
+            .inspect_err(|err| error!(?err))?
+        {
             let current_epoch = row
                 .get::<i32>(0)
                 .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?
@@ -1174,8 +1175,9 @@ impl Delegate {
     ) -> Result<(Option<i64>, Option<i64>)> {
         debug!(?topition);
 
-        let mut rows = connection
-            .query(
+        // Patched for gata (see PATCHES.md): `query_opt` reuses the prepared statement.
+        if let Some(row) = connection
+            .query_opt(
                 "watermark_select_no_update.sql",
                 (
                     self.cluster.as_str(),
@@ -1183,10 +1185,6 @@ impl Delegate {
                     topition.partition(),
                 ),
             )
-            .await?;
-
-        if let Some(row) = rows
-            .next()
             .await
             .inspect_err(|err| error!(?err, cluster = ?self.cluster, ?topition))?
         {
