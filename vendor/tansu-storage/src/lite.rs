@@ -384,6 +384,10 @@ impl Debug for PoolConnection {
     }
 }
 
+/// Patched for gata (see PATCHES.md): log pages between automatic checkpoints (SQLite's
+/// default is 1 000).
+const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
 impl PoolConnection {
     async fn journal_mode(connection: &Connection) -> Result<()> {
         let mut rows = connection.query("PRAGMA journal_mode = WAL", ()).await?;
@@ -411,7 +415,13 @@ impl PoolConnection {
     }
 
     async fn wal_autocheckpoint(connection: &Connection) -> Result<()> {
-        let mut rows = connection.query("PRAGMA wal_autocheckpoint", ()).await?;
+        // Patched for gata (see PATCHES.md): a checkpoint every 10 000 log pages, not 1 000.
+        let mut rows = connection
+            .query(
+                &format!("PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}"),
+                (),
+            )
+            .await?;
 
         if let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
             debug!(wal_autocheckpoint = row.get_str(0)?);
