@@ -26,7 +26,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Offset as KafkaOffset, TopicPartitionList,
     consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext},
     error::KafkaResult,
-    message::BorrowedMessage,
+    message::{BorrowedMessage, Message},
     statistics::Statistics,
     types::RDKafkaRespErr,
 };
@@ -42,6 +42,9 @@ pub(crate) struct Polled {
     /// Why the record is not the platform's own, for a record of a platform-only topic whose
     /// MAC does not check (with `kafka.record_secret` set).
     pub forged: Option<String>,
+    /// Whether the partition held more records than this one when it was polled (by the
+    /// watermark the client last learnt): its next records are already in the log.
+    pub behind: bool,
 }
 
 #[cfg(test)]
@@ -55,7 +58,7 @@ impl Polled {
             received_at,
             payload: Vec::new(),
         };
-        Polled { record, forged: None }
+        Polled { record, forged: None, behind: false }
     }
 }
 
@@ -101,10 +104,11 @@ struct PollerContext {
 
 impl PollerContext {
     /// The record `msg` as handed over, its MAC checked when its topic needs one.
-    fn polled(&self, msg: &BorrowedMessage<'_>) -> Polled {
+    fn polled(&self, msg: &BorrowedMessage<'_>, high: Option<i64>) -> Polled {
         Polled {
             record: gata_infra::kafka::log_record(msg),
             forged: gata_infra::record_mac::forged(self.mac.as_ref(), msg),
+            behind: high.is_some_and(|high| msg.offset() + 1 < high),
         }
     }
 
@@ -347,7 +351,10 @@ fn poll_loop(
         let wait = if context.has_pending() { Duration::ZERO } else { IDLE_WAIT };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
-            Some(Ok(msg)) => context.push(context.polled(&msg)),
+            Some(Ok(msg)) => {
+                let high = consumer.cached_watermarks(msg.topic(), msg.partition()).map(|(_, high)| high);
+                context.push(context.polled(&msg, high))
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka poll error");
                 std::thread::sleep(Duration::from_millis(200));

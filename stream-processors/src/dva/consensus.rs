@@ -301,7 +301,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 impl Handler for Run {
     async fn records(&mut self, batch: Vec<Polled>) -> Result<()> {
-        for Polled { record: LogRecord { source, offset, payload, .. }, forged } in batch {
+        for Polled { record: LogRecord { source, offset, payload, .. }, forged, .. } in batch {
             match QualityScore::parse(&payload, &self.limits) {
                 // Not the platform's own (the sink dead-letters it): never counted.
                 _ if forged.is_some() => {

@@ -6,10 +6,18 @@
 //! released in receipt order (the record timestamp intake stamped, then topic, partition,
 //! offset): anything received earlier that arrives within the window overtakes it. This is the
 //! bounded-out-of-orderness rule of stream processors, with the bound in wall-clock time.
+//!
+//! A window cannot order a consumer that is behind: catching up, it gets each partition's
+//! records in bursts of seconds of receipt time, one partition after another. So a partition
+//! whose last polled record had more records behind it in the log (by the watermark the client
+//! last learnt) holds back every record received after that one, until its next record comes:
+//! partitions that are behind are merged by receipt key, as history is ([`super::catch_up`]),
+//! whatever the fetch order. A partition that sends nothing for [`BEHIND_STALL`] no longer holds
+//! the others back.
 
 use std::{
     cmp::Reverse,
-    collections::BinaryHeap,
+    collections::{BinaryHeap, HashMap},
     time::{Duration, Instant},
 };
 
@@ -18,16 +26,25 @@ use gata_lakehouse::{Offset, TopicPartition};
 
 use crate::poller::Polled;
 
+/// How long a partition that is behind may send nothing before it stops holding others back.
+pub(crate) const BEHIND_STALL: Duration = Duration::from_secs(5);
+
+/// A record's receipt key: intake's stamp, then topic, partition and offset.
+type Key = (DateTime<Utc>, TopicPartition, Offset);
+
 /// Records held, smallest receipt key first.
 #[derive(Debug)]
 pub(crate) struct Reorder {
     window: Duration,
     heap: BinaryHeap<Reverse<Held>>,
+    /// Partitions whose last polled record had more behind it: that record's key, and when it
+    /// was polled.
+    behind: HashMap<TopicPartition, (Key, Instant)>,
 }
 
 #[derive(Debug)]
 struct Held {
-    key: (DateTime<Utc>, TopicPartition, Offset),
+    key: Key,
     polled_at: Instant,
     record: Polled,
 }
@@ -52,21 +69,32 @@ impl Ord for Held {
 impl Reorder {
     /// A buffer holding each record for `window` (zero: no reordering).
     pub(crate) fn new(window: Duration) -> Self {
-        Self { window, heap: BinaryHeap::new() }
+        Self { window, heap: BinaryHeap::new(), behind: HashMap::new() }
     }
 
     /// Holds `record`, polled at `now`.
     pub(crate) fn push(&mut self, record: Polled, now: Instant) {
         let (at, source, offset) = record.record.replay_order();
         let key = (at, source.clone(), offset);
+        if record.behind {
+            self.behind.insert(source.clone(), (key.clone(), now));
+        } else {
+            self.behind.remove(source);
+        }
         self.heap.push(Reverse(Held { key, polled_at: now, record }));
     }
 
     /// The records due at `now`, in receipt order: the earliest-received record leaves once it
-    /// has been held for the window, and everything behind it waits for it.
+    /// has been held for the window and no partition that is behind may still send an earlier
+    /// one; everything after it waits for it.
     pub(crate) fn due(&mut self, now: Instant) -> Vec<Polled> {
+        self.behind.retain(|_, (_, polled)| now.duration_since(*polled) < BEHIND_STALL);
         let mut out = Vec::new();
-        while self.heap.peek().is_some_and(|Reverse(h)| now.duration_since(h.polled_at) >= self.window) {
+        while let Some(Reverse(head)) = self.heap.peek() {
+            let waits_for_a_partition = self.behind.iter().any(|(tp, (last, _))| *tp != head.key.1 && *last < head.key);
+            if now.duration_since(head.polled_at) < self.window || waits_for_a_partition {
+                break;
+            }
             if let Some(Reverse(held)) = self.heap.pop() {
                 out.push(held.record);
             }
@@ -77,6 +105,7 @@ impl Reorder {
     /// Drops what is held of `tps` (their next owner reads them again).
     pub(crate) fn revoked(&mut self, tps: &[TopicPartition]) {
         self.heap.retain(|Reverse(h)| !tps.contains(&h.record.record.source));
+        self.behind.retain(|tp, _| !tps.contains(tp));
     }
 
     /// Records held.
@@ -116,5 +145,36 @@ mod tests {
         let mut immediate = Reorder::new(Duration::ZERO);
         immediate.push(rec(0, 0, 1), t0);
         assert_eq!(immediate.due(t0).len(), 1);
+    }
+
+    #[test]
+    fn a_partition_that_is_behind_holds_back_what_was_received_after_its_last_record() {
+        let t0 = Instant::now();
+        let window = Duration::from_millis(500);
+        let mut buf = Reorder::new(window);
+        let behind = |partition, offset, ts| Polled { behind: true, ..rec(partition, offset, ts) };
+        // Catching up: partition 0 arrives up to second 1 with more waiting, partition 1 up to
+        // second 5 all at once.
+        buf.push(behind(0, 0, 1_000), t0);
+        for (offset, ts) in [(0, 2_000), (1, 5_000)] {
+            buf.push(rec(1, offset, ts), t0);
+        }
+        let out = buf.due(t0 + Duration::from_secs(1));
+        assert_eq!(out.iter().map(|p| p.record.received_at.timestamp_millis()).collect::<Vec<_>>(), [1_000]);
+        // Partition 0's next records come two seconds later, and are merged in.
+        buf.push(behind(0, 1, 3_000), t0 + Duration::from_secs(2));
+        buf.push(rec(0, 2, 4_000), t0 + Duration::from_secs(2));
+        let out = buf.due(t0 + Duration::from_secs(3));
+        let order: Vec<i64> = out.iter().map(|p| p.record.received_at.timestamp_millis()).collect();
+        assert_eq!(order, [2_000, 3_000, 4_000, 5_000]);
+        // A partition that is behind but sends nothing stops holding the others after a while.
+        buf.push(behind(0, 3, 6_000), t0);
+        buf.push(rec(1, 2, 7_000), t0);
+        assert_eq!(buf.due(t0 + Duration::from_secs(1)).len(), 1, "partition 0's own record leaves");
+        assert!(buf.due(t0 + BEHIND_STALL - Duration::from_millis(1)).is_empty());
+        assert_eq!(buf.due(t0 + BEHIND_STALL).len(), 1);
+        buf.push(behind(2, 0, 1), t0);
+        buf.revoked(&[TopicPartition::new("t", 2)]);
+        assert!(buf.behind.is_empty());
     }
 }

@@ -175,7 +175,7 @@ impl Writer {
     /// cannot be decoded, buffers it otherwise.
     pub(crate) async fn handle(&mut self, polled: Polled) -> Result<()> {
         self.metrics.consumed.inc();
-        let Polled { record, forged } = polled;
+        let Polled { record, forged, .. } = polled;
         self.buffered_bytes += record.payload.len();
         let Some(feed) = Feed::of_topic(&record.source.topic) else {
             return self.dead_letter(DeadLetter { record, reason: "not a topic of the lake".into() }).await;

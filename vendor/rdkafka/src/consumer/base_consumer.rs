@@ -103,6 +103,24 @@ where
         })
     }
 
+    /// Patched for gata (see PATCHES.md): the low and high watermarks of a partition as this
+    /// client last learnt them (from fetch responses), without asking the broker; `None`
+    /// when it knows none yet.
+    pub fn cached_watermarks(&self, topic: &str, partition: i32) -> Option<(i64, i64)> {
+        let topic = CString::new(topic).ok()?;
+        let (mut low, mut high) = (-1, -1);
+        let error = unsafe {
+            rdsys::rd_kafka_get_watermark_offsets(
+                self.client.native_ptr(),
+                topic.as_ptr(),
+                partition,
+                &mut low,
+                &mut high,
+            )
+        };
+        (!error.is_error() && high >= 0).then_some((low, high))
+    }
+
     /// Polls the consumer for new messages.
     ///
     /// It won't block for more than the specified timeout. Use zero `Duration` for non-blocking
