@@ -43,7 +43,8 @@ pub(crate) struct Polled {
     /// MAC does not check (with `kafka.record_secret` set).
     pub forged: Option<String>,
     /// Whether the partition held more records than this one when it was polled (by the
-    /// watermark the client last learnt): its next records are already in the log.
+    /// watermark the client last learnt): its next records are already in the log. Known only
+    /// where the subscription asks ([`Subscription::tells_behind`]), false elsewhere.
     pub behind: bool,
 }
 
@@ -100,15 +101,21 @@ struct PollerContext {
     committed: CommittedPositions,
     lag: IntGaugeVec,
     mac: Option<RecordMac>,
+    tells_behind: bool,
 }
 
 impl PollerContext {
-    /// The record `msg` as handed over, its MAC checked when its topic needs one.
-    fn polled(&self, msg: &BorrowedMessage<'_>, high: Option<i64>) -> Polled {
+    /// The record `msg` as handed over, its MAC checked when its topic needs one, and whether
+    /// its partition is behind when the subscription asks.
+    fn polled(&self, consumer: &BaseConsumer<Self>, msg: &BorrowedMessage<'_>) -> Polled {
+        let behind = self.tells_behind
+            && consumer
+                .cached_watermarks(msg.topic(), msg.partition())
+                .is_some_and(|(_, high)| msg.offset() + 1 < high);
         Polled {
             record: gata_infra::kafka::log_record(msg),
             forged: gata_infra::record_mac::forged(self.mac.as_ref(), msg),
-            behind: high.is_some_and(|high| msg.offset() + 1 < high),
+            behind,
         }
     }
 
@@ -230,6 +237,9 @@ pub(crate) struct Subscription {
     pub mac: Option<RecordMac>,
     /// Which partitions this member reads.
     pub membership: Membership,
+    /// Whether each record says if its partition had more records waiting ([`Polled::behind`];
+    /// a lookup per record, for the processors that order records across partitions).
+    pub tells_behind: bool,
 }
 
 /// Which partitions of its topics a poller reads.
@@ -255,7 +265,7 @@ pub(crate) fn spawn(
     tx: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let Subscription { name, mut config, topics, positions, committed, lag, mac, membership } = sub;
+    let Subscription { name, mut config, topics, positions, committed, lag, mac, membership, tells_behind } = sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<PollerContext> = config
         .create_with_context(PollerContext {
@@ -265,6 +275,7 @@ pub(crate) fn spawn(
             committed: committed.clone(),
             lag,
             mac,
+            tells_behind,
         })
         .map_err(ProcessorError::kafka("create consumer"))?;
     if membership == Membership::Group {
@@ -351,10 +362,7 @@ fn poll_loop(
         let wait = if context.has_pending() { Duration::ZERO } else { IDLE_WAIT };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
-            Some(Ok(msg)) => {
-                let high = consumer.cached_watermarks(msg.topic(), msg.partition()).map(|(_, high)| high);
-                context.push(context.polled(&msg, high))
-            }
+            Some(Ok(msg)) => context.push(context.polled(&consumer, &msg)),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka poll error");
                 std::thread::sleep(Duration::from_millis(200));

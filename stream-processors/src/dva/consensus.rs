@@ -282,6 +282,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
+        tells_behind: false,
     };
     tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
     let run = Run {

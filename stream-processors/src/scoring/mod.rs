@@ -78,6 +78,7 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         lag: metrics.lag.clone(),
         mac: kafka.record_mac().cloned(),
         membership: Membership::EveryPartition,
+        tells_behind: true,
     };
     tracing::info!(%group, scorer = SCORER_VERSION, shard = shard.index, shards = shard.count, "scoring processor reading every partition");
     let processor = Processor {

@@ -44,6 +44,7 @@ pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
         lag,
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
+        tells_behind: false,
     };
     tracing::info!(%group, "lake sink joining its group");
     let queue = cfg.queue_records;

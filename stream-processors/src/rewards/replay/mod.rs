@@ -260,14 +260,15 @@ pub async fn replay(
         let diffs: Vec<ScoreDiff> = subjects
             .into_iter()
             .filter_map(|s| {
-                let (a, b) = (recorded_text.get(s).map(|c| key(c)), replayed_text.get(s).map(|c| key(c)));
+                let (recorded, replayed) = (recorded_text.get(s), replayed_text.get(s));
+                let (a, b) = (recorded.map(|c| key(c)), replayed.map(|c| key(c)));
                 let codes = |c: Option<&&Contribution>| c.map(|c| c.reason_codes.clone()).unwrap_or_default();
                 (a != b).then(|| ScoreDiff {
                     subject: *s,
                     contributor: a.as_ref().or(b.as_ref()).map(|k| k.0.clone()).unwrap_or_default(),
                     recorded: a,
                     replayed: b,
-                    reasons: (codes(recorded_text.get(s)), codes(replayed_text.get(s))),
+                    reasons: (codes(recorded), codes(replayed)),
                 })
             })
             .collect();
