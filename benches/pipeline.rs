@@ -212,7 +212,9 @@ async fn mixed(
 ) -> anyhow::Result<Vec<(&'static str, &'static str, Load)>> {
     let batches: Vec<Vec<u8>> =
         turns.chunks(500).map(|c| c.iter().flat_map(|e| [e.to_json(), b"\n".to_vec()]).flatten().collect()).collect();
-    let singles: Vec<Vec<u8>> = turns.iter().take(5000).map(|e| e.to_json()).collect();
+    // A third of the chat turns (at least 5 000) as single events: at 10 000 a second, long
+    // enough for the other roles to be busy while they arrive.
+    let singles: Vec<Vec<u8>> = turns.iter().take((turns.len() / 3).max(5000)).map(|e| e.to_json()).collect();
     let mut loads = Vec::new();
     // The consumers at the listener's own priority (`background.nice` 0, the default) and
     // niced, side by side.
