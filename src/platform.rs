@@ -66,13 +66,9 @@ pub async fn bootstrap(cfg: &GataConfig) -> anyhow::Result<(Option<EmbeddedBroke
     Ok(match &cfg.kafka.brokers {
         Some(brokers) => (None, brokers.clone()),
         None => {
-            let broker = EmbeddedBroker::start_with(
-                &cfg.data_dir,
-                cfg.kafka.embedded_listen,
-                &cfg.kafka.embedded_users,
-                cfg.background.nice,
-            )
-            .await?;
+            let broker =
+                EmbeddedBroker::start_with_users(&cfg.data_dir, cfg.kafka.embedded_listen, &cfg.kafka.embedded_users)
+                    .await?;
             let bootstrap = broker.bootstrap();
             (Some(broker), bootstrap)
         }
@@ -293,13 +289,8 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
 /// Runs only the embedded broker (with the platform's topics) until `stop` is cancelled, for
 /// deployments where intake, sinks and SQL run as separate processes on one machine.
 pub async fn broker(cfg: GataConfig, stop: CancellationToken) -> anyhow::Result<()> {
-    let broker = EmbeddedBroker::start_with(
-        &cfg.data_dir,
-        cfg.kafka.embedded_listen,
-        &cfg.kafka.embedded_users,
-        cfg.background.nice,
-    )
-    .await?;
+    let broker =
+        EmbeddedBroker::start_with_users(&cfg.data_dir, cfg.kafka.embedded_listen, &cfg.kafka.embedded_users).await?;
     KafkaClients::configured(broker.bootstrap(), &cfg.kafka)
         .ensure_topics(&topics::all_topics(), cfg.kafka.partitions, cfg.kafka.replication_factor)
         .await?;

@@ -46,15 +46,12 @@ impl EmbeddedBroker {
     /// Starts the broker with its log in `<data_dir>/broker/gata.db`, listening on `listen`
     /// (port 0 picks a free port), and waits until it accepts connections.
     pub async fn start(data_dir: &Path, listen: SocketAddr) -> Result<Self> {
-        Self::start_with(data_dir, listen, &[], 0).await
+        Self::start_with_users(data_dir, listen, &[]).await
     }
 
     /// Starts the broker as [`EmbeddedBroker::start`] does; with `users`, it serves only
-    /// clients that authenticate as one of them with SCRAM. Fetches are served on a thread of
-    /// their own, beside the writes, at nice value `reads_nice` (see
-    /// `vendor/tansu-storage/PATCHES.md`): the background roles' value, so that consumers
-    /// catching up yield the cores to acknowledging produces, as the consumers themselves do.
-    pub async fn start_with(data_dir: &Path, listen: SocketAddr, users: &[ScramUser], reads_nice: i32) -> Result<Self> {
+    /// clients that authenticate as one of them with SCRAM.
+    pub async fn start_with_users(data_dir: &Path, listen: SocketAddr, users: &[ScramUser]) -> Result<Self> {
         let dir = absolute(&data_dir.join("broker"))?;
         std::fs::create_dir_all(&dir).map_err(|source| InfraError::Io { path: dir.clone(), source })?;
         let db = dir.join("gata.db");
@@ -63,8 +60,7 @@ impl EmbeddedBroker {
         let listener = Url::parse(&format!("tcp://{addr}")).map_err(|e| broker_err(e.to_string()))?;
         // tansu joins the URL path onto the working directory after stripping one leading '/',
         // so an absolute path needs a second slash to stay absolute.
-        let mut storage = Url::parse(&format!("sqlite:///{}", db.display())).map_err(|e| broker_err(e.to_string()))?;
-        _ = storage.query_pairs_mut().append_pair("reads_nice", &reads_nice.to_string());
+        let storage = Url::parse(&format!("sqlite:///{}", db.display())).map_err(|e| broker_err(e.to_string()))?;
 
         let started_listener = listener.clone();
         let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
@@ -209,38 +205,5 @@ mod tests {
         );
         assert!(broker.log_path().exists(), "{} missing", broker.log_path().display());
         assert!(tokio::net::TcpStream::connect(broker.bootstrap()).await.is_ok());
-    }
-
-    /// The nice values of this process's threads named `tansu-reads`.
-    fn reads_threads_nice() -> Vec<i32> {
-        let tasks = std::fs::read_dir("/proc/self/task").expect("tasks");
-        tasks
-            .filter_map(|task| {
-                let dir = task.ok()?.path();
-                let name = std::fs::read_to_string(dir.join("comm")).ok()?;
-                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-                // Field 19 of stat is the nice value; fields 3 on follow the name's ')'.
-                let nice = stat.rsplit_once(')')?.1.split_whitespace().nth(16)?.parse().ok()?;
-                (name.trim() == "tansu-reads").then_some(nice)
-            })
-            .collect()
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn serves_fetches_on_a_thread_at_the_nice_value_asked_for_and_ends_it_when_stopped() {
-        let own = rustix::process::getpriority_process(None).expect("getpriority");
-        let nice = (own + 7).min(19);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let niced_before = reads_threads_nice().iter().filter(|n| **n == nice).count();
-        let broker = EmbeddedBroker::start_with(dir.path(), "127.0.0.1:0".parse().expect("addr"), &[], nice)
-            .await
-            .expect("starts");
-        assert_eq!(reads_threads_nice().iter().filter(|n| **n == nice).count(), niced_before + 1);
-        drop(broker);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while reads_threads_nice().iter().filter(|n| **n == nice).count() > niced_before {
-            assert!(std::time::Instant::now() < deadline, "the reads thread outlived its broker");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 }

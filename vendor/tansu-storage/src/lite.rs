@@ -27,7 +27,7 @@ use std::{
 use crate::{
     BrokerRegistrationRequest, ChannelRequestLayer, Error, GroupDetail, ListOffsetResponse, METER,
     MetadataResponse, NamedGroupDetail, OffsetCommitRequest, OffsetStage, ProducerIdResponse,
-    RequestChannelService, RequestReceiver, RequestStorageService, Result, ScramCredential, Storage, TopicId,
+    RequestChannelService, RequestStorageService, Result, ScramCredential, Storage, TopicId,
     Topition, TxnAddPartitionsRequest, TxnAddPartitionsResponse, TxnOffsetCommitRequest, TxnState,
     UpdateError, Version, bounded_channel,
     sql::{Cache, default_hash, idempotent_sequence_check, remove_comments},
@@ -1903,9 +1903,6 @@ pub struct Engine {
     #[allow(dead_code)]
     server: Arc<JoinSet<Result<(), Error>>>,
     inner: RequestChannelService,
-    // Patched for gata (see PATCHES.md): fetches and the offset reads they start with are
-    // served by a second task, on a thread of its own (`reads_thread`).
-    reads: RequestChannelService,
 }
 
 impl Engine {
@@ -2027,7 +2024,7 @@ impl Storage for Engine {
         isolation_level: IsolationLevel,
     ) -> Result<Vec<deflated::Batch>> {
         let start = SystemTime::now();
-        self.reads
+        self.inner
             .fetch(topition, offset, min_bytes, max_bytes, isolation_level)
             .await
             .inspect(|_| {
@@ -2041,7 +2038,7 @@ impl Storage for Engine {
     #[instrument(skip_all)]
     async fn offset_stage(&self, topition: &Topition) -> Result<OffsetStage> {
         let start = SystemTime::now();
-        self.reads.offset_stage(topition).await.inspect(|_| {
+        self.inner.offset_stage(topition).await.inspect(|_| {
             ENGINE_REQUEST_DURATION.record(
                 elapsed_millis(start),
                 &[KeyValue::new("operation", "offset_stage")],
@@ -2459,15 +2456,6 @@ impl Builder<String, i32, Url, Url> {
             }
         });
 
-        // Patched for gata (see PATCHES.md): the nice value of the thread serving fetches.
-        let reads_nice = self
-            .storage
-            .query_pairs()
-            .find_map(|(k, v)| (k == "reads_nice").then(|| v.parse::<i32>()))
-            .transpose()
-            .map_err(|e| Error::Message(format!("reads_nice: {e}")))?
-            .unwrap_or(0);
-
         let db = libsql::Builder::new_local(path).build().await?;
 
         let connection = db.connect()?;
@@ -2483,7 +2471,7 @@ impl Builder<String, i32, Url, Url> {
         let (sender, receiver) = bounded_channel(1);
         let mut server = JoinSet::new();
 
-        let reads = {
+        let _ = {
             let cancellation = self.cancellation.clone();
 
             let storage = Delegate {
@@ -2500,21 +2488,12 @@ impl Builder<String, i32, Url, Url> {
                 stages: Arc::default(),
             };
 
-            let (reads_sender, reads_receiver) = bounded_channel(1);
-            reads_thread(
-                RequestStorageService::new(storage.clone()),
-                reads_receiver,
-                cancellation.clone(),
-                reads_nice,
-            )?;
-
-            _ = server.spawn(async move {
+            server.spawn(async move {
                 let server = ChannelRequestLayer::new(cancellation)
                     .into_layer(RequestStorageService::new(storage));
 
                 server.serve(Context::default(), receiver).await
-            });
-            reads_sender
+            })
         };
 
         let inner = RequestChannelService::new(sender);
@@ -2522,61 +2501,7 @@ impl Builder<String, i32, Url, Url> {
         Ok(Engine {
             server: Arc::new(server),
             inner,
-            reads: RequestChannelService::new(reads),
         })
-    }
-}
-
-/// Patched for gata (see PATCHES.md): serves the fetches (and the offset reads a fetch pass
-/// starts with) on a thread of its own, beside the task serving every other request.
-///
-/// Upstream serves every storage request, one after another, in one task on the broker's
-/// runtime: a consumer's fetch of a megabyte waits for, and holds up, every produce. Here reads
-/// run on their own SQLite connection in parallel with writes (the log is in WAL mode, so a read
-/// sees what was committed when it began), and the thread runs at `nice`: given a higher nice
-/// value than the producers' threads, catching consumers up yields the cores to acknowledging
-/// writes, and the consumers take what is left. The thread ends when every sender is dropped
-/// or `cancellation` fires.
-fn reads_thread(
-    service: RequestStorageService<Delegate>,
-    mut receiver: RequestReceiver,
-    cancellation: CancellationToken,
-    nice: i32,
-) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    _ = std::thread::Builder::new()
-        .name("tansu-reads".into())
-        .spawn(move || {
-            lower_priority(nice);
-            runtime.block_on(async move {
-                loop {
-                    tokio::select! {
-                        next = receiver.recv() => {
-                            let Some((request, reply)) = next else { break };
-                            match service.serve(Context::<()>::default(), request).await {
-                                Ok(response) => _ = reply.send(response),
-                                Err(err) => error!(?err, "reads"),
-                            }
-                        }
-                        _ = cancellation.cancelled() => break,
-                    }
-                }
-            });
-        })?;
-    Ok(())
-}
-
-/// Patched for gata (see PATCHES.md): raises the calling thread's nice value to `nice` (never
-/// lowers it: that needs privileges).
-fn lower_priority(nice: i32) {
-    let thread = Some(rustix::thread::gettid());
-    let current = rustix::process::getpriority_process(thread).unwrap_or(0);
-    if nice > current
-        && let Err(err) = rustix::process::setpriority_process(thread, nice)
-    {
-        tracing::warn!(?err, nice, "cannot lower the reads thread's priority");
     }
 }
 
