@@ -91,8 +91,8 @@ impl Reorder {
         self.behind.retain(|_, (_, polled)| now.duration_since(*polled) < BEHIND_STALL);
         let mut out = Vec::new();
         while let Some(Reverse(head)) = self.heap.peek() {
-            let waits_for_a_partition = self.behind.iter().any(|(tp, (last, _))| *tp != head.key.1 && *last < head.key);
-            if now.duration_since(head.polled_at) < self.window || waits_for_a_partition {
+            let held_for_the_window = now.duration_since(head.polled_at) >= self.window;
+            if !held_for_the_window || self.behind.iter().any(|(tp, (last, _))| *tp != head.key.1 && *last < head.key) {
                 break;
             }
             if let Some(Reverse(held)) = self.heap.pop() {
