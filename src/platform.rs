@@ -257,6 +257,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
         let maintain = gata_lakehouse::maintenance::run_maintenance(lake, maintenance, stop);
         tasks.spawn_on(async move { maintain.await.context("table maintenance") }, bg);
     }
+    // The addresses are printed before either listener answers, so whoever waits for
+    // `/healthz` finds them already in the output.
+    on_ready(&ready);
     if let Some((listener, service)) = flight {
         let flight_stop = stop.child_token();
         tasks.spawn(async move { service.serve(listener, flight_stop).await.context("Flight SQL server") });
@@ -265,7 +268,6 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     tasks.spawn(async move {
         crate::listener::serve(listener, app, &http_cfg, connections, http_stop).await.context("HTTP server")
     });
-    on_ready(&ready);
 
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {

@@ -23,6 +23,7 @@ use gata_lakehouse::deltalake::{
         execution::{SessionStateBuilder, context::SQLOptions, runtime_env::RuntimeEnvBuilder},
         logical_expr::LogicalPlan,
         prelude::{SessionConfig, SessionContext},
+        sql::parser::Statement as DfStatement,
     },
     kernel::engine::arrow_conversion::TryIntoArrow as _,
 };
@@ -209,15 +210,14 @@ impl SqlEngine {
         Ok(ctx)
     }
 
-    /// Plans `sql` for `principal`: a read-only check, time travel resolved, only granted
-    /// tables visible, `params` bound to `$1`, `$2`, ….
+    /// Plans `statement` (already checked read-only by [`parse_read_only`]) for `principal`:
+    /// time travel resolved, only granted tables visible, `params` bound to `$1`, `$2`, ….
     async fn plan(
         &self,
         principal: &Principal,
-        sql: &str,
+        mut statement: DfStatement,
         params: Vec<ScalarValue>,
     ) -> Result<(SessionContext, LogicalPlan)> {
-        let mut statement = parse_read_only(sql)?;
         let latest = self.catalog.latest().await?;
         let visible = readable(&latest, principal);
         let mut travel = TimeTravel { tables: &visible, wanted: Vec::new() };
@@ -268,12 +268,14 @@ impl SqlEngine {
                 retry_after: limited.retry_after_secs(),
             })?;
         }
+        // A statement that is not one read-only query is the caller's error (400), whatever
+        // the time limit: it is refused before the clock starts.
+        let statement = parse_read_only(sql)?;
         let engine = self.clone();
         let owner = principal.clone();
-        let text = sql.to_string();
         self.executor
             .start(principal.name.clone(), sql.to_string(), self.cfg.timeout, cap, async move {
-                let (ctx, plan) = engine.plan(&owner, &text, params).await?;
+                let (ctx, plan) = engine.plan(&owner, statement, params).await?;
                 let df = ctx.execute_logical_plan(plan).await?;
                 Ok(df.execute_stream().await?)
             })
@@ -282,7 +284,7 @@ impl SqlEngine {
 
     /// The schema `sql` would answer with, without running it (for Flight SQL's GetFlightInfo).
     pub async fn schema(&self, principal: &Principal, sql: &str) -> Result<SchemaRef> {
-        let (_, plan) = self.plan(principal, sql, Vec::new()).await?;
+        let (_, plan) = self.plan(principal, parse_read_only(sql)?, Vec::new()).await?;
         Ok(Arc::new(plan.schema().as_arrow().clone()))
     }
 

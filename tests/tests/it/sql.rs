@@ -465,6 +465,13 @@ async fn limits_cut_off_runaway_queries_and_others_keep_being_served() {
     let (s, body) =
         status_of(&api, reqwest::Method::POST, "/v1/sql", Some(json!({"sql": RUNAWAY, "timeout_ms": 1500}))).await;
     assert_eq!((s, body["error"]["code"].as_str()), (408, Some("timeout")), "{body}");
+    // A statement that is not one query is refused as such before the clock starts, however
+    // short the limit.
+    for bad in ["", "DROP TABLE events", "SELECT 1; SELECT 2"] {
+        let (s, body) =
+            status_of(&api, reqwest::Method::POST, "/v1/sql", Some(json!({"sql": bad, "timeout_ms": 1}))).await;
+        assert_eq!(s, 400, "{bad:?}: {body}");
+    }
 
     // The timed-out query leaves the running list first: its id is not the next one's.
     eventually("the timed-out query unlisted", Duration::from_secs(60), || async {
