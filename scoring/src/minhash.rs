@@ -256,6 +256,52 @@ mod tests {
     }
 
     #[test]
+    fn lookups_find_exactly_the_texts_of_the_shared_buckets_that_are_similar_enough() {
+        // Copies of three originals with up to three words replaced, so similarities spread
+        // over [0, 1] and the buckets of the originals' bands fill up.
+        let vocabulary: Vec<String> = (0..60).map(|w| format!("w{w}")).collect();
+        let mut state = 7u64;
+        let mut next = |below: usize| {
+            state = splitmix64(state);
+            state as usize % below
+        };
+        let mut texts: Vec<Vec<String>> =
+            (0..3).map(|_| (0..12).map(|_| vocabulary[next(60)].clone()).collect()).collect();
+        for _ in 0..1200 {
+            let mut text = texts[next(3)].clone();
+            for _ in 0..next(4) {
+                let at = next(text.len());
+                text[at] = vocabulary[next(60)].clone();
+            }
+            texts.push(text);
+        }
+        let mut index = LshIndex::default();
+        let mut found_some = [0usize; 3];
+        for (i, text) in texts.iter().enumerate() {
+            let sig = signature_of_words(text).unwrap();
+            for (m, min) in [0.3, 0.5, 0.8].into_iter().enumerate() {
+                let mut found = matches(&mut index, &sig, min);
+                found.sort_by_key(|f| f.0);
+                // Every text in a bucket of one of the signature's bands, compared whole.
+                let mut expected: Vec<(usize, f64)> = (0..BANDS)
+                    .filter_map(|b| index.buckets.get(&band_key(&sig, b)))
+                    .flatten()
+                    .map(|id| (index.keys[*id as usize], similarity(&sig, &index.signatures[*id as usize])))
+                    .filter(|(_, s)| *s >= min)
+                    .collect();
+                expected.sort_by_key(|f| f.0);
+                expected.dedup_by_key(|f| f.0);
+                assert_eq!(found, expected, "text {i} at {min}");
+                found_some[m] += usize::from(!found.is_empty());
+            }
+            index.insert(i, sig);
+        }
+        assert!(found_some.iter().all(|n| *n > 50), "similar texts at every threshold: {found_some:?}");
+        let fullest = index.buckets.values().map(Vec::len).max();
+        assert_eq!(fullest, Some(MAX_BUCKET), "some bucket is full");
+    }
+
+    #[test]
     fn signatures_are_stable_across_runs_and_platforms() {
         // Pinned: a change here changes every score ever computed (bump the scorer version).
         let sig = signature("the quick brown fox").unwrap();
