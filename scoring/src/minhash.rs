@@ -71,15 +71,28 @@ pub fn hash_words(words: &[String]) -> u64 {
 /// Signatures indexed by band, each with a caller's key (who wrote it, say). A signature
 /// already indexed under the same key is not indexed again, and each band bucket holds at most
 /// [`MAX_BUCKET`] texts, so identical or near-identical texts cost bounded work each.
+///
+/// A lookup's cost is reading its candidates' signatures from memory, and under a template or a
+/// flood many candidates are one text from several accounts. Each distinct signature is
+/// therefore kept once, and a lookup compares it once however many texts carry it.
 #[derive(Debug, Clone)]
 pub struct LshIndex<K> {
+    /// Texts by band, at most [`MAX_BUCKET`] a bucket.
     buckets: HashMap<(u8, u64), Vec<u32>>,
+    /// Each text's key.
     keys: Vec<K>,
+    /// Each text's signature, in `signatures`.
+    signature_of: Vec<u32>,
+    /// For each text, the last lookup that reported it: a text sharing several bands with a
+    /// lookup is reported once, with no candidate list to sort.
+    reported_in: Vec<u32>,
+    /// The distinct signatures (a hash collision at most keeps one twice).
     signatures: Vec<Signature>,
+    /// A signature's place in `signatures`, by [`whole_hash`].
+    signature_ids: HashMap<u64, u32>,
+    /// For each distinct signature, the last lookup that compared it and its similarity then.
+    compared: Vec<(u32, f64)>,
     indexed: HashSet<(K, u64)>,
-    /// For each indexed text, the last lookup that compared it: a text sharing several bands
-    /// with a lookup is compared once, with no candidate list to sort.
-    compared_in: Vec<u32>,
     lookups: u32,
 }
 
@@ -88,9 +101,12 @@ impl<K> Default for LshIndex<K> {
         Self {
             buckets: HashMap::new(),
             keys: Vec::new(),
+            signature_of: Vec::new(),
+            reported_in: Vec::new(),
             signatures: Vec::new(),
+            signature_ids: HashMap::new(),
+            compared: Vec::new(),
             indexed: HashSet::new(),
-            compared_in: Vec::new(),
             lookups: 0,
         }
     }
@@ -113,20 +129,25 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         self.lookups = self.lookups.wrapping_add(1);
         if self.lookups == 0 {
             // Wrapped around: forget every stamp so none can equal the new one by chance.
-            self.compared_in.fill(0);
+            self.reported_in.fill(0);
+            self.compared.iter_mut().for_each(|c| c.0 = 0);
             self.lookups = 1;
         }
         for b in 0..BANDS {
             let Some(bucket) = self.buckets.get(&band_key(sig, b)) else { continue };
             for &i in bucket {
-                let stamp = &mut self.compared_in[i as usize];
+                let stamp = &mut self.reported_in[i as usize];
                 if *stamp == self.lookups {
                     continue;
                 }
                 *stamp = self.lookups;
-                let similarity = similarity(sig, &self.signatures[i as usize]);
-                if similarity >= min_similarity {
-                    found(self.keys[i as usize], similarity);
+                let s = self.signature_of[i as usize] as usize;
+                let compared = &mut self.compared[s];
+                if compared.0 != self.lookups {
+                    *compared = (self.lookups, similarity(sig, &self.signatures[s]));
+                }
+                if compared.1 >= min_similarity {
+                    found(self.keys[i as usize], compared.1);
                 }
             }
         }
@@ -134,7 +155,7 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
 
     /// Adds a signature under `key`, unless it is already there under that key.
     pub fn insert(&mut self, key: K, sig: Signature) {
-        let whole = sig.iter().fold(FNV_OFFSET, |h, v| fnv1a(h, &v.to_le_bytes()));
+        let whole = whole_hash(&sig);
         if !self.indexed.insert((key, whole)) {
             return;
         }
@@ -145,10 +166,24 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
                 bucket.push(id);
             }
         }
+        let next = u32::try_from(self.signatures.len()).unwrap_or(u32::MAX);
+        let known = *self.signature_ids.entry(whole).or_insert(next);
+        let s = if known != next && self.signatures[known as usize] == sig {
+            known
+        } else {
+            self.signatures.push(sig);
+            self.compared.push((0, 0.0));
+            next
+        };
         self.keys.push(key);
-        self.signatures.push(sig);
-        self.compared_in.push(0);
+        self.signature_of.push(s);
+        self.reported_in.push(0);
     }
+}
+
+/// FNV-1a over a whole signature: what tells distinct signatures apart.
+fn whole_hash(sig: &Signature) -> u64 {
+    sig.iter().fold(FNV_OFFSET, |h, v| fnv1a(h, &v.to_le_bytes()))
 }
 
 fn band_key(sig: &Signature, band: usize) -> (u8, u64) {
@@ -286,7 +321,10 @@ mod tests {
                 let mut expected: Vec<(usize, f64)> = (0..BANDS)
                     .filter_map(|b| index.buckets.get(&band_key(&sig, b)))
                     .flatten()
-                    .map(|id| (index.keys[*id as usize], similarity(&sig, &index.signatures[*id as usize])))
+                    .map(|id| {
+                        let whole = &index.signatures[index.signature_of[*id as usize] as usize];
+                        (index.keys[*id as usize], similarity(&sig, whole))
+                    })
                     .filter(|(_, s)| *s >= min)
                     .collect();
                 expected.sort_by_key(|f| f.0);
@@ -299,6 +337,7 @@ mod tests {
         assert!(found_some.iter().all(|n| *n > 50), "similar texts at every threshold: {found_some:?}");
         let fullest = index.buckets.values().map(Vec::len).max();
         assert_eq!(fullest, Some(MAX_BUCKET), "some bucket is full");
+        assert!(index.signatures.len() + 100 < index.len(), "copies share their signature");
     }
 
     #[test]
