@@ -120,8 +120,18 @@ mod tests {
             "Ünïcödé wörds änd ñoñ-ÄSCII ǅ letters, 東京 and Москва",
             "?!",
         ];
-        let topics: Vec<(Embedding, Topic)> =
-            prompts.iter().map(|p| (embed(p), Topic::of_words(&crate::minhash::words(p)))).collect();
+        // And long texts over a shared vocabulary, which meet in dimensions of every word of
+        // the support.
+        let vocabulary = ["bread", "dough", "proof", "oven", "tax", "return", "fridge", "flour", "salt", "yeast"];
+        let long: Vec<String> = (0..40)
+            .map(|i| (0..30).map(|j| vocabulary[(i * 7 + j * j) % vocabulary.len()]).collect::<Vec<_>>().join(" "))
+            .collect();
+        let topics: Vec<(Embedding, Topic)> = prompts
+            .iter()
+            .copied()
+            .chain(long.iter().map(String::as_str))
+            .map(|p| (embed(p), Topic::of_words(&crate::minhash::words(p))))
+            .collect();
         for (a, ta) in &topics {
             for (b, tb) in &topics {
                 let (dense, sparse) = (cosine(a, b), ta.cosine(tb));
