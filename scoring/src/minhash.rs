@@ -79,13 +79,8 @@ pub fn hash_words(words: &[String]) -> u64 {
 pub struct LshIndex<K> {
     /// Texts by band, at most [`MAX_BUCKET`] a bucket.
     buckets: HashMap<(u8, u64), Vec<u32>>,
-    /// Each text's key.
-    keys: Vec<K>,
-    /// Each text's signature, in `signatures`.
-    signature_of: Vec<u32>,
-    /// For each text, the last lookup that reported it: a text sharing several bands with a
-    /// lookup is reported once, with no candidate list to sort.
-    reported_in: Vec<u32>,
+    /// The texts, in the order indexed.
+    texts: Vec<Text<K>>,
     /// The distinct signatures (a hash collision at most keeps one twice).
     signatures: Vec<Signature>,
     /// A signature's place in `signatures`, by [`whole_hash`].
@@ -96,13 +91,22 @@ pub struct LshIndex<K> {
     lookups: u32,
 }
 
+/// An indexed text: what a lookup reads of each candidate before its signature.
+#[derive(Debug, Clone)]
+struct Text<K> {
+    key: K,
+    /// Its place in `signatures`.
+    signature: u32,
+    /// The last lookup that reported it: a text sharing several bands with a lookup is
+    /// reported once, with no candidate list to sort.
+    reported_in: u32,
+}
+
 impl<K> Default for LshIndex<K> {
     fn default() -> Self {
         Self {
             buckets: HashMap::new(),
-            keys: Vec::new(),
-            signature_of: Vec::new(),
-            reported_in: Vec::new(),
+            texts: Vec::new(),
             signatures: Vec::new(),
             signature_ids: HashMap::new(),
             compared: Vec::new(),
@@ -115,12 +119,12 @@ impl<K> Default for LshIndex<K> {
 impl<K: Copy + Eq + Hash> LshIndex<K> {
     /// Texts indexed so far.
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.texts.len()
     }
 
     /// Whether nothing is indexed.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.texts.is_empty()
     }
 
     /// Calls `found` with the key and similarity of each indexed text at least `min_similarity`
@@ -129,25 +133,25 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         self.lookups = self.lookups.wrapping_add(1);
         if self.lookups == 0 {
             // Wrapped around: forget every stamp so none can equal the new one by chance.
-            self.reported_in.fill(0);
+            self.texts.iter_mut().for_each(|t| t.reported_in = 0);
             self.compared.iter_mut().for_each(|c| c.0 = 0);
             self.lookups = 1;
         }
         for b in 0..BANDS {
             let Some(bucket) = self.buckets.get(&band_key(sig, b)) else { continue };
             for &i in bucket {
-                let stamp = &mut self.reported_in[i as usize];
-                if *stamp == self.lookups {
+                let text = &mut self.texts[i as usize];
+                if text.reported_in == self.lookups {
                     continue;
                 }
-                *stamp = self.lookups;
-                let s = self.signature_of[i as usize] as usize;
+                text.reported_in = self.lookups;
+                let s = text.signature as usize;
                 let compared = &mut self.compared[s];
                 if compared.0 != self.lookups {
                     *compared = (self.lookups, similarity(sig, &self.signatures[s]));
                 }
                 if compared.1 >= min_similarity {
-                    found(self.keys[i as usize], compared.1);
+                    found(text.key, compared.1);
                 }
             }
         }
@@ -159,7 +163,7 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
         if !self.indexed.insert((key, whole)) {
             return;
         }
-        let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+        let id = u32::try_from(self.texts.len()).unwrap_or(u32::MAX);
         for b in 0..BANDS {
             let bucket = self.buckets.entry(band_key(&sig, b)).or_default();
             if bucket.len() < MAX_BUCKET {
@@ -175,9 +179,7 @@ impl<K: Copy + Eq + Hash> LshIndex<K> {
             self.compared.push((0, 0.0));
             next
         };
-        self.keys.push(key);
-        self.signature_of.push(s);
-        self.reported_in.push(0);
+        self.texts.push(Text { key, signature: s, reported_in: 0 });
     }
 }
 
@@ -322,8 +324,8 @@ mod tests {
                     .filter_map(|b| index.buckets.get(&band_key(&sig, b)))
                     .flatten()
                     .map(|id| {
-                        let whole = &index.signatures[index.signature_of[*id as usize] as usize];
-                        (index.keys[*id as usize], similarity(&sig, whole))
+                        let text = &index.texts[*id as usize];
+                        (text.key, similarity(&sig, &index.signatures[text.signature as usize]))
                     })
                     .filter(|(_, s)| *s >= min)
                     .collect();
