@@ -78,7 +78,7 @@ fn main() {
         let mut scorer = Scorer::default();
         let (folding, folded) =
             timed(|| events.iter().zip(prepared).filter_map(|(e, p)| scorer.score_event(e, p)).collect::<Vec<_>>());
-        let (batched, in_batches) = timed(|| batches(events, threads));
+        let (batched, in_batches) = timed(|| processor(events, threads));
         let (overlapped, pipelined) = timed(|| pipelined(events, threads));
         let identical = |scores: &[Score]| if scores == reference { "identical scores" } else { "SCORES DIFFER" };
         let (n, count) = (events.len() as f64, events.len());
@@ -98,7 +98,7 @@ fn main() {
             identical(&folded)
         );
         println!(
-            "| batches of {BATCH} assessed on {threads} threads, then folded on one (the scoring processor), {name} | {count} | {:.0} | {:.2}x, {} |",
+            "| chunks of {AHEAD} assessed on {threads} threads while the chunk before is folded (the scoring processor under a backlog), {name} | {count} | {:.0} | {:.2}x, {} |",
             n / batched,
             sequential / batched,
             identical(&in_batches)
@@ -132,8 +132,9 @@ fn main() {
 
 /// Chat turns of the generated workload (with their preferences, about 1.85 submissions each).
 const WORKLOAD_TURNS: usize = 100_000;
-/// Submissions assessed together, as the scoring processor takes them from the log.
-const BATCH: usize = 256;
+/// Submissions the scoring processor assesses ahead of its fold (`ASSESSED_AHEAD` in
+/// `stream-processors/src/scoring/mod.rs`).
+const AHEAD: usize = 512;
 
 /// Seconds `f` took, and what it returned.
 fn timed<R>(f: impl FnOnce() -> R) -> (f64, R) {
@@ -148,13 +149,20 @@ fn one_at_a_time(events: &[Event]) -> Vec<Score> {
     events.iter().filter_map(|e| scorer.score_event(e, Prepared::Nothing)).collect()
 }
 
-/// Every score, each batch's texts assessed on `threads` threads, then folded in order.
-fn batches(events: &[Event], threads: usize) -> Vec<Score> {
+/// Every score as the scoring processor takes a backlog: chunks of [`AHEAD`], each assessed on
+/// `threads` threads while the one before is folded.
+fn processor(events: &[Event], threads: usize) -> Vec<Score> {
     let mut scorer = Scorer::default();
     let mut scores = Vec::with_capacity(events.len());
-    for batch in events.chunks(BATCH) {
-        let prepared = map_ordered(batch, threads, SMALL_ITEMS_PER_THREAD, Prepared::of);
-        scores.extend(batch.iter().zip(prepared).filter_map(|(e, p)| scorer.score_event(e, p)));
+    let mut chunks = events.chunks(AHEAD);
+    let assess = |chunk: &[Event], threads| map_ordered(chunk, threads, SMALL_ITEMS_PER_THREAD, Prepared::of);
+    let mut current = chunks.next().map(|first| (first, assess(first, threads)));
+    while let Some((chunk, prepared)) = current.take() {
+        current = std::thread::scope(|scope| {
+            let next = chunks.next().map(|next| scope.spawn(move || (next, assess(next, threads))));
+            scores.extend(chunk.iter().zip(prepared).filter_map(|(e, p)| scorer.score_event(e, p)));
+            next.map(|n| n.join().expect("assessing a chunk"))
+        });
     }
     scores
 }

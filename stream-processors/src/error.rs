@@ -81,6 +81,10 @@ pub enum ProcessorError {
     #[error("replay: {0}")]
     Replay(String),
 
+    /// Records assessed ahead of the fold never came back (the runtime is shutting down).
+    #[error("assessing submissions ahead of the fold: {0}")]
+    AssessedAhead(String),
+
     /// The reward fold refused (an amount overflowed).
     #[error(transparent)]
     Rewards(#[from] gata_rewards::RewardsError),
@@ -111,6 +115,7 @@ impl ProcessorError {
             | Self::Poller(_)
             | Self::Shards(_)
             | Self::Replay(_)
+            | Self::AssessedAhead(_)
             | Self::Rewards(_)
             | Self::Infra(_) => false,
         }

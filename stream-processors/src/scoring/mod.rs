@@ -246,18 +246,42 @@ impl Processor {
     }
 
     /// Scores the records whose reordering window has passed: decoded and assessed on
-    /// [`threads`](ScoringConfig::threads) threads, then folded into the scorer in order.
+    /// [`threads`](ScoringConfig::threads) threads, then folded into the scorer in order. A
+    /// long run of them (a backlog, a replay of history) goes in chunks of [`ASSESSED_AHEAD`],
+    /// each assessed while the one before it is folded: the fold is sequential, the assessment
+    /// is not. The assessment keeps all its threads meanwhile, one more than there are cores
+    /// while the fold runs, so no core waits whichever of the two is the longer.
     async fn release_due(&mut self, now: Instant) -> Result<()> {
-        let due = self.reorder.due(now);
-        let (limits, shard) = (&self.limits, self.shard);
-        let decoded = map_ordered(&due, self.threads, SMALL_ITEMS_PER_THREAD, |polled| {
-            Decoded::of(polled, limits, shard.owns(&polled.record.source))
-        });
-        for (polled, decoded) in due.into_iter().zip(decoded) {
-            self.take(polled.record.source, polled.record.offset, polled.record.received_at, decoded).await?;
+        let mut due = self.reorder.due(now);
+        let overlap = self.threads > 1 && due.len() > ASSESSED_AHEAD;
+        let mut later = if overlap { due.split_off(ASSESSED_AHEAD) } else { Vec::new() };
+        let mut current = Some(self.assessor().run(due));
+        while let Some((chunk, decoded)) = current.take() {
+            let next = (!later.is_empty()).then(|| {
+                let rest = later.split_off(later.len().min(ASSESSED_AHEAD));
+                let chunk = std::mem::replace(&mut later, rest);
+                let assessor = self.assessor();
+                tokio::task::spawn_blocking(move || assessor.run(chunk))
+            });
+            for (polled, decoded) in chunk.into_iter().zip(decoded) {
+                self.take(polled.record.source, polled.record.offset, polled.record.received_at, decoded).await?;
+            }
+            if let Some(next) = next {
+                current = Some(match next.await {
+                    Ok(assessed) => assessed,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // The records stay unread: nothing after them may be folded.
+                    Err(e) => return Err(ProcessorError::AssessedAhead(e.to_string())),
+                });
+            }
         }
         self.metrics.held.set((self.catch_up.held() + self.reorder.len()) as i64);
         Ok(())
+    }
+
+    /// What decodes and assesses a chunk of records, owning all it needs.
+    fn assessor(&self) -> Assessor {
+        Assessor { limits: self.limits.clone(), shard: self.shard, threads: self.threads }
     }
 
     async fn take(
@@ -353,6 +377,28 @@ impl Processor {
         self.metrics.scored.with_label_values(&[event.kind().name(), score.verdict.name()]).inc();
         let published = publication(&event, &score, &source, offset);
         self.publisher.publish(&published, source, offset).await
+    }
+}
+
+/// Records assessed together while the chunk before them is folded (see
+/// [`Processor::release_due`]).
+const ASSESSED_AHEAD: usize = 512;
+
+/// Decodes and assesses chunks of records ([`Decoded::of`]) on `threads` threads, from any
+/// thread: it owns what it reads.
+struct Assessor {
+    limits: Limits,
+    shard: Shard,
+    threads: usize,
+}
+
+impl Assessor {
+    /// `chunk`, each record with what it decodes to.
+    fn run(&self, chunk: Vec<Polled>) -> (Vec<Polled>, Vec<Decoded>) {
+        let decoded = map_ordered(&chunk, self.threads.max(1), SMALL_ITEMS_PER_THREAD, |polled| {
+            Decoded::of(polled, &self.limits, self.shard.owns(&polled.record.source))
+        });
+        (chunk, decoded)
     }
 }
 
