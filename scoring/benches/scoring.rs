@@ -134,7 +134,7 @@ fn main() {
 const WORKLOAD_TURNS: usize = 100_000;
 /// Submissions the scoring processor assesses ahead of its fold (`ASSESSED_AHEAD` in
 /// `stream-processors/src/scoring/mod.rs`).
-const AHEAD: usize = 512;
+const AHEAD: usize = 2048;
 
 /// Seconds `f` took, and what it returned.
 fn timed<R>(f: impl FnOnce() -> R) -> (f64, R) {

@@ -382,7 +382,7 @@ impl Processor {
 
 /// Records assessed together while the chunk before them is folded (see
 /// [`Processor::release_due`]).
-const ASSESSED_AHEAD: usize = 512;
+const ASSESSED_AHEAD: usize = 2048;
 
 /// Decodes and assesses chunks of records ([`Decoded::of`]) on `threads` threads, from any
 /// thread: it owns what it reads.
