@@ -81,7 +81,8 @@ pub struct LshIndex<K> {
     buckets: HashMap<(u8, u64), Vec<u32>>,
     /// The texts, in the order indexed.
     texts: Vec<Text<K>>,
-    /// The distinct signatures (a hash collision at most keeps one twice).
+    /// The distinct signatures; one whose [`whole_hash`] collides with another's is kept again
+    /// for each text that carries it.
     signatures: Vec<Signature>,
     /// A signature's place in `signatures`, by [`whole_hash`].
     signature_ids: HashMap<u64, u32>,

@@ -253,13 +253,18 @@ impl Processor {
     /// while the fold runs, so no core waits whichever of the two is the longer.
     async fn release_due(&mut self, now: Instant) -> Result<()> {
         let mut due = self.reorder.due(now);
-        let overlap = self.threads > 1 && due.len() > ASSESSED_AHEAD;
-        let mut later = if overlap { due.split_off(ASSESSED_AHEAD) } else { Vec::new() };
-        let mut current = Some(self.assessor().run(due));
+        // One thread has nothing to overlap: everything is one chunk then.
+        let size = if self.threads > 1 { ASSESSED_AHEAD } else { due.len().max(1) };
+        let mut chunks = Vec::with_capacity(due.len().div_ceil(size));
+        while due.len() > size {
+            let rest = due.split_off(size);
+            chunks.push(std::mem::replace(&mut due, rest));
+        }
+        chunks.push(due);
+        let mut chunks = chunks.into_iter();
+        let mut current = chunks.next().map(|first| self.assessor().run(first));
         while let Some((chunk, decoded)) = current.take() {
-            let next = (!later.is_empty()).then(|| {
-                let rest = later.split_off(later.len().min(ASSESSED_AHEAD));
-                let chunk = std::mem::replace(&mut later, rest);
+            let next = chunks.next().map(|chunk| {
                 let assessor = self.assessor();
                 tokio::task::spawn_blocking(move || assessor.run(chunk))
             });
