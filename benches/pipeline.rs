@@ -14,7 +14,8 @@
 //!   group) reading the same backlog from the same broker
 //! - `mixed` load: intake over HTTP into a server with all default roles, next to the same load
 //!   into an intake-only server: 500-event NDJSON requests 16 in flight, and single events from
-//!   64 clients, with ack latencies and refusals (503)
+//!   64 clients, with ack latencies and refusals (503); with the consumers stepping aside for
+//!   intake (the default) and not, and how long after the load everything is in bronze
 //!
 //! and `sink` cost: the records wait in a `gata broker` process; a `gata serve --roles sink`
 //! process drains them into bronze + silver, next to a raw consumer reading the same backlog.
@@ -123,6 +124,7 @@ async fn stages(
         limits: cfg.ingest.limits.clone(),
         registry: registry.clone(),
         stop: stop.clone(),
+        foreground: None,
     };
     let started = Instant::now();
     let sink = run_sink(ctx, cfg.lake.clone(), lake);
@@ -216,12 +218,11 @@ async fn mixed(
     // enough for the other roles to be busy while they arrive.
     let singles: Vec<Vec<u8>> = turns.iter().take((turns.len() / 3).max(5000)).map(|e| e.to_json()).collect();
     let mut loads = Vec::new();
-    // The consumers at the listener's own priority (`background.nice` 0, the default) and
-    // niced, side by side.
+    // The consumers stepping aside for intake's bursts (the default) and not, side by side.
     let runs: [MixedRun; 3] = [
         ("intake only", Some("intake"), &[]),
-        ("all default roles, background nice 0", None, &[]),
-        ("all default roles, background nice 10", None, &[("GATA__BACKGROUND__NICE", "10")]),
+        ("all default roles", None, &[]),
+        ("all default roles, consumers never step aside", None, &[("GATA__BACKGROUND__YIELD_TO_INTAKE", "false")]),
     ];
     for (run, (name, roles, env)) in runs.into_iter().enumerate() {
         for (shape, bodies, in_flight) in
@@ -233,6 +234,14 @@ async fn mixed(
             let cpu_before = cpu_time(server.pid())?;
             let mut load = http_load(&server.base, bodies, in_flight).await?;
             load.server_cpu = cpu_time(server.pid())? - cpu_before;
+            if roles.is_none() {
+                // What stepping aside costs: how long after the load everything is in bronze.
+                let (api, ended) = (server.client(), Instant::now());
+                while api.count("SELECT COUNT(*) AS n FROM events").await.unwrap_or(0) < load.events as u64 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                load.landed = Some(ended.elapsed());
+            }
             loads.push((name, shape, load));
         }
     }
@@ -254,20 +263,21 @@ fn print_tables(rows: &[Row], loads: &[(&str, &str, Load)], freshness: Option<&[
         println!("| {} | {} | {:.2} | {:.0} | {vs} |", r.name, r.events, r.took.as_secs_f64(), rate(r.events, r.took));
     }
     println!(
-        "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | server CPU µs/event | vs intake only |"
+        "\n| mixed load: intake over HTTP | roles running | events | events/s | p50 / p99 ack ms | refused (503) | server CPU µs/event | vs intake only | all in bronze after the load, ms |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for (name, shape, load) in loads {
         let alone = loads.iter().find(|(n, s, _)| *n == "intake only" && s == shape).map(|(_, _, l)| l);
         let vs = alone.map_or(String::new(), |a| format!("{:.2}x", load.rate() / a.rate()));
         println!(
-            "| {shape} | {name} | {} | {:.0} | {:.0} / {:.0} | {} | {:.0} | {vs} |",
+            "| {shape} | {name} | {} | {:.0} | {:.0} / {:.0} | {} | {:.0} | {vs} | {} |",
             load.events,
             load.rate(),
             load.percentile(0.5),
             load.percentile(0.99),
             load.refused,
-            load.server_cpu.as_secs_f64() * 1e6 / load.events.max(1) as f64
+            load.server_cpu.as_secs_f64() * 1e6 / load.events.max(1) as f64,
+            load.landed.map_or(String::new(), |d| format!("{:.0}", d.as_secs_f64() * 1000.0))
         );
     }
     let Some(freshness) = freshness else { return };
@@ -407,6 +417,8 @@ struct Load {
     refused: usize,
     /// CPU time (user + system) the server process spent while the load ran.
     server_cpu: Duration,
+    /// How long after the load every accepted event was in bronze (servers with a sink).
+    landed: Option<Duration>,
 }
 
 impl Load {
@@ -437,7 +449,14 @@ async fn http_load(base: &str, bodies: &[Vec<u8>], in_flight: usize) -> anyhow::
     let http = reqwest::Client::new();
     let started = Instant::now();
     let mut running = tokio::task::JoinSet::new();
-    let mut load = Load { events: 0, took: Duration::ZERO, acks: Vec::new(), refused: 0, server_cpu: Duration::ZERO };
+    let mut load = Load {
+        events: 0,
+        took: Duration::ZERO,
+        acks: Vec::new(),
+        refused: 0,
+        server_cpu: Duration::ZERO,
+        landed: None,
+    };
     for body in bodies {
         let events = body.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
         let (http, url, body) = (http.clone(), format!("{base}/v1/chat-turns"), body.clone());

@@ -54,7 +54,7 @@ mod tests {
     fn background_threads_and_the_threads_they_start_run_niced_and_no_other() {
         let before = nice_here();
         let nice = (before + 5).min(19);
-        let background = start(&BackgroundConfig { nice, threads: 1 }).expect("runtime");
+        let background = start(&BackgroundConfig { nice, threads: 1, ..BackgroundConfig::default() }).expect("runtime");
         let handle = background.handle();
         let seen = handle.block_on(handle.spawn(async {
             let worker = nice_here();
@@ -64,7 +64,8 @@ mod tests {
         }));
         assert_eq!(seen.expect("task"), (nice, nice, nice));
         assert_eq!(nice_here(), before, "the calling thread keeps its priority");
-        let unchanged = start(&BackgroundConfig { nice: 0, threads: 1 }).expect("runtime");
+        let unchanged =
+            start(&BackgroundConfig { nice: 0, threads: 1, ..BackgroundConfig::default() }).expect("runtime");
         let handle = unchanged.handle();
         assert_eq!(handle.block_on(handle.spawn(async { nice_here() })).expect("task"), before);
     }

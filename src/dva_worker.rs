@@ -66,7 +66,7 @@ pub async fn run(cfg: GataConfig, args: WorkerArgs, stop: CancellationToken) -> 
     let clip = resolve::dva_model(&cfg.dva).await?;
     let output = Output::Votes { validator: args.worker_id.clone() };
     let registry = Registry::new();
-    let ctx = resolve::context(&cfg, cfg.dva.replica_group(slot), &kafka, &registry, &stop);
+    let ctx = resolve::context(&cfg, cfg.dva.replica_group(slot), &kafka, &registry, &stop, None);
     if let Some(addr) = args.metrics {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         let connections = crate::listener::ConnectionMetrics::register(&registry)?;

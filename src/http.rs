@@ -78,18 +78,26 @@ pub struct Services {
     pub validation: Option<crate::validation::Validation>,
     /// Reviewers' labels (with `query`).
     pub labelling: Option<crate::labelling::Labelling>,
+    /// Intake's requests, counted for the consumers that step aside for them.
+    pub foreground: Option<Arc<gata_infra::foreground::Foreground>>,
 }
 
 /// The application router: the routes of `services`, plus health, metrics and the API
 /// description (generated from these very routes, `/openapi.json`).
 pub fn app(cfg: &HttpConfig, auth: Authenticator, services: Services, ops: Ops) -> Router {
-    let Services { ingest, query, market, validation, labelling } = services;
+    let Services { ingest, query, market, validation, labelling, foreground } = services;
     let secured = auth.enabled();
     let auth = Arc::new(auth);
     let (market, sharing) = market.unzip();
     let links = market.clone().map(|m| crate::signin::link_router(auth.clone(), m)).unwrap_or_default();
     let ingest = ingest
-        .map(|state| gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter)))
+        .map(|state| {
+            let router = gata_ingest::router(state).route_layer(middleware::from_fn(require_submitter));
+            match foreground {
+                Some(foreground) => router.route_layer(middleware::from_fn_with_state(foreground, count_intake)),
+                None => router,
+            }
+        })
         .unwrap_or_default();
     let metrics_route = if cfg.public_metrics {
         ApiRouter::new().api_route("/metrics", get_with(metrics, |op| metrics_docs(op, true)))
@@ -331,6 +339,16 @@ async fn require_submitter(req: Request, next: Next) -> Response {
     } else {
         error(StatusCode::FORBIDDEN, "forbidden", "this principal may not submit events")
     }
+}
+
+/// Counts an intake request from its arrival until its answer.
+async fn count_intake(
+    State(foreground): State<Arc<gata_infra::foreground::Foreground>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let _request = foreground.request();
+    next.run(req).await
 }
 
 /// Operation pages are for operators and admins.

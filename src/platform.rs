@@ -9,6 +9,7 @@ use gata_contract::topics;
 use gata_infra::{
     broker::EmbeddedBroker,
     config::{GataConfig, Role},
+    foreground::Foreground,
     kafka::KafkaClients,
     rate::RateLimits,
     runtime::DedicatedRuntime,
@@ -170,7 +171,14 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     });
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments()?.clone(), m.clone())));
-    let services = http::Services { ingest, query, market, validation, labelling };
+    // With intake and consumers in one process, the consumers step aside for intake's bursts
+    // on a saturated machine (see `gata_infra::foreground`).
+    let foreground = (cfg.runs(Role::Intake) && crate::background::ROLES.iter().any(|role| cfg.runs(*role)))
+        .then(|| cfg.background.yield_policy())
+        .flatten()
+        .map(|policy| Foreground::new(Some(policy), &registry))
+        .transpose()?;
+    let services = http::Services { ingest, query, market, validation, labelling, foreground: foreground.clone() };
     let app = http::app(&cfg.http, auth, services, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 
@@ -183,6 +191,13 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     };
 
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    if let Some(foreground) = &foreground {
+        let watch = foreground.clone().watch(stop.child_token());
+        tasks.spawn(async move {
+            watch.await;
+            Ok(())
+        });
+    }
     // The roles that consume the log run on a runtime of their own, niced when
     // `background.nice` says so (see `background`); a process running none of them has none.
     let background = crate::background::ROLES
@@ -199,7 +214,9 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
             Ok(())
         });
     }
-    let context = |group: &str| resolve::context(&cfg, resolve::consumer_group(&cfg, group), &kafka, &registry, &stop);
+    let context = |group: &str| {
+        resolve::context(&cfg, resolve::consumer_group(&cfg, group), &kafka, &registry, &stop, foreground.as_ref())
+    };
     if cfg.runs(Role::Sink) {
         let sink = gata_stream_processors::run_sink(context(&cfg.kafka.sink_group), cfg.lake.clone(), lake.clone());
         tasks.spawn_on(async move { sink.await.context("lake sink") }, bg);

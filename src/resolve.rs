@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use gata_dva::{Engine, ModelSource, Provider};
 use gata_infra::{
     config::{DvaConfig, DvaEngine, DvaProvider, GataConfig},
+    foreground::Foreground,
     kafka::KafkaClients,
 };
 use gata_lakehouse::Lake;
@@ -46,13 +47,15 @@ pub fn consumer_group(cfg: &GataConfig, group: &str) -> String {
     }
 }
 
-/// The context of a processor in `group` (as given: see [`consumer_group`]).
+/// The context of a processor in `group` (as given: see [`consumer_group`]), beside the
+/// process's intake when it runs one.
 pub fn context(
     cfg: &GataConfig,
     group: String,
     kafka: &KafkaClients,
     registry: &Registry,
     stop: &CancellationToken,
+    foreground: Option<&Arc<Foreground>>,
 ) -> gata_stream_processors::Context {
     gata_stream_processors::Context {
         group,
@@ -60,6 +63,7 @@ pub fn context(
         limits: cfg.ingest.limits.clone(),
         registry: registry.clone(),
         stop: stop.child_token(),
+        foreground: foreground.cloned(),
     }
 }
 

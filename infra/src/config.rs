@@ -138,7 +138,7 @@ impl Default for GataConfig {
 /// maintenance, mirror), apart from the one serving HTTP. With `nice` set, its threads and every
 /// thread they start (librdkafka's, the pollers', ONNX Runtime's) run at a lower CPU priority, so
 /// in a burst the requests waiting on an answer keep the cores and the consumers catch up after.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackgroundConfig {
     /// The nice value of those threads, 0 (as the listener; the default) to 19 (at 10, under
@@ -146,6 +146,54 @@ pub struct BackgroundConfig {
     pub nice: i32,
     /// Worker threads of that runtime (`0`: one per core).
     pub threads: usize,
+    /// Whether the consumers of a process that also runs intake step aside (stop fetching and
+    /// processing) while intake requests arrive on a saturated machine
+    /// ([`crate::foreground`]); on by default.
+    pub yield_to_intake: bool,
+    /// The longest they step aside at a time, at most 3 s (the scorer's reordering stops
+    /// waiting for a partition that is behind after 5 s of silence).
+    #[serde(with = "humantime_serde")]
+    pub yield_max: Duration,
+    /// How long they run before they may step aside again.
+    #[serde(with = "humantime_serde")]
+    pub yield_min_run: Duration,
+    /// The share of the machine's CPU time in use, in (0, 1], from which it counts as saturated.
+    pub yield_busy: f64,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        Self {
+            nice: 0,
+            threads: 0,
+            yield_to_intake: true,
+            yield_max: Duration::from_secs(2),
+            yield_min_run: Duration::from_millis(500),
+            yield_busy: 0.9,
+        }
+    }
+}
+
+impl BackgroundConfig {
+    /// When the consumers step aside for intake; `None` when they never do.
+    pub fn yield_policy(&self) -> Option<crate::foreground::YieldPolicy> {
+        self.yield_to_intake.then_some(crate::foreground::YieldPolicy {
+            max: self.yield_max,
+            min_run: self.yield_min_run,
+            busy: self.yield_busy,
+        })
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.yield_max > Duration::from_secs(3) {
+            problems.push("background.yield_max must be at most 3s".to_string());
+        }
+        if !(self.yield_busy > 0.0 && self.yield_busy <= 1.0) {
+            problems.push("background.yield_busy must be in (0, 1]".to_string());
+        }
+        problems
+    }
 }
 
 /// `[payments]`: how a purchase's payment is confirmed. With a chain endpoint, the marketplace
@@ -1115,6 +1163,7 @@ impl GataConfig {
         problems.extend(self.kafka.problems());
         problems.extend(self.validation.problems());
         problems.extend(self.rate.problems());
+        problems.extend(self.background.problems());
         problems
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod foreground;
 pub mod host;
 pub mod kafka;
 pub mod rate;

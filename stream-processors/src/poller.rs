@@ -14,12 +14,15 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use gata_contract::LogRecord;
-use gata_infra::record_mac::RecordMac;
+use gata_infra::{foreground::Foreground, record_mac::RecordMac};
 use gata_lakehouse::{Offset, TopicPartition};
 use prometheus::IntGaugeVec;
 use rdkafka::{
@@ -102,6 +105,9 @@ struct PollerContext {
     lag: IntGaugeVec,
     mac: Option<RecordMac>,
     tells_behind: bool,
+    /// Whether fetching is paused while the consumers step aside for intake: partitions
+    /// assigned meanwhile are paused too.
+    paused: AtomicBool,
 }
 
 impl PollerContext {
@@ -191,6 +197,10 @@ impl PollerContext {
         }
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assign failed");
+        } else if self.paused.load(Ordering::Relaxed)
+            && let Err(e) = consumer.pause(tpl)
+        {
+            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
         }
         let _ = self.send(Input::Assigned(tps));
     }
@@ -240,6 +250,8 @@ pub(crate) struct Subscription {
     /// Whether each record says if its partition had more records waiting ([`Polled::behind`];
     /// a lookup per record, for the processors that order records across partitions).
     pub tells_behind: bool,
+    /// Intake of the same process, to step aside for ([`Foreground`]).
+    pub foreground: Option<Arc<Foreground>>,
 }
 
 /// Which partitions of its topics a poller reads.
@@ -265,7 +277,8 @@ pub(crate) fn spawn(
     tx: mpsc::Sender<Input>,
     stop: CancellationToken,
 ) -> Result<std::thread::JoinHandle<Result<()>>> {
-    let Subscription { name, mut config, topics, positions, committed, lag, mac, membership, tells_behind } = sub;
+    let Subscription { name, mut config, topics, positions, committed, lag, mac, membership, tells_behind, foreground } =
+        sub;
     config.set("statistics.interval.ms", LAG_INTERVAL.as_millis().to_string());
     let consumer: BaseConsumer<PollerContext> = config
         .create_with_context(PollerContext {
@@ -276,6 +289,7 @@ pub(crate) fn spawn(
             lag,
             mac,
             tells_behind,
+            paused: AtomicBool::new(false),
         })
         .map_err(ProcessorError::kafka("create consumer"))?;
     if membership == Membership::Group {
@@ -288,7 +302,7 @@ pub(crate) fn spawn(
             if membership == Membership::EveryPartition && !assign_every_partition(&consumer, &topics, &stop) {
                 return Ok(());
             }
-            poll_loop(consumer, &topics, membership, tx, committed, stop)
+            poll_loop(consumer, &topics, membership, tx, committed, foreground.as_deref(), stop)
         })
         .map_err(|e| ProcessorError::Poller(e.to_string()))
 }
@@ -351,6 +365,7 @@ fn poll_loop(
     membership: Membership,
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
+    foreground: Option<&Foreground>,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
@@ -358,8 +373,17 @@ fn poll_loop(
     let mut housekeeping = Instant::now();
     while !stop.is_cancelled() && !tx.is_closed() {
         let context = consumer.context();
-        // With records pending, only take what librdkafka already holds.
-        let wait = if context.has_pending() { Duration::ZERO } else { IDLE_WAIT };
+        let paused = foreground.is_some_and(Foreground::yielding);
+        if paused != context.paused.load(Ordering::Relaxed) && !pause_or_resume(&consumer, paused) {
+            break;
+        }
+        // With records pending, only take what librdkafka already holds; paused, look again
+        // soon whether to resume.
+        let wait = match (context.has_pending(), paused) {
+            (true, _) => Duration::ZERO,
+            (false, true) => PAUSED_WAIT,
+            (false, false) => IDLE_WAIT,
+        };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
             Some(Ok(msg)) => context.push(context.polled(&consumer, &msg)),
@@ -392,6 +416,28 @@ fn poll_loop(
 /// Longest a poll waits for a record (a record ends the wait at once). It bounds how long the
 /// thread takes to notice a stop; each wait costs a wake-up of this thread and of librdkafka's.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Longest a poll waits while fetching is paused: how soon the poller resumes once intake is
+/// quiet.
+const PAUSED_WAIT: Duration = Duration::from_millis(20);
+
+/// Stops (or resumes) fetching every assigned partition, after handing over what was polled;
+/// false once the processor has gone. librdkafka drops what it had fetched ahead for a paused
+/// partition and fetches again from the next record not yet polled, so nothing is skipped.
+fn pause_or_resume(consumer: &BaseConsumer<PollerContext>, pause: bool) -> bool {
+    let context = consumer.context();
+    if !context.hand_over() {
+        return false;
+    }
+    // Set first: a partition the rebalance callback assigns from now on is paused there.
+    context.paused.store(pause, Ordering::Relaxed);
+    let outcome =
+        consumer.assignment().and_then(|tpl| if pause { consumer.pause(&tpl) } else { consumer.resume(&tpl) });
+    if let Err(e) = outcome {
+        tracing::warn!(error = %e, pause, "cannot pause or resume fetching");
+    }
+    true
+}
 
 /// How often the poll loop reports progress and checks that it still holds partitions.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(1);

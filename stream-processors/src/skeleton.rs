@@ -53,6 +53,7 @@ pub(crate) async fn run(
     mut handler: impl Handler,
 ) -> Result<()> {
     let (tx, mut rx) = poller::channel(queue);
+    let foreground = sub.foreground.clone();
     let poller = poller::spawn(sub, tx, stop.clone())?;
     tracing::info!("{name} started");
     let result = async {
@@ -61,7 +62,13 @@ pub(crate) async fn run(
             tokio::select! {
                 input = rx.recv() => match input {
                     None => break,
-                    Some(Input::Records(batch)) => handler.records(batch).await?,
+                    Some(Input::Records(batch)) => {
+                        // Records already handed over wait too while the consumers step aside.
+                        if let Some(foreground) = &foreground {
+                            foreground.turn().await;
+                        }
+                        handler.records(batch).await?
+                    }
                     Some(Input::Assigned(tps)) => handler.assigned(tps).await?,
                     Some(Input::Revoked(tps, ack)) => {
                         let finished = handler.revoked(&tps).await;

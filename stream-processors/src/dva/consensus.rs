@@ -269,7 +269,7 @@ impl Metrics {
 
 /// Runs the consensus as `cfg` says until `ctx.stop` is cancelled or a failure it cannot retry.
 pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds, lake: Lake) -> Result<()> {
-    let Context { group, kafka, limits, registry, stop } = ctx;
+    let Context { group, kafka, limits, registry, stop, foreground } = ctx;
     let metrics = Metrics::register(&registry)?;
     let producer = kafka.processor_producer()?;
     let done = Arc::new(Mutex::new(BTreeMap::new()));
@@ -283,6 +283,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
+        foreground,
     };
     tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
     let run = Run {

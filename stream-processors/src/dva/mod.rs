@@ -147,7 +147,7 @@ pub struct Models {
 /// every version it publishes) and reads every partition from the beginning; without, it
 /// resumes from its group's committed offsets. Votes are the base model's only.
 pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, models: Models, lake: Option<Lake>) -> Result<()> {
-    let Context { group, kafka, limits, registry, stop } = ctx;
+    let Context { group, kafka, limits, registry, stop, foreground } = ctx;
     let Models { clip, head } = models;
     let head = head.filter(|_| output == Output::Scores).map(|h| (head_version(&clip, &h), h));
     let metrics = Metrics::register(&registry)?;
@@ -181,6 +181,7 @@ pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, models: Model
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
+        foreground,
     };
     let threshold = cfg.threshold.unwrap_or(clip.card().threshold);
     tracing::info!(model = %clip.card().id, version = %version, head = ?head.as_ref().map(|(v, _)| v), engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");

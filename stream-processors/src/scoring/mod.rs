@@ -59,7 +59,7 @@ pub const SCORED_KINDS: [EventKind; 2] = [EventKind::ChatTurn, EventKind::Prefer
 /// Runs the scoring processor as `cfg` says until `ctx.stop` is cancelled or a failure it
 /// cannot retry. `cfg.threads` is taken as given (at least one); the caller resolves `0`.
 pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result<()> {
-    let Context { group, kafka, limits, registry, stop } = ctx;
+    let Context { group, kafka, limits, registry, stop, foreground } = ctx;
     let shard = Shard { index: cfg.shard, count: cfg.shards.max(1) };
     // Shards read every partition with no group membership; the group only takes their
     // progress reports, one group per shard.
@@ -79,6 +79,7 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         mac: kafka.record_mac().cloned(),
         membership: Membership::EveryPartition,
         tells_behind: true,
+        foreground,
     };
     tracing::info!(%group, scorer = SCORER_VERSION, shard = shard.index, shards = shard.count, "scoring processor reading every partition");
     let processor = Processor {

@@ -28,7 +28,7 @@ use writer::{Flush, Writer};
 /// what it holds and leaves the group)
 /// or a failure it cannot retry.
 pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
-    let Context { group, kafka, limits, registry, stop } = ctx;
+    let Context { group, kafka, limits, registry, stop, foreground } = ctx;
     let metrics = SinkMetrics::register(&registry)?;
     let dlq = kafka.processor_producer()?;
     let committed = Arc::new(Mutex::new(BTreeMap::new()));
@@ -45,6 +45,7 @@ pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
+        foreground,
     };
     tracing::info!(%group, "lake sink joining its group");
     let queue = cfg.queue_records;

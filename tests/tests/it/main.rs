@@ -19,6 +19,7 @@ mod dva_consensus;
 mod dva_head;
 mod e2e;
 mod export;
+mod foreground;
 mod forgery;
 mod fuzz;
 mod identity;
