@@ -171,14 +171,17 @@ pub async fn serve(cfg: GataConfig, stop: CancellationToken, on_ready: impl FnOn
     });
     let ops = http::Ops { registry: registry.clone(), producer, catalog, readiness: Default::default() };
     let verifier = market.as_ref().and_then(|(m, _)| Some((m.payments()?.clone(), m.clone())));
-    // With intake and consumers in one process, the consumers step aside for intake's bursts
-    // on a saturated machine (see `gata_infra::foreground`).
-    let foreground = (cfg.runs(Role::Intake) && crate::background::ROLES.iter().any(|role| cfg.runs(*role)))
+    // On a saturated machine the consumers step aside for intake's bursts, and those deriving
+    // from the log for the sink's backlog (see `gata_infra::foreground`).
+    let foreground = crate::background::ROLES
+        .iter()
+        .any(|role| cfg.runs(*role))
         .then(|| cfg.background.yield_policy())
         .flatten()
-        .map(|policy| Foreground::new(Some(policy), &registry))
+        .map(|policy| Foreground::new(policy, &registry))
         .transpose()?;
-    let services = http::Services { ingest, query, market, validation, labelling, foreground: foreground.clone() };
+    let counted = foreground.clone().filter(|_| cfg.runs(Role::Intake));
+    let services = http::Services { ingest, query, market, validation, labelling, foreground: counted };
     let app = http::app(&cfg.http, auth, services, ops);
     let connections = crate::listener::ConnectionMetrics::register(&registry)?;
 

@@ -1,19 +1,23 @@
-//! Intake first: while intake requests keep arriving on a machine with no CPU to spare, the
-//! roles that consume the log step aside for a bounded time, and catch up from the log after.
+//! Intake first, then the lake: while intake requests keep arriving on a machine with no CPU to
+//! spare, the roles that consume the log step aside for a bounded time, and catch up from the
+//! log after; while the lake sink drains a backlog on such a machine, the consumers that derive
+//! from the log (scorers, DVA) step aside for it the same way.
 //!
 //! On one machine every consumer (the sink, the scorers, the DVA) competes with intake for the
 //! same cores, and the embedded broker spends its own CPU serving their fetches. Lowering their
 //! priority was not enough (`docs/scaling.md`, sixth round): their fetches still run on the
-//! broker beside intake's produces. So under a burst they stop fetching altogether: each
-//! processor's poller pauses its partitions and its task takes no records until the burst ends
-//! or [`YieldPolicy::max`] has passed, then runs for at least [`YieldPolicy::min_run`] before it
-//! may step aside again. Nothing is lost or reordered: a paused partition resumes from the next
-//! record the processor has not seen, and the log holds the rest. The cost is freshness during a
-//! burst, bounded by `max`.
+//! broker beside intake's produces. So they stop fetching altogether: each processor's poller
+//! pauses its partitions and its task takes no records until what pressed is over or
+//! [`YieldPolicy::max`] has passed, then runs for at least [`YieldPolicy::min_run`] before it may
+//! step aside again. Nothing is lost or reordered: a paused partition resumes from the next
+//! record the processor has not seen, and the log holds the rest. The cost is freshness while it
+//! lasts, bounded by `max` at a time.
 //!
-//! A request counts from its arrival until its answer; the machine counts as saturated when the
+//! A request counts from its arrival until its answer; the sink has a backlog while the
+//! partition it last read holds [`LAKE_BACKLOG`] records or more past what it read (reported
+//! with each batch, forgotten after [`BACKLOG_STALE`]). The machine counts as saturated when the
 //! share of its CPU time in use (`/proc/stat`, every core) over the last sample reaches
-//! [`YieldPolicy::busy`]. A machine with spare CPU never makes the consumers wait.
+//! [`YieldPolicy::busy`]. A machine with spare CPU never makes a consumer wait.
 
 use std::{
     sync::{
@@ -40,45 +44,101 @@ pub struct YieldPolicy {
     pub busy: f64,
 }
 
-/// Whether the consumers run or have stepped aside, and since when.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Running(Instant),
-    Yielding(Instant),
+/// What the consumers step aside for, least pressing first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Aside {
+    /// Nothing: every consumer runs.
+    Nothing,
+    /// The lake sink's backlog: the consumers that derive from the log wait.
+    Backlog,
+    /// Intake's requests: every consumer waits.
+    Intake,
 }
 
-impl YieldPolicy {
-    /// The phase after a sample at `now`: whether intake had requests in the sample, and the
-    /// share of CPU time the machine used (`None`: unknown, never saturated).
-    fn next(&self, phase: Phase, now: Instant, intake_busy: bool, cpu: Option<f64>) -> Phase {
-        match phase {
-            Phase::Running(since)
-                if intake_busy
-                    && cpu.is_some_and(|c| c >= self.busy)
-                    && now.saturating_duration_since(since) >= self.min_run =>
-            {
-                Phase::Yielding(now)
-            }
-            Phase::Yielding(since) if !intake_busy || now.saturating_duration_since(since) >= self.max => {
-                Phase::Running(now)
-            }
-            same => same,
+/// Which consumers a consumer steps aside with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rank {
+    /// The lake sink: steps aside for intake only.
+    Lake,
+    /// A consumer that derives from the log (scorers, DVA): steps aside for intake and for the
+    /// sink's backlog.
+    Derived,
+}
+
+impl Rank {
+    fn steps_aside(self, aside: Aside) -> bool {
+        match self {
+            Rank::Lake => aside == Aside::Intake,
+            Rank::Derived => aside != Aside::Nothing,
         }
     }
 }
 
-/// How often the machine's CPU is sampled while intake is busy.
+/// Whether the consumers run or have stepped aside, since when, and for what.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Running(Instant),
+    Yielding(Instant, Aside),
+}
+
+impl Phase {
+    fn aside(self) -> Aside {
+        match self {
+            Phase::Running(_) => Aside::Nothing,
+            Phase::Yielding(_, aside) => aside,
+        }
+    }
+}
+
+impl YieldPolicy {
+    /// The phase after a sample at `now`: what pressed during the sample, and the share of CPU
+    /// time the machine used (`None`: unknown, never saturated). Stepped aside, the consumers
+    /// follow what presses (intake over with the sink's backlog left: the sink runs again), and
+    /// run again once nothing does or `max` has passed since they stepped aside.
+    fn next(&self, phase: Phase, now: Instant, pressing: Aside, cpu: Option<f64>) -> Phase {
+        match phase {
+            Phase::Running(since)
+                if pressing != Aside::Nothing
+                    && cpu.is_some_and(|c| c >= self.busy)
+                    && now.saturating_duration_since(since) >= self.min_run =>
+            {
+                Phase::Yielding(now, pressing)
+            }
+            Phase::Yielding(since, _)
+                if pressing == Aside::Nothing || now.saturating_duration_since(since) >= self.max =>
+            {
+                Phase::Running(now)
+            }
+            Phase::Yielding(since, _) => Phase::Yielding(since, pressing),
+            running => running,
+        }
+    }
+}
+
+/// Records waiting in a partition past the one the sink last read from which the sink counts as
+/// draining a backlog: a flush's worth at the default `lake.flush_max_records`.
+pub const LAKE_BACKLOG: i64 = 20_000;
+
+/// How long the sink's last report of a backlog holds (it reports with every batch it reads).
+pub const BACKLOG_STALE: Duration = Duration::from_secs(1);
+
+/// How often the machine's CPU is sampled while intake is busy or the sink has a backlog.
 const SAMPLE: Duration = Duration::from_millis(50);
 
-/// The process's view of intake against the consumers: intake counts its requests, the
-/// consumers ask whether to step aside, and [`Foreground::watch`] decides.
+/// The process's view of intake and the sink against the other consumers: intake counts its
+/// requests, the sink reports its backlog, the consumers ask whether to step aside, and
+/// [`Foreground::watch`] decides.
 pub struct Foreground {
-    policy: Option<YieldPolicy>,
+    policy: YieldPolicy,
     in_flight: AtomicUsize,
     arrived: AtomicU64,
-    /// Wakes [`Foreground::watch`] when a request arrives at an idle intake.
-    arrival: Notify,
-    yielding: watch::Sender<bool>,
+    /// When the sink last reported a backlog, in milliseconds since `started`; 0 for never.
+    backlog_at: AtomicU64,
+    started: Instant,
+    /// Wakes [`Foreground::watch`] when a request arrives at an idle intake or the sink reports
+    /// a backlog.
+    pressure: Notify,
+    aside: watch::Sender<Aside>,
     metrics: Metrics,
 }
 
@@ -89,20 +149,17 @@ struct Metrics {
 }
 
 impl Foreground {
-    /// Intake and the consumers of one process; with no policy the consumers never step aside.
-    pub fn new(policy: Option<YieldPolicy>, registry: &Registry) -> Result<Arc<Self>> {
+    /// Intake, the sink and the other consumers of one process, under `policy`.
+    pub fn new(policy: YieldPolicy, registry: &Registry) -> Result<Arc<Self>> {
         let metrics = Metrics {
             yielding: IntGauge::new(
                 "gata_background_yielding",
-                "1 while the log's consumers step aside for a burst of intake on a saturated machine",
+                "While consumers step aside on a saturated machine: 2 every consumer, for a burst of intake; 1 those deriving from the log, for the lake sink's backlog; else 0",
             )?,
-            yields: IntCounter::new(
-                "gata_background_yields_total",
-                "Times the log's consumers stepped aside for intake",
-            )?,
+            yields: IntCounter::new("gata_background_yields_total", "Times the log's consumers stepped aside")?,
             yielded: Counter::new(
                 "gata_background_yielded_seconds_total",
-                "Seconds the log's consumers spent stepped aside for intake",
+                "Seconds the log's consumers spent stepped aside",
             )?,
         };
         registry.register(Box::new(metrics.yielding.clone()))?;
@@ -112,8 +169,10 @@ impl Foreground {
             policy,
             in_flight: AtomicUsize::new(0),
             arrived: AtomicU64::new(0),
-            arrival: Notify::new(),
-            yielding: watch::Sender::new(false),
+            backlog_at: AtomicU64::new(0),
+            started: Instant::now(),
+            pressure: Notify::new(),
+            aside: watch::Sender::new(Aside::Nothing),
             metrics,
         }))
     }
@@ -122,85 +181,116 @@ impl Foreground {
     pub fn request(self: &Arc<Self>) -> IntakeRequest {
         self.arrived.fetch_add(1, Ordering::Relaxed);
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.arrival.notify_one();
+            self.pressure.notify_one();
         }
         IntakeRequest(self.clone())
     }
 
-    /// Whether the consumers should step aside now.
-    pub fn yielding(&self) -> bool {
-        *self.yielding.borrow()
+    /// The sink tells how many records wait in the partition it last read, past that record.
+    pub fn lake_behind(&self, waiting: i64) {
+        if waiting < LAKE_BACKLOG {
+            return;
+        }
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX).max(1);
+        if self.backlog_at.swap(now, Ordering::AcqRel) == 0 {
+            self.pressure.notify_one();
+        }
     }
 
-    /// Returns once the consumers may run (at once unless they are stepping aside).
-    pub async fn turn(&self) {
-        let mut rx = self.yielding.subscribe();
-        let _ = rx.wait_for(|yielding| !yielding).await;
+    /// Whether the sink reported a backlog within [`BACKLOG_STALE`]; a stale report is
+    /// forgotten, so that the next one wakes an idle watcher again.
+    fn lake_has_backlog(&self) -> bool {
+        let at = self.backlog_at.load(Ordering::Acquire);
+        if at == 0 {
+            return false;
+        }
+        let age = self.started.elapsed().saturating_sub(Duration::from_millis(at));
+        age < BACKLOG_STALE || self.backlog_at.compare_exchange(at, 0, Ordering::AcqRel, Ordering::Acquire).is_err()
     }
 
-    /// Decides, while intake has requests, whether the consumers step aside; returns when
-    /// `stop` is cancelled. Idle, it sleeps until the next request.
+    /// Whether a consumer of `rank` should step aside now.
+    pub fn steps_aside(&self, rank: Rank) -> bool {
+        rank.steps_aside(*self.aside.borrow())
+    }
+
+    /// Returns once a consumer of `rank` may run (at once unless it is stepping aside).
+    pub async fn turn(&self, rank: Rank) {
+        let mut rx = self.aside.subscribe();
+        let _ = rx.wait_for(|aside| !rank.steps_aside(*aside)).await;
+    }
+
+    /// What presses now: intake, if a request arrived since `seen` requests or one is in
+    /// flight; else the sink's backlog.
+    fn pressing(&self, seen: &mut u64) -> Aside {
+        let arrived = self.arrived.load(Ordering::Relaxed);
+        let intake = arrived != std::mem::replace(seen, arrived) || self.in_flight.load(Ordering::Acquire) > 0;
+        if intake {
+            Aside::Intake
+        } else if self.lake_has_backlog() {
+            Aside::Backlog
+        } else {
+            Aside::Nothing
+        }
+    }
+
+    /// Decides, while intake has requests or the sink a backlog, whether the consumers step
+    /// aside; returns when `stop` is cancelled. Idle, it sleeps until the next of either.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let Some(policy) = self.policy else { return };
+        let policy = self.policy;
         let mut cpu = CpuTimes::read();
         if cpu.is_none() {
-            tracing::warn!("cannot read /proc/stat: the log's consumers never step aside for intake");
+            tracing::warn!("cannot read /proc/stat: the log's consumers never step aside");
         }
         let mut phase = Phase::Running(Instant::now().checked_sub(policy.min_run).unwrap_or_else(Instant::now));
         let mut seen = self.arrived.load(Ordering::Relaxed);
         loop {
-            let idle = self.in_flight.load(Ordering::Acquire) == 0 && matches!(phase, Phase::Running(_));
-            let woken = async {
-                if idle {
-                    self.arrival.notified().await;
-                } else {
-                    tokio::time::sleep(SAMPLE).await;
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => break,
-                () = woken => {}
-            }
+            let idle = matches!(phase, Phase::Running(_))
+                && self.in_flight.load(Ordering::Acquire) == 0
+                && !self.lake_has_backlog();
             if idle {
-                // A fresh baseline: the CPU used while intake was idle says nothing of now.
-                cpu = CpuTimes::read();
                 tokio::select! {
                     () = stop.cancelled() => break,
-                    () = tokio::time::sleep(SAMPLE) => {}
+                    () = self.pressure.notified() => {}
                 }
+                // A fresh baseline: the CPU used while idle says nothing of now.
+                cpu = CpuTimes::read();
             }
-            let arrived = self.arrived.load(Ordering::Relaxed);
-            let intake_busy = arrived != seen || self.in_flight.load(Ordering::Acquire) > 0;
-            seen = arrived;
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(SAMPLE) => {}
+            }
+            let pressing = self.pressing(&mut seen);
             let now_cpu = CpuTimes::read();
             let busy = cpu.zip(now_cpu).and_then(|(before, after)| after.busy_since(&before));
             cpu = now_cpu;
             let now = Instant::now();
-            let next = policy.next(phase, now, intake_busy, busy);
+            let next = policy.next(phase, now, pressing, busy);
             self.enter(phase, next, now);
             phase = next;
         }
-        if let Phase::Yielding(since) = phase {
-            self.enter(phase, Phase::Running(Instant::now()), since);
-        }
+        let now = Instant::now();
+        self.enter(phase, Phase::Running(now), now);
     }
 
     /// Publishes a change of phase.
     fn enter(&self, from: Phase, to: Phase, now: Instant) {
         match (from, to) {
-            (Phase::Running(_), Phase::Yielding(_)) => {
+            (Phase::Running(_), Phase::Yielding(..)) => {
                 self.metrics.yields.inc();
-                self.metrics.yielding.set(1);
-                self.yielding.send_replace(true);
-                tracing::debug!("intake is busy on a saturated machine: the log's consumers step aside");
+                tracing::debug!(aside = ?to.aside(), "the machine is saturated: consumers step aside");
             }
-            (Phase::Yielding(since), Phase::Running(_)) => {
+            (Phase::Yielding(since, _), Phase::Running(_)) => {
                 self.metrics.yielded.inc_by(now.saturating_duration_since(since).as_secs_f64());
-                self.metrics.yielding.set(0);
-                self.yielding.send_replace(false);
             }
             _ => {}
         }
+        let aside = to.aside();
+        self.metrics.yielding.set(match aside {
+            Aside::Nothing => 0,
+            Aside::Backlog => 1,
+            Aside::Intake => 2,
+        });
+        self.aside.send_if_modified(|current| std::mem::replace(current, aside) != aside);
     }
 }
 
@@ -251,27 +341,50 @@ mod tests {
         YieldPolicy { max: Duration::from_secs(2), min_run: Duration::from_millis(500), busy: 0.9 };
 
     #[test]
-    fn consumers_step_aside_only_for_intake_on_a_saturated_machine_and_only_for_a_while() {
+    fn consumers_step_aside_only_under_pressure_on_a_saturated_machine_and_only_for_a_while() {
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
         let running = Phase::Running(t0);
-        // Spare CPU, or no intake, or an unknown load: they run.
-        assert_eq!(POLICY.next(running, at(600), true, Some(0.5)), running);
-        assert_eq!(POLICY.next(running, at(600), false, Some(1.0)), running);
-        assert_eq!(POLICY.next(running, at(600), true, None), running);
+        let (intake, backlog, nothing) = (Aside::Intake, Aside::Backlog, Aside::Nothing);
+        // Spare CPU, or nothing pressing, or an unknown load: they run.
+        assert_eq!(POLICY.next(running, at(600), intake, Some(0.5)), running);
+        assert_eq!(POLICY.next(running, at(600), nothing, Some(1.0)), running);
+        assert_eq!(POLICY.next(running, at(600), intake, None), running);
         // Not yet run for min_run since they last ran again.
-        assert_eq!(POLICY.next(running, at(400), true, Some(1.0)), running);
-        let yielding = POLICY.next(running, at(600), true, Some(0.95));
-        assert_eq!(yielding, Phase::Yielding(at(600)));
+        assert_eq!(POLICY.next(running, at(400), intake, Some(1.0)), running);
+        let yielding = POLICY.next(running, at(600), intake, Some(0.95));
+        assert_eq!(yielding, Phase::Yielding(at(600), intake));
         // They stay aside while intake is busy, whatever the CPU (stepping aside frees it) ...
-        assert_eq!(POLICY.next(yielding, at(2_000), true, Some(0.2)), yielding);
+        assert_eq!(POLICY.next(yielding, at(2_000), intake, Some(0.2)), yielding);
         // ... until intake goes quiet ...
-        assert_eq!(POLICY.next(yielding, at(700), false, Some(1.0)), Phase::Running(at(700)));
+        assert_eq!(POLICY.next(yielding, at(700), nothing, Some(1.0)), Phase::Running(at(700)));
         // ... or `max` has passed; then they run for `min_run` however busy intake is.
-        let back = POLICY.next(yielding, at(2_600), true, Some(1.0));
+        let back = POLICY.next(yielding, at(2_600), intake, Some(1.0));
         assert_eq!(back, Phase::Running(at(2_600)));
-        assert_eq!(POLICY.next(back, at(3_000), true, Some(1.0)), back);
-        assert_eq!(POLICY.next(back, at(3_100), true, Some(1.0)), Phase::Yielding(at(3_100)));
+        assert_eq!(POLICY.next(back, at(3_000), intake, Some(1.0)), back);
+        assert_eq!(POLICY.next(back, at(3_100), intake, Some(1.0)), Phase::Yielding(at(3_100), intake));
+        // Intake over with the sink's backlog left: the sink runs, the others stay aside within
+        // the same `max`.
+        let for_backlog = POLICY.next(yielding, at(1_000), backlog, Some(0.5));
+        assert_eq!(for_backlog, Phase::Yielding(at(600), backlog));
+        assert_eq!(POLICY.next(for_backlog, at(2_600), backlog, Some(1.0)), Phase::Running(at(2_600)));
+        assert_eq!(POLICY.next(running, at(600), backlog, Some(0.95)), Phase::Yielding(at(600), backlog));
+    }
+
+    #[test]
+    fn the_sink_steps_aside_for_intake_only_and_the_others_for_its_backlog_too() {
+        assert!(!Rank::Lake.steps_aside(Aside::Nothing));
+        assert!(!Rank::Lake.steps_aside(Aside::Backlog));
+        assert!(Rank::Lake.steps_aside(Aside::Intake));
+        assert!(!Rank::Derived.steps_aside(Aside::Nothing));
+        assert!(Rank::Derived.steps_aside(Aside::Backlog));
+        assert!(Rank::Derived.steps_aside(Aside::Intake));
+        let foreground = Foreground::new(POLICY, &Registry::new()).expect("metrics");
+        assert!(!foreground.lake_has_backlog());
+        foreground.lake_behind(LAKE_BACKLOG - 1);
+        assert!(!foreground.lake_has_backlog(), "a small lag is no backlog");
+        foreground.lake_behind(LAKE_BACKLOG);
+        assert!(foreground.lake_has_backlog());
     }
 
     #[test]
@@ -289,35 +402,61 @@ mod tests {
         }
     }
 
+    /// Keeps a core busy until `stop`, so that the machine's CPU time moves.
+    fn spin(stop: &CancellationToken) -> std::thread::JoinHandle<()> {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.is_cancelled() {
+                std::hint::spin_loop();
+            }
+        })
+    }
+
+    /// `busy` of the smallest positive share: any machine that ticked at all is saturated.
+    const ALWAYS: YieldPolicy =
+        YieldPolicy { max: Duration::from_secs(30), min_run: Duration::ZERO, busy: f64::MIN_POSITIVE };
+
     #[tokio::test]
     async fn a_burst_of_requests_on_a_saturated_machine_makes_the_consumers_wait_until_it_ends() {
-        // `busy` of the smallest positive share: any machine that ticked at all is saturated.
-        let policy = YieldPolicy { max: Duration::from_secs(30), min_run: Duration::ZERO, busy: f64::MIN_POSITIVE };
-        let foreground = Foreground::new(Some(policy), &Registry::new()).expect("metrics");
+        let foreground = Foreground::new(ALWAYS, &Registry::new()).expect("metrics");
         let stop = CancellationToken::new();
         let watcher = tokio::spawn(foreground.clone().watch(stop.clone()));
-        assert!(!foreground.yielding());
+        assert!(!foreground.steps_aside(Rank::Derived));
         let request = foreground.request();
-        // Keep a core busy so that the machine's CPU time moves.
-        let spin = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                while !stop.is_cancelled() {
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let mut rx = foreground.yielding.subscribe();
-        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|y| *y)).await.expect("steps aside").expect("open");
-        assert!(tokio::time::timeout(Duration::from_millis(200), foreground.turn()).await.is_err(), "still aside");
+        let spinner = spin(&stop);
+        let mut rx = foreground.aside.subscribe();
+        let aside = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|a| *a == Aside::Intake));
+        aside.await.expect("steps aside").expect("open");
+        assert!(foreground.steps_aside(Rank::Lake) && foreground.steps_aside(Rank::Derived));
+        let waiting = tokio::time::timeout(Duration::from_millis(200), foreground.turn(Rank::Lake));
+        assert!(waiting.await.is_err(), "still aside");
         drop(request);
-        tokio::time::timeout(Duration::from_secs(30), foreground.turn())
-            .await
-            .expect("runs again once intake is quiet");
+        let quiet = tokio::time::timeout(Duration::from_secs(30), foreground.turn(Rank::Derived));
+        quiet.await.expect("runs again once intake is quiet");
         assert_eq!(foreground.metrics.yields.get(), 1);
         assert!(foreground.metrics.yielded.get() > 0.0);
         stop.cancel();
         watcher.await.expect("watcher");
-        spin.join().expect("spinner");
+        spinner.join().expect("spinner");
+    }
+
+    #[tokio::test]
+    async fn the_sinks_backlog_makes_only_the_others_wait_and_only_while_it_is_reported() {
+        let foreground = Foreground::new(ALWAYS, &Registry::new()).expect("metrics");
+        let stop = CancellationToken::new();
+        let watcher = tokio::spawn(foreground.clone().watch(stop.clone()));
+        let spinner = spin(&stop);
+        foreground.lake_behind(LAKE_BACKLOG);
+        let mut rx = foreground.aside.subscribe();
+        let aside = tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|a| *a == Aside::Backlog));
+        aside.await.expect("steps aside").expect("open");
+        assert!(!foreground.steps_aside(Rank::Lake), "the sink itself runs");
+        assert!(foreground.steps_aside(Rank::Derived));
+        // Reports stop (the backlog is drained): the others run again once the last one is stale.
+        let quiet = tokio::time::timeout(Duration::from_secs(30), foreground.turn(Rank::Derived));
+        quiet.await.expect("runs again once the backlog is no longer reported");
+        stop.cancel();
+        watcher.await.expect("watcher");
+        spinner.join().expect("spinner");
     }
 }

@@ -22,7 +22,10 @@ use std::{
 };
 
 use gata_contract::LogRecord;
-use gata_infra::{foreground::Foreground, record_mac::RecordMac};
+use gata_infra::{
+    foreground::{Foreground, Rank},
+    record_mac::RecordMac,
+};
 use gata_lakehouse::{Offset, TopicPartition};
 use prometheus::IntGaugeVec;
 use rdkafka::{
@@ -250,8 +253,9 @@ pub(crate) struct Subscription {
     /// Whether each record says if its partition had more records waiting ([`Polled::behind`];
     /// a lookup per record, for the processors that order records across partitions).
     pub tells_behind: bool,
-    /// Intake of the same process, to step aside for ([`Foreground`]).
-    pub foreground: Option<Arc<Foreground>>,
+    /// Intake and the sink of the same process, to step aside for ([`Foreground`]), and with
+    /// whom.
+    pub foreground: Option<(Arc<Foreground>, Rank)>,
 }
 
 /// Which partitions of its topics a poller reads.
@@ -302,7 +306,8 @@ pub(crate) fn spawn(
             if membership == Membership::EveryPartition && !assign_every_partition(&consumer, &topics, &stop) {
                 return Ok(());
             }
-            poll_loop(consumer, &topics, membership, tx, committed, foreground.as_deref(), stop)
+            let foreground = foreground.as_ref().map(|(f, rank)| (f.as_ref(), *rank));
+            poll_loop(consumer, &topics, membership, tx, committed, foreground, stop)
         })
         .map_err(|e| ProcessorError::Poller(e.to_string()))
 }
@@ -365,15 +370,17 @@ fn poll_loop(
     membership: Membership,
     tx: mpsc::Sender<Input>,
     committed: CommittedPositions,
-    foreground: Option<&Foreground>,
+    foreground: Option<(&Foreground, Rank)>,
     stop: CancellationToken,
 ) -> Result<()> {
     let mut reported: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
     let mut idle_since: Option<Instant> = None;
     let mut housekeeping = Instant::now();
+    let reports_backlog = foreground.filter(|(_, rank)| *rank == Rank::Lake).map(|(f, _)| f);
+    let mut polled: usize = 0;
     while !stop.is_cancelled() && !tx.is_closed() {
         let context = consumer.context();
-        let paused = foreground.is_some_and(Foreground::yielding);
+        let paused = foreground.is_some_and(|(f, rank)| f.steps_aside(rank));
         if paused != context.paused.load(Ordering::Relaxed) && !pause_or_resume(&consumer, paused) {
             break;
         }
@@ -386,7 +393,15 @@ fn poll_loop(
         };
         let handed = match consumer.poll(wait) {
             None => context.hand_over(),
-            Some(Ok(msg)) => context.push(context.polled(&consumer, &msg)),
+            Some(Ok(msg)) => {
+                polled += 1;
+                if let Some(foreground) = reports_backlog.filter(|_| polled.is_multiple_of(MAX_BATCH))
+                    && let Some((_, high)) = consumer.cached_watermarks(msg.topic(), msg.partition())
+                {
+                    foreground.lake_behind(high - msg.offset() - 1);
+                }
+                context.push(context.polled(&consumer, &msg))
+            }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "kafka poll error");
                 std::thread::sleep(Duration::from_millis(200));

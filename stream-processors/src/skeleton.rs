@@ -64,8 +64,8 @@ pub(crate) async fn run(
                     None => break,
                     Some(Input::Records(batch)) => {
                         // Records already handed over wait too while the consumers step aside.
-                        if let Some(foreground) = &foreground {
-                            foreground.turn().await;
+                        if let Some((foreground, rank)) = &foreground {
+                            foreground.turn(*rank).await;
                         }
                         handler.records(batch).await?
                     }

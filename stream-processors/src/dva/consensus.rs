@@ -283,7 +283,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
-        foreground,
+        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Derived)),
     };
     tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
     let run = Run {

@@ -181,7 +181,7 @@ pub async fn run_dva(ctx: Context, cfg: DvaConfig, output: Output, models: Model
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
-        foreground,
+        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Derived)),
     };
     let threshold = cfg.threshold.unwrap_or(clip.card().threshold);
     tracing::info!(model = %clip.card().id, version = %version, head = ?head.as_ref().map(|(v, _)| v), engine = clip.engine(), provider = clip.provider(), threshold, landed = landed.len(), output = ?output, "DVA joining its group");

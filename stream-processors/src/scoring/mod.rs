@@ -79,7 +79,7 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         mac: kafka.record_mac().cloned(),
         membership: Membership::EveryPartition,
         tells_behind: true,
-        foreground,
+        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Derived)),
     };
     tracing::info!(%group, scorer = SCORER_VERSION, shard = shard.index, shards = shard.count, "scoring processor reading every partition");
     let processor = Processor {

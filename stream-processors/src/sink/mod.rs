@@ -45,7 +45,7 @@ pub async fn run_sink(ctx: Context, cfg: LakeConfig, lake: Lake) -> Result<()> {
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
-        foreground,
+        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Lake)),
     };
     tracing::info!(%group, "lake sink joining its group");
     let queue = cfg.queue_records;

@@ -1,7 +1,8 @@
-//! Intake first: with intake and the log's consumers in one process, a flood of intake on a
-//! saturated machine makes the consumers step aside (stop fetching and processing), but cannot
-//! starve them: after `background.yield_max` they run again while the flood goes on, and every
-//! accepted event lands exactly once. Counts, not timings.
+//! Intake first, then the lake: with intake and the log's consumers in one process, a flood of
+//! intake on a saturated machine makes the consumers step aside (stop fetching and processing),
+//! but cannot starve them: after `background.yield_max` they run again while the flood goes on,
+//! and every accepted event lands exactly once. A backlog makes the scorer step aside for the
+//! sink, and both finish it. Counts, not timings.
 
 use std::{
     collections::HashSet,
@@ -14,17 +15,30 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bin;
 
+/// One contributor sends every event: no rate limit on intake.
+const UNLIMITED: [(&str, &str); 4] = [
+    ("GATA__RATE__CONTRIBUTOR_EVENTS__PER_SECOND", "1000000"),
+    ("GATA__RATE__CONTRIBUTOR_EVENTS__BURST", "1000000"),
+    ("GATA__RATE__INTAKE_EVENTS__PER_SECOND", "1000000"),
+    ("GATA__RATE__INTAKE_EVENTS__BURST", "1000000"),
+];
+
+/// Any CPU use at all counts as a saturated machine, so the consumers step aside on every
+/// machine the test runs on; and no rate limit on intake.
+const ALWAYS: [(&str, &str); 7] = [
+    ("GATA__BACKGROUND__YIELD_BUSY", "0.000001"),
+    ("GATA__BACKGROUND__YIELD_MAX", "1s"),
+    ("GATA__BACKGROUND__YIELD_MIN_RUN", "300ms"),
+    UNLIMITED[0],
+    UNLIMITED[1],
+    UNLIMITED[2],
+    UNLIMITED[3],
+];
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_intake_flood_makes_the_consumers_step_aside_but_never_starves_them() {
     let dir = tempfile::tempdir().unwrap();
-    // Any CPU use at all counts as a saturated machine, so the consumers step aside on every
-    // machine the test runs on.
-    let env = [
-        ("GATA__BACKGROUND__YIELD_BUSY", "0.000001"),
-        ("GATA__BACKGROUND__YIELD_MAX", "1s"),
-        ("GATA__BACKGROUND__YIELD_MIN_RUN", "300ms"),
-    ];
-    let gata = Gata::start_with(bin(), dir.path(), gata_tests::free_port(), &["--roles", "intake,sink,query"], &env)
+    let gata = Gata::start_with(bin(), dir.path(), gata_tests::free_port(), &["--roles", "intake,sink,query"], &ALWAYS)
         .await
         .unwrap();
     let api = gata.client();
@@ -84,4 +98,49 @@ async fn an_intake_flood_makes_the_consumers_step_aside_but_never_starves_them()
         (api.metric("gata_background_yielding").await.ok()?? == 0.0).then_some(())
     })
     .await;
+}
+
+/// More than `gata_infra::foreground::LAKE_BACKLOG` records in one partition.
+const BACKLOG: u64 = 30_000;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backlog_makes_the_scorer_step_aside_for_the_sink_and_both_finish_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = gata_tests::free_port();
+    let intake = Gata::start_with(bin(), dir.path(), port, &["--roles", "intake"], &UNLIMITED).await.unwrap();
+    let api = intake.client();
+    let template = example("chat_turn");
+    for batch in 0..BACKLOG / 500 {
+        let events: Vec<_> = (batch * 500..(batch + 1) * 500)
+            .map(|i| {
+                let mut event = template.clone();
+                event["event_id"] = format!("01936f0e-7c2a-7b3e-9a41-{i:012x}").into();
+                event["turn_id"] = format!("turn_{i}").into();
+                event
+            })
+            .collect();
+        let (status, body) = api.post_ndjson("/v1/chat-turns", &events).await.unwrap();
+        assert_eq!(status, 202, "{body}");
+    }
+    drop(intake);
+
+    let roles = ["--roles", "sink,query,scoring"];
+    let gata = Gata::start_with(bin(), dir.path(), port, &roles, &ALWAYS).await.unwrap();
+    let api = gata.client();
+    eventually("the scorer stepping aside for the sink", Duration::from_secs(120), || async {
+        (api.metric("gata_background_yields_total").await.ok()?? >= 1.0).then_some(())
+    })
+    .await;
+    eventually("the backlog in bronze", Duration::from_secs(300), || async {
+        (api.count("SELECT COUNT(*) AS n FROM events").await.ok()? >= BACKLOG).then_some(())
+    })
+    .await;
+    assert_eq!(api.count("SELECT COUNT(DISTINCT event_id) AS n FROM events").await.unwrap(), BACKLOG);
+    assert_eq!(api.count("SELECT COUNT(*) AS n FROM events").await.unwrap(), BACKLOG, "duplicates in bronze");
+    eventually("every turn of the backlog scored", Duration::from_secs(300), || async {
+        let scored = api.count("SELECT COUNT(DISTINCT subject_event_id) AS n FROM quality_scores").await.ok()?;
+        (scored >= BACKLOG).then_some(())
+    })
+    .await;
+    assert_eq!(api.count("SELECT COUNT(*) AS n FROM quality_scores").await.unwrap(), BACKLOG, "duplicate scores");
 }
