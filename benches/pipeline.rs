@@ -185,7 +185,9 @@ async fn backlog_rows(
     events: &[Event],
     rows: &mut Vec<Row>,
 ) -> anyhow::Result<()> {
-    let (raw, drained) = backlog(bin, &dir.path().join("backlog"), events).await?;
+    let (raw, drained) = backlog(bin, &dir.path().join("backlog"), events, &[]).await?;
+    let never = [("GATA__BACKGROUND__YIELD_TO_INTAKE", "false")];
+    let (raw_again, drained_never) = backlog(bin, &dir.path().join("backlog-never"), events, &never).await?;
     let at = rows.len();
     rows.push(Row {
         name: "raw consume of a backlog (rdkafka, new group)",
@@ -198,6 +200,18 @@ async fn backlog_rows(
         events: events.len(),
         took: drained,
         ceiling: Some(at),
+    });
+    rows.push(Row {
+        name: "raw consume of a backlog, again (rdkafka, new group)",
+        events: events.len(),
+        took: raw_again,
+        ceiling: None,
+    });
+    rows.push(Row {
+        name: "backlog drain, all default roles, consumers never step aside → bronze",
+        events: events.len(),
+        took: drained_never,
+        ceiling: Some(at + 2),
     });
     Ok(())
 }
@@ -389,9 +403,14 @@ async fn produce_all(producer: &FutureProducer, events: &[Event], schema_header:
 
 /// Fills the log of an intake-only server at `data` with `events` (raw producer, with the
 /// schema header intake writes), reads them back with a new consumer group, stops the server,
-/// then starts one with every default role on the same data and waits until bronze holds them
-/// all. Returns (raw consume time, drain time from the server's start).
-async fn backlog(bin: &Path, data: &Path, events: &[Event]) -> anyhow::Result<(Duration, Duration)> {
+/// then starts one with every default role (and `env`) on the same data and waits until bronze
+/// holds them all. Returns (raw consume time, drain time from the server's start).
+async fn backlog(
+    bin: &Path,
+    data: &Path,
+    events: &[Event],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(Duration, Duration)> {
     let port = gata_tests::free_port();
     let intake = gata_tests::Gata::start_with(bin, data, port, &["--roles", "intake"], &[]).await?;
     let bootstrap = intake.kafka_bootstrap().ok_or_else(|| anyhow::anyhow!("no Kafka address printed"))?;
@@ -401,7 +420,7 @@ async fn backlog(bin: &Path, data: &Path, events: &[Event]) -> anyhow::Result<(D
     let raw = raw_consume(&kafka, "bench-backlog-raw", events.len())?;
     drop(intake);
     let started = Instant::now();
-    let server = gata_tests::Gata::start_with(bin, data, port, &[], &[]).await?;
+    let server = gata_tests::Gata::start_with(bin, data, port, &[], env).await?;
     let api = server.client();
     while api.count("SELECT COUNT(*) AS n FROM events").await.unwrap_or(0) < events.len() as u64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
