@@ -92,6 +92,11 @@ async fn an_intake_flood_makes_the_consumers_step_aside_but_never_starves_them()
     .await;
     assert_eq!(api.count("SELECT COUNT(*) AS n FROM events").await.unwrap(), n, "duplicates in bronze");
     assert_eq!(api.count("SELECT COUNT(DISTINCT event_id) AS n FROM events").await.unwrap(), n);
+    // Silver is committed after bronze: wait for it too.
+    eventually("every accepted event in silver", Duration::from_secs(120), || async {
+        (api.count("SELECT COUNT(*) AS n FROM chat_turns").await.ok()? >= n).then_some(())
+    })
+    .await;
     let (rows, lost, duplicated) = api.lost_and_duplicated(&accepted).await.unwrap();
     assert_eq!((rows as u64, lost, duplicated), (n, 0, 0));
     eventually("the consumers running once intake is quiet", Duration::from_secs(30), || async {
