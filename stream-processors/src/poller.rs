@@ -200,10 +200,13 @@ impl PollerContext {
         }
         if let Err(e) = consumer.assign(tpl) {
             tracing::error!(error = %e, "assign failed");
-        } else if self.paused.load(Ordering::Relaxed)
-            && let Err(e) = consumer.pause(tpl)
-        {
-            tracing::warn!(error = %e, "cannot pause newly assigned partitions");
+        } else {
+            // librdkafka keeps a partition's pause across its revocation and reassignment: set
+            // it anew, or a partition paused before a rebalance stays paused for good.
+            let paused = self.paused.load(Ordering::Relaxed);
+            if let Err(e) = if paused { consumer.pause(tpl) } else { consumer.resume(tpl) } {
+                tracing::warn!(error = %e, paused, "cannot pause or resume newly assigned partitions");
+            }
         }
         let _ = self.send(Input::Assigned(tps));
     }
@@ -219,6 +222,10 @@ impl ConsumerContext for PollerContext {
                 let (ack, done) = oneshot::channel();
                 if self.send(Input::Revoked(tps, ack)) {
                     let _ = done.blocking_recv();
+                }
+                // Leave nothing paused behind (see `assign`).
+                if self.paused.load(Ordering::Relaxed) {
+                    let _ = consumer.resume(tpl);
                 }
                 if let Err(e) = consumer.unassign() {
                     tracing::error!(error = %e, "unassign failed");
