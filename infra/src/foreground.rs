@@ -44,9 +44,9 @@ pub struct YieldPolicy {
     pub busy: f64,
 }
 
-/// What the consumers step aside for, least pressing first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Aside {
+/// What the consumers step aside for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aside {
     /// Nothing: every consumer runs.
     Nothing,
     /// The lake sink's backlog: the consumers that derive from the log wait.

@@ -253,16 +253,13 @@ impl Processor {
     /// is not. The assessment keeps all its threads meanwhile, one more than there are cores
     /// while the fold runs, so no core waits whichever of the two is the longer.
     async fn release_due(&mut self, now: Instant) -> Result<()> {
-        let mut due = self.reorder.due(now);
+        let due = self.reorder.due(now);
         // One thread has nothing to overlap: everything is one chunk then.
         let size = if self.threads > 1 { ASSESSED_AHEAD } else { due.len().max(1) };
-        let mut chunks = Vec::with_capacity(due.len().div_ceil(size));
-        while due.len() > size {
-            let rest = due.split_off(size);
-            chunks.push(std::mem::replace(&mut due, rest));
-        }
-        chunks.push(due);
-        let mut chunks = chunks.into_iter();
+        // Each record moved once (splitting the rest off again and again would copy it).
+        let mut due = due.into_iter();
+        let mut chunks =
+            std::iter::from_fn(|| Some(due.by_ref().take(size).collect::<Vec<_>>()).filter(|c| !c.is_empty()));
         let mut current = chunks.next().map(|first| self.assessor().run(first));
         while let Some((chunk, decoded)) = current.take() {
             let next = chunks.next().map(|chunk| {
