@@ -10,6 +10,7 @@
 //!   receipt times and the marketplace log, for the processors.
 //! - [`log`]: the log as bronze mirrors it, read back in receipt order in bounded memory.
 
+mod columns;
 pub mod decoded;
 pub mod error;
 pub mod lake;

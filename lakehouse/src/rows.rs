@@ -1,15 +1,21 @@
 //! How decoded records ([`crate::decoded`]) become Arrow rows of each table.
 //!
-//! Rows are serialized straight from the contract types through `arrow-json`'s serde decoder,
-//! so the Rust type and the Arrow schema cannot drift apart silently: a mismatch is an error
-//! the tests hit, not a wrong column.
+//! The tables every submission lands in (`events`, `chat_turns`, `preferences`) are built
+//! column by column ([`crate::columns`]): they carry the sink's volume. The others are
+//! serialized from row structs through `arrow-json`'s serde decoder. Either way the Rust types
+//! and the Arrow schema cannot drift apart silently: a mismatch is an error the tests hit,
+//! not a wrong column.
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
 use gata_contract::{ChatTurn, ClientInfo, Event, MarketAction, ModelResponse, Preference, ScoreReason, ValidatorVote};
 use serde::Serialize;
 
+use crate::columns::{
+    self, bools, days, int32s, int64s, optional_int32s, optional_int64s, optional_strings, strings, times, uuids,
+};
 use crate::{Body, DeadLetter, LakeError, LakeRecord, Result, TableId};
+use deltalake::arrow::datatypes::Fields;
 
 #[derive(Serialize)]
 struct DeadLetterRow<'a> {
@@ -51,57 +57,15 @@ pub fn serialize<R: Serialize>(table: TableId, rows: &[R]) -> Result<RecordBatch
     Ok(decoder.flush().map_err(wrap)?.unwrap_or_else(|| RecordBatch::new_empty(table.schema())))
 }
 
+/// A payload as text: borrowed when it is UTF-8, as every decoded one is (checked a word at a
+/// time, several times faster than the lossy conversion's scan), with replacement characters
+/// otherwise.
+fn text(payload: &[u8]) -> std::borrow::Cow<'_, str> {
+    std::str::from_utf8(payload).map_or_else(|_| String::from_utf8_lossy(payload), std::borrow::Cow::Borrowed)
+}
+
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
-}
-
-#[derive(Serialize)]
-struct EventRow<'a> {
-    event_id: String,
-    contributor_id: &'a str,
-    occurred_at: i64,
-    received_at: i64,
-    kafka_topic: &'a str,
-    kafka_partition: i32,
-    kafka_offset: i64,
-    payload: std::borrow::Cow<'a, str>,
-    event_type: &'static str,
-    submitted_by: Option<&'a str>,
-    day: String,
-}
-
-#[derive(Serialize)]
-struct ChatTurnRow<'a> {
-    event_id: String,
-    contributor_id: &'a str,
-    session_id: Option<&'a str>,
-    turn_id: &'a str,
-    occurred_at: i64,
-    received_at: i64,
-    prompt: &'a str,
-    responses: &'a [ModelResponse],
-    client: Option<&'a ClientInfo>,
-    submitted_by: Option<&'a str>,
-    signature: Option<&'a str>,
-    day: String,
-}
-
-#[derive(Serialize)]
-struct PreferenceRow<'a> {
-    event_id: String,
-    contributor_id: &'a str,
-    session_id: Option<&'a str>,
-    turn_id: &'a str,
-    occurred_at: i64,
-    received_at: i64,
-    chosen_response_id: Option<&'a str>,
-    rejected_response_ids: &'a [String],
-    all_bad: bool,
-    rating: Option<u8>,
-    reason: Option<&'a str>,
-    submitted_by: Option<&'a str>,
-    signature: Option<&'a str>,
-    day: String,
 }
 
 #[derive(Serialize)]
@@ -130,9 +94,9 @@ struct ImageTextPairRow<'a> {
 /// `dead_letters` table is built by [`dead_letter_batch`]; no decoded record belongs to it.
 pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBatch> {
     match table {
-        TableId::Events => serialize(table, &records.iter().filter_map(|r| event_row(r)).collect::<Vec<_>>()),
-        TableId::ChatTurns => serialize(table, &records.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>()),
-        TableId::Preferences => serialize(table, &records.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>()),
+        TableId::Events => events(records),
+        TableId::ChatTurns => chat_turns(records),
+        TableId::Preferences => preferences(records),
         TableId::ImageTextPairs => serialize(table, &records.iter().filter_map(|r| image_row(r)).collect::<Vec<_>>()),
         TableId::QualityScores | TableId::DvaVotes => serialize(
             table,
@@ -144,87 +108,109 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
     }
 }
 
-fn event_row(r: &LakeRecord) -> Option<EventRow<'_>> {
-    let event = r.event()?;
-    Some(EventRow {
-        event_id: event.event_id().to_string(),
-        contributor_id: event.contributor_id(),
-        occurred_at: micros(event.occurred_at()),
-        received_at: micros(r.record.received_at),
-        kafka_topic: &r.record.source.topic,
-        kafka_partition: r.record.source.partition,
-        kafka_offset: r.record.offset.0,
-        payload: String::from_utf8_lossy(&r.record.payload),
-        event_type: event.kind().name(),
-        submitted_by: event.submitted_by(),
-        day: r.day(),
-    })
+/// Every record that holds a submission, with it.
+fn submissions<'a>(records: &[&'a LakeRecord]) -> Vec<(&'a LakeRecord, &'a Event)> {
+    records.iter().filter_map(|r| Some((*r, r.event()?))).collect()
 }
 
-fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
-    let Event::ChatTurn(ChatTurn {
-        event_id,
-        contributor_id,
-        session_id,
-        turn_id,
-        occurred_at,
-        prompt,
-        responses,
-        client,
-        submitted_by,
-        signature,
-    }) = r.event()?
-    else {
-        return None;
+fn events(records: &[&LakeRecord]) -> Result<RecordBatch> {
+    let rows = submissions(records);
+    let payloads: Vec<_> = rows.iter().map(|(r, _)| text(&r.record.payload)).collect();
+    columns::batch(
+        TableId::Events,
+        vec![
+            ("event_id", uuids(&rows, |(_, e)| e.event_id())),
+            ("contributor_id", strings(&rows, |(_, e)| e.contributor_id())),
+            ("occurred_at", times(&rows, |(_, e)| e.occurred_at())),
+            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
+            ("kafka_topic", strings(&rows, |(r, _)| &r.record.source.topic)),
+            ("kafka_partition", int32s(&rows, |(r, _)| r.record.source.partition)),
+            ("kafka_offset", int64s(&rows, |(r, _)| r.record.offset.0)),
+            ("payload", strings(&payloads, |p| p)),
+            ("event_type", strings(&rows, |(_, e)| e.kind().name())),
+            ("submitted_by", optional_strings(&rows, |(_, e)| e.submitted_by())),
+            ("day", days(&rows, |(r, _)| r.record.received_at)),
+        ],
+    )
+}
+
+fn chat_turns(records: &[&LakeRecord]) -> Result<RecordBatch> {
+    let table = TableId::ChatTurns;
+    let rows: Vec<(&LakeRecord, &ChatTurn)> = submissions(records)
+        .into_iter()
+        .filter_map(|(r, e)| match e {
+            Event::ChatTurn(turn) => Some((r, turn)),
+            _ => None,
+        })
+        .collect();
+    let responses = |responses: &[&ModelResponse], fields: &Fields| {
+        let children = vec![
+            ("response_id", strings(responses, |m| &m.response_id)),
+            ("model", strings(responses, |m| &m.model)),
+            ("text", strings(responses, |m| &m.text)),
+            ("latency_ms", optional_int64s(responses, |m| m.latency_ms.map(i64::from))),
+        ];
+        columns::structs(table, fields, children, None)
     };
-    Some(ChatTurnRow {
-        event_id: event_id.to_string(),
-        contributor_id,
-        session_id: session_id.as_deref(),
-        turn_id,
-        occurred_at: micros(*occurred_at),
-        received_at: micros(r.record.received_at),
-        prompt,
-        responses,
-        client: client.as_ref(),
-        submitted_by: submitted_by.as_deref(),
-        signature: signature.as_deref(),
-        day: r.day(),
-    })
+    let client =
+        |f: fn(&ClientInfo) -> Option<&str>| optional_strings(&rows, move |(_, t)| t.client.as_ref().and_then(f));
+    let clients = vec![
+        ("app", client(|c| c.app.as_deref())),
+        ("version", client(|c| c.version.as_deref())),
+        ("locale", client(|c| c.locale.as_deref())),
+    ];
+    let present = rows.iter().map(|(_, t)| t.client.is_some()).collect();
+    columns::batch(
+        table,
+        vec![
+            ("event_id", uuids(&rows, |(_, t)| t.event_id)),
+            ("contributor_id", strings(&rows, |(_, t)| &t.contributor_id)),
+            ("session_id", optional_strings(&rows, |(_, t)| t.session_id.as_deref())),
+            ("turn_id", strings(&rows, |(_, t)| &t.turn_id)),
+            ("occurred_at", times(&rows, |(_, t)| t.occurred_at)),
+            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
+            ("prompt", strings(&rows, |(_, t)| &t.prompt)),
+            ("responses", columns::lists(table, "responses", &rows, |(_, t)| &t.responses, responses)?),
+            ("client", columns::structs(table, &columns::struct_fields(table, "client")?, clients, Some(present))?),
+            ("submitted_by", optional_strings(&rows, |(_, t)| t.submitted_by.as_deref())),
+            ("signature", optional_strings(&rows, |(_, t)| t.signature.as_deref())),
+            ("day", days(&rows, |(r, _)| r.record.received_at)),
+        ],
+    )
 }
 
-fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
-    let Event::Preference(p) = r.event()? else { return None };
-    let Preference {
-        event_id,
-        contributor_id,
-        session_id,
-        turn_id,
-        occurred_at,
-        chosen_response_id,
-        rejected_response_ids,
-        all_bad,
-        rating,
-        reason,
-        submitted_by,
-        signature,
-    } = p;
-    Some(PreferenceRow {
-        event_id: event_id.to_string(),
-        contributor_id,
-        session_id: session_id.as_deref(),
-        turn_id,
-        occurred_at: micros(*occurred_at),
-        received_at: micros(r.record.received_at),
-        chosen_response_id: chosen_response_id.as_deref(),
-        rejected_response_ids,
-        all_bad: *all_bad,
-        rating: *rating,
-        reason: reason.as_deref(),
-        submitted_by: submitted_by.as_deref(),
-        signature: signature.as_deref(),
-        day: r.day(),
-    })
+fn preferences(records: &[&LakeRecord]) -> Result<RecordBatch> {
+    let table = TableId::Preferences;
+    let rows: Vec<(&LakeRecord, &Preference)> = submissions(records)
+        .into_iter()
+        .filter_map(|(r, e)| match e {
+            Event::Preference(p) => Some((r, p)),
+            _ => None,
+        })
+        .collect();
+    let ids = |ids: &[&String], _: &Fields| Ok(strings(ids, |id| id.as_str()));
+    columns::batch(
+        table,
+        vec![
+            ("event_id", uuids(&rows, |(_, p)| p.event_id)),
+            ("contributor_id", strings(&rows, |(_, p)| &p.contributor_id)),
+            ("session_id", optional_strings(&rows, |(_, p)| p.session_id.as_deref())),
+            ("turn_id", strings(&rows, |(_, p)| &p.turn_id)),
+            ("occurred_at", times(&rows, |(_, p)| p.occurred_at)),
+            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
+            ("chosen_response_id", optional_strings(&rows, |(_, p)| p.chosen_response_id.as_deref())),
+            (
+                "rejected_response_ids",
+                columns::lists(table, "rejected_response_ids", &rows, |(_, p)| &p.rejected_response_ids, ids)?,
+            ),
+            ("all_bad", bools(&rows, |(_, p)| p.all_bad)),
+            ("rating", optional_int32s(&rows, |(_, p)| p.rating.map(i32::from))),
+            ("reason", optional_strings(&rows, |(_, p)| p.reason.as_deref())),
+            ("submitted_by", optional_strings(&rows, |(_, p)| p.submitted_by.as_deref())),
+            ("signature", optional_strings(&rows, |(_, p)| p.signature.as_deref())),
+            ("day", days(&rows, |(r, _)| r.record.received_at)),
+        ],
+    )
 }
 
 fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
@@ -328,7 +314,7 @@ fn market_row(r: &LakeRecord) -> Option<MarketEventRow<'_>> {
         received_at: micros(r.record.received_at),
         kafka_partition: r.record.source.partition,
         kafka_offset: r.record.offset.0,
-        payload: String::from_utf8_lossy(&r.record.payload),
+        payload: text(&r.record.payload),
         day: r.day(),
     })
 }
@@ -427,6 +413,188 @@ pub(crate) mod tests {
                 LakeRecord::decode(Feed::Intake(kind), record, &Limits::default()).expect("workload events are valid")
             })
             .collect()
+    }
+
+    // The serde rows the column builders of `events`, `chat_turns` and `preferences` replaced:
+    // the reference they must match value for value.
+    #[derive(Serialize)]
+    struct EventRow<'a> {
+        event_id: String,
+        contributor_id: &'a str,
+        occurred_at: i64,
+        received_at: i64,
+        kafka_topic: &'a str,
+        kafka_partition: i32,
+        kafka_offset: i64,
+        payload: std::borrow::Cow<'a, str>,
+        event_type: &'static str,
+        submitted_by: Option<&'a str>,
+        day: String,
+    }
+
+    #[derive(Serialize)]
+    struct ChatTurnRow<'a> {
+        event_id: String,
+        contributor_id: &'a str,
+        session_id: Option<&'a str>,
+        turn_id: &'a str,
+        occurred_at: i64,
+        received_at: i64,
+        prompt: &'a str,
+        responses: &'a [ModelResponse],
+        client: Option<&'a ClientInfo>,
+        submitted_by: Option<&'a str>,
+        signature: Option<&'a str>,
+        day: String,
+    }
+
+    #[derive(Serialize)]
+    struct PreferenceRow<'a> {
+        event_id: String,
+        contributor_id: &'a str,
+        session_id: Option<&'a str>,
+        turn_id: &'a str,
+        occurred_at: i64,
+        received_at: i64,
+        chosen_response_id: Option<&'a str>,
+        rejected_response_ids: &'a [String],
+        all_bad: bool,
+        rating: Option<u8>,
+        reason: Option<&'a str>,
+        submitted_by: Option<&'a str>,
+        signature: Option<&'a str>,
+        day: String,
+    }
+
+    fn event_row(r: &LakeRecord) -> Option<EventRow<'_>> {
+        let event = r.event()?;
+        Some(EventRow {
+            event_id: event.event_id().to_string(),
+            contributor_id: event.contributor_id(),
+            occurred_at: micros(event.occurred_at()),
+            received_at: micros(r.record.received_at),
+            kafka_topic: &r.record.source.topic,
+            kafka_partition: r.record.source.partition,
+            kafka_offset: r.record.offset.0,
+            payload: String::from_utf8_lossy(&r.record.payload),
+            event_type: event.kind().name(),
+            submitted_by: event.submitted_by(),
+            day: r.day(),
+        })
+    }
+
+    fn chat_turn_row(r: &LakeRecord) -> Option<ChatTurnRow<'_>> {
+        let Event::ChatTurn(ChatTurn {
+            event_id,
+            contributor_id,
+            session_id,
+            turn_id,
+            occurred_at,
+            prompt,
+            responses,
+            client,
+            submitted_by,
+            signature,
+        }) = r.event()?
+        else {
+            return None;
+        };
+        Some(ChatTurnRow {
+            event_id: event_id.to_string(),
+            contributor_id,
+            session_id: session_id.as_deref(),
+            turn_id,
+            occurred_at: micros(*occurred_at),
+            received_at: micros(r.record.received_at),
+            prompt,
+            responses,
+            client: client.as_ref(),
+            submitted_by: submitted_by.as_deref(),
+            signature: signature.as_deref(),
+            day: r.day(),
+        })
+    }
+
+    fn preference_row(r: &LakeRecord) -> Option<PreferenceRow<'_>> {
+        let Event::Preference(p) = r.event()? else { return None };
+        let Preference {
+            event_id,
+            contributor_id,
+            session_id,
+            turn_id,
+            occurred_at,
+            chosen_response_id,
+            rejected_response_ids,
+            all_bad,
+            rating,
+            reason,
+            submitted_by,
+            signature,
+        } = p;
+        Some(PreferenceRow {
+            event_id: event_id.to_string(),
+            contributor_id,
+            session_id: session_id.as_deref(),
+            turn_id,
+            occurred_at: micros(*occurred_at),
+            received_at: micros(r.record.received_at),
+            chosen_response_id: chosen_response_id.as_deref(),
+            rejected_response_ids,
+            all_bad: *all_bad,
+            rating: *rating,
+            reason: reason.as_deref(),
+            submitted_by: submitted_by.as_deref(),
+            signature: signature.as_deref(),
+            day: r.day(),
+        })
+    }
+
+    #[test]
+    fn built_columns_match_the_serde_rows_they_replaced() {
+        let mut recs = records(24, 0);
+        for (i, r) in recs.iter_mut().enumerate() {
+            if i % 3 == 0 {
+                r.record.received_at -= chrono::Duration::days(1);
+            }
+            let Body::Submission { event, .. } = &mut r.body else { continue };
+            match event {
+                Event::ChatTurn(t) if i % 2 == 0 => {
+                    (t.client, t.session_id) = (None, None);
+                    (t.submitted_by, t.signature) = (Some("relay-1".into()), Some("c2ln".into()));
+                    t.responses[0].latency_ms = None;
+                }
+                Event::Preference(p) if i % 2 == 0 => {
+                    (p.chosen_response_id, p.rating, p.reason) = (None, None, None);
+                    p.rejected_response_ids.clear();
+                    (p.submitted_by, p.signature) = (Some("relay-1".into()), Some("c2ln".into()));
+                }
+                _ => {}
+            }
+        }
+        let refs: Vec<&LakeRecord> = recs.iter().collect();
+        let built = events(&refs).expect("events");
+        assert_eq!(
+            built,
+            serialize(TableId::Events, &refs.iter().filter_map(|r| event_row(r)).collect::<Vec<_>>()).expect("serde")
+        );
+        let turns = chat_turns(&refs).expect("chat turns");
+        let reference = refs.iter().filter_map(|r| chat_turn_row(r)).collect::<Vec<_>>();
+        assert_eq!(turns, serialize(TableId::ChatTurns, &reference).expect("serde"));
+        let prefs = preferences(&refs).expect("preferences");
+        let reference = refs.iter().filter_map(|r| preference_row(r)).collect::<Vec<_>>();
+        assert_eq!(prefs, serialize(TableId::Preferences, &reference).expect("serde"));
+
+        // The records above cover what the builders treat apart: nulls, empty lists, two days.
+        let nulls = |b: &RecordBatch, c: &str| b.column_by_name(c).expect(c).null_count();
+        assert!(nulls(&turns, "client") > 0 && nulls(&turns, "client") < turns.num_rows());
+        assert!(nulls(&prefs, "chosen_response_id") > 0 && nulls(&prefs, "signature") < prefs.num_rows());
+        let days = built.column_by_name("day").expect("day");
+        let days = days.as_any().downcast_ref::<deltalake::arrow::array::StringArray>().expect("utf8");
+        assert!(days.iter().collect::<std::collections::BTreeSet<_>>().len() == 2, "two days");
+        let rejected = prefs.column_by_name("rejected_response_ids").expect("list");
+        let rejected = rejected.as_any().downcast_ref::<deltalake::arrow::array::ListArray>().expect("list");
+        assert!((0..prefs.num_rows()).any(|i| rejected.value_length(i) == 0));
+        assert!((0..prefs.num_rows()).any(|i| rejected.value_length(i) > 0));
     }
 
     #[test]
