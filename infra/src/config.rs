@@ -150,10 +150,15 @@ pub struct BackgroundConfig {
     /// processing) while intake requests arrive on a saturated machine
     /// ([`crate::foreground`]); on by default.
     pub yield_to_intake: bool,
-    /// The longest they step aside at a time, at most 3 s (the scorer's reordering stops
-    /// waiting for a partition that is behind after 5 s of silence).
+    /// The longest they step aside at a time for intake (what the lake's freshness may lose
+    /// to a burst), at most a minute.
     #[serde(with = "humantime_serde")]
     pub yield_max: Duration,
+    /// The longest the consumers deriving from the log (scorers, DVA) step aside at a time for
+    /// the lake sink's backlog, at most a minute. Their waits do not count that time
+    /// ([`crate::foreground::Clock`]).
+    #[serde(with = "humantime_serde")]
+    pub yield_max_backlog: Duration,
     /// How long they run before they may step aside again.
     #[serde(with = "humantime_serde")]
     pub yield_min_run: Duration,
@@ -168,17 +173,22 @@ impl Default for BackgroundConfig {
             threads: 0,
             yield_to_intake: true,
             yield_max: Duration::from_secs(2),
+            yield_max_backlog: Duration::from_secs(30),
             yield_min_run: Duration::from_millis(500),
             yield_busy: 0.9,
         }
     }
 }
 
+/// The longest a consumer may be told to step aside at a time: longer, it is a stalled one.
+const MAX_ASIDE: Duration = Duration::from_secs(60);
+
 impl BackgroundConfig {
     /// When the consumers step aside for intake; `None` when they never do.
     pub fn yield_policy(&self) -> Option<crate::foreground::YieldPolicy> {
         self.yield_to_intake.then_some(crate::foreground::YieldPolicy {
             max: self.yield_max,
+            max_backlog: self.yield_max_backlog,
             min_run: self.yield_min_run,
             busy: self.yield_busy,
         })
@@ -186,8 +196,10 @@ impl BackgroundConfig {
 
     fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if self.yield_max > Duration::from_secs(3) {
-            problems.push("background.yield_max must be at most 3s".to_string());
+        for (key, max) in [("yield_max", self.yield_max), ("yield_max_backlog", self.yield_max_backlog)] {
+            if max > MAX_ASIDE {
+                problems.push(format!("background.{key} must be at most 1m"));
+            }
         }
         if !(self.yield_busy > 0.0 && self.yield_busy <= 1.0) {
             problems.push("background.yield_busy must be in (0, 1]".to_string());
@@ -1231,7 +1243,9 @@ mod tests {
         cfg.kafka.partitions = 0;
         cfg.query.max_rows = 0;
         cfg.http.addr = SocketAddr::from(([0, 0, 0, 0], 8080));
-        assert_eq!(cfg.problems().len(), 3, "{:?}", cfg.problems());
+        cfg.background.yield_max_backlog = Duration::from_secs(61);
+        assert_eq!(cfg.problems().len(), 4, "{:?}", cfg.problems());
+        assert!(cfg.problems().iter().any(|p| p == "background.yield_max_backlog must be at most 1m"));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! [`YieldPolicy::max`] has passed, then runs for at least [`YieldPolicy::min_run`] before it may
 //! step aside again. Nothing is lost or reordered: a paused partition resumes from the next
 //! record the processor has not seen, and the log holds the rest. The cost is freshness while it
-//! lasts, bounded by `max` at a time.
+//! lasts, bounded by `max` at a time (`max_backlog` for the sink's backlog). A consumer's waits
+//! run on its [`Clock`], which stands still while it is aside.
 //!
 //! A request counts from its arrival until its answer; the sink has a backlog while the
 //! partition it last read holds [`LAKE_BACKLOG`] records or more past what it read (reported
@@ -21,7 +22,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -36,8 +37,11 @@ use crate::Result;
 /// When the consumers step aside, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct YieldPolicy {
-    /// The longest they step aside at a time.
+    /// The longest they step aside at a time for intake.
     pub max: Duration,
+    /// The longest the consumers deriving from the log step aside at a time for the sink's
+    /// backlog.
+    pub max_backlog: Duration,
     /// How long they run before they may step aside again.
     pub min_run: Duration,
     /// The share of the machine's CPU time in use, in (0, 1], from which it counts as saturated.
@@ -66,6 +70,8 @@ pub enum Rank {
 }
 
 impl Rank {
+    const ALL: [Rank; 2] = [Rank::Lake, Rank::Derived];
+
     fn steps_aside(self, aside: Aside) -> bool {
         match self {
             Rank::Lake => aside == Aside::Intake,
@@ -94,7 +100,8 @@ impl YieldPolicy {
     /// The phase after a sample at `now`: what pressed during the sample, and the share of CPU
     /// time the machine used (`None`: unknown, never saturated). Stepped aside, the consumers
     /// follow what presses (intake over with the sink's backlog left: the sink runs again), and
-    /// run again once nothing does or `max` has passed since they stepped aside.
+    /// run again once nothing does or the longest wait for what presses has passed since they
+    /// stepped aside (`max`, or `max_backlog` for the backlog alone).
     fn next(&self, phase: Phase, now: Instant, pressing: Aside, cpu: Option<f64>) -> Phase {
         match phase {
             Phase::Running(since)
@@ -105,12 +112,20 @@ impl YieldPolicy {
                 Phase::Yielding(now, pressing)
             }
             Phase::Yielding(since, _)
-                if pressing == Aside::Nothing || now.saturating_duration_since(since) >= self.max =>
+                if pressing == Aside::Nothing || now.saturating_duration_since(since) >= self.longest(pressing) =>
             {
                 Phase::Running(now)
             }
             Phase::Yielding(since, _) => Phase::Yielding(since, pressing),
             running => running,
+        }
+    }
+
+    /// The longest the consumers step aside at a time for what presses.
+    fn longest(&self, pressing: Aside) -> Duration {
+        match pressing {
+            Aside::Backlog => self.max_backlog,
+            Aside::Nothing | Aside::Intake => self.max,
         }
     }
 }
@@ -139,7 +154,45 @@ pub struct Foreground {
     /// a backlog.
     pressure: Notify,
     aside: watch::Sender<Aside>,
+    /// How long the consumers of each rank have stepped aside, for their [`Clock`]s.
+    aside_time: Mutex<[AsideTime; 2]>,
     metrics: Metrics,
+}
+
+/// How long consumers of one rank have stepped aside: the periods that ended, and since when
+/// they are aside now.
+#[derive(Debug, Clone, Copy, Default)]
+struct AsideTime {
+    ended: Duration,
+    since: Option<Instant>,
+}
+
+impl AsideTime {
+    fn at(&self, now: Instant) -> Duration {
+        self.ended + self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+}
+
+/// A consumer's clock: it stands still while the consumer steps aside. A wait measured on it
+/// (a partition's silence, a ballot's wait for its votes) does not count the time the consumer
+/// was told not to read: what it would have read meanwhile is still in the log. Without a
+/// [`Foreground`] it is the monotonic clock.
+#[derive(Clone)]
+pub struct Clock(Option<(Arc<Foreground>, Rank)>);
+
+impl Clock {
+    /// The clock of a consumer of `rank`.
+    pub fn new(foreground: Option<Arc<Foreground>>, rank: Rank) -> Self {
+        Self(foreground.map(|f| (f, rank)))
+    }
+
+    /// Now, less every moment the consumer has spent aside: never goes back.
+    pub fn now(&self) -> Instant {
+        let now = Instant::now();
+        let Some((foreground, rank)) = &self.0 else { return now };
+        let aside = foreground.aside_time.lock().unwrap_or_else(|p| p.into_inner())[*rank as usize].at(now);
+        now.checked_sub(aside).unwrap_or(now)
+    }
 }
 
 struct Metrics {
@@ -173,6 +226,7 @@ impl Foreground {
             started: Instant::now(),
             pressure: Notify::new(),
             aside: watch::Sender::new(Aside::Nothing),
+            aside_time: Mutex::new([AsideTime::default(); 2]),
             metrics,
         }))
     }
@@ -285,6 +339,16 @@ impl Foreground {
             _ => {}
         }
         let aside = to.aside();
+        let mut times = self.aside_time.lock().unwrap_or_else(|p| p.into_inner());
+        for rank in Rank::ALL {
+            let time = &mut times[rank as usize];
+            match (rank.steps_aside(aside), time.since) {
+                (true, None) => time.since = Some(now),
+                (false, Some(_)) => *time = AsideTime { ended: time.at(now), since: None },
+                _ => {}
+            }
+        }
+        drop(times);
         self.metrics.yielding.set(match aside {
             Aside::Nothing => 0,
             Aside::Backlog => 1,
@@ -337,8 +401,12 @@ impl CpuTimes {
 mod tests {
     use super::*;
 
-    const POLICY: YieldPolicy =
-        YieldPolicy { max: Duration::from_secs(2), min_run: Duration::from_millis(500), busy: 0.9 };
+    const POLICY: YieldPolicy = YieldPolicy {
+        max: Duration::from_secs(2),
+        max_backlog: Duration::from_secs(10),
+        min_run: Duration::from_millis(500),
+        busy: 0.9,
+    };
 
     #[test]
     fn consumers_step_aside_only_under_pressure_on_a_saturated_machine_and_only_for_a_while() {
@@ -363,11 +431,13 @@ mod tests {
         assert_eq!(back, Phase::Running(at(2_600)));
         assert_eq!(POLICY.next(back, at(3_000), intake, Some(1.0)), back);
         assert_eq!(POLICY.next(back, at(3_100), intake, Some(1.0)), Phase::Yielding(at(3_100), intake));
-        // Intake over with the sink's backlog left: the sink runs, the others stay aside within
-        // the same `max`.
+        // Intake over with the sink's backlog left: the sink runs, the others stay aside up to
+        // `max_backlog` from when they stepped aside, or `max` once intake presses again.
         let for_backlog = POLICY.next(yielding, at(1_000), backlog, Some(0.5));
         assert_eq!(for_backlog, Phase::Yielding(at(600), backlog));
-        assert_eq!(POLICY.next(for_backlog, at(2_600), backlog, Some(1.0)), Phase::Running(at(2_600)));
+        assert_eq!(POLICY.next(for_backlog, at(2_600), backlog, Some(1.0)), for_backlog);
+        assert_eq!(POLICY.next(for_backlog, at(10_600), backlog, Some(1.0)), Phase::Running(at(10_600)));
+        assert_eq!(POLICY.next(for_backlog, at(2_600), intake, Some(1.0)), Phase::Running(at(2_600)));
         assert_eq!(POLICY.next(running, at(600), backlog, Some(0.95)), Phase::Yielding(at(600), backlog));
     }
 
@@ -385,6 +455,27 @@ mod tests {
         assert!(!foreground.lake_has_backlog(), "a small lag is no backlog");
         foreground.lake_behind(LAKE_BACKLOG);
         assert!(foreground.lake_has_backlog());
+    }
+
+    #[test]
+    fn a_consumers_clock_stands_still_while_it_is_aside() {
+        let foreground = Foreground::new(POLICY, &Registry::new()).expect("metrics");
+        let derived = Clock::new(Some(foreground.clone()), Rank::Derived);
+        let lake = Clock::new(Some(foreground.clone()), Rank::Lake);
+        let pause = Duration::from_millis(30);
+        let t0 = Instant::now();
+        foreground.enter(Phase::Running(t0), Phase::Yielding(t0, Aside::Backlog), t0);
+        let (d0, l0) = (derived.now(), lake.now());
+        std::thread::sleep(pause);
+        assert_eq!(derived.now(), d0, "aside for the backlog: the derived consumers' clock stops");
+        assert!(lake.now() >= l0 + pause, "the sink's runs on");
+        let t1 = Instant::now();
+        foreground.enter(Phase::Yielding(t0, Aside::Backlog), Phase::Running(t1), t1);
+        std::thread::sleep(pause);
+        let (d1, l1) = (derived.now(), lake.now());
+        assert!(d1 >= d0 + pause, "running again, it moves");
+        assert!(l1.duration_since(d1) >= t1.duration_since(t0), "less the time it was aside");
+        assert!(Clock::new(None, Rank::Derived).now() >= l1, "without a foreground: the monotonic clock");
     }
 
     #[test]
@@ -413,8 +504,12 @@ mod tests {
     }
 
     /// `busy` of the smallest positive share: any machine that ticked at all is saturated.
-    const ALWAYS: YieldPolicy =
-        YieldPolicy { max: Duration::from_secs(30), min_run: Duration::ZERO, busy: f64::MIN_POSITIVE };
+    const ALWAYS: YieldPolicy = YieldPolicy {
+        max: Duration::from_secs(30),
+        max_backlog: Duration::from_secs(30),
+        min_run: Duration::ZERO,
+        busy: f64::MIN_POSITIVE,
+    };
 
     #[tokio::test]
     async fn a_burst_of_requests_on_a_saturated_machine_makes_the_consumers_wait_until_it_ends() {

@@ -57,26 +57,41 @@ pub(crate) async fn run(
     let poller = poller::spawn(sub, tx, stop.clone())?;
     tracing::info!("{name} started");
     let result = async {
+        // An input (or the end of them) that came while records handed over waited their turn.
+        let mut next: Option<Option<Input>> = None;
         loop {
             let wake_at = handler.wake_at();
-            tokio::select! {
-                input = rx.recv() => match input {
-                    None => break,
-                    Some(Input::Records(batch)) => {
-                        // Records already handed over wait too while the consumers step aside.
-                        if let Some((foreground, rank)) = &foreground {
-                            foreground.turn(*rank).await;
-                        }
-                        handler.records(batch).await?
-                    }
-                    Some(Input::Assigned(tps)) => handler.assigned(tps).await?,
-                    Some(Input::Revoked(tps, ack)) => {
-                        let finished = handler.revoked(&tps).await;
-                        let _ = ack.send(());
-                        finished?;
+            let input = match next.take() {
+                Some(input) => input,
+                None => tokio::select! {
+                    input = rx.recv() => input,
+                    () = sleep_until(wake_at) => {
+                        handler.tick().await?;
+                        handler.observe();
+                        continue;
                     }
                 },
-                () = sleep_until(wake_at) => handler.tick().await?,
+            };
+            match input {
+                None => break,
+                Some(Input::Records(batch)) => {
+                    // Records already handed over wait too while the consumers step aside; a
+                    // rebalance meanwhile (the poller's only other input while its partitions
+                    // are paused) ends the wait, so that it never waits for the turn.
+                    if let Some((foreground, rank)) = &foreground {
+                        tokio::select! {
+                            () = foreground.turn(*rank) => {}
+                            input = rx.recv() => next = Some(input),
+                        }
+                    }
+                    handler.records(batch).await?
+                }
+                Some(Input::Assigned(tps)) => handler.assigned(tps).await?,
+                Some(Input::Revoked(tps, ack)) => {
+                    let finished = handler.revoked(&tps).await;
+                    let _ = ack.send(());
+                    finished?;
+                }
             }
             handler.observe();
         }

@@ -22,7 +22,10 @@ use gata_contract::{
     topics::{DVA_VOTES, QUALITY_SCORES},
     {Consensus, Limits, LogRecord, QualityScore, ScoreReason, ValidatorVote, Verdict},
 };
-use gata_infra::config::DvaConfig;
+use gata_infra::{
+    config::DvaConfig,
+    foreground::{Clock, Rank},
+};
 use gata_lakehouse::{Lake, Offset, TopicPartition};
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::time::Instant;
@@ -283,7 +286,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         mac: kafka.record_mac().cloned(),
         membership: Membership::Group,
         tells_behind: false,
-        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Derived)),
+        foreground: foreground.clone().map(|f| (f, Rank::Derived)),
     };
     tracing::info!(replicas = cfg.replicas, tolerance = cfg.tolerance, wait = ?cfg.consensus_wait, "DVA consensus joining its group");
     let run = Run {
@@ -293,6 +296,7 @@ pub async fn run_consensus(ctx: Context, cfg: DvaConfig, thresholds: Thresholds,
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), 1000, done),
         metrics,
         limits,
+        clock: Clock::new(foreground, Rank::Derived),
         next_tick: Instant::now(),
     };
     skeleton::run("DVA consensus", subscription, 1024, stop, run).await
@@ -310,7 +314,9 @@ impl Handler for Run {
                     tracing::warn!(%source, %offset, reason = ?forged, "forged DVA vote; not counted");
                 }
                 Ok(vote) if vote.validator.is_some() => {
-                    if let Some(decision) = self.tally.add(vote, source.clone(), offset, Instant::now()) {
+                    if let Some(decision) =
+                        self.tally.add(vote, source.clone(), offset, Instant::from_std(self.clock.now()))
+                    {
                         self.settle(decision).await?;
                     }
                 }
@@ -331,9 +337,8 @@ impl Handler for Run {
     }
 
     async fn tick(&mut self) -> Result<()> {
-        let now = Instant::now();
-        self.next_tick = now + TICK;
-        for decision in self.tally.expire(now) {
+        self.next_tick = Instant::now() + TICK;
+        for decision in self.tally.expire(Instant::from_std(self.clock.now())) {
             self.settle(decision).await?;
         }
         Ok(())
@@ -357,6 +362,9 @@ struct Run {
     metrics: Metrics,
     limits: Limits,
     /// When ballots past their wait are next looked at.
+    /// The clock of the ballots' waits: it stands still while the consensus steps aside, so
+    /// a ballot is not decided while the votes it waits for wait in the log.
+    clock: Clock,
     next_tick: Instant,
 }
 

@@ -36,7 +36,10 @@ use gata_contract::{
     topics::{QUALITY_SCORES, intake_topic, kind_of_topic},
     {Event, EventKind, Limits, LogPosition, QualityScore, Violation},
 };
-use gata_infra::config::ScoringConfig;
+use gata_infra::{
+    config::ScoringConfig,
+    foreground::{Clock, Rank},
+};
 use gata_lakehouse::{Lake, Offset, TableId, TopicPartition};
 use gata_parallel::{SMALL_ITEMS_PER_THREAD, map_ordered};
 use gata_scoring::{Prepared, SCORER_VERSION, Score, Scorer, ScorerConfig};
@@ -79,8 +82,9 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         mac: kafka.record_mac().cloned(),
         membership: Membership::EveryPartition,
         tells_behind: true,
-        foreground: foreground.map(|f| (f, gata_infra::foreground::Rank::Derived)),
+        foreground: foreground.clone().map(|f| (f, Rank::Derived)),
     };
+    let clock = Clock::new(foreground, Rank::Derived);
     tracing::info!(%group, scorer = SCORER_VERSION, shard = shard.index, shards = shard.count, "scoring processor reading every partition");
     let processor = Processor {
         lake,
@@ -93,7 +97,8 @@ pub async fn run_scoring(ctx: Context, cfg: ScoringConfig, lake: Lake) -> Result
         publisher: Publisher::new(producer, QUALITY_SCORES, kafka.record_mac().cloned(), cfg.publish_window, done),
         limits: limits.for_replay(),
         idle_after: cfg.reorder_window + IDLE_SLACK,
-        last_taken: Instant::now(),
+        last_taken: clock.now(),
+        clock,
         threads: cfg.threads.max(1),
         shard,
         metrics,
@@ -155,8 +160,11 @@ struct Processor {
     limits: Limits,
     /// How long without a record before a parked preference may leave by the wall clock.
     idle_after: Duration,
-    /// When the fold last took a record.
+    /// When the fold last took a record, on `clock`.
     last_taken: Instant,
+    /// The clock of the processor's waits (the reordering window, a partition's silence, the
+    /// catch-up's, idleness): it stands still while the processor steps aside.
+    clock: Clock,
     threads: usize,
     shard: Shard,
     metrics: ScoringMetrics,
@@ -179,14 +187,14 @@ impl Handler for Processor {
         let bronze = self.lake.open(TableId::Events).await?;
         let targets = self.lake.positions(&bronze, TableId::Events, tps.clone()).await?;
         tracing::info!(?tps, ?targets, "rebuilding scorer state from the start of these partitions");
-        self.catch_up.assigned(targets, Instant::now());
+        self.catch_up.assigned(targets, self.clock.now());
         Ok(())
     }
 
     /// Scores what waits on `tps` (their next owner would not know it was taken in here) and
     /// waits until every score is acknowledged.
     async fn revoked(&mut self, tps: &[TopicPartition]) -> Result<()> {
-        let now = Instant::now();
+        let now = self.clock.now();
         self.reorder.revoked(tps);
         for polled in self.catch_up.revoked(tps) {
             self.reorder.push(polled, now);
@@ -205,8 +213,8 @@ impl Handler for Processor {
     /// Moves on what is held: catch-up records past their wait, records past the reordering
     /// window, parked preferences whose turn never came, scores acknowledged.
     async fn tick(&mut self) -> Result<()> {
-        let now = Instant::now();
-        self.next_tick = tokio::time::Instant::from_std(now) + TICK;
+        self.next_tick = tokio::time::Instant::now() + TICK;
+        let now = self.clock.now();
         for polled in self.catch_up.expire(now) {
             self.reorder.push(polled, now);
         }
@@ -222,7 +230,7 @@ impl Handler for Processor {
 
 impl Processor {
     async fn admit(&mut self, polled: Polled) -> Result<()> {
-        let now = Instant::now();
+        let now = self.clock.now();
         for polled in self.catch_up.admit(polled, now) {
             self.reorder.push(polled, now);
         }
@@ -235,7 +243,7 @@ impl Processor {
     /// record is late (a restart on a busy machine), and judging parked preferences then would
     /// judge them without turns that the log holds within their wait, unlike every replay.
     fn idle(&self) -> bool {
-        self.last_taken.elapsed() >= self.idle_after
+        self.clock.now().duration_since(self.last_taken) >= self.idle_after
             && !self.catch_up.replaying()
             && self.catch_up.held() + self.reorder.len() == 0
     }
@@ -309,7 +317,7 @@ impl Processor {
                 return Ok(());
             }
         };
-        self.last_taken = Instant::now();
+        self.last_taken = self.clock.now();
         // Preferences whose wait for their turn ended before this submission was received.
         for waiting in self.parked.release_expired(received_at) {
             self.score_waiting(waiting).await?;

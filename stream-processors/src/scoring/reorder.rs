@@ -13,7 +13,8 @@
 //! last learnt) holds back every record received after that one, until its next record comes:
 //! partitions that are behind are merged by receipt key, as history is ([`super::catch_up`]),
 //! whatever the fetch order. A partition that sends nothing for [`BEHIND_STALL`] no longer holds
-//! the others back.
+//! the others back. The processor measures that on its clock, which stands still while it steps
+//! aside ([`gata_infra::foreground::Clock`]): a paused partition sends nothing, yet is not silent.
 
 use std::{
     cmp::Reverse,
