@@ -19,7 +19,7 @@ use std::{
 use gata_contract::{Limits, topics::Feed};
 use gata_lakehouse::{
     Body, DeadLetter, Lake, LakeRecord, Offset, TableId, TopicPartition,
-    deltalake::{DeltaTable, arrow::record_batch::RecordBatch},
+    deltalake::DeltaTable,
     rows::{dead_letter_batch, record_batch},
 };
 use rdkafka::producer::FutureProducer;
@@ -103,20 +103,6 @@ impl TableState {
         }
         Ok(())
     }
-}
-
-/// One table's part of a flush, ready to commit.
-struct Staged {
-    id: TableId,
-    /// The table as it stood before the commit, and its version.
-    table: DeltaTable,
-    before: Option<u64>,
-    rows: usize,
-    positions: BTreeMap<TopicPartition, Offset>,
-    /// Silver only: the event ids the batch adds.
-    batch_ids: HashSet<uuid::Uuid>,
-    /// Rows left out as already in the table or the batch.
-    duplicates: usize,
 }
 
 pub(crate) struct Writer {
@@ -257,28 +243,8 @@ impl Writer {
             return Ok(());
         }
         let started = Instant::now();
-        let (mut staged, mut batches) = (Vec::new(), Vec::new());
         for id in TableId::ALL {
-            if let Some((table, batch)) = self.stage(id, flush).await? {
-                staged.push(table);
-                batches.push(batch);
-            }
-        }
-        // The tables' files are encoded and committed side by side (delta-rs writes each on a
-        // task of its own); each table's commit is its own, with its own positions.
-        let lake = &self.lake;
-        let appends =
-            staged.iter().zip(batches).map(|(s, batch)| lake.append(s.table.clone(), s.id, batch, &s.positions));
-        let appended = futures::future::join_all(appends).await;
-        let mut failed = None;
-        for (staged, appended) in staged.into_iter().zip(appended) {
-            match appended {
-                Ok(table) => self.land(staged, table).await?,
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        if let Some(e) = failed {
-            return Err(e.into());
+            self.commit_table(id, flush).await?;
         }
         let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
         committed.extend(self.pending_to.iter().map(|(tp, o)| (tp.clone(), *o)));
@@ -294,19 +260,19 @@ impl Writer {
         Ok(())
     }
 
-    /// What `id` must commit of the buffered rows: those it does not have yet, with its new
-    /// positions (and those of flushes it skipped). A routine flush that brings `id` no rows
-    /// skips it, up to [`DEFERRED_EMPTY_COMMITS`] times in a row.
-    async fn stage(&mut self, id: TableId, flush: Flush) -> Result<Option<(Staged, RecordBatch)>> {
+    /// Writes the buffered rows that `id` does not have yet, with its new positions (and those
+    /// of flushes it skipped). A routine flush that brings `id` no rows skips it, up to
+    /// [`DEFERRED_EMPTY_COMMITS`] times in a row.
+    async fn commit_table(&mut self, id: TableId, flush: Flush) -> Result<()> {
         let state = self.tables.get_mut(&id).expect("every table is opened");
         if !state.has_work(id, &self.pending_to, flush) {
-            return Ok(None);
+            return Ok(());
         }
         let before = state.table.version();
         if self.lake.catch_up(&mut state.table, id).await? {
             state.absorb(&self.lake, id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
             if !state.has_work(id, &self.pending_to, flush) {
-                return Ok(None);
+                return Ok(());
             }
         }
         let fresh = state.fresh(id, &self.pending_to);
@@ -340,30 +306,24 @@ impl Writer {
                 .collect();
             record_batch(id, &rows)?
         };
-        let rows = batch.num_rows();
-        if rows == 0 && flush == Flush::Routine && state.deferred_flushes < DEFERRED_EMPTY_COMMITS {
+        let n = batch.num_rows();
+        if n == 0 && flush == Flush::Routine && state.deferred_flushes < DEFERRED_EMPTY_COMMITS {
             state.deferred.extend(fresh);
             state.deferred_flushes += 1;
-            return Ok(None);
+            return Ok(());
         }
         let mut positions = std::mem::take(&mut state.deferred);
         positions.extend(fresh);
         state.deferred_flushes = 0;
-        let table = state.table.clone();
-        Ok(Some((Staged { id, before: table.version(), table, rows, positions, batch_ids, duplicates }, batch)))
-    }
-
-    /// Takes in `table`, the version of `staged.id` that its commit made.
-    async fn land(&mut self, staged: Staged, table: DeltaTable) -> Result<()> {
-        let Staged { id, before, positions, batch_ids, duplicates, rows, .. } = staged;
-        tracing::info!(table = id.name(), version = ?table.version(), rows, ?positions, "committed");
+        let before = state.table.version();
+        let table = self.lake.append(state.table.clone(), id, batch, &positions).await?;
+        tracing::info!(table = id.name(), version = ?table.version(), rows = n, ?positions, "committed");
         let others_committed = table.version() != before.map(|v| v + 1);
         if table.version().is_some_and(|v| v % self.checkpoint_interval == 0)
             && let Err(e) = self.lake.checkpoint(&table, id).await
         {
             tracing::warn!(table = id.name(), error = %e, "checkpoint failed; readers replay the log instead");
         }
-        let state = self.tables.get_mut(&id).expect("every table is opened");
         state.table = table;
         state.positions.extend(positions);
         state.seen.extend(batch_ids);
@@ -371,7 +331,7 @@ impl Writer {
             state.absorb(&self.lake, id, self.assigned.iter().chain(self.pending_to.keys()), before).await?;
         }
         self.metrics.duplicates.inc_by(duplicates as u64);
-        self.metrics.rows.with_label_values(&[id.name()]).inc_by(rows as u64);
+        self.metrics.rows.with_label_values(&[id.name()]).inc_by(n as u64);
         self.metrics.commits.with_label_values(&[id.name()]).inc();
         Ok(())
     }
