@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use deltalake::arrow::record_batch::RecordBatch;
-use gata_contract::{ChatTurn, ClientInfo, Event, MarketAction, ModelResponse, Preference, ScoreReason, ValidatorVote};
+use gata_contract::{ClientInfo, Event, MarketAction, ModelResponse, ScoreReason, ValidatorVote};
 use serde::Serialize;
 
 use crate::columns::{
@@ -108,41 +108,56 @@ pub fn record_batch(table: TableId, records: &[&LakeRecord]) -> Result<RecordBat
     }
 }
 
-/// Every record that holds a submission, with it.
-fn submissions<'a>(records: &[&'a LakeRecord]) -> Vec<(&'a LakeRecord, &'a Event)> {
-    records.iter().filter_map(|r| Some((*r, r.event()?))).collect()
+/// A record holding a submission, its event, and the part of it a table takes.
+struct Row<'a, T> {
+    record: &'a LakeRecord,
+    event: &'a Event,
+    it: &'a T,
+}
+
+/// The rows of the records whose submission `pick` takes.
+fn rows_of<'a, T>(records: &[&'a LakeRecord], pick: impl Fn(&'a Event) -> Option<&'a T>) -> Vec<Row<'a, T>> {
+    records
+        .iter()
+        .filter_map(|record| {
+            let event = record.event()?;
+            Some(Row { record, event, it: pick(event)? })
+        })
+        .collect()
+}
+
+/// The columns every table of submissions has.
+fn common<T>(rows: &[Row<'_, T>]) -> Vec<columns::Column> {
+    vec![
+        ("event_id", uuids(rows, |r| r.event.event_id())),
+        ("contributor_id", strings(rows, |r| r.event.contributor_id())),
+        ("occurred_at", times(rows, |r| r.event.occurred_at())),
+        ("received_at", times(rows, |r| r.record.record.received_at)),
+        ("submitted_by", optional_strings(rows, |r| r.event.submitted_by())),
+        ("day", days(rows, |r| r.record.record.received_at)),
+    ]
 }
 
 fn events(records: &[&LakeRecord]) -> Result<RecordBatch> {
-    let rows = submissions(records);
-    let payloads: Vec<_> = rows.iter().map(|(r, _)| text(&r.record.payload)).collect();
-    columns::batch(
-        TableId::Events,
-        vec![
-            ("event_id", uuids(&rows, |(_, e)| e.event_id())),
-            ("contributor_id", strings(&rows, |(_, e)| e.contributor_id())),
-            ("occurred_at", times(&rows, |(_, e)| e.occurred_at())),
-            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
-            ("kafka_topic", strings(&rows, |(r, _)| &r.record.source.topic)),
-            ("kafka_partition", int32s(&rows, |(r, _)| r.record.source.partition)),
-            ("kafka_offset", int64s(&rows, |(r, _)| r.record.offset.0)),
-            ("payload", strings(&payloads, |p| p)),
-            ("event_type", strings(&rows, |(_, e)| e.kind().name())),
-            ("submitted_by", optional_strings(&rows, |(_, e)| e.submitted_by())),
-            ("day", days(&rows, |(r, _)| r.record.received_at)),
-        ],
-    )
+    let rows = rows_of(records, Some);
+    let payloads: Vec<_> = rows.iter().map(|r| text(&r.record.record.payload)).collect();
+    let mut columns = common(&rows);
+    columns.extend([
+        ("kafka_topic", strings(&rows, |r| &r.record.record.source.topic)),
+        ("kafka_partition", int32s(&rows, |r| r.record.record.source.partition)),
+        ("kafka_offset", int64s(&rows, |r| r.record.record.offset.0)),
+        ("payload", strings(&payloads, |p| p)),
+        ("event_type", strings(&rows, |r| r.event.kind().name())),
+    ]);
+    columns::batch(TableId::Events, columns)
 }
 
 fn chat_turns(records: &[&LakeRecord]) -> Result<RecordBatch> {
     let table = TableId::ChatTurns;
-    let rows: Vec<(&LakeRecord, &ChatTurn)> = submissions(records)
-        .into_iter()
-        .filter_map(|(r, e)| match e {
-            Event::ChatTurn(turn) => Some((r, turn)),
-            _ => None,
-        })
-        .collect();
+    let rows = rows_of(records, |e| match e {
+        Event::ChatTurn(turn) => Some(turn),
+        _ => None,
+    });
     let responses = |responses: &[&ModelResponse], fields: &Fields| {
         let children = vec![
             ("response_id", strings(responses, |m| &m.response_id)),
@@ -153,64 +168,45 @@ fn chat_turns(records: &[&LakeRecord]) -> Result<RecordBatch> {
         columns::structs(table, fields, children, None)
     };
     let client =
-        |f: fn(&ClientInfo) -> Option<&str>| optional_strings(&rows, move |(_, t)| t.client.as_ref().and_then(f));
+        |f: fn(&ClientInfo) -> Option<&str>| optional_strings(&rows, move |r| r.it.client.as_ref().and_then(f));
     let clients = vec![
         ("app", client(|c| c.app.as_deref())),
         ("version", client(|c| c.version.as_deref())),
         ("locale", client(|c| c.locale.as_deref())),
     ];
-    let present = rows.iter().map(|(_, t)| t.client.is_some()).collect();
-    columns::batch(
-        table,
-        vec![
-            ("event_id", uuids(&rows, |(_, t)| t.event_id)),
-            ("contributor_id", strings(&rows, |(_, t)| &t.contributor_id)),
-            ("session_id", optional_strings(&rows, |(_, t)| t.session_id.as_deref())),
-            ("turn_id", strings(&rows, |(_, t)| &t.turn_id)),
-            ("occurred_at", times(&rows, |(_, t)| t.occurred_at)),
-            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
-            ("prompt", strings(&rows, |(_, t)| &t.prompt)),
-            ("responses", columns::lists(table, "responses", &rows, |(_, t)| &t.responses, responses)?),
-            ("client", columns::structs(table, &columns::struct_fields(table, "client")?, clients, Some(present))?),
-            ("submitted_by", optional_strings(&rows, |(_, t)| t.submitted_by.as_deref())),
-            ("signature", optional_strings(&rows, |(_, t)| t.signature.as_deref())),
-            ("day", days(&rows, |(r, _)| r.record.received_at)),
-        ],
-    )
+    let present = rows.iter().map(|r| r.it.client.is_some()).collect();
+    let mut columns = common(&rows);
+    columns.extend([
+        ("session_id", optional_strings(&rows, |r| r.it.session_id.as_deref())),
+        ("turn_id", strings(&rows, |r| &r.it.turn_id)),
+        ("prompt", strings(&rows, |r| &r.it.prompt)),
+        ("responses", columns::lists(table, "responses", &rows, |r| &r.it.responses, responses)?),
+        ("client", columns::structs(table, &columns::struct_fields(table, "client")?, clients, Some(present))?),
+        ("signature", optional_strings(&rows, |r| r.it.signature.as_deref())),
+    ]);
+    columns::batch(table, columns)
 }
 
 fn preferences(records: &[&LakeRecord]) -> Result<RecordBatch> {
     let table = TableId::Preferences;
-    let rows: Vec<(&LakeRecord, &Preference)> = submissions(records)
-        .into_iter()
-        .filter_map(|(r, e)| match e {
-            Event::Preference(p) => Some((r, p)),
-            _ => None,
-        })
-        .collect();
+    let rows = rows_of(records, |e| match e {
+        Event::Preference(p) => Some(p),
+        _ => None,
+    });
     let ids = |ids: &[&String], _: &Fields| Ok(strings(ids, |id| id.as_str()));
-    columns::batch(
-        table,
-        vec![
-            ("event_id", uuids(&rows, |(_, p)| p.event_id)),
-            ("contributor_id", strings(&rows, |(_, p)| &p.contributor_id)),
-            ("session_id", optional_strings(&rows, |(_, p)| p.session_id.as_deref())),
-            ("turn_id", strings(&rows, |(_, p)| &p.turn_id)),
-            ("occurred_at", times(&rows, |(_, p)| p.occurred_at)),
-            ("received_at", times(&rows, |(r, _)| r.record.received_at)),
-            ("chosen_response_id", optional_strings(&rows, |(_, p)| p.chosen_response_id.as_deref())),
-            (
-                "rejected_response_ids",
-                columns::lists(table, "rejected_response_ids", &rows, |(_, p)| &p.rejected_response_ids, ids)?,
-            ),
-            ("all_bad", bools(&rows, |(_, p)| p.all_bad)),
-            ("rating", optional_int32s(&rows, |(_, p)| p.rating.map(i32::from))),
-            ("reason", optional_strings(&rows, |(_, p)| p.reason.as_deref())),
-            ("submitted_by", optional_strings(&rows, |(_, p)| p.submitted_by.as_deref())),
-            ("signature", optional_strings(&rows, |(_, p)| p.signature.as_deref())),
-            ("day", days(&rows, |(r, _)| r.record.received_at)),
-        ],
-    )
+    let rejected = columns::lists(table, "rejected_response_ids", &rows, |r| &r.it.rejected_response_ids, ids)?;
+    let mut columns = common(&rows);
+    columns.extend([
+        ("session_id", optional_strings(&rows, |r| r.it.session_id.as_deref())),
+        ("turn_id", strings(&rows, |r| &r.it.turn_id)),
+        ("chosen_response_id", optional_strings(&rows, |r| r.it.chosen_response_id.as_deref())),
+        ("rejected_response_ids", rejected),
+        ("all_bad", bools(&rows, |r| r.it.all_bad)),
+        ("rating", optional_int32s(&rows, |r| r.it.rating.map(i32::from))),
+        ("reason", optional_strings(&rows, |r| r.it.reason.as_deref())),
+        ("signature", optional_strings(&rows, |r| r.it.signature.as_deref())),
+    ]);
+    columns::batch(table, columns)
 }
 
 fn image_row(r: &LakeRecord) -> Option<ImageTextPairRow<'_>> {
@@ -394,6 +390,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::{Offset, TopicPartition};
     use gata_contract::topics::intake_topic;
+    use gata_contract::{ChatTurn, Preference};
     use gata_infra::workload::Workload;
 
     /// Decoded records of a seeded workload, as the sink would see them.
