@@ -385,12 +385,11 @@ fn score_row(r: &LakeRecord) -> Option<QualityScoreRow<'_>> {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use gata_contract::{Limits, LogRecord, QualityScore, topics::Feed};
+    use gata_contract::{ChatTurn, Limits, LogRecord, Preference, QualityScore, topics::Feed};
 
     use super::*;
     use crate::{Offset, TopicPartition};
     use gata_contract::topics::intake_topic;
-    use gata_contract::{ChatTurn, Preference};
     use gata_infra::workload::Workload;
 
     /// Decoded records of a seeded workload, as the sink would see them.

@@ -361,10 +361,10 @@ struct Run {
     publisher: Publisher,
     metrics: Metrics,
     limits: Limits,
-    /// When ballots past their wait are next looked at.
     /// The clock of the ballots' waits: it stands still while the consensus steps aside, so
     /// a ballot is not decided while the votes it waits for wait in the log.
     clock: Clock,
+    /// When ballots past their wait are next looked at.
     next_tick: Instant,
 }
 
